@@ -7,3 +7,5 @@
 //! # Layout
 //! (filled in as the HTTP core lands; see the core issue.)
 #![forbid(unsafe_code)]
+
+pub mod metrics;
