@@ -8,4 +8,5 @@
 //! (filled in as the HTTP core lands; see the core issue.)
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod metrics;
