@@ -6,4 +6,33 @@
 //! anything about modules: it moves bytes by reference and nothing more.
 //!
 //! # Layout
-//! (filled in as the buffer layer lands; see the ipc issue.)
+//! - [`copied`]: the process-wide counter of body bytes copied in user space.
+//! - `error`: [`Error`], the crate's one error enum.
+//! - `sys`: the audited `unsafe` (mmap, views into a mapping).
+//! - `alloc`: the pool allocator (page runs + sub-page slabs), pure bookkeeping.
+//! - `pool`: [`Pool`] (owned, sealed memfd), [`RemotePool`] (received, read-only).
+//! - `buf`: [`BufMut`] (the owner's builder) and [`Buf`] (immutable slice).
+//! - `agg`: [`Agg`], the buffer aggregate.
+//! - `lease`: lease tables and release queues.
+
+pub mod copied;
+
+mod agg;
+mod alloc;
+mod buf;
+mod channel;
+mod error;
+pub mod frame;
+mod lease;
+mod peer;
+mod pool;
+#[doc(hidden)]
+pub mod probe;
+mod sys;
+
+pub use agg::Agg;
+pub use buf::{Buf, BufMut};
+pub use channel::{Channel, MAX_FDS_PER_FRAME};
+pub use error::{Error, Result};
+pub use peer::{AggDesc, BufDesc, Event, Peer, Wire};
+pub use pool::{MAX_POOL_BYTES, Pool, PoolStats, RemotePool};

@@ -1,0 +1,287 @@
+//! `BufMut`, the owner's builder, and `Buf`, the immutable shared slice it
+//! freezes into.
+
+use std::fmt;
+use std::ops::{Bound, Deref, DerefMut, RangeBounds};
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::pool::Region;
+
+/// Resolves `range` against `len`, or says why it does not fit.
+pub(crate) fn resolve(range: impl RangeBounds<usize>, len: usize) -> Result<(usize, usize)> {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => len,
+    };
+    if start > end || end > len {
+        return Err(Error::RangeOutOfBounds { start, end, len });
+    }
+    Ok((start, end))
+}
+
+/// A writable buffer in a pool this process owns: the only way bytes get into
+/// a pool. Fill it (`Write`, `extend_from_slice`, or `spare_mut` + `advance`
+/// for `read(2)` straight into the pool), then [`freeze`](BufMut::freeze) it.
+///
+/// Writing into a `BufMut` is where data *enters* the pool; a caller that
+/// fills it from another user-space buffer of body bytes should count that
+/// with [`copied::add`](crate::copied::add).
+pub struct BufMut {
+    region: Region,
+    len: usize,
+}
+
+impl BufMut {
+    pub(crate) fn new(region: Region) -> Self {
+        BufMut { region, len: 0 }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing has been written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Total room of the allocation (at least what was asked for).
+    pub fn capacity(&self) -> usize {
+        self.region.cap
+    }
+
+    /// Offset of the buffer's first byte in the pool's memfd.
+    pub fn fd_offset(&self) -> u64 {
+        self.region.base as u64
+    }
+
+    /// The id of the pool the buffer lives in.
+    pub fn pool_id(&self) -> u64 {
+        self.region.shared.id
+    }
+
+    /// Room left after what has been written.
+    pub fn remaining(&self) -> usize {
+        self.region.cap - self.len
+    }
+
+    fn whole_mut(&mut self) -> &mut [u8] {
+        // SAFETY: this BufMut owns the region exclusively: a region reaches a
+        // Buf (or any descriptor) only through `freeze`, which consumes self,
+        // and `&mut self` makes this view unique within the process. The owner's
+        // mapping is writable and the region lies inside it.
+        unsafe {
+            self.region
+                .shared
+                .map
+                .bytes_mut(self.region.base, self.region.cap)
+        }
+    }
+
+    /// The unwritten rest of the allocation, to be filled (for example by
+    /// `read(2)`) and then committed with [`advance`](BufMut::advance). Its
+    /// bytes hold whatever a previous buffer left there.
+    pub fn spare_mut(&mut self) -> &mut [u8] {
+        let len = self.len;
+        &mut self.whole_mut()[len..]
+    }
+
+    /// Marks `n` more bytes of [`spare_mut`](BufMut::spare_mut) as written.
+    pub fn advance(&mut self, n: usize) -> Result<()> {
+        if n > self.remaining() {
+            return Err(Error::RangeOutOfBounds {
+                start: self.len,
+                end: self.len.saturating_add(n),
+                len: self.region.cap,
+            });
+        }
+        self.len += n;
+        Ok(())
+    }
+
+    /// Appends `data`, or fails without writing if it does not fit.
+    pub fn extend_from_slice(&mut self, data: &[u8]) -> Result<()> {
+        if data.len() > self.remaining() {
+            return Err(Error::RangeOutOfBounds {
+                start: self.len,
+                end: self.len.saturating_add(data.len()),
+                len: self.region.cap,
+            });
+        }
+        self.spare_mut()[..data.len()].copy_from_slice(data);
+        self.len += data.len();
+        Ok(())
+    }
+
+    /// Forgets what was written after the first `len` bytes.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Ends writing: the bytes written become an immutable [`Buf`].
+    pub fn freeze(self) -> Buf {
+        let len = self.len;
+        let region = Arc::new(self.region);
+        Buf {
+            start: region.base,
+            len,
+            region,
+        }
+    }
+}
+
+impl Deref for BufMut {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: as in `whole_mut`, the region is exclusively ours; a shared
+        // borrow of self means no mutable view is alive.
+        unsafe { self.region.shared.map.bytes(self.region.base, self.len) }
+    }
+}
+
+impl DerefMut for BufMut {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let len = self.len;
+        &mut self.whole_mut()[..len]
+    }
+}
+
+impl std::io::Write for BufMut {
+    /// Writes what fits; `Ok(0)` once full (so `write_all` fails with `WriteZero`).
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(self.remaining());
+        self.spare_mut()[..n].copy_from_slice(&data[..n]);
+        self.len += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl fmt::Debug for BufMut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufMut")
+            .field("pool", &format_args!("{:#x}", self.region.shared.id))
+            .field("offset", &self.region.base)
+            .field("len", &self.len)
+            .field("capacity", &self.region.cap)
+            .finish()
+    }
+}
+
+/// An immutable, reference-counted slice of a pool: (pool, offset, len,
+/// generation). Cloning and slicing never touch the bytes; the region is freed
+/// (or its lease released) when the last `Buf` into it is dropped.
+#[derive(Clone)]
+pub struct Buf {
+    region: Arc<Region>,
+    start: usize,
+    len: usize,
+}
+
+impl Buf {
+    pub(crate) fn from_region(region: Arc<Region>, start: usize, len: usize) -> Self {
+        Buf { region, start, len }
+    }
+
+    pub(crate) fn region(&self) -> &Arc<Region> {
+        &self.region
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the slice is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: the range lies inside the region (kept by construction and
+        // by `slice`), the region is frozen, and `self.region` keeps both the
+        // region (so it is not freed and rewritten) and the mapping alive.
+        unsafe { self.region.shared.map.bytes(self.start, self.len) }
+    }
+
+    /// A sub-slice sharing the same memory; nothing is copied.
+    pub fn slice(&self, range: impl RangeBounds<usize>) -> Result<Buf> {
+        let (s, e) = resolve(range, self.len)?;
+        Ok(Buf {
+            region: self.region.clone(),
+            start: self.start + s,
+            len: e - s,
+        })
+    }
+
+    /// The id of the pool the bytes live in.
+    pub fn pool_id(&self) -> u64 {
+        self.region.shared.id
+    }
+
+    /// Offset of the first byte in the pool's memfd (for `sendfile` from
+    /// [`fd`](Buf::fd)).
+    pub fn fd_offset(&self) -> u64 {
+        self.start as u64
+    }
+
+    /// The pool's memfd, for `sendfile(sock, buf.fd(), buf.fd_offset(), buf.len())`.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.region.shared.map.fd()
+    }
+
+    /// The generation of the region: (pool, offset, generation) names these
+    /// bytes uniquely, so derived data can be cached under it.
+    pub fn generation(&self) -> u32 {
+        self.region.generation
+    }
+
+    /// Offset of the region (allocation) this slice points into.
+    pub fn region_offset(&self) -> u64 {
+        self.region.base as u64
+    }
+
+    /// Whether `other` is the same bytes of the same region (not just equal bytes).
+    pub fn same_as(&self, other: &Buf) -> bool {
+        Arc::ptr_eq(&self.region, &other.region)
+            && self.start == other.start
+            && self.len == other.len
+    }
+}
+
+impl Deref for Buf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl AsRef<[u8]> for Buf {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl fmt::Debug for Buf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Buf")
+            .field("pool", &format_args!("{:#x}", self.pool_id()))
+            .field("offset", &self.start)
+            .field("len", &self.len)
+            .field("generation", &self.generation())
+            .finish()
+    }
+}

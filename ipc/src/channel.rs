@@ -1,0 +1,234 @@
+//! The blocking unix-socket channel: frames (see [`frame`](crate::frame))
+//! with file descriptors attached by SCM_RIGHTS.
+//!
+//! Descriptors ride on the first byte of the frame they belong to (one
+//! `sendmsg` per frame), so they arrive no later than that frame's header;
+//! received descriptors wait in a queue until the decoded frame claims them.
+//! Any protocol error closes the channel for good: later calls return
+//! [`Error::Closed`].
+
+use std::collections::VecDeque;
+use std::io::{IoSlice, IoSliceMut, Write};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+use nix::errno::Errno;
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::frame::{self, Decoded};
+
+/// Most descriptors one frame may carry.
+pub const MAX_FDS_PER_FRAME: usize = 4;
+/// Most received descriptors waiting for their frame.
+const MAX_QUEUED_FDS: usize = 16;
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A framed, blocking unix-socket channel.
+#[derive(Debug)]
+pub struct Channel {
+    sock: UnixStream,
+    rbuf: Vec<u8>,
+    rpos: usize,
+    rend: usize,
+    fds: VecDeque<OwnedFd>,
+    wbuf: Vec<u8>,
+    max_payload: u32,
+    closed: bool,
+}
+
+impl Channel {
+    /// Wraps a connected stream with the default payload limit.
+    pub fn new(sock: UnixStream) -> Self {
+        Channel::with_max_payload(sock, frame::DEFAULT_MAX_PAYLOAD)
+    }
+
+    /// Wraps a connected stream; frames longer than `max_payload` close it.
+    pub fn with_max_payload(sock: UnixStream, max_payload: u32) -> Self {
+        Channel {
+            sock,
+            rbuf: Vec::new(),
+            rpos: 0,
+            rend: 0,
+            fds: VecDeque::new(),
+            wbuf: Vec::new(),
+            max_payload,
+            closed: false,
+        }
+    }
+
+    /// The socket underneath. Reading or writing it directly bypasses the
+    /// framing; only do so when both sides agreed to (and no frame is buffered).
+    pub fn stream(&self) -> &UnixStream {
+        &self.sock
+    }
+
+    /// Bytes received but not yet decoded.
+    pub fn buffered(&self) -> usize {
+        self.rend - self.rpos
+    }
+
+    /// Whether an error (or the peer) has closed the channel.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    fn fail<T>(&mut self, e: Error) -> Result<T> {
+        self.closed = true;
+        self.fds.clear();
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+        Err(e)
+    }
+
+    /// Sends `msg` as one frame with `fds` attached.
+    pub fn send<T: Serialize>(&mut self, msg: &T, fds: &[BorrowedFd<'_>]) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        if fds.len() > MAX_FDS_PER_FRAME {
+            return Err(Error::TooManyFds);
+        }
+        self.wbuf.clear();
+        frame::encode(msg, &mut self.wbuf, self.max_payload)?;
+        let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+        let mut sent = 0;
+        while sent < self.wbuf.len() {
+            let cmsgs: &[ControlMessage<'_>] = if sent == 0 && !raw.is_empty() {
+                &[ControlMessage::ScmRights(&raw)]
+            } else {
+                &[]
+            };
+            let iov = [IoSlice::new(&self.wbuf[sent..])];
+            match sendmsg::<()>(
+                self.sock.as_raw_fd(),
+                &iov,
+                cmsgs,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Ok(n) => sent += n,
+                Err(Errno::EINTR) => {}
+                Err(e) => return self.fail(Error::from(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Receives the next frame's payload (borrowed until the next call).
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the peer closed between frames; frame errors,
+    /// [`Error::Truncated`] and system errors close the channel.
+    pub fn recv_payload(&mut self) -> Result<&[u8]> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        loop {
+            match frame::decode(&self.rbuf[self.rpos..self.rend], self.max_payload) {
+                Ok(Decoded::Frame { consumed, .. }) => {
+                    let start = self.rpos + frame::HEADER_LEN;
+                    self.rpos += consumed;
+                    return Ok(&self.rbuf[start..self.rpos]);
+                }
+                Ok(Decoded::Incomplete { .. }) => {}
+                Err(e) => return self.fail(e),
+            }
+            match self.fill() {
+                Ok(0) if self.rpos == self.rend => return self.fail(Error::Closed),
+                Ok(0) => {
+                    let have = self.rend - self.rpos;
+                    return self.fail(Error::Truncated { have });
+                }
+                Ok(_) => {}
+                Err(e) => return self.fail(e),
+            }
+        }
+    }
+
+    /// Receives and decodes the next frame.
+    pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T> {
+        let payload = self.recv_payload()?;
+        match frame::decode_payload(payload) {
+            Ok(msg) => Ok(msg),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Takes `n` descriptors that arrived with the frame just received.
+    pub fn take_fds(&mut self, n: usize) -> Result<Vec<OwnedFd>> {
+        if self.fds.len() < n {
+            let available = self.fds.len();
+            return self.fail(Error::MissingFds {
+                needed: n,
+                available,
+            });
+        }
+        Ok(self.fds.drain(..n).collect())
+    }
+
+    /// Marks the channel broken (a higher layer found the peer misbehaving).
+    pub fn close_with(&mut self, e: Error) -> Error {
+        let _ = self.fail::<()>(Error::Closed);
+        e
+    }
+
+    /// Reads what is available into the receive buffer. The buffer grows
+    /// only when it is full of bytes that really arrived (never to a length a
+    /// header claims), and the decoder's limit bounds it.
+    fn fill(&mut self) -> Result<usize> {
+        if self.rpos == self.rend {
+            (self.rpos, self.rend) = (0, 0);
+        } else if self.rpos > 0 {
+            self.rbuf.copy_within(self.rpos..self.rend, 0);
+            (self.rpos, self.rend) = (0, self.rend - self.rpos);
+        }
+        if self.rend == self.rbuf.len() {
+            let grown = (self.rbuf.len() * 2).max(READ_CHUNK);
+            self.rbuf.resize(grown, 0);
+        }
+        let old = self.rend;
+        let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_FRAME]);
+        let res = loop {
+            let mut iov = [IoSliceMut::new(&mut self.rbuf[old..])];
+            match recvmsg::<()>(
+                self.sock.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => break Err(Error::from(e)),
+                Ok(msg) => {
+                    let mut got = Vec::new();
+                    let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
+                    if let Ok(cmsgs) = msg.cmsgs() {
+                        for c in cmsgs {
+                            if let ControlMessageOwned::ScmRights(fds) = c {
+                                got.extend(fds);
+                            }
+                        }
+                    }
+                    break Ok((msg.bytes, got, truncated));
+                }
+            }
+        };
+        let (n, raw_fds, truncated) = res?;
+        self.rend = old + n;
+        for fd in raw_fds {
+            // SAFETY: the kernel just installed this descriptor in our table for
+            // us (SCM_RIGHTS); nothing else owns it, so we take ownership once.
+            self.fds.push_back(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        if truncated || self.fds.len() > MAX_QUEUED_FDS {
+            return Err(Error::TooManyFds);
+        }
+        Ok(n)
+    }
+
+    /// Writes raw bytes, bypassing the framing (see [`stream`](Channel::stream)).
+    pub fn write_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        (&self.sock).write_all(bytes).map_err(Error::from)
+    }
+}

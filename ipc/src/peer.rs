@@ -1,0 +1,361 @@
+//! `Peer`: one process on the other end of a channel, with the pools shared
+//! each way and the leases between them.
+//!
+//! The envelope [`Wire`] carries three kinds of frame: a pool announcement
+//! (its memfd attached), a batch of releases, and an application message `M`
+//! (which embeds [`AggDesc`]s to hand over aggregates). Releases are batched:
+//! dropping an imported buffer only queues its lease; the queue is sent before
+//! this side blocks in [`Peer::recv`], when it reaches the batch size in
+//! [`Peer::send`], or on [`Peer::flush_releases`].
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::agg::Agg;
+use crate::buf::Buf;
+use crate::channel::Channel;
+use crate::error::{Error, Result};
+use crate::lease::{LeaseTable, ReleaseQueue};
+use crate::pool::{Pool, Region, RegionKind, RemotePool, Shared};
+
+/// Names one slice of a pool for another process: (pool, offset, len,
+/// generation), plus the lease that keeps it alive and the offset of the
+/// region (allocation) whose generation it carries. Offsets are absolute in
+/// the pool's memfd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BufDesc {
+    /// Pool id.
+    pub pool: u64,
+    /// Lease id, unique per sending peer.
+    pub lease: u64,
+    /// Offset of the region the slice lies in.
+    pub region: u64,
+    /// Offset of the slice's first byte.
+    pub offset: u64,
+    /// Length of the slice.
+    pub len: u64,
+    /// Generation of the region.
+    pub generation: u32,
+}
+
+/// An aggregate as it travels: its slices' descriptors, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggDesc {
+    /// The slices.
+    pub bufs: Vec<BufDesc>,
+}
+
+impl AggDesc {
+    /// Total length of the described bytes.
+    pub fn len(&self) -> u64 {
+        self.bufs.iter().map(|b| b.len).sum()
+    }
+
+    /// Whether it describes no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.bufs.iter().all(|b| b.len == 0)
+    }
+}
+
+/// The frame payload envelope.
+#[derive(Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Wire<M> {
+    /// A pool is shared; its memfd is the one descriptor attached to this frame.
+    SharePool {
+        /// Pool id (also in the memfd's header).
+        pool: u64,
+        /// Size of the memfd.
+        size: u64,
+    },
+    /// The sender is done with these leases.
+    Release {
+        /// Lease ids.
+        leases: Vec<u64>,
+    },
+    /// An application message.
+    Msg(M),
+}
+
+/// What [`Peer::recv_event`] saw.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<M> {
+    /// An application message.
+    Message(M),
+    /// The peer shared a pool (checked and mapped read-only).
+    PoolShared(RemotePool),
+    /// The peer released this many leases.
+    Released(usize),
+}
+
+/// One connected process: the channel to it, the pools shared each way and
+/// the leases each side holds. When the channel closes (the peer died, hung up
+/// or misbehaved), every lease it held is reclaimed.
+#[derive(Debug)]
+pub struct Peer<M> {
+    chan: Channel,
+    leases: LeaseTable,
+    given: HashMap<u64, Pool>,
+    remote: HashMap<u64, RemotePool>,
+    releases: Arc<ReleaseQueue>,
+    release_batch: usize,
+    _msg: PhantomData<fn(M) -> M>,
+}
+
+impl<M: Serialize + DeserializeOwned> Peer<M> {
+    /// A peer over a connected unix stream socket.
+    pub fn new(sock: UnixStream) -> Self {
+        Peer::with_channel(Channel::new(sock))
+    }
+
+    /// A peer over a channel configured by the caller (payload limit).
+    pub fn with_channel(chan: Channel) -> Self {
+        Peer {
+            chan,
+            leases: LeaseTable::default(),
+            given: HashMap::new(),
+            remote: HashMap::new(),
+            releases: Arc::default(),
+            release_batch: 64,
+            _msg: PhantomData,
+        }
+    }
+
+    /// Sets how many releases [`send`](Peer::send) lets queue up before it
+    /// sends them first (default 64).
+    pub fn set_release_batch(&mut self, n: usize) {
+        self.release_batch = n.max(1);
+    }
+
+    /// The channel (for raw access when both sides agreed to bypass framing).
+    pub fn channel(&mut self) -> &mut Channel {
+        &mut self.chan
+    }
+
+    /// Leases this side granted that the peer still holds.
+    pub fn leases_outstanding(&self) -> usize {
+        self.leases.len()
+    }
+
+    /// Leases of the peer's pools that this side holds.
+    pub fn leases_held(&self) -> usize {
+        self.releases.held()
+    }
+
+    /// Releases queued but not yet sent.
+    pub fn releases_pending(&self) -> usize {
+        self.releases.pending()
+    }
+
+    /// A pool the peer shared with this side.
+    pub fn remote_pool(&self, id: u64) -> Option<&RemotePool> {
+        self.remote.get(&id)
+    }
+
+    fn closed_check<T>(&mut self, r: Result<T>) -> Result<T> {
+        if r.is_err() && self.chan.is_closed() {
+            self.leases.reclaim_all();
+        }
+        r
+    }
+
+    /// Gives the peer read-only access to `pool` (its sealed memfd goes over
+    /// SCM_RIGHTS). Sharing a pool twice is a no-op.
+    pub fn share_pool(&mut self, pool: &Pool) -> Result<()> {
+        if self.given.contains_key(&pool.id()) {
+            return Ok(());
+        }
+        let wire = Wire::<&M>::SharePool {
+            pool: pool.id(),
+            size: pool.memfd_size(),
+        };
+        let r = self.chan.send(&wire, &[pool.fd()]);
+        self.closed_check(r)?;
+        self.given.insert(pool.id(), pool.clone());
+        Ok(())
+    }
+
+    /// Describes `agg` for the peer and grants it one lease per slice: the
+    /// regions stay alive until the peer releases them (or goes away).
+    ///
+    /// # Errors
+    /// [`Error::PoolNotShared`] if a slice lives in a pool the peer was not given.
+    pub fn export(&mut self, agg: &Agg) -> Result<AggDesc> {
+        for b in agg.bufs() {
+            let shared = &b.region().shared;
+            let ok = self
+                .given
+                .get(&shared.id)
+                .is_some_and(|p| Arc::ptr_eq(&p.shared, shared));
+            if !ok {
+                return Err(Error::PoolNotShared { pool: shared.id });
+            }
+        }
+        let bufs = agg
+            .bufs()
+            .iter()
+            .map(|b| BufDesc {
+                pool: b.pool_id(),
+                lease: self.leases.grant(b.region().clone()),
+                region: b.region_offset(),
+                offset: b.fd_offset(),
+                len: b.len() as u64,
+                generation: b.generation(),
+            })
+            .collect();
+        Ok(AggDesc { bufs })
+    }
+
+    /// Turns descriptors from the peer into an aggregate, without copying.
+    /// Descriptors into the peer's pools are checked against the pool's
+    /// bounds and generation table; descriptors into this side's own pools
+    /// must name a lease this side granted and still holds.
+    ///
+    /// # Errors
+    /// [`Error::UnknownPool`], [`Error::DescriptorOutOfRange`],
+    /// [`Error::StaleGeneration`], [`Error::UnknownLease`],
+    /// [`Error::DuplicateLease`].
+    pub fn import(&mut self, desc: &AggDesc) -> Result<Agg> {
+        let mut agg = Agg::new();
+        for d in &desc.bufs {
+            agg.push(self.import_one(d)?);
+        }
+        Ok(agg)
+    }
+
+    fn import_one(&mut self, d: &BufDesc) -> Result<Buf> {
+        if let Some(rp) = self.remote.get(&d.pool) {
+            rp.shared
+                .check_descriptor(d.region, d.offset, d.len, d.generation)?;
+            self.releases.import(d.lease)?;
+            let region = Region {
+                shared: rp.shared.clone(),
+                base: d.region as usize,
+                cap: (d.offset + d.len - d.region) as usize,
+                generation: d.generation,
+                kind: RegionKind::Remote {
+                    lease: d.lease,
+                    releases: self.releases.clone(),
+                },
+            };
+            return Ok(Buf::from_region(
+                Arc::new(region),
+                d.offset as usize,
+                d.len as usize,
+            ));
+        }
+        if self.given.contains_key(&d.pool) {
+            let region = self
+                .leases
+                .get(d.lease)
+                .ok_or(Error::UnknownLease { lease: d.lease })?;
+            if region.shared.id != d.pool || region.base as u64 != d.region {
+                return Err(Error::UnknownLease { lease: d.lease });
+            }
+            if region.generation != d.generation {
+                return Err(Error::StaleGeneration {
+                    pool: d.pool,
+                    offset: d.region,
+                    found: d.generation,
+                    current: region.generation,
+                });
+            }
+            let end = d.offset.checked_add(d.len);
+            if d.offset < d.region || end.is_none_or(|e| e > d.region + region.cap as u64) {
+                return Err(Error::DescriptorOutOfRange {
+                    pool: d.pool,
+                    offset: d.offset,
+                    len: d.len,
+                });
+            }
+            return Ok(Buf::from_region(
+                region.clone(),
+                d.offset as usize,
+                d.len as usize,
+            ));
+        }
+        Err(Error::UnknownPool { pool: d.pool })
+    }
+
+    /// Sends an application message (releases queued past the batch size go first).
+    pub fn send(&mut self, msg: &M) -> Result<()> {
+        if self.releases.pending() >= self.release_batch {
+            self.flush_releases()?;
+        }
+        let r = self.chan.send(&Wire::Msg(msg), &[]);
+        self.closed_check(r)
+    }
+
+    /// Sends every queued release in one frame; returns how many.
+    pub fn flush_releases(&mut self) -> Result<usize> {
+        let leases = self.releases.take();
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let n = leases.len();
+        let r = self.chan.send(&Wire::<&M>::Release { leases }, &[]);
+        self.closed_check(r)?;
+        Ok(n)
+    }
+
+    /// Waits for the next application message, handling pool announcements
+    /// and releases on the way. Queued releases are sent before blocking.
+    pub fn recv(&mut self) -> Result<M> {
+        loop {
+            if let Event::Message(m) = self.recv_event()? {
+                return Ok(m);
+            }
+        }
+    }
+
+    /// Waits for the next frame and handles it. Queued releases are sent first.
+    pub fn recv_event(&mut self) -> Result<Event<M>> {
+        self.flush_releases()?;
+        let r = self.recv_event_inner();
+        self.closed_check(r)
+    }
+
+    fn recv_event_inner(&mut self) -> Result<Event<M>> {
+        match self.chan.recv::<Wire<M>>()? {
+            Wire::Msg(m) => Ok(Event::Message(m)),
+            Wire::Release { leases } => {
+                for &lease in &leases {
+                    if let Err(e) = self.leases.release(lease) {
+                        return Err(self.chan.close_with(e));
+                    }
+                }
+                Ok(Event::Released(leases.len()))
+            }
+            Wire::SharePool { pool, size } => {
+                let fd = self.chan.take_fds(1)?.pop().ok_or(Error::MissingFds {
+                    needed: 1,
+                    available: 0,
+                })?;
+                if self.remote.contains_key(&pool) {
+                    return Err(self.chan.close_with(Error::BadPool("pool shared twice")));
+                }
+                let shared = match Shared::open_remote(fd, pool, size) {
+                    Ok(s) => s,
+                    Err(e) => return Err(self.chan.close_with(e)),
+                };
+                let rp = RemotePool {
+                    shared: Arc::new(shared),
+                };
+                self.remote.insert(pool, rp.clone());
+                Ok(Event::PoolShared(rp))
+            }
+        }
+    }
+
+    /// Closes the channel and reclaims every lease the peer held.
+    pub fn close(&mut self) {
+        let _ = self.chan.close_with(Error::Closed);
+        self.leases.reclaim_all();
+    }
+}

@@ -1,0 +1,440 @@
+//! Pools: one sealed memfd arena each, its header and generation table, and
+//! the regions (allocations) that buffers point into.
+//!
+//! Memfd layout (all offsets absolute in the memfd, which is what descriptors
+//! and `sendfile` use):
+//!
+//! | offset | what |
+//! |---|---|
+//! | 0 | magic `IOLITEP1` (u64) |
+//! | 8 | layout version (u64) |
+//! | 16 | pool id (u64) |
+//! | 24 | memfd size (u64) |
+//! | 32 | data offset (u64) |
+//! | 40 | data length (u64) |
+//! | 48 | granule (u64) |
+//! | 64 | generation table: one u32 per granule of the data area |
+//! | data offset | the data area (page-aligned) |
+//!
+//! The owner bumps a region's generation word when it allocates the region
+//! and again when it frees it, so a live region's generation differs from every
+//! generation it had before; receivers read the same word through their
+//! read-only mapping to reject stale descriptors.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use memfd::{FileSeal, MemfdOptions};
+
+use crate::alloc::{Allocator, GRANULE, PAGE};
+use crate::buf::BufMut;
+use crate::error::{Error, Result};
+use crate::lease::ReleaseQueue;
+use crate::sys::Mapping;
+
+const MAGIC: u64 = u64::from_le_bytes(*b"IOLITEP1");
+const LAYOUT_VERSION: u64 = 1;
+const H_MAGIC: usize = 0;
+const H_VERSION: usize = 8;
+const H_ID: usize = 16;
+const H_SIZE: usize = 24;
+const H_DATA_OFF: usize = 32;
+const H_DATA_LEN: usize = 40;
+const H_GRANULE: usize = 48;
+const TABLE_OFF: usize = 64;
+
+/// The seals every shared pool carries.
+pub(crate) const REQUIRED_SEALS: i32 =
+    libc::F_SEAL_FUTURE_WRITE | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+
+/// Largest data area a pool may have (the allocator counts pages in u32 and
+/// the generation table must stay a small fraction of memory).
+pub const MAX_POOL_BYTES: usize = 1 << 40;
+
+fn header_len(data_len: usize) -> usize {
+    (TABLE_OFF + 4 * (data_len / GRANULE)).next_multiple_of(PAGE)
+}
+
+fn new_pool_id() -> u64 {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    (u64::from(std::process::id()) << 32) | u64::from(NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// One mapping of a pool: the owner's (writable, with its allocator) or a
+/// receiver's (read-only).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) id: u64,
+    pub(crate) map: Mapping,
+    pub(crate) data_off: usize,
+    pub(crate) data_len: usize,
+    alloc: Option<Mutex<Allocator>>,
+}
+
+impl Shared {
+    fn generation_word(&self, base: usize) -> &AtomicU32 {
+        self.map
+            .atomic_u32(TABLE_OFF + 4 * ((base - self.data_off) / GRANULE))
+    }
+
+    /// The current generation of the region starting at `base` (absolute).
+    pub(crate) fn generation(&self, base: usize) -> u32 {
+        self.generation_word(base).load(Ordering::Acquire)
+    }
+
+    fn bump_generation(&self, base: usize) -> u32 {
+        let word = self.generation_word(base);
+        let mut next = word.load(Ordering::Relaxed).wrapping_add(1);
+        if next == 0 {
+            next = 1;
+        }
+        word.store(next, Ordering::Release);
+        next
+    }
+
+    fn allocator(&self) -> Option<MutexGuard<'_, Allocator>> {
+        self.alloc
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|poison| poison.into_inner()))
+    }
+
+    /// Checks a descriptor against this mapping: inside the data area, offset
+    /// at or after a granule-aligned base, and the base's generation current.
+    pub(crate) fn check_descriptor(
+        &self,
+        base: u64,
+        offset: u64,
+        len: u64,
+        generation: u32,
+    ) -> Result<()> {
+        let out = || Error::DescriptorOutOfRange {
+            pool: self.id,
+            offset,
+            len,
+        };
+        let (lo, hi) = (self.data_off as u64, (self.data_off + self.data_len) as u64);
+        let end = offset.checked_add(len).ok_or_else(out)?;
+        if base < lo || base >= hi || (base - lo) % GRANULE as u64 != 0 || offset < base || end > hi
+        {
+            return Err(out());
+        }
+        let current = self.generation(base as usize);
+        if current != generation {
+            return Err(Error::StaleGeneration {
+                pool: self.id,
+                offset: base,
+                found: generation,
+                current,
+            });
+        }
+        Ok(())
+    }
+
+    /// Maps a received pool fd read-only after checking its seals, its size
+    /// against the announcement and its header.
+    pub(crate) fn open_remote(fd: OwnedFd, id: u64, size: u64) -> Result<Shared> {
+        let seals = nix::fcntl::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            nix::fcntl::FcntlArg::F_GET_SEALS,
+        )
+        .map_err(|_| Error::MissingSeals { seals: 0 })?;
+        if seals & REQUIRED_SEALS != REQUIRED_SEALS {
+            return Err(Error::MissingSeals { seals });
+        }
+        let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&fd))?;
+        if st.st_size < 0 || st.st_size as u64 != size {
+            return Err(Error::BadPool("memfd size differs from its announcement"));
+        }
+        let size = usize::try_from(size).map_err(|_| Error::BadPool("size"))?;
+        if size < 2 * PAGE || size % PAGE != 0 || size > MAX_POOL_BYTES + header_len(MAX_POOL_BYTES)
+        {
+            return Err(Error::BadPool("memfd size is not a pool size"));
+        }
+        let map = Mapping::new(fd, size, false)?;
+        let word = |off| map.atomic_u64(off).load(Ordering::Acquire);
+        if word(H_MAGIC) != MAGIC || word(H_VERSION) != LAYOUT_VERSION {
+            return Err(Error::BadPool("not an iolite pool"));
+        }
+        if word(H_ID) != id || word(H_SIZE) != size as u64 || word(H_GRANULE) != GRANULE as u64 {
+            return Err(Error::BadPool("header does not match the announcement"));
+        }
+        let data_off =
+            usize::try_from(word(H_DATA_OFF)).map_err(|_| Error::BadPool("data offset"))?;
+        let data_len =
+            usize::try_from(word(H_DATA_LEN)).map_err(|_| Error::BadPool("data length"))?;
+        if data_len == 0
+            || data_len % PAGE != 0
+            || data_off != header_len(data_len)
+            || data_off.checked_add(data_len) != Some(size)
+        {
+            return Err(Error::BadPool("inconsistent layout"));
+        }
+        Ok(Shared {
+            id,
+            map,
+            data_off,
+            data_len,
+            alloc: None,
+        })
+    }
+}
+
+/// What happens when the last `Buf` of a region goes away.
+#[derive(Debug)]
+pub(crate) enum RegionKind {
+    /// Our own pool: free the space.
+    Local,
+    /// Another process's pool: queue a release of this lease.
+    Remote {
+        lease: u64,
+        releases: Arc<ReleaseQueue>,
+    },
+}
+
+/// One allocation, shared by every `Buf` that points into it.
+#[derive(Debug)]
+pub(crate) struct Region {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) base: usize,
+    pub(crate) cap: usize,
+    pub(crate) generation: u32,
+    pub(crate) kind: RegionKind,
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        match &self.kind {
+            RegionKind::Local => {
+                if let Some(mut alloc) = self.shared.allocator() {
+                    self.shared.bump_generation(self.base);
+                    alloc.free(self.base - self.shared.data_off);
+                }
+            }
+            RegionKind::Remote { lease, releases } => releases.release(*lease),
+        }
+    }
+}
+
+/// A pool: one sealed memfd arena that this process owns and writes.
+///
+/// Cheap to clone (all clones are the same pool). Buffers keep the pool's
+/// memory alive, so dropping every `Pool` handle while buffers live is fine.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// A snapshot of a pool's space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Bytes of the data area.
+    pub capacity: usize,
+    /// Bytes taken by live allocations (each rounded up to its slot or pages).
+    pub allocated: usize,
+    /// `capacity - allocated`.
+    pub free: usize,
+    /// Bytes in free whole-page runs (room for large buffers).
+    pub free_pages: usize,
+    /// Number of live allocations.
+    pub live: usize,
+}
+
+impl Pool {
+    /// Creates a pool whose data area holds `capacity` bytes (rounded up to
+    /// whole pages). The memfd is sealed (FUTURE_WRITE, SHRINK, GROW, SEAL)
+    /// before this returns, so its fd can be sent at once.
+    pub fn new(capacity: usize) -> Result<Pool> {
+        Pool::with_name("iolite-pool", capacity)
+    }
+
+    /// As [`Pool::new`], naming the memfd (visible in `/proc/PID/fd`).
+    pub fn with_name(name: &str, capacity: usize) -> Result<Pool> {
+        if capacity == 0 || capacity > MAX_POOL_BYTES {
+            return Err(Error::InvalidConfig(
+                "pool capacity must be 1 byte ..= 1 TiB",
+            ));
+        }
+        if nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            != Some(PAGE as _)
+        {
+            return Err(Error::InvalidConfig("system page size is not 4096"));
+        }
+        let data_len = capacity.next_multiple_of(PAGE);
+        let data_off = header_len(data_len);
+        let size = data_off + data_len;
+        let memfd = MemfdOptions::default()
+            .allow_sealing(true)
+            .close_on_exec(true)
+            .create(name)
+            .map_err(memfd_error)?;
+        memfd.as_file().set_len(size as u64)?;
+        let fd: OwnedFd = memfd.as_file().try_clone()?.into();
+        let map = Mapping::new(fd, size, true)?;
+        for (off, value) in [
+            (H_MAGIC, MAGIC),
+            (H_VERSION, LAYOUT_VERSION),
+            (H_SIZE, size as u64),
+            (H_DATA_OFF, data_off as u64),
+            (H_DATA_LEN, data_len as u64),
+            (H_GRANULE, GRANULE as u64),
+        ] {
+            map.atomic_u64(off).store(value, Ordering::Relaxed);
+        }
+        let id = new_pool_id();
+        map.atomic_u64(H_ID).store(id, Ordering::Release);
+        memfd
+            .add_seals(&[
+                FileSeal::SealFutureWrite,
+                FileSeal::SealShrink,
+                FileSeal::SealGrow,
+                FileSeal::SealSeal,
+            ])
+            .map_err(memfd_error)?;
+        let pages =
+            u32::try_from(data_len / PAGE).map_err(|_| Error::InvalidConfig("too many pages"))?;
+        Ok(Pool {
+            shared: Arc::new(Shared {
+                id,
+                map,
+                data_off,
+                data_len,
+                alloc: Some(Mutex::new(Allocator::new(pages))),
+            }),
+        })
+    }
+
+    /// The pool's id, unique on this host while the pool lives.
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// Bytes of the data area.
+    pub fn capacity(&self) -> usize {
+        self.shared.data_len
+    }
+
+    /// The sealed memfd (for sending to other processes, or as the source of
+    /// `sendfile`: a buffer's [`Buf::fd_offset`](crate::Buf::fd_offset) is its
+    /// position in this file).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.shared.map.fd()
+    }
+
+    /// Size of the memfd (header and data area).
+    pub fn memfd_size(&self) -> u64 {
+        self.shared.map.len() as u64
+    }
+
+    /// Reserves a writable buffer of at least `capacity` bytes. Small requests
+    /// (≤ 2048) share pages in size-class slabs; larger ones get whole pages.
+    ///
+    /// # Errors
+    /// [`Error::PoolExhausted`] when there is no room: the caller backs off.
+    pub fn alloc(&self, capacity: usize) -> Result<BufMut> {
+        let mut alloc = self
+            .shared
+            .allocator()
+            .ok_or(Error::InvalidConfig("not an owned pool"))?;
+        let exhausted = |a: &Allocator| Error::PoolExhausted {
+            requested: capacity,
+            free: a.capacity() - a.allocated(),
+        };
+        if Allocator::rounded(capacity).is_none_or(|r| r > alloc.capacity()) {
+            return Err(exhausted(&alloc));
+        }
+        let (off, cap) = alloc.alloc(capacity).ok_or_else(|| exhausted(&alloc))?;
+        let base = self.shared.data_off + off;
+        let generation = self.shared.bump_generation(base);
+        drop(alloc);
+        Ok(BufMut::new(Region {
+            shared: self.shared.clone(),
+            base,
+            cap,
+            generation,
+            kind: RegionKind::Local,
+        }))
+    }
+
+    /// A snapshot of the pool's space.
+    pub fn stats(&self) -> PoolStats {
+        let Some(a) = self.shared.allocator() else {
+            return PoolStats {
+                capacity: self.capacity(),
+                allocated: 0,
+                free: self.capacity(),
+                free_pages: 0,
+                live: 0,
+            };
+        };
+        PoolStats {
+            capacity: a.capacity(),
+            allocated: a.allocated(),
+            free: a.capacity() - a.allocated(),
+            free_pages: a.free_run_bytes(),
+            live: a.live(),
+        }
+    }
+
+    /// Free bytes of the data area (`stats().free`).
+    pub fn free_bytes(&self) -> usize {
+        self.stats().free
+    }
+}
+
+fn memfd_error(e: memfd::Error) -> Error {
+    let (memfd::Error::Create(e) | memfd::Error::AddSeals(e) | memfd::Error::GetSeals(e)) = e;
+    Error::Io(e)
+}
+
+/// A read-only mapping of a pool another process owns, as received over a
+/// [`Peer`](crate::Peer).
+#[derive(Debug, Clone)]
+pub struct RemotePool {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl RemotePool {
+    /// The pool's id.
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// The received memfd (sealed; checked before mapping).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.shared.map.fd()
+    }
+
+    /// Size of the memfd.
+    pub fn memfd_size(&self) -> u64 {
+        self.shared.map.len() as u64
+    }
+
+    /// Address of the read-only mapping (for tests that probe its protection).
+    pub fn mapping_addr(&self) -> std::ptr::NonNull<u8> {
+        self.shared.map.addr()
+    }
+
+    /// Copies raw bytes at `offset` (absolute in the memfd) with volatile
+    /// reads, published or not. A diagnostic: it counts as copied bytes.
+    pub fn read_raw(&self, offset: usize, len: usize) -> Result<Vec<u8>> {
+        let end = offset.checked_add(len);
+        if end.is_none_or(|e| e > self.shared.map.len()) {
+            return Err(Error::RangeOutOfBounds {
+                start: offset,
+                end: end.unwrap_or(usize::MAX),
+                len: self.shared.map.len(),
+            });
+        }
+        crate::copied::add(len);
+        Ok(self.shared.map.read_volatile(offset, len))
+    }
+}
+
+impl AsFd for Pool {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd()
+    }
+}

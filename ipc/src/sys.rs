@@ -1,0 +1,156 @@
+//! The audited `unsafe` of the crate: mapping a memfd and viewing the mapping.
+//!
+//! Every other module works through [`Mapping`]'s methods. Three invariants
+//! make the views sound, and the callers in `pool.rs` uphold them:
+//! - a `Mapping` is never unmapped while a view of it is alive (views borrow
+//!   the `Mapping`, which lives in an `Arc` held by every buffer);
+//! - bytes of a frozen (published) region are never written by this process
+//!   until the region is freed, which happens only after its last `Buf` is gone;
+//! - a region under construction (a `BufMut`) is reachable from exactly one
+//!   `BufMut`, so its mutable view is unique.
+
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use nix::sys::mman::{MapFlags, ProtFlags};
+
+use crate::error::{Error, Result};
+
+/// One `MAP_SHARED` mapping of a whole memfd, with the fd it maps.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    writable: bool,
+    fd: OwnedFd,
+}
+
+// SAFETY: a Mapping is a raw pointer to shared memory plus an fd. The pointer
+// stays valid until Drop; all access goes through methods whose callers uphold
+// the module invariants (no writes to frozen regions, one writer per
+// unfrozen region), so sharing the Mapping between threads adds no data race
+// that the same accesses from one thread would not have.
+unsafe impl Send for Mapping {}
+// SAFETY: see the `Send` impl above; `&Mapping` only hands out views under the
+// same invariants, and the generation table is accessed through atomics.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps all `len` bytes of `fd` shared, read-write for the owner or
+    /// read-only for a receiver.
+    pub(crate) fn new(fd: OwnedFd, len: usize, writable: bool) -> Result<Self> {
+        let size = NonZeroUsize::new(len).ok_or(Error::BadPool("empty pool"))?;
+        let prot = if writable {
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE
+        } else {
+            ProtFlags::PROT_READ
+        };
+        // SAFETY: we map a fresh region chosen by the kernel (addr = None), so no
+        // existing Rust object is aliased or replaced; the fd is a memfd whose
+        // size the caller has checked (fstat) to be at least `len`, and its
+        // seals forbid shrinking, so accesses below `len` never fault with
+        // SIGBUS.
+        let ptr = unsafe { nix::sys::mman::mmap(None, size, prot, MapFlags::MAP_SHARED, &fd, 0) }?;
+        Ok(Mapping {
+            ptr: ptr.cast(),
+            len,
+            writable,
+            fd,
+        })
+    }
+
+    /// Length of the mapping in bytes (the memfd's size).
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The memfd this mapping maps.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Address of the first byte (for tests that poke at the mapping itself).
+    pub(crate) fn addr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    fn check(&self, off: usize, len: usize) {
+        assert!(
+            off.checked_add(len).is_some_and(|end| end <= self.len),
+            "mapping view {off}+{len} outside 0..{}",
+            self.len
+        );
+    }
+
+    /// A shared view of `off..off + len`.
+    ///
+    /// # Safety
+    /// Nobody in this process writes these bytes while the view is alive (the
+    /// region is frozen, or is the header). Bytes written by another process
+    /// through its own mapping are outside Rust's model; pools are written
+    /// only by their owner, and only before a region is published.
+    pub(crate) unsafe fn bytes(&self, off: usize, len: usize) -> &[u8] {
+        self.check(off, len);
+        // SAFETY: the range is inside the live mapping (checked above), the
+        // memory is initialised (mapped file pages read as their contents or
+        // zero), and the caller guarantees no writer in this process.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(off), len) }
+    }
+
+    /// An exclusive, writable view of `off..off + len`.
+    ///
+    /// # Safety
+    /// The caller owns this range exclusively (an unfrozen region held by one
+    /// `BufMut`) for the lifetime of the view, and the mapping is writable.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn bytes_mut(&self, off: usize, len: usize) -> &mut [u8] {
+        self.check(off, len);
+        assert!(self.writable, "write view of a read-only mapping");
+        // SAFETY: in range and initialised as above; the mapping is PROT_WRITE;
+        // the caller guarantees exclusive access to the range.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(off), len) }
+    }
+
+    /// The naturally aligned `u32` at `off`, for the generation table.
+    pub(crate) fn atomic_u32(&self, off: usize) -> &AtomicU32 {
+        self.check(off, 4);
+        assert!(off % 4 == 0, "unaligned atomic");
+        // SAFETY: in range, 4-aligned (the mapping is page-aligned), valid for
+        // the mapping's lifetime which bounds the returned reference. All
+        // accesses to these words are atomic. On a read-only mapping only
+        // `load` is ever called (atomic loads of at most pointer size are
+        // allowed on read-only memory).
+        unsafe { &*self.ptr.as_ptr().add(off).cast::<AtomicU32>() }
+    }
+
+    /// The naturally aligned `u64` at `off`, for the pool header.
+    pub(crate) fn atomic_u64(&self, off: usize) -> &AtomicU64 {
+        self.check(off, 8);
+        assert!(off % 8 == 0, "unaligned atomic");
+        // SAFETY: as for `atomic_u32`, with 8-byte alignment.
+        unsafe { &*self.ptr.as_ptr().add(off).cast::<AtomicU64>() }
+    }
+
+    /// Copies `off..off + len` with volatile reads: for bytes another process
+    /// may be writing right now (an unpublished region).
+    pub(crate) fn read_volatile(&self, off: usize, len: usize) -> Vec<u8> {
+        self.check(off, len);
+        (0..len)
+            .map(|i| {
+                // SAFETY: in range (checked above) and the mapping is alive; a
+                // volatile read makes no claim that the byte is unchanging.
+                unsafe { self.ptr.as_ptr().add(off + i).read_volatile() }
+            })
+            .collect()
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len are exactly what mmap returned; no view outlives the
+        // Mapping (views borrow it), so nothing can touch the range after this.
+        let _ = unsafe { nix::sys::mman::munmap(self.ptr.cast(), self.len) };
+    }
+}
