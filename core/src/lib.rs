@@ -5,7 +5,16 @@
 //! about other nodes.
 //!
 //! # Layout
-//! (filled in as the HTTP core lands; see the core issue.)
+//! - [`error`]: the crate's one error enum; client-facing variants carry
+//!   their HTTP status.
+//! - [`http`]: the wire format — request-head parser (httparse, limits),
+//!   chunked decoder, target normalization, dates, validators and ranges,
+//!   response-head writer. Pure, allocation-free on the hot path, fuzzed.
+//! - [`metrics`]: process-wide counters and their Prometheus rendering.
 #![forbid(unsafe_code)]
 
+pub mod error;
+pub mod http;
 pub mod metrics;
+
+pub use error::Error;
