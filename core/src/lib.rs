@@ -5,8 +5,36 @@
 //! about other nodes.
 //!
 //! # Layout
-//! (filled in as the HTTP core lands; see the core issue.)
+//! - [`error`]: the crate's one error enum; client-facing variants carry
+//!   their HTTP status.
+//! - [`http`]: the wire format — request-head parser (httparse, limits),
+//!   chunked decoder, target normalization, dates, validators and ranges,
+//!   response-head writer. Pure, allocation-free on the hot path, fuzzed.
+//! - [`phases`]: the request flow — one `process_request` running the
+//!   phases rewrite → access → content; handlers registered once at start-up.
+//! - [`static_files`]: the static file handler (root-confined resolution,
+//!   per-worker path/fd/response-head cache, conditionals, ranges).
+//! - [`response`]: `Response`, `Body` and the one error path.
+//! - [`send`]: the send path (writev of head and memory, sendfile of files).
+//! - [`server`]: `ServerOptions`, listeners, worker threads, shutdown.
+//! - `connection` (private): one connection's loop — keep-alive,
+//!   pipelining, body discarding, timeouts, lingering close.
+//! - `admin` (private): the admin listener, `/metrics` and `/status`.
+//! - [`metrics`]: process-wide counters and their Prometheus rendering.
 #![forbid(unsafe_code)]
 
+mod admin;
 pub mod cache;
+mod connection;
+pub mod error;
+pub mod http;
 pub mod metrics;
+pub mod phases;
+pub mod response;
+pub mod send;
+pub mod server;
+pub mod static_files;
+
+pub use error::Error;
+pub use response::{Body, FileRange, HeaderLines, Response};
+pub use server::{Server, ServerOptions};

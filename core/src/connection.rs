@@ -1,0 +1,309 @@
+//! One client connection: read a head, answer it, repeat (keep-alive and
+//! pipelining — bytes of the next request stay in the buffer). Each request
+//! goes through [`Phases::process_request`]; its body is read and discarded
+//! (no handler of this crate consumes bodies yet), bounded by the body limit.
+//!
+//! The connection never gets out of step: any error that leaves the byte
+//! stream in doubt (bad framing, limits, timeouts) is answered with
+//! `Connection: close` and followed by a lingering close, so the client
+//! reads the error instead of a reset.
+
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::error::Error;
+use crate::http::request::{BodyFraming, Method, RequestHead, Version};
+use crate::http::response::{ConnectionHeader, status_has_body, write_head};
+use crate::http::{ChunkedDecoder, date, parse_head};
+use crate::metrics::Metrics;
+use crate::phases::Phases;
+use crate::response::Response;
+use crate::send::send_response;
+use crate::server::ServerOptions;
+
+/// Free space kept in the read buffer before each read.
+const READ_RESERVE: usize = 4096;
+/// How long, and how many bytes, a closing connection drains the client.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// What one worker shares between its connections.
+#[derive(Debug)]
+pub(crate) struct WorkerCtx {
+    pub phases: Phases,
+    pub metrics: Arc<Metrics>,
+    pub opts: Arc<ServerOptions>,
+}
+
+enum HeadRead {
+    Head(RequestHead),
+    /// The client went away, idled out, or the server is stopping between
+    /// requests: close without a response.
+    Closed,
+    /// Answer with this error, then close.
+    Error(Error),
+}
+
+struct Conn {
+    stream: TcpStream,
+    /// Bytes read and not yet consumed: the current head, then whatever the
+    /// client pipelined after it.
+    buf: Vec<u8>,
+    /// The response head being written.
+    out: Vec<u8>,
+    /// The normalized path of the current request.
+    path: Vec<u8>,
+}
+
+/// Serves `stream` until it closes. Failures are the client's business and
+/// are logged at debug level only.
+pub(crate) async fn serve_connection(
+    stream: TcpStream,
+    ctx: Rc<WorkerCtx>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    ctx.metrics.connection_opened();
+    let mut conn = Conn {
+        stream,
+        buf: Vec::with_capacity(READ_RESERVE),
+        out: Vec::with_capacity(512),
+        path: Vec::with_capacity(128),
+    };
+    if let Err(e) = conn.run(&ctx, &mut shutdown).await {
+        tracing::debug!(error = %e, "connection ended");
+    }
+    ctx.metrics.connection_closed();
+}
+
+impl Conn {
+    async fn run(
+        &mut self,
+        ctx: &WorkerCtx,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> io::Result<()> {
+        let mut first = true;
+        loop {
+            let head = match self.read_head(ctx, first, shutdown).await? {
+                HeadRead::Head(head) => head,
+                HeadRead::Closed => return Ok(()),
+                HeadRead::Error(error) => {
+                    let response = Response::from_error(&error);
+                    self.respond(ctx, &response, false, ConnectionHeader::Close)
+                        .await?;
+                    return self.linger().await;
+                }
+            };
+            first = false;
+            let mut response =
+                ctx.phases
+                    .process_request(&head, &self.buf[..head.head_len], &mut self.path);
+            let mut keep_alive = head.wants_keep_alive() && !response.close;
+            if head.body != BodyFraming::None {
+                let body_buffered = match head.body {
+                    BodyFraming::Length(n) => (self.buf.len() - head.head_len) as u64 >= n,
+                    _ => false,
+                };
+                if head.expect_continue && !body_buffered && response.status >= 300 {
+                    // The client waits for our word before sending the body;
+                    // the final status is that word, and the body never comes
+                    // onto this connection.
+                    keep_alive = false;
+                } else if let Err(error) = self.discard_body(ctx, &head).await {
+                    if let Error::Io(e) = error {
+                        return Err(e);
+                    }
+                    response = Response::from_error(&error);
+                    keep_alive = false;
+                }
+            }
+            if *shutdown.borrow() {
+                keep_alive = false;
+            }
+            let connection = match (keep_alive, head.version) {
+                (false, _) => ConnectionHeader::Close,
+                (true, Version::Http10) => ConnectionHeader::KeepAlive,
+                (true, Version::Http11) => ConnectionHeader::Default,
+            };
+            let head_only = head.method == Method::Head;
+            self.respond(ctx, &response, head_only, connection).await?;
+            if !keep_alive {
+                // Whatever the client sent beyond this request is not read.
+                return self.linger().await;
+            }
+            self.buf.drain(..head.head_len);
+        }
+    }
+
+    /// Writes `response` and counts it.
+    async fn respond(
+        &mut self,
+        ctx: &WorkerCtx,
+        response: &Response,
+        head_only: bool,
+        connection: ConnectionHeader,
+    ) -> io::Result<()> {
+        self.out.clear();
+        let body_len = response.body.len();
+        write_head(
+            &mut self.out,
+            response.status,
+            &date::now(),
+            response.headers.as_bytes(),
+            body_len,
+            connection,
+        );
+        let with_body = !head_only && status_has_body(response.status);
+        let result = send_response(
+            &self.stream,
+            &self.out,
+            &response.body,
+            with_body,
+            ctx.opts.send_timeout,
+        )
+        .await;
+        let sent = *result.as_ref().unwrap_or(&0);
+        ctx.metrics.request_finished(response.status, sent);
+        result.map(drop)
+    }
+
+    /// Reads until a whole head is buffered, the client leaves, a limit or
+    /// the header timeout is hit, or (between requests) the server stops.
+    async fn read_head(
+        &mut self,
+        ctx: &WorkerCtx,
+        first: bool,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> io::Result<HeadRead> {
+        let opts = &ctx.opts;
+        // The first request's clock starts at accept; later ones at their
+        // first byte (until then the keep-alive timeout applies).
+        let mut head_deadline = first.then(|| Instant::now() + opts.header_timeout);
+        loop {
+            if !self.buf.is_empty() {
+                match parse_head(&self.buf, &opts.limits) {
+                    Ok(Some(head)) => return Ok(HeadRead::Head(head)),
+                    Ok(None) => {}
+                    Err(error) => return Ok(HeadRead::Error(error)),
+                }
+                head_deadline.get_or_insert_with(|| Instant::now() + opts.header_timeout);
+            } else if *shutdown.borrow() {
+                return Ok(HeadRead::Closed);
+            }
+            let (deadline, idle) = match head_deadline {
+                Some(d) => (d, false),
+                None => (Instant::now() + opts.keepalive_timeout, true),
+            };
+            if self.buf.capacity() - self.buf.len() < READ_RESERVE / 2 {
+                self.buf.reserve(READ_RESERVE);
+            }
+            let waiting = self.buf.is_empty();
+            let n = tokio::select! {
+                biased;
+                read = self.stream.read_buf(&mut self.buf) => read?,
+                () = tokio::time::sleep_until(deadline) => {
+                    return Ok(if idle && waiting { HeadRead::Closed } else { HeadRead::Error(Error::HeaderTimeout) });
+                }
+                _ = shutdown.changed(), if waiting => return Ok(HeadRead::Closed),
+            };
+            if n == 0 {
+                return Ok(HeadRead::Closed);
+            }
+        }
+    }
+
+    /// Reads the request body after the head and throws it away, sending
+    /// `100 Continue` first if the client waits for it.
+    async fn discard_body(&mut self, ctx: &WorkerCtx, head: &RequestHead) -> Result<(), Error> {
+        let start = head.head_len;
+        let limits = &ctx.opts.limits;
+        let mut continue_sent = !head.expect_continue || head.version == Version::Http10;
+        match head.body {
+            BodyFraming::None => Ok(()),
+            BodyFraming::Length(len) => {
+                if len > limits.max_body {
+                    return Err(Error::BodyTooLarge);
+                }
+                let mut remaining = len;
+                loop {
+                    let take = ((self.buf.len() - start) as u64).min(remaining);
+                    self.buf.drain(start..start + take as usize);
+                    remaining -= take;
+                    if remaining == 0 {
+                        return Ok(());
+                    }
+                    self.send_continue(ctx, &mut continue_sent).await?;
+                    self.read_more(ctx).await?;
+                }
+            }
+            BodyFraming::Chunked => {
+                let mut decoder = ChunkedDecoder::new(limits.max_body);
+                loop {
+                    let progress = decoder.feed(&self.buf[start..], |_| {})?;
+                    self.buf.drain(start..start + progress.consumed);
+                    if progress.done {
+                        return Ok(());
+                    }
+                    self.send_continue(ctx, &mut continue_sent).await?;
+                    self.read_more(ctx).await?;
+                }
+            }
+        }
+    }
+
+    async fn send_continue(&mut self, ctx: &WorkerCtx, sent: &mut bool) -> Result<(), Error> {
+        if !*sent {
+            *sent = true;
+            let body = crate::response::Body::Empty;
+            send_response(
+                &self.stream,
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+                &body,
+                false,
+                ctx.opts.send_timeout,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// One read of body bytes, bounded by the header timeout.
+    async fn read_more(&mut self, ctx: &WorkerCtx) -> Result<(), Error> {
+        if self.buf.capacity() - self.buf.len() < READ_RESERVE / 2 {
+            self.buf.reserve(READ_RESERVE);
+        }
+        match tokio::time::timeout(ctx.opts.header_timeout, self.stream.read_buf(&mut self.buf))
+            .await
+        {
+            Err(_) => Err(Error::HeaderTimeout),
+            Ok(Ok(0)) => Err(Error::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(Error::Io(e)),
+        }
+    }
+
+    /// Half-closes, then drains what the client still sends for a bounded
+    /// time, so that closing does not reset the connection under the last
+    /// response.
+    async fn linger(&mut self) -> io::Result<()> {
+        self.stream.shutdown().await?;
+        let deadline = Instant::now() + LINGER_TIME;
+        let mut drained = 0;
+        loop {
+            self.buf.clear();
+            if self.buf.capacity() < READ_RESERVE {
+                self.buf.reserve(READ_RESERVE);
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Ok(Ok(n)) if n > 0 && drained < LINGER_BYTES => drained += n,
+                _ => return Ok(()),
+            }
+        }
+    }
+}

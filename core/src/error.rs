@@ -1,0 +1,108 @@
+//! The crate's one error type. Every variant that can reach a client carries
+//! its HTTP status ([`Error::status`]); [`Error::side`] says who caused it and
+//! [`Error::retry_safe`] whether repeating the same request could succeed.
+
+use std::io;
+use std::net::SocketAddr;
+
+/// Who caused an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client sent something wrong (4xx).
+    Client,
+    /// The server itself failed or is not built for the request (5xx).
+    Internal,
+}
+
+/// Everything that can go wrong in iolite-core.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A malformed request line, header, body framing or target (400).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// The request target is longer than the limit (414).
+    #[error("request target longer than the limit")]
+    UriTooLong,
+    /// The request head (or a chunked trailer) is larger than the limit (431).
+    #[error("request head larger than the limit")]
+    HeadTooLarge,
+    /// The request body is larger than the limit (413).
+    #[error("request body larger than the limit")]
+    BodyTooLarge,
+    /// The head was not complete before the header timeout (408).
+    #[error("request head not received before the header timeout")]
+    HeaderTimeout,
+    /// An `Expect` other than `100-continue` (417).
+    #[error("unsupported expectation")]
+    ExpectationFailed,
+    /// A known method the resource does not support (405; `Allow: GET, HEAD`).
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// An unknown method or transfer coding (501).
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
+    /// The path would leave the document root or names something that may
+    /// not be served: `..` above the root, an encoded slash or NUL, a symlink
+    /// leading outside the root, a file the server may not read (403).
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// Nothing at that path (404).
+    #[error("not found")]
+    NotFound,
+    /// A `Range` that selects no byte of a representation of `len` bytes (416).
+    #[error("range not satisfiable (representation is {len} bytes)")]
+    RangeNotSatisfiable {
+        /// The representation's length, for `Content-Range: bytes */len`.
+        len: u64,
+    },
+    /// An I/O failure while serving (500).
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    /// A listener could not be set up (start-up only, never sent to a client).
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// A server option is unusable (start-up only).
+    #[error("invalid option: {0}")]
+    Options(String),
+}
+
+impl Error {
+    /// The HTTP status a client receives for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::BadRequest(_) => 400,
+            Error::Forbidden(_) => 403,
+            Error::NotFound => 404,
+            Error::MethodNotAllowed => 405,
+            Error::HeaderTimeout => 408,
+            Error::BodyTooLarge => 413,
+            Error::UriTooLong => 414,
+            Error::RangeNotSatisfiable { .. } => 416,
+            Error::ExpectationFailed => 417,
+            Error::HeadTooLarge => 431,
+            Error::NotImplemented(_) => 501,
+            Error::Io(_) | Error::Listen { .. } | Error::Options(_) => 500,
+        }
+    }
+
+    /// Who caused the error.
+    pub fn side(&self) -> Side {
+        if self.status() < 500 {
+            Side::Client
+        } else {
+            Side::Internal
+        }
+    }
+
+    /// Whether sending the same request again could succeed (only transient
+    /// server-side failures).
+    pub fn retry_safe(&self) -> bool {
+        matches!(self, Error::Io(_) | Error::HeaderTimeout)
+    }
+}

@@ -1,0 +1,14 @@
+//! The HTTP/1.1 wire format: request heads, chunked bodies, targets, dates,
+//! validators and ranges, response heads. Pure functions over byte slices:
+//! no I/O here, so each piece is unit-tested and fuzzed on its own.
+
+pub mod chunked;
+pub mod conditional;
+pub mod date;
+pub mod request;
+pub mod response;
+pub mod target;
+
+pub use chunked::{ChunkedDecoder, Progress};
+pub use request::{BodyFraming, Limits, Method, RequestHead, Span, Version, parse_head};
+pub use response::{ConnectionHeader, write_head};

@@ -1,0 +1,127 @@
+//! The response-head writer: status line, `Server`, `Date`, the caller's
+//! pre-formatted header lines, `Content-Length` and `Connection`, appended
+//! into a reused buffer.
+
+/// The `Connection` header a response carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionHeader {
+    /// None: HTTP/1.1 keeps the connection by default.
+    Default,
+    /// `Connection: keep-alive` (for HTTP/1.0 clients that asked for it).
+    KeepAlive,
+    /// `Connection: close`: this is the last response on the connection.
+    Close,
+}
+
+/// The status line for `status`, CRLF included.
+pub fn status_line(status: u16) -> &'static [u8] {
+    match status {
+        100 => b"HTTP/1.1 100 Continue\r\n",
+        200 => b"HTTP/1.1 200 OK\r\n",
+        204 => b"HTTP/1.1 204 No Content\r\n",
+        206 => b"HTTP/1.1 206 Partial Content\r\n",
+        301 => b"HTTP/1.1 301 Moved Permanently\r\n",
+        304 => b"HTTP/1.1 304 Not Modified\r\n",
+        400 => b"HTTP/1.1 400 Bad Request\r\n",
+        403 => b"HTTP/1.1 403 Forbidden\r\n",
+        404 => b"HTTP/1.1 404 Not Found\r\n",
+        405 => b"HTTP/1.1 405 Method Not Allowed\r\n",
+        408 => b"HTTP/1.1 408 Request Timeout\r\n",
+        413 => b"HTTP/1.1 413 Content Too Large\r\n",
+        414 => b"HTTP/1.1 414 URI Too Long\r\n",
+        416 => b"HTTP/1.1 416 Range Not Satisfiable\r\n",
+        417 => b"HTTP/1.1 417 Expectation Failed\r\n",
+        431 => b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+        501 => b"HTTP/1.1 501 Not Implemented\r\n",
+        503 => b"HTTP/1.1 503 Service Unavailable\r\n",
+        _ => b"HTTP/1.1 500 Internal Server Error\r\n",
+    }
+}
+
+/// Whether a response with this status may carry a body (and so a
+/// `Content-Length`).
+pub fn status_has_body(status: u16) -> bool {
+    !(status < 200 || status == 204 || status == 304)
+}
+
+/// Appends a complete response head to `out`. `lines` are header fields,
+/// each ending in CRLF; `content_length` is omitted for statuses without a
+/// body.
+pub fn write_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    date: &[u8],
+    lines: &[u8],
+    content_length: u64,
+    connection: ConnectionHeader,
+) {
+    out.extend_from_slice(status_line(status));
+    out.extend_from_slice(b"Server: iolite\r\nDate: ");
+    out.extend_from_slice(date);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(lines);
+    if status_has_body(status) {
+        out.extend_from_slice(b"Content-Length: ");
+        push_decimal(out, content_length);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(match connection {
+        ConnectionHeader::Default => b"\r\n".as_slice(),
+        ConnectionHeader::KeepAlive => b"Connection: keep-alive\r\n\r\n",
+        ConnectionHeader::Close => b"Connection: close\r\n\r\n",
+    });
+}
+
+/// Appends `n` in decimal without going through `fmt`.
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_are_exact() {
+        let date = b"Thu, 01 Jan 1970 00:00:00 GMT";
+        let mut out = Vec::new();
+        write_head(
+            &mut out,
+            200,
+            date,
+            b"Content-Type: text/plain\r\n",
+            12,
+            ConnectionHeader::Default,
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nServer: iolite\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\n"
+        );
+        out.clear();
+        write_head(&mut out, 304, date, b"", 99, ConnectionHeader::Close);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 304 Not Modified\r\nServer: iolite\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\nConnection: close\r\n\r\n"
+        );
+        for (n, text) in [
+            (0u64, "0"),
+            (7, "7"),
+            (10, "10"),
+            (u64::MAX, "18446744073709551615"),
+        ] {
+            let mut v = Vec::new();
+            push_decimal(&mut v, n);
+            assert_eq!(v, text.as_bytes());
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The request flow. [`Phases::process_request`] reads top to bottom: check
+//! the method, turn the target into a safe path, then run the phases
+//! rewrite → access → content in order; every failure takes the one error
+//! path, [`Response::from_error`].
+//!
+//! Handlers are registered once, when a worker starts, into a fixed list per
+//! [`Phase`]; each answers [`Outcome::Continue`], [`Outcome::Done`] or
+//! [`Outcome::Declined`].
+
+use crate::error::Error;
+use crate::http::request::{Method, RequestHead, Span};
+use crate::http::target;
+use crate::response::Response;
+
+/// The phases of the request flow, in the order they run. Closed: a new
+/// kind of work fits one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Change the path before anything looks at it (aliases, rewrites).
+    Rewrite,
+    /// Decide whether the request may proceed (rules, limits).
+    Access,
+    /// Produce the response (static files, modules).
+    Content,
+}
+
+impl Phase {
+    /// Every phase, in running order.
+    pub const ALL: [Phase; 3] = [Phase::Rewrite, Phase::Access, Phase::Content];
+}
+
+/// A handler's answer.
+#[derive(Debug)]
+pub enum Outcome {
+    /// This handler did its part: skip the rest of this phase and go to the
+    /// next one. (In the content phase, no next phase: 404.)
+    Continue,
+    /// This request is answered: send this response now.
+    Done(Response),
+    /// Not for this handler: ask the next handler of the same phase.
+    Declined,
+}
+
+/// The request as handlers see it.
+#[derive(Debug)]
+pub struct RequestCtx<'a> {
+    /// The parsed head; its spans index `head_bytes`.
+    pub head: &'a RequestHead,
+    /// The bytes of the request head.
+    pub head_bytes: &'a [u8],
+    /// The percent-decoded, dot-segment-free path (starts with `/`). Rewrite
+    /// handlers may change it; it is never decoded again.
+    pub path: &'a mut Vec<u8>,
+}
+
+impl RequestCtx<'_> {
+    /// The bytes a span of the head names.
+    pub fn get(&self, span: Span) -> &[u8] {
+        span.get(self.head_bytes)
+    }
+
+    /// The request target as sent.
+    pub fn target(&self) -> &[u8] {
+        self.head.target.get(self.head_bytes)
+    }
+}
+
+/// A request handler, registered for one phase.
+pub trait Handler {
+    /// A short name for logs.
+    fn name(&self) -> &'static str;
+
+    /// The phase this handler runs in.
+    fn phase(&self) -> Phase;
+
+    /// Looks at the request. `Declined`: not mine, ask the next handler of
+    /// this phase. `Continue`: done with this phase, go to the next one.
+    /// `Done`: send this response. `Err`: send the error's status. The
+    /// default declines every request.
+    fn handle(&self, req: &mut RequestCtx<'_>) -> Result<Outcome, Error> {
+        let _ = req;
+        Ok(Outcome::Declined)
+    }
+}
+
+/// The handlers of every phase, fixed at start-up.
+#[derive(Default)]
+pub struct Phases {
+    rewrite: Vec<Box<dyn Handler>>,
+    access: Vec<Box<dyn Handler>>,
+    content: Vec<Box<dyn Handler>>,
+}
+
+impl std::fmt::Debug for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |hs: &[Box<dyn Handler>]| hs.iter().map(|h| h.name()).collect::<Vec<_>>();
+        f.debug_struct("Phases")
+            .field("rewrite", &names(&self.rewrite))
+            .field("access", &names(&self.access))
+            .field("content", &names(&self.content))
+            .finish()
+    }
+}
+
+impl Phases {
+    /// No handlers yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `handler` at the end of its phase's list (handlers of a phase run
+    /// in registration order).
+    pub fn register(mut self, handler: Box<dyn Handler>) -> Self {
+        match handler.phase() {
+            Phase::Rewrite => self.rewrite.push(handler),
+            Phase::Access => self.access.push(handler),
+            Phase::Content => self.content.push(handler),
+        }
+        self
+    }
+
+    fn handlers(&self, phase: Phase) -> &[Box<dyn Handler>] {
+        match phase {
+            Phase::Rewrite => &self.rewrite,
+            Phase::Access => &self.access,
+            Phase::Content => &self.content,
+        }
+    }
+
+    /// Answers one request: every outcome, error or not, is a [`Response`].
+    /// `path` is scratch space reused across requests.
+    pub fn process_request(
+        &self,
+        head: &RequestHead,
+        head_bytes: &[u8],
+        path: &mut Vec<u8>,
+    ) -> Response {
+        let mut req = RequestCtx {
+            head,
+            head_bytes,
+            path,
+        };
+        match self.run(&mut req) {
+            Ok(response) => response,
+            Err(error) => Response::from_error(&error),
+        }
+    }
+
+    fn run(&self, req: &mut RequestCtx<'_>) -> Result<Response, Error> {
+        if req.head.method == Method::Unknown {
+            return Err(Error::NotImplemented("unknown method"));
+        }
+        let raw_path = target::target_path(req.head.target.get(req.head_bytes))?;
+        target::normalize(raw_path, req.path)?;
+        for phase in Phase::ALL {
+            if let Some(response) = self.run_phase(phase, req)? {
+                return Ok(response);
+            }
+        }
+        Err(Error::NotFound)
+    }
+
+    fn run_phase(&self, phase: Phase, req: &mut RequestCtx<'_>) -> Result<Option<Response>, Error> {
+        for handler in self.handlers(phase) {
+            match handler.handle(req)? {
+                Outcome::Done(response) => return Ok(Some(response)),
+                Outcome::Continue => return Ok(None),
+                Outcome::Declined => {}
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{Limits, parse_head};
+    use crate::response::{Body, HeaderLines};
+
+    /// Rewrites `/old` to `/new`.
+    struct Rename;
+    impl Handler for Rename {
+        fn name(&self) -> &'static str {
+            "rename"
+        }
+        fn phase(&self) -> Phase {
+            Phase::Rewrite
+        }
+        fn handle(&self, req: &mut RequestCtx<'_>) -> Result<Outcome, Error> {
+            if req.path.as_slice() == b"/old" {
+                *req.path = b"/new".to_vec();
+                return Ok(Outcome::Continue);
+            }
+            Ok(Outcome::Declined)
+        }
+    }
+
+    /// Refuses `/secret`.
+    struct Deny;
+    impl Handler for Deny {
+        fn name(&self) -> &'static str {
+            "deny"
+        }
+        fn phase(&self) -> Phase {
+            Phase::Access
+        }
+        fn handle(&self, req: &mut RequestCtx<'_>) -> Result<Outcome, Error> {
+            if req.path.starts_with(b"/secret") {
+                return Err(Error::Forbidden("rule"));
+            }
+            Ok(Outcome::Declined)
+        }
+    }
+
+    /// Answers `/new` only; echoes nothing else.
+    struct Echo;
+    impl Handler for Echo {
+        fn name(&self) -> &'static str {
+            "echo"
+        }
+        fn phase(&self) -> Phase {
+            Phase::Content
+        }
+        fn handle(&self, req: &mut RequestCtx<'_>) -> Result<Outcome, Error> {
+            if req.path.as_slice() == b"/new" {
+                return Ok(Outcome::Done(Response::new(
+                    200,
+                    HeaderLines::None,
+                    Body::Bytes(req.path.clone()),
+                )));
+            }
+            Ok(Outcome::Declined)
+        }
+    }
+
+    /// Declines everything (the trait's default).
+    struct Nobody;
+    impl Handler for Nobody {
+        fn name(&self) -> &'static str {
+            "nobody"
+        }
+        fn phase(&self) -> Phase {
+            Phase::Content
+        }
+    }
+
+    #[test]
+    fn phases_run_in_order_table() {
+        let phases = Phases::new()
+            .register(Box::new(Nobody))
+            .register(Box::new(Echo))
+            .register(Box::new(Deny))
+            .register(Box::new(Rename));
+        let table: &[(&str, u16)] = &[
+            ("GET /old HTTP/1.0\r\n\r\n", 200),
+            ("GET /new HTTP/1.0\r\n\r\n", 200),
+            ("GET /a/../old HTTP/1.0\r\n\r\n", 200),
+            ("GET /secret HTTP/1.0\r\n\r\n", 403),
+            ("GET /other HTTP/1.0\r\n\r\n", 404),
+            ("GET /../x HTTP/1.0\r\n\r\n", 403),
+            ("GET * HTTP/1.0\r\n\r\n", 400),
+            ("BREW /new HTTP/1.0\r\n\r\n", 501),
+        ];
+        let mut path = Vec::new();
+        for (raw, want) in table {
+            let head = parse_head(raw.as_bytes(), &Limits::default())
+                .unwrap()
+                .unwrap();
+            let response = phases.process_request(&head, raw.as_bytes(), &mut path);
+            assert_eq!(response.status, *want, "{raw}");
+        }
+        assert!(format!("{phases:?}").contains("\"rename\""));
+    }
+}

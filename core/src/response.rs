@@ -1,0 +1,144 @@
+//! What a handler answers: a status, pre-formatted header lines and a
+//! [`Body`] that the send path writes without copying its bytes.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use crate::error::Error;
+
+/// Header fields of a response, each line ending in CRLF. `Server`, `Date`,
+/// `Content-Length` and `Connection` are added by the server and must not be
+/// here. Shared lines let a cached response head go out with no allocation.
+#[derive(Debug, Clone)]
+pub enum HeaderLines {
+    None,
+    Static(&'static [u8]),
+    Shared(Arc<[u8]>),
+    Owned(Vec<u8>),
+}
+
+impl HeaderLines {
+    /// The lines as bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            HeaderLines::None => b"",
+            HeaderLines::Static(b) => b,
+            HeaderLines::Shared(b) => b,
+            HeaderLines::Owned(b) => b,
+        }
+    }
+}
+
+/// A byte range of an open file, sent with `sendfile(2)`.
+#[derive(Debug, Clone)]
+pub struct FileRange {
+    pub file: Arc<File>,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// A response body. No variant is copied on its way out: memory goes out
+/// with the head in one `writev`, file ranges with `sendfile` after it.
+///
+/// The unified cache adds a variant holding an `iolite_ipc::Agg` of memfd
+/// slices; the send path already takes bodies as a sequence of
+/// [`crate::send::Chunk`]s (memory or file range), so each slice of an Agg
+/// becomes a memory chunk (small: batched into the writev) or a file chunk
+/// of the pool's memfd (large: sendfile).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Body {
+    Empty,
+    /// A fixed text (error pages).
+    Static(&'static [u8]),
+    /// Bytes a handler generated (admin pages, redirects).
+    Bytes(Vec<u8>),
+    /// A range of a file.
+    File(FileRange),
+}
+
+impl Body {
+    /// The body's length in bytes: the `Content-Length` it is sent with.
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Empty => 0,
+            Body::Static(b) => b.len() as u64,
+            Body::Bytes(b) => b.len() as u64,
+            Body::File(f) => f.len,
+        }
+    }
+
+    /// Whether the body has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A complete answer to one request.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HeaderLines,
+    pub body: Body,
+    /// Close the connection after this response (the request stream may be
+    /// out of step, or the client asked for it).
+    pub close: bool,
+}
+
+const TEXT: &[u8] = b"Content-Type: text/plain; charset=utf-8\r\n";
+
+impl Response {
+    /// A response with no reason to close the connection.
+    pub fn new(status: u16, headers: HeaderLines, body: Body) -> Self {
+        Response {
+            status,
+            headers,
+            body,
+            close: false,
+        }
+    }
+
+    /// The one error path: the response a client gets for `error`. Errors
+    /// that leave the request stream in doubt (bad framing, limits, timeouts)
+    /// close the connection.
+    pub fn from_error(error: &Error) -> Self {
+        let status = error.status();
+        let headers = match error {
+            Error::MethodNotAllowed => HeaderLines::Static(
+                b"Allow: GET, HEAD\r\nContent-Type: text/plain; charset=utf-8\r\n",
+            ),
+            Error::RangeNotSatisfiable { len } => {
+                let mut lines = b"Content-Range: bytes */".to_vec();
+                crate::http::response::push_decimal(&mut lines, *len);
+                lines.extend_from_slice(b"\r\n");
+                lines.extend_from_slice(TEXT);
+                HeaderLines::Owned(lines)
+            }
+            _ => HeaderLines::Static(TEXT),
+        };
+        let close = matches!(status, 400 | 408 | 413 | 414 | 417 | 431 | 500 | 501);
+        Response {
+            status,
+            headers,
+            body: Body::Static(error_text(status)),
+            close,
+        }
+    }
+}
+
+fn error_text(status: u16) -> &'static [u8] {
+    match status {
+        400 => b"400 Bad Request\n",
+        403 => b"403 Forbidden\n",
+        404 => b"404 Not Found\n",
+        405 => b"405 Method Not Allowed\n",
+        408 => b"408 Request Timeout\n",
+        413 => b"413 Content Too Large\n",
+        414 => b"414 URI Too Long\n",
+        416 => b"416 Range Not Satisfiable\n",
+        417 => b"417 Expectation Failed\n",
+        431 => b"431 Request Header Fields Too Large\n",
+        501 => b"501 Not Implemented\n",
+        _ => b"500 Internal Server Error\n",
+    }
+}

@@ -1,0 +1,458 @@
+//! The static file handler (content phase). Paths are resolved with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)` relative to the root
+//! directory's descriptor, so the kernel itself refuses any path or symlink
+//! that leads outside the root: such paths get 403 and are never opened.
+//! (Where `openat2` is missing, the fallback canonicalizes the path and
+//! checks it stays under the canonical root before opening it with
+//! `O_NOFOLLOW`.) A directory is served by its `index.html`; a directory
+//! named without its trailing slash is redirected (301) to the name with it.
+//!
+//! Per worker it keeps Flash's caches in one map: normalized path → open
+//! file, validators and the pre-formatted response header lines (pathname
+//! translation, open-fd and response-head caches). An entry is trusted for
+//! the `revalidate` interval, then checked again by re-resolving the path and
+//! comparing identity, size and mtime; `0` checks on every request.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+use crate::error::Error;
+use crate::http::conditional::{
+    RangeRequest, if_range_matches, none_match, not_modified_since, parse_range,
+};
+use crate::http::date::format_http_date;
+use crate::http::request::Method;
+use crate::http::response::push_decimal;
+use crate::phases::{Handler, Outcome, Phase, RequestCtx};
+use crate::response::{Body, FileRange, HeaderLines, Response};
+
+/// One served file with everything its response needs.
+#[derive(Debug)]
+struct FileEntry {
+    file: Arc<File>,
+    len: u64,
+    mtime: u64,
+    identity: (u64, u64, i64, i64),
+    etag: Box<[u8]>,
+    /// Content-Type, Last-Modified, ETag, Accept-Ranges.
+    lines_200: Arc<[u8]>,
+    /// Last-Modified and ETag, for 304.
+    validators: Arc<[u8]>,
+    checked: Cell<Instant>,
+}
+
+enum Resolved {
+    File(File),
+    /// A directory named without its trailing slash.
+    Redirect,
+}
+
+/// Serves files under one root directory.
+#[derive(Debug)]
+pub struct StaticFiles {
+    root: Arc<OwnedFd>,
+    root_path: PathBuf,
+    revalidate: Duration,
+    max_entries: usize,
+    cache: RefCell<HashMap<Box<[u8]>, Rc<FileEntry>>>,
+    openat2_works: Cell<bool>,
+}
+
+impl StaticFiles {
+    /// Opens `root` as the document root.
+    pub fn open_root(root: &Path) -> Result<OwnedFd, Error> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_o_directory())
+            .open(root)
+            .map_err(|e| Error::Options(format!("document root {}: {e}", root.display())))?;
+        Ok(file.into())
+    }
+
+    /// A handler serving the directory `root` (opened with
+    /// [`StaticFiles::open_root`] from `root_path`), keeping at most
+    /// `max_entries` files open.
+    pub fn new(
+        root: Arc<OwnedFd>,
+        root_path: PathBuf,
+        revalidate: Duration,
+        max_entries: usize,
+    ) -> Self {
+        StaticFiles {
+            root,
+            root_path,
+            revalidate,
+            max_entries: max_entries.max(1),
+            cache: RefCell::new(HashMap::new()),
+            openat2_works: Cell::new(true),
+        }
+    }
+
+    fn lookup(&self, path: &[u8]) -> Result<Option<Rc<FileEntry>>, Error> {
+        let now = Instant::now();
+        let cached = self.cache.borrow().get(path).cloned();
+        if let Some(entry) = &cached {
+            if now.duration_since(entry.checked.get()) < self.revalidate {
+                return Ok(Some(entry.clone()));
+            }
+        }
+        let file = match self.resolve(path) {
+            Ok(Resolved::File(file)) => file,
+            Ok(Resolved::Redirect) => return Ok(None),
+            Err(e) => {
+                if cached.is_some() {
+                    self.cache.borrow_mut().remove(path);
+                }
+                return Err(e);
+            }
+        };
+        let meta = file.metadata()?;
+        let identity = (meta.dev(), meta.ino(), meta.mtime(), meta.mtime_nsec());
+        if let Some(entry) = cached {
+            if entry.identity == identity && entry.len == meta.len() {
+                entry.checked.set(now);
+                return Ok(Some(entry));
+            }
+        }
+        let entry = Rc::new(FileEntry::new(file, &meta, identity, path, now));
+        let mut cache = self.cache.borrow_mut();
+        if cache.len() >= self.max_entries && !cache.contains_key(path) {
+            // Crude but bounded; the unified cache replaces this map.
+            cache.clear();
+        }
+        cache.insert(path.into(), entry.clone());
+        Ok(Some(entry))
+    }
+
+    fn resolve(&self, path: &[u8]) -> Result<Resolved, Error> {
+        let rel = &path[1..];
+        let dir_syntax = rel.is_empty() || rel.ends_with(b"/");
+        let file = self.open_beneath(if rel.is_empty() { b"." } else { rel })?;
+        let meta = file.metadata()?;
+        if meta.is_file() {
+            return Ok(Resolved::File(file));
+        }
+        if !meta.is_dir() {
+            return Err(Error::Forbidden("not a regular file"));
+        }
+        if !dir_syntax {
+            return Ok(Resolved::Redirect);
+        }
+        let mut index = rel.to_vec();
+        index.extend_from_slice(b"index.html");
+        let file = self.open_beneath(&index)?;
+        if !file.metadata()?.is_file() {
+            return Err(Error::NotFound);
+        }
+        Ok(Resolved::File(file))
+    }
+
+    fn open_beneath(&self, rel: &[u8]) -> Result<File, Error> {
+        if self.openat2_works.get() {
+            let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+            let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+            match rustix::fs::openat2(
+                &*self.root,
+                OsStr::from_bytes(rel),
+                flags,
+                Mode::empty(),
+                resolve,
+            ) {
+                Ok(fd) => return Ok(File::from(fd)),
+                Err(Errno::NOSYS) | Err(Errno::PERM) if self.openat2_works.get() => {
+                    // Kernel older than 5.6, or openat2 filtered by seccomp.
+                    tracing::warn!("openat2 unavailable; falling back to canonicalize-and-check");
+                    self.openat2_works.set(false);
+                }
+                Err(Errno::NOENT | Errno::NOTDIR | Errno::NAMETOOLONG) => {
+                    return Err(Error::NotFound);
+                }
+                Err(Errno::XDEV | Errno::LOOP) => {
+                    return Err(Error::Forbidden("path leaves the root"));
+                }
+                Err(Errno::ACCESS) => return Err(Error::Forbidden("permission denied")),
+                Err(e) => return Err(Error::Io(e.into())),
+            }
+        }
+        self.open_checked(rel)
+    }
+
+    /// Fallback without openat2: canonicalize, require the result under the
+    /// canonical root, open it without following a final symlink.
+    fn open_checked(&self, rel: &[u8]) -> Result<File, Error> {
+        let root = std::fs::canonicalize(&self.root_path)?;
+        let full = match std::fs::canonicalize(root.join(OsStr::from_bytes(rel))) {
+            Ok(p) => p,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotFound),
+            Err(e) => return Err(Error::Io(e)),
+        };
+        if !full.starts_with(&root) {
+            return Err(Error::Forbidden("path leaves the root"));
+        }
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(OFlags::NOFOLLOW.bits() as i32 | OFlags::NONBLOCK.bits() as i32)
+            .open(full)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::NotFound,
+                std::io::ErrorKind::PermissionDenied => Error::Forbidden("permission denied"),
+                _ => Error::Io(e),
+            })
+    }
+}
+
+fn libc_o_directory() -> i32 {
+    OFlags::DIRECTORY.bits() as i32
+}
+
+impl FileEntry {
+    fn new(
+        file: File,
+        meta: &std::fs::Metadata,
+        identity: (u64, u64, i64, i64),
+        path: &[u8],
+        now: Instant,
+    ) -> Self {
+        let mtime = u64::try_from(meta.mtime()).unwrap_or(0);
+        let mut etag = b"\"".to_vec();
+        push_hex(&mut etag, mtime);
+        etag.push(b'.');
+        push_hex(&mut etag, meta.mtime_nsec().max(0) as u64);
+        etag.push(b'-');
+        push_hex(&mut etag, meta.len());
+        etag.push(b'"');
+        let mut validators = b"Last-Modified: ".to_vec();
+        validators.extend_from_slice(&format_http_date(mtime));
+        validators.extend_from_slice(b"\r\nETag: ");
+        validators.extend_from_slice(&etag);
+        validators.extend_from_slice(b"\r\n");
+        let mut lines_200 = b"Content-Type: ".to_vec();
+        lines_200.extend_from_slice(content_type(served_name(path)).as_bytes());
+        lines_200.extend_from_slice(b"\r\n");
+        lines_200.extend_from_slice(&validators);
+        lines_200.extend_from_slice(b"Accept-Ranges: bytes\r\n");
+        FileEntry {
+            file: Arc::new(file),
+            len: meta.len(),
+            mtime,
+            identity,
+            etag: etag.into(),
+            lines_200: lines_200.into(),
+            validators: validators.into(),
+            checked: Cell::new(now),
+        }
+    }
+
+    fn whole(&self) -> Body {
+        self.range(0, self.len)
+    }
+
+    fn range(&self, offset: u64, len: u64) -> Body {
+        Body::File(FileRange {
+            file: self.file.clone(),
+            offset,
+            len,
+        })
+    }
+}
+
+/// The name whose extension gives the type: `index.html` for a directory.
+fn served_name(path: &[u8]) -> &[u8] {
+    if path.ends_with(b"/") {
+        b"index.html"
+    } else {
+        path
+    }
+}
+
+fn push_hex(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[(n & 15) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// The media type for a file name, by extension (case-insensitive).
+pub fn content_type(name: &[u8]) -> &'static str {
+    let file = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
+    let Some(dot) = file.iter().rposition(|&b| b == b'.') else {
+        return "application/octet-stream";
+    };
+    let mut ext = [0u8; 8];
+    let raw = &file[dot + 1..];
+    if raw.len() > ext.len() {
+        return "application/octet-stream";
+    }
+    for (d, s) in ext.iter_mut().zip(raw) {
+        *d = s.to_ascii_lowercase();
+    }
+    match &ext[..raw.len()] {
+        b"html" | b"htm" => "text/html; charset=utf-8",
+        b"css" => "text/css; charset=utf-8",
+        b"js" | b"mjs" => "text/javascript; charset=utf-8",
+        b"json" => "application/json",
+        b"txt" => "text/plain; charset=utf-8",
+        b"md" => "text/markdown; charset=utf-8",
+        b"csv" => "text/csv; charset=utf-8",
+        b"xml" => "application/xml",
+        b"svg" => "image/svg+xml",
+        b"png" => "image/png",
+        b"jpg" | b"jpeg" => "image/jpeg",
+        b"gif" => "image/gif",
+        b"webp" => "image/webp",
+        b"avif" => "image/avif",
+        b"ico" => "image/x-icon",
+        b"woff" => "font/woff",
+        b"woff2" => "font/woff2",
+        b"ttf" => "font/ttf",
+        b"otf" => "font/otf",
+        b"wasm" => "application/wasm",
+        b"pdf" => "application/pdf",
+        b"zip" => "application/zip",
+        b"gz" => "application/gzip",
+        b"tar" => "application/x-tar",
+        b"mp4" => "video/mp4",
+        b"webm" => "video/webm",
+        b"mp3" => "audio/mpeg",
+        b"ogg" => "audio/ogg",
+        _ => "application/octet-stream",
+    }
+}
+
+impl Handler for StaticFiles {
+    fn name(&self) -> &'static str {
+        "static"
+    }
+
+    fn phase(&self) -> Phase {
+        Phase::Content
+    }
+
+    /// Answers every GET and HEAD under the root (`Done`), and 405 for other
+    /// methods; never declines.
+    fn handle(&self, req: &mut RequestCtx<'_>) -> Result<Outcome, Error> {
+        if !matches!(req.head.method, Method::Get | Method::Head) {
+            return Err(Error::MethodNotAllowed);
+        }
+        let Some(entry) = self.lookup(req.path)? else {
+            return Ok(Outcome::Done(redirect_with_slash(req)?));
+        };
+        Ok(Outcome::Done(respond(req, &entry)?))
+    }
+}
+
+fn respond(req: &RequestCtx<'_>, entry: &FileEntry) -> Result<Response, Error> {
+    let head = req.head;
+    let not_modified = match (head.if_none_match, head.if_modified_since) {
+        (Some(inm), _) => none_match(req.get(inm), &entry.etag),
+        (None, Some(ims)) => not_modified_since(req.get(ims), entry.mtime),
+        (None, None) => false,
+    };
+    if not_modified {
+        return Ok(Response::new(
+            304,
+            HeaderLines::Shared(entry.validators.clone()),
+            Body::Empty,
+        ));
+    }
+    let range = match head.range {
+        Some(r) if head.method == Method::Get => {
+            let current = head
+                .if_range
+                .is_none_or(|ir| if_range_matches(req.get(ir), &entry.etag, entry.mtime));
+            if current {
+                parse_range(req.get(r), entry.len)
+            } else {
+                RangeRequest::Full
+            }
+        }
+        _ => RangeRequest::Full,
+    };
+    match range {
+        RangeRequest::Full => Ok(Response::new(
+            200,
+            HeaderLines::Shared(entry.lines_200.clone()),
+            entry.whole(),
+        )),
+        RangeRequest::Unsatisfiable => Err(Error::RangeNotSatisfiable { len: entry.len }),
+        RangeRequest::Partial { start, end } => {
+            let mut lines = Vec::with_capacity(entry.lines_200.len() + 48);
+            lines.extend_from_slice(&entry.lines_200);
+            lines.extend_from_slice(b"Content-Range: bytes ");
+            push_decimal(&mut lines, start);
+            lines.push(b'-');
+            push_decimal(&mut lines, end);
+            lines.push(b'/');
+            push_decimal(&mut lines, entry.len);
+            lines.extend_from_slice(b"\r\n");
+            Ok(Response::new(
+                206,
+                HeaderLines::Owned(lines),
+                entry.range(start, end - start + 1),
+            ))
+        }
+    }
+}
+
+/// 301 to the same target with a slash after the path (query kept).
+fn redirect_with_slash(req: &RequestCtx<'_>) -> Result<Response, Error> {
+    let target = req.target();
+    let path = crate::http::target::target_path(target)?;
+    let path_end = path.as_ptr() as usize - target.as_ptr() as usize + path.len();
+    let mut lines = b"Location: ".to_vec();
+    lines.extend_from_slice(path);
+    lines.push(b'/');
+    lines.extend_from_slice(&target[path_end..]);
+    lines.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\n");
+    Ok(Response::new(
+        301,
+        HeaderLines::Owned(lines),
+        Body::Static(b"301 Moved Permanently\n"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_table() {
+        let table: &[(&str, &str)] = &[
+            ("/index.html", "text/html; charset=utf-8"),
+            ("/A.HTM", "text/html; charset=utf-8"),
+            ("/style.css", "text/css; charset=utf-8"),
+            ("/img/logo.svg", "image/svg+xml"),
+            ("/x.tar.gz", "application/gzip"),
+            ("/noext", "application/octet-stream"),
+            ("/dir.d/noext", "application/octet-stream"),
+            ("/weird.extension", "application/octet-stream"),
+            ("/", "application/octet-stream"),
+        ];
+        for (name, want) in table {
+            assert_eq!(content_type(name.as_bytes()), *want, "{name}");
+        }
+        assert_eq!(
+            content_type(served_name(b"/docs/")),
+            "text/html; charset=utf-8"
+        );
+    }
+}

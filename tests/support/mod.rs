@@ -1,0 +1,264 @@
+//! Test fixtures for the `iolite serve` integration tests: the running
+//! binary, a document root, and a raw HTTP/1.1 response reader.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A running `iolite serve` on port 0.
+pub struct Iolite {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Iolite {
+    /// Starts the binary serving `root`, with `extra` flags.
+    pub fn start(root: &Path, extra: &[&str]) -> Iolite {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_iolite"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--root",
+            ])
+            .arg(root)
+            .args(if extra.contains(&"--workers") {
+                &[][..]
+            } else {
+                &["--workers", "2"][..]
+            })
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start iolite");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("first line: {line:?}"));
+        let addr = addr.parse().unwrap();
+        line.clear();
+        stdout.read_line(&mut line).unwrap();
+        let admin = line
+            .trim()
+            .strip_prefix("admin on http://")
+            .unwrap_or_else(|| panic!("second line: {line:?}"));
+        let admin = admin.parse().unwrap();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let sink = stderr.clone();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Iolite {
+            child,
+            addr,
+            admin,
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// A client connection with a generous read timeout (a hang fails the
+    /// test instead of blocking it forever).
+    pub fn connect(&self) -> TcpStream {
+        connect(self.addr)
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn stop(mut self) -> ExitStatus {
+        self.terminate();
+        self.child.wait().unwrap()
+    }
+
+    pub fn terminate(&self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+    }
+
+    pub fn wait(&mut self) -> ExitStatus {
+        self.child.wait().unwrap()
+    }
+
+    /// Lines the server logged at ERROR level so far.
+    pub fn error_lines(&self) -> Vec<String> {
+        self.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("ERROR"))
+            .cloned()
+            .collect()
+    }
+
+    /// One admin page's body.
+    pub fn admin_get(&self, path: &str) -> Response {
+        let mut s = connect(self.admin);
+        write!(s, "GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n").unwrap();
+        read_response(&mut s, &mut Vec::new(), false)
+    }
+
+    /// The value of a metric without labels (or with the given label set).
+    pub fn metric(&self, name: &str) -> u64 {
+        let page = self.admin_get("/metrics");
+        let text = String::from_utf8(page.body).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Iolite {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+/// A response as read off the wire.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one response from `s`; `buf` carries bytes read past it (pipelined
+/// responses). `head_request`: the request was HEAD, so no body follows.
+pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -> Response {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut parsed = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(n) = parsed.parse(buf).expect("valid response head") {
+            let status = parsed.code.unwrap();
+            let headers: Vec<(String, String)> = parsed
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            let mut response = Response {
+                status,
+                headers,
+                body: Vec::new(),
+            };
+            buf.drain(..n);
+            let has_body =
+                !head_request && !(100..200).contains(&status) && status != 204 && status != 304;
+            let len: usize = if has_body {
+                response
+                    .header("content-length")
+                    .expect("content-length")
+                    .parse()
+                    .unwrap()
+            } else {
+                0
+            };
+            while buf.len() < len {
+                fill(s, buf);
+            }
+            response.body = buf.drain(..len).collect();
+            return response;
+        }
+        fill(s, buf);
+    }
+}
+
+fn fill(s: &mut TcpStream, buf: &mut Vec<u8>) {
+    let mut chunk = [0u8; 65536];
+    let n = s
+        .read(&mut chunk)
+        .expect("read (timeout means the server hung)");
+    assert!(
+        n > 0,
+        "connection closed early; have {:?}",
+        String::from_utf8_lossy(buf)
+    );
+    buf.extend_from_slice(&chunk[..n]);
+}
+
+/// Whether the server closed the connection (after any bytes in flight).
+pub fn closed(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(0) | Err(_))
+}
+
+/// A document root inside a temporary directory, with a file outside it.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    pub fn new() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let w = |p: &str, body: &[u8]| {
+            let path = root.join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+        };
+        w("hello.txt", b"hello, world\n");
+        w("index.html", b"<!doctype html><title>root</title>\n");
+        w("dir/index.html", b"<!doctype html><title>dir</title>\n");
+        w("a b.txt", b"space\n");
+        w("style.css", b"body{}\n");
+        w("logo.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>\n");
+        w("noext", b"bytes\n");
+        w("empty.txt", b"");
+        std::fs::create_dir_all(root.join("emptydir")).unwrap();
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        w("big.bin", &big);
+        std::fs::write(dir.path().join("secret.txt"), b"outside the root\n").unwrap();
+        std::os::unix::fs::symlink("hello.txt", root.join("link-in")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret.txt"), root.join("link-out")).unwrap();
+        std::os::unix::fs::symlink("../secret.txt", root.join("link-out-rel")).unwrap();
+        std::os::unix::fs::symlink("/", root.join("link-slash")).unwrap();
+        Site { dir }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+}
