@@ -20,6 +20,7 @@
 //! - `connection` (private): one connection's loop — keep-alive,
 //!   pipelining, body discarding, timeouts, lingering close.
 //! - `admin` (private): the admin listener, `/metrics` and `/status`.
+//! - [`cache`]: the unified file cache (GDSF/LRU within a byte budget).
 //! - [`metrics`]: process-wide counters and their Prometheus rendering.
 #![forbid(unsafe_code)]
 

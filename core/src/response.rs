@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::sync::Arc;
 
+use crate::cache::CachedBody;
 use crate::error::Error;
 
 /// Header fields of a response, each line ending in CRLF. `Server`, `Date`,
@@ -55,6 +56,13 @@ pub enum Body {
     Bytes(Vec<u8>),
     /// A range of a file.
     File(FileRange),
+    /// `len` bytes from `offset` of a file held in the unified cache: slices
+    /// of the cache pool's sealed memfd.
+    Cached {
+        body: Arc<CachedBody>,
+        offset: u64,
+        len: u64,
+    },
 }
 
 impl Body {
@@ -65,6 +73,7 @@ impl Body {
             Body::Static(b) => b.len() as u64,
             Body::Bytes(b) => b.len() as u64,
             Body::File(f) => f.len,
+            Body::Cached { len, .. } => *len,
         }
     }
 

@@ -33,20 +33,78 @@ pub enum Chunk<'a> {
     },
 }
 
+/// Largest cache-pool slice sent from memory in the `writev` with the head;
+/// larger slices go out with `sendfile` from the pool's memfd, which hands
+/// the socket page references instead of having the kernel copy them.
+pub const MEM_SLICE_MAX: usize = 32 * 1024;
+
 impl Body {
     /// The body as send-path chunks, in order.
-    pub fn chunks(&self) -> impl Iterator<Item = Chunk<'_>> {
-        let chunk = match self {
-            Body::Empty => None,
-            Body::Static(b) => Some(Chunk::Mem(b)),
-            Body::Bytes(b) => Some(Chunk::Mem(b)),
-            Body::File(f) => Some(Chunk::File {
+    pub fn chunks(&self) -> Chunks<'_> {
+        match self {
+            Body::Empty => Chunks::One(None),
+            Body::Static(b) => Chunks::One(Some(Chunk::Mem(b))),
+            Body::Bytes(b) => Chunks::One(Some(Chunk::Mem(b))),
+            Body::File(f) => Chunks::One(Some(Chunk::File {
                 fd: f.file.as_fd(),
                 offset: f.offset,
                 len: f.len,
-            }),
-        };
-        chunk.into_iter()
+            })),
+            Body::Cached { body, offset, len } => Chunks::Pool {
+                bufs: body.agg().bufs(),
+                skip: *offset,
+                left: *len,
+            },
+        }
+    }
+}
+
+/// The chunks of a [`Body`]: at most one for most bodies, one per slice of
+/// the range for a cached body.
+#[derive(Debug)]
+pub enum Chunks<'a> {
+    One(Option<Chunk<'a>>),
+    Pool {
+        bufs: &'a [iolite_ipc::Buf],
+        /// Bytes still to skip before the range starts.
+        skip: u64,
+        /// Bytes of the range still to yield.
+        left: u64,
+    },
+}
+
+impl<'a> Iterator for Chunks<'a> {
+    type Item = Chunk<'a>;
+
+    fn next(&mut self) -> Option<Chunk<'a>> {
+        match self {
+            Chunks::One(chunk) => chunk.take(),
+            Chunks::Pool { bufs, skip, left } => loop {
+                if *left == 0 {
+                    return None;
+                }
+                let (buf, rest) = bufs.split_first()?;
+                *bufs = rest;
+                let blen = buf.len() as u64;
+                if *skip >= blen {
+                    *skip -= blen;
+                    continue;
+                }
+                let start = *skip as usize;
+                let take = (blen - *skip).min(*left) as usize;
+                *skip = 0;
+                *left -= take as u64;
+                return Some(if take <= MEM_SLICE_MAX {
+                    Chunk::Mem(&buf.as_slice()[start..start + take])
+                } else {
+                    Chunk::File {
+                        fd: buf.fd(),
+                        offset: buf.fd_offset() + start as u64,
+                        len: take as u64,
+                    }
+                });
+            },
+        }
     }
 }
 

@@ -21,6 +21,8 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 use tokio::task::{JoinSet, LocalSet};
 
+use crate::cache::FileCache;
+pub use crate::cache::replacement::Policy as CachePolicy;
 use crate::connection::{WorkerCtx, serve_connection};
 use crate::error::Error;
 use crate::http::Limits;
@@ -40,8 +42,13 @@ pub struct ServerOptions {
     pub workers: usize,
     /// The admin listener (`/metrics`, `/status`), or none.
     pub admin: Option<SocketAddr>,
-    /// The unified cache's byte budget (kept for the cache; unused until it lands).
+    /// The unified cache's byte budget (0: no cache; files go out with
+    /// sendfile from the file).
     pub cache_size: u64,
+    /// Files larger than this are not cached (0: `cache_size / 8`).
+    pub cache_threshold: u64,
+    /// The cache's replacement policy.
+    pub cache_policy: CachePolicy,
     /// How long a cached file's metadata is trusted before it is checked
     /// again (0: every request).
     pub revalidate: Duration,
@@ -67,6 +74,8 @@ impl Default for ServerOptions {
             workers: 0,
             admin: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
             cache_size: 256 << 20,
+            cache_threshold: 0,
+            cache_policy: CachePolicy::Gdsf,
             revalidate: Duration::from_secs(1),
             limits: Limits::default(),
             header_timeout: Duration::from_secs(10),
@@ -87,6 +96,7 @@ pub struct Server {
     admin: Option<(SocketAddr, std::net::TcpListener)>,
     root: Arc<OwnedFd>,
     metrics: Arc<Metrics>,
+    cache: Option<Arc<FileCache>>,
     control: tokio::runtime::Runtime,
     signals: Option<(Signal, Signal)>,
 }
@@ -100,6 +110,19 @@ impl Server {
             opts.workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         }
         let root = Arc::new(StaticFiles::open_root(&opts.root)?);
+        let metrics = Arc::new(Metrics::new());
+        let cache = match opts.cache_size {
+            0 => None,
+            size => {
+                let threshold = match opts.cache_threshold {
+                    0 => size / 8,
+                    t => t,
+                };
+                let cache = FileCache::new(size, threshold, opts.cache_policy, metrics.clone())
+                    .map_err(|e| Error::Options(format!("cache: {e}")))?;
+                Some(Arc::new(cache))
+            }
+        };
         raise_fd_limit();
         let first = reuseport_listener(opts.listen)?;
         let local_addr = first.local_addr().map_err(|source| Error::Listen {
@@ -140,7 +163,8 @@ impl Server {
             listeners,
             admin,
             root,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
+            cache,
             control,
             signals: Some(signals),
         })
@@ -181,10 +205,11 @@ impl Server {
             let opts = self.opts.clone();
             let metrics = self.metrics.clone();
             let root = self.root.clone();
+            let cache = self.cache.clone();
             let stop_rx = stop_rx.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("iolite-worker-{id}"))
-                .spawn(move || worker(listener, opts, metrics, root, stop_rx))?;
+                .spawn(move || worker(listener, opts, metrics, root, cache, stop_rx))?;
             workers.push(handle);
         }
         let metrics = self.metrics.clone();
@@ -237,8 +262,13 @@ fn raise_fd_limit() {
 }
 
 /// The handlers every worker registers at start-up.
-fn standard_phases(opts: &ServerOptions, root: Arc<OwnedFd>) -> Phases {
-    let static_files = StaticFiles::new(root, opts.root.clone(), opts.revalidate, opts.open_files);
+fn standard_phases(
+    opts: &ServerOptions,
+    root: Arc<OwnedFd>,
+    cache: Option<Arc<FileCache>>,
+) -> Phases {
+    let static_files = StaticFiles::new(root, opts.root.clone(), opts.revalidate, opts.open_files)
+        .with_cache(cache);
     Phases::new().register(Box::new(static_files))
 }
 
@@ -247,6 +277,7 @@ fn worker(
     opts: Arc<ServerOptions>,
     metrics: Arc<Metrics>,
     root: Arc<OwnedFd>,
+    cache: Option<Arc<FileCache>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -269,7 +300,7 @@ fn worker(
             }
         };
         let ctx = Rc::new(WorkerCtx {
-            phases: standard_phases(&opts, root),
+            phases: standard_phases(&opts, root, cache),
             metrics,
             opts: opts.clone(),
         });

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
+use crate::cache::{CachedBody, FileCache, FileKey, FileVersion};
 use crate::error::Error;
 use crate::http::conditional::{
     RangeRequest, if_range_matches, none_match, not_modified_since, parse_range,
@@ -45,6 +46,11 @@ struct FileEntry {
     len: u64,
     mtime: u64,
     identity: (u64, u64, i64, i64),
+    /// The file in the unified cache: (device, inode) and (size, mtime).
+    key: FileKey,
+    version: FileVersion,
+    /// The cached bytes, once looked up (checked for eviction on each use).
+    body: RefCell<Option<Arc<CachedBody>>>,
     etag: Box<[u8]>,
     /// Content-Type, Last-Modified, ETag, Accept-Ranges.
     lines_200: Arc<[u8]>,
@@ -68,6 +74,8 @@ pub struct StaticFiles {
     max_entries: usize,
     cache: RefCell<HashMap<Box<[u8]>, Rc<FileEntry>>>,
     openat2_works: Cell<bool>,
+    /// The process's unified cache: the bytes of files up to its threshold.
+    bodies: Option<Arc<FileCache>>,
 }
 
 impl StaticFiles {
@@ -97,7 +105,43 @@ impl StaticFiles {
             max_entries: max_entries.max(1),
             cache: RefCell::new(HashMap::new()),
             openat2_works: Cell::new(true),
+            bodies: None,
         }
+    }
+
+    /// Serves files up to the cache's threshold from the unified cache.
+    pub fn with_cache(mut self, cache: Option<Arc<FileCache>>) -> Self {
+        self.bodies = cache;
+        self
+    }
+
+    /// The cached bytes of `entry`, loading them on a miss; `None` when the
+    /// file is not to be cached (too large, no cache) or the pool is full, in
+    /// which case the caller sends from the file.
+    fn cached_body(&self, entry: &FileEntry) -> Option<Arc<CachedBody>> {
+        let cache = self.bodies.as_ref()?;
+        if entry.len > cache.threshold() {
+            return None;
+        }
+        let held = entry.body.borrow().clone();
+        if let Some(body) = held {
+            if !body.is_evicted() {
+                cache.touch(entry.key);
+                return Some(body);
+            }
+        }
+        let body = match cache.get(entry.key, entry.version) {
+            Some(body) => body,
+            None => match cache.load(entry.key, entry.version, &entry.file, entry.len) {
+                Ok(body) => body,
+                Err(e) => {
+                    tracing::debug!(error = %e, "serving from the file");
+                    return None;
+                }
+            },
+        };
+        *entry.body.borrow_mut() = Some(body.clone());
+        Some(body)
     }
 
     fn lookup(&self, path: &[u8]) -> Result<Option<Rc<FileEntry>>, Error> {
@@ -248,6 +292,9 @@ impl FileEntry {
             len: meta.len(),
             mtime,
             identity,
+            key: (identity.0, identity.1),
+            version: (meta.len(), identity.2, identity.3),
+            body: RefCell::new(None),
             etag: etag.into(),
             lines_200: lines_200.into(),
             validators: validators.into(),
@@ -255,16 +302,17 @@ impl FileEntry {
         }
     }
 
-    fn whole(&self) -> Body {
-        self.range(0, self.len)
-    }
-
-    fn range(&self, offset: u64, len: u64) -> Body {
-        Body::File(FileRange {
-            file: self.file.clone(),
-            offset,
-            len,
-        })
+    /// `len` bytes from `offset`: from the unified cache when `cached`
+    /// holds the file, else from the file with sendfile.
+    fn range(&self, cached: Option<Arc<CachedBody>>, offset: u64, len: u64) -> Body {
+        match cached {
+            Some(body) => Body::Cached { body, offset, len },
+            None => Body::File(FileRange {
+                file: self.file.clone(),
+                offset,
+                len,
+            }),
+        }
     }
 }
 
@@ -356,11 +404,17 @@ impl Handler for StaticFiles {
         let Some(entry) = self.lookup(req.path)? else {
             return Ok(Outcome::Done(redirect_with_slash(req)?));
         };
-        Ok(Outcome::Done(respond(req, &entry)?))
+        Ok(Outcome::Done(respond(req, &entry, |e| {
+            self.cached_body(e)
+        })?))
     }
 }
 
-fn respond(req: &RequestCtx<'_>, entry: &FileEntry) -> Result<Response, Error> {
+fn respond(
+    req: &RequestCtx<'_>,
+    entry: &FileEntry,
+    cached: impl FnOnce(&FileEntry) -> Option<Arc<CachedBody>>,
+) -> Result<Response, Error> {
     let head = req.head;
     let not_modified = match (head.if_none_match, head.if_modified_since) {
         (Some(inm), _) => none_match(req.get(inm), &entry.etag),
@@ -391,7 +445,7 @@ fn respond(req: &RequestCtx<'_>, entry: &FileEntry) -> Result<Response, Error> {
         RangeRequest::Full => Ok(Response::new(
             200,
             HeaderLines::Shared(entry.lines_200.clone()),
-            entry.whole(),
+            entry.range(cached(entry), 0, entry.len),
         )),
         RangeRequest::Unsatisfiable => Err(Error::RangeNotSatisfiable { len: entry.len }),
         RangeRequest::Partial { start, end } => {
@@ -407,7 +461,7 @@ fn respond(req: &RequestCtx<'_>, entry: &FileEntry) -> Result<Response, Error> {
             Ok(Response::new(
                 206,
                 HeaderLines::Owned(lines),
-                entry.range(start, end - start + 1),
+                entry.range(cached(entry), start, end - start + 1),
             ))
         }
     }

@@ -1,8 +1,389 @@
-//! The unified file cache (IO-Lite's file cache): path → the file's bytes as
-//! an aggregate in the cache pool, its precomputed response head and
-//! validators, within a byte budget.
+//! The unified file cache (IO-Lite's file cache): a file's bytes, read once
+//! into the cache pool (a sealed memfd that every module maps read-only), kept
+//! as an [`Agg`] within a byte budget and evicted by Greedy-Dual-Size-Frequency
+//! (or LRU, for comparison).
+//!
+//! Entries are keyed by the file's identity (device, inode) and validated by
+//! its size and modification time, so one file reached through two paths is
+//! held once and a changed file is never answered from its old bytes. Path
+//! resolution, revalidation (`stat` at most every `revalidate` interval) and
+//! response heads are the static handler's per-worker caches (Flash's
+//! pathname-translation and response-head caches); this cache is the shared
+//! part that holds bytes.
+//!
+//! An entry in use by an in-flight send is never recycled under it: eviction
+//! drops the cache's reference, and the pool reuses the space only when the
+//! last [`Buf`](iolite_ipc::Buf) into it is dropped — when the send is done.
 //!
 //! # Layout
 //! - [`replacement`]: Greedy-Dual-Size-Frequency and LRU bookkeeping.
 
 pub mod replacement;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use iolite_ipc::{Agg, Pool};
+
+use crate::metrics::Metrics;
+use replacement::{Policy, Replacement};
+
+/// Which file a cached body is: (device, inode).
+pub type FileKey = (u64, u64);
+
+/// What a cached body was read from: (size, mtime seconds, mtime nanoseconds).
+/// A file whose version differs is read again.
+pub type FileVersion = (u64, i64, i64);
+
+/// A file's bytes in the cache pool.
+#[derive(Debug)]
+pub struct CachedBody {
+    agg: Agg,
+    version: FileVersion,
+    evicted: AtomicBool,
+}
+
+impl CachedBody {
+    /// The bytes, as slices of the cache pool.
+    pub fn agg(&self) -> &Agg {
+        &self.agg
+    }
+
+    /// The file version the bytes were read from.
+    pub fn version(&self) -> FileVersion {
+        self.version
+    }
+
+    /// True once the cache let go of this body: holders may keep sending it,
+    /// but should look it up again for the next request.
+    pub fn is_evicted(&self) -> bool {
+        self.evicted.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a file is not served from the cache (it is then sent from the file).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// Larger than the threshold for caching (default: budget / 8).
+    #[error("file of {len} bytes is above the caching threshold of {threshold}")]
+    TooLarge { len: u64, threshold: u64 },
+    /// No room in the pool even after evicting everything evictable (the
+    /// rest is pinned by in-flight sends): backpressure, try again later.
+    #[error("cache pool full: {0}")]
+    PoolFull(iolite_ipc::Error),
+    /// The file shrank, grew or failed while being read.
+    #[error("reading the file: {0}")]
+    Read(#[from] std::io::Error),
+    /// The pool could not be created.
+    #[error("cache pool: {0}")]
+    Pool(iolite_ipc::Error),
+}
+
+struct Inner {
+    bodies: HashMap<FileKey, Arc<CachedBody>>,
+    replacement: Replacement<FileKey>,
+}
+
+/// The unified file cache, shared by every worker of the process.
+pub struct FileCache {
+    pool: Pool,
+    threshold: u64,
+    inner: Mutex<Inner>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for FileCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("FileCache")
+            .field("budget", &inner.replacement.budget())
+            .field("used", &inner.replacement.used())
+            .field("entries", &inner.bodies.len())
+            .field("threshold", &self.threshold)
+            .finish()
+    }
+}
+
+impl FileCache {
+    /// A cache of `budget` bytes in a new pool, caching files of at most
+    /// `threshold` bytes.
+    pub fn new(
+        budget: u64,
+        threshold: u64,
+        policy: Policy,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, CacheError> {
+        let capacity = usize::try_from(budget.max(4096)).unwrap_or(usize::MAX);
+        let pool = Pool::with_name("iolite-cache", capacity).map_err(CacheError::Pool)?;
+        Ok(FileCache {
+            pool,
+            threshold: threshold.min(budget),
+            inner: Mutex::new(Inner {
+                bodies: HashMap::new(),
+                replacement: Replacement::new(policy, budget),
+            }),
+            metrics,
+        })
+    }
+
+    /// The cache pool (for sharing with module processes read-only).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Files larger than this are not cached.
+    pub fn threshold(&self) -> u64 {
+        self.threshold
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent state behind (every
+        // mutation below is completed before anything that can panic), so a
+        // poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cached bytes of `key` at `version`, counting a hit or a miss. A
+    /// cached body of another version is dropped (the file changed).
+    pub fn get(&self, key: FileKey, version: FileVersion) -> Option<Arc<CachedBody>> {
+        let mut inner = self.lock();
+        match inner.bodies.get(&key) {
+            Some(body) if body.version == version => {
+                let body = body.clone();
+                inner.replacement.touch(&key);
+                drop(inner);
+                self.metrics.cache_hit();
+                Some(body)
+            }
+            Some(_) => {
+                Self::forget(&mut inner, &key);
+                self.publish_size(&inner);
+                drop(inner);
+                self.metrics.cache_miss();
+                None
+            }
+            None => {
+                drop(inner);
+                self.metrics.cache_miss();
+                None
+            }
+        }
+    }
+
+    /// Records a hit on a body a worker already holds (and found not
+    /// evicted), so replacement sees every use without a map lookup.
+    pub fn touch(&self, key: FileKey) {
+        self.lock().replacement.touch(&key);
+        self.metrics.cache_hit();
+    }
+
+    /// Reads `len` bytes of `file` (identified by `key`, at `version`) into
+    /// the pool and admits them, evicting lower-priority entries as needed.
+    pub fn load(
+        &self,
+        key: FileKey,
+        version: FileVersion,
+        file: &File,
+        len: u64,
+    ) -> Result<Arc<CachedBody>, CacheError> {
+        if len > self.threshold {
+            return Err(CacheError::TooLarge {
+                len,
+                threshold: self.threshold,
+            });
+        }
+        let agg = if len == 0 {
+            Agg::new()
+        } else {
+            let size = len as usize;
+            let mut buf = self.alloc_evicting(size)?;
+            // Data lands once: read(2) straight into the pool's mapping. This
+            // is the kernel filling the page, not a user-space copy.
+            let spare = buf.spare_mut();
+            let mut filled = 0;
+            while filled < size {
+                match file.read_at(&mut spare[filled..size], filled as u64) {
+                    Ok(0) => {
+                        return Err(CacheError::Read(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "file shrank while being cached",
+                        )));
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(CacheError::Read(e)),
+                }
+            }
+            buf.advance(size).map_err(CacheError::PoolFull)?;
+            Agg::from(buf.freeze())
+        };
+        let body = Arc::new(CachedBody {
+            agg,
+            version,
+            evicted: AtomicBool::new(false),
+        });
+        let mut inner = self.lock();
+        Self::forget(&mut inner, &key);
+        match inner.replacement.admit(key, len) {
+            Ok(victims) => {
+                for victim in victims {
+                    if let Some(gone) = inner.bodies.remove(&victim) {
+                        gone.evicted.store(true, Ordering::Relaxed);
+                        self.metrics.cache_evicted(gone.agg.len() as u64);
+                    }
+                }
+                inner.bodies.insert(key, body.clone());
+            }
+            Err(_) => {
+                // Larger than the budget: already refused by the threshold.
+            }
+        }
+        self.publish_size(&inner);
+        Ok(body)
+    }
+
+    /// Drops `key` (the file changed or disappeared).
+    pub fn invalidate(&self, key: FileKey) {
+        let mut inner = self.lock();
+        if Self::forget(&mut inner, &key) {
+            self.publish_size(&inner);
+        }
+    }
+
+    /// Entries and bytes held now.
+    pub fn size(&self) -> (usize, u64) {
+        let inner = self.lock();
+        (inner.bodies.len(), inner.replacement.used())
+    }
+
+    fn forget(inner: &mut Inner, key: &FileKey) -> bool {
+        inner.replacement.remove(key);
+        match inner.bodies.remove(key) {
+            Some(gone) => {
+                gone.evicted.store(true, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn publish_size(&self, inner: &Inner) {
+        self.metrics
+            .set_cache_size(inner.bodies.len() as u64, inner.replacement.used());
+    }
+
+    /// A writable buffer of `size` bytes, evicting the lowest-priority
+    /// entries while the pool has no room. Space pinned by in-flight sends
+    /// comes back when they finish; if nothing more can be evicted the
+    /// caller serves from the file instead.
+    fn alloc_evicting(&self, size: usize) -> Result<iolite_ipc::BufMut, CacheError> {
+        loop {
+            match self.pool.alloc(size) {
+                Ok(buf) => return Ok(buf),
+                Err(e @ iolite_ipc::Error::PoolExhausted { .. }) => {
+                    let mut inner = self.lock();
+                    let Some(victim) = inner.replacement.evict_one() else {
+                        return Err(CacheError::PoolFull(e));
+                    };
+                    if let Some(gone) = inner.bodies.remove(&victim) {
+                        gone.evicted.store(true, Ordering::Relaxed);
+                        self.metrics.cache_evicted(gone.agg.len() as u64);
+                    }
+                    self.publish_size(&inner);
+                }
+                Err(e) => return Err(CacheError::Pool(e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+
+    fn file_with(bytes: &[u8]) -> (tempfile::NamedTempFile, FileKey, FileVersion) {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(bytes).unwrap();
+        f.flush().unwrap();
+        let m = f.as_file().metadata().unwrap();
+        (f, (m.dev(), m.ino()), (m.len(), m.mtime(), m.mtime_nsec()))
+    }
+
+    fn cache(budget: u64, threshold: u64) -> FileCache {
+        FileCache::new(budget, threshold, Policy::Gdsf, Arc::new(Metrics::new())).unwrap()
+    }
+
+    #[test]
+    fn loads_once_then_hits_with_the_same_bytes_and_no_copy() {
+        let c = cache(1 << 20, 1 << 17);
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        let (f, key, version) = file_with(&data);
+        let copied_before = iolite_ipc::copied::total();
+        assert!(c.get(key, version).is_none());
+        let loaded = c
+            .load(key, version, f.as_file(), data.len() as u64)
+            .unwrap();
+        let hit = c.get(key, version).expect("a hit after the load");
+        assert!(Arc::ptr_eq(&loaded, &hit));
+        let bytes: Vec<u8> = hit.agg().iter().flatten().copied().collect();
+        assert_eq!(bytes, data);
+        assert_eq!(iolite_ipc::copied::total(), copied_before);
+        let s = c.metrics.snapshot();
+        assert_eq!((s.cache_hits, s.cache_misses), (1, 1));
+        assert_eq!((s.cache_entries, s.cache_bytes), (1, data.len() as u64));
+    }
+
+    #[test]
+    fn a_changed_version_is_a_miss_and_drops_the_old_body() {
+        let c = cache(1 << 20, 1 << 17);
+        let (f, key, version) = file_with(b"old bytes");
+        let old = c.load(key, version, f.as_file(), 9).unwrap();
+        let newer = (version.0, version.1 + 1, version.2);
+        assert!(c.get(key, newer).is_none());
+        assert!(old.is_evicted());
+        assert_eq!(c.size(), (0, 0));
+    }
+
+    #[test]
+    fn above_the_threshold_is_refused() {
+        let c = cache(1 << 20, 1000);
+        let (f, key, version) = file_with(&[7u8; 1001]);
+        assert!(matches!(
+            c.load(key, version, f.as_file(), 1001),
+            Err(CacheError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn the_budget_holds_and_in_flight_bodies_stay_intact_after_eviction() {
+        let budget = 256 * 1024;
+        let c = cache(budget, budget / 4);
+        let mut held = Vec::new();
+        let mut files = Vec::new();
+        for i in 0..40u8 {
+            let data = vec![i; 60_000];
+            let (f, key, version) = file_with(&data);
+            let body = c
+                .load(key, version, f.as_file(), data.len() as u64)
+                .unwrap();
+            assert!(c.size().1 <= budget);
+            held.push((i, body));
+            // Keep the files: a deleted file's inode may come back as the next.
+            files.push(f);
+            // Keep only the last few "in flight", like slow sends would.
+            if held.len() > 2 {
+                held.remove(0);
+            }
+            for (j, b) in &held {
+                assert!(b.agg().iter().flatten().all(|x| x == j));
+            }
+        }
+        assert!(c.metrics.snapshot().cache_evictions > 0);
+    }
+}

@@ -168,17 +168,9 @@ impl<K: Hash + Eq + Ord + Clone> Replacement<K> {
         };
         let mut evicted = Vec::new();
         while self.used + size > self.budget {
-            let Some((rank, victim)) = self.order.pop_first() else {
+            let Some(victim) = self.evict_one() else {
                 break;
             };
-            let meta = self
-                .entries
-                .remove(&victim)
-                .expect("order and entries hold the same keys");
-            self.used -= meta.size;
-            if self.policy == Policy::Gdsf {
-                self.inflation = rank.0.to_f64();
-            }
             evicted.push(victim);
         }
         let rank = self.rank(size, freq);
@@ -186,6 +178,22 @@ impl<K: Hash + Eq + Ord + Clone> Replacement<K> {
         self.entries.insert(key, Meta { size, freq, rank });
         self.used += size;
         Ok(evicted)
+    }
+
+    /// Evicts the lowest-priority entry (raising GDSF's inflation value as an
+    /// admission-time eviction would) and returns its key, or `None` when
+    /// empty. Used when the pool, not the budget, is short of room.
+    pub fn evict_one(&mut self) -> Option<K> {
+        let (rank, victim) = self.order.pop_first()?;
+        let meta = self
+            .entries
+            .remove(&victim)
+            .expect("order and entries hold the same keys");
+        self.used -= meta.size;
+        if self.policy == Policy::Gdsf {
+            self.inflation = rank.0.to_f64();
+        }
+        Some(victim)
     }
 
     /// Forgets `key` (a file that changed or disappeared). Returns its size.
