@@ -5,7 +5,13 @@
 //! about other nodes.
 //!
 //! # Layout
-//! (filled in as the HTTP core lands; see the core issue.)
+//! - [`config`]: the configuration of `iolite serve` (defaults, TOML file,
+//!   flags) resolved into one validated [`config::Config`], with every error
+//!   reported as `FILE:LINE:COLUMN: problem`.
+//! - [`metrics`]: process-wide counters and their Prometheus rendering.
+//!
+//! (The HTTP engine, cache and send path land with the core issue.)
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod metrics;
