@@ -8,10 +8,13 @@
 //! - [`config`]: the configuration of `iolite serve` (defaults, TOML file,
 //!   flags) resolved into one validated [`config::Config`], with every error
 //!   reported as `FILE:LINE:COLUMN: problem`.
+//! - [`access_log`]: the access log in combined log format, buffered per
+//!   writer, flushed at least once a second and at shutdown.
 //! - [`metrics`]: process-wide counters and their Prometheus rendering.
 //!
 //! (The HTTP engine, cache and send path land with the core issue.)
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod config;
 pub mod metrics;
