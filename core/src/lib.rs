@@ -11,6 +11,7 @@
 //! - [`access_log`]: the access log in combined log format, buffered per
 //!   writer, flushed at least once a second and at shutdown.
 //! - [`metrics`]: process-wide counters and their Prometheus rendering.
+//! - [`status`]: the same figures as a small HTML page (`/status`).
 //!
 //! (The HTTP engine, cache and send path land with the core issue.)
 #![forbid(unsafe_code)]
@@ -18,3 +19,4 @@
 pub mod access_log;
 pub mod config;
 pub mod metrics;
+pub mod status;
