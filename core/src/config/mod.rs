@@ -464,6 +464,14 @@ impl Default for WasmConfig {
 }
 
 impl Config {
+    /// The embedded defaults with `root` as the document root, not
+    /// validated (for tests and embedding).
+    pub fn defaults_for_root(root: PathBuf) -> Config {
+        let mut draft = validate::Draft::defaults();
+        draft.root.0 = root;
+        draft.finish(None)
+    }
+
     /// The location whose prefix is the longest one matching `path` on a
     /// segment boundary (`/docs` matches `/docs` and `/docs/a`, not `/docsx`).
     pub fn location_for(&self, path: &str) -> Option<&Location> {

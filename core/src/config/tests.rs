@@ -690,3 +690,45 @@ fn the_parser_never_panics_on_mangled_files() {
         }
     }
 }
+
+#[test]
+fn the_documented_format_parses() {
+    // The TOML block in this module's doc: every key it shows is known and
+    // well typed; only paths that do not exist here may be reported.
+    let doc: String = include_str!("mod.rs")
+        .lines()
+        .filter_map(|l| l.strip_prefix("//!"))
+        .map(|l| l.strip_prefix(' ').unwrap_or(l))
+        .skip_while(|l| *l != "```toml")
+        .skip(1)
+        .take_while(|l| *l != "```")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        doc.contains("[[wasm]]") && doc.contains("[module.sandbox]"),
+        "{doc}"
+    );
+    let fx = Fixture::new();
+    let errors = fx.errors(&doc);
+    let other: Vec<&String> = errors
+        .iter()
+        .filter(|e| !e.contains("does not exist"))
+        .collect();
+    assert!(other.is_empty(), "{errors:#?}");
+    assert_eq!(errors.len(), 6, "{errors:#?}");
+}
+
+#[test]
+fn defaults_for_a_root() {
+    let c = Config::defaults_for_root(PathBuf::from("/srv/www"));
+    assert_eq!(c.root, PathBuf::from("/srv/www"));
+    assert_eq!(
+        c.listeners,
+        vec![Listener {
+            addr: addr(DEFAULT_LISTEN)
+        }]
+    );
+    assert_eq!(c.admin, Some(addr(DEFAULT_ADMIN)));
+    assert_eq!(c.cache.large_file_threshold, DEFAULT_CACHE_SIZE / 8);
+    assert_eq!(c.source, None);
+}
