@@ -301,7 +301,19 @@ pub fn format_line(out: &mut Vec<u8>, e: &Entry<'_>) {
 
 fn write_line(out: &mut Vec<u8>, e: &Entry<'_>, date: &mut DateCache) {
     use std::io::Write as _;
-    let _ = write!(out, "{}", e.client.to_canonical());
+    match e.client.to_canonical() {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            push_u64(out, u64::from(a));
+            for octet in [b, c, d] {
+                out.push(b'.');
+                push_u64(out, u64::from(octet));
+            }
+        }
+        v6 => {
+            let _ = write!(out, "{v6}");
+        }
+    }
     out.extend_from_slice(b" - ");
     match e.user {
         Some(u) if !u.is_empty() => push_escaped(out, u),
@@ -336,12 +348,18 @@ fn write_line(out: &mut Vec<u8>, e: &Entry<'_>, date: &mut DateCache) {
     out.push(b'\n');
 }
 
-fn push_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+fn push_escaped(out: &mut Vec<u8>, mut bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in bytes {
+    let plain = |b: &u8| matches!(b, 0x20..=0x7e) && *b != b'"' && *b != b'\\';
+    // Copy runs of plain bytes at once; only the rare byte is escaped alone.
+    while !bytes.is_empty() {
+        let run = bytes.iter().position(|b| !plain(b)).unwrap_or(bytes.len());
+        out.extend_from_slice(&bytes[..run]);
+        let Some((&b, rest)) = bytes[run..].split_first() else {
+            break;
+        };
         match b {
             b'"' | b'\\' => out.extend_from_slice(&[b'\\', b]),
-            0x20..=0x7e => out.push(b),
             _ => out.extend_from_slice(&[
                 b'\\',
                 b'x',
@@ -349,6 +367,7 @@ fn push_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
                 HEX[usize::from(b & 15)],
             ]),
         }
+        bytes = rest;
     }
 }
 
