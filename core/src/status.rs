@@ -42,6 +42,9 @@ pub fn render_html(s: &Snapshot) -> String {
     h.push_str("<h2>Requests</h2>\n<div class=\"cards\">\n");
     card(&mut h, "", &group(total), "requests");
     for (i, n) in classes.iter().enumerate() {
+        if i == 0 && *n == 0 {
+            continue; // 1xx is rare; its card only when it happened.
+        }
         let class = format!("c{}", i + 1);
         let label = format!("{}xx{}", i + 1, share(*n, total));
         card(&mut h, &class, &group(*n), &label);
@@ -145,10 +148,13 @@ fn group(n: u64) -> String {
 
 /// ` · 12.5%` of `total`, or nothing when there is no total.
 fn share(n: u64, total: u64) -> String {
+    let pct = n as f64 * 100.0 / total as f64;
     if total == 0 {
         String::new()
+    } else if n > 0 && pct < 0.05 {
+        " · &lt;0.1%".to_owned()
     } else {
-        format!(" · {:.1}%", n as f64 * 100.0 / total as f64)
+        format!(" · {pct:.1}%")
     }
 }
 
@@ -178,9 +184,9 @@ mod tests {
         for needle in [
             "<b>1,235,000</b><span>requests</span>",
             "<div class=\"card c2\"><b>1,234,600</b><span>2xx · 100.0%</span>",
-            "<div class=\"card c3\"><b>300</b><span>3xx · 0.0%</span>",
-            "<div class=\"card c4\"><b>99</b><span>4xx · 0.0%</span>",
-            "<div class=\"card c5\"><b>1</b><span>5xx · 0.0%</span>",
+            "<div class=\"card c3\"><b>300</b><span>3xx · &lt;0.1%</span>",
+            "<div class=\"card c4\"><b>99</b><span>4xx · &lt;0.1%</span>",
+            "<div class=\"card c5\"><b>1</b><span>5xx · &lt;0.1%</span>",
             "<tr><th>206</th><td>40</td></tr>",
             "<b>3 GiB</b><span>sent (3,221,225,472 bytes)</span>",
             "<b>64</b><span>connections open</span>",
@@ -209,7 +215,14 @@ mod tests {
         ));
         let idle = render_html(&Snapshot::default());
         assert!(idle.contains("<b>–</b><span>hit ratio</span>"));
-        assert!(idle.contains("<b>0</b><span>1xx</span>"));
+        assert!(idle.contains("<b>0</b><span>2xx</span>"));
+        assert!(!idle.contains("1xx"));
+        let early = render_html(&Snapshot {
+            requests_by_status: vec![(100, 1), (200, 3)],
+            ..Snapshot::default()
+        });
+        assert!(early.contains("<b>1</b><span>1xx · 25.0%</span>"));
+        assert!(early.contains("<b>3</b><span>2xx · 75.0%</span>"));
         assert!(!idle.contains("<table>"));
         // Tags balance (a cheap well-formedness check).
         for page in [&page, &idle] {
