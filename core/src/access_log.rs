@@ -13,7 +13,8 @@
 //! once by the writer that filled it; the flusher thread writes every
 //! buffer at least once a second; [`AccessLog::shutdown`] (or dropping the
 //! [`AccessLog`]) writes whatever is left. A writer may be dropped at any
-//! time: its last lines go out with the next flush.
+//! time: its last lines go out with the next flush. After a log rotation,
+//! [`AccessLog::reopen`] opens the file again by its path.
 //!
 //! Escaping: in the request line, the referer, the user agent and the user,
 //! `"` and `\` are escaped with a backslash, and every byte outside printable
@@ -24,6 +25,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -81,7 +83,7 @@ struct Shared {
 #[derive(Debug)]
 enum Output {
     Stdout,
-    File(File),
+    File(File, PathBuf),
     #[cfg(test)]
     Memory(Arc<Mutex<Vec<u8>>>),
 }
@@ -94,7 +96,7 @@ impl Output {
                 out.write_all(data)?;
                 out.flush()
             }
-            Output::File(f) => f.write_all(data),
+            Output::File(f, _) => f.write_all(data),
             #[cfg(test)]
             Output::Memory(m) => {
                 lock(m).extend_from_slice(data);
@@ -102,6 +104,10 @@ impl Output {
             }
         }
     }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -158,9 +164,7 @@ impl AccessLog {
                 });
             }
             AccessLogTarget::Stdout => Output::Stdout,
-            AccessLogTarget::File(path) => {
-                Output::File(OpenOptions::new().create(true).append(true).open(path)?)
-            }
+            AccessLogTarget::File(path) => Output::File(open_append(path)?, path.clone()),
         };
         Ok(Self::start(out, interval))
     }
@@ -222,6 +226,21 @@ impl AccessLog {
         if let Some(s) = &self.shared {
             s.flush_all(&mut Vec::new());
         }
+    }
+
+    /// Writes what is buffered, then opens the log file again by its path
+    /// (after a rotation moved it away); stdout and `Off` are left as they
+    /// are. On error the old file stays in use.
+    pub fn reopen(&self) -> io::Result<()> {
+        let Some(s) = &self.shared else {
+            return Ok(());
+        };
+        s.flush_all(&mut Vec::new());
+        let mut out = lock(&s.out);
+        if let Output::File(file, path) = &mut *out {
+            *file = open_append(path)?;
+        }
+        Ok(())
     }
 
     /// How many writes to the output failed (the first failure is also
@@ -650,6 +669,31 @@ mod tests {
         let mut w = off.writer();
         w.log(&entry());
         w.flush();
+
+        // A rotation: the file is moved away, the log reopened.
+        let log = AccessLog::open(&AccessLogTarget::File(path.clone())).unwrap();
+        let mut w = log.writer();
+        w.log(&entry());
+        let rotated = dir.path().join("access.log.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        log.reopen().unwrap();
+        w.log(&Entry {
+            status: 404,
+            ..entry()
+        });
+        drop(w);
+        drop(log);
+        let old = std::fs::read_to_string(&rotated).unwrap();
+        assert!(old.ends_with(&format!("{}{}", line(&entry()), line(&entry()))));
+        assert_eq!(old.lines().count(), 4);
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            new,
+            line(&Entry {
+                status: 404,
+                ..entry()
+            })
+        );
 
         let bad = AccessLog::open(&AccessLogTarget::File(dir.path().join("no/such/file")));
         assert!(bad.is_err());

@@ -24,7 +24,7 @@ pub enum Origin {
 }
 
 impl Origin {
-    fn sort_key(&self) -> (u8, usize, usize) {
+    pub(crate) fn sort_key(&self) -> (u8, usize, usize) {
         match self {
             Origin::File(_) => (0, 0, 0),
             Origin::At { line, column, .. } => (0, *line, *column),

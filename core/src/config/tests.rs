@@ -246,6 +246,10 @@ fn bad_files_report_every_error_with_its_position() {
             ],
         ),
         (
+            "root = \"site\"\n[[wasm]]\nprefix = \"/x\"\npath = \"app.wasm\"\n[[module]]\nprefix = \"/x\"\npath = \"mod.so\"\n",
+            &["FILE:6:10: module.prefix: \"/x\" is already mounted by the wasm at 3:10"],
+        ),
+        (
             "root = \"site\"\n[[fastcgi]]\nprefix = \"/php\"\naddress = \"php-fpm\"\n[[fastcgi]]\nprefix = \"/php2\"\n",
             &[
                 "FILE:4:11: fastcgi.address: bad address \"php-fpm\": expected IP:PORT or unix:/path/to.sock",

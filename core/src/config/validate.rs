@@ -194,6 +194,9 @@ impl Draft {
                     .iter()
                     .map(|w| ("wasm", w.value.prefix.as_str(), &w.prefix_at)),
             );
+        // The first definition in the file (or flags) is the one kept.
+        let mut all: Vec<_> = all.collect();
+        all.sort_by_key(|(_, _, at)| at.sort_key());
         for (kind, prefix, at) in all {
             if let Some((first_kind, first_at)) = mounts.get(prefix) {
                 push(
