@@ -104,3 +104,58 @@ fn a_syntax_error_and_a_missing_file() {
         "{stderr}"
     );
 }
+
+#[test]
+fn serve_refuses_bad_flags_and_mounts_it_cannot_serve_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("site")).unwrap();
+    std::fs::write(dir.path().join("mod.so"), b"").unwrap();
+
+    // clap refuses a malformed flag value before anything starts.
+    let out = iolite(&["serve", "--listen", "localhost:80"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "invalid value 'localhost:80' for '--listen <ADDR>': bad address \"localhost:80\""
+        ),
+        "{stderr}"
+    );
+
+    // A well-formed flag that fails validation is reported with its flag.
+    let out = iolite(
+        &["serve", "--root", "missing", "--listen", "127.0.0.1:0"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr).lines().collect::<Vec<_>>(),
+        [
+            "--root: directory \"missing\" does not exist",
+            "1 error in the configuration",
+            "iolite serve: not started",
+        ]
+    );
+
+    // Mounts parse and validate, and serve says it cannot run them yet.
+    let out = iolite(
+        &[
+            "serve",
+            "--root",
+            "site",
+            "--listen",
+            "127.0.0.1:0",
+            "--module",
+            "/app=mod.so",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stdout), "");
+    assert_eq!(
+        text(&out.stderr).lines().next(),
+        Some(
+            "iolite serve: not yet supported: module at /app (process modules are not yet supported)"
+        )
+    );
+}

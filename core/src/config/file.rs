@@ -152,10 +152,11 @@ impl Cx<'_, '_> {
         } else {
             format!("unknown key in {table}:")
         };
-        self.error(
-            k.span(),
-            format!("{place} `{name}` (expected one of: {})", allowed.join(", ")),
-        );
+        let hint = match closest(name, allowed) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => format!("expected one of: {}", allowed.join(", ")),
+        };
+        self.error(k.span(), format!("{place} `{name}` ({hint})"));
     }
 
     fn missing(&mut self, table: &Val<'_>, header: &str, key: &str) {
@@ -1045,6 +1046,32 @@ impl Cx<'_, '_> {
     }
 }
 
+/// The allowed key nearest to `name`, if it is a likely typo (at most two
+/// edits away, and fewer edits than half its length).
+fn closest<'a>(name: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    allowed
+        .iter()
+        .map(|k| (edit_distance(name, k), *k))
+        .filter(|&(d, k)| d <= 2 && d * 2 < k.len())
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 /// RFC 9110 token characters (header field names).
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
@@ -1056,5 +1083,21 @@ fn or_list(items: &[String]) -> String {
         [] => String::new(),
         [one] => one.clone(),
         [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn typos_find_their_key() {
+        let keys = super::CACHE_KEYS;
+        assert_eq!(super::closest("sise", keys), Some("size"));
+        assert_eq!(super::closest("revalidte", keys), Some("revalidate"));
+        assert_eq!(super::closest("polcy", keys), Some("policy"));
+        assert_eq!(super::closest("zzz", keys), None);
+        assert_eq!(super::closest("", keys), None);
+        assert_eq!(super::edit_distance("kitten", "sitting"), 3);
+        assert_eq!(super::edit_distance("", "abc"), 3);
+        assert_eq!(super::edit_distance("é", "e"), 1);
     }
 }

@@ -71,21 +71,21 @@ fn bad_files_report_every_error_with_its_position() {
         // Unknown keys, in every table.
         (
             "root = \"site\"\nlistn = \"127.0.0.1:1\"\n",
+            &["FILE:2:1: unknown top-level key `listn` (did you mean `listen`?)"],
+        ),
+        (
+            "root = \"site\"\nserver_name = \"example.com\"\n",
             &[
-                "FILE:2:1: unknown top-level key `listn` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm)",
+                "FILE:2:1: unknown top-level key `server_name` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm)",
             ],
         ),
         (
             "root = \"site\"\n[cache]\nsise = \"1M\"\n",
-            &[
-                "FILE:3:1: unknown key in [cache]: `sise` (expected one of: size, revalidate, large_file_threshold, policy)",
-            ],
+            &["FILE:3:1: unknown key in [cache]: `sise` (did you mean `size`?)"],
         ),
         (
             "root = \"site\"\n[limits]\nmax_url = 10\n",
-            &[
-                "FILE:3:1: unknown key in [limits]: `max_url` (expected one of: max_uri, max_head, max_headers, max_body, header_timeout, keepalive_timeout, shutdown_grace)",
-            ],
+            &["FILE:3:1: unknown key in [limits]: `max_url` (did you mean `max_uri`?)"],
         ),
         (
             "root = \"site\"\n[log]\nerror = \"x\"\n",
@@ -97,15 +97,13 @@ fn bad_files_report_every_error_with_its_position() {
         ),
         (
             "root = \"site\"\n[[location]]\nprefix = \"/a\"\nautoidx = true\n",
-            &[
-                "FILE:4:1: unknown key in [[location]]: `autoidx` (expected one of: prefix, root, index, autoindex, cache, headers)",
-            ],
+            &["FILE:4:1: unknown key in [[location]]: `autoidx` (did you mean `autoindex`?)"],
         ),
         (
             "root = \"site\"\n[[module]]\nprefix = \"/m\"\npath = \"mod.so\"\nproceses = 2\n[module.sandbox]\nseccom = false\n",
             &[
                 "FILE:5:1: unknown key in [[module]]: `proceses` (expected one of: prefix, path, processes_min, processes_max, in_flight, timeout, memory_limit, sandbox)",
-                "FILE:7:1: unknown key in [module.sandbox]: `seccom` (expected one of: profile, user, seccomp, landlock, namespaces, open_files, tasks, cpu_time)",
+                "FILE:7:1: unknown key in [module.sandbox]: `seccom` (did you mean `seccomp`?)",
             ],
         ),
         (
