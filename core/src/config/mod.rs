@@ -87,13 +87,17 @@
 //! # Layout
 //! - `diag`: [`Origin`], [`Diagnostic`], [`ConfigErrors`], line/column.
 //! - `value`: sizes, durations, addresses, prefixes (parse and print).
-//! - `file`: the TOML walker (spans → positions, unknown keys, types).
+//! - `file`: the TOML walker's core (syntax errors, spans → positions,
+//!   typed getters that report wrong types and bad values).
+//! - `sections`: the server-wide tables; `mounts`: module, cgi, fastcgi, wasm.
 //! - `args`: [`ServeArgs`], the clap flags of `iolite serve`.
 //! - `validate`: cross-checks (duplicates, conflicts, paths that must exist).
 
 mod args;
 mod diag;
 mod file;
+mod mounts;
+mod sections;
 mod validate;
 mod value;
 
