@@ -122,8 +122,8 @@ fn table() -> Vec<Case> {
         case("TE in HTTP/1.0", "GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into(), 400, &[], None, Close),
         case("URI too long", long_uri, 414, &[], None, Close),
         case("head too large", huge_head, 431, &[], None, Close),
-        case("body too large", "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n".into(), 413, &[], None, Close),
-        case("chunked body too large", "GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n200000\r\n".into(), 413, &[], None, Close),
+        case("body too large", "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n".into(), 413, &[], None, Close),
+        case("chunked body too large", "GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5000000\r\n".into(), 413, &[], None, Close),
         case("unknown expectation", with("/", "Expect: teapot"), 417, &[], None, Close),
     ]
 }
@@ -272,7 +272,7 @@ fn expect_100_continue() {
 #[test]
 fn slowloris_gets_408_and_cannot_hold_the_worker() {
     let site = Site::new();
-    let server = Iolite::start(&site.root(), &["--workers", "1", "--header-timeout", "1"]);
+    let server = Iolite::start(&site.root(), &["--workers", "1", "--header-timeout", "1s"]);
     let mut slow = server.connect();
     slow.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n")
         .unwrap();

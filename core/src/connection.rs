@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::access_log::{AccessLogWriter, Entry};
 use crate::error::Error;
 use crate::http::request::{BodyFraming, Method, RequestHead, Version};
 use crate::http::response::{ConnectionHeader, status_has_body, write_head};
@@ -40,6 +41,9 @@ pub(crate) struct WorkerCtx {
     pub phases: Phases,
     pub metrics: Arc<Metrics>,
     pub opts: Arc<ServerOptions>,
+    /// This worker's access-log writer (none when the log is off). The
+    /// worker's connections share its thread, so a `RefCell` suffices.
+    pub access_log: Option<std::cell::RefCell<AccessLogWriter>>,
 }
 
 enum HeadRead {
@@ -60,6 +64,8 @@ struct Conn {
     out: Vec<u8>,
     /// The normalized path of the current request.
     path: Vec<u8>,
+    /// The client's address, for the access log.
+    client: std::net::IpAddr,
 }
 
 /// Serves `stream` until it closes. Failures are the client's business and
@@ -70,7 +76,11 @@ pub(crate) async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     ctx.metrics.connection_opened();
+    let client = stream
+        .peer_addr()
+        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
     let mut conn = Conn {
+        client,
         stream,
         buf: Vec::with_capacity(READ_RESERVE),
         out: Vec::with_capacity(512),
@@ -95,8 +105,10 @@ impl Conn {
                 HeadRead::Closed => return Ok(()),
                 HeadRead::Error(error) => {
                     let response = Response::from_error(&error);
-                    self.respond(ctx, &response, false, ConnectionHeader::Close)
+                    let sent = self
+                        .respond(ctx, &response, false, ConnectionHeader::Close)
                         .await?;
+                    self.log(ctx, None, response.status, sent);
                     return self.linger().await;
                 }
             };
@@ -132,7 +144,8 @@ impl Conn {
                 (true, Version::Http11) => ConnectionHeader::Default,
             };
             let head_only = head.method == Method::Head;
-            self.respond(ctx, &response, head_only, connection).await?;
+            let sent = self.respond(ctx, &response, head_only, connection).await?;
+            self.log(ctx, Some(&head), response.status, sent);
             if !keep_alive {
                 // Whatever the client sent beyond this request is not read.
                 return self.linger().await;
@@ -141,14 +154,42 @@ impl Conn {
         }
     }
 
-    /// Writes `response` and counts it.
+    /// Writes an access-log line for the request whose head is at the start
+    /// of the read buffer (`None`: no request line could be read). `sent`
+    /// counts the response head too; the log counts body bytes only.
+    fn log(&self, ctx: &WorkerCtx, head: Option<&RequestHead>, status: u16, sent: u64) {
+        let Some(writer) = &ctx.access_log else {
+            return;
+        };
+        let buf = &self.buf;
+        let span = |s: Option<crate::http::request::Span>| s.map(|s| s.get(buf));
+        let entry = Entry {
+            client: self.client,
+            user: None,
+            time: std::time::SystemTime::now(),
+            method: head.map_or(&b""[..], |h| h.method_token.get(buf)),
+            target: head.map_or(&b""[..], |h| h.target.get(buf)),
+            version: match head.map(|h| h.version) {
+                Some(Version::Http10) => "HTTP/1.0",
+                Some(Version::Http11) => "HTTP/1.1",
+                None => "",
+            },
+            status,
+            body_bytes: sent.saturating_sub(self.out.len() as u64),
+            referer: span(head.and_then(|h| h.referer)),
+            user_agent: span(head.and_then(|h| h.user_agent)),
+        };
+        writer.borrow_mut().log(&entry);
+    }
+
+    /// Writes `response` and counts it. Returns the bytes written.
     async fn respond(
         &mut self,
         ctx: &WorkerCtx,
         response: &Response,
         head_only: bool,
         connection: ConnectionHeader,
-    ) -> io::Result<()> {
+    ) -> io::Result<u64> {
         self.out.clear();
         let body_len = response.body.len();
         write_head(
@@ -170,7 +211,7 @@ impl Conn {
         .await;
         let sent = *result.as_ref().unwrap_or(&0);
         ctx.metrics.request_finished(response.status, sent);
-        result.map(drop)
+        result
     }
 
     /// Reads until a whole head is buffered, the client leaves, a limit or

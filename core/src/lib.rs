@@ -22,10 +22,18 @@
 //! - `admin` (private): the admin listener, `/metrics` and `/status`.
 //! - [`cache`]: the unified file cache (GDSF/LRU within a byte budget).
 //! - [`metrics`]: process-wide counters and their Prometheus rendering.
+//! - [`status`]: the same figures as a small HTML page (`/status`).
+//! - [`config`]: the configuration of `iolite serve` (defaults, TOML file,
+//!   flags) resolved into one validated [`config::Config`], with every error
+//!   reported as `FILE:LINE:COLUMN: problem`.
+//! - [`access_log`]: the access log in combined log format, buffered per
+//!   writer, flushed at least once a second and at shutdown.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 mod admin;
 pub mod cache;
+pub mod config;
 mod connection;
 pub mod error;
 pub mod http;
@@ -35,6 +43,7 @@ pub mod response;
 pub mod send;
 pub mod server;
 pub mod static_files;
+pub mod status;
 
 pub use error::Error;
 pub use response::{Body, FileRange, HeaderLines, Response};

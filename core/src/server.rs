@@ -21,8 +21,10 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 use tokio::task::{JoinSet, LocalSet};
 
+use crate::access_log::{AccessLog, AccessLogWriter};
 use crate::cache::FileCache;
 pub use crate::cache::replacement::Policy as CachePolicy;
+use crate::config::AccessLogTarget;
 use crate::connection::{WorkerCtx, serve_connection};
 use crate::error::Error;
 use crate::http::Limits;
@@ -64,6 +66,8 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
     /// Open files kept per worker by the static handler.
     pub open_files: usize,
+    /// Where the access log goes.
+    pub access_log: AccessLogTarget,
 }
 
 impl Default for ServerOptions {
@@ -76,6 +80,7 @@ impl Default for ServerOptions {
             cache_size: 256 << 20,
             cache_threshold: 0,
             cache_policy: CachePolicy::Gdsf,
+            access_log: AccessLogTarget::Off,
             revalidate: Duration::from_secs(1),
             limits: Limits::default(),
             header_timeout: Duration::from_secs(10),
@@ -97,6 +102,7 @@ pub struct Server {
     root: Arc<OwnedFd>,
     metrics: Arc<Metrics>,
     cache: Option<Arc<FileCache>>,
+    access_log: AccessLog,
     control: tokio::runtime::Runtime,
     signals: Option<(Signal, Signal)>,
 }
@@ -123,6 +129,8 @@ impl Server {
                 Some(Arc::new(cache))
             }
         };
+        let access_log = AccessLog::open(&opts.access_log)
+            .map_err(|e| Error::Options(format!("access log {:?}: {e}", opts.access_log)))?;
         raise_fd_limit();
         let first = reuseport_listener(opts.listen)?;
         let local_addr = first.local_addr().map_err(|source| Error::Listen {
@@ -165,6 +173,7 @@ impl Server {
             root,
             metrics,
             cache,
+            access_log,
             control,
             signals: Some(signals),
         })
@@ -206,10 +215,14 @@ impl Server {
             let metrics = self.metrics.clone();
             let root = self.root.clone();
             let cache = self.cache.clone();
+            let log = self
+                .access_log
+                .is_enabled()
+                .then(|| self.access_log.writer());
             let stop_rx = stop_rx.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("iolite-worker-{id}"))
-                .spawn(move || worker(listener, opts, metrics, root, cache, stop_rx))?;
+                .spawn(move || worker(listener, opts, metrics, root, cache, log, stop_rx))?;
             workers.push(handle);
         }
         let metrics = self.metrics.clone();
@@ -278,6 +291,7 @@ fn worker(
     metrics: Arc<Metrics>,
     root: Arc<OwnedFd>,
     cache: Option<Arc<FileCache>>,
+    access_log: Option<AccessLogWriter>,
     mut stop: watch::Receiver<bool>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -303,6 +317,7 @@ fn worker(
             phases: standard_phases(&opts, root, cache),
             metrics,
             opts: opts.clone(),
+            access_log: access_log.map(std::cell::RefCell::new),
         });
         let mut connections = JoinSet::new();
         loop {
@@ -333,4 +348,57 @@ fn worker(
         }
         connections.abort_all();
     });
+}
+
+impl ServerOptions {
+    /// The options a validated [`Config`](crate::config::Config) asks for.
+    ///
+    /// Settings the engine does not serve yet (a second listener, per-location
+    /// settings, module mounts) are reported by
+    /// [`unsupported`](ServerOptions::unsupported) so `serve` can refuse them
+    /// instead of ignoring them.
+    pub fn from_config(c: &crate::config::Config) -> ServerOptions {
+        let defaults = ServerOptions::default();
+        ServerOptions {
+            listen: c.listeners.first().map_or(defaults.listen, |l| l.addr),
+            root: c.root.clone(),
+            workers: c.workers,
+            admin: c.admin,
+            cache_size: c.cache.size,
+            cache_threshold: c.cache.large_file_threshold,
+            cache_policy: match c.cache.policy {
+                crate::config::CachePolicy::Gdsf => CachePolicy::Gdsf,
+                crate::config::CachePolicy::Lru => CachePolicy::Lru,
+            },
+            access_log: c.log.access.clone(),
+            revalidate: c.cache.revalidate,
+            limits: Limits {
+                max_head: c.limits.max_head,
+                max_uri: c.limits.max_uri,
+                max_body: c.limits.max_body,
+            },
+            header_timeout: c.limits.header_timeout,
+            keepalive_timeout: c.limits.keepalive_timeout,
+            shutdown_grace: c.limits.shutdown_grace,
+            ..defaults
+        }
+    }
+
+    /// What `c` asks for that the engine cannot serve yet, one line each.
+    pub fn unsupported(c: &crate::config::Config) -> Vec<String> {
+        let mut out = c.not_yet_supported();
+        if c.listeners.len() > 1 {
+            out.push(format!(
+                "{} listeners (one per server for now)",
+                c.listeners.len()
+            ));
+        }
+        if !c.locations.is_empty() {
+            out.push(format!("{} [[location]] blocks", c.locations.len()));
+        }
+        if c.index != ["index.html"] {
+            out.push("index files other than index.html".to_owned());
+        }
+        out
+    }
 }

@@ -109,6 +109,8 @@ pub enum BodyFraming {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
     pub method: Method,
+    /// The method token as sent (for the access log).
+    pub method_token: Span,
     /// The request target as sent (origin-form, absolute-form, `*`...).
     pub target: Span,
     pub version: Version,
@@ -126,6 +128,9 @@ pub struct RequestHead {
     pub if_modified_since: Option<Span>,
     pub range: Option<Span>,
     pub if_range: Option<Span>,
+    /// `Referer` and `User-Agent`, for the access log.
+    pub referer: Option<Span>,
+    pub user_agent: Option<Span>,
 }
 
 impl RequestHead {
@@ -182,6 +187,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Er
     };
     let mut head = RequestHead {
         method: Method::from_token(method),
+        method_token: Span::of(buf, method.as_bytes()),
         target: Span::of(buf, target.as_bytes()),
         version,
         head_len,
@@ -194,6 +200,8 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Er
         if_modified_since: None,
         range: None,
         if_range: None,
+        referer: None,
+        user_agent: None,
     };
     let mut content_length: Option<u64> = None;
     let mut te = TransferCodings::default();
@@ -239,6 +247,10 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Er
             head.range.get_or_insert(Span::of(buf, value));
         } else if is("if-range") {
             head.if_range.get_or_insert(Span::of(buf, value));
+        } else if is("referer") {
+            head.referer.get_or_insert(Span::of(buf, value));
+        } else if is("user-agent") {
+            head.user_agent.get_or_insert(Span::of(buf, value));
         }
     }
     if version == Version::Http11 && head.host.is_none() {

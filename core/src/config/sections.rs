@@ -1,0 +1,340 @@
+//! The server-wide tables of a configuration file: top-level keys,
+//! `[admin]`, `[cache]`, `[limits]`, `[log]` and `[[location]]`.
+
+use super::file::{Cx, Val, is_token_byte};
+use super::validate::{Draft, Placed};
+use super::{AccessLogTarget, CachePolicy, Location, LogLevel, value};
+use toml::de::{DeTable, DeValue};
+
+const TOP_KEYS: &[&str] = &[
+    "listen", "root", "index", "workers", "admin", "cache", "limits", "log", "location", "module",
+    "cgi", "fastcgi", "wasm",
+];
+const ADMIN_KEYS: &[&str] = &["listen"];
+const CACHE_KEYS: &[&str] = &["size", "revalidate", "large_file_threshold", "policy"];
+const LIMITS_KEYS: &[&str] = &[
+    "max_uri",
+    "max_head",
+    "max_headers",
+    "max_body",
+    "header_timeout",
+    "keepalive_timeout",
+    "shutdown_grace",
+];
+const LOG_KEYS: &[&str] = &["access", "level"];
+const LOCATION_KEYS: &[&str] = &["prefix", "root", "index", "autoindex", "cache", "headers"];
+
+impl Cx<'_, '_> {
+    pub(super) fn top(&mut self, doc: &DeTable<'_>, d: &mut Draft) {
+        for (k, v) in doc.iter() {
+            match k.get_ref().as_ref() {
+                "listen" => self.listen(v, d),
+                "root" => match self.path(v, "root") {
+                    Some(p) => d.root = (p, self.origin(&v.span())),
+                    None => d.root_reported = true,
+                },
+                "index" => {
+                    if let Some(i) = self.index(v, "index") {
+                        d.index = i;
+                    }
+                }
+                "workers" => {
+                    if let Some(n) = self.count(v, "workers", 1, super::MAX_WORKERS as u64) {
+                        d.workers = n as usize;
+                    }
+                }
+                "admin" => self.admin(v, d),
+                "cache" => self.cache(v, d),
+                "limits" => self.limits(v, d),
+                "log" => self.log(v, d),
+                "location" => {
+                    for (tv, t) in self.tables(v, "location") {
+                        self.location(tv, t, d);
+                    }
+                }
+                "module" => {
+                    for (tv, t) in self.tables(v, "module") {
+                        self.module(tv, t, d);
+                    }
+                }
+                "cgi" => {
+                    for (tv, t) in self.tables(v, "cgi") {
+                        self.cgi(tv, t, d);
+                    }
+                }
+                "fastcgi" => {
+                    for (tv, t) in self.tables(v, "fastcgi") {
+                        self.fastcgi(tv, t, d);
+                    }
+                }
+                "wasm" => {
+                    for (tv, t) in self.tables(v, "wasm") {
+                        self.wasm(tv, t, d);
+                    }
+                }
+                _ => self.unknown(k, "", TOP_KEYS),
+            }
+        }
+    }
+
+    pub(super) fn listen(&mut self, v: &Val<'_>, d: &mut Draft) {
+        let Some(items) = self.strings(v, "listen") else {
+            return;
+        };
+        if items.is_empty() {
+            self.bad(v, "listen", "at least one address is needed");
+            return;
+        }
+        let mut out = Vec::new();
+        for (s, span) in items {
+            match value::parse_addr(s) {
+                Ok(a) => out.push((a, self.origin(&span))),
+                Err(problem) => self.error(span, format!("listen: {problem}")),
+            }
+        }
+        d.listeners = out;
+    }
+
+    pub(super) fn admin_addr(&mut self, v: &Val<'_>, key: &str, d: &mut Draft) {
+        let Some(s) = self.string(v, key) else {
+            return;
+        };
+        let at = self.origin(&v.span());
+        if s == "none" || s == "off" {
+            d.admin = (None, at);
+            return;
+        }
+        match value::parse_addr(s) {
+            Ok(a) => d.admin = (Some(a), at),
+            Err(problem) => self.bad(v, key, format!("{problem}, or \"none\"")),
+        }
+    }
+
+    pub(super) fn admin(&mut self, v: &Val<'_>, d: &mut Draft) {
+        match v.get_ref() {
+            DeValue::Table(t) => {
+                for (k, v) in t.iter() {
+                    match k.get_ref().as_ref() {
+                        "listen" => self.admin_addr(v, "admin.listen", d),
+                        _ => self.unknown(k, "[admin]", ADMIN_KEYS),
+                    }
+                }
+            }
+            DeValue::String(_) => self.admin_addr(v, "admin", d),
+            _ => self.wrong_type(v, "admin", "an address, \"none\" or a table ([admin])"),
+        }
+    }
+
+    pub(super) fn cache(&mut self, v: &Val<'_>, d: &mut Draft) {
+        let Some(t) = self.table(v, "cache") else {
+            return;
+        };
+        for (k, v) in t.iter() {
+            match k.get_ref().as_ref() {
+                "size" => {
+                    if let Some(n) = self.size(v, "cache.size") {
+                        d.cache.size = n;
+                    }
+                }
+                "revalidate" => {
+                    if let Some(t) = self.duration(v, "cache.revalidate") {
+                        d.cache.revalidate = t;
+                    }
+                }
+                "large_file_threshold" => {
+                    if let Some(n) = self.size(v, "cache.large_file_threshold") {
+                        d.cache_threshold = Some(n);
+                    }
+                }
+                "policy" => {
+                    let choices = [("gdsf", CachePolicy::Gdsf), ("lru", CachePolicy::Lru)];
+                    if let Some(p) = self.choice(v, "cache.policy", "cache policy", &choices) {
+                        d.cache.policy = p;
+                    }
+                }
+                _ => self.unknown(k, "[cache]", CACHE_KEYS),
+            }
+        }
+    }
+
+    pub(super) fn limits(&mut self, v: &Val<'_>, d: &mut Draft) {
+        let Some(t) = self.table(v, "limits") else {
+            return;
+        };
+        let l = &mut d.limits;
+        for (k, v) in t.iter() {
+            match k.get_ref().as_ref() {
+                "max_uri" => {
+                    if let Some(n) = self.size_usize(v, "limits.max_uri") {
+                        l.max_uri = n;
+                        d.max_uri_at = self.origin(&v.span());
+                    }
+                }
+                "max_head" => {
+                    if let Some(n) = self.size_usize(v, "limits.max_head") {
+                        l.max_head = n;
+                    }
+                }
+                "max_headers" => {
+                    if let Some(n) = self.count(v, "limits.max_headers", 1, 10_000) {
+                        l.max_headers = n as usize;
+                    }
+                }
+                "max_body" => {
+                    if let Some(n) = self.size(v, "limits.max_body") {
+                        l.max_body = n;
+                    }
+                }
+                "header_timeout" => {
+                    if let Some(t) = self.positive_duration(v, "limits.header_timeout") {
+                        l.header_timeout = t;
+                    }
+                }
+                "keepalive_timeout" => {
+                    if let Some(t) = self.duration(v, "limits.keepalive_timeout") {
+                        l.keepalive_timeout = t;
+                    }
+                }
+                "shutdown_grace" => {
+                    if let Some(t) = self.duration(v, "limits.shutdown_grace") {
+                        l.shutdown_grace = t;
+                    }
+                }
+                _ => self.unknown(k, "[limits]", LIMITS_KEYS),
+            }
+        }
+    }
+
+    pub(super) fn log(&mut self, v: &Val<'_>, d: &mut Draft) {
+        let Some(t) = self.table(v, "log") else {
+            return;
+        };
+        for (k, v) in t.iter() {
+            match k.get_ref().as_ref() {
+                "access" => {
+                    let Some(s) = self.string(v, "log.access") else {
+                        continue;
+                    };
+                    match AccessLogTarget::parse(s) {
+                        Ok(AccessLogTarget::File(p)) => {
+                            d.log.access = AccessLogTarget::File(self.base.join(p));
+                            d.access_at = self.origin(&v.span());
+                        }
+                        Ok(target) => {
+                            d.log.access = target;
+                            d.access_at = self.origin(&v.span());
+                        }
+                        Err(problem) => self.bad(v, "log.access", problem),
+                    }
+                }
+                "level" => {
+                    let choices = [
+                        ("error", LogLevel::Error),
+                        ("warn", LogLevel::Warn),
+                        ("info", LogLevel::Info),
+                        ("debug", LogLevel::Debug),
+                        ("trace", LogLevel::Trace),
+                    ];
+                    if let Some(l) = self.choice(v, "log.level", "log level", &choices) {
+                        d.log.level = l;
+                    }
+                }
+                _ => self.unknown(k, "[log]", LOG_KEYS),
+            }
+        }
+    }
+
+    pub(super) fn headers(&mut self, v: &Val<'_>, key: &str) -> Option<Vec<(String, String)>> {
+        let DeValue::Table(t) = v.get_ref() else {
+            self.wrong_type(v, key, "a table of header names to values");
+            return None;
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (name, value) in t.iter() {
+            let n = name.get_ref().as_ref();
+            if n.is_empty() || !n.bytes().all(is_token_byte) {
+                self.error(name.span(), format!("{key}: bad header name {n:?}"));
+                ok = false;
+                continue;
+            }
+            let Some(s) = self.string(value, &format!("{key}.{n}")) else {
+                ok = false;
+                continue;
+            };
+            if s.chars().any(|c| c.is_control() && c != '\t') {
+                self.bad(
+                    value,
+                    &format!("{key}.{n}"),
+                    "control characters are not allowed in a header value",
+                );
+                ok = false;
+                continue;
+            }
+            out.push((n.to_owned(), s.to_owned()));
+        }
+        ok.then_some(out)
+    }
+
+    pub(super) fn location(&mut self, tv: &Val<'_>, t: &DeTable<'_>, d: &mut Draft) {
+        let mut loc = Location {
+            prefix: String::new(),
+            root: None,
+            index: None,
+            autoindex: false,
+            cache: true,
+            headers: Vec::new(),
+        };
+        let mut prefix_at = None;
+        let mut root_at = None;
+        let mut ok = true;
+        for (k, v) in t.iter() {
+            match k.get_ref().as_ref() {
+                "prefix" => match self.prefix(v, "location.prefix") {
+                    Some(p) => {
+                        loc.prefix = p;
+                        prefix_at = Some(self.origin(&v.span()));
+                    }
+                    None => ok = false,
+                },
+                "root" => match self.path(v, "location.root") {
+                    Some(p) => {
+                        loc.root = Some(p);
+                        root_at = Some(self.origin(&v.span()));
+                    }
+                    None => ok = false,
+                },
+                "index" => match self.index(v, "location.index") {
+                    Some(i) => loc.index = Some(i),
+                    None => ok = false,
+                },
+                "autoindex" => match self.boolean(v, "location.autoindex") {
+                    Some(b) => loc.autoindex = b,
+                    None => ok = false,
+                },
+                "cache" => match self.boolean(v, "location.cache") {
+                    Some(b) => loc.cache = b,
+                    None => ok = false,
+                },
+                "headers" => match self.headers(v, "location.headers") {
+                    Some(h) => loc.headers = h,
+                    None => ok = false,
+                },
+                _ => self.unknown(k, "[[location]]", LOCATION_KEYS),
+            }
+        }
+        let Some(prefix_at) = prefix_at else {
+            if !t.contains_key("prefix") {
+                self.missing(tv, "[[location]]", "prefix");
+            }
+            return;
+        };
+        if ok {
+            d.locations.push(Placed {
+                value: loc,
+                prefix_at,
+                path_at: root_at,
+            });
+        }
+    }
+}

@@ -1,0 +1,736 @@
+//! Table-driven tests: bad files → exact messages with positions, good files
+//! → the expected `Config`, flags over files.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::*;
+
+/// A directory holding `site/`, `docs/`, `cgi-bin/`, `mod.so`, `app.wasm`.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for d in ["site", "docs", "cgi-bin"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        for f in ["mod.so", "app.wasm"] {
+            std::fs::write(dir.path().join(f), b"").unwrap();
+        }
+        Fixture { dir }
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.path().join("iolite.toml")
+    }
+
+    /// Every error line for `text`, with the file's path shown as `FILE` and
+    /// the fixture directory as `TMP`.
+    fn errors(&self, text: &str) -> Vec<String> {
+        match from_str(text, &self.file()) {
+            Ok(c) => panic!("expected errors for {text:?}, got {c:?}"),
+            Err(e) => e
+                .lines()
+                .into_iter()
+                .map(|l| {
+                    l.replace(&self.file().display().to_string(), "FILE")
+                        .replace(&self.dir.path().display().to_string(), "TMP")
+                })
+                .collect(),
+        }
+    }
+
+    fn config(&self, text: &str) -> Config {
+        from_str(text, &self.file()).unwrap_or_else(|e| panic!("{text:?}:\n{e}"))
+    }
+}
+
+const ROOT: &str = "root = \"site\"\n";
+
+#[test]
+fn bad_files_report_every_error_with_its_position() {
+    let fx = Fixture::new();
+    let table: &[(&str, &[&str])] = &[
+        // Syntax errors: all of them, nothing else.
+        (
+            "root = \"site\"\nworkers = \n",
+            &["FILE:2:11: syntax error: string values must be quoted, expected literal string"],
+        ),
+        (
+            "root = \"site\nworkers = 2\n",
+            &["FILE:1:13: syntax error: invalid basic string, expected `\"`"],
+        ),
+        (
+            "root = \"site\"\nworkers = 2\nworkers = 3\n",
+            &["FILE:3:1: syntax error: duplicate key `workers`"],
+        ),
+        // Unknown keys, in every table.
+        (
+            "root = \"site\"\nlistn = \"127.0.0.1:1\"\n",
+            &["FILE:2:1: unknown top-level key `listn` (did you mean `listen`?)"],
+        ),
+        (
+            "root = \"site\"\nserver_name = \"example.com\"\n",
+            &[
+                "FILE:2:1: unknown top-level key `server_name` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm)",
+            ],
+        ),
+        (
+            "root = \"site\"\n[cache]\nsise = \"1M\"\n",
+            &["FILE:3:1: unknown key in [cache]: `sise` (did you mean `size`?)"],
+        ),
+        (
+            "root = \"site\"\n[limits]\nmax_url = 10\n",
+            &["FILE:3:1: unknown key in [limits]: `max_url` (did you mean `max_uri`?)"],
+        ),
+        (
+            "root = \"site\"\n[log]\nerror = \"x\"\n",
+            &["FILE:3:1: unknown key in [log]: `error` (expected one of: access, level)"],
+        ),
+        (
+            "root = \"site\"\n[admin]\naddr = \"127.0.0.1:1\"\n",
+            &["FILE:3:1: unknown key in [admin]: `addr` (expected one of: listen)"],
+        ),
+        (
+            "root = \"site\"\n[[location]]\nprefix = \"/a\"\nautoidx = true\n",
+            &["FILE:4:1: unknown key in [[location]]: `autoidx` (did you mean `autoindex`?)"],
+        ),
+        (
+            "root = \"site\"\n[[module]]\nprefix = \"/m\"\npath = \"mod.so\"\nproceses = 2\n[module.sandbox]\nseccom = false\n",
+            &[
+                "FILE:5:1: unknown key in [[module]]: `proceses` (expected one of: prefix, path, processes_min, processes_max, in_flight, timeout, memory_limit, sandbox)",
+                "FILE:7:1: unknown key in [module.sandbox]: `seccom` (did you mean `seccomp`?)",
+            ],
+        ),
+        (
+            "root = \"site\"\n[[cgi]]\nprefix = \"/c\"\ndir = \"cgi-bin\"\nenv = 1\n[[fastcgi]]\nprefix = \"/p\"\naddress = \"127.0.0.1:9000\"\npool = 2\n[[wasm]]\nprefix = \"/w\"\npath = \"app.wasm\"\nfuel = 1\n",
+            &[
+                "FILE:5:1: unknown key in [[cgi]]: `env` (expected one of: prefix, dir, timeout)",
+                "FILE:9:1: unknown key in [[fastcgi]]: `pool` (expected one of: prefix, address, root, index, connections, timeout)",
+                "FILE:13:1: unknown key in [[wasm]]: `fuel` (expected one of: prefix, path, kind, memory_limit, timeout)",
+            ],
+        ),
+        // Wrong types.
+        (
+            "root = 5\nworkers = \"two\"\ncache = 3\n",
+            &[
+                "FILE:1:8: root: expected a string, found an integer",
+                "FILE:2:11: workers: expected an integer, found a string",
+                "FILE:3:9: cache: expected a table ([cache]), found an integer",
+            ],
+        ),
+        // Bad sizes, durations, policy, numbers.
+        (
+            "root = \"site\"\n[cache]\nsize = \"12X\"\nrevalidate = \"1 fortnight\"\npolicy = \"arc\"\nlarge_file_threshold = -1\n",
+            &[
+                "FILE:3:8: cache.size: bad size \"12X\": expected a number of bytes with an optional suffix K, M, G or T (such as 256M)",
+                "FILE:4:14: cache.revalidate: bad duration \"1 fortnight\": expected a whole number with a unit ms, s, m or h (such as 1s or 250ms)",
+                "FILE:5:10: cache.policy: unknown cache policy \"arc\": expected \"gdsf\" or \"lru\"",
+                "FILE:6:24: cache.large_file_threshold: a size cannot be negative, found -1",
+            ],
+        ),
+        (
+            "root = \"site\"\nworkers = 0\n",
+            &["FILE:2:11: workers: must be at least 1, found 0"],
+        ),
+        (
+            "root = \"site\"\nworkers = -3\n",
+            &["FILE:2:11: workers: must be at least 1, found -3"],
+        ),
+        (
+            "root = \"site\"\n[limits]\nheader_timeout = \"0s\"\nkeepalive_timeout = 30\nmax_headers = 0\nmax_uri = \"128K\"\n",
+            &[
+                "FILE:3:18: limits.header_timeout: must be longer than 0",
+                "FILE:4:21: limits.keepalive_timeout: expected a duration such as \"1s\" or \"250ms\", found an integer",
+                "FILE:5:15: limits.max_headers: must be at least 1, found 0",
+                "FILE:6:11: limits.max_uri (131072) is larger than limits.max_head (65536): no request line could fit",
+            ],
+        ),
+        // Addresses.
+        (
+            "root = \"site\"\nlisten = [\"127.0.0.1:8080\", \"localhost:80\", \"1.2.3.4\"]\nadmin = \"everywhere\"\n",
+            &[
+                "FILE:2:29: listen: bad address \"localhost:80\": expected IP:PORT such as 127.0.0.1:8080 or [::1]:8080",
+                "FILE:2:45: listen: bad address \"1.2.3.4\": expected IP:PORT such as 127.0.0.1:8080 or [::1]:8080",
+                "FILE:3:9: admin: bad address \"everywhere\": expected IP:PORT such as 127.0.0.1:8080 or [::1]:8080, or \"none\"",
+            ],
+        ),
+        (
+            "root = \"site\"\nlisten = [\"127.0.0.1:8080\",\n  \"[::1]:8080\",\n  \"127.0.0.1:8080\"]\n",
+            &["FILE:4:3: listen: 127.0.0.1:8080 is listed twice (first at 2:11)"],
+        ),
+        (
+            "root = \"site\"\nlisten = []\n",
+            &["FILE:2:10: listen: at least one address is needed"],
+        ),
+        (
+            "root = \"site\"\nlisten = \"127.0.0.1:9000\"\nadmin = \"127.0.0.1:9000\"\n",
+            &[
+                "FILE:3:9: admin: 127.0.0.1:9000 is also a client listener; the admin listener needs its own address",
+            ],
+        ),
+        // Paths that must exist.
+        (
+            "root = \"nowhere\"\n",
+            &["FILE:1:8: root: directory \"TMP/nowhere\" does not exist"],
+        ),
+        (
+            "root = \"mod.so\"\n",
+            &["FILE:1:8: root: \"TMP/mod.so\" is not a directory"],
+        ),
+        (
+            "workers = 1\n",
+            &[
+                "default settings: root: directory \"examples/site\" does not exist (set root in the configuration file or pass --root DIR)",
+            ],
+        ),
+        (
+            "root = \"site\"\n[log]\naccess = \"no/such/dir/access.log\"\nlevel = \"loud\"\n",
+            &[
+                "FILE:3:10: log.access: the access log's directory \"TMP/no/such/dir\" does not exist",
+                "FILE:4:9: log.level: unknown log level \"loud\": expected \"error\", \"warn\", \"info\", \"debug\" or \"trace\"",
+            ],
+        ),
+        // Locations.
+        (
+            "root = \"site\"\n[[location]]\nprefix = \"/docs\"\n[[location]]\nprefix = \"/docs/\"\nroot = \"missing\"\n[[location]]\nprefix = \"docs\"\n",
+            &[
+                "FILE:5:10: location.prefix: \"/docs\" is already used by the location at 3:10",
+                "FILE:6:8: location.root: directory \"TMP/missing\" does not exist",
+                "FILE:8:10: location.prefix: bad prefix \"docs\": it must start with '/'",
+            ],
+        ),
+        (
+            "root = \"site\"\n[[location]]\nroot = \"docs\"\nindex = [\"a/b.html\"]\nheaders = { \"Bad Name\" = \"x\", \"X-Ok\" = 3 }\n",
+            &[
+                "FILE:2:1: [[location]]: missing required key `prefix`",
+                "FILE:4:10: location.index: bad index file name \"a/b.html\": a plain file name is needed",
+                "FILE:5:13: location.headers: bad header name \"Bad Name\"",
+                "FILE:5:40: location.headers.X-Ok: expected a string, found an integer",
+            ],
+        ),
+        (
+            "root = \"site\"\nlocation = { prefix = \"/a\" }\n",
+            &["FILE:2:12: location: expected an array of tables ([[location]]), found a table"],
+        ),
+        // Mounts.
+        (
+            "root = \"site\"\n[[module]]\nprefix = \"/app\"\n",
+            &["FILE:2:1: [[module]]: missing required key `path`"],
+        ),
+        (
+            "root = \"site\"\n[[module]]\npath = \"gone.so\"\nprocesses_min = 4\nprocesses_max = 2\nmemory_limit = \"1M\"\n[module.sandbox]\nprofile = \"paranoid\"\n",
+            &[
+                "FILE:2:1: [[module]]: missing required key `prefix`",
+                "FILE:4:17: module.processes_min (4) is larger than module.processes_max (2)",
+                "FILE:6:16: module.memory_limit: must be at least 16M",
+                "FILE:8:11: module.sandbox.profile: unknown sandbox profile \"paranoid\": expected \"strict\" or \"none\"",
+            ],
+        ),
+        (
+            "root = \"site\"\n[[module]]\nprefix = \"/app\"\npath = \"gone.so\"\n",
+            &["FILE:4:8: module.path: file \"TMP/gone.so\" does not exist"],
+        ),
+        (
+            "root = \"site\"\n[[module]]\nprefix = \"/app\"\npath = \"mod.so\"\n[[wasm]]\nprefix = \"/app/\"\npath = \"app.wasm\"\nkind = \"emscripten\"\n[[cgi]]\nprefix = \"/app\"\ndir = \"mod.so\"\n",
+            &[
+                "FILE:8:8: wasm.kind: unknown wasm kind \"emscripten\": expected \"wasi-http\", \"wagi\" or \"sdk\"",
+                "FILE:10:10: cgi.prefix: \"/app\" is already mounted by the module at 3:10",
+                "FILE:11:7: cgi.dir: \"TMP/mod.so\" is not a directory",
+            ],
+        ),
+        (
+            "root = \"site\"\n[[wasm]]\nprefix = \"/x\"\npath = \"app.wasm\"\n[[module]]\nprefix = \"/x\"\npath = \"mod.so\"\n",
+            &["FILE:6:10: module.prefix: \"/x\" is already mounted by the wasm at 3:10"],
+        ),
+        (
+            "root = \"site\"\n[[fastcgi]]\nprefix = \"/php\"\naddress = \"php-fpm\"\n[[fastcgi]]\nprefix = \"/php2\"\n",
+            &[
+                "FILE:4:11: fastcgi.address: bad address \"php-fpm\": expected IP:PORT or unix:/path/to.sock",
+                "FILE:5:1: [[fastcgi]]: missing required key `address`",
+            ],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (text, want) in table {
+        let got = fx.errors(text);
+        let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        if got != want {
+            failures.push(format!(
+                "for file:\n{text}\n got: {got:#?}\nwant: {want:#?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn an_empty_file_gives_the_embedded_defaults() {
+    let fx = Fixture::new();
+    let c = fx.config(ROOT);
+    assert_eq!(
+        c.listeners,
+        vec![Listener {
+            addr: addr("127.0.0.1:8080")
+        }]
+    );
+    assert_eq!(c.root, fx.dir.path().join("site"));
+    assert_eq!(c.admin, Some(addr("127.0.0.1:8081")));
+    assert_eq!(c.index, vec!["index.html".to_owned()]);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(c.workers, cpus);
+    assert_eq!(
+        c.cache,
+        CacheConfig {
+            size: 256 << 20,
+            revalidate: Duration::from_secs(1),
+            large_file_threshold: 32 << 20,
+            policy: CachePolicy::Gdsf,
+        }
+    );
+    assert_eq!(c.limits, Limits::default());
+    assert_eq!(c.log.access, AccessLogTarget::Stdout);
+    assert_eq!(c.log.level, LogLevel::Info);
+    assert!(c.locations.is_empty() && c.modules.is_empty() && c.not_yet_supported().is_empty());
+}
+
+#[test]
+fn a_full_file_gives_the_expected_config() {
+    let fx = Fixture::new();
+    let text = r#"
+listen = ["127.0.0.1:0", "[::1]:8443", "127.0.0.1:0"]
+root = "site"
+index = ["index.html", "index.htm"]
+workers = 3
+admin = "none"
+
+[cache]
+size = "64M"
+revalidate = "0"
+policy = "lru"
+
+[limits]
+max_uri = "4K"
+max_head = 16384
+max_headers = 50
+max_body = "1G"
+header_timeout = "5s"
+keepalive_timeout = "250ms"
+shutdown_grace = "2m"
+
+[log]
+access = "logs-access.log"
+level = "debug"
+
+[[location]]
+prefix = "/docs/"
+root = "docs"
+index = "README.html"
+cache = false
+headers = { "Cache-Control" = "no-cache", "X-Frame-Options" = "DENY" }
+
+[[location]]
+prefix = "/"
+autoindex = true
+
+[[module]]
+prefix = "/app"
+path = "mod.so"
+processes_min = 0
+processes_max = 8
+in_flight = 4
+timeout = "5s"
+memory_limit = "128M"
+[module.sandbox]
+profile = "none"
+landlock = true
+user = "iolite"
+open_files = 64
+tasks = 8
+cpu_time = "10s"
+
+[[cgi]]
+prefix = "/cgi-bin"
+dir = "cgi-bin"
+
+[[fastcgi]]
+prefix = "/php"
+address = "unix:/run/php.sock"
+index = "main.php"
+connections = 2
+
+[[wasm]]
+prefix = "/w"
+path = "app.wasm"
+kind = "wagi"
+memory_limit = "1M"
+timeout = "100ms"
+"#;
+    let c = fx.config(text);
+    let dir = fx.dir.path();
+    let want = Config {
+        source: Some(fx.file()),
+        listeners: vec![
+            Listener {
+                addr: addr("127.0.0.1:0"),
+            },
+            Listener {
+                addr: addr("[::1]:8443"),
+            },
+            Listener {
+                addr: addr("127.0.0.1:0"),
+            },
+        ],
+        root: dir.join("site"),
+        index: vec!["index.html".into(), "index.htm".into()],
+        workers: 3,
+        admin: None,
+        cache: CacheConfig {
+            size: 64 << 20,
+            revalidate: Duration::ZERO,
+            large_file_threshold: 8 << 20,
+            policy: CachePolicy::Lru,
+        },
+        limits: Limits {
+            max_uri: 4096,
+            max_head: 16384,
+            max_headers: 50,
+            max_body: 1 << 30,
+            header_timeout: Duration::from_secs(5),
+            keepalive_timeout: Duration::from_millis(250),
+            shutdown_grace: Duration::from_secs(120),
+        },
+        locations: vec![
+            Location {
+                prefix: "/docs".into(),
+                root: Some(dir.join("docs")),
+                index: Some(vec!["README.html".into()]),
+                autoindex: false,
+                cache: false,
+                headers: vec![
+                    ("Cache-Control".into(), "no-cache".into()),
+                    ("X-Frame-Options".into(), "DENY".into()),
+                ],
+            },
+            Location {
+                prefix: "/".into(),
+                root: None,
+                index: None,
+                autoindex: true,
+                cache: true,
+                headers: vec![],
+            },
+        ],
+        log: LogConfig {
+            access: AccessLogTarget::File(dir.join("logs-access.log")),
+            level: LogLevel::Debug,
+        },
+        modules: vec![ModuleConfig {
+            prefix: "/app".into(),
+            path: dir.join("mod.so"),
+            processes_min: 0,
+            processes_max: 8,
+            in_flight: 4,
+            timeout: Duration::from_secs(5),
+            memory_limit: 128 << 20,
+            sandbox: SandboxConfig {
+                profile: SandboxProfile::None,
+                user: "iolite".into(),
+                seccomp: false,
+                landlock: true,
+                namespaces: false,
+                open_files: 64,
+                tasks: 8,
+                cpu_time: Duration::from_secs(10),
+            },
+        }],
+        cgi: vec![CgiConfig {
+            prefix: "/cgi-bin".into(),
+            dir: dir.join("cgi-bin"),
+            timeout: Duration::from_secs(30),
+        }],
+        fastcgi: vec![FastCgiConfig {
+            prefix: "/php".into(),
+            address: FastCgiAddress::Unix(PathBuf::from("/run/php.sock")),
+            root: None,
+            index: "main.php".into(),
+            connections: 2,
+            timeout: Duration::from_secs(30),
+        }],
+        wasm: vec![WasmConfig {
+            prefix: "/w".into(),
+            path: dir.join("app.wasm"),
+            kind: WasmKind::Wagi,
+            memory_limit: 1 << 20,
+            timeout: Duration::from_millis(100),
+        }],
+    };
+    assert_eq!(c, want);
+    assert_eq!(
+        c.not_yet_supported(),
+        vec![
+            "module at /app (process modules are not yet supported)",
+            "cgi at /cgi-bin (CGI is not yet supported)",
+            "fastcgi at /php (FastCGI is not yet supported)",
+            "wasm at /w (WebAssembly is not yet supported)",
+            "location /: autoindex = true (directory listings are not yet supported)",
+        ]
+    );
+    assert_eq!(
+        c.location_for("/docs/a.html").map(|l| l.prefix.as_str()),
+        Some("/docs")
+    );
+    assert_eq!(
+        c.location_for("/docs").map(|l| l.prefix.as_str()),
+        Some("/docs")
+    );
+    assert_eq!(
+        c.location_for("/docsx").map(|l| l.prefix.as_str()),
+        Some("/")
+    );
+    assert!(
+        c.summary()
+            .contains("  cache       64 MiB lru, revalidate 0s, files over 8 MiB sent uncached\n")
+    );
+}
+
+#[test]
+fn admin_as_a_table_and_threshold_explicit() {
+    let fx = Fixture::new();
+    let c = fx.config("root = \"site\"\n[admin]\nlisten = \"[::1]:0\"\n[cache]\nsize = 1000\nlarge_file_threshold = \"1K\"\n");
+    assert_eq!(c.admin, Some(addr("[::1]:0")));
+    assert_eq!((c.cache.size, c.cache.large_file_threshold), (1000, 1024));
+}
+
+#[derive(Debug, clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+fn args(list: &[&str]) -> Result<ServeArgs, String> {
+    use clap::Parser;
+    Cli::try_parse_from(std::iter::once("serve").chain(list.iter().copied()))
+        .map(|c| c.serve)
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn flags_override_the_file() {
+    let fx = Fixture::new();
+    std::fs::write(
+        fx.file(),
+        "listen = \"127.0.0.1:7000\"\nroot = \"docs\"\nworkers = 2\n[cache]\nsize = \"1G\"\n[log]\naccess = \"off\"\n",
+    )
+    .unwrap();
+    let file = fx.file().display().to_string();
+    let site = fx.dir.path().join("site").display().to_string();
+    let a = args(&[
+        "--config",
+        &file,
+        "--listen",
+        "127.0.0.1:0",
+        "--listen",
+        "[::1]:0",
+        "--root",
+        &site,
+        "--cache-size",
+        "64M",
+        "--workers",
+        "5",
+        "--admin",
+        "none",
+        "--access-log",
+        "stdout",
+    ])
+    .unwrap();
+    let c = resolve(&a).unwrap();
+    assert_eq!(
+        c.listeners,
+        vec![
+            Listener {
+                addr: addr("127.0.0.1:0")
+            },
+            Listener {
+                addr: addr("[::1]:0")
+            }
+        ]
+    );
+    assert_eq!(c.root, PathBuf::from(&site));
+    assert_eq!(
+        (c.cache.size, c.cache.large_file_threshold),
+        (64 << 20, 8 << 20)
+    );
+    assert_eq!(c.workers, 5);
+    assert_eq!(c.admin, None);
+    assert_eq!(c.log.access, AccessLogTarget::Stdout);
+
+    // Without flags the file wins over the defaults.
+    let c = resolve(&args(&["--config", &file]).unwrap()).unwrap();
+    assert_eq!(
+        c.listeners,
+        vec![Listener {
+            addr: addr("127.0.0.1:7000")
+        }]
+    );
+    assert_eq!(c.root, fx.dir.path().join("docs"));
+    assert_eq!((c.workers, c.cache.size), (2, 1 << 30));
+    assert_eq!(c.log.access, AccessLogTarget::Off);
+}
+
+#[test]
+fn serve_with_a_bad_file_gives_the_check_config_messages() {
+    let fx = Fixture::new();
+    std::fs::write(
+        fx.file(),
+        "root = \"site\"\nworkers = 0\n[cache]\npolicy = \"fifo\"\n",
+    )
+    .unwrap();
+    let file = fx.file().display().to_string();
+    let via_serve = resolve(&args(&["--config", &file, "--workers", "2"]).unwrap()).unwrap_err();
+    let via_check = check_file(&fx.file()).unwrap_err();
+    assert_eq!(via_serve, via_check);
+    assert_eq!(via_check.0.len(), 2);
+    let missing = fx.dir.path().join("nope.toml");
+    let e = check_file(&missing).unwrap_err();
+    assert_eq!(e.0.len(), 1);
+    assert!(e.to_string().starts_with(&format!(
+        "{}: cannot read the configuration file: ",
+        missing.display()
+    )));
+}
+
+#[test]
+fn bad_flags_are_refused_by_clap_or_reported_with_the_flag() {
+    for (list, needle) in [
+        (
+            &["--listen", "localhost:80"][..],
+            "bad address \"localhost:80\"",
+        ),
+        (&["--cache-size", "12Q"], "bad size \"12Q\""),
+        (&["--workers", "0"], "must be between 1 and 1024, found 0"),
+        (&["--workers", "many"], "expected a whole number of workers"),
+        (&["--admin", "yes"], "bad address \"yes\""),
+        (
+            &["--access-log", ""],
+            "expected \"stdout\", \"off\" or a file path",
+        ),
+        (&["--module", "app.so"], "expected PREFIX=TARGET"),
+        (&["--module", "app=x.so"], "bad prefix \"app\""),
+    ] {
+        let e = args(list).unwrap_err();
+        assert!(e.contains(needle), "{list:?}: {e}");
+    }
+    let fx = Fixture::new();
+    let site = fx.dir.path().join("site").display().to_string();
+    let so = fx.dir.path().join("mod.so").display().to_string();
+    let a = args(&[
+        "--root",
+        &site,
+        "--listen",
+        "127.0.0.1:9999",
+        "--listen",
+        "127.0.0.1:9999",
+        "--admin",
+        "127.0.0.1:9999",
+        "--module",
+        &format!("/a={so}"),
+        "--wasm",
+        "/a/=missing.wasm",
+        "--fastcgi",
+        "/p=nowhere",
+        "--cgi",
+        &format!("/c={so}"),
+        "--access-log",
+        "/no/such/dir/log",
+    ])
+    .unwrap();
+    let e = resolve(&a).unwrap_err();
+    assert_eq!(
+        e.lines(),
+        vec![
+            "--fastcgi: bad address \"nowhere\": expected IP:PORT or unix:/path/to.sock".to_owned(),
+            "--listen: 127.0.0.1:9999 is listed twice (first at --listen)".to_owned(),
+            "--admin: 127.0.0.1:9999 is also a client listener; the admin listener needs its own address".to_owned(),
+            "--wasm: \"/a\" is already mounted by the module at --module".to_owned(),
+            format!("--cgi: {so:?} is not a directory"),
+            "--wasm: file \"missing.wasm\" does not exist".to_owned(),
+            "--access-log: the access log's directory \"/no/such/dir\" does not exist".to_owned(),
+        ]
+    );
+    let ok = args(&["--root", &site, "--module", &format!("/app={so}")]).unwrap();
+    let c = resolve(&ok).unwrap();
+    assert_eq!(c.modules[0].prefix, "/app");
+    assert_eq!(c.modules[0].path, PathBuf::from(&so));
+    assert_eq!(c.not_yet_supported().len(), 1);
+}
+
+#[test]
+fn the_parser_never_panics_on_mangled_files() {
+    // Every prefix of a valid file, and every single-byte change to it in a
+    // few positions, gives a Config or diagnostics, never a panic.
+    let fx = Fixture::new();
+    let text = "listen = [\"127.0.0.1:0\"]\nroot = \"site\"\n[cache]\nsize = \"1M\"\n[[location]]\nprefix = \"/é\"\nheaders = { A = \"b\" }\n";
+    for end in 0..=text.len() {
+        if text.is_char_boundary(end) {
+            let _ = from_str(&text[..end], &fx.file());
+        }
+    }
+    for (i, _) in text.char_indices() {
+        for repl in ["\"", "[", "=", "\n", "\u{0}", "]]", "é"] {
+            let mut s = text.to_owned();
+            s.replace_range(i..i + text[i..].chars().next().unwrap().len_utf8(), repl);
+            let _ = from_str(&s, &fx.file());
+        }
+    }
+}
+
+#[test]
+fn the_documented_format_parses() {
+    // The TOML block in this module's doc: every key it shows is known and
+    // well typed; only paths that do not exist here may be reported.
+    let doc: String = include_str!("mod.rs")
+        .lines()
+        .filter_map(|l| l.strip_prefix("//!"))
+        .map(|l| l.strip_prefix(' ').unwrap_or(l))
+        .skip_while(|l| *l != "```toml")
+        .skip(1)
+        .take_while(|l| *l != "```")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        doc.contains("[[wasm]]") && doc.contains("[module.sandbox]"),
+        "{doc}"
+    );
+    let fx = Fixture::new();
+    let errors = fx.errors(&doc);
+    let other: Vec<&String> = errors
+        .iter()
+        .filter(|e| !e.contains("does not exist"))
+        .collect();
+    assert!(other.is_empty(), "{errors:#?}");
+    assert_eq!(errors.len(), 6, "{errors:#?}");
+}
+
+#[test]
+fn defaults_for_a_root() {
+    let c = Config::defaults_for_root(PathBuf::from("/srv/www"));
+    assert_eq!(c.root, PathBuf::from("/srv/www"));
+    assert_eq!(
+        c.listeners,
+        vec![Listener {
+            addr: addr(DEFAULT_LISTEN)
+        }]
+    );
+    assert_eq!(c.admin, Some(addr(DEFAULT_ADMIN)));
+    assert_eq!(c.cache.large_file_threshold, DEFAULT_CACHE_SIZE / 8);
+    assert_eq!(c.source, None);
+}

@@ -1,0 +1,310 @@
+//! The draft a configuration is built in (values with where each came
+//! from), the checks that span settings (duplicates, conflicts, paths that
+//! must exist), and the step to a [`Config`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use super::{
+    AccessLogTarget, CacheConfig, CachePolicy, CgiConfig, Config, DEFAULT_ADMIN,
+    DEFAULT_CACHE_SIZE, DEFAULT_LISTEN, DEFAULT_ROOT, Diagnostic, FastCgiConfig, Limits, Listener,
+    Location, LogConfig, LogLevel, ModuleConfig, Origin, WasmConfig,
+};
+
+/// A value with the origin of its prefix and of its path setting (the key
+/// whose value must name an existing file or directory).
+#[derive(Debug, Clone)]
+pub(crate) struct Placed<T> {
+    pub value: T,
+    pub prefix_at: Origin,
+    pub path_at: Option<Origin>,
+}
+
+/// The configuration being assembled: defaults, then the file, then flags.
+#[derive(Debug)]
+pub(crate) struct Draft {
+    pub listeners: Vec<(SocketAddr, Origin)>,
+    pub root: (PathBuf, Origin),
+    /// The file's root was reported as bad: do not check the default too.
+    pub root_reported: bool,
+    pub index: Vec<String>,
+    pub workers: usize,
+    pub admin: (Option<SocketAddr>, Origin),
+    pub cache: CacheConfig,
+    /// Set explicitly; otherwise `cache.size / 8` once sizes are final.
+    pub cache_threshold: Option<u64>,
+    pub limits: Limits,
+    pub max_uri_at: Origin,
+    pub locations: Vec<Placed<Location>>,
+    pub log: LogConfig,
+    pub access_at: Origin,
+    pub modules: Vec<Placed<ModuleConfig>>,
+    pub cgi: Vec<Placed<CgiConfig>>,
+    pub fastcgi: Vec<Placed<FastCgiConfig>>,
+    pub wasm: Vec<Placed<WasmConfig>>,
+}
+
+/// `key: ` for a message about a file setting or a default; nothing for a
+/// flag, whose name already leads the line.
+pub(crate) fn label(origin: &Origin, key: &str) -> String {
+    match origin {
+        Origin::Flag(_) => String::new(),
+        _ => format!("{key}: "),
+    }
+}
+
+impl Draft {
+    pub(crate) fn defaults() -> Self {
+        let default_addr = |s: &str| s.parse::<SocketAddr>().expect("a valid default address");
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(super::MAX_WORKERS);
+        Draft {
+            listeners: vec![(default_addr(DEFAULT_LISTEN), Origin::Default)],
+            root: (PathBuf::from(DEFAULT_ROOT), Origin::Default),
+            root_reported: false,
+            index: vec!["index.html".to_owned()],
+            workers,
+            admin: (Some(default_addr(DEFAULT_ADMIN)), Origin::Default),
+            cache: CacheConfig {
+                size: DEFAULT_CACHE_SIZE,
+                revalidate: std::time::Duration::from_secs(1),
+                large_file_threshold: DEFAULT_CACHE_SIZE / 8,
+                policy: CachePolicy::Gdsf,
+            },
+            cache_threshold: None,
+            limits: Limits::default(),
+            max_uri_at: Origin::Default,
+            locations: Vec::new(),
+            log: LogConfig {
+                access: AccessLogTarget::Stdout,
+                level: LogLevel::Info,
+            },
+            access_at: Origin::Default,
+            modules: Vec::new(),
+            cgi: Vec::new(),
+            fastcgi: Vec::new(),
+            wasm: Vec::new(),
+        }
+    }
+
+    /// The checks that look at more than one setting or at the file system.
+    pub(crate) fn validate(&self, diags: &mut Vec<Diagnostic>) {
+        let mut push = |origin: &Origin, message: String| {
+            diags.push(Diagnostic {
+                origin: origin.clone(),
+                message,
+            })
+        };
+
+        let mut seen: HashMap<SocketAddr, &Origin> = HashMap::new();
+        for (addr, at) in &self.listeners {
+            if addr.port() == 0 {
+                continue;
+            }
+            if let Some(first) = seen.get(addr) {
+                push(
+                    at,
+                    format!(
+                        "{}{addr} is listed twice (first at {})",
+                        label(at, "listen"),
+                        first.short()
+                    ),
+                );
+            } else {
+                seen.insert(*addr, at);
+            }
+        }
+        if let (Some(admin), at) = &self.admin {
+            if admin.port() != 0 && seen.contains_key(admin) {
+                push(
+                    at,
+                    format!(
+                        "{}{admin} is also a client listener; the admin listener needs its own address",
+                        label(at, "admin")
+                    ),
+                );
+            }
+        }
+
+        let (root, root_at) = &self.root;
+        if self.root_reported {
+            // Already reported where the file names it.
+        } else if let Err(problem) = check_dir(root) {
+            let hint = if *root_at == Origin::Default {
+                " (set root in the configuration file or pass --root DIR)"
+            } else {
+                ""
+            };
+            push(
+                root_at,
+                format!("{}{problem}{hint}", label(root_at, "root")),
+            );
+        }
+
+        if self.limits.max_uri > self.limits.max_head {
+            push(
+                &self.max_uri_at,
+                format!(
+                    "limits.max_uri ({}) is larger than limits.max_head ({}): no request line could fit",
+                    self.limits.max_uri, self.limits.max_head
+                ),
+            );
+        }
+
+        let mut prefixes: HashMap<&str, &Origin> = HashMap::new();
+        for l in &self.locations {
+            if let Some(first) = prefixes.get(l.value.prefix.as_str()) {
+                push(
+                    &l.prefix_at,
+                    format!(
+                        "location.prefix: {:?} is already used by the location at {}",
+                        l.value.prefix,
+                        first.short()
+                    ),
+                );
+            } else {
+                prefixes.insert(&l.value.prefix, &l.prefix_at);
+            }
+            if let (Some(root), Some(at)) = (&l.value.root, &l.path_at) {
+                if let Err(problem) = check_dir(root) {
+                    push(at, format!("location.root: {problem}"));
+                }
+            }
+        }
+
+        let mut mounts: HashMap<&str, (&str, &Origin)> = HashMap::new();
+        let all = self
+            .modules
+            .iter()
+            .map(|m| ("module", m.value.prefix.as_str(), &m.prefix_at))
+            .chain(
+                self.cgi
+                    .iter()
+                    .map(|c| ("cgi", c.value.prefix.as_str(), &c.prefix_at)),
+            )
+            .chain(
+                self.fastcgi
+                    .iter()
+                    .map(|f| ("fastcgi", f.value.prefix.as_str(), &f.prefix_at)),
+            )
+            .chain(
+                self.wasm
+                    .iter()
+                    .map(|w| ("wasm", w.value.prefix.as_str(), &w.prefix_at)),
+            );
+        // The first definition in the file (or flags) is the one kept.
+        let mut all: Vec<_> = all.collect();
+        all.sort_by_key(|(_, _, at)| at.sort_key());
+        for (kind, prefix, at) in all {
+            if let Some((first_kind, first_at)) = mounts.get(prefix) {
+                push(
+                    at,
+                    format!(
+                        "{}{prefix:?} is already mounted by the {first_kind} at {}",
+                        label(at, &format!("{kind}.prefix")),
+                        first_at.short()
+                    ),
+                );
+            } else {
+                mounts.insert(prefix, (kind, at));
+            }
+        }
+
+        for m in &self.modules {
+            if let (Err(problem), Some(at)) = (check_file(&m.value.path), &m.path_at) {
+                push(at, format!("{}{problem}", label(at, "module.path")));
+            }
+        }
+        for c in &self.cgi {
+            if let (Err(problem), Some(at)) = (check_dir(&c.value.dir), &c.path_at) {
+                push(at, format!("{}{problem}", label(at, "cgi.dir")));
+            }
+        }
+        for f in &self.fastcgi {
+            if let (Some(root), Some(at)) = (&f.value.root, &f.path_at) {
+                if let Err(problem) = check_dir(root) {
+                    push(at, format!("fastcgi.root: {problem}"));
+                }
+            }
+        }
+        for w in &self.wasm {
+            if let (Err(problem), Some(at)) = (check_file(&w.value.path), &w.path_at) {
+                push(at, format!("{}{problem}", label(at, "wasm.path")));
+            }
+        }
+
+        if let AccessLogTarget::File(path) = &self.log.access {
+            let parent = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            if let Err(problem) = check_dir(parent) {
+                push(
+                    &self.access_at,
+                    format!(
+                        "{}the access log's {problem}",
+                        label(&self.access_at, "log.access")
+                    ),
+                );
+            } else if path.is_dir() {
+                push(
+                    &self.access_at,
+                    format!(
+                        "{}{:?} is a directory, not a file",
+                        label(&self.access_at, "log.access"),
+                        path
+                    ),
+                );
+            }
+        }
+    }
+
+    pub(crate) fn finish(self, source: Option<PathBuf>) -> Config {
+        let mut cache = self.cache;
+        cache.large_file_threshold = self.cache_threshold.unwrap_or(cache.size / 8);
+        Config {
+            source,
+            listeners: self
+                .listeners
+                .into_iter()
+                .map(|(addr, _)| Listener { addr })
+                .collect(),
+            root: self.root.0,
+            index: self.index,
+            workers: self.workers,
+            admin: self.admin.0,
+            cache,
+            limits: self.limits,
+            locations: self.locations.into_iter().map(|p| p.value).collect(),
+            log: self.log,
+            modules: self.modules.into_iter().map(|p| p.value).collect(),
+            cgi: self.cgi.into_iter().map(|p| p.value).collect(),
+            fastcgi: self.fastcgi.into_iter().map(|p| p.value).collect(),
+            wasm: self.wasm.into_iter().map(|p| p.value).collect(),
+        }
+    }
+}
+
+fn check_dir(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!("{:?} is not a directory", path)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("directory {:?} does not exist", path))
+        }
+        Err(e) => Err(format!("cannot access {:?}: {e}", path)),
+    }
+}
+
+fn check_file(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(format!("{:?} is not a regular file", path)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("file {:?} does not exist", path))
+        }
+        Err(e) => Err(format!("cannot access {:?}: {e}", path)),
+    }
+}
