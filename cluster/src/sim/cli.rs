@@ -63,9 +63,12 @@ pub struct SimArgs {
     /// Requests measured, after the warm-up.
     #[arg(long, default_value_t = 500_000)]
     pub requests: u64,
-    /// Requests completed before measuring starts (caches fill).
-    #[arg(long, default_value_t = 200_000)]
-    pub warmup: u64,
+    /// Requests completed before measuring starts, so caches reach their
+    /// steady state. Default: 200,000 per node (under WRR each node sees
+    /// 1/n of the stream, so filling n caches as one takes n times the
+    /// requests).
+    #[arg(long)]
+    pub warmup: Option<u64>,
     /// Print one JSON object per line instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -113,6 +116,9 @@ pub struct SimArgs {
     #[arg(long)]
     pub threads: Option<usize>,
 }
+
+/// Default warm-up, per node.
+pub const WARMUP_PER_NODE: u64 = 200_000;
 
 /// Parses a byte count: digits with an optional K, M, G or T suffix
 /// (binary; `KiB`, `KB`, `k` all mean 1024).
@@ -227,7 +233,7 @@ pub fn simulate(args: &SimArgs) -> Result<SimOutput, ClusterError> {
                 cache_kind: args.cache,
                 cost,
                 requests: args.requests,
-                warmup: args.warmup,
+                warmup: args.warmup.unwrap_or(WARMUP_PER_NODE * n as u64),
                 policy: p,
                 params,
                 scenario: args.scenario,
@@ -250,7 +256,10 @@ pub fn simulate(args: &SimArgs) -> Result<SimOutput, ClusterError> {
             cache_kind: args.cache,
             cost,
             params,
-            warmup: args.warmup,
+            warmup: match args.warmup {
+                Some(w) => format!("{w} requests"),
+                None => format!("{WARMUP_PER_NODE} requests per node"),
+            },
         },
         results,
     })

@@ -365,6 +365,7 @@ pub fn run(cfg: &SimConfig, workload: &Workload) -> RunResult {
         nodes: cfg.nodes,
         clients: cfg.clients,
         requests: counts.done,
+        warmup: cfg.warmup,
         sim_seconds: secs,
         throughput: ratio_f(counts.done, secs),
         vs_wrr: None,

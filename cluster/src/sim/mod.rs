@@ -140,6 +140,8 @@ pub struct RunResult {
     pub clients: usize,
     /// Requests measured.
     pub requests: u64,
+    /// Requests completed before measuring.
+    pub warmup: u64,
     /// Simulated seconds the measured requests took.
     pub sim_seconds: f64,
     /// Requests per simulated second.

@@ -23,8 +23,8 @@ pub struct Context {
     pub cost: CostModel,
     /// Policy parameters.
     pub params: PolicyParams,
-    /// Warm-up requests.
-    pub warmup: u64,
+    /// How long the warm-up was.
+    pub warmup: String,
 }
 
 impl Context {
@@ -32,7 +32,7 @@ impl Context {
         let l = self.params.lard;
         format!(
             "workload: {} ({} data)\n\
-             cache: {} per node ({:.1}% of the data), {:?}; warm-up {} requests\n\
+             cache: {} per node ({:.1}% of the data), {:?}; warm-up {}\n\
              {}\n\
              policies: LARD T_low={} T_high={} K={}s S=(n-1)*T_high+T_low-1; \
              chash {} vnodes/node; chash-bl c={}\n",
@@ -133,7 +133,6 @@ pub fn json_lines(ctx: &Context, results: &[RunResult]) -> String {
             m.insert("cache_bytes".into(), json!(ctx.cache_bytes));
             m.insert("cache".into(), json!(ctx.cache_kind));
             m.insert("data_bytes".into(), json!(ctx.data_bytes));
-            m.insert("warmup".into(), json!(ctx.warmup));
             m.insert("workload".into(), json!(ctx.workload));
             m.insert("cost".into(), json!(ctx.cost));
             let l = ctx.params.lard;
