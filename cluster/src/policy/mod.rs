@@ -17,7 +17,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use hash::{PassThroughBuild, PassThroughHasher, fmix64, fnv1a64, stable_hash};
-pub use hashing::{BoundedLoadHash, ConsistentHash, ModHash};
+pub use hashing::{BoundedLoadHash, ConsistentHash, ModHash, Ring};
 pub use lard::{Lard, LardParams};
 pub use wrr::LeastLoaded;
 

@@ -10,6 +10,11 @@
 //! at time t starts it at max(t, when it frees up), so the engine computes
 //! each completion time when it queues the job and needs no queue per
 //! resource; its event heap holds one entry per active request.
+//!
+//! Hits are decided when a request reaches its node; a missed object enters
+//! the cache when its disk read ends. Concurrent misses for the same object
+//! each read the disk (no coalescing of pending reads), which matters only
+//! while caches are cold.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
