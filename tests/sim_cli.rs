@@ -183,6 +183,15 @@ fn bad_input_is_an_error_naming_the_problem() {
             "unknown size suffix".into(),
         ),
         (vec!["sim", "--alpha=-1"], "--alpha must be".into()),
+        (vec!["sim", "--k-secs", "1e30"], "--k-secs must be".into()),
+        (
+            vec!["sim", "--objects", "4000000000"],
+            "--objects must be".into(),
+        ),
+        (
+            vec!["sim", "--cpu-connect-us=-3"],
+            "every cost must be".into(),
+        ),
     ];
     for (args, want) in cases {
         let out = iolite(&args);

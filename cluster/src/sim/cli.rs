@@ -198,17 +198,20 @@ pub fn simulate(args: &SimArgs) -> Result<SimOutput, ClusterError> {
             (data as f64 * f).round() as u64
         }
     };
-    if !(args.k_secs.is_finite() && args.k_secs >= 0.0) {
-        return Err(ClusterError::InvalidParam(format!(
-            "--k-secs must be a number >= 0, not {}",
-            args.k_secs
-        )));
-    }
+    let k = Duration::try_from_secs_f64(args.k_secs)
+        .ok()
+        .filter(|k| k.as_secs() <= 1_000_000_000)
+        .ok_or_else(|| {
+            ClusterError::InvalidParam(format!(
+                "--k-secs must be a number of seconds from 0 to 1e9, not {}",
+                args.k_secs
+            ))
+        })?;
     let params = PolicyParams {
         lard: LardParams {
             t_low: args.t_low,
             t_high: args.t_high,
-            k: Duration::from_secs_f64(args.k_secs),
+            k,
         },
         vnodes: args.vnodes,
         balance: args.balance,

@@ -87,7 +87,8 @@ impl CostModel {
         )
     }
 
-    /// Whether every cost is finite and non-negative.
+    /// Whether every cost is a number from 0 to 1,000 s (larger ones
+    /// would overflow the simulated clock).
     pub fn is_valid(&self) -> bool {
         [
             self.connect_us,
@@ -98,7 +99,7 @@ impl CostModel {
             self.disk_extra_us_per_44k,
         ]
         .iter()
-        .all(|c| c.is_finite() && *c >= 0.0)
+        .all(|c| c.is_finite() && (0.0..=1e9).contains(c))
     }
 }
 

@@ -174,7 +174,24 @@ pub struct RunResult {
 /// Runs one configuration.
 pub fn run(cfg: &SimConfig, workload: &Workload) -> Result<RunResult, ClusterError> {
     cfg.validate()?;
+    check_memory(cfg, workload)?;
     Ok(engine::run(cfg, workload))
+}
+
+/// Each node cache keeps arrays over all objects: refuse runs that would
+/// need more than a few GiB for them rather than abort on allocation.
+fn check_memory(cfg: &SimConfig, workload: &Workload) -> Result<(), ClusterError> {
+    const MAX_CELLS: u64 = 400_000_000;
+    let cells = (cfg.nodes as u64 + 1).saturating_mul(workload.objects() as u64);
+    if cells > MAX_CELLS || cfg.clients > 100_000_000 {
+        return Err(ClusterError::InvalidParam(format!(
+            "{} nodes x {} objects (or {} clients) is too large to simulate in memory",
+            cfg.nodes,
+            workload.objects(),
+            cfg.clients
+        )));
+    }
+    Ok(())
 }
 
 /// Runs every configuration, on up to `threads` threads, and fills in
@@ -187,6 +204,7 @@ pub fn run_all(
 ) -> Result<Vec<RunResult>, ClusterError> {
     for c in cfgs {
         c.validate()?;
+        check_memory(c, workload)?;
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
     let slots: Vec<std::sync::Mutex<Option<RunResult>>> =

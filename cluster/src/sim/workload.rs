@@ -18,6 +18,10 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::{ClusterError, TargetKey};
 
+/// The most objects a synthetic workload may have (its tables take about
+/// 28 bytes per object, before the node caches).
+pub const MAX_OBJECTS: u32 = 50_000_000;
+
 /// Parameters of a synthetic workload.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Synthetic {
@@ -53,10 +57,11 @@ pub struct Workload {
 impl Workload {
     /// Builds a synthetic workload.
     pub fn synthetic(p: Synthetic) -> Result<Self, ClusterError> {
-        if p.objects == 0 {
-            return Err(ClusterError::InvalidParam(
-                "--objects must be at least 1".into(),
-            ));
+        if p.objects == 0 || p.objects > MAX_OBJECTS {
+            return Err(ClusterError::InvalidParam(format!(
+                "--objects must be from 1 to {MAX_OBJECTS}, not {}",
+                p.objects
+            )));
         }
         if !(p.alpha.is_finite() && p.alpha >= 0.0) {
             return Err(ClusterError::InvalidParam(format!(
@@ -188,7 +193,7 @@ impl Workload {
 
     /// Sum of all object sizes: the data set.
     pub fn total_bytes(&self) -> u64 {
-        self.sizes.iter().sum()
+        self.sizes.iter().fold(0u64, |a, &s| a.saturating_add(s))
     }
 
     /// Objects from most to least popular.
