@@ -79,7 +79,10 @@ struct ScenarioState {
     bucket_counts: Counts,
     done_after: u64,
     min_bucket: f64,
-    recovery: Option<u64>,
+    /// Requests after the event at the end of the last bucket under 95%.
+    last_below: Option<u64>,
+    /// Whether the latest full bucket was under 95%.
+    still_below: bool,
 }
 
 /// Runs one simulation.
@@ -134,7 +137,7 @@ pub fn run(cfg: &SimConfig, workload: &Workload) -> RunResult {
     let mut scen = cfg.scenario.map(|kind| ScenarioState {
         kind,
         event_at: cfg.warmup + cfg.requests / 2,
-        bucket: (cfg.requests / 100).max(100),
+        bucket: (cfg.requests / 1000).max(100),
         before: None,
         before_node: Vec::new(),
         compared: Vec::new(),
@@ -145,7 +148,8 @@ pub fn run(cfg: &SimConfig, workload: &Workload) -> RunResult {
         bucket_counts: Counts::default(),
         done_after: 0,
         min_bucket: f64::INFINITY,
-        recovery: None,
+        last_below: None,
+        still_below: false,
     });
 
     // Everything a request does on arrival at the front end, as a closure
@@ -281,8 +285,9 @@ pub fn run(cfg: &SimConfig, workload: &Workload) -> RunResult {
                         let r = s.bucket_counts.hit_ratio();
                         s.min_bucket = s.min_bucket.min(r);
                         let (before, _, _) = s.before.unwrap_or_default();
-                        if s.recovery.is_none() && r >= 0.95 * before {
-                            s.recovery = Some(s.done_after);
+                        s.still_below = r < 0.95 * before;
+                        if s.still_below {
+                            s.last_below = Some(s.done_after);
                         }
                         s.bucket_counts = Counts::default();
                     }
@@ -355,7 +360,11 @@ pub fn run(cfg: &SimConfig, workload: &Workload) -> RunResult {
             } else {
                 0.0
             },
-            recovery_requests: s.recovery,
+            recovery_requests: if s.still_below {
+                None
+            } else {
+                Some(s.last_below.unwrap_or(0))
+            },
             bucket: s.bucket,
             throughput_before: tput_before,
             throughput_after: ratio_f(s.done_after, after_secs),

@@ -111,8 +111,9 @@ pub struct ScenarioResult {
     pub hit_ratio_before: f64,
     /// Lowest hit ratio of a bucket after the event.
     pub min_hit_ratio_after: f64,
-    /// Requests after the event until a bucket's hit ratio was back to 95%
-    /// of `hit_ratio_before` (None: not within the run).
+    /// Requests after the event until the hit ratio was back to 95% of
+    /// `hit_ratio_before` for good: the end of the last bucket under it (0:
+    /// it never fell under; None: it was still under at the end of the run).
     pub recovery_requests: Option<u64>,
     /// Bucket size (the resolution of `recovery_requests`).
     pub bucket: u64,

@@ -98,13 +98,13 @@ pub fn table(ctx: &Context, results: &[RunResult]) -> String {
             if let Some(s) = &r.scenario {
                 let _ = writeln!(
                     out,
-                    "  {:?}: hit {:.3} before, {:.3} lowest after; back to 95% after {} \
+                    "  {:?}: hit {:.3} before, {:.3} lowest after; back to 95% of it after {} \
                      (buckets of {}); req/s {:.1} -> {:.1}; targets moved {} of {} ({} forced)",
                     s.scenario,
                     s.hit_ratio_before,
                     s.min_hit_ratio_after,
                     s.recovery_requests
-                        .map_or("never".to_string(), |r| format!("{r} requests")),
+                        .map_or("more than the run".to_string(), |r| format!("{r} requests")),
                     s.bucket,
                     s.throughput_before,
                     s.throughput_after,
