@@ -7,7 +7,8 @@
 //! very same code.
 //!
 //! Measured results of the simulator (throughput of every policy against
-//! node count, the LARD/R targets) are in `cluster/README.md`.
+//! node count, scenarios, the LARD/R targets, the cost model's sources) are
+//! in `cluster/README.md`; `iolite sim --help` lists every flag.
 //!
 //! # Layout
 //! - [`policy`]: the [`Policy`] trait, the [`LoadTable`] the caller keeps,

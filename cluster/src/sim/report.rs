@@ -76,7 +76,8 @@ pub fn table(ctx: &Context, results: &[RunResult]) -> String {
     for n in nodes {
         let rows: Vec<&RunResult> = results.iter().filter(|r| r.nodes == n).collect();
         let clients = rows.first().map_or(0, |r| r.clients);
-        let _ = writeln!(out, "\n{n} nodes, {clients} clients");
+        let noun = if n == 1 { "node" } else { "nodes" };
+        let _ = writeln!(out, "\n{n} {noun}, {clients} clients");
         let _ = writeln!(
             out,
             "{:<9} {:>11} {:>7} {:>6} {:>6} {:>8} {:>6} {:>7}",
