@@ -20,6 +20,14 @@ fn table(loads: &[u32]) -> LoadTable {
     t
 }
 
+/// A load, often right at one of LARD's thresholds.
+fn load() -> impl Strategy<Value = u32> {
+    prop_oneof![
+        3 => 0u32..200,
+        1 => prop::sample::select(vec![24u32, 25, 26, 64, 65, 66, 129, 130, 131]),
+    ]
+}
+
 /// Decisions so far: (target, the loads at that moment).
 type History = Vec<(u8, Vec<u32>)>;
 
@@ -28,9 +36,9 @@ type History = Vec<(u8, Vec<u32>)>;
 fn history() -> impl Strategy<Value = (History, u8, Vec<u32>)> {
     (1usize..=16).prop_flat_map(|n| {
         (
-            prop::collection::vec((0u8..8, prop::collection::vec(0u32..200, n)), 0..40),
+            prop::collection::vec((0u8..8, prop::collection::vec(load(), n)), 0..40),
             0u8..8,
-            prop::collection::vec(0u32..200, n),
+            prop::collection::vec(load(), n),
         )
     })
 }
@@ -53,6 +61,11 @@ proptest! {
             prop_assert!(chosen < 2 * P.t_high, "picked load {chosen} with loads {loads:?}");
             prop_assert!(chosen <= P.t_high || chosen < P.t_low,
                 "picked load {chosen} above T_high while a node is under T_low: {loads:?}");
+        }
+        // The 2·T_high rule on its own: a node that loaded is only picked
+        // when every node is.
+        if loads.iter().any(|&l| l < 2 * P.t_high) {
+            prop_assert!(chosen < 2 * P.t_high, "picked load {chosen} with loads {loads:?}");
         }
     }
 

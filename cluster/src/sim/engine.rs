@@ -127,6 +127,7 @@ pub fn run(cfg: &SimConfig, workload: &Workload) -> RunResult {
     ];
     let mut queue: VecDeque<u32> = VecDeque::new();
     let mut outstanding = 0usize;
+    let mut max_outstanding = 0usize;
     let mut now = 0u64;
     let mut completed = 0u64;
     let mut measuring = cfg.warmup == 0;
@@ -167,6 +168,7 @@ pub fn run(cfg: &SimConfig, workload: &Workload) -> RunResult {
             loads.started(node);
             policy.observe(Event::Started { target: key, node }, &loads, t);
             outstanding += 1;
+            max_outstanding = max_outstanding.max(outstanding);
             let n = node.0 as usize;
             let prev = last_node[obj as usize];
             if measuring {
@@ -393,6 +395,7 @@ pub fn run(cfg: &SimConfig, workload: &Workload) -> RunResult {
         mean_util,
         cpu_util,
         moved_share: ratio(counts.moved, counts.dispatched),
+        max_outstanding,
         top100_copies: top_copies,
         scenario,
         wall_seconds: wall.elapsed().as_secs_f64(),

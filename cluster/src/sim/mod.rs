@@ -164,6 +164,9 @@ pub struct RunResult {
     /// Share of requests served by another node than the previous request
     /// for the same target.
     pub moved_share: f64,
+    /// Most requests ever outstanding in the cluster (the rest of the
+    /// clients waited in the front end's queue).
+    pub max_outstanding: usize,
     /// Cached copies of each of the 100 most requested objects, averaged.
     pub top100_copies: f64,
     /// What the scenario did, if one ran.
@@ -365,6 +368,25 @@ mod tests {
         let share = s.targets_moved as f64 / s.targets_compared as f64;
         assert!((0.1..0.3).contains(&share), "{share} of {s:?}");
         assert_eq!(s.targets_forced, 0);
+    }
+
+    /// LARD's front end never lets more than S requests into the cluster;
+    /// the other policies have no limit.
+    #[test]
+    fn lard_front_end_queues_beyond_s() {
+        let w = workload(500, 1.0);
+        for (p, want) in [
+            (PolicyKind::LardR, 219), // S = 3 * 65 + 25 - 1 at 4 nodes
+            (PolicyKind::Lard, 219),
+            (PolicyKind::Wrr, 1000),
+            (PolicyKind::BoundedLoad, 1000),
+        ] {
+            let mut c = cfg(p, 4, w.total_bytes() / 8);
+            c.clients = 1000;
+            c.requests = 5_000;
+            c.warmup = 500;
+            assert_eq!(run(&c, &w).unwrap().max_outstanding, want, "{p}");
+        }
     }
 
     #[test]
