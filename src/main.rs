@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use std::io::Write as _;
 
+use iolite_cluster::sim::cli::SimArgs;
 use iolite_core::config::{self, ConfigErrors, ServeArgs};
 use iolite_core::{Server, ServerOptions};
 
@@ -29,12 +30,21 @@ enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Simulate a cluster under each dispatch policy (LARD/R and baselines).
+    Sim(Box<SimArgs>),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(&args),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Sim(args) => match iolite_cluster::sim::cli::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("iolite sim: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 
