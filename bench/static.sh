@@ -118,9 +118,15 @@ fi
 
 # ------------------------------------------------------------------ processes
 started=()  # root pids of the servers, stopped by pid on exit
+helper=""   # pid of the measurement running now, if any
 
 stop_all() {
   local pid tree deadline
+  if [ -n "$helper" ]; then
+    kill -TERM "$helper" 2>/dev/null || true # it stops its wrk, see measure.py
+    wait "$helper" 2>/dev/null || true
+    helper=""
+  fi
   for pid in "${started[@]}"; do
     kill -0 "$pid" 2>/dev/null || continue
     tree=$(python3 "$lib/measure.py" tree "$pid" 2>/dev/null || echo "$pid")
@@ -211,13 +217,18 @@ total=$((rounds * ${#threads_list[@]} * ${#workload_list[@]} * 2))
 echo "static.sh: $total runs of ${duration}s (+${warmup}s warm-up) each," \
   "about $(((total * (duration + warmup + 1) + 59) / 60)) min" >&2
 measure() { # target-label url pid workload threads round
-  local rss=()
+  local rss=() rc=0
   if [ "$4" = zipf ]; then rss=(--rss); fi
+  # In the background and waited for, so that a signal to this script is
+  # handled at once (bash runs traps only between foreground commands).
   python3 "$lib/measure.py" run --url "$2" --pid "$3" --target "$1" \
     --workload "$4" --walk "$out/walks/$4.walk" --script "$lib/walk.lua" \
     --threads "$5" --connections "$connections" --duration "$duration" \
-    --warmup "$warmup" --round "$6" --check "$check" "${rss[@]}" --out "$runs" ||
-    die "run $1/$4/t$5/r$6 failed (see above); no report"
+    --warmup "$warmup" --round "$6" --check "$check" "${rss[@]}" --out "$runs" &
+  helper=$!
+  wait "$helper" || rc=$?
+  helper=""
+  [ "$rc" = 0 ] || die "run $1/$4/t$5/r$6 failed (see above); no report"
 }
 for ((r = 1; r <= rounds; r++)); do
   echo "static.sh: round $r of $rounds" >&2

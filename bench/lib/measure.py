@@ -24,6 +24,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -147,6 +148,14 @@ def run_wrk(a, duration, tag):
     started = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+    def on_term(signum, _frame):
+        proc.kill()  # never leave a wrk behind
+        proc.wait()
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
     timer = threading.Timer(bound, proc.kill)
     timer.start()
     try:
