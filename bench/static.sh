@@ -4,7 +4,7 @@
 #   bench/static.sh [--rounds N] [--duration S] [--warmup S] [--quick]
 #                   [--client-threads LIST] [--connections N] [--workers N]
 #                   [--cache-size SIZE] [--check lua|light] [--workloads LIST]
-#                   [--self-check] [--no-build] [--out DIR]
+#                   [--nice N] [--self-check] [--no-build] [--out DIR]
 #
 # See bench/README.md. In short: it installs nginx and wrk from Debian when
 # they are missing, builds iolite (cargo build --release) unless IOLITE_BIN
@@ -32,7 +32,7 @@ lib=$here/lib
 
 rounds=5 duration=5 warmup=1 client_threads=2,1 connections=64 workers=2
 cache_size=64M check=lua workloads=100B,1KiB,16KiB,256KiB,4MiB,zipf
-self_check=0 build=1 out=$here/out
+self_check=0 build=1 out=$here/out nice_level=0
 
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
@@ -51,6 +51,7 @@ while [ $# -gt 0 ]; do
     --cache-size) cache_size=$2; shift 2 ;;
     --check) check=$2; shift 2 ;;
     --workloads) workloads=$2; shift 2 ;;
+    --nice) nice_level=$2; shift 2 ;;
     --self-check) self_check=1; shift ;;
     --no-build) build=0; shift ;;
     --out) out=$2; shift 2 ;;
@@ -68,6 +69,8 @@ is_uint "$connections" && [ "$connections" -ge 1 ] || die "--connections must be
 is_uint "$workers" && [ "$workers" -ge 1 ] || die "--workers must be a positive integer"
 [[ $client_threads =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--client-threads takes a list like 2,1"
 case $check in lua|light) ;; *) die "--check must be lua or light" ;; esac
+[[ $nice_level =~ ^-?[0-9]+$ ]] && [ "$nice_level" -ge -20 ] && [ "$nice_level" -le 19 ] ||
+  die "--nice takes a niceness from -20 to 19"
 cache_bytes=$(python3 - "$cache_size" <<'PY'
 import re, sys
 m = re.fullmatch(r"(\d+)([KMG]?)i?B?", sys.argv[1], re.I)
@@ -115,6 +118,13 @@ else
   label_b="nginx"
 fi
 [ -x "$IOLITE_BIN" ] || die "IOLITE_BIN=$IOLITE_BIN is not an executable"
+
+# Servers and wrk inherit this shell's niceness: a negative one (root only)
+# keeps other work on a shared machine from taking their CPU mid-run.
+if [ "$nice_level" != 0 ]; then
+  python3 -c 'import os, sys; os.setpriority(os.PRIO_PROCESS, int(sys.argv[1]), int(sys.argv[2]))' \
+    "$$" "$nice_level" || die "cannot set niceness $nice_level (negative needs root)"
+fi
 
 # ------------------------------------------------------------------ processes
 started=()  # root pids of the servers, stopped by pid on exit
@@ -266,7 +276,7 @@ wrk_version=$( (wrk -v 2>&1 || true) | head -n 1 | awk '{print $1, $2}')
 label_a=$label_a label_b=$label_b self_check=$self_check cmd_a=$cmd_a \
   version_a=$version_a version_b="$nginx_version (Debian)" wrk_version=$wrk_version \
   workers=$workers connections=$connections rounds=$rounds duration=$duration \
-  warmup=$warmup check=$check client_threads=$client_threads \
+  warmup=$warmup check=$check client_threads=$client_threads nice=$nice_level \
   cache_size=$cache_size cache_bytes=$cache_bytes manifest=$out/manifest.json \
   mem_a=$mem_a mem_b=$mem_b python3 - "$run/meta.json" <<'PY'
 import json, os, sys
@@ -274,7 +284,8 @@ e = os.environ
 meta = {k: e[k] for k in ("label_a", "label_b", "cmd_a", "version_a",
                           "version_b", "wrk_version", "check", "cache_size")}
 meta.update({k: int(e[k]) for k in ("workers", "connections", "rounds",
-                                    "duration", "warmup", "cache_bytes")})
+                                    "duration", "warmup", "cache_bytes",
+                                    "nice")})
 meta["self_check"] = e["self_check"] == "1"
 meta["client_threads"] = [int(t) for t in e["client_threads"].split(",")]
 with open(e["manifest"]) as f:

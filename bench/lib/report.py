@@ -56,7 +56,7 @@ def table(runs, a, b, threads, with_targets):
             by[(r["workload"], r["target"])].append(r)
     workloads = [w for w in WORKLOAD_ORDER if (w, a) in by or (w, b) in by]
     workloads += sorted({w for (w, _t) in by} - set(workloads))
-    head = (f"| workload | {a} req/s | {b} req/s | ratio | ratio range "
+    head = (f"| workload | {a} req/s | {b} req/s | ratio | per-round ratio "
             f"| {a} CPU µs/req | {b} CPU µs/req | CPU ratio "
             f"| wrk CPU µs/req ({a} / {b}) |")
     sep = "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -78,7 +78,8 @@ def table(runs, a, b, threads, with_targets):
         rb_round = {x["round"]: x["rps"] for x in rb}
         per_round = [x["rps"] / rb_round[x["round"]] for x in ra
                      if x["round"] in rb_round]
-        rng = (f"{min(per_round):.2f}–{max(per_round):.2f}"
+        rng = (f"{statistics.median(per_round):.2f} "
+               f"({min(per_round):.2f}–{max(per_round):.2f})"
                if len(per_round) > 1 else "–")
         line = (f"| {w} | {fmt_rps(rps_a)} | {fmt_rps(rps_b)} | {ratio:.2f} "
                 f"| {rng} | {fmt_us(cpu_a)} | {fmt_us(cpu_b)} "
@@ -127,7 +128,9 @@ def main(argv):
                f"keep-alive connections; {meta['rounds']} interleaved rounds "
                f"of {meta['duration']} s per run after a {meta['warmup']} s "
                f"warm-up, the order of the two servers alternating by round; "
-               f"response check `{meta['check']}`")
+               f"response check `{meta['check']}`"
+               + (f"; servers and wrk at niceness {meta['nice']}"
+                  if meta.get("nice") else ""))
     out.append(f"- Corpus (seed {cp['seed']}): 100 B, 1 KiB, 16 KiB, 256 KiB, "
                f"4 MiB; and {z['files']} files, log-normal sizes (median "
                f"{cp['median']} B, sigma {cp['sigma']}: {z['size_min']} B to "
@@ -135,8 +138,9 @@ def main(argv):
                f"Zipf({cp['alpha']}) order, {cp['requests']} entries, mean "
                f"response body {z['mean_request_bytes'] / 1024:.1f} KiB")
     out.append("- req/s and CPU µs/req are medians over rounds; ratio = "
-               f"{A} / {B} of the medians; ratio range = lowest and highest "
-               "per-round ratio. CPU = utime+stime of all the server's "
+               f"{A} / {B} of the medians; per-round ratio = the median "
+               "(lowest–highest) of the ratios of the two runs of each round, "
+               "which were made back to back. CPU = utime+stime of all the server's "
                "processes (/proc/PID/stat) over the run ÷ requests wrk "
                "completed. wrk CPU = the client's own CPU per request.")
     out.append("")
