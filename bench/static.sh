@@ -210,6 +210,7 @@ start_iolite() {
     die "port $port is not served by $IOLITE_BIN (pid $iolite_pid)"
 }
 
+load_start=$(cut -d' ' -f1 /proc/loadavg)
 start_nginx
 start_iolite
 echo "static.sh: $label_a on $iolite_url (pid $iolite_pid), $label_b on $nginx_url (pid $nginx_pid)" >&2
@@ -256,6 +257,7 @@ for ((r = 1; r <= rounds; r++)); do
 done
 
 # ------------------------------------------------------------------ report
+load_end=$(cut -d' ' -f1 /proc/loadavg)
 mem_a=$(python3 "$lib/measure.py" mem "$iolite_pid")
 mem_b=$(python3 "$lib/measure.py" mem "$nginx_pid")
 stop_all
@@ -278,7 +280,7 @@ label_a=$label_a label_b=$label_b self_check=$self_check cmd_a=$cmd_a \
   workers=$workers connections=$connections rounds=$rounds duration=$duration \
   warmup=$warmup check=$check client_threads=$client_threads nice=$nice_level \
   cache_size=$cache_size cache_bytes=$cache_bytes manifest=$out/manifest.json \
-  mem_a=$mem_a mem_b=$mem_b python3 - "$run/meta.json" <<'PY'
+  load_start=$load_start load_end=$load_end mem_a=$mem_a mem_b=$mem_b python3 - "$run/meta.json" <<'PY'
 import json, os, sys
 e = os.environ
 meta = {k: e[k] for k in ("label_a", "label_b", "cmd_a", "version_a",
@@ -287,6 +289,7 @@ meta.update({k: int(e[k]) for k in ("workers", "connections", "rounds",
                                     "duration", "warmup", "cache_bytes",
                                     "nice")})
 meta["self_check"] = e["self_check"] == "1"
+meta["loadavg"] = [e["load_start"], e["load_end"]]
 meta["client_threads"] = [int(t) for t in e["client_threads"].split(",")]
 with open(e["manifest"]) as f:
     meta["corpus"] = json.load(f)

@@ -58,8 +58,8 @@ def table(runs, a, b, threads, with_targets):
     workloads += sorted({w for (w, _t) in by} - set(workloads))
     head = (f"| workload | {a} req/s | {b} req/s | ratio | per-round ratio "
             f"| {a} CPU µs/req | {b} CPU µs/req | CPU ratio "
-            f"| wrk CPU µs/req ({a} / {b}) |")
-    sep = "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+            f"| wrk CPU µs/req ({a} / {b}) | CPU-bound ratio |")
+    sep = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     if with_targets:
         head += " target |"
         sep += "---|"
@@ -74,6 +74,9 @@ def table(runs, a, b, threads, with_targets):
         cpu_a, cpu_b = med(ra, "cpu_us_per_req"), med(rb, "cpu_us_per_req")
         cl_a, cl_b = med(ra, "client_cpu_us_per_req"), med(rb, "client_cpu_us_per_req")
         ratio = rps_a / rps_b
+        # What the req/s ratio would be if the benchmark had the CPUs to
+        # itself: the inverse ratio of all CPU (server + wrk) per request.
+        bound = (cpu_b + cl_b) / (cpu_a + cl_a) if cpu_a + cl_a else float("nan")
         cpu_ratio = cpu_a / cpu_b if cpu_b else float("nan")
         rb_round = {x["round"]: x["rps"] for x in rb}
         per_round = [x["rps"] / rb_round[x["round"]] for x in ra
@@ -83,7 +86,8 @@ def table(runs, a, b, threads, with_targets):
                if len(per_round) > 1 else "–")
         line = (f"| {w} | {fmt_rps(rps_a)} | {fmt_rps(rps_b)} | {ratio:.2f} "
                 f"| {rng} | {fmt_us(cpu_a)} | {fmt_us(cpu_b)} "
-                f"| {cpu_ratio:.2f} | {fmt_us(cl_a)} / {fmt_us(cl_b)} |")
+                f"| {cpu_ratio:.2f} | {fmt_us(cl_a)} / {fmt_us(cl_b)} "
+                f"| {bound:.2f} |")
         if with_targets:
             want = RPS_TARGET.get(w)
             ok_rps = want is None or ratio >= want
@@ -120,6 +124,10 @@ def main(argv):
     out.append("")
     out.append(f"- Machine: {m['nproc']} CPUs (`nproc`), {m['cpu']}, "
                f"Linux {m['kernel']}, {m['date']}")
+    if meta.get("loadavg"):
+        out.append(f"- Load average (1 min) of the whole machine before and "
+                   f"after: {meta['loadavg'][0]} / {meta['loadavg'][1]} "
+                   f"(above 0 = other work shared the CPUs)")
     out.append(f"- {A}: `{meta['cmd_a']}` ({meta['version_a']})")
     out.append(f"- {B}: {meta['version_b']}, {meta['workers']} workers, "
                "sendfile, tcp_nopush, tcp_nodelay, open_file_cache "
@@ -142,7 +150,11 @@ def main(argv):
                "(lowest–highest) of the ratios of the two runs of each round, "
                "which were made back to back. CPU = utime+stime of all the server's "
                "processes (/proc/PID/stat) over the run ÷ requests wrk "
-               "completed. wrk CPU = the client's own CPU per request.")
+               "completed. wrk CPU = the client's own CPU per request. "
+               f"CPU-bound ratio = ({B} CPU + its wrk CPU) / ({A} CPU + its "
+               "wrk CPU) per request: the req/s ratio to expect when server "
+               "and client have the CPUs to themselves, and far steadier "
+               "than req/s when other work shares them.")
     out.append("")
     all_ok = []
     for t in meta["client_threads"]:
