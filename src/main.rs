@@ -108,7 +108,10 @@ fn serve(args: &ServeArgs) -> ExitCode {
 fn run(opts: ServerOptions) -> Result<(), String> {
     let server = Server::bind(opts).map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();
-    let announce = writeln!(out, "listening on http://{}", server.local_addr())
+    let announce = server
+        .local_addrs()
+        .iter()
+        .try_for_each(|a| writeln!(out, "listening on http://{a}"))
         .and_then(|()| match server.admin_addr() {
             Some(admin) => writeln!(out, "admin on http://{admin}"),
             None => Ok(()),

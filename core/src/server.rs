@@ -37,7 +37,7 @@ use crate::static_files::StaticFiles;
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// Where clients connect (port 0: any free port; see [`Server::local_addr`]).
-    pub listen: SocketAddr,
+    pub listen: Vec<SocketAddr>,
     /// The document root.
     pub root: PathBuf,
     /// Worker threads; 0 means one per CPU.
@@ -73,7 +73,7 @@ pub struct ServerOptions {
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
             root: PathBuf::from("examples/site"),
             workers: 0,
             admin: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
@@ -96,8 +96,10 @@ impl Default for ServerOptions {
 #[derive(Debug)]
 pub struct Server {
     opts: Arc<ServerOptions>,
-    local_addr: SocketAddr,
-    listeners: Vec<std::net::TcpListener>,
+    local_addrs: Vec<SocketAddr>,
+    /// One set per worker: a listener for every address, each bound with
+    /// SO_REUSEPORT so the kernel spreads connections over the workers.
+    listeners: Vec<Vec<std::net::TcpListener>>,
     admin: Option<(SocketAddr, std::net::TcpListener)>,
     root: Arc<OwnedFd>,
     metrics: Arc<Metrics>,
@@ -132,14 +134,29 @@ impl Server {
         let access_log = AccessLog::open(&opts.access_log)
             .map_err(|e| Error::Options(format!("access log {:?}: {e}", opts.access_log)))?;
         raise_fd_limit();
-        let first = reuseport_listener(opts.listen)?;
-        let local_addr = first.local_addr().map_err(|source| Error::Listen {
-            addr: opts.listen,
-            source,
-        })?;
+        if opts.listen.is_empty() {
+            return Err(Error::Options("no address to listen on".to_owned()));
+        }
+        // The first worker's listeners fix the ports (port 0 picks one); the
+        // other workers bind the very same addresses.
+        let mut local_addrs = Vec::with_capacity(opts.listen.len());
+        let mut first = Vec::with_capacity(opts.listen.len());
+        for &addr in &opts.listen {
+            let l = reuseport_listener(addr)?;
+            local_addrs.push(
+                l.local_addr()
+                    .map_err(|source| Error::Listen { addr, source })?,
+            );
+            first.push(l);
+        }
         let mut listeners = vec![first];
         for _ in 1..opts.workers {
-            listeners.push(reuseport_listener(local_addr)?);
+            listeners.push(
+                local_addrs
+                    .iter()
+                    .map(|&a| reuseport_listener(a))
+                    .collect::<Result<_, _>>()?,
+            );
         }
         let admin = match opts.admin {
             None => None,
@@ -167,7 +184,7 @@ impl Server {
         };
         Ok(Server {
             opts: Arc::new(opts),
-            local_addr,
+            local_addrs,
             listeners,
             admin,
             root,
@@ -179,9 +196,14 @@ impl Server {
         })
     }
 
-    /// The address clients connect to (the real port when 0 was asked).
+    /// The first address clients connect to (the real port when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.local_addrs[0]
+    }
+
+    /// Every address clients connect to, in the order they were given.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
     }
 
     /// The admin listener's address, if there is one.
@@ -251,6 +273,23 @@ impl Server {
     }
 }
 
+/// The next connection on any of `listeners` (polled in order, so a busy
+/// first listener cannot starve the others for long: each poll that finds a
+/// connection returns, and the next accept starts over).
+async fn accept_any(
+    listeners: &[TcpListener],
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    std::future::poll_fn(|cx| {
+        for l in listeners {
+            if let std::task::Poll::Ready(r) = l.poll_accept(cx) {
+                return std::task::Poll::Ready(r);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
 fn reuseport_listener(addr: SocketAddr) -> Result<std::net::TcpListener, Error> {
     let fail = |source| Error::Listen { addr, source };
     let socket =
@@ -286,7 +325,7 @@ fn standard_phases(
 }
 
 fn worker(
-    listener: std::net::TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     opts: Arc<ServerOptions>,
     metrics: Arc<Metrics>,
     root: Arc<OwnedFd>,
@@ -306,7 +345,11 @@ fn worker(
     };
     let local = LocalSet::new();
     local.block_on(&runtime, async move {
-        let listener = match TcpListener::from_std(listener) {
+        let listeners = match listeners
+            .into_iter()
+            .map(TcpListener::from_std)
+            .collect::<Result<Vec<_>, _>>()
+        {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "worker listener");
@@ -324,7 +367,7 @@ fn worker(
             tokio::select! {
                 biased;
                 _ = stop.changed() => break,
-                accepted = listener.accept() => match accepted {
+                accepted = accept_any(&listeners) => match accepted {
                     Ok((stream, _)) => {
                         let _ = stream.set_nodelay(true);
                         connections.spawn_local(serve_connection(stream, ctx.clone(), stop.clone()));
@@ -338,7 +381,7 @@ fn worker(
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }
-        drop(listener);
+        drop(listeners);
         let drained = tokio::time::timeout(opts.shutdown_grace, async {
             while connections.join_next().await.is_some() {}
         })
@@ -360,7 +403,7 @@ impl ServerOptions {
     pub fn from_config(c: &crate::config::Config) -> ServerOptions {
         let defaults = ServerOptions::default();
         ServerOptions {
-            listen: c.listeners.first().map_or(defaults.listen, |l| l.addr),
+            listen: c.listeners.iter().map(|l| l.addr).collect(),
             root: c.root.clone(),
             workers: c.workers,
             admin: c.admin,
@@ -387,12 +430,6 @@ impl ServerOptions {
     /// What `c` asks for that the engine cannot serve yet, one line each.
     pub fn unsupported(c: &crate::config::Config) -> Vec<String> {
         let mut out = c.not_yet_supported();
-        if c.listeners.len() > 1 {
-            out.push(format!(
-                "{} listeners (one per server for now)",
-                c.listeners.len()
-            ));
-        }
         if !c.locations.is_empty() {
             out.push(format!("{} [[location]] blocks", c.locations.len()));
         }
