@@ -9,6 +9,7 @@
 //! reads the error instead of a reset.
 
 use std::io;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +54,8 @@ enum HeadRead {
 
 struct Conn {
     stream: TcpStream,
+    /// The client's address (for logs; the access log records it too).
+    peer: SocketAddr,
     /// Bytes read and not yet consumed: the current head, then whatever the
     /// client pipelined after it.
     buf: Vec<u8>,
@@ -66,18 +69,20 @@ struct Conn {
 /// are logged at debug level only.
 pub(crate) async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     ctx: Rc<WorkerCtx>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     ctx.metrics.connection_opened();
     let mut conn = Conn {
         stream,
+        peer,
         buf: Vec::with_capacity(READ_RESERVE),
         out: Vec::with_capacity(512),
         path: Vec::with_capacity(128),
     };
     if let Err(e) = conn.run(&ctx, &mut shutdown).await {
-        tracing::debug!(error = %e, "connection ended");
+        tracing::debug!(peer = %conn.peer, error = %e, "connection ended");
     }
     ctx.metrics.connection_closed();
 }
@@ -133,6 +138,9 @@ impl Conn {
             };
             let head_only = head.method == Method::Head;
             self.respond(ctx, &response, head_only, connection).await?;
+            // The access log hooks in here: the head (method, target,
+            // version, spans for Referer/User-Agent to add), `self.peer`,
+            // the status and the bytes `respond` counted.
             if !keep_alive {
                 // Whatever the client sent beyond this request is not read.
                 return self.linger().await;

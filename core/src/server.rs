@@ -279,9 +279,9 @@ fn worker(
                 biased;
                 _ = stop.changed() => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
+                    Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        connections.spawn_local(serve_connection(stream, ctx.clone(), stop.clone()));
+                        connections.spawn_local(serve_connection(stream, peer, ctx.clone(), stop.clone()));
                     }
                     Err(e) => {
                         // Out of descriptors or memory: back off instead of spinning.
