@@ -97,6 +97,7 @@ fn table() -> Vec<Case> {
         // Methods.
         case("POST with body", "POST /hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nabcde".into(), 405, &[("allow", "GET, HEAD")], None, KeepAlive),
         case("DELETE", "DELETE /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n".into(), 405, &[("allow", "GET, HEAD")], None, KeepAlive),
+        case("OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n".into(), 200, &[("allow", "GET, HEAD"), ("content-length", "0")], Some(b""), KeepAlive),
         case("unknown method", "BREW /pot HTTP/1.1\r\nHost: t\r\n\r\n".into(), 501, &[], None, Close),
         // Paths that leave the root: 403, never opened.
         case("dot-dot above root", get("/../secret.txt"), 403, &[], None, KeepAlive),
