@@ -100,7 +100,11 @@ impl Server {
             opts.workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         }
         let root = Arc::new(StaticFiles::open_root(&opts.root)?);
-        raise_fd_limit();
+        // Cached open files may take half the descriptors; sockets the rest.
+        let fd_limit = raise_fd_limit();
+        opts.open_files = opts
+            .open_files
+            .min((fd_limit / 2 / opts.workers as u64).max(1) as usize);
         let first = reuseport_listener(opts.listen)?;
         let local_addr = first.local_addr().map_err(|source| Error::Listen {
             addr: opts.listen,
@@ -225,14 +229,20 @@ fn reuseport_listener(addr: SocketAddr) -> Result<std::net::TcpListener, Error> 
     Ok(socket.into())
 }
 
-/// Open files are the static handler's working set: lift the soft limit to
-/// the hard one.
-fn raise_fd_limit() {
+/// Open files are the static handler's working set: lift the soft limit on
+/// descriptors to the hard one, and return the limit now in force.
+fn raise_fd_limit() -> u64 {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
         }
+        Ok((soft, _)) => soft,
+        Err(_) => 1024,
     }
 }
 
