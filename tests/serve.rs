@@ -97,6 +97,7 @@ fn table() -> Vec<Case> {
         // Methods.
         case("POST with body", "POST /hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nabcde".into(), 405, &[("allow", "GET, HEAD")], None, KeepAlive),
         case("DELETE", "DELETE /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n".into(), 405, &[("allow", "GET, HEAD")], None, KeepAlive),
+        case("OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n".into(), 200, &[("allow", "GET, HEAD"), ("content-length", "0")], Some(b""), KeepAlive),
         case("unknown method", "BREW /pot HTTP/1.1\r\nHost: t\r\n\r\n".into(), 501, &[], None, Close),
         // Paths that leave the root: 403, never opened.
         case("dot-dot above root", get("/../secret.txt"), 403, &[], None, KeepAlive),
@@ -346,14 +347,14 @@ fn graceful_shutdown_finishes_the_response_in_flight() {
 }
 
 #[test]
-fn idle_keepalive_connections_do_not_delay_shutdown() {
+fn sigint_closes_idle_keepalive_connections_at_once() {
     let site = Site::new();
     let mut server = Iolite::start(&site.root(), &[]);
     let mut idle = server.connect();
     idle.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     assert_eq!(read_response(&mut idle, &mut Vec::new(), false).status, 200);
-    server.terminate();
+    server.signal(nix::sys::signal::Signal::SIGINT);
     assert!(closed(&mut idle));
     assert!(server.wait().success());
 }

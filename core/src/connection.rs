@@ -9,6 +9,7 @@
 //! reads the error instead of a reset.
 
 use std::io;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +58,8 @@ enum HeadRead {
 
 struct Conn {
     stream: TcpStream,
+    /// The client's address (for logs; the access log records it too).
+    peer: SocketAddr,
     /// Bytes read and not yet consumed: the current head, then whatever the
     /// client pipelined after it.
     buf: Vec<u8>,
@@ -64,30 +67,26 @@ struct Conn {
     out: Vec<u8>,
     /// The normalized path of the current request.
     path: Vec<u8>,
-    /// The client's address, for the access log.
-    client: std::net::IpAddr,
 }
 
 /// Serves `stream` until it closes. Failures are the client's business and
 /// are logged at debug level only.
 pub(crate) async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     ctx: Rc<WorkerCtx>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     ctx.metrics.connection_opened();
-    let client = stream
-        .peer_addr()
-        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
     let mut conn = Conn {
-        client,
         stream,
+        peer,
         buf: Vec::with_capacity(READ_RESERVE),
         out: Vec::with_capacity(512),
         path: Vec::with_capacity(128),
     };
     if let Err(e) = conn.run(&ctx, &mut shutdown).await {
-        tracing::debug!(error = %e, "connection ended");
+        tracing::debug!(peer = %conn.peer, error = %e, "connection ended");
     }
     ctx.metrics.connection_closed();
 }
@@ -164,7 +163,7 @@ impl Conn {
         let buf = &self.buf;
         let span = |s: Option<crate::http::request::Span>| s.map(|s| s.get(buf));
         let entry = Entry {
-            client: self.client,
+            client: self.peer.ip(),
             user: None,
             time: std::time::SystemTime::now(),
             method: head.map_or(&b""[..], |h| h.method_token.get(buf)),

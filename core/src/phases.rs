@@ -10,7 +10,7 @@
 use crate::error::Error;
 use crate::http::request::{Method, RequestHead, Span};
 use crate::http::target;
-use crate::response::Response;
+use crate::response::{Body, HeaderLines, Response};
 
 /// The phases of the request flow, in the order they run. Closed: a new
 /// kind of work fits one of these.
@@ -150,7 +150,13 @@ impl Phases {
         if req.head.method == Method::Unknown {
             return Err(Error::NotImplemented("unknown method"));
         }
-        let raw_path = target::target_path(req.head.target.get(req.head_bytes))?;
+        let raw_target = req.head.target.get(req.head_bytes);
+        if raw_target == b"*" && req.head.method == Method::Options {
+            // A question about the server itself, not about a resource.
+            let allow = HeaderLines::Static(b"Allow: GET, HEAD\r\n");
+            return Ok(Response::new(200, allow, Body::Empty));
+        }
+        let raw_path = target::target_path(raw_target)?;
         target::normalize(raw_path, req.path)?;
         for phase in Phase::ALL {
             if let Some(response) = self.run_phase(phase, req)? {
@@ -176,7 +182,6 @@ impl Phases {
 mod tests {
     use super::*;
     use crate::http::{Limits, parse_head};
-    use crate::response::{Body, HeaderLines};
 
     /// Rewrites `/old` to `/new`.
     struct Rename;
@@ -260,6 +265,7 @@ mod tests {
             ("GET /other HTTP/1.0\r\n\r\n", 404),
             ("GET /../x HTTP/1.0\r\n\r\n", 403),
             ("GET * HTTP/1.0\r\n\r\n", 400),
+            ("OPTIONS * HTTP/1.0\r\n\r\n", 200),
             ("BREW /new HTTP/1.0\r\n\r\n", 501),
         ];
         let mut path = Vec::new();

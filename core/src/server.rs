@@ -133,7 +133,11 @@ impl Server {
         };
         let access_log = AccessLog::open(&opts.access_log)
             .map_err(|e| Error::Options(format!("access log {:?}: {e}", opts.access_log)))?;
-        raise_fd_limit();
+        // Cached open files may take half the descriptors; sockets the rest.
+        let fd_limit = raise_fd_limit();
+        opts.open_files = opts
+            .open_files
+            .min((fd_limit / 2 / opts.workers as u64).max(1) as usize);
         if opts.listen.is_empty() {
             return Err(Error::Options("no address to listen on".to_owned()));
         }
@@ -302,14 +306,20 @@ fn reuseport_listener(addr: SocketAddr) -> Result<std::net::TcpListener, Error> 
     Ok(socket.into())
 }
 
-/// Open files are the static handler's working set: lift the soft limit to
-/// the hard one.
-fn raise_fd_limit() {
+/// Open files are the static handler's working set: lift the soft limit on
+/// descriptors to the hard one, and return the limit now in force.
+fn raise_fd_limit() -> u64 {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
         }
+        Ok((soft, _)) => soft,
+        Err(_) => 1024,
     }
 }
 
@@ -368,9 +378,9 @@ fn worker(
                 biased;
                 _ = stop.changed() => break,
                 accepted = accept_any(&listeners) => match accepted {
-                    Ok((stream, _)) => {
+                    Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        connections.spawn_local(serve_connection(stream, ctx.clone(), stop.clone()));
+                        connections.spawn_local(serve_connection(stream, peer, ctx.clone(), stop.clone()));
                     }
                     Err(e) => {
                         // Out of descriptors or memory: back off instead of spinning.

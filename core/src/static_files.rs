@@ -471,11 +471,14 @@ fn respond(
 fn redirect_with_slash(req: &RequestCtx<'_>) -> Result<Response, Error> {
     let target = req.target();
     let path = crate::http::target::target_path(target)?;
-    let path_end = path.as_ptr() as usize - target.as_ptr() as usize + path.len();
+    let query = target
+        .iter()
+        .position(|&b| b == b'?')
+        .map_or(&b""[..], |i| &target[i..]);
     let mut lines = b"Location: ".to_vec();
     lines.extend_from_slice(path);
     lines.push(b'/');
-    lines.extend_from_slice(&target[path_end..]);
+    lines.extend_from_slice(query);
     lines.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\n");
     Ok(Response::new(
         301,

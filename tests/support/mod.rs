@@ -15,6 +15,7 @@ pub struct Iolite {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     stderr: Arc<Mutex<Vec<String>>>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Iolite {
@@ -58,7 +59,7 @@ impl Iolite {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let sink = stderr.clone();
         let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
@@ -68,6 +69,7 @@ impl Iolite {
             addr,
             admin,
             stderr,
+            stderr_reader: Some(stderr_reader),
         }
     }
 
@@ -84,19 +86,27 @@ impl Iolite {
     /// Sends SIGTERM and waits for the exit.
     pub fn stop(mut self) -> ExitStatus {
         self.terminate();
-        self.child.wait().unwrap()
+        self.wait()
     }
 
     pub fn terminate(&self) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid()),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
+        self.signal(nix::sys::signal::Signal::SIGTERM);
     }
 
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).unwrap();
+    }
+
+    /// Waits for the exit; then the whole log is in, and it must hold no
+    /// ERROR line.
     pub fn wait(&mut self) -> ExitStatus {
-        self.child.wait().unwrap()
+        let status = self.child.wait().unwrap();
+        if let Some(reader) = self.stderr_reader.take() {
+            reader.join().unwrap();
+        }
+        let errors = self.error_lines();
+        assert!(errors.is_empty(), "the server logged errors: {errors:#?}");
+        status
     }
 
     /// Lines the server logged at ERROR level so far.

@@ -206,51 +206,57 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Er
     let mut content_length: Option<u64> = None;
     let mut te = TransferCodings::default();
     for h in req.headers.iter() {
-        let name = h.name.as_bytes();
         let value = trim(h.value);
-        if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
-            return Err(Error::BadRequest("control character in a header value"));
-        }
-        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-        if is("content-length") {
-            let n = parse_content_length(value)?;
-            if content_length.is_some_and(|old| old != n) {
-                return Err(Error::BadRequest("differing Content-Length values"));
+        match field(h.name.as_bytes()) {
+            Field::Other => {}
+            Field::ContentLength => {
+                let n = parse_content_length(value)?;
+                if content_length.is_some_and(|old| old != n) {
+                    return Err(Error::BadRequest("differing Content-Length values"));
+                }
+                content_length = Some(n);
             }
-            content_length = Some(n);
-        } else if is("transfer-encoding") {
-            te.add(value);
-        } else if is("connection") {
-            for token in list(value) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    head.close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    head.keep_alive = true;
+            Field::TransferEncoding => te.add(value),
+            Field::Connection => {
+                for token in list(value) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        head.close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        head.keep_alive = true;
+                    }
                 }
             }
-        } else if is("expect") {
-            if value.eq_ignore_ascii_case(b"100-continue") {
-                head.expect_continue = true;
-            } else {
-                return Err(Error::ExpectationFailed);
+            Field::Expect => {
+                if value.eq_ignore_ascii_case(b"100-continue") {
+                    head.expect_continue = true;
+                } else {
+                    return Err(Error::ExpectationFailed);
+                }
             }
-        } else if is("host") {
-            if head.host.is_some() {
-                return Err(Error::BadRequest("more than one Host"));
+            Field::Host => {
+                if head.host.is_some() {
+                    return Err(Error::BadRequest("more than one Host"));
+                }
+                head.host = Some(Span::of(buf, value));
             }
-            head.host = Some(Span::of(buf, value));
-        } else if is("if-none-match") {
-            head.if_none_match.get_or_insert(Span::of(buf, value));
-        } else if is("if-modified-since") {
-            head.if_modified_since.get_or_insert(Span::of(buf, value));
-        } else if is("range") {
-            head.range.get_or_insert(Span::of(buf, value));
-        } else if is("if-range") {
-            head.if_range.get_or_insert(Span::of(buf, value));
-        } else if is("referer") {
-            head.referer.get_or_insert(Span::of(buf, value));
-        } else if is("user-agent") {
-            head.user_agent.get_or_insert(Span::of(buf, value));
+            Field::IfNoneMatch => {
+                head.if_none_match.get_or_insert(Span::of(buf, value));
+            }
+            Field::IfModifiedSince => {
+                head.if_modified_since.get_or_insert(Span::of(buf, value));
+            }
+            Field::Range => {
+                head.range.get_or_insert(Span::of(buf, value));
+            }
+            Field::IfRange => {
+                head.if_range.get_or_insert(Span::of(buf, value));
+            }
+            Field::Referer => {
+                head.referer.get_or_insert(Span::of(buf, value));
+            }
+            Field::UserAgent => {
+                head.user_agent.get_or_insert(Span::of(buf, value));
+            }
         }
     }
     if version == Version::Http11 && head.host.is_none() {
@@ -274,6 +280,49 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Er
         }
     };
     Ok(Some(head))
+}
+
+/// The header fields the server acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Expect,
+    Host,
+    IfNoneMatch,
+    IfModifiedSince,
+    Range,
+    IfRange,
+    Referer,
+    UserAgent,
+    Other,
+}
+
+/// Classifies a field name: one length switch, then at most one
+/// case-insensitive comparison (this runs for every header of every request).
+fn field(name: &[u8]) -> Field {
+    let (known, field): (&[u8], Field) = match name.len() {
+        4 => (b"host", Field::Host),
+        5 => (b"range", Field::Range),
+        6 => (b"expect", Field::Expect),
+        7 => (b"referer", Field::Referer),
+        8 => (b"if-range", Field::IfRange),
+        10 if name[0].eq_ignore_ascii_case(&b'u') => (b"user-agent", Field::UserAgent),
+        10 => (b"connection", Field::Connection),
+        13 => (b"if-none-match", Field::IfNoneMatch),
+        14 => (b"content-length", Field::ContentLength),
+        17 if name[0].eq_ignore_ascii_case(&b't') => {
+            (b"transfer-encoding", Field::TransferEncoding)
+        }
+        17 => (b"if-modified-since", Field::IfModifiedSince),
+        _ => return Field::Other,
+    };
+    if name.eq_ignore_ascii_case(known) {
+        field
+    } else {
+        Field::Other
+    }
 }
 
 /// What the Transfer-Encoding fields said, across every occurrence.
@@ -456,6 +505,18 @@ mod tests {
             ),
             ("GET / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n", 417),
             ("FROB / HTTP/1.1\r\nHost: a\r\n\r\n", 200),
+            ("GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a\r\nX: caf\u{e9}\r\n\r\n", 200),
+            ("GET / HTTP/1.1\r\nHOST: a\r\nhost: b\r\n\r\n", 400),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nTRANSFER-ENCODING: gzip\r\n\r\n",
+                501,
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: x\r\n\r\n",
+                200,
+            ),
         ];
         for (raw, want) in table {
             assert_eq!(status(raw), *want, "{raw:?}");
