@@ -68,6 +68,10 @@ pub struct ServerOptions {
     pub open_files: usize,
     /// Where the access log goes.
     pub access_log: AccessLogTarget,
+    /// Index files tried in order for a directory.
+    pub index: Vec<String>,
+    /// Per-location settings (the longest matching prefix wins).
+    pub locations: Vec<crate::config::Location>,
 }
 
 impl Default for ServerOptions {
@@ -81,6 +85,8 @@ impl Default for ServerOptions {
             cache_threshold: 0,
             cache_policy: CachePolicy::Gdsf,
             access_log: AccessLogTarget::Off,
+            index: vec!["index.html".to_owned()],
+            locations: Vec::new(),
             revalidate: Duration::from_secs(1),
             limits: Limits::default(),
             header_timeout: Duration::from_secs(10),
@@ -102,6 +108,8 @@ pub struct Server {
     listeners: Vec<Vec<std::net::TcpListener>>,
     admin: Option<(SocketAddr, std::net::TcpListener)>,
     root: Arc<OwnedFd>,
+    /// The root of each location that has its own, in `opts.locations` order.
+    location_roots: Vec<Option<Arc<OwnedFd>>>,
     metrics: Arc<Metrics>,
     cache: Option<Arc<FileCache>>,
     access_log: AccessLog,
@@ -118,6 +126,16 @@ impl Server {
             opts.workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         }
         let root = Arc::new(StaticFiles::open_root(&opts.root)?);
+        let location_roots = opts
+            .locations
+            .iter()
+            .map(|l| {
+                l.root
+                    .as_deref()
+                    .map(|r| StaticFiles::open_root(r).map(Arc::new))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let metrics = Arc::new(Metrics::new());
         let cache = match opts.cache_size {
             0 => None,
@@ -192,6 +210,7 @@ impl Server {
             listeners,
             admin,
             root,
+            location_roots,
             metrics,
             cache,
             access_log,
@@ -240,6 +259,7 @@ impl Server {
             let opts = self.opts.clone();
             let metrics = self.metrics.clone();
             let root = self.root.clone();
+            let location_roots = self.location_roots.clone();
             let cache = self.cache.clone();
             let log = self
                 .access_log
@@ -248,7 +268,17 @@ impl Server {
             let stop_rx = stop_rx.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("iolite-worker-{id}"))
-                .spawn(move || worker(listener, opts, metrics, root, cache, log, stop_rx))?;
+                .spawn(move || {
+                    worker(
+                        listener,
+                        opts,
+                        metrics,
+                        (root, location_roots),
+                        cache,
+                        log,
+                        stop_rx,
+                    )
+                })?;
             workers.push(handle);
         }
         let metrics = self.metrics.clone();
@@ -324,21 +354,41 @@ fn raise_fd_limit() -> u64 {
 }
 
 /// The handlers every worker registers at start-up.
+/// The handlers every worker registers at start-up: a static handler per
+/// location, longest prefix first (so the most specific location answers),
+/// then the server's root for everything else.
 fn standard_phases(
     opts: &ServerOptions,
-    root: Arc<OwnedFd>,
+    (root, location_roots): (Arc<OwnedFd>, Vec<Option<Arc<OwnedFd>>>),
     cache: Option<Arc<FileCache>>,
 ) -> Phases {
+    let mut order: Vec<usize> = (0..opts.locations.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(opts.locations[i].prefix.len()));
+    let mut phases = Phases::new();
+    for i in order {
+        let loc = &opts.locations[i];
+        let (fd, path, strip) = match (&location_roots[i], &loc.root) {
+            (Some(fd), Some(path)) => (fd.clone(), path.clone(), true),
+            _ => (root.clone(), opts.root.clone(), false),
+        };
+        let handler = StaticFiles::new(fd, path, opts.revalidate, opts.open_files)
+            .for_location(&loc.prefix, strip)
+            .with_index(loc.index.as_deref().unwrap_or(&opts.index))
+            .with_headers(&loc.headers)
+            .with_cache(cache.clone().filter(|_| loc.cache));
+        phases = phases.register(Box::new(handler));
+    }
     let static_files = StaticFiles::new(root, opts.root.clone(), opts.revalidate, opts.open_files)
+        .with_index(&opts.index)
         .with_cache(cache);
-    Phases::new().register(Box::new(static_files))
+    phases.register(Box::new(static_files))
 }
 
 fn worker(
     listeners: Vec<std::net::TcpListener>,
     opts: Arc<ServerOptions>,
     metrics: Arc<Metrics>,
-    root: Arc<OwnedFd>,
+    roots: (Arc<OwnedFd>, Vec<Option<Arc<OwnedFd>>>),
     cache: Option<Arc<FileCache>>,
     access_log: Option<AccessLogWriter>,
     mut stop: watch::Receiver<bool>,
@@ -367,7 +417,7 @@ fn worker(
             }
         };
         let ctx = Rc::new(WorkerCtx {
-            phases: standard_phases(&opts, root, cache),
+            phases: standard_phases(&opts, roots, cache),
             metrics,
             opts: opts.clone(),
             access_log: access_log.map(std::cell::RefCell::new),
@@ -406,8 +456,8 @@ fn worker(
 impl ServerOptions {
     /// The options a validated [`Config`](crate::config::Config) asks for.
     ///
-    /// Settings the engine does not serve yet (a second listener, per-location
-    /// settings, module mounts) are reported by
+    /// Settings the engine does not serve yet (directory listings, module
+    /// mounts) are reported by
     /// [`unsupported`](ServerOptions::unsupported) so `serve` can refuse them
     /// instead of ignoring them.
     pub fn from_config(c: &crate::config::Config) -> ServerOptions {
@@ -433,19 +483,14 @@ impl ServerOptions {
             header_timeout: c.limits.header_timeout,
             keepalive_timeout: c.limits.keepalive_timeout,
             shutdown_grace: c.limits.shutdown_grace,
+            index: c.index.clone(),
+            locations: c.locations.clone(),
             ..defaults
         }
     }
 
     /// What `c` asks for that the engine cannot serve yet, one line each.
     pub fn unsupported(c: &crate::config::Config) -> Vec<String> {
-        let mut out = c.not_yet_supported();
-        if !c.locations.is_empty() {
-            out.push(format!("{} [[location]] blocks", c.locations.len()));
-        }
-        if c.index != ["index.html"] {
-            out.push("index files other than index.html".to_owned());
-        }
-        out
+        c.not_yet_supported()
     }
 }

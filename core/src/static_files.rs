@@ -60,7 +60,9 @@ struct FileEntry {
 }
 
 enum Resolved {
-    File(File),
+    /// The file, and the index file name when a directory was asked for
+    /// (its extension gives the media type).
+    File(File, Option<usize>),
     /// A directory named without its trailing slash.
     Redirect,
 }
@@ -76,6 +78,15 @@ pub struct StaticFiles {
     openat2_works: Cell<bool>,
     /// The process's unified cache: the bytes of files up to its threshold.
     bodies: Option<Arc<FileCache>>,
+    /// The location this handler serves: paths at or under it.
+    prefix: Box<[u8]>,
+    /// Whether the prefix is stripped before resolving under `root` (a
+    /// location with its own root), or kept (the server's root).
+    strip_prefix: bool,
+    /// Index files tried in order for a directory.
+    index: Vec<Box<[u8]>>,
+    /// Extra header lines (CRLF-terminated) for 200, 206 and 304 answers.
+    extra_headers: Box<[u8]>,
 }
 
 impl StaticFiles {
@@ -106,7 +117,49 @@ impl StaticFiles {
             cache: RefCell::new(HashMap::new()),
             openat2_works: Cell::new(true),
             bodies: None,
+            prefix: Box::from(&b"/"[..]),
+            strip_prefix: false,
+            index: vec![Box::from(&b"index.html"[..])],
+            extra_headers: Box::default(),
         }
+    }
+
+    /// Serves only paths at or under `prefix` (declining the rest); with
+    /// `strip`, the prefix is removed before the path is resolved under the
+    /// root (a location with a root of its own, like nginx's `alias`).
+    pub fn for_location(mut self, prefix: &str, strip: bool) -> Self {
+        self.prefix = prefix.as_bytes().into();
+        self.strip_prefix = strip && prefix != "/";
+        self
+    }
+
+    /// Index files tried in order for a directory (default: `index.html`).
+    pub fn with_index(mut self, names: &[String]) -> Self {
+        self.index = names.iter().map(|n| n.as_bytes().into()).collect();
+        self
+    }
+
+    /// Extra response headers for 200, 206 and 304 answers. Names and
+    /// values are checked by the configuration (tokens; no control bytes).
+    pub fn with_headers(mut self, headers: &[(String, String)]) -> Self {
+        let mut lines = Vec::new();
+        for (name, value) in headers {
+            lines.extend_from_slice(name.as_bytes());
+            lines.extend_from_slice(b": ");
+            lines.extend_from_slice(value.as_bytes());
+            lines.extend_from_slice(b"\r\n");
+        }
+        self.extra_headers = lines.into();
+        self
+    }
+
+    /// Whether `path` is at or under this handler's prefix.
+    fn serves(&self, path: &[u8]) -> bool {
+        let prefix = &*self.prefix;
+        prefix == b"/"
+            || path
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
     }
 
     /// Serves files up to the cache's threshold from the unified cache.
@@ -152,8 +205,19 @@ impl StaticFiles {
                 return Ok(Some(entry.clone()));
             }
         }
-        let file = match self.resolve(path) {
-            Ok(Resolved::File(file)) => file,
+        let local = if self.strip_prefix {
+            &path[self.prefix.len()..]
+        } else {
+            path
+        };
+        let resolved = if local.is_empty() {
+            // The location's own name without its slash: its root directory.
+            Ok(Resolved::Redirect)
+        } else {
+            self.resolve_local(local)
+        };
+        let (file, index) = match resolved {
+            Ok(Resolved::File(file, index)) => (file, index),
             Ok(Resolved::Redirect) => return Ok(None),
             Err(e) => {
                 if cached.is_some() {
@@ -170,7 +234,18 @@ impl StaticFiles {
                 return Ok(Some(entry));
             }
         }
-        let entry = Rc::new(FileEntry::new(file, &meta, identity, path, now));
+        let type_name: &[u8] = match index {
+            Some(i) => &self.index[i],
+            None => path,
+        };
+        let entry = Rc::new(FileEntry::new(
+            file,
+            &meta,
+            identity,
+            type_name,
+            &self.extra_headers,
+            now,
+        ));
         let mut cache = self.cache.borrow_mut();
         if cache.len() >= self.max_entries && !cache.contains_key(path) {
             // Crude but bounded; the unified cache replaces this map.
@@ -180,13 +255,15 @@ impl StaticFiles {
         Ok(Some(entry))
     }
 
-    fn resolve(&self, path: &[u8]) -> Result<Resolved, Error> {
+    /// Resolves `path` (which starts with `/`, the prefix already stripped
+    /// when this location strips it) under the root.
+    fn resolve_local(&self, path: &[u8]) -> Result<Resolved, Error> {
         let rel = &path[1..];
         let dir_syntax = rel.is_empty() || rel.ends_with(b"/");
         let file = self.open_beneath(if rel.is_empty() { b"." } else { rel })?;
         let meta = file.metadata()?;
         if meta.is_file() {
-            return Ok(Resolved::File(file));
+            return Ok(Resolved::File(file, None));
         }
         if !meta.is_dir() {
             return Err(Error::Forbidden("not a regular file"));
@@ -194,13 +271,17 @@ impl StaticFiles {
         if !dir_syntax {
             return Ok(Resolved::Redirect);
         }
-        let mut index = rel.to_vec();
-        index.extend_from_slice(b"index.html");
-        let file = self.open_beneath(&index)?;
-        if !file.metadata()?.is_file() {
-            return Err(Error::NotFound);
+        let mut candidate = rel.to_vec();
+        for (i, name) in self.index.iter().enumerate() {
+            candidate.truncate(rel.len());
+            candidate.extend_from_slice(name);
+            match self.open_beneath(&candidate) {
+                Ok(file) if file.metadata()?.is_file() => return Ok(Resolved::File(file, Some(i))),
+                Ok(_) | Err(Error::NotFound) => continue,
+                Err(e) => return Err(e),
+            }
         }
-        Ok(Resolved::File(file))
+        Err(Error::NotFound)
     }
 
     fn open_beneath(&self, rel: &[u8]) -> Result<File, Error> {
@@ -266,7 +347,8 @@ impl FileEntry {
         file: File,
         meta: &std::fs::Metadata,
         identity: (u64, u64, i64, i64),
-        path: &[u8],
+        type_name: &[u8],
+        extra_headers: &[u8],
         now: Instant,
     ) -> Self {
         let mtime = u64::try_from(meta.mtime()).unwrap_or(0);
@@ -282,8 +364,9 @@ impl FileEntry {
         validators.extend_from_slice(b"\r\nETag: ");
         validators.extend_from_slice(&etag);
         validators.extend_from_slice(b"\r\n");
+        validators.extend_from_slice(extra_headers);
         let mut lines_200 = b"Content-Type: ".to_vec();
-        lines_200.extend_from_slice(content_type(served_name(path)).as_bytes());
+        lines_200.extend_from_slice(content_type(type_name).as_bytes());
         lines_200.extend_from_slice(b"\r\n");
         lines_200.extend_from_slice(&validators);
         lines_200.extend_from_slice(b"Accept-Ranges: bytes\r\n");
@@ -313,15 +396,6 @@ impl FileEntry {
                 len,
             }),
         }
-    }
-}
-
-/// The name whose extension gives the type: `index.html` for a directory.
-fn served_name(path: &[u8]) -> &[u8] {
-    if path.ends_with(b"/") {
-        b"index.html"
-    } else {
-        path
     }
 }
 
@@ -395,9 +469,12 @@ impl Handler for StaticFiles {
         Phase::Content
     }
 
-    /// Answers every GET and HEAD under the root (`Done`), and 405 for other
-    /// methods; never declines.
+    /// Declines paths outside its location; answers GET and HEAD under it
+    /// (`Done`), and 405 for other methods.
     fn handle(&self, req: &mut RequestCtx<'_>) -> Result<Outcome, Error> {
+        if !self.serves(req.path) {
+            return Ok(Outcome::Declined);
+        }
         if !matches!(req.head.method, Method::Get | Method::Head) {
             return Err(Error::MethodNotAllowed);
         }
@@ -507,9 +584,5 @@ mod tests {
         for (name, want) in table {
             assert_eq!(content_type(name.as_bytes()), *want, "{name}");
         }
-        assert_eq!(
-            content_type(served_name(b"/docs/")),
-            "text/html; charset=utf-8"
-        );
     }
 }
