@@ -77,5 +77,5 @@ pub use agg::Agg;
 pub use buf::{Buf, BufMut};
 pub use channel::{Channel, MAX_FDS_PER_FRAME};
 pub use error::{Error, Result};
-pub use peer::{AggDesc, BufDesc, Event, Peer, Wire};
+pub use peer::{AggDesc, BufDesc, Event, Peer, RELEASES_PER_FRAME, Wire};
 pub use pool::{MAX_POOL_BYTES, Pool, PoolStats, RemotePool};
