@@ -158,10 +158,10 @@ fn request_table() {
                 _ => {}
             }
         }
-        if let Some(body) = case.body {
-            if r.body != body {
-                problems.push(format!("body {:?}", String::from_utf8_lossy(&r.body)));
-            }
+        if let Some(body) = case.body
+            && r.body != body
+        {
+            problems.push(format!("body {:?}", String::from_utf8_lossy(&r.body)));
         }
         match case.after {
             KeepAlive => {

@@ -121,10 +121,10 @@ impl Shared {
         if data.is_empty() {
             return;
         }
-        if let Err(e) = lock(&self.out).write_all(data) {
-            if self.write_errors.fetch_add(1, Relaxed) == 0 {
-                eprintln!("iolite: cannot write the access log: {e}");
-            }
+        if let Err(e) = lock(&self.out).write_all(data)
+            && self.write_errors.fetch_add(1, Relaxed) == 0
+        {
+            eprintln!("iolite: cannot write the access log: {e}");
         }
     }
 

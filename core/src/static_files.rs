@@ -177,11 +177,11 @@ impl StaticFiles {
             return None;
         }
         let held = entry.body.borrow().clone();
-        if let Some(body) = held {
-            if !body.is_evicted() {
-                cache.touch(entry.key);
-                return Some(body);
-            }
+        if let Some(body) = held
+            && !body.is_evicted()
+        {
+            cache.touch(entry.key);
+            return Some(body);
         }
         let body = match cache.get(entry.key, entry.version) {
             Some(body) => body,
@@ -200,10 +200,10 @@ impl StaticFiles {
     fn lookup(&self, path: &[u8]) -> Result<Option<Rc<FileEntry>>, Error> {
         let now = Instant::now();
         let cached = self.cache.borrow().get(path).cloned();
-        if let Some(entry) = &cached {
-            if now.duration_since(entry.checked.get()) < self.revalidate {
-                return Ok(Some(entry.clone()));
-            }
+        if let Some(entry) = &cached
+            && now.duration_since(entry.checked.get()) < self.revalidate
+        {
+            return Ok(Some(entry.clone()));
         }
         let local = if self.strip_prefix {
             &path[self.prefix.len()..]
@@ -228,11 +228,12 @@ impl StaticFiles {
         };
         let meta = file.metadata()?;
         let identity = (meta.dev(), meta.ino(), meta.mtime(), meta.mtime_nsec());
-        if let Some(entry) = cached {
-            if entry.identity == identity && entry.len == meta.len() {
-                entry.checked.set(now);
-                return Ok(Some(entry));
-            }
+        if let Some(entry) = cached
+            && entry.identity == identity
+            && entry.len == meta.len()
+        {
+            entry.checked.set(now);
+            return Ok(Some(entry));
         }
         let type_name: &[u8] = match index {
             Some(i) => &self.index[i],

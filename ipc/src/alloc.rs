@@ -107,7 +107,7 @@ impl Allocator {
         let cap = match *self.pages.get(page as usize)? {
             PageState::Plain => return None,
             PageState::Large { pages } => {
-                if offset % PAGE != 0 {
+                if !offset.is_multiple_of(PAGE) {
                     return None;
                 }
                 self.pages[page as usize] = PageState::Plain;
@@ -117,7 +117,7 @@ impl Allocator {
             PageState::Slab { class, used, pos } => {
                 let size = CLASSES[class as usize];
                 let in_page = offset % PAGE;
-                if in_page % size != 0 {
+                if !in_page.is_multiple_of(size) {
                     return None;
                 }
                 let bit = 1u32 << (in_page / size);
@@ -191,10 +191,10 @@ impl Allocator {
     fn unlist(&mut self, class: u8, pos: u32) {
         let list = &mut self.partial[class as usize];
         list.swap_remove(pos as usize);
-        if let Some(&moved) = list.get(pos as usize) {
-            if let PageState::Slab { pos: p, .. } = &mut self.pages[moved as usize] {
-                *p = pos;
-            }
+        if let Some(&moved) = list.get(pos as usize)
+            && let PageState::Slab { pos: p, .. } = &mut self.pages[moved as usize]
+        {
+            *p = pos;
         }
     }
 
@@ -218,12 +218,12 @@ impl Allocator {
     }
 
     fn insert_run_coalescing(&mut self, mut start: u32, mut len: u32) {
-        if let Some((&prev, &plen)) = self.runs_by_start.range(..start).next_back() {
-            if prev + plen == start {
-                self.remove_run(prev, plen);
-                start = prev;
-                len += plen;
-            }
+        if let Some((&prev, &plen)) = self.runs_by_start.range(..start).next_back()
+            && prev + plen == start
+        {
+            self.remove_run(prev, plen);
+            start = prev;
+            len += plen;
         }
         if let Some(&nlen) = self.runs_by_start.get(&(start + len)) {
             self.remove_run(start + len, nlen);
@@ -261,7 +261,7 @@ mod tests {
         let y = a.alloc(3 * PAGE).unwrap();
         let z = a.alloc(3 * PAGE).unwrap();
         assert_eq!((x.1, y.1, z.1), (2 * PAGE, 3 * PAGE, 3 * PAGE));
-        assert!(x.0 % PAGE == 0 && y.0 % PAGE == 0 && z.0 % PAGE == 0);
+        assert!(x.0.is_multiple_of(PAGE) && y.0.is_multiple_of(PAGE) && z.0.is_multiple_of(PAGE));
         assert_eq!(a.alloc(1), None, "every page is taken");
         a.free(y.0).unwrap();
         a.free(x.0).unwrap();

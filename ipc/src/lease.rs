@@ -45,6 +45,17 @@ impl ReleaseQueue {
         g.pending.push(lease);
     }
 
+    /// Queues a release of `lease` unless a local region holds it; returns
+    /// whether it was queued.
+    pub(crate) fn queue_unheld(&self, lease: u64) -> bool {
+        let mut g = self.lock();
+        if g.imported.contains(&lease) {
+            return false;
+        }
+        g.pending.push(lease);
+        true
+    }
+
     /// Takes the releases not yet sent.
     pub(crate) fn take(&self) -> Vec<u64> {
         std::mem::take(&mut self.lock().pending)

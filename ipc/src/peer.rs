@@ -62,6 +62,9 @@ impl AggDesc {
     }
 }
 
+/// Most lease ids in one release frame (keeps it far below the frame limit).
+pub const RELEASES_PER_FRAME: usize = 4096;
+
 /// The frame payload envelope.
 #[derive(Debug, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -217,6 +220,11 @@ impl<M: Serialize + DeserializeOwned> Peer<M> {
     /// bounds and generation table; descriptors into this side's own pools
     /// must name a lease this side granted and still holds.
     ///
+    /// Bounds are checked against the pool (the unit of access control), not
+    /// the allocation. On an error, the leases of the descriptors that were
+    /// not imported stay granted until [`discard`](Peer::discard) or until the
+    /// channel closes.
+    ///
     /// # Errors
     /// [`Error::UnknownPool`], [`Error::DescriptorOutOfRange`],
     /// [`Error::StaleGeneration`], [`Error::UnknownLease`],
@@ -292,16 +300,32 @@ impl<M: Serialize + DeserializeOwned> Peer<M> {
         self.closed_check(r)
     }
 
-    /// Sends every queued release in one frame; returns how many.
+    /// Sends every queued release (one frame per [`RELEASES_PER_FRAME`]);
+    /// returns how many.
     pub fn flush_releases(&mut self) -> Result<usize> {
         let leases = self.releases.take();
-        if leases.is_empty() {
-            return Ok(0);
+        for chunk in leases.chunks(RELEASES_PER_FRAME) {
+            let r = self.chan.send(
+                &Wire::<&M>::Release {
+                    leases: chunk.to_vec(),
+                },
+                &[],
+            );
+            self.closed_check(r)?;
         }
-        let n = leases.len();
-        let r = self.chan.send(&Wire::<&M>::Release { leases }, &[]);
-        self.closed_check(r)?;
-        Ok(n)
+        Ok(leases.len())
+    }
+
+    /// Gives back, unused, the leases of descriptors received from the peer
+    /// (a request that will not be read, a rejected aggregate); leases this
+    /// side holds through imported buffers are left alone. Returns how many
+    /// releases were queued.
+    pub fn discard(&mut self, desc: &AggDesc) -> usize {
+        desc.bufs
+            .iter()
+            .filter(|d| self.remote.contains_key(&d.pool))
+            .filter(|d| self.releases.queue_unheld(d.lease))
+            .count()
     }
 
     /// Waits for the next application message, handling pool announcements

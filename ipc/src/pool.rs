@@ -115,7 +115,11 @@ impl Shared {
         };
         let (lo, hi) = (self.data_off as u64, (self.data_off + self.data_len) as u64);
         let end = offset.checked_add(len).ok_or_else(out)?;
-        if base < lo || base >= hi || (base - lo) % GRANULE as u64 != 0 || offset < base || end > hi
+        if base < lo
+            || base >= hi
+            || !(base - lo).is_multiple_of(GRANULE as u64)
+            || offset < base
+            || end > hi
         {
             return Err(out());
         }

@@ -40,9 +40,11 @@ pub enum Probe {
         /// Offset in the memfd.
         offset: u64,
     },
-    /// Echo `rounds` raw 64-byte messages on the socket, bypassing framing.
+    /// Reply `Done`, then echo `rounds` raw 64-byte messages on the socket,
+    /// bypassing framing.
     PingPong(u64),
-    /// `rounds` times: read `len` raw bytes, add them up, answer the 8-byte sum.
+    /// Reply `Done`, then `rounds` times: read `len` raw bytes, add them up,
+    /// answer the 8-byte sum.
     Stream {
         /// Bytes per round.
         len: u64,
@@ -65,7 +67,21 @@ pub enum Probe {
 
 /// Adds up every byte (wrapping); both sides of every bench use it.
 pub fn sum_bytes(bytes: &[u8]) -> u64 {
-    bytes
+    let mut words = bytes.chunks_exact(64);
+    let mut lanes = [0u64; 8];
+    for block in &mut words {
+        for (lane, w) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+            let w: [u8; 8] = w.try_into().unwrap_or_default();
+            *lane = lane.wrapping_add(u64::from_le_bytes(w));
+        }
+    }
+    let mut acc = lanes.iter().fold(0u64, |a, &l| a.wrapping_add(l));
+    let mut tail = words.remainder().chunks_exact(8);
+    for w in &mut tail {
+        let w: [u8; 8] = w.try_into().unwrap_or_default();
+        acc = acc.wrapping_add(u64::from_le_bytes(w));
+    }
+    tail.remainder()
         .iter()
-        .fold(0u64, |acc, &b| acc.wrapping_add(u64::from(b)))
+        .fold(acc, |a, &b| a.wrapping_add(u64::from(b)))
 }

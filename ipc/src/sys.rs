@@ -116,7 +116,7 @@ impl Mapping {
     /// The naturally aligned `u32` at `off`, for the generation table.
     pub(crate) fn atomic_u32(&self, off: usize) -> &AtomicU32 {
         self.check(off, 4);
-        assert!(off % 4 == 0, "unaligned atomic");
+        assert!(off.is_multiple_of(4), "unaligned atomic");
         // SAFETY: in range, 4-aligned (the mapping is page-aligned), valid for
         // the mapping's lifetime which bounds the returned reference. All
         // accesses to these words are atomic. On a read-only mapping only
@@ -128,7 +128,7 @@ impl Mapping {
     /// The naturally aligned `u64` at `off`, for the pool header.
     pub(crate) fn atomic_u64(&self, off: usize) -> &AtomicU64 {
         self.check(off, 8);
-        assert!(off % 8 == 0, "unaligned atomic");
+        assert!(off.is_multiple_of(8), "unaligned atomic");
         // SAFETY: as for `atomic_u32`, with 8-byte alignment.
         unsafe { &*self.ptr.as_ptr().add(off).cast::<AtomicU64>() }
     }

@@ -381,3 +381,71 @@ fn bad_pool_announcements_are_refused_before_mapping() {
         );
     }
 }
+
+#[test]
+fn discarded_descriptors_release_their_leases() {
+    let pool = Pool::new(1 << 20).unwrap();
+    let start = pool.stats();
+    let (mut a, mut b) = pair();
+    share(&mut a, &mut b, &pool);
+    let agg: Agg = (0..3).map(|i| filled(&pool, 1000, i)).collect();
+    let desc = a.export(&agg).unwrap();
+    drop(agg);
+    let kept = b
+        .import(&AggDesc {
+            bufs: vec![desc.bufs[0]],
+        })
+        .unwrap();
+    assert_eq!(b.discard(&desc), 2, "the imported one is left alone");
+    b.flush_releases().unwrap();
+    assert!(matches!(a.recv_event().unwrap(), Event::Released(2)));
+    assert_eq!(a.leases_outstanding(), 1);
+    drop(kept);
+    b.flush_releases().unwrap();
+    assert!(matches!(a.recv_event().unwrap(), Event::Released(1)));
+    assert_eq!(pool.stats(), start);
+}
+
+#[test]
+fn many_releases_are_split_into_frames_and_batched_by_send() {
+    let pool = Pool::new(8 << 20).unwrap();
+    let start = pool.stats();
+    let (mut a, mut b) = pair();
+    share(&mut a, &mut b, &pool);
+    b.set_release_batch(10_000);
+    let buf = filled(&pool, 128, 1);
+    let total = 2 * iolite_ipc::RELEASES_PER_FRAME + 5;
+    let descs: Vec<AggDesc> = (0..total)
+        .map(|_| a.export(&Agg::from(buf.clone())).unwrap())
+        .collect();
+    drop(buf);
+    for d in &descs {
+        drop(b.import(d).unwrap());
+    }
+    assert_eq!(b.releases_pending(), total);
+    // Below the batch size, a message goes out alone...
+    b.send(&Probe::Done).unwrap();
+    assert!(matches!(
+        a.recv_event().unwrap(),
+        Event::Message(Probe::Done)
+    ));
+    // ...and the flush before blocking sends every release, in several frames.
+    let reader = std::thread::spawn(move || {
+        let mut released = 0;
+        while released < total {
+            match a.recv_event().unwrap() {
+                Event::Released(n) => {
+                    assert!(n <= iolite_ipc::RELEASES_PER_FRAME);
+                    released += n;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        a.send(&Probe::Done).unwrap();
+        a
+    });
+    assert_eq!(b.recv().unwrap(), Probe::Done);
+    let a = reader.join().unwrap();
+    assert_eq!(a.leases_outstanding(), 0);
+    assert_eq!(pool.stats(), start);
+}

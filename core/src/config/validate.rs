@@ -116,16 +116,17 @@ impl Draft {
                 seen.insert(*addr, at);
             }
         }
-        if let (Some(admin), at) = &self.admin {
-            if admin.port() != 0 && seen.contains_key(admin) {
-                push(
-                    at,
-                    format!(
-                        "{}{admin} is also a client listener; the admin listener needs its own address",
-                        label(at, "admin")
-                    ),
-                );
-            }
+        if let (Some(admin), at) = &self.admin
+            && admin.port() != 0
+            && seen.contains_key(admin)
+        {
+            push(
+                at,
+                format!(
+                    "{}{admin} is also a client listener; the admin listener needs its own address",
+                    label(at, "admin")
+                ),
+            );
         }
 
         let (root, root_at) = &self.root;
@@ -167,10 +168,10 @@ impl Draft {
             } else {
                 prefixes.insert(&l.value.prefix, &l.prefix_at);
             }
-            if let (Some(root), Some(at)) = (&l.value.root, &l.path_at) {
-                if let Err(problem) = check_dir(root) {
-                    push(at, format!("location.root: {problem}"));
-                }
+            if let (Some(root), Some(at)) = (&l.value.root, &l.path_at)
+                && let Err(problem) = check_dir(root)
+            {
+                push(at, format!("location.root: {problem}"));
             }
         }
 
@@ -223,10 +224,10 @@ impl Draft {
             }
         }
         for f in &self.fastcgi {
-            if let (Some(root), Some(at)) = (&f.value.root, &f.path_at) {
-                if let Err(problem) = check_dir(root) {
-                    push(at, format!("fastcgi.root: {problem}"));
-                }
+            if let (Some(root), Some(at)) = (&f.value.root, &f.path_at)
+                && let Err(problem) = check_dir(root)
+            {
+                push(at, format!("fastcgi.root: {problem}"));
             }
         }
         for w in &self.wasm {

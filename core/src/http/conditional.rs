@@ -81,10 +81,10 @@ pub fn parse_range(header: &[u8], len: u64) -> RangeRequest {
         (Some(start), last)
             if !first.is_empty() && (last.is_some() || spec[dash + 1..].is_empty()) =>
         {
-            if let Some(end) = last {
-                if end < start {
-                    return RangeRequest::Full; // invalid: ignored
-                }
+            if let Some(end) = last
+                && end < start
+            {
+                return RangeRequest::Full; // invalid: ignored
             }
             if start >= len {
                 return RangeRequest::Unsatisfiable;

@@ -59,7 +59,12 @@ fn handle(
     let reply = match req {
         Probe::Sum(d) => {
             let agg = peer.import(&d)?;
-            Probe::Summed(agg.iter().map(sum_bytes).fold(0, u64::wrapping_add))
+            let sum = agg.iter().map(sum_bytes).fold(0, u64::wrapping_add);
+            drop(agg);
+            // Release before replying, so no frame trails the reply (the
+            // parent may switch the socket to raw bytes next).
+            peer.flush_releases()?;
+            Probe::Summed(sum)
         }
         Probe::Hold(d) => {
             let agg = peer.import(&d)?;
@@ -143,7 +148,15 @@ fn handle(
             };
             Probe::Done
         }
+        Probe::PingPong(_) | Probe::Stream { .. } if peer.channel().buffered() > 0 => {
+            return Err(Error::Malformed(
+                "raw mode with frames still buffered".into(),
+            ));
+        }
         Probe::PingPong(rounds) => {
+            // `Done` first: the parent sends raw bytes only after it, so none
+            // of them can be mixed into the frame buffer.
+            peer.send(&Probe::Done)?;
             let mut msg = [0u8; 64];
             let mut s = peer.channel().stream();
             for _ in 0..rounds {
@@ -153,16 +166,16 @@ fn handle(
             return Ok(());
         }
         Probe::Stream { len, rounds } => {
+            peer.send(&Probe::Done)?;
             let mut buf = vec![0u8; 256 * 1024];
             let mut s = peer.channel().stream();
             for _ in 0..rounds {
                 let mut left = len as usize;
                 let mut sum = 0u64;
                 while left > 0 {
-                    let n = s.read(&mut buf[..left.min(256 * 1024)])?;
-                    if n == 0 {
-                        return Err(Error::Closed);
-                    }
+                    // Whole 256 KiB chunks, so words line up as in the aggregate.
+                    let n = left.min(buf.len());
+                    s.read_exact(&mut buf[..n])?;
                     sum = sum.wrapping_add(sum_bytes(&buf[..n]));
                     left -= n;
                 }
