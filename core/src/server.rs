@@ -25,7 +25,7 @@ use crate::connection::{WorkerCtx, serve_connection};
 use crate::error::Error;
 use crate::http::Limits;
 use crate::metrics::Metrics;
-use crate::phases::Phases;
+use crate::phases::{Handler, Phases};
 use crate::static_files::StaticFiles;
 
 /// Everything `iolite serve` can be told. A plain struct: the command line
@@ -78,8 +78,11 @@ impl Default for ServerOptions {
     }
 }
 
+/// Makes the extra handlers one worker registers at start-up (called once
+/// per worker thread, so handlers need not be `Send`).
+pub type HandlerFactory = Arc<dyn Fn() -> Vec<Box<dyn Handler>> + Send + Sync>;
+
 /// A bound server: listeners open, signal handlers installed, not yet serving.
-#[derive(Debug)]
 pub struct Server {
     opts: Arc<ServerOptions>,
     local_addr: SocketAddr,
@@ -89,6 +92,18 @@ pub struct Server {
     metrics: Arc<Metrics>,
     control: tokio::runtime::Runtime,
     signals: Option<(Signal, Signal)>,
+    handlers: Option<HandlerFactory>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("admin", &self.admin_addr())
+            .field("workers", &self.listeners.len())
+            .field("extra_handlers", &self.handlers.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {
@@ -147,7 +162,15 @@ impl Server {
             metrics: Arc::new(Metrics::new()),
             control,
             signals: Some(signals),
+            handlers: None,
         })
+    }
+
+    /// Registers, in every worker, the handlers `factory` makes, ahead of the
+    /// static file handler (which answers whatever they decline).
+    pub fn with_handlers(mut self, factory: HandlerFactory) -> Self {
+        self.handlers = Some(factory);
+        self
     }
 
     /// The address clients connect to (the real port when 0 was asked).
@@ -186,9 +209,10 @@ impl Server {
             let metrics = self.metrics.clone();
             let root = self.root.clone();
             let stop_rx = stop_rx.clone();
+            let handlers = self.handlers.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("iolite-worker-{id}"))
-                .spawn(move || worker(listener, opts, metrics, root, stop_rx))?;
+                .spawn(move || worker(listener, opts, metrics, root, handlers, stop_rx))?;
             workers.push(handle);
         }
         let metrics = self.metrics.clone();
@@ -246,10 +270,19 @@ fn raise_fd_limit() -> u64 {
     }
 }
 
-/// The handlers every worker registers at start-up.
-fn standard_phases(opts: &ServerOptions, root: Arc<OwnedFd>) -> Phases {
+/// The handlers every worker registers at start-up: the extra ones first,
+/// then the static file handler.
+fn standard_phases(
+    opts: &ServerOptions,
+    root: Arc<OwnedFd>,
+    extra: Option<&HandlerFactory>,
+) -> Phases {
+    let mut phases = Phases::new();
+    for handler in extra.map(|make| make()).unwrap_or_default() {
+        phases = phases.register(handler);
+    }
     let static_files = StaticFiles::new(root, opts.root.clone(), opts.revalidate, opts.open_files);
-    Phases::new().register(Box::new(static_files))
+    phases.register(Box::new(static_files))
 }
 
 fn worker(
@@ -257,6 +290,7 @@ fn worker(
     opts: Arc<ServerOptions>,
     metrics: Arc<Metrics>,
     root: Arc<OwnedFd>,
+    handlers: Option<HandlerFactory>,
     mut stop: watch::Receiver<bool>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -279,7 +313,7 @@ fn worker(
             }
         };
         let ctx = Rc::new(WorkerCtx {
-            phases: standard_phases(&opts, root),
+            phases: standard_phases(&opts, root, handlers.as_ref()),
             metrics,
             opts: opts.clone(),
         });
