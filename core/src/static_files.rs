@@ -108,15 +108,13 @@ impl StaticFiles {
                 return Ok(Some(entry.clone()));
             }
         }
-        let file = match self.resolve(path) {
-            Ok(Resolved::File(file)) => file,
-            Ok(Resolved::Redirect) => return Ok(None),
-            Err(e) => {
-                if cached.is_some() {
-                    self.cache.borrow_mut().remove(path);
-                }
-                return Err(e);
-            }
+        let resolved = self.resolve(path);
+        if cached.is_some() && !matches!(resolved, Ok(Resolved::File(_))) {
+            self.cache.borrow_mut().remove(path);
+        }
+        let file = match resolved? {
+            Resolved::File(file) => file,
+            Resolved::Redirect => return Ok(None),
         };
         let meta = file.metadata()?;
         let identity = (meta.dev(), meta.ino(), meta.mtime(), meta.mtime_nsec());
