@@ -389,6 +389,22 @@ fn changed_file_is_served_fresh_with_revalidate_0() {
     s.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     assert_eq!(read_response(&mut s, &mut buf, false).status, 404);
+    // Where the file was, now a directory: redirected, then its index.
+    std::fs::create_dir(site.root().join("hello.txt")).unwrap();
+    std::fs::write(
+        site.root().join("hello.txt/index.html"),
+        b"now a directory\n",
+    )
+    .unwrap();
+    s.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s, &mut buf, false).status, 301);
+    s.write_all(b"GET /hello.txt/ HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut s, &mut buf, false).body,
+        b"now a directory\n"
+    );
     assert!(server.stop().success());
 }
 
