@@ -389,6 +389,22 @@ fn changed_file_is_served_fresh_with_revalidate_0() {
     s.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     assert_eq!(read_response(&mut s, &mut buf, false).status, 404);
+    // Where the file was, now a directory: redirected, then its index.
+    std::fs::create_dir(site.root().join("hello.txt")).unwrap();
+    std::fs::write(
+        site.root().join("hello.txt/index.html"),
+        b"now a directory\n",
+    )
+    .unwrap();
+    s.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s, &mut buf, false).status, 301);
+    s.write_all(b"GET /hello.txt/ HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut s, &mut buf, false).body,
+        b"now a directory\n"
+    );
     assert!(server.stop().success());
 }
 
@@ -442,6 +458,9 @@ fn curl_fetches_pages_and_ranges() {
         "{metrics}"
     );
     let status = String::from_utf8(curl(&[&format!("http://{}/status", server.admin)])).unwrap();
-    assert!(status.contains("body bytes copied"), "{status}");
+    assert!(
+        status.contains("<b>0</b><span>body bytes copied in user space"),
+        "{status}"
+    );
     assert!(server.stop().success());
 }

@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::http::request::Method;
 use crate::http::response::{ConnectionHeader, write_head};
 use crate::http::{Limits, date, parse_head, target};
-use crate::metrics::{Metrics, Snapshot};
+use crate::metrics::Metrics;
 
 const ADMIN_LIMITS: Limits = Limits {
     max_head: 8192,
@@ -85,10 +85,10 @@ async fn answer(mut stream: TcpStream, metrics: Arc<Metrics>) {
                     head_only,
                 )
             } else if path == b"/status" {
-                let page = render_status(&metrics.snapshot());
+                let page = crate::status::render_html(&metrics.snapshot());
                 (
                     200,
-                    "text/plain; charset=utf-8",
+                    "text/html; charset=utf-8",
                     page.into_bytes(),
                     head_only,
                 )
@@ -120,33 +120,4 @@ async fn answer(mut stream: TcpStream, metrics: Arc<Metrics>) {
     }
     let _ = stream.write_all(&out).await;
     let _ = stream.shutdown().await;
-}
-
-/// The `/status` page.
-// NOTE(ops branch): replace with `crate::status::render_html(snapshot)` and
-// the `text/html` type above once core/src/status.rs lands; this plain-text
-// rendering stands in until then.
-fn render_status(s: &Snapshot) -> String {
-    let mut out = String::from("iolite status\n\n");
-    let by_status: Vec<String> = s
-        .requests_by_status
-        .iter()
-        .map(|(st, n)| format!("{st}: {n}"))
-        .collect();
-    out.push_str(&format!("requests           {}\n", s.requests_total()));
-    out.push_str(&format!("  by status        {}\n", by_status.join(", ")));
-    out.push_str(&format!("bytes sent         {}\n", s.bytes_sent));
-    out.push_str(&format!("connections open   {}\n", s.connections_open));
-    out.push_str(&format!("connections total  {}\n", s.connections_total));
-    out.push_str(&format!(
-        "cache              {} hits, {} misses, {} evictions ({} bytes), {} entries, {} bytes\n",
-        s.cache_hits,
-        s.cache_misses,
-        s.cache_evictions,
-        s.cache_evicted_bytes,
-        s.cache_entries,
-        s.cache_bytes
-    ));
-    out.push_str(&format!("body bytes copied  {}\n", s.body_bytes_copied));
-    out
 }

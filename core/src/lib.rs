@@ -16,7 +16,8 @@
 //!   per-worker path/fd/response-head cache, conditionals, ranges).
 //! - [`response`]: `Response`, `Body` and the one error path.
 //! - [`send`]: the send path (writev of head and memory, sendfile of files).
-//! - [`server`]: `ServerOptions`, listeners, worker threads, shutdown.
+//! - [`server`]: `ServerOptions`, `Server` (bind, extra handlers, run),
+//!   listeners, worker threads, shutdown.
 //! - `connection` (private): one connection's loop — keep-alive,
 //!   pipelining, body discarding, timeouts, lingering close.
 //! - `admin` (private): the admin listener, `/metrics` and `/status`.
@@ -47,4 +48,4 @@ pub mod status;
 
 pub use error::Error;
 pub use response::{Body, FileRange, HeaderLines, Response};
-pub use server::{Server, ServerOptions};
+pub use server::{HandlerFactory, Server, ServerOptions};

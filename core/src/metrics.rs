@@ -118,7 +118,7 @@ impl Metrics {
     }
 
     /// `bytes` body bytes were copied in user space by core itself. Copies made
-    /// by iolite-ipc helpers are counted by ipc and added at render time.
+    /// by iolite-ipc helpers are counted by ipc and added in [`Metrics::snapshot`].
     pub fn body_bytes_copied(&self, bytes: u64) {
         self.body_bytes_copied.fetch_add(bytes, Relaxed);
     }
@@ -145,7 +145,7 @@ impl Metrics {
             cache_evicted_bytes: self.cache_evicted_bytes.load(Relaxed),
             cache_bytes: self.cache_bytes.load(Relaxed),
             cache_entries: self.cache_entries.load(Relaxed),
-            body_bytes_copied: self.body_bytes_copied.load(Relaxed),
+            body_bytes_copied: self.body_bytes_copied.load(Relaxed) + iolite_ipc::copied::total(),
         }
     }
 

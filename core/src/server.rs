@@ -29,7 +29,7 @@ use crate::connection::{WorkerCtx, serve_connection};
 use crate::error::Error;
 use crate::http::Limits;
 use crate::metrics::Metrics;
-use crate::phases::Phases;
+use crate::phases::{Handler, Phases};
 use crate::static_files::StaticFiles;
 
 /// Everything `iolite serve` can be told. A plain struct: the command line
@@ -98,8 +98,11 @@ impl Default for ServerOptions {
     }
 }
 
+/// Makes the extra handlers one worker registers at start-up (called once
+/// per worker thread, so handlers need not be `Send`).
+pub type HandlerFactory = Arc<dyn Fn() -> Vec<Box<dyn Handler>> + Send + Sync>;
+
 /// A bound server: listeners open, signal handlers installed, not yet serving.
-#[derive(Debug)]
 pub struct Server {
     opts: Arc<ServerOptions>,
     local_addrs: Vec<SocketAddr>,
@@ -115,6 +118,18 @@ pub struct Server {
     access_log: AccessLog,
     control: tokio::runtime::Runtime,
     signals: Option<(Signal, Signal)>,
+    handlers: Option<HandlerFactory>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addrs", &self.local_addrs)
+            .field("admin", &self.admin_addr())
+            .field("workers", &self.listeners.len())
+            .field("extra_handlers", &self.handlers.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {
@@ -216,7 +231,15 @@ impl Server {
             access_log,
             control,
             signals: Some(signals),
+            handlers: None,
         })
+    }
+
+    /// Registers, in every worker, the handlers `factory` makes, ahead of the
+    /// static file handler (which answers whatever they decline).
+    pub fn with_handlers(mut self, factory: HandlerFactory) -> Self {
+        self.handlers = Some(factory);
+        self
     }
 
     /// The first address clients connect to (the real port when 0 was asked).
@@ -257,28 +280,23 @@ impl Server {
         let mut workers = Vec::with_capacity(self.listeners.len());
         for (id, listener) in self.listeners.into_iter().enumerate() {
             let opts = self.opts.clone();
-            let metrics = self.metrics.clone();
-            let root = self.root.clone();
-            let location_roots = self.location_roots.clone();
-            let cache = self.cache.clone();
-            let log = self
-                .access_log
-                .is_enabled()
-                .then(|| self.access_log.writer());
-            let stop_rx = stop_rx.clone();
+            let parts = WorkerParts {
+                listeners: listener,
+                opts,
+                metrics: self.metrics.clone(),
+                root: self.root.clone(),
+                location_roots: self.location_roots.clone(),
+                cache: self.cache.clone(),
+                access_log: self
+                    .access_log
+                    .is_enabled()
+                    .then(|| self.access_log.writer()),
+                handlers: self.handlers.clone(),
+                stop: stop_rx.clone(),
+            };
             let handle = std::thread::Builder::new()
                 .name(format!("iolite-worker-{id}"))
-                .spawn(move || {
-                    worker(
-                        listener,
-                        opts,
-                        metrics,
-                        (root, location_roots),
-                        cache,
-                        log,
-                        stop_rx,
-                    )
-                })?;
+                .spawn(move || worker(parts))?;
             workers.push(handle);
         }
         let metrics = self.metrics.clone();
@@ -353,18 +371,22 @@ fn raise_fd_limit() -> u64 {
     }
 }
 
-/// The handlers every worker registers at start-up.
-/// The handlers every worker registers at start-up: a static handler per
-/// location, longest prefix first (so the most specific location answers),
-/// then the server's root for everything else.
+/// The handlers every worker registers at start-up: the extra ones first
+/// (process modules and the like), then a static handler per location,
+/// longest prefix first (so the most specific location answers), then the
+/// server's root for everything else.
 fn standard_phases(
     opts: &ServerOptions,
     (root, location_roots): (Arc<OwnedFd>, Vec<Option<Arc<OwnedFd>>>),
     cache: Option<Arc<FileCache>>,
+    extra: Option<&HandlerFactory>,
 ) -> Phases {
+    let mut phases = Phases::new();
+    for handler in extra.map(|make| make()).unwrap_or_default() {
+        phases = phases.register(handler);
+    }
     let mut order: Vec<usize> = (0..opts.locations.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(opts.locations[i].prefix.len()));
-    let mut phases = Phases::new();
     for i in order {
         let loc = &opts.locations[i];
         let (fd, path, strip) = match (&location_roots[i], &loc.root) {
@@ -384,15 +406,32 @@ fn standard_phases(
     phases.register(Box::new(static_files))
 }
 
-fn worker(
+/// What one worker thread starts with.
+struct WorkerParts {
+    /// One listener per address, this worker's own (SO_REUSEPORT).
     listeners: Vec<std::net::TcpListener>,
     opts: Arc<ServerOptions>,
     metrics: Arc<Metrics>,
-    roots: (Arc<OwnedFd>, Vec<Option<Arc<OwnedFd>>>),
+    root: Arc<OwnedFd>,
+    location_roots: Vec<Option<Arc<OwnedFd>>>,
     cache: Option<Arc<FileCache>>,
     access_log: Option<AccessLogWriter>,
-    mut stop: watch::Receiver<bool>,
-) {
+    handlers: Option<HandlerFactory>,
+    stop: watch::Receiver<bool>,
+}
+
+fn worker(parts: WorkerParts) {
+    let WorkerParts {
+        listeners,
+        opts,
+        metrics,
+        root,
+        location_roots,
+        cache,
+        access_log,
+        handlers,
+        mut stop,
+    } = parts;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -417,7 +456,7 @@ fn worker(
             }
         };
         let ctx = Rc::new(WorkerCtx {
-            phases: standard_phases(&opts, roots, cache),
+            phases: standard_phases(&opts, (root, location_roots), cache, handlers.as_ref()),
             metrics,
             opts: opts.clone(),
             access_log: access_log.map(std::cell::RefCell::new),

@@ -216,15 +216,12 @@ impl StaticFiles {
         } else {
             self.resolve_local(local)
         };
-        let (file, index) = match resolved {
-            Ok(Resolved::File(file, index)) => (file, index),
-            Ok(Resolved::Redirect) => return Ok(None),
-            Err(e) => {
-                if cached.is_some() {
-                    self.cache.borrow_mut().remove(path);
-                }
-                return Err(e);
-            }
+        if cached.is_some() && !matches!(resolved, Ok(Resolved::File(..))) {
+            self.cache.borrow_mut().remove(path);
+        }
+        let (file, index) = match resolved? {
+            Resolved::File(file, index) => (file, index),
+            Resolved::Redirect => return Ok(None),
         };
         let meta = file.metadata()?;
         let identity = (meta.dev(), meta.ino(), meta.mtime(), meta.mtime_nsec());

@@ -76,3 +76,114 @@ fn limits_from_options_and_run_until() {
     assert_eq!(s.body_bytes_copied, 0);
     assert!(TcpStream::connect(addr).is_err());
 }
+
+/// A rewrite, an access rule and a content handler, registered through
+/// `Server::with_handlers`, run in their phases ahead of the static files.
+mod extra {
+    use iolite_core::phases::{Handler, Outcome, Phase, RequestCtx};
+    use iolite_core::{Body, Error, HeaderLines, Response};
+
+    pub struct Alias;
+    impl Handler for Alias {
+        fn name(&self) -> &'static str {
+            "alias"
+        }
+        fn phase(&self) -> Phase {
+            Phase::Rewrite
+        }
+        fn handle(&self, req: &mut RequestCtx<'_>) -> Result<Outcome, Error> {
+            if req.path.as_slice() == b"/alias" {
+                req.path.clear();
+                req.path.extend_from_slice(b"/a.txt");
+                return Ok(Outcome::Continue);
+            }
+            Ok(Outcome::Declined)
+        }
+    }
+
+    pub struct Private;
+    impl Handler for Private {
+        fn name(&self) -> &'static str {
+            "private"
+        }
+        fn phase(&self) -> Phase {
+            Phase::Access
+        }
+        fn handle(&self, req: &mut RequestCtx<'_>) -> Result<Outcome, Error> {
+            if req.path.starts_with(b"/private") {
+                return Err(Error::Forbidden("private"));
+            }
+            Ok(Outcome::Declined)
+        }
+    }
+
+    pub struct Hello;
+    impl Handler for Hello {
+        fn name(&self) -> &'static str {
+            "hello"
+        }
+        fn phase(&self) -> Phase {
+            Phase::Content
+        }
+        fn handle(&self, req: &mut RequestCtx<'_>) -> Result<Outcome, Error> {
+            if req.path.as_slice() != b"/hello" {
+                return Ok(Outcome::Declined);
+            }
+            let lines = HeaderLines::Static(b"Content-Type: text/plain\r\n");
+            Ok(Outcome::Done(Response::new(
+                200,
+                lines,
+                Body::Static(b"hi from a handler\n"),
+            )))
+        }
+    }
+}
+
+#[test]
+fn extra_handlers_run_in_their_phases_before_static() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("a.txt"), b"0123456789").unwrap();
+    std::fs::write(root.path().join("private.txt"), b"secret").unwrap();
+    let opts = ServerOptions {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        root: root.path().to_path_buf(),
+        workers: 1,
+        admin: None,
+        ..ServerOptions::default()
+    };
+    let server = Server::bind(opts)
+        .unwrap()
+        .with_handlers(std::sync::Arc::new(|| {
+            let handlers: Vec<Box<dyn iolite_core::phases::Handler>> = vec![
+                Box::new(extra::Hello),
+                Box::new(extra::Private),
+                Box::new(extra::Alias),
+            ];
+            handlers
+        }));
+    let addr = server.local_addr();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let running = std::thread::spawn(move || {
+        server.run_until(async move {
+            tokio::task::spawn_blocking(move || stop_rx.recv())
+                .await
+                .ok();
+        })
+    });
+    let table: &[(&str, &str, &str)] = &[
+        ("/hello", "HTTP/1.1 200 OK\r\n", "hi from a handler\n"),
+        ("/alias", "HTTP/1.1 200 OK\r\n", "0123456789"),
+        ("/a.txt", "HTTP/1.1 200 OK\r\n", "0123456789"),
+        ("/private.txt", "HTTP/1.1 403 ", "403 Forbidden\n"),
+        ("/nothing", "HTTP/1.1 404 ", "404 Not Found\n"),
+    ];
+    for (path, status, body) in table {
+        let got = exchange(addr, format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes());
+        assert!(
+            got.starts_with(status) && got.ends_with(body),
+            "{path} -> {got:?}"
+        );
+    }
+    stop_tx.send(()).unwrap();
+    running.join().unwrap().unwrap();
+}
