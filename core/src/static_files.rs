@@ -153,6 +153,26 @@ impl StaticFiles {
         self
     }
 
+    /// The bytes of the file at `path` (a request path such as
+    /// `/header.html`, percent-decoded and normalized here) as slices of the
+    /// unified cache pool, for a handler that includes a cached file in its
+    /// response by reference: nothing is copied, and the module processes
+    /// that map the cache pool read-only can be handed the same slices.
+    ///
+    /// Errors are those a GET of `path` would get (404, 403 for a path that
+    /// leaves the root). `Ok(None)`: the file exists but is not served from
+    /// the cache (no cache, above the threshold, or the pool is full of
+    /// in-flight data), so the caller must fall back or refuse.
+    pub fn cached_agg(&self, path: &[u8]) -> Result<Option<iolite_ipc::Agg>, Error> {
+        let mut normalized = Vec::with_capacity(path.len());
+        crate::http::target::normalize(path, &mut normalized)?;
+        if !self.serves(&normalized) {
+            return Err(Error::NotFound);
+        }
+        let entry = self.lookup(&normalized)?.ok_or(Error::NotFound)?;
+        Ok(self.cached_body(&entry).map(|body| body.agg().clone()))
+    }
+
     /// Whether `path` is at or under this handler's prefix.
     fn serves(&self, path: &[u8]) -> bool {
         let prefix = &*self.prefix;
@@ -565,6 +585,43 @@ fn redirect_with_slash(req: &RequestCtx<'_>) -> Result<Response, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_agg_hands_out_the_pool_slices_of_a_file_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("inc")).unwrap();
+        std::fs::write(dir.path().join("inc/header.html"), b"<header>hi</header>").unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let cache = FileCache::new(1 << 20, 1 << 17, Default::default(), metrics).unwrap();
+        let root = Arc::new(StaticFiles::open_root(dir.path()).unwrap());
+        let files = StaticFiles::new(root, dir.path().into(), Duration::from_secs(1), 16)
+            .with_cache(Some(Arc::new(cache)));
+        let copied = iolite_ipc::copied::total();
+        let agg = files.cached_agg(b"/inc/header.html").unwrap().unwrap();
+        let again = files.cached_agg(b"/inc/%68eader.html").unwrap().unwrap();
+        assert!(
+            agg.bufs()[0].same_as(&again.bufs()[0]),
+            "one copy in the pool"
+        );
+        assert_eq!(
+            agg.iter().flatten().copied().collect::<Vec<_>>(),
+            b"<header>hi</header>"
+        );
+        assert_eq!(iolite_ipc::copied::total(), copied);
+        assert!(matches!(
+            files.cached_agg(b"/missing"),
+            Err(Error::NotFound)
+        ));
+        assert!(matches!(files.cached_agg(b"/inc"), Err(Error::NotFound)));
+        assert!(matches!(files.cached_agg(b"/../etc/passwd"), Err(_)));
+        let uncached = StaticFiles::new(
+            Arc::new(StaticFiles::open_root(dir.path()).unwrap()),
+            dir.path().into(),
+            Duration::from_secs(1),
+            16,
+        );
+        assert!(uncached.cached_agg(b"/inc/header.html").unwrap().is_none());
+    }
 
     #[test]
     fn content_types_table() {
