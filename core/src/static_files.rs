@@ -613,7 +613,7 @@ mod tests {
             Err(Error::NotFound)
         ));
         assert!(matches!(files.cached_agg(b"/inc"), Err(Error::NotFound)));
-        assert!(matches!(files.cached_agg(b"/../etc/passwd"), Err(_)));
+        assert!(files.cached_agg(b"/../etc/passwd").is_err());
         let uncached = StaticFiles::new(
             Arc::new(StaticFiles::open_root(dir.path()).unwrap()),
             dir.path().into(),
