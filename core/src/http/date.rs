@@ -60,8 +60,9 @@ fn two(out: &mut [u8], n: u32) {
     out[1] = b'0' + (n % 10) as u8;
 }
 
-// Howard Hinnant's civil-date algorithms (days since 1970-01-01).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+/// Days since 1970-01-01 → (year, month 1..=12, day 1..=31), proleptic
+/// Gregorian (Howard Hinnant's civil-date algorithms).
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
