@@ -52,8 +52,16 @@ impl Priority {
 struct Meta {
     size: u64,
     freq: u64,
-    /// (priority, tie-breaker): the entry's key in `order`.
+    /// (priority, tie-breaker): the entry's key in `order`, as of when it
+    /// was last placed there.
     rank: (Priority, u64),
+    /// The rank the policy gives the entry now. A hit only updates this
+    /// (O(1), no reordering); `evict_one` moves an entry whose `rank` is
+    /// stale when it reaches the front. Ranks only grow (GDSF's `L` never
+    /// falls, LRU's clock only ticks), so every key in `order` is at most
+    /// its entry's current rank, and the first entry popped whose key is
+    /// current is the true minimum: the same victims as eager reordering.
+    current: (Priority, u64),
 }
 
 /// Why an entry was not admitted.
@@ -132,21 +140,15 @@ impl<K: Hash + Eq + Ord + Clone> Replacement<K> {
 
     /// Records a hit on `key`. Returns false when the key is not held.
     pub fn touch(&mut self, key: &K) -> bool {
-        let Some(meta) = self.entries.get(key).copied() else {
+        let Some((size, freq)) = self.entries.get(key).map(|m| (m.size, m.freq)) else {
             return false;
         };
-        self.order.remove(&(meta.rank, key.clone()));
-        let freq = meta.freq.saturating_add(1);
-        let rank = self.rank(meta.size, freq);
-        self.order.insert((rank, key.clone()));
-        self.entries.insert(
-            key.clone(),
-            Meta {
-                size: meta.size,
-                freq,
-                rank,
-            },
-        );
+        let freq = freq.saturating_add(1);
+        let current = self.rank(size, freq);
+        if let Some(meta) = self.entries.get_mut(key) {
+            meta.freq = freq;
+            meta.current = current;
+        }
         true
     }
 
@@ -175,7 +177,15 @@ impl<K: Hash + Eq + Ord + Clone> Replacement<K> {
         }
         let rank = self.rank(size, freq);
         self.order.insert((rank, key.clone()));
-        self.entries.insert(key, Meta { size, freq, rank });
+        self.entries.insert(
+            key,
+            Meta {
+                size,
+                freq,
+                rank,
+                current: rank,
+            },
+        );
         self.used += size;
         Ok(evicted)
     }
@@ -184,7 +194,19 @@ impl<K: Hash + Eq + Ord + Clone> Replacement<K> {
     /// admission-time eviction would) and returns its key, or `None` when
     /// empty. Used when the pool, not the budget, is short of room.
     pub fn evict_one(&mut self) -> Option<K> {
-        let (rank, victim) = self.order.pop_first()?;
+        let (rank, victim) = loop {
+            let (rank, key) = self.order.pop_first()?;
+            let meta = self
+                .entries
+                .get_mut(&key)
+                .expect("order and entries hold the same keys");
+            if meta.current == rank {
+                break (rank, key);
+            }
+            // Hit since it was placed: move it to where it belongs now.
+            meta.rank = meta.current;
+            self.order.insert((meta.current, key));
+        };
         let meta = self
             .entries
             .remove(&victim)
@@ -291,7 +313,94 @@ mod tests {
         ]
     }
 
+    /// Eager GDSF/LRU, the textbook way: every hit recomputes the priority
+    /// and the victim is the minimum over all entries. The lazy structure
+    /// must evict exactly the same keys in the same order.
+    #[derive(Default)]
+    struct Eager {
+        lru: bool,
+        budget: u64,
+        used: u64,
+        inflation: f64,
+        tick: u64,
+        entries: HashMap<u8, (u64, u64, f64, u64)>,
+    }
+
+    impl Eager {
+        fn prio(&mut self, size: u64, freq: u64) -> (f64, u64) {
+            self.tick += 1;
+            let p = if self.lru {
+                self.tick as f64
+            } else {
+                self.inflation + freq as f64 / size.max(1) as f64
+            };
+            (p, self.tick)
+        }
+
+        fn touch(&mut self, k: u8) {
+            if let Some(&(size, freq, _, _)) = self.entries.get(&k) {
+                let (p, t) = self.prio(size, freq + 1);
+                self.entries.insert(k, (size, freq + 1, p, t));
+            }
+        }
+
+        fn admit(&mut self, k: u8, size: u64) -> Vec<u8> {
+            let freq = match self.entries.remove(&k) {
+                Some((old, freq, _, _)) => {
+                    self.used -= old;
+                    freq
+                }
+                None => 1,
+            };
+            let mut out = Vec::new();
+            while self.used + size > self.budget && !self.entries.is_empty() {
+                let (&victim, &(vsize, _, p, _)) = self
+                    .entries
+                    .iter()
+                    .min_by(|a, b| (a.1.2, a.1.3).partial_cmp(&(b.1.2, b.1.3)).unwrap())
+                    .unwrap();
+                self.entries.remove(&victim);
+                self.used -= vsize;
+                if !self.lru {
+                    self.inflation = p;
+                }
+                out.push(victim);
+            }
+            let (p, t) = self.prio(size, freq);
+            self.entries.insert(k, (size, freq, p, t));
+            self.used += size;
+            out
+        }
+    }
+
     proptest! {
+        /// Lazy reordering evicts exactly what eager reordering evicts.
+        #[test]
+        fn lazy_hits_evict_like_eager_reordering(
+            lru in any::<bool>(),
+            ops in proptest::collection::vec(
+                prop_oneof![
+                    (0u8..24, 1u64..300).prop_map(|(k, s)| Op::Admit(k, s)),
+                    (0u8..24).prop_map(Op::Touch),
+                ],
+                1..400,
+            ),
+        ) {
+            let policy = if lru { Policy::Lru } else { Policy::Gdsf };
+            let mut lazy = Replacement::new(policy, 1000);
+            let mut eager = Eager { lru, budget: 1000, ..Eager::default() };
+            for op in ops {
+                match op {
+                    Op::Admit(k, s) => prop_assert_eq!(lazy.admit(k, s).unwrap(), eager.admit(k, s)),
+                    Op::Touch(k) => {
+                        lazy.touch(&k);
+                        eager.touch(k);
+                    }
+                    Op::Remove(_) => unreachable!(),
+                }
+            }
+        }
+
         /// Whatever happens, the budget holds, the byte count matches the
         /// entries held, and an admitted entry is held afterwards.
         #[test]
