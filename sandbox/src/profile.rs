@@ -230,8 +230,8 @@ impl Profile {
 
         let user_outcome = match (&self.user, &target) {
             (_, Some(t)) => user::drop_to(t)?,
-            (None, None) if was_root => Outcome::Skipped("root kept (setting)".into()),
-            _ => Outcome::Skipped(format!("{} (not root)", nix::unistd::geteuid())),
+            (None, None) if was_root => Outcome::Skipped("root(kept by setting)".into()),
+            _ => Outcome::Skipped(format!("{}(not root)", nix::unistd::geteuid())),
         };
         report.push(Measure::User, user_outcome);
 
@@ -242,11 +242,11 @@ impl Profile {
             report.push(Measure::Namespaces, Outcome::Skipped("setting".into()));
         }
 
-        // RLIMIT_NPROC only binds a non-root user; in a fresh user namespace
-        // it counts the tasks of this process alone.
+        // RLIMIT_NPROC only binds a non-root user (the kernel exempts uid 0
+        // in every namespace: the identity map keeps it uid 0); in a fresh
+        // user namespace it counts the tasks of this process alone.
         if let Some(max) = self.rlimits.processes {
-            let is_root = nix::unistd::geteuid().is_root() && !ns.user_created();
-            if !is_root {
+            if !nix::unistd::geteuid().is_root() {
                 limits::set_nproc(max)?;
                 let scope = if ns.user_created() { "userns" } else { "uid" };
                 limits::append_detail(&mut report, &format!("nproc={max}/{scope}"));

@@ -360,8 +360,7 @@ fn build(
 ) -> Result<(Vec<seccompiler::BpfProgram>, usize), SandboxError> {
     let mut programs = Vec::new();
     let only = |nrs: &mut dyn Iterator<Item = libc::c_long>| {
-        nrs.map(|n| (n, Vec::new()))
-            .collect::<BTreeMap<_, _>>()
+        nrs.map(|n| (n, Vec::new())).collect::<BTreeMap<_, _>>()
     };
     programs.push(compile(
         only(&mut std::iter::once(libc::SYS_clone3)),

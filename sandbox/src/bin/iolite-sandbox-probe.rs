@@ -21,7 +21,16 @@ fn usage(msg: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn parse(args: &[String]) -> Result<(String, Vec<String>, Profile), String> {
+struct Options {
+    action: String,
+    rest: Vec<String>,
+    profile: Profile,
+    /// Start a thread before applying the profile (a runner mistake).
+    early_thread: bool,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut early_thread = false;
     let mut profile = Profile::default();
     let mut action = None;
     let mut rest = Vec::new();
@@ -39,6 +48,7 @@ fn parse(args: &[String]) -> Result<(String, Vec<String>, Profile), String> {
             "--no-landlock" => profile.landlock = None,
             "--no-namespaces" => profile.namespaces = false,
             "--no-nnp" => profile.no_new_privs = false,
+            "--early-thread" => early_thread = true,
             "--open" => {
                 profile.open = match it.next().map(String::as_str) {
                     Some("never") => OpenPolicy::Never,
@@ -65,7 +75,12 @@ fn parse(args: &[String]) -> Result<(String, Vec<String>, Profile), String> {
             s => rest.push(s.to_owned()),
         }
     }
-    Ok((action.ok_or("no action")?, rest, profile))
+    Ok(Options {
+        action: action.ok_or("no action")?,
+        rest,
+        profile,
+        early_thread,
+    })
 }
 
 type Cos = extern "C" fn(f64) -> f64;
@@ -90,10 +105,22 @@ fn load_library() -> Result<Cos, String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (action, rest, profile) = match parse(&args) {
+    let Options {
+        action,
+        rest,
+        profile,
+        early_thread,
+    } = match parse(&args) {
         Ok(p) => p,
         Err(e) => return usage(&e),
     };
+    if early_thread {
+        std::thread::spawn(|| {
+            loop {
+                std::thread::park();
+            }
+        });
+    }
     // A connected pair made before the sandbox, like the runner's socket.
     let (left, right) = match UnixStream::pair() {
         Ok(p) => p,
