@@ -195,7 +195,7 @@ const GROUPS: &[(&str, &str, Calls, Calls)] = &[
     (
         "identity",
         "reading its own ids, limits (prlimit64 on itself and without a new limit), \
-         uname and randomness",
+         resource usage, uname and randomness",
         calls![
             SYS_getuid,
             SYS_geteuid,
@@ -204,6 +204,7 @@ const GROUPS: &[(&str, &str, Calls, Calls)] = &[
             SYS_getppid,
             SYS_getrandom,
             SYS_uname,
+            SYS_getrusage,
             SYS_prlimit64,
             SYS_getrlimit,
         ],
@@ -463,6 +464,24 @@ mod tests {
             "exit_group",
         ] {
             assert!(names.contains(&needed), "{needed} missing");
+        }
+    }
+
+    #[test]
+    fn readme_lists_every_group_and_call() {
+        let readme = include_str!("../README.md");
+        for group in seccomp_allow_list() {
+            assert!(
+                readme.contains(&format!("| {} |", group.name)),
+                "{}",
+                group.name
+            );
+            for call in group.syscalls {
+                assert!(
+                    readme.contains(&format!("`{call}`")),
+                    "README lacks `{call}`"
+                );
+            }
         }
     }
 

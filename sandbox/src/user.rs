@@ -92,5 +92,12 @@ pub(crate) fn drop_to(t: &Target) -> Result<Outcome, SandboxError> {
             return Err(not_stuck("setresuid(0) succeeded again".into()));
         }
     }
+    // The kernel makes a process that changed uid non-dumpable only when
+    // fs.suid_dumpable is 0; say it explicitly, so that other processes of
+    // the same uid can neither ptrace it nor read its memory through /proc.
+    nix::sys::prctl::set_dumpable(false).map_err(|e| SandboxError::Prctl {
+        what: "PR_SET_DUMPABLE",
+        source: e.into(),
+    })?;
     Ok(Outcome::Applied(format!("{}({}:{})", t.name, t.uid, t.gid)))
 }

@@ -105,6 +105,14 @@ fn load_library() -> Result<Cos, String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("list-syscalls") {
+        // The allow-list as Markdown table rows, for sandbox/README.md.
+        for g in iolite_sandbox::seccomp_allow_list() {
+            let calls: Vec<String> = g.syscalls.iter().map(|c| format!("`{c}`")).collect();
+            println!("| {} | {} | {} |", g.name, calls.join(" "), g.why);
+        }
+        return ExitCode::SUCCESS;
+    }
     let Options {
         action,
         rest,
