@@ -33,7 +33,8 @@
 //! - `procfs`: thread count and capabilities of the current process.
 //! - `error`: [`SandboxError`].
 //! - `bin/iolite-sandbox-probe`: the test fixture that applies a profile and
-//!   then misbehaves on purpose (used by `tests/profile.rs`).
+//!   then misbehaves on purpose (used by `tests/profile.rs`);
+//!   `tests/tokio_runner.rs` runs a tokio runtime under the allow-list.
 
 mod cgroup;
 mod error;

@@ -91,8 +91,9 @@ const GROUPS: &[(&str, &str, Calls, Calls)] = &[
     ),
     (
         "socket-io",
-        "messages and descriptors (SCM_RIGHTS) over sockets already open; no socket, \
-         connect, bind, listen or accept",
+        "messages and descriptors (SCM_RIGHTS) over sockets already open; socketpair only \
+         AF_UNIX (an async runtime's self-pipe; it reaches nothing); no socket, connect, \
+         bind, listen or accept",
         calls![
             SYS_recvmsg,
             SYS_sendmsg,
@@ -104,6 +105,7 @@ const GROUPS: &[(&str, &str, Calls, Calls)] = &[
             SYS_getsockopt,
             SYS_getsockname,
             SYS_getpeername,
+            SYS_socketpair,
         ],
         x86_only![],
     ),
@@ -330,6 +332,7 @@ fn rules_for(nr: libc::c_long, pid: u32) -> Result<Vec<SeccompRule>, SandboxErro
             .into_iter()
             .map(|op| rule(vec![cond(0, Len::Dword, Op::Eq, op)?]))
             .collect::<Result<_, _>>()?,
+        libc::SYS_socketpair => vec![rule(vec![cond(0, Len::Dword, Op::Eq, u(libc::AF_UNIX))?])?],
         libc::SYS_prlimit64 => vec![rule(vec![
             cond(0, Len::Dword, Op::Eq, 0)?,
             cond(2, Len::Qword, Op::Eq, 0)?,
