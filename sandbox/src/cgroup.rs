@@ -125,36 +125,74 @@ fn child_name(pid: u32) -> String {
 pub(crate) fn enter_new(max: u64) -> Result<(PathBuf, String), String> {
     let (parent, v2) = pids_parent()?;
     let dir = parent.join(child_name(std::process::id()));
-    match fs::create_dir(&dir) {
+    // A concurrent sweep may remove the new, still empty directory between
+    // our steps (NotFound): start again, a few times.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match try_enter(&parent, &dir, v2, max) {
+            Ok(()) => break,
+            Err((kind, why)) => {
+                let _ = fs::remove_dir(&dir);
+                if kind != ErrorKind::NotFound || attempt >= 3 {
+                    return Err(why);
+                }
+            }
+        }
+    }
+    let version = if v2 { "v2" } else { "v1" };
+    Ok((dir, format!("cgroup {version}, max={max}")))
+}
+
+fn try_enter(parent: &Path, dir: &Path, v2: bool, max: u64) -> Result<(), (ErrorKind, String)> {
+    let fail = |what: String| move |e: io::Error| (e.kind(), format!("{what}: {e}"));
+    match fs::create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(format!("creating {}: {e}", dir.display())),
+        Err(e) => return Err(fail(format!("creating {}", dir.display()))(e)),
     }
-    let undo = |why: String| {
-        let _ = fs::remove_dir(&dir);
-        why
-    };
     if v2 {
         let has_pids = fs::read_to_string(dir.join("cgroup.controllers"))
             .map(|c| c.split_whitespace().any(|c| c == "pids"))
             .unwrap_or(false);
         if !has_pids {
             fs::write(parent.join("cgroup.subtree_control"), "+pids")
-                .map_err(|e| undo(format!("enabling pids in {}: {e}", parent.display())))?;
+                .map_err(fail(format!("enabling pids in {}", parent.display())))?;
         }
     }
     fs::write(dir.join("pids.max"), max.to_string())
-        .map_err(|e| undo(format!("writing {}/pids.max: {e}", dir.display())))?;
+        .map_err(fail(format!("writing {}/pids.max", dir.display())))?;
     fs::write(dir.join("cgroup.procs"), std::process::id().to_string())
-        .map_err(|e| undo(format!("joining {}: {e}", dir.display())))?;
-    let version = if v2 { "v2" } else { "v1" };
-    Ok((dir, format!("cgroup {version}, max={max}")))
+        .map_err(fail(format!("joining {}", dir.display())))
 }
 
 /// The pids cgroup a sandboxed child with this pid got, when it was started
 /// from the caller's cgroup. `None` when this machine has no pids hierarchy.
 pub fn pids_cgroup_for(pid: u32) -> Option<PathBuf> {
     pids_parent().ok().map(|(p, _)| p.join(child_name(pid)))
+}
+
+/// Removes every empty `iolite-sandbox-*` cgroup under the caller's pids
+/// cgroup: those left by runners of a server that died before it could
+/// remove them. Call it at server start, before starting runners (a runner
+/// between creating its cgroup and joining it has an empty one). A cgroup
+/// with live processes is kept. Returns how many were removed.
+pub fn sweep_stale_pids_cgroups() -> usize {
+    let Ok((parent, _)) = pids_parent() else {
+        return 0;
+    };
+    let Ok(entries) = fs::read_dir(&parent) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("iolite-sandbox-")
+        })
+        .filter(|e| fs::remove_dir(e.path()).is_ok())
+        .count()
 }
 
 /// Removes a process's pids cgroup once the process has been reaped.

@@ -47,7 +47,7 @@ mod report;
 mod seccomp;
 mod user;
 
-pub use cgroup::{pids_cgroup_for, remove_pids_cgroup};
+pub use cgroup::{pids_cgroup_for, remove_pids_cgroup, sweep_stale_pids_cgroups};
 pub use error::SandboxError;
 pub use fs_rules::landlock_abi;
 pub use profile::{Landlock, OpenPolicy, Pending, Profile, Rlimits};

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitStatus};
 
-use iolite_sandbox::{pids_cgroup_for, remove_pids_cgroup};
+use iolite_sandbox::{pids_cgroup_for, remove_pids_cgroup, sweep_stale_pids_cgroups};
 
 const PROBE: &str = env!("CARGO_BIN_EXE_iolite-sandbox-probe");
 
@@ -325,4 +325,33 @@ fn unknown_user_is_a_clear_error() {
             .contains("sandbox user \"iolite-no-such-user\" does not exist"),
         "{run:?}"
     );
+}
+
+#[test]
+fn stale_cgroups_are_swept_and_live_ones_kept() {
+    // Cgroups named like runners', for pids no process can have.
+    let (Some(stale), Some(live)) = (pids_cgroup_for(u32::MAX), pids_cgroup_for(u32::MAX - 1))
+    else {
+        eprintln!("skipped: no pids cgroup hierarchy here");
+        return;
+    };
+    if std::fs::create_dir(&stale).is_err() {
+        eprintln!("skipped: the pids cgroup is not writable");
+        return;
+    }
+    std::fs::create_dir(&live).expect("mkdir live cgroup");
+    // A process blocked on its stdin keeps the live one populated.
+    let mut cat = Command::new("cat")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn cat");
+    std::fs::write(live.join("cgroup.procs"), cat.id().to_string()).expect("join");
+
+    assert!(sweep_stale_pids_cgroups() >= 1);
+    assert!(!stale.exists());
+    assert!(live.exists(), "a populated cgroup was removed");
+
+    drop(cat.stdin.take());
+    cat.wait().expect("wait cat");
+    assert!(remove_pids_cgroup(&live).expect("remove live"));
 }
