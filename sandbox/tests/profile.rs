@@ -355,3 +355,42 @@ fn stale_cgroups_are_swept_and_live_ones_kept() {
     cat.wait().expect("wait cat");
     assert!(remove_pids_cgroup(&live).expect("remove live"));
 }
+
+#[test]
+fn the_kernel_confirms_what_the_report_claims() {
+    // Landlock off and paths allowed, so the probe can read its own status.
+    let run = probe(&["status", "--no-landlock", "--open", "always"]);
+    assert!(run.status.success(), "{run:?}");
+    let results = run.results();
+    let field = |name: &str| {
+        results
+            .iter()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {name} in {run:?}"))
+    };
+    assert_eq!(field("NoNewPrivs:"), "1");
+    assert_eq!(field("Seccomp:"), "2", "filter mode");
+    // clone3 (ENOSYS) and the allow-list; paths are allowed, so no third.
+    assert_eq!(field("Seccomp_filters:"), "2");
+    assert_eq!(field("CapEff:"), "0000000000000000");
+    assert_eq!(field("CapPrm:"), "0000000000000000");
+    if is_root() {
+        assert_eq!(field("Uid:"), "65534 65534 65534 65534");
+        assert_eq!(field("Gid:"), "65534 65534 65534 65534");
+        assert_eq!(field("Groups:"), "");
+    }
+
+    if is_root() {
+        // Root kept: still uid 0, but the user namespace took every capability.
+        let run = probe(&["status", "--keep-root", "--no-landlock", "--open", "always"]);
+        assert!(run.status.success(), "{run:?}");
+        if run.has("namespaces(") && run.has(",user") {
+            let caps = run.results().into_iter().find(|l| l.starts_with("CapEff:"));
+            assert_eq!(caps, Some("CapEff: 0000000000000000"), "{run:?}");
+        } else {
+            eprintln!("skipped: no user namespace: {}", run.report);
+            assert!(run.has("unavailable user"), "{run:?}");
+        }
+    }
+}
