@@ -243,14 +243,17 @@ impl Profile {
         }
 
         // RLIMIT_NPROC only binds a non-root user (the kernel exempts uid 0
-        // in every namespace: the identity map keeps it uid 0); in a fresh
-        // user namespace it counts the tasks of this process alone.
+        // in every namespace: the identity map keeps it uid 0). In a fresh
+        // user namespace it counts the tasks of this process alone; without
+        // one it counts every task of the uid (all runners sharing `nobody`),
+        // so it is set then only when no cgroup does the job precisely.
         if let Some(max) = self.rlimits.processes {
-            if !nix::unistd::geteuid().is_root() {
+            let root = nix::unistd::geteuid().is_root();
+            if !root && (ns.user_created() || !cgroup_applied) {
                 limits::set_nproc(max)?;
                 let scope = if ns.user_created() { "userns" } else { "uid" };
                 limits::append_detail(&mut report, &format!("nproc={max}/{scope}"));
-            } else if !cgroup_applied {
+            } else if root && !cgroup_applied {
                 limits::append_detail(&mut report, "nproc=unenforced(root)");
             }
         }
