@@ -293,3 +293,55 @@ impl Profile {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Profile::none()` touches nothing, so it can run in the test process
+    /// itself: every measure must say it was skipped.
+    #[test]
+    fn profile_none_applies_nothing() {
+        let report = Profile::none().apply().expect("apply none");
+        let measures: Vec<Measure> = report.entries().map(|(m, _)| m).collect();
+        assert_eq!(
+            measures,
+            [
+                Measure::Rlimits,
+                Measure::PidsCgroup,
+                Measure::User,
+                Measure::Namespaces,
+                Measure::NoNewPrivs,
+                Measure::Landlock,
+                Measure::Seccomp,
+            ]
+        );
+        for (measure, outcome) in report.entries() {
+            assert!(
+                matches!(outcome, Outcome::Skipped(_)),
+                "{measure:?}: {outcome:?}"
+            );
+        }
+        assert!(report.cgroup().is_none());
+        assert!(!nix::sys::prctl::get_no_new_privs().unwrap());
+    }
+
+    #[test]
+    fn default_profile_is_the_safe_one() {
+        let p = Profile::default();
+        assert_eq!(p.user.as_deref(), Some("nobody"));
+        assert!(p.no_new_privs && p.seccomp && p.namespaces);
+        assert_eq!(p.open, OpenPolicy::UnderLandlock);
+        assert_eq!(p.landlock, Some(Landlock::default()));
+        assert_eq!(
+            p.rlimits,
+            Rlimits {
+                address_space: Some(1 << 30),
+                open_files: Some(256),
+                cpu_seconds: Some(60),
+                processes: Some(64),
+                core_size: Some(0),
+            }
+        );
+    }
+}
