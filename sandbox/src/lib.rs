@@ -1,7 +1,55 @@
-//! iolite-sandbox owns starting isolated processes (namespaces, rlimits,
-//! NO_NEW_PRIVS, seccomp, landlock, cgroup v2) and the WebAssembly engine.
-//! It must not open sockets or route requests: callers hand it a program and a
-//! profile and get back a supervised process.
+//! iolite-sandbox owns isolating a process from the rest of the machine:
+//! rlimits, a pids cgroup, namespaces, the drop from root, NO_NEW_PRIVS,
+//! landlock and a seccomp allow-list, applied *in the current process* (a
+//! module runner, right around loading the module's code). It must not open
+//! sockets or route requests, and it knows nothing of modules or the wire
+//! protocol: callers hand it a [`Profile`] and get a [`Report`].
+//!
+//! # Using it from a runner
+//!
+//! ```no_run
+//! # fn load_module() {}
+//! let profile = iolite_sandbox::Profile::default();
+//! let pending = profile.apply_before_load()?; // still single-threaded
+//! load_module(); // dlopen: needs openat and PROT_EXEC mappings
+//! let report = pending.apply_after_load()?; // landlock, then seccomp
+//! eprintln!("sandbox: {report}");
+//! # Ok::<(), iolite_sandbox::SandboxError>(())
+//! ```
+//!
+//! See [`Profile`] for the phases and their order, [`seccomp_allow_list`] for
+//! the syscalls a sandboxed process keeps, and `sandbox/README.md` for what
+//! each measure stops and what this machine offers.
 //!
 //! # Layout
-//! (filled in by the modules issue.)
+//! - `profile`: [`Profile`] and its settings, the two phases, [`Pending`].
+//! - `report`: [`Report`], [`Measure`], [`Outcome`] (the log line).
+//! - `limits`: setrlimit.
+//! - `cgroup`: the per-process pids cgroup ([`remove_pids_cgroup`]).
+//! - `namespaces`: user/net/ipc/uts namespaces, best effort.
+//! - `user`: dropping root and checking it stuck.
+//! - `fs_rules`: landlock rules ([`landlock_abi`]).
+//! - `seccomp`: the allow-list ([`seccomp_allow_list`]).
+//! - `procfs`: thread count and capabilities of the current process.
+//! - `error`: [`SandboxError`].
+//! - `bin/iolite-sandbox-probe`: the test fixture that applies a profile and
+//!   then misbehaves on purpose (used by `tests/profile.rs`);
+//!   `tests/tokio_runner.rs` runs a tokio runtime under the allow-list.
+
+mod cgroup;
+mod error;
+mod fs_rules;
+mod limits;
+mod namespaces;
+mod procfs;
+mod profile;
+mod report;
+mod seccomp;
+mod user;
+
+pub use cgroup::{pids_cgroup_for, remove_pids_cgroup, sweep_stale_pids_cgroups};
+pub use error::SandboxError;
+pub use fs_rules::landlock_abi;
+pub use profile::{Landlock, OpenPolicy, Pending, Profile, Rlimits};
+pub use report::{Measure, Outcome, Report};
+pub use seccomp::{SyscallGroup, seccomp_allow_list};

@@ -1,0 +1,347 @@
+//! The profile (what to apply) and the two phases that apply it in the
+//! current process.
+
+use std::path::PathBuf;
+
+use crate::error::SandboxError;
+use crate::report::{Measure, Outcome, Report};
+use crate::{cgroup, fs_rules, limits, namespaces, procfs, seccomp, user};
+
+/// Resource limits. Each is set as both the soft and the hard limit (so the
+/// module cannot raise it back); `None` leaves the inherited limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rlimits {
+    /// RLIMIT_AS in bytes. Counts every mapping: the pools the runner maps,
+    /// thread stacks and malloc arenas, not only the heap.
+    pub address_space: Option<u64>,
+    /// RLIMIT_NOFILE: one more than the highest file descriptor number.
+    pub open_files: Option<u64>,
+    /// RLIMIT_CPU in seconds of CPU over the *whole life* of the process:
+    /// SIGXCPU at the limit, SIGKILL one second later. A runner that serves
+    /// many requests is recycled when it has used this much.
+    pub cpu_seconds: Option<u64>,
+    /// Tasks (processes and threads). Enforced by a pids cgroup where one can
+    /// be created, and by RLIMIT_NPROC when the process is not root (the
+    /// kernel ignores RLIMIT_NPROC for root); see [`Measure::PidsCgroup`].
+    pub processes: Option<u64>,
+    /// RLIMIT_CORE in bytes; 0 means no core dumps (they could leak request data).
+    pub core_size: Option<u64>,
+}
+
+impl Default for Rlimits {
+    fn default() -> Self {
+        Rlimits {
+            address_space: Some(1 << 30),
+            open_files: Some(256),
+            cpu_seconds: Some(60),
+            processes: Some(64),
+            core_size: Some(0),
+        }
+    }
+}
+
+/// Landlock filesystem rules, enforced after the module is loaded. Paths
+/// not under one of these lists cannot be opened, created, removed or
+/// executed at all. Each path must exist and be reachable by the sandbox
+/// user (it is opened after the user drop).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Landlock {
+    /// Trees the module may read (files and directory listings).
+    pub read_only: Vec<PathBuf>,
+    /// Trees the module may read, write, create in and remove from.
+    pub read_write: Vec<PathBuf>,
+}
+
+/// Whether the seccomp filter lets path-based file calls (openat, mkdirat,
+/// unlinkat, readlinkat, ...) through. Calls on descriptors the process
+/// already holds are always allowed. A denied call fails with EACCES; it
+/// does not kill the process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpenPolicy {
+    /// Never: the module works only on descriptors it was given.
+    Never,
+    /// Only when landlock rules are in force (fully or partly), so that the
+    /// paths reachable are exactly the profile's [`Landlock`] lists. On a
+    /// kernel without landlock this is [`OpenPolicy::Never`].
+    #[default]
+    UnderLandlock,
+    /// Always: paths are limited only by the user's permissions and landlock
+    /// if present.
+    Always,
+}
+
+impl OpenPolicy {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            OpenPolicy::Never => "never",
+            OpenPolicy::UnderLandlock => "landlock",
+            OpenPolicy::Always => "always",
+        }
+    }
+}
+
+/// What to apply to a runner process. `Default` is the safe profile: every
+/// measure on.
+///
+/// The profile is applied in the current process, in two phases around the
+/// loading of the module's code:
+///
+/// 1. [`Profile::apply_before_load`]: rlimits, the pids cgroup, namespaces,
+///    the user drop and no_new_privs. None of these stops the process from
+///    opening and mapping the module's shared object.
+/// 2. the runner dlopens the module (openat, mmap with PROT_EXEC, mprotect of
+///    its relocations);
+/// 3. [`Pending::apply_after_load`]: landlock, then the seccomp allow-list
+///    (last, since it forbids the calls the other steps make). After this no
+///    new code can be mapped executable and no new path can be opened outside
+///    the landlock lists.
+///
+/// [`Profile::apply`] runs both phases back to back for a process that loads
+/// nothing. Call the phases from the main thread **before any other thread
+/// starts**: the user namespace and landlock act on the calling thread only
+/// (a multi-threaded process gets namespaces "unavailable" and a landlock
+/// error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    /// When the process runs as root, drop to this user (name or numeric
+    /// uid): supplementary groups cleared, gid and uid set (real, effective,
+    /// saved), and checked. `None` keeps root (then only a cgroup can bound
+    /// the process count). Ignored when the process is not root.
+    pub user: Option<String>,
+    /// Set PR_SET_NO_NEW_PRIVS (execve can never gain privileges). Landlock
+    /// and seccomp set it themselves, as the kernel requires it of an
+    /// unprivileged caller, so turning this off only matters when both are off.
+    pub no_new_privs: bool,
+    /// Resource limits.
+    pub rlimits: Rlimits,
+    /// Install the seccomp allow-list ([`crate::seccomp_allow_list`]):
+    /// anything else kills the process with SIGSYS.
+    pub seccomp: bool,
+    /// What the seccomp filter does with path-based file calls.
+    pub open: OpenPolicy,
+    /// Landlock rules; `None` applies none.
+    pub landlock: Option<Landlock>,
+    /// Unshare the user, network, IPC and UTS namespaces where the kernel
+    /// lets us. A new network namespace has no interface but a down
+    /// loopback: no network at all (descriptors inherited before, like the
+    /// runner's unix socket, keep working).
+    pub namespaces: bool,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile {
+            user: Some("nobody".to_owned()),
+            no_new_privs: true,
+            rlimits: Rlimits::default(),
+            seccomp: true,
+            open: OpenPolicy::default(),
+            landlock: Some(Landlock::default()),
+            namespaces: true,
+        }
+    }
+}
+
+/// A profile whose first phase has been applied; the module may now be
+/// loaded, then [`Pending::apply_after_load`] finishes the job.
+#[derive(Debug)]
+#[must_use = "the profile is only half applied until apply_after_load is called"]
+pub struct Pending {
+    profile: Profile,
+    report: Report,
+}
+
+impl Pending {
+    /// What the first phase did.
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+
+    /// Phase 2: landlock, then seccomp. Call right after the module's shared
+    /// object is loaded and before any of its code runs.
+    pub fn apply_after_load(self) -> Result<Report, SandboxError> {
+        let Pending {
+            profile,
+            mut report,
+        } = self;
+
+        let landlock_outcome = match &profile.landlock {
+            None => Outcome::Skipped("setting".into()),
+            Some(rules) => fs_rules::apply(rules)?,
+        };
+        let landlock_on = landlock_outcome.is_applied();
+        report.push(Measure::Landlock, landlock_outcome);
+
+        let seccomp_outcome = if profile.seccomp {
+            let allow_open = match profile.open {
+                OpenPolicy::Never => false,
+                OpenPolicy::UnderLandlock => landlock_on,
+                OpenPolicy::Always => true,
+            };
+            seccomp::apply(allow_open, profile.open)?
+        } else {
+            Outcome::Skipped("setting".into())
+        };
+        report.push(Measure::Seccomp, seccomp_outcome);
+        Ok(report)
+    }
+}
+
+impl Profile {
+    /// Both phases at once, for a process that loads no code in between.
+    pub fn apply(&self) -> Result<Report, SandboxError> {
+        self.apply_before_load()?.apply_after_load()
+    }
+
+    /// Phase 1: rlimits, pids cgroup, namespaces, user drop, no_new_privs.
+    ///
+    /// The order: limits first (they bound everything after); the cgroup
+    /// and the network/IPC/UTS namespaces while still root (both need it);
+    /// the user drop; then the user namespace, created by the *final* user
+    /// so RLIMIT_NPROC counts only this process's tasks; no_new_privs last.
+    pub fn apply_before_load(&self) -> Result<Pending, SandboxError> {
+        let mut report = Report::default();
+        let was_root = nix::unistd::geteuid().is_root();
+        let target = match (&self.user, was_root) {
+            (Some(name), true) => Some(user::resolve(name)?),
+            _ => None,
+        };
+
+        report.push(Measure::Rlimits, limits::apply_static(&self.rlimits)?);
+
+        let mut cgroup_applied = false;
+        match self.rlimits.processes {
+            None => report.push(Measure::PidsCgroup, Outcome::Skipped("setting".into())),
+            Some(max) => match cgroup::enter_new(max) {
+                Ok((path, detail)) => {
+                    cgroup_applied = true;
+                    report.set_cgroup(path);
+                    report.push(Measure::PidsCgroup, Outcome::Applied(detail));
+                }
+                Err(why) => report.push(Measure::PidsCgroup, Outcome::Unavailable(why)),
+            },
+        }
+
+        let mut ns = namespaces::Progress::default();
+        if self.namespaces && was_root {
+            ns.unshare_as_root();
+        }
+
+        let user_outcome = match (&self.user, &target) {
+            (_, Some(t)) => user::drop_to(t)?,
+            (None, None) if was_root => Outcome::Skipped("root(kept by setting)".into()),
+            _ => Outcome::Skipped(format!("{}(not root)", nix::unistd::geteuid())),
+        };
+        report.push(Measure::User, user_outcome);
+
+        if self.namespaces {
+            ns.unshare_user(procfs::threads());
+            report.push(Measure::Namespaces, ns.outcome()?);
+        } else {
+            report.push(Measure::Namespaces, Outcome::Skipped("setting".into()));
+        }
+
+        // RLIMIT_NPROC only binds a non-root user (the kernel exempts uid 0
+        // in every namespace: the identity map keeps it uid 0). In a fresh
+        // user namespace it counts the tasks of this process alone; without
+        // one it counts every task of the uid (all runners sharing `nobody`),
+        // so it is set then only when no cgroup does the job precisely.
+        if let Some(max) = self.rlimits.processes {
+            let root = nix::unistd::geteuid().is_root();
+            if !root && (ns.user_created() || !cgroup_applied) {
+                limits::set_nproc(max)?;
+                let scope = if ns.user_created() { "userns" } else { "uid" };
+                limits::append_detail(&mut report, &format!("nproc={max}/{scope}"));
+            } else if root && !cgroup_applied {
+                limits::append_detail(&mut report, "nproc=unenforced(root)");
+            }
+        }
+
+        if self.no_new_privs {
+            nix::sys::prctl::set_no_new_privs().map_err(|e| SandboxError::Prctl {
+                what: "PR_SET_NO_NEW_PRIVS",
+                source: e.into(),
+            })?;
+            report.push(Measure::NoNewPrivs, Outcome::Applied(String::new()));
+        } else {
+            report.push(Measure::NoNewPrivs, Outcome::Skipped("setting".into()));
+        }
+
+        Ok(Pending {
+            profile: self.clone(),
+            report,
+        })
+    }
+
+    /// A profile with every measure off, to build a custom one from.
+    pub fn none() -> Profile {
+        Profile {
+            user: None,
+            no_new_privs: false,
+            rlimits: Rlimits {
+                address_space: None,
+                open_files: None,
+                cpu_seconds: None,
+                processes: None,
+                core_size: None,
+            },
+            seccomp: false,
+            open: OpenPolicy::Always,
+            landlock: None,
+            namespaces: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Profile::none()` touches nothing, so it can run in the test process
+    /// itself: every measure must say it was skipped.
+    #[test]
+    fn profile_none_applies_nothing() {
+        let report = Profile::none().apply().expect("apply none");
+        let measures: Vec<Measure> = report.entries().map(|(m, _)| m).collect();
+        assert_eq!(
+            measures,
+            [
+                Measure::Rlimits,
+                Measure::PidsCgroup,
+                Measure::User,
+                Measure::Namespaces,
+                Measure::NoNewPrivs,
+                Measure::Landlock,
+                Measure::Seccomp,
+            ]
+        );
+        for (measure, outcome) in report.entries() {
+            assert!(
+                matches!(outcome, Outcome::Skipped(_)),
+                "{measure:?}: {outcome:?}"
+            );
+        }
+        assert!(report.cgroup().is_none());
+        assert!(!nix::sys::prctl::get_no_new_privs().unwrap());
+    }
+
+    #[test]
+    fn default_profile_is_the_safe_one() {
+        let p = Profile::default();
+        assert_eq!(p.user.as_deref(), Some("nobody"));
+        assert!(p.no_new_privs && p.seccomp && p.namespaces);
+        assert_eq!(p.open, OpenPolicy::UnderLandlock);
+        assert_eq!(p.landlock, Some(Landlock::default()));
+        assert_eq!(
+            p.rlimits,
+            Rlimits {
+                address_space: Some(1 << 30),
+                open_files: Some(256),
+                cpu_seconds: Some(60),
+                processes: Some(64),
+                core_size: Some(0),
+            }
+        );
+    }
+}
