@@ -11,6 +11,7 @@ use std::io::Write as _;
 use iolite_cluster::sim::cli::SimArgs;
 use iolite_core::config::{self, ConfigErrors, ServeArgs};
 use iolite_core::{Server, ServerOptions};
+use iolite_modules::ProcessModule;
 
 /// iolite: the Rice design for scalable network servers, for today's Linux.
 #[derive(Debug, Parser)]
@@ -32,12 +33,32 @@ enum Command {
     },
     /// Simulate a cluster under each dispatch policy (LARD/R and baselines).
     Sim(Box<SimArgs>),
+    /// A module runner process (started by `serve`, not by people).
+    #[command(hide = true)]
+    Runner(RunnerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunnerArgs {
+    /// The inherited unix socket to the server.
+    #[arg(long)]
+    socket_fd: Option<i32>,
+    /// The module library.
+    #[arg(long)]
+    module: PathBuf,
+    /// The module's name (its prefix), for messages.
+    #[arg(long)]
+    name: Option<String>,
+    /// Only load the library and check its ABI version.
+    #[arg(long)]
+    check: bool,
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(&args),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Runner(args) => runner(&args),
         Command::Sim(args) => match iolite_cluster::sim::cli::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -45,6 +66,28 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+/// The runner: errors go to stderr, which the server logs under the
+/// module's name (or, for `--check`, quotes when it refuses to start).
+fn runner(args: &RunnerArgs) -> ExitCode {
+    let name = args.name.as_deref().unwrap_or("module");
+    let result = match (args.check, args.socket_fd) {
+        (true, _) => iolite_modules::runner::check(&args.module).map(|()| 0),
+        (false, Some(fd)) => iolite_modules::runner::run(fd, &args.module),
+        (false, None) => {
+            eprintln!("iolite runner: --socket-fd or --check is required");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("iolite runner ({name}): {e}");
+            ExitCode::from(3)
+        }
     }
 }
 
@@ -93,7 +136,15 @@ fn serve(args: &ServeArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     init_tracing(config.log.level.as_str());
-    match run(ServerOptions::from_config(&config)) {
+    let modules = match start_modules(&config) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("iolite serve: {e}");
+            eprintln!("iolite serve: not started");
+            return ExitCode::from(2);
+        }
+    };
+    match run(ServerOptions::from_config(&config), modules) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -102,11 +153,34 @@ fn serve(args: &ServeArgs) -> ExitCode {
     }
 }
 
+/// Checks every mounted module library and starts its runner processes.
+fn start_modules(
+    config: &config::Config,
+) -> Result<Vec<std::sync::Arc<ProcessModule>>, iolite_modules::Error> {
+    if config.modules.is_empty() {
+        return Ok(Vec::new());
+    }
+    let exe = iolite_modules::current_exe()?;
+    let mut modules = config
+        .modules
+        .iter()
+        .map(|m| ProcessModule::start(m, &exe, config.limits.max_body))
+        .collect::<Result<Vec<_>, _>>()?;
+    // The first handler that matches answers: the longest prefix first.
+    modules.sort_by_key(|m| std::cmp::Reverse(m.prefix().len()));
+    Ok(modules)
+}
+
 /// Binds, announces the bound addresses on stdout (the first line is
 /// `listening on http://HOST:PORT`, for scripts and tests using port 0),
 /// then serves until SIGTERM or SIGINT.
-fn run(opts: ServerOptions) -> Result<(), String> {
-    let server = Server::bind(opts).map_err(|e| e.to_string())?;
+fn run(opts: ServerOptions, modules: Vec<std::sync::Arc<ProcessModule>>) -> Result<(), String> {
+    let mut server = Server::bind(opts).map_err(|e| e.to_string())?;
+    if !modules.is_empty() {
+        server = server.with_handlers(std::sync::Arc::new(move || {
+            modules.iter().map(ProcessModule::handler).collect()
+        }));
+    }
     let mut out = std::io::stdout().lock();
     let announce = writeln!(out, "listening on http://{}", server.local_addr())
         .and_then(|()| match server.admin_addr() {

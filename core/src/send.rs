@@ -55,12 +55,17 @@ impl Body {
                 skip: *offset,
                 left: *len,
             },
+            Body::Agg(agg) => Chunks::Pool {
+                bufs: agg.bufs(),
+                skip: 0,
+                left: agg.len() as u64,
+            },
         }
     }
 }
 
 /// The chunks of a [`Body`]: at most one for most bodies, one per slice of
-/// the range for a cached body.
+/// the range for a cached body or an aggregate.
 #[derive(Debug)]
 pub enum Chunks<'a> {
     One(Option<Chunk<'a>>),

@@ -29,7 +29,7 @@ use crate::connection::{WorkerCtx, serve_connection};
 use crate::error::Error;
 use crate::http::Limits;
 use crate::metrics::Metrics;
-use crate::phases::Phases;
+use crate::phases::{Handler, Phases};
 use crate::static_files::StaticFiles;
 
 /// Everything `iolite serve` can be told. A plain struct: the command line
@@ -92,9 +92,24 @@ impl Default for ServerOptions {
     }
 }
 
+/// Makes the handlers one worker registers besides the static files
+/// (called once per worker, on the worker's thread). Process modules come
+/// in this way: core never spawns processes itself.
+pub type HandlerFactory = Arc<dyn Fn() -> Vec<Box<dyn Handler>> + Send + Sync>;
+
+#[derive(Default, Clone)]
+struct Extra(Vec<HandlerFactory>);
+
+impl std::fmt::Debug for Extra {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} handler factories", self.0.len())
+    }
+}
+
 /// A bound server: listeners open, signal handlers installed, not yet serving.
 #[derive(Debug)]
 pub struct Server {
+    extra: Extra,
     opts: Arc<ServerOptions>,
     local_addr: SocketAddr,
     listeners: Vec<std::net::TcpListener>,
@@ -166,6 +181,7 @@ impl Server {
             )
         };
         Ok(Server {
+            extra: Extra::default(),
             opts: Arc::new(opts),
             local_addr,
             listeners,
@@ -177,6 +193,13 @@ impl Server {
             control,
             signals: Some(signals),
         })
+    }
+
+    /// Adds handlers every worker registers before the static files, in
+    /// the order added (a module's prefix wins over a file of that path).
+    pub fn with_handlers(mut self, factory: HandlerFactory) -> Self {
+        self.extra.0.push(factory);
+        self
     }
 
     /// The address clients connect to (the real port when 0 was asked).
@@ -220,9 +243,10 @@ impl Server {
                 .is_enabled()
                 .then(|| self.access_log.writer());
             let stop_rx = stop_rx.clone();
+            let extra = self.extra.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("iolite-worker-{id}"))
-                .spawn(move || worker(listener, opts, metrics, root, cache, log, stop_rx))?;
+                .spawn(move || worker(listener, opts, metrics, root, cache, extra, log, stop_rx))?;
             workers.push(handle);
         }
         let metrics = self.metrics.clone();
@@ -274,23 +298,33 @@ fn raise_fd_limit() {
     }
 }
 
-/// The handlers every worker registers at start-up.
+/// The handlers every worker registers at start-up: the extra ones first,
+/// then the static files.
 fn standard_phases(
     opts: &ServerOptions,
     root: Arc<OwnedFd>,
     cache: Option<Arc<FileCache>>,
+    extra: &Extra,
 ) -> Phases {
     let static_files = StaticFiles::new(root, opts.root.clone(), opts.revalidate, opts.open_files)
         .with_cache(cache);
-    Phases::new().register(Box::new(static_files))
+    let mut phases = Phases::new();
+    for factory in &extra.0 {
+        for handler in factory() {
+            phases = phases.register(handler);
+        }
+    }
+    phases.register(Box::new(static_files))
 }
 
+#[allow(clippy::too_many_arguments)] // one per thing a worker owns
 fn worker(
     listener: std::net::TcpListener,
     opts: Arc<ServerOptions>,
     metrics: Arc<Metrics>,
     root: Arc<OwnedFd>,
     cache: Option<Arc<FileCache>>,
+    extra: Extra,
     access_log: Option<AccessLogWriter>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -314,7 +348,7 @@ fn worker(
             }
         };
         let ctx = Rc::new(WorkerCtx {
-            phases: standard_phases(&opts, root, cache),
+            phases: standard_phases(&opts, root, cache, &extra),
             metrics,
             opts: opts.clone(),
             access_log: access_log.map(std::cell::RefCell::new),
@@ -354,7 +388,7 @@ impl ServerOptions {
     /// The options a validated [`Config`](crate::config::Config) asks for.
     ///
     /// Settings the engine does not serve yet (a second listener, per-location
-    /// settings, module mounts) are reported by
+    /// settings, CGI/FastCGI/wasm mounts) are reported by
     /// [`unsupported`](ServerOptions::unsupported) so `serve` can refuse them
     /// instead of ignoring them.
     pub fn from_config(c: &crate::config::Config) -> ServerOptions {

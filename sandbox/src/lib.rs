@@ -5,3 +5,6 @@
 //!
 //! # Layout
 //! (filled in by the modules issue.)
+
+pub mod loader;
+pub use loader::{LoadError, ModuleLibrary, spawn_inheriting, take_inherited_socket};

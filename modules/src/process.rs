@@ -1,0 +1,339 @@
+//! [`ProcessModule`]: a native module mounted at a prefix and served by
+//! runner processes, and the core [`Handler`] that routes requests to it.
+//!
+//! The route is decided from the head alone ([`Outcome::Pending`]); the
+//! connection then reads the body with `read(2)` straight into a buffer of
+//! this module's request pool (shared read-only with its runners only), and
+//! the answer comes back as an aggregate sent by reference
+//! ([`Body::Agg`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use iolite_core::config::{ModuleConfig, prefix_matches};
+use iolite_core::phases::{Handler, Outcome, PendingResponse, Phase, RequestCtx, ResponseFuture};
+use iolite_core::{Body, HeaderLines, Response};
+use iolite_ipc::{Agg, BufMut, Pool};
+use iolite_sdk::wire::{RequestFrame, ResponseFrame};
+use tokio::sync::oneshot;
+
+use crate::error::Error;
+use crate::supervisor::{self, Cmd, Failure, Job, SlotConfig, SlotHandle};
+
+/// Bytes of each runner's output pool.
+const OUTPUT_POOL: u64 = 64 << 20;
+/// Requests a slot may hold (in flight plus queued) per credit before new
+/// ones get 503.
+const QUEUE_PER_CREDIT: usize = 4;
+
+/// A module mounted at a prefix, with its runner processes.
+#[derive(Debug)]
+pub struct ProcessModule {
+    prefix: String,
+    timeout: Duration,
+    in_flight: usize,
+    pool: Pool,
+    slots: Vec<Arc<SlotHandle>>,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl ProcessModule {
+    /// Checks the library (in a throw-away runner: a library built for
+    /// another ABI is refused here, both versions named), creates the
+    /// request pool (room for two bodies of `max_body`) and starts
+    /// `processes_min` runners (at least one). `exe` is the iolite binary.
+    pub fn start(cfg: &ModuleConfig, exe: &Path, max_body: u64) -> Result<Arc<Self>, Error> {
+        check_library(exe, &cfg.prefix, &cfg.path)?;
+        let size = max_body.saturating_mul(2).clamp(16 << 20, 1 << 36);
+        let pool =
+            Pool::with_name("iolite-requests", size as usize).map_err(|source| Error::Pool {
+                prefix: cfg.prefix.clone(),
+                source,
+            })?;
+        let n = cfg.processes_min.max(1) as usize;
+        let mut slots = Vec::with_capacity(n);
+        for index in 0..n {
+            let slot_cfg = SlotConfig {
+                name: cfg.prefix.clone(),
+                exe: exe.to_owned(),
+                library: cfg.path.clone(),
+                in_flight: cfg.in_flight.max(1),
+                output_pool: OUTPUT_POOL,
+                pool: pool.clone(),
+            };
+            let slot = supervisor::start(slot_cfg, index).map_err(|source| Error::Spawn {
+                what: format!("module {} runner thread", cfg.prefix),
+                source,
+            })?;
+            slots.push(slot);
+        }
+        tracing::info!(module = %cfg.prefix, library = %cfg.path.display(), processes = n, "module mounted");
+        Ok(Arc::new(ProcessModule {
+            prefix: cfg.prefix.clone(),
+            timeout: cfg.timeout,
+            in_flight: cfg.in_flight.max(1) as usize,
+            pool,
+            slots,
+        }))
+    }
+
+    /// The mount prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A content handler for one worker.
+    pub fn handler(self: &Arc<Self>) -> Box<dyn Handler> {
+        Box::new(ModuleHandler {
+            module: self.clone(),
+        })
+    }
+
+    /// Sends a request to the least loaded runner and waits for its answer.
+    async fn call(self: Arc<Self>, frame: RequestFrame, body: Agg) -> Response {
+        let Some(slot) = self
+            .slots
+            .iter()
+            .min_by_key(|s| s.load.load(Ordering::Relaxed))
+        else {
+            return plain(502, b"502 Bad Gateway\n");
+        };
+        if slot.load.load(Ordering::Relaxed) >= self.in_flight * QUEUE_PER_CREDIT {
+            return plain(503, b"503 Service Unavailable: module busy\n");
+        }
+        let _load = LoadGuard::new(&slot.load);
+        let id = frame.id;
+        let (tx, rx) = oneshot::channel();
+        if !slot.send(Cmd::Job(Job {
+            frame,
+            body,
+            reply: tx,
+        })) {
+            return plain(502, b"502 Bad Gateway\n");
+        }
+        match tokio::time::timeout(self.timeout, rx).await {
+            Err(_) => {
+                slot.send(Cmd::Expired(id));
+                plain(504, b"504 Gateway Timeout\n")
+            }
+            Ok(Err(_)) | Ok(Ok(Err(Failure::Crashed))) => plain(502, b"502 Bad Gateway\n"),
+            Ok(Ok(Ok((frame, body)))) => to_response(&self.prefix, frame, body),
+        }
+    }
+}
+
+struct LoadGuard<'a>(&'a AtomicUsize);
+
+impl<'a> LoadGuard<'a> {
+    fn new(load: &'a AtomicUsize) -> Self {
+        load.fetch_add(1, Ordering::Relaxed);
+        LoadGuard(load)
+    }
+}
+
+impl Drop for LoadGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn plain(status: u16, text: &'static [u8]) -> Response {
+    Response::new(
+        status,
+        HeaderLines::Static(b"Content-Type: text/plain; charset=utf-8\r\n"),
+        Body::Static(text),
+    )
+}
+
+/// Header fields the server writes itself.
+const SERVER_FIELDS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "date",
+    "server",
+    "keep-alive",
+];
+
+/// Turns a module's answer into a core response; an invalid one (status
+/// out of range, a header that could split the response) is a 502.
+fn to_response(prefix: &str, frame: ResponseFrame, body: Agg) -> Response {
+    if !(200..=999).contains(&frame.status) {
+        tracing::warn!(module = %prefix, status = frame.status, "module answered an invalid status");
+        return plain(502, b"502 Bad Gateway\n");
+    }
+    let mut lines = Vec::new();
+    for (name, value) in &frame.headers {
+        let token = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let clean = value.iter().all(|&b| b != b'\r' && b != b'\n' && b != 0);
+        if !token || !clean {
+            tracing::warn!(module = %prefix, header = %name, "module answered an invalid header field");
+            return plain(502, b"502 Bad Gateway\n");
+        }
+        if SERVER_FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f)) {
+            continue;
+        }
+        lines.extend_from_slice(name.as_bytes());
+        lines.extend_from_slice(b": ");
+        lines.extend_from_slice(value);
+        lines.extend_from_slice(b"\r\n");
+    }
+    Response::new(frame.status, HeaderLines::Owned(lines), Body::Agg(body))
+}
+
+/// Runs `exe runner --check --module PATH`: the library is opened in a
+/// throw-away process, never in the server.
+fn check_library(exe: &Path, prefix: &str, library: &Path) -> Result<(), Error> {
+    if !library.is_file() {
+        return Err(Error::Missing(library.to_owned()));
+    }
+    let out = std::process::Command::new(exe)
+        .arg("runner")
+        .arg("--check")
+        .arg("--module")
+        .arg(library)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|source| Error::Spawn {
+            what: format!("{} runner --check", exe.display()),
+            source,
+        })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    let message = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map_or_else(
+            || format!("runner check failed ({})", out.status),
+            str::to_owned,
+        );
+    Err(Error::Check {
+        prefix: prefix.to_owned(),
+        message,
+    })
+}
+
+/// The iolite binary, for starting runners.
+pub fn current_exe() -> Result<PathBuf, Error> {
+    std::env::current_exe().map_err(Error::Exe)
+}
+
+/// The content handler of one module, on one worker.
+#[derive(Debug)]
+struct ModuleHandler {
+    module: Arc<ProcessModule>,
+}
+
+impl Handler for ModuleHandler {
+    fn name(&self) -> &'static str {
+        "module"
+    }
+
+    fn phase(&self) -> Phase {
+        Phase::Content
+    }
+
+    fn handle(&self, req: &mut RequestCtx<'_>) -> Result<Outcome, iolite_core::Error> {
+        let Ok(path) = std::str::from_utf8(req.path) else {
+            return Ok(Outcome::Declined);
+        };
+        if !prefix_matches(&self.module.prefix, path) {
+            return Ok(Outcome::Declined);
+        }
+        let frame = request_frame(req, path)?;
+        Ok(Outcome::Pending(Box::new(PendingModule {
+            module: self.module.clone(),
+            frame,
+            body: None,
+        })))
+    }
+}
+
+fn request_frame(req: &RequestCtx<'_>, path: &str) -> Result<RequestFrame, iolite_core::Error> {
+    let bad = iolite_core::Error::BadRequest;
+    let method = std::str::from_utf8(req.get(req.head.method_token))
+        .map_err(|_| bad("method"))?
+        .to_owned();
+    let target = req.target();
+    let query = match target.iter().position(|&b| b == b'?') {
+        Some(q) => String::from_utf8(target[q + 1..].to_vec()).map_err(|_| bad("query"))?,
+        None => String::new(),
+    };
+    let mut storage = [httparse::EMPTY_HEADER; 256];
+    let mut parsed = httparse::Request::new(&mut storage);
+    parsed
+        .parse(req.head_bytes)
+        .map_err(|_| bad("request head"))?;
+    let headers = parsed
+        .headers
+        .iter()
+        .map(|h| (h.name.to_owned(), h.value.to_vec()))
+        .collect();
+    Ok(RequestFrame {
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        method,
+        path: path.to_owned(),
+        query,
+        headers,
+        client: Some(req.client),
+        body: iolite_ipc::AggDesc::default(),
+    })
+}
+
+/// A routed request whose body the connection is reading into the
+/// module's request pool.
+#[derive(Debug)]
+struct PendingModule {
+    module: Arc<ProcessModule>,
+    frame: RequestFrame,
+    body: Option<BufMut>,
+}
+
+impl PendingResponse for PendingModule {
+    fn body_start(&mut self, len: u64) -> Result<(), iolite_core::Error> {
+        let len = usize::try_from(len).map_err(|_| iolite_core::Error::BodyTooLarge)?;
+        let buf =
+            self.module.pool.alloc(len).map_err(|_| {
+                iolite_core::Error::Unavailable("the module's request pool is full")
+            })?;
+        self.body = Some(buf);
+        Ok(())
+    }
+
+    fn body_space(&mut self, max: usize) -> &mut [u8] {
+        match self.body.as_mut() {
+            Some(buf) => {
+                let spare = buf.spare_mut();
+                let n = spare.len().min(max);
+                &mut spare[..n]
+            }
+            None => &mut [],
+        }
+    }
+
+    fn body_advance(&mut self, n: usize) {
+        if let Some(buf) = self.body.as_mut() {
+            // `n` came from a read into `body_space`: it fits.
+            let _ = buf.advance(n);
+        }
+    }
+
+    fn respond(self: Box<Self>) -> ResponseFuture {
+        let PendingModule {
+            module,
+            frame,
+            body,
+        } = *self;
+        let body = body.map(|b| Agg::from(b.freeze())).unwrap_or_default();
+        Box::pin(module.call(frame, body))
+    }
+}

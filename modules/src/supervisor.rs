@@ -1,0 +1,417 @@
+//! One runner process slot: a thread that starts the runner, speaks the
+//! module protocol with it (blocking [`Peer`], `poll(2)` on the socket and a
+//! wake-up socket), and starts it again with exponential backoff when it
+//! dies. Worker threads hand it [`Job`]s through a channel and wait for the
+//! answer on a oneshot.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Read};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::time::{Duration, Instant};
+
+use iolite_ipc::{Agg, Event, Peer, Pool};
+use iolite_sdk::wire::{ABI_VERSION, Msg, RequestFrame, ResponseFrame};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use tokio::sync::oneshot;
+
+/// First pause before restarting a runner that died; doubles up to
+/// [`BACKOFF_MAX`], and resets after a runner lived [`HEALTHY`].
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+const HEALTHY: Duration = Duration::from_secs(10);
+/// Time a new runner has to load its module and say `Ready`.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+/// How often held leases are released when nothing else wakes the thread.
+const RELEASE_TICK: Duration = Duration::from_millis(10);
+
+/// Why a request got no answer from its module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The process died (or broke the protocol) with the request in flight.
+    Crashed,
+}
+
+/// A module's answer: its frame and the imported body.
+pub(crate) type Reply = Result<(ResponseFrame, Agg), Failure>;
+
+/// One request for a slot.
+#[derive(Debug)]
+pub(crate) struct Job {
+    /// The request (its `id` unique in the server, its `body` empty: the
+    /// slot fills it in when it exports `body`).
+    pub frame: RequestFrame,
+    pub body: Agg,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Cmd {
+    Job(Job),
+    /// Request `id` is past its deadline: replace its process.
+    Expired(u64),
+}
+
+/// The worker threads' handle on one slot.
+#[derive(Debug)]
+pub(crate) struct SlotHandle {
+    tx: std::sync::Mutex<Sender<Cmd>>,
+    wake: UnixStream,
+    /// Requests handed to this slot and not yet finished (kept by callers).
+    pub load: AtomicUsize,
+}
+
+impl SlotHandle {
+    /// Hands `cmd` to the slot thread; false if the thread is gone.
+    pub fn send(&self, cmd: Cmd) -> bool {
+        let sent = match self.tx.lock() {
+            Ok(tx) => tx.send(cmd).is_ok(),
+            Err(_) => false,
+        };
+        if sent {
+            // A full wake-up socket already means "look": ignore EAGAIN.
+            let _ = (&self.wake).write_byte();
+        }
+        sent
+    }
+}
+
+trait WriteByte {
+    fn write_byte(self) -> std::io::Result<usize>;
+}
+
+impl WriteByte for &UnixStream {
+    fn write_byte(self) -> std::io::Result<usize> {
+        std::io::Write::write(&mut { self }, &[1])
+    }
+}
+
+/// What a slot thread needs to know.
+#[derive(Debug, Clone)]
+pub(crate) struct SlotConfig {
+    pub name: String,
+    pub exe: PathBuf,
+    pub library: PathBuf,
+    pub in_flight: u32,
+    pub output_pool: u64,
+    pub pool: Pool,
+}
+
+/// Starts slot `index`'s thread; its runner starts at once.
+pub(crate) fn start(cfg: SlotConfig, index: usize) -> std::io::Result<Arc<SlotHandle>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (wake_w, wake_r) = UnixStream::pair()?;
+    wake_w.set_nonblocking(true)?;
+    wake_r.set_nonblocking(true)?;
+    let handle = Arc::new(SlotHandle {
+        tx: std::sync::Mutex::new(tx),
+        wake: wake_w,
+        load: AtomicUsize::new(0),
+    });
+    std::thread::Builder::new()
+        .name(format!("iolite-module-{index}"))
+        .spawn(move || slot_main(&cfg, &rx, &wake_r))?;
+    Ok(handle)
+}
+
+enum End {
+    /// Every handle is gone: the server is stopping.
+    Shutdown,
+    /// The runner died or was replaced.
+    Died,
+}
+
+fn slot_main(cfg: &SlotConfig, rx: &Receiver<Cmd>, wake: &UnixStream) {
+    let mut queue = VecDeque::new();
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let started = Instant::now();
+        match run_process(cfg, rx, wake, &mut queue) {
+            End::Shutdown => return,
+            End::Died => {}
+        }
+        if started.elapsed() >= HEALTHY {
+            backoff = BACKOFF_MIN;
+        }
+        tracing::info!(module = %cfg.name, pause_ms = backoff.as_millis() as u64, "restarting runner");
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+        // Requests whose callers gave up while we slept need no process.
+        queue.retain(|j: &Job| !j.reply.is_closed());
+    }
+}
+
+/// Starts one runner and serves it until it dies; fails its in-flight
+/// requests; leaves queued ones for the next runner.
+fn run_process(
+    cfg: &SlotConfig,
+    rx: &Receiver<Cmd>,
+    wake: &UnixStream,
+    queue: &mut VecDeque<Job>,
+) -> End {
+    let mut child = match spawn_runner(cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(module = %cfg.name, error = %e, "cannot start runner");
+            return drain_commands(rx, queue).map_or(End::Shutdown, |()| End::Died);
+        }
+    };
+    let pid = child.0.id();
+    let mut inflight: HashMap<u64, oneshot::Sender<Reply>> = HashMap::new();
+    let end = match handshake(cfg, child.1.take()) {
+        Ok(mut peer) => {
+            tracing::info!(module = %cfg.name, pid, "runner ready");
+            serve(cfg, rx, wake, queue, &mut peer, &mut inflight, pid)
+        }
+        Err(e) => {
+            tracing::error!(module = %cfg.name, pid, error = %e, "runner did not start");
+            drain_commands(rx, queue).map_or(End::Shutdown, |()| End::Died)
+        }
+    };
+    for (_, reply) in inflight.drain() {
+        let _ = reply.send(Err(Failure::Crashed));
+    }
+    let _ = child.0.kill();
+    match child.0.wait() {
+        Ok(status) => tracing::warn!(module = %cfg.name, pid, %status, "runner exited"),
+        Err(e) => tracing::warn!(module = %cfg.name, pid, error = %e, "runner wait"),
+    }
+    end
+}
+
+/// Takes every pending command into the queue; Err when the server stops.
+fn drain_commands(rx: &Receiver<Cmd>, queue: &mut VecDeque<Job>) -> Result<(), ()> {
+    loop {
+        match rx.try_recv() {
+            Ok(Cmd::Job(job)) => queue.push_back(job),
+            Ok(Cmd::Expired(id)) => queue.retain(|j| j.frame.id != id),
+            Err(TryRecvError::Empty) => return Ok(()),
+            Err(TryRecvError::Disconnected) => return Err(()),
+        }
+    }
+}
+
+fn spawn_runner(cfg: &SlotConfig) -> std::io::Result<(Child, Option<UnixStream>)> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let mut cmd = Command::new(&cfg.exe);
+    cmd.arg("runner")
+        .arg("--socket-fd")
+        .arg(theirs.as_raw_fd().to_string())
+        .arg("--module")
+        .arg(&cfg.library)
+        .arg("--name")
+        .arg(&cfg.name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // Its own process group: a terminal's ^C stops the server, which then
+    // closes the socket; the runner ends when it sees that.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = iolite_sandbox::spawn_inheriting(&mut cmd, theirs.as_fd())?;
+    drop(theirs);
+    let pid = child.id();
+    if let Some(out) = child.stdout.take() {
+        forward_log(&cfg.name, pid, "stdout", out);
+    }
+    if let Some(err) = child.stderr.take() {
+        forward_log(&cfg.name, pid, "stderr", err);
+    }
+    Ok((child, Some(ours)))
+}
+
+/// The module's stdout and stderr go to the server's log, line by line,
+/// under the module's name.
+fn forward_log(name: &str, pid: u32, stream: &'static str, from: impl Read + Send + 'static) {
+    let name = name.to_owned();
+    let spawned = std::thread::Builder::new()
+        .name(format!("iolite-module-log-{pid}"))
+        .spawn(move || {
+            for line in BufReader::new(from).lines().map_while(Result::ok) {
+                tracing::info!(module = %name, pid, stream, "{line}");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot forward a runner's output");
+    }
+}
+
+fn handshake(cfg: &SlotConfig, sock: Option<UnixStream>) -> Result<Peer<Msg>, String> {
+    let sock = sock.ok_or("no socket")?;
+    sock.set_read_timeout(Some(HANDSHAKE))
+        .map_err(|e| e.to_string())?;
+    let mut peer: Peer<Msg> = Peer::new(sock);
+    peer.share_pool(&cfg.pool).map_err(|e| e.to_string())?;
+    peer.send(&Msg::Hello {
+        abi: ABI_VERSION,
+        name: cfg.name.clone(),
+        output_pool: cfg.output_pool,
+        in_flight: cfg.in_flight,
+    })
+    .map_err(|e| e.to_string())?;
+    match peer.recv() {
+        Ok(Msg::Ready { abi, .. }) if abi == ABI_VERSION => {}
+        Ok(Msg::Ready { abi, .. }) => {
+            return Err(format!(
+                "runner speaks module ABI {abi}, the server {ABI_VERSION}"
+            ));
+        }
+        Ok(_) => return Err("the runner's first message is not Ready".into()),
+        Err(e) => return Err(format!("no Ready from the runner: {e}")),
+    }
+    peer.channel()
+        .stream()
+        .set_read_timeout(None)
+        .map_err(|e| e.to_string())?;
+    Ok(peer)
+}
+
+#[allow(clippy::too_many_arguments)] // the slot's whole state, passed once
+fn serve(
+    cfg: &SlotConfig,
+    rx: &Receiver<Cmd>,
+    wake: &UnixStream,
+    queue: &mut VecDeque<Job>,
+    peer: &mut Peer<Msg>,
+    inflight: &mut HashMap<u64, oneshot::Sender<Reply>>,
+    pid: u32,
+) -> End {
+    loop {
+        if drain_commands_inflight(rx, queue, inflight, cfg, pid).is_err() {
+            return End::Shutdown;
+        }
+        // Dispatch while credits last.
+        while inflight.len() < cfg.in_flight as usize {
+            let Some(mut job) = queue.pop_front() else {
+                break;
+            };
+            if job.reply.is_closed() {
+                continue;
+            }
+            match peer.export(&job.body) {
+                Ok(desc) => job.frame.body = desc,
+                Err(e) => {
+                    tracing::error!(module = %cfg.name, error = %e, "cannot export a request body");
+                    let _ = job.reply.send(Err(Failure::Crashed));
+                    continue;
+                }
+            }
+            let id = job.frame.id;
+            let frame = std::mem::replace(&mut job.frame, empty_frame());
+            if let Err(e) = peer.send(&Msg::Request(frame)) {
+                tracing::warn!(module = %cfg.name, pid, error = %e, "runner socket");
+                let _ = job.reply.send(Err(Failure::Crashed));
+                return End::Died;
+            }
+            inflight.insert(id, job.reply);
+        }
+        let buffered = peer.channel().buffered() > 0;
+        let (sock_ready, wake_ready) = if buffered {
+            (true, false)
+        } else {
+            let timeout = if peer.leases_held() > 0 {
+                PollTimeout::try_from(RELEASE_TICK).unwrap_or(PollTimeout::NONE)
+            } else {
+                PollTimeout::NONE
+            };
+            let sock = peer.channel().stream().as_fd();
+            let mut fds = [
+                PollFd::new(sock, PollFlags::POLLIN),
+                PollFd::new(wake.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::error!(module = %cfg.name, error = %e, "poll");
+                    return End::Died;
+                }
+            }
+            let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+            (ready(&fds[0]), ready(&fds[1]))
+        };
+        if wake_ready {
+            let mut sink = [0u8; 64];
+            while matches!((&mut { wake }).read(&mut sink), Ok(n) if n > 0) {}
+        }
+        if sock_ready {
+            match peer.recv_event() {
+                Ok(Event::Message(Msg::Response(frame))) => {
+                    let Some(reply) = inflight.remove(&frame.id) else {
+                        // A request we already gave up on (expired): its
+                        // process is being replaced; nothing to do.
+                        continue;
+                    };
+                    match peer.import(&frame.body) {
+                        Ok(body) => {
+                            let _ = reply.send(Ok((frame, body)));
+                        }
+                        Err(e) => {
+                            tracing::error!(module = %cfg.name, pid, error = %e, "bad response body descriptor");
+                            let _ = reply.send(Err(Failure::Crashed));
+                            return End::Died;
+                        }
+                    }
+                }
+                Ok(Event::Message(_)) => {
+                    tracing::error!(module = %cfg.name, pid, "runner sent an unexpected message");
+                    return End::Died;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(module = %cfg.name, pid, error = %e, "runner gone");
+                    return End::Died;
+                }
+            }
+        }
+        if let Err(e) = peer.flush_releases() {
+            tracing::warn!(module = %cfg.name, pid, error = %e, "runner gone");
+            return End::Died;
+        }
+    }
+}
+
+/// Like [`drain_commands`], but an expired request that is in flight
+/// replaces the process (Err(true) = shutdown).
+fn drain_commands_inflight(
+    rx: &Receiver<Cmd>,
+    queue: &mut VecDeque<Job>,
+    inflight: &mut HashMap<u64, oneshot::Sender<Reply>>,
+    cfg: &SlotConfig,
+    pid: u32,
+) -> Result<(), ()> {
+    loop {
+        match rx.try_recv() {
+            Ok(Cmd::Job(job)) => queue.push_back(job),
+            Ok(Cmd::Expired(id)) => {
+                queue.retain(|j| j.frame.id != id);
+                if inflight.contains_key(&id) {
+                    tracing::warn!(module = %cfg.name, pid, request = id, "request timed out; replacing the runner");
+                    // Killing makes the socket close: the loop sees it.
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            Err(TryRecvError::Empty) => return Ok(()),
+            Err(TryRecvError::Disconnected) => return Err(()),
+        }
+    }
+}
+
+fn empty_frame() -> RequestFrame {
+    RequestFrame {
+        id: 0,
+        method: String::new(),
+        path: String::new(),
+        query: String::new(),
+        headers: Vec::new(),
+        client: None,
+        body: iolite_ipc::AggDesc::default(),
+    }
+}

@@ -1,0 +1,246 @@
+//! What a module author writes against: [`Module`], the [`Request`] view,
+//! the [`Ctx`] with its output-pool [`Writer`], and [`Response`].
+
+use std::net::SocketAddr;
+
+use iolite_ipc::{Agg, BufMut, Pool};
+
+use crate::wire::RequestFrame;
+
+/// A content module. One value serves every request of its runner process,
+/// one at a time (the server runs several processes for concurrency).
+///
+/// A panic in [`handle`](Module::handle) ends the process: the server
+/// answers that request (and any other in flight in the process) with 502
+/// and starts a new process.
+pub trait Module {
+    /// Called once in each runner process before the first request. An
+    /// error ends the process (the server logs it and retries with backoff).
+    fn init(&mut self, init: &Init) -> Result<(), String> {
+        let _ = init;
+        Ok(())
+    }
+
+    /// Answers one request.
+    fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Response;
+}
+
+/// What [`Module::init`] is told.
+#[derive(Debug, Clone)]
+pub struct Init {
+    pub(crate) name: String,
+}
+
+impl Init {
+    /// The module's name: its mount prefix (`/hello`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A request: its head, and its body as an aggregate of read-only slices of
+/// the module's request pool (the bytes the server read from the client,
+/// never copied on the way).
+#[derive(Debug)]
+pub struct Request {
+    pub(crate) frame: RequestFrame,
+    pub(crate) body: Agg,
+}
+
+impl Request {
+    /// The method token (`GET`, `POST`, ...).
+    pub fn method(&self) -> &str {
+        &self.frame.method
+    }
+
+    /// The percent-decoded, dot-segment-free path, mount prefix included.
+    pub fn path(&self) -> &str {
+        &self.frame.path
+    }
+
+    /// The raw query string without `?` (empty when absent).
+    pub fn query(&self) -> &str {
+        &self.frame.query
+    }
+
+    /// Every header field, in the order received.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.frame
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+    }
+
+    /// The first header field named `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The client's address.
+    pub fn client(&self) -> Option<SocketAddr> {
+        self.frame.client
+    }
+
+    /// The body. Slices of it may go into the response as they are (see
+    /// [`Response::body`]): the server sends them from the same pages.
+    pub fn body(&self) -> &Agg {
+        &self.body
+    }
+}
+
+/// Per-request services: the output pool.
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    pub(crate) pool: &'a Pool,
+}
+
+/// The first chunk a [`Writer`] allocates; later chunks double up to
+/// [`MAX_CHUNK`].
+const MIN_CHUNK: usize = 4096;
+const MAX_CHUNK: usize = 1 << 20;
+
+impl Ctx<'_> {
+    /// A writer into this process's output pool. Its bytes are written once,
+    /// there, and the server sends them from the same pages.
+    pub fn writer(&mut self) -> Writer<'_> {
+        Writer {
+            pool: self.pool,
+            cur: None,
+            done: Agg::new(),
+            written: 0,
+        }
+    }
+
+    /// A raw buffer of `capacity` bytes in the output pool, to fill (for
+    /// example with `read(2)`) and freeze.
+    ///
+    /// # Errors
+    /// The pool is exhausted (buffers of earlier responses are still being
+    /// sent) or the size is invalid.
+    pub fn alloc(&self, capacity: usize) -> Result<BufMut, iolite_ipc::Error> {
+        self.pool.alloc(capacity)
+    }
+}
+
+/// Writes into the output pool in chunks; [`finish`](Writer::finish) turns
+/// what was written into an [`Agg`]. Implements [`std::io::Write`] and
+/// [`std::fmt::Write`] (so `write!` works); writes fail only when the pool
+/// is exhausted.
+#[derive(Debug)]
+pub struct Writer<'a> {
+    pool: &'a Pool,
+    cur: Option<BufMut>,
+    done: Agg,
+    written: usize,
+}
+
+impl Writer<'_> {
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.written
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.written == 0
+    }
+
+    /// What was written, as an aggregate of output-pool buffers.
+    pub fn finish(mut self) -> Agg {
+        if let Some(cur) = self.cur.take() {
+            self.done.push(cur.freeze());
+        }
+        std::mem::take(&mut self.done)
+    }
+
+    fn room(&mut self, want: usize) -> std::io::Result<&mut BufMut> {
+        let full = self.cur.as_ref().is_none_or(|c| c.remaining() == 0);
+        if full {
+            if let Some(cur) = self.cur.take() {
+                self.done.push(cur.freeze());
+            }
+            let size = self
+                .written
+                .clamp(MIN_CHUNK, MAX_CHUNK)
+                .max(want.min(MAX_CHUNK));
+            let buf = self
+                .pool
+                .alloc(size)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::OutOfMemory, e))?;
+            self.cur = Some(buf);
+        }
+        Ok(self.cur.as_mut().expect("a chunk was just ensured"))
+    }
+}
+
+impl std::io::Write for Writer<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let cur = self.room(data.len())?;
+        let n = cur.remaining().min(data.len());
+        cur.extend_from_slice(&data[..n])
+            .map_err(std::io::Error::other)?;
+        self.written += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::fmt::Write for Writer<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        std::io::Write::write_all(self, s.as_bytes()).map_err(|_| std::fmt::Error)
+    }
+}
+
+/// An answer: status, header fields and a body aggregate that may mix
+/// output-pool buffers ([`Writer::finish`]) and slices of the request body
+/// ([`Request::body`]), none of them copied.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, Vec<u8>)>,
+    pub(crate) body: Agg,
+}
+
+impl Response {
+    /// An empty response with `status`.
+    pub fn new(status: u16) -> Self {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Agg::new(),
+        }
+    }
+
+    /// Adds a header field. `Content-Length`, `Date`, `Server` and
+    /// `Connection` belong to the server and are dropped; a name or value
+    /// with CR or LF makes the response a 500.
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.headers
+            .push((name.to_owned(), value.as_ref().to_vec()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: Agg) -> Self {
+        self.body = body;
+        self
+    }
+
+    /// The status.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The body set so far.
+    pub fn body_ref(&self) -> &Agg {
+        &self.body
+    }
+}

@@ -1,0 +1,136 @@
+//! The runner side of the protocol, compiled into each module: receive the
+//! request pool, create and share the output pool, then answer requests one
+//! at a time until the server closes the socket.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+
+use iolite_ipc::{Agg, AggDesc, BufDesc, Peer, Pool};
+
+use crate::error::Error;
+use crate::module::{Ctx, Init, Module, Request, Response};
+use crate::wire::{ABI_VERSION, Msg, ResponseFrame};
+
+/// Runs module `M` on the socket the server gave the runner. Returns the
+/// process exit code: 0 when the server closed the socket, 1 on an error
+/// (written to stderr, which the server logs under the module's name).
+pub fn run<M: Module + Default>(sock: OwnedFd) -> i32 {
+    match serve::<M>(sock) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("iolite module: {e}");
+            1
+        }
+    }
+}
+
+fn serve<M: Module + Default>(sock: OwnedFd) -> Result<(), Error> {
+    let mut peer: Peer<Msg> = Peer::new(UnixStream::from(sock));
+    let (name, output_pool) = match peer.recv()? {
+        Msg::Hello {
+            abi,
+            name,
+            output_pool,
+            ..
+        } => {
+            if abi != ABI_VERSION {
+                return Err(Error::AbiMismatch {
+                    server: abi,
+                    module: ABI_VERSION,
+                });
+            }
+            (name, output_pool)
+        }
+        _ => return Err(Error::Protocol("the first message is not Hello")),
+    };
+    let size = usize::try_from(output_pool).map_err(|_| Error::Protocol("output pool size"))?;
+    let pool = Pool::with_name("iolite-output", size)?;
+    peer.share_pool(&pool)?;
+    let mut module = M::default();
+    module.init(&Init { name }).map_err(Error::Init)?;
+    peer.send(&Msg::Ready {
+        abi: ABI_VERSION,
+        output_pool: pool.id(),
+    })?;
+    loop {
+        let msg = match peer.recv() {
+            Ok(msg) => msg,
+            Err(iolite_ipc::Error::Closed) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        match msg {
+            Msg::Request(mut frame) => {
+                let body = peer.import(&frame.body)?;
+                let request_desc = std::mem::take(&mut frame.body);
+                let id = frame.id;
+                let req = Request { frame, body };
+                let resp = module.handle(&req, &mut Ctx { pool: &pool });
+                let frame = match describe(&mut peer, &pool, &resp, &request_desc) {
+                    Ok(body) => ResponseFrame {
+                        id,
+                        status: resp.status,
+                        headers: resp.headers,
+                        body,
+                    },
+                    Err(e) => {
+                        eprintln!("iolite module: request {id}: {e}");
+                        ResponseFrame {
+                            id,
+                            status: 500,
+                            headers: Vec::new(),
+                            body: AggDesc::default(),
+                        }
+                    }
+                };
+                peer.send(&Msg::Response(frame))?;
+                // Only now may the request body's leases be released: the
+                // response above may quote them.
+                drop(req);
+            }
+            Msg::Cancel { .. } => {
+                // Requests are answered one at a time, in order: a cancelled
+                // one is either answered already or will be, cheaply.
+            }
+            _ => return Err(Error::Protocol("unexpected message")),
+        }
+    }
+}
+
+/// The response body's descriptors: output-pool buffers get fresh leases;
+/// request-body slices quote the lease the server granted with the request.
+fn describe(
+    peer: &mut Peer<Msg>,
+    pool: &Pool,
+    resp: &Response,
+    request: &AggDesc,
+) -> Result<AggDesc, Error> {
+    let mut out = AggDesc::default();
+    for buf in resp.body.bufs() {
+        if buf.pool_id() == pool.id() {
+            let d = peer.export(&Agg::from(buf.clone()))?;
+            out.bufs.extend(d.bufs);
+            continue;
+        }
+        let lease = request
+            .bufs
+            .iter()
+            .find(|d| {
+                d.pool == buf.pool_id()
+                    && d.region == buf.region_offset()
+                    && d.generation == buf.generation()
+            })
+            .map(|d| d.lease)
+            .ok_or(Error::ForeignBuffer {
+                pool: buf.pool_id(),
+            })?;
+        out.bufs.push(BufDesc {
+            pool: buf.pool_id(),
+            lease,
+            region: buf.region_offset(),
+            offset: buf.fd_offset(),
+            len: buf.len() as u64,
+            generation: buf.generation(),
+        });
+    }
+    Ok(out)
+}

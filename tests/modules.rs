@@ -1,0 +1,243 @@
+//! Process modules through the real binary and real runner processes: the
+//! example cdylibs (hello, echo, faulty, abi-mismatch) answer through the
+//! server, a 64 MiB body is echoed by reference, a crash or a hang fails
+//! only its own request and the runner comes back, and a library built for
+//! another ABI is refused at start-up.
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use support::{Iolite, read_response};
+
+/// Builds the example module crates once per test binary (cargo's own lock
+/// serialises concurrent builds) and returns the directory holding them:
+/// the target directory of the iolite binary under test.
+fn modules_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let bin = PathBuf::from(env!("CARGO_BIN_EXE_iolite"));
+        let dir = bin.parent().unwrap().to_owned();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+            "build",
+            "-p",
+            "iolite-example-hello",
+            "-p",
+            "iolite-example-echo",
+            "-p",
+            "iolite-example-faulty",
+            "-p",
+            "iolite-example-abi-mismatch",
+        ]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "building the example modules failed");
+        dir
+    })
+}
+
+fn lib(name: &str) -> String {
+    modules_dir()
+        .join(format!("lib{name}.so"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn site() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), b"<h1>static</h1>\n").unwrap();
+    dir
+}
+
+fn get(server: &Iolite, target: &str) -> support::Response {
+    request(server, "GET", target, b"")
+}
+
+fn request(server: &Iolite, method: &str, target: &str, body: &[u8]) -> support::Response {
+    let mut s = server.connect();
+    write!(
+        s,
+        "{method} {target} HTTP/1.1\r\nHost: t\r\nContent-Type: text/x-test\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    read_response(&mut s, &mut Vec::new(), method == "HEAD")
+}
+
+#[test]
+fn hello_and_echo_answer_through_the_server() {
+    let root = site();
+    let server = Iolite::start(
+        root.path(),
+        &[
+            "--module",
+            &format!("/hello={}", lib("hello")),
+            "--module",
+            &format!("/echo={}", lib("echo")),
+        ],
+    );
+    // (method, target, request body, status, response body)
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static [u8],
+        u16,
+        &'static [u8],
+    );
+    let table: &[Case] = &[
+        (
+            "GET",
+            "/hello/bob?x=1",
+            b"",
+            200,
+            b"Hello, bob!\nquery: x=1\n",
+        ),
+        ("GET", "/hello", b"", 200, b"Hello, hello!\n"),
+        ("POST", "/echo", b"some body bytes", 200, b"some body bytes"),
+        ("POST", "/echo/deeper", b"", 200, b""),
+        ("GET", "/", b"", 200, b"<h1>static</h1>\n"),
+        ("GET", "/hellox", b"", 404, b"404 Not Found\n"),
+    ];
+    for (method, target, body, status, want) in table {
+        let r = request(&server, method, target, body);
+        assert_eq!(r.status, *status, "{method} {target}");
+        assert_eq!(r.body, *want, "{method} {target}");
+    }
+    let r = request(&server, "POST", "/echo", b"x");
+    assert_eq!(r.header("content-type"), Some("text/x-test"));
+    let r = request(&server, "HEAD", "/hello/ann", b"");
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    assert_eq!(r.header("content-length"), Some("12"));
+    // Keep-alive and pipelining across module requests on one connection.
+    let mut s = server.connect();
+    s.write_all(b"GET /hello/a HTTP/1.1\r\nHost: t\r\n\r\nPOST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nxyzGET /hello/c HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    let bodies: Vec<Vec<u8>> = (0..3)
+        .map(|_| read_response(&mut s, &mut buf, false).body)
+        .collect();
+    assert_eq!(
+        bodies,
+        [&b"Hello, a!\n"[..], b"xyz", b"Hello, c!\n"].map(<[u8]>::to_vec)
+    );
+    assert!(
+        server.error_lines().is_empty(),
+        "{:?}",
+        server.error_lines()
+    );
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_64_mib_echo_copies_no_body_bytes() {
+    let root = site();
+    let server = Iolite::start(
+        root.path(),
+        &["--module", &format!("/echo={}", lib("echo"))],
+    );
+    let body: Vec<u8> = (0..64u32 << 20).map(|i| (i % 251) as u8).collect();
+    let before = server.metric("iolite_body_bytes_copied_total");
+    let r = request(&server, "POST", "/echo", &body);
+    assert_eq!(r.status, 200);
+    assert!(r.body == body, "echoed body differs");
+    let copied = server.metric("iolite_body_bytes_copied_total") - before;
+    // Only the body bytes that arrived in the same read as the head are
+    // copied (from the connection's head buffer into the request pool);
+    // the other 64 MiB are read(2) into the pool and sent from it.
+    assert!(copied <= 64 << 10, "{copied} body bytes copied");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_crash_fails_only_its_request_and_the_runner_restarts() {
+    let root = site();
+    let server = Iolite::start(
+        root.path(),
+        &[
+            "--module",
+            &format!("/faulty={}", lib("faulty")),
+            "--module",
+            &format!("/hello={}", lib("hello")),
+        ],
+    );
+    let first = get(&server, "/faulty/x");
+    assert_eq!(first.status, 200);
+    for crash in ["/faulty/panic", "/faulty/exit"] {
+        assert_eq!(get(&server, crash).status, 502, "{crash}");
+        // Another module is untouched.
+        assert_eq!(get(&server, "/hello/z").body, b"Hello, z!\n");
+        // The next request waits for the new runner and succeeds.
+        let next = get(&server, "/faulty/x");
+        assert_eq!(next.status, 200, "after {crash}");
+        assert_ne!(next.body, first.body, "a new process answers");
+    }
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_request_past_its_timeout_gets_504_and_a_new_runner() {
+    let root = site();
+    let config = root.path().join("iolite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\ntimeout = \"300ms\"\n",
+            lib("faulty")
+        ),
+    )
+    .unwrap();
+    let server = Iolite::start(root.path(), &["--config", config.to_str().unwrap()]);
+    // The deadline also covers waiting for a (re)starting runner, which a
+    // loaded machine can make longer than 300 ms: those requests get 504
+    // too (without replacing anything), so ask until one is answered.
+    let until_ok = || {
+        (0..100)
+            .map(|_| get(&server, "/faulty/x"))
+            .find(|r| r.status != 504)
+            .expect("an answer within 100 tries")
+    };
+    let first = until_ok();
+    assert_eq!(first.status, 200);
+    assert_eq!(get(&server, "/faulty/sleep").status, 504);
+    let next = until_ok();
+    assert_eq!(next.status, 200);
+    assert_ne!(next.body, first.body, "the hung process was replaced");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_module_built_for_another_abi_is_refused_naming_both_versions() {
+    let root = site();
+    let out = Command::new(env!("CARGO_BIN_EXE_iolite"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "none",
+            "--root",
+        ])
+        .arg(root.path())
+        .arg("--module")
+        .arg(format!("/old={}", lib("abi_mismatch")))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "nothing was announced");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("module at /old:")
+            && stderr.contains("module ABI version 9999")
+            && stderr.contains(&format!(
+                "this server speaks ABI version {}",
+                iolite_sdk::wire::ABI_VERSION
+            )),
+        "{stderr}"
+    );
+}
