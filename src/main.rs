@@ -136,26 +136,31 @@ fn serve(args: &ServeArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     init_tracing(config.log.level.as_str());
-    let modules = match start_modules(&config) {
-        Ok(m) => m,
-        Err(e) => {
+    match run(ServerOptions::from_config(&config), &config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail::Modules(e)) => {
             eprintln!("iolite serve: {e}");
             eprintln!("iolite serve: not started");
-            return ExitCode::from(2);
+            ExitCode::from(2)
         }
-    };
-    match run(ServerOptions::from_config(&config), modules) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(Fail::Other(e)) => {
             tracing::error!("{e}");
             ExitCode::FAILURE
         }
     }
 }
 
+/// Why `serve` stopped.
+enum Fail {
+    /// A module could not be mounted: refused before anything was announced.
+    Modules(iolite_modules::Error),
+    Other(String),
+}
+
 /// Checks every mounted module library and starts its runner processes.
 fn start_modules(
     config: &config::Config,
+    cache: Option<iolite_core::CacheAccess>,
 ) -> Result<Vec<std::sync::Arc<ProcessModule>>, iolite_modules::Error> {
     if config.modules.is_empty() {
         return Ok(Vec::new());
@@ -164,18 +169,19 @@ fn start_modules(
     let mut modules = config
         .modules
         .iter()
-        .map(|m| ProcessModule::start(m, &exe, config.limits.max_body))
+        .map(|m| ProcessModule::start(m, &exe, config.limits.max_body, cache.clone()))
         .collect::<Result<Vec<_>, _>>()?;
     // The first handler that matches answers: the longest prefix first.
     modules.sort_by_key(|m| std::cmp::Reverse(m.prefix().len()));
     Ok(modules)
 }
 
-/// Binds, announces the bound addresses on stdout (the first line is
-/// `listening on http://HOST:PORT`, for scripts and tests using port 0),
-/// then serves until SIGTERM or SIGINT.
-fn run(opts: ServerOptions, modules: Vec<std::sync::Arc<ProcessModule>>) -> Result<(), String> {
-    let mut server = Server::bind(opts).map_err(|e| e.to_string())?;
+/// Binds, starts the modules' runners, announces the bound addresses on
+/// stdout (the first line is `listening on http://HOST:PORT`, for scripts
+/// and tests using port 0), then serves until SIGTERM or SIGINT.
+fn run(opts: ServerOptions, config: &config::Config) -> Result<(), Fail> {
+    let mut server = Server::bind(opts).map_err(|e| Fail::Other(e.to_string()))?;
+    let modules = start_modules(config, server.cache_access()).map_err(Fail::Modules)?;
     if !modules.is_empty() {
         server = server.with_handlers(std::sync::Arc::new(move || {
             modules.iter().map(ProcessModule::handler).collect()
@@ -189,8 +195,8 @@ fn run(opts: ServerOptions, modules: Vec<std::sync::Arc<ProcessModule>>) -> Resu
         })
         .and_then(|()| out.flush());
     drop(out);
-    announce.map_err(|e| format!("stdout: {e}"))?;
-    server.run().map_err(|e| e.to_string())
+    announce.map_err(|e| Fail::Other(format!("stdout: {e}")))?;
+    server.run().map_err(|e| Fail::Other(e.to_string()))
 }
 
 /// Errors and notices go to stderr through tracing; `RUST_LOG` overrides

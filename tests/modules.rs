@@ -1,6 +1,7 @@
 //! Process modules through the real binary and real runner processes: the
-//! example cdylibs (hello, echo, faulty, abi-mismatch) answer through the
-//! server, a 64 MiB body is echoed by reference, a crash or a hang fails
+//! example cdylibs (hello, echo, template, jsonapi, faulty, abi-mismatch)
+//! answer through the server, a 64 MiB body is echoed by reference, a
+//! 64 MiB cached file is included by reference, a crash or a hang fails
 //! only its own request and the runner comes back, and a library built for
 //! another ABI is refused at start-up.
 
@@ -32,6 +33,10 @@ fn modules_dir() -> &'static Path {
             "iolite-example-faulty",
             "-p",
             "iolite-example-abi-mismatch",
+            "-p",
+            "iolite-example-template",
+            "-p",
+            "iolite-example-jsonapi",
         ]);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
@@ -240,4 +245,107 @@ fn a_module_built_for_another_abi_is_refused_naming_both_versions() {
             )),
         "{stderr}"
     );
+}
+
+#[test]
+fn template_and_json_modules_answer() {
+    let root = site();
+    std::fs::create_dir(root.path().join("parts")).unwrap();
+    std::fs::write(root.path().join("parts/header.html"), b"<header>\n").unwrap();
+    std::fs::write(root.path().join("parts/footer.html"), b"<footer>\n").unwrap();
+    let server = Iolite::start(
+        root.path(),
+        &[
+            "--module",
+            &format!("/template={}", lib("template")),
+            "--module",
+            &format!("/api={}", lib("jsonapi")),
+        ],
+    );
+    let r = get(&server, "/template?rows=3");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        String::from_utf8(r.body.clone()).unwrap(),
+        "<header>\n<tr><td>1</td><td>1</td></tr>\n<tr><td>2</td><td>4</td></tr>\n<tr><td>3</td><td>9</td></tr>\n<footer>\n"
+    );
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(get(&server, "/template?rows=x").status, 400);
+    assert_eq!(get(&server, "/template/include?path=/nope").status, 404);
+    assert_eq!(
+        get(&server, "/template/include?path=/../etc/passwd").status,
+        404
+    );
+
+    let table: &[(&str, &str, &[u8], u16, &str)] = &[
+        (
+            "POST",
+            "/api/sum",
+            b"1 2 3.5",
+            200,
+            "{\"sum\":6.5,\"count\":3}",
+        ),
+        (
+            "POST",
+            "/api/sum",
+            b"1,x",
+            400,
+            "{\"error\":\"not a number\",\"token\":\"x\"}",
+        ),
+        (
+            "GET",
+            "/api/sum",
+            b"",
+            405,
+            "{\"error\":\"method not allowed\"}",
+        ),
+        (
+            "GET",
+            "/api/nope",
+            b"",
+            404,
+            "{\"error\":\"no such endpoint\"}",
+        ),
+    ];
+    for (method, target, body, status, want) in table {
+        let r = request(&server, method, target, body);
+        assert_eq!(
+            (r.status, String::from_utf8(r.body).unwrap()),
+            (*status, want.to_string()),
+            "{method} {target}"
+        );
+    }
+    let r = get(&server, "/api/info?q=1");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let info: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(info["method"], "GET");
+    assert_eq!(info["path"], "/api/info");
+    assert_eq!(info["query"], "q=1");
+    assert_eq!(info["body_bytes"], 0);
+    assert!(info["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(info["headers"][0], serde_json::json!(["Host", "t"]));
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_64_mib_cached_file_included_by_a_module_copies_nothing() {
+    let root = site();
+    let big: Vec<u8> = (0..64u32 << 20).map(|i| (i % 253) as u8).collect();
+    std::fs::write(root.path().join("big.bin"), &big).unwrap();
+    let server = Iolite::start(
+        root.path(),
+        &[
+            "--cache-size",
+            "1G",
+            "--module",
+            &format!("/template={}", lib("template")),
+        ],
+    );
+    let before = server.metric("iolite_body_bytes_copied_total");
+    for _ in 0..2 {
+        let r = get(&server, "/template/include?path=/big.bin");
+        assert_eq!(r.status, 200);
+        assert!(r.body == big, "included body differs");
+    }
+    assert_eq!(server.metric("iolite_body_bytes_copied_total"), before);
+    assert!(server.stop().success());
 }

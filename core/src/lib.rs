@@ -50,4 +50,4 @@ pub mod status;
 
 pub use error::Error;
 pub use response::{Body, FileRange, HeaderLines, Response};
-pub use server::{Server, ServerOptions};
+pub use server::{CacheAccess, Server, ServerOptions};

@@ -202,6 +202,17 @@ impl Server {
         self
     }
 
+    /// What process modules need to include cached files by reference: the
+    /// document root and the unified cache (none when the cache is off).
+    pub fn cache_access(&self) -> Option<CacheAccess> {
+        Some(CacheAccess {
+            root: self.root.clone(),
+            root_path: self.opts.root.clone(),
+            revalidate: self.opts.revalidate,
+            cache: self.cache.clone()?,
+        })
+    }
+
     /// The address clients connect to (the real port when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -272,6 +283,37 @@ impl Server {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The document root and the unified cache, for users outside the workers
+/// (a process module's runner thread): each makes its own
+/// [`StaticFiles`] view with [`files`](CacheAccess::files) and shares
+/// [`pool`](CacheAccess::pool) with its runner.
+#[derive(Debug, Clone)]
+pub struct CacheAccess {
+    root: Arc<OwnedFd>,
+    root_path: PathBuf,
+    revalidate: Duration,
+    cache: Arc<FileCache>,
+}
+
+impl CacheAccess {
+    /// The cache pool (to share read-only with a runner).
+    pub fn pool(&self) -> &iolite_ipc::Pool {
+        self.cache.pool()
+    }
+
+    /// A static-files view on this thread, for
+    /// [`StaticFiles::cached_file`].
+    pub fn files(&self) -> StaticFiles {
+        StaticFiles::new(
+            self.root.clone(),
+            self.root_path.clone(),
+            self.revalidate,
+            256,
+        )
+        .with_cache(Some(self.cache.clone()))
     }
 }
 

@@ -38,6 +38,7 @@ use crate::http::request::Method;
 use crate::http::response::push_decimal;
 use crate::phases::{Handler, Outcome, Phase, RequestCtx};
 use crate::response::{Body, FileRange, HeaderLines, Response};
+use iolite_ipc::Agg;
 
 /// One served file with everything its response needs.
 #[derive(Debug)]
@@ -142,6 +143,20 @@ impl StaticFiles {
         };
         *entry.body.borrow_mut() = Some(body.clone());
         Some(body)
+    }
+
+    /// The bytes of the file at URL path `path` (normalized here; it may
+    /// not leave the root) from the unified cache, loaded on a miss:
+    /// `Ok(None)` when the file is not cacheable (no cache, larger than the
+    /// threshold, the pool full). What process modules include by
+    /// reference.
+    pub fn cached_file(&self, path: &str) -> Result<Option<Agg>, Error> {
+        let mut normalized = Vec::with_capacity(path.len());
+        crate::http::target::normalize(path.as_bytes(), &mut normalized)?;
+        let Some(entry) = self.lookup(&normalized)? else {
+            return Err(Error::NotFound);
+        };
+        Ok(self.cached_body(&entry).map(|b| b.agg().clone()))
     }
 
     fn lookup(&self, path: &[u8]) -> Result<Option<Rc<FileEntry>>, Error> {

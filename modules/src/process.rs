@@ -45,7 +45,15 @@ impl ProcessModule {
     /// another ABI is refused here, both versions named), creates the
     /// request pool (room for two bodies of `max_body`) and starts
     /// `processes_min` runners (at least one). `exe` is the iolite binary.
-    pub fn start(cfg: &ModuleConfig, exe: &Path, max_body: u64) -> Result<Arc<Self>, Error> {
+    ///
+    /// With `cache`, the runners can include files of the document root
+    /// from the unified cache by reference (`Ctx::cached`).
+    pub fn start(
+        cfg: &ModuleConfig,
+        exe: &Path,
+        max_body: u64,
+        cache: Option<iolite_core::CacheAccess>,
+    ) -> Result<Arc<Self>, Error> {
         check_library(exe, &cfg.prefix, &cfg.path)?;
         let size = max_body.saturating_mul(2).clamp(16 << 20, 1 << 36);
         let pool =
@@ -63,6 +71,7 @@ impl ProcessModule {
                 in_flight: cfg.in_flight.max(1),
                 output_pool: OUTPUT_POOL,
                 pool: pool.clone(),
+                cache: cache.clone(),
             };
             let slot = supervisor::start(slot_cfg, index).map_err(|source| Error::Spawn {
                 what: format!("module {} runner thread", cfg.prefix),

@@ -15,6 +15,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
+use iolite_core::static_files::StaticFiles;
 use iolite_ipc::{Agg, Event, Peer, Pool};
 use iolite_sdk::wire::{ABI_VERSION, Msg, RequestFrame, ResponseFrame};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -100,6 +101,8 @@ pub(crate) struct SlotConfig {
     pub in_flight: u32,
     pub output_pool: u64,
     pub pool: Pool,
+    /// The document root and unified cache, for `Ctx::cached`.
+    pub cache: Option<iolite_core::CacheAccess>,
 }
 
 /// Starts slot `index`'s thread; its runner starts at once.
@@ -127,11 +130,12 @@ enum End {
 }
 
 fn slot_main(cfg: &SlotConfig, rx: &Receiver<Cmd>, wake: &UnixStream) {
+    let files = cfg.cache.as_ref().map(iolite_core::CacheAccess::files);
     let mut queue = VecDeque::new();
     let mut backoff = BACKOFF_MIN;
     loop {
         let started = Instant::now();
-        match run_process(cfg, rx, wake, &mut queue) {
+        match run_process(cfg, files.as_ref(), rx, wake, &mut queue) {
             End::Shutdown => return,
             End::Died => {}
         }
@@ -150,6 +154,7 @@ fn slot_main(cfg: &SlotConfig, rx: &Receiver<Cmd>, wake: &UnixStream) {
 /// requests; leaves queued ones for the next runner.
 fn run_process(
     cfg: &SlotConfig,
+    files: Option<&StaticFiles>,
     rx: &Receiver<Cmd>,
     wake: &UnixStream,
     queue: &mut VecDeque<Job>,
@@ -166,7 +171,13 @@ fn run_process(
     let end = match handshake(cfg, child.1.take()) {
         Ok(mut peer) => {
             tracing::info!(module = %cfg.name, pid, "runner ready");
-            serve(cfg, rx, wake, queue, &mut peer, &mut inflight, pid)
+            let mut link = Link {
+                peer: &mut peer,
+                inflight: &mut inflight,
+                files,
+                pid,
+            };
+            serve(cfg, rx, wake, queue, &mut link)
         }
         Err(e) => {
             tracing::error!(module = %cfg.name, pid, error = %e, "runner did not start");
@@ -246,6 +257,9 @@ fn handshake(cfg: &SlotConfig, sock: Option<UnixStream>) -> Result<Peer<Msg>, St
         .map_err(|e| e.to_string())?;
     let mut peer: Peer<Msg> = Peer::new(sock);
     peer.share_pool(&cfg.pool).map_err(|e| e.to_string())?;
+    if let Some(cache) = &cfg.cache {
+        peer.share_pool(cache.pool()).map_err(|e| e.to_string())?;
+    }
     peer.send(&Msg::Hello {
         abi: ABI_VERSION,
         name: cfg.name.clone(),
@@ -270,19 +284,35 @@ fn handshake(cfg: &SlotConfig, sock: Option<UnixStream>) -> Result<Peer<Msg>, St
     Ok(peer)
 }
 
-#[allow(clippy::too_many_arguments)] // the slot's whole state, passed once
+/// One live runner, as the protocol loop sees it.
+struct Link<'a> {
+    peer: &'a mut Peer<Msg>,
+    inflight: &'a mut HashMap<u64, oneshot::Sender<Reply>>,
+    files: Option<&'a StaticFiles>,
+    pid: u32,
+}
+
 fn serve(
     cfg: &SlotConfig,
     rx: &Receiver<Cmd>,
     wake: &UnixStream,
     queue: &mut VecDeque<Job>,
-    peer: &mut Peer<Msg>,
-    inflight: &mut HashMap<u64, oneshot::Sender<Reply>>,
-    pid: u32,
+    link: &mut Link<'_>,
 ) -> End {
+    let Link {
+        peer,
+        inflight,
+        files,
+        pid,
+    } = link;
+    let (peer, inflight, files, pid) = (&mut **peer, &mut **inflight, *files, *pid);
     loop {
-        if drain_commands_inflight(rx, queue, inflight, cfg, pid).is_err() {
-            return End::Shutdown;
+        match drain_commands_inflight(rx, queue, inflight, cfg, pid) {
+            Drained::Ok => {}
+            Drained::Shutdown => return End::Shutdown,
+            // Nothing more goes to a process being replaced; queued
+            // requests wait for the next one.
+            Drained::Replace => return End::Died,
         }
         // Dispatch while credits last.
         while inflight.len() < cfg.in_flight as usize {
@@ -357,6 +387,20 @@ fn serve(
                         }
                     }
                 }
+                Ok(Event::Message(Msg::CacheLookup { path })) => {
+                    let body = files.and_then(|f| match f.cached_file(&path) {
+                        Ok(Some(agg)) => peer.export(&agg).ok(),
+                        Ok(None) => None,
+                        Err(e) => {
+                            tracing::debug!(module = %cfg.name, path, error = %e, "cache lookup");
+                            None
+                        }
+                    });
+                    if let Err(e) = peer.send(&Msg::Cached { body }) {
+                        tracing::warn!(module = %cfg.name, pid, error = %e, "runner gone");
+                        return End::Died;
+                    }
+                }
                 Ok(Event::Message(_)) => {
                     tracing::error!(module = %cfg.name, pid, "runner sent an unexpected message");
                     return End::Died;
@@ -375,15 +419,23 @@ fn serve(
     }
 }
 
+enum Drained {
+    Ok,
+    Shutdown,
+    /// A request in flight expired: its process must be replaced.
+    Replace,
+}
+
 /// Like [`drain_commands`], but an expired request that is in flight
-/// replaces the process (Err(true) = shutdown).
+/// replaces the process (the caller kills it).
 fn drain_commands_inflight(
     rx: &Receiver<Cmd>,
     queue: &mut VecDeque<Job>,
-    inflight: &mut HashMap<u64, oneshot::Sender<Reply>>,
+    inflight: &HashMap<u64, oneshot::Sender<Reply>>,
     cfg: &SlotConfig,
     pid: u32,
-) -> Result<(), ()> {
+) -> Drained {
+    let mut replace = false;
     loop {
         match rx.try_recv() {
             Ok(Cmd::Job(job)) => queue.push_back(job),
@@ -391,15 +443,12 @@ fn drain_commands_inflight(
                 queue.retain(|j| j.frame.id != id);
                 if inflight.contains_key(&id) {
                     tracing::warn!(module = %cfg.name, pid, request = id, "request timed out; replacing the runner");
-                    // Killing makes the socket close: the loop sees it.
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid as i32),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
+                    replace = true;
                 }
             }
-            Err(TryRecvError::Empty) => return Ok(()),
-            Err(TryRecvError::Disconnected) => return Err(()),
+            Err(TryRecvError::Empty) if replace => return Drained::Replace,
+            Err(TryRecvError::Empty) => return Drained::Ok,
+            Err(TryRecvError::Disconnected) => return Drained::Shutdown,
         }
     }
 }

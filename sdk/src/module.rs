@@ -3,9 +3,11 @@
 
 use std::net::SocketAddr;
 
-use iolite_ipc::{Agg, BufMut, Pool};
+use std::collections::VecDeque;
 
-use crate::wire::RequestFrame;
+use iolite_ipc::{Agg, BufDesc, BufMut, Peer, Pool};
+
+use crate::wire::{Msg, RequestFrame};
 
 /// A content module. One value serves every request of its runner process,
 /// one at a time (the server runs several processes for concurrency).
@@ -90,10 +92,15 @@ impl Request {
     }
 }
 
-/// Per-request services: the output pool.
+/// Per-request services: the output pool and the server's unified cache.
 #[derive(Debug)]
 pub struct Ctx<'a> {
     pub(crate) pool: &'a Pool,
+    pub(crate) peer: &'a mut Peer<Msg>,
+    /// Descriptors this request may quote back (its body, cached files).
+    pub(crate) quotable: &'a mut Vec<BufDesc>,
+    /// Messages that arrived while waiting for a lookup.
+    pub(crate) pending: &'a mut VecDeque<Msg>,
 }
 
 /// The first chunk a [`Writer`] allocates; later chunks double up to
@@ -111,6 +118,29 @@ impl Ctx<'_> {
             done: Agg::new(),
             written: 0,
         }
+    }
+
+    /// The bytes of the file at URL path `path` under the server's document
+    /// root, from its unified cache (loaded there on a miss), as read-only
+    /// slices of the cache pool: put them in the response body and the
+    /// server sends them from the same pages, never copied. `None` when
+    /// there is no such file, it is not cacheable (too large, cache off or
+    /// full) or the server is gone. One round trip to the server per call.
+    pub fn cached(&mut self, path: &str) -> Option<Agg> {
+        self.peer
+            .send(&Msg::CacheLookup {
+                path: path.to_owned(),
+            })
+            .ok()?;
+        let body = loop {
+            match self.peer.recv().ok()? {
+                Msg::Cached { body } => break body?,
+                other => self.pending.push_back(other),
+            }
+        };
+        let agg = self.peer.import(&body).ok()?;
+        self.quotable.extend(body.bufs);
+        Some(agg)
     }
 
     /// A raw buffer of `capacity` bytes in the output pool, to fill (for

@@ -2,6 +2,7 @@
 //! request pool, create and share the output pool, then answer requests one
 //! at a time until the server closes the socket.
 
+use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 
@@ -52,24 +53,36 @@ fn serve<M: Module + Default>(sock: OwnedFd) -> Result<(), Error> {
         abi: ABI_VERSION,
         output_pool: pool.id(),
     })?;
+    let mut pending = VecDeque::new();
+    let mut quotable = Vec::new();
     loop {
-        let msg = match peer.recv() {
-            Ok(msg) => msg,
-            Err(iolite_ipc::Error::Closed) => return Ok(()),
-            Err(e) => return Err(e.into()),
+        let msg = match pending.pop_front() {
+            Some(msg) => msg,
+            None => match peer.recv() {
+                Ok(msg) => msg,
+                Err(iolite_ipc::Error::Closed) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            },
         };
         match msg {
             Msg::Request(mut frame) => {
                 let body = peer.import(&frame.body)?;
-                let request_desc = std::mem::take(&mut frame.body);
+                quotable.clear();
+                quotable.append(&mut std::mem::take(&mut frame.body).bufs);
                 let id = frame.id;
                 let req = Request { frame, body };
-                let resp = module.handle(&req, &mut Ctx { pool: &pool });
-                let frame = match describe(&mut peer, &pool, &resp, &request_desc) {
+                let mut ctx = Ctx {
+                    pool: &pool,
+                    peer: &mut peer,
+                    quotable: &mut quotable,
+                    pending: &mut pending,
+                };
+                let mut resp = module.handle(&req, &mut ctx);
+                let frame = match describe(&mut peer, &pool, &resp, &quotable) {
                     Ok(body) => ResponseFrame {
                         id,
                         status: resp.status,
-                        headers: resp.headers,
+                        headers: std::mem::take(&mut resp.headers),
                         body,
                     },
                     Err(e) => {
@@ -83,9 +96,10 @@ fn serve<M: Module + Default>(sock: OwnedFd) -> Result<(), Error> {
                     }
                 };
                 peer.send(&Msg::Response(frame))?;
-                // Only now may the request body's leases be released: the
-                // response above may quote them.
+                // Only now may the request body's and cached files' leases
+                // be released: the response above may quote them.
                 drop(req);
+                drop(resp);
             }
             Msg::Cancel { .. } => {
                 // Requests are answered one at a time, in order: a cancelled
@@ -97,12 +111,13 @@ fn serve<M: Module + Default>(sock: OwnedFd) -> Result<(), Error> {
 }
 
 /// The response body's descriptors: output-pool buffers get fresh leases;
-/// request-body slices quote the lease the server granted with the request.
+/// slices of the request body or of cached files quote the lease the server
+/// granted with them.
 fn describe(
     peer: &mut Peer<Msg>,
     pool: &Pool,
     resp: &Response,
-    request: &AggDesc,
+    quotable: &[BufDesc],
 ) -> Result<AggDesc, Error> {
     let mut out = AggDesc::default();
     for buf in resp.body.bufs() {
@@ -111,8 +126,7 @@ fn describe(
             out.bufs.extend(d.bufs);
             continue;
         }
-        let lease = request
-            .bufs
+        let lease = quotable
             .iter()
             .find(|d| {
                 d.pool == buf.pool_id()

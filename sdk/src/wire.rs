@@ -11,14 +11,18 @@
 //! 3. server → runner: [`Msg::Request`] (at most `in_flight` unanswered);
 //!    runner → server: [`Msg::Response`] with the same id, in any order.
 //!    `Release` frames flow both ways as buffers are dropped.
-//! 4. server → runner: [`Msg::Cancel`] when the client went away (the
+//! 4. runner → server, while handling a request: [`Msg::CacheLookup`];
+//!    server → runner: [`Msg::Cached`] (slices of the cache pool, which
+//!    the server shares read-only at step 1 when its cache is on). Requests
+//!    that arrive meanwhile wait in the runner.
+//! 5. server → runner: [`Msg::Cancel`] when the client went away (the
 //!    runner may skip the request; it answers it either way).
 //!
 //! Bodies never travel inline: a request body is an [`AggDesc`] of slices
 //! of the request pool; a response body is an [`AggDesc`] whose slices name
-//! the output pool (leases the runner grants) or the request pool (leases
-//! the server granted with the request, quoted back while the runner still
-//! holds them).
+//! the output pool (leases the runner grants), the request pool or the
+//! cache pool (leases the server granted with the request or a lookup,
+//! quoted back while the runner still holds them).
 
 use std::net::SocketAddr;
 
@@ -28,7 +32,7 @@ use serde::{Deserialize, Serialize};
 /// The module ABI version: the value `iolite_module_abi_version()` returns
 /// in a module built with this SDK, and the one the runner requires. Bump it
 /// whenever [`Msg`] or the entry points change.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// The symbol of `extern "C" fn() -> u32` returning [`ABI_VERSION`].
 pub const ABI_SYMBOL: &[u8] = b"iolite_module_abi_version";
@@ -62,6 +66,19 @@ pub enum Msg {
     Request(RequestFrame),
     /// Runner → server: the answer to request `id`.
     Response(ResponseFrame),
+    /// Runner → server, while handling a request: the bytes of the file
+    /// at `path` under the document root, from the unified cache. At most
+    /// one lookup is outstanding per runner.
+    CacheLookup {
+        /// A URL path (`/header.html`); it may not leave the root.
+        path: String,
+    },
+    /// Server → runner: the answer to the last [`Msg::CacheLookup`]: slices
+    /// of the cache pool, or `None` (no such file, not cacheable, no cache).
+    Cached {
+        /// The file's bytes.
+        body: Option<AggDesc>,
+    },
     /// Server → runner: the client of request `id` went away.
     Cancel {
         /// The request.
