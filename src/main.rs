@@ -120,7 +120,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 }
 
 fn serve(args: &ServeArgs) -> ExitCode {
-    let config = match config::resolve(args) {
+    let mut config = match config::resolve(args) {
         Ok(c) => c,
         Err(errors) => {
             report(&errors);
@@ -136,6 +136,9 @@ fn serve(args: &ServeArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     init_tracing(config.log.level.as_str());
+    if args.config.is_none() && args.root.is_none() && args.modules.is_empty() {
+        mount_demo_modules(&mut config);
+    }
     match run(ServerOptions::from_config(&config), &config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fail::Modules(e)) => {
@@ -147,6 +150,45 @@ fn serve(args: &ServeArgs) -> ExitCode {
             tracing::error!("{e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The demo modules, mounted by `iolite serve` on its embedded default (no
+/// `--config`, `--root` or `--module`) when they were built next to the
+/// binary (`cargo build --workspace`, with `--release` for the release
+/// binary): prefix and library name.
+const DEMO_MODULES: &[(&str, &str)] = &[
+    ("/hello", "hello"),
+    ("/echo", "echo"),
+    ("/template", "template"),
+    ("/api", "jsonapi"),
+];
+
+fn mount_demo_modules(config: &mut config::Config) {
+    let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(std::path::Path::to_owned))
+    else {
+        return;
+    };
+    let mut missing = Vec::new();
+    for (prefix, name) in DEMO_MODULES {
+        let path = dir.join(format!("lib{name}.so"));
+        if path.is_file() {
+            config.modules.push(config::ModuleConfig {
+                prefix: (*prefix).to_owned(),
+                path,
+                ..config::ModuleConfig::default()
+            });
+        } else {
+            missing.push(*prefix);
+        }
+    }
+    if !missing.is_empty() {
+        tracing::info!(
+            "demo modules {} not built: `cargo build --workspace` (add --release for a release binary) builds them next to this binary",
+            missing.join(", ")
+        );
     }
 }
 
