@@ -349,3 +349,58 @@ fn a_64_mib_cached_file_included_by_a_module_copies_nothing() {
     assert_eq!(server.metric("iolite_body_bytes_copied_total"), before);
     assert!(server.stop().success());
 }
+
+#[test]
+fn a_client_that_goes_away_cancels_its_queued_request() {
+    let root = site();
+    let config = root.path().join("iolite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nin_flight = 1\n",
+            lib("faulty")
+        ),
+    )
+    .unwrap();
+    let fifo = root.path().join("hold");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let server = Iolite::start(root.path(), &["--config", config.to_str().unwrap()]);
+    let base: u64 = String::from_utf8(get(&server, "/faulty/count").body)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Hold the only runner (one request in flight at a time): it answers
+    // once it has read the pipe to its end. Opening the write end returns
+    // only when the module has opened the read end, so it is busy now.
+    let mut held = server.connect();
+    write!(
+        held,
+        "GET /faulty/fifo?path={} HTTP/1.1\r\nHost: t\r\n\r\n",
+        fifo.display()
+    )
+    .unwrap();
+    let pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    // A request queued behind it, whose client leaves: the server closes
+    // the connection only after it cancelled the request.
+    let mut gone = server.connect();
+    gone.write_all(b"GET /faulty/count HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    gone.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut gone, &mut rest).unwrap();
+    assert!(rest.is_empty(), "no answer for a cancelled request");
+    drop(pipe);
+    assert_eq!(
+        read_response(&mut held, &mut Vec::new(), false).body,
+        b"read 0 bytes\n"
+    );
+    // The runner handled the held request and this one, never the
+    // cancelled one.
+    let count = get(&server, "/faulty/count").body;
+    assert_eq!(
+        String::from_utf8(count).unwrap().trim(),
+        (base + 2).to_string()
+    );
+    assert!(server.stop().success());
+}

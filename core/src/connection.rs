@@ -98,6 +98,16 @@ pub(crate) async fn serve_connection(
     ctx.metrics.connection_closed();
 }
 
+/// Completes when the client has closed (or reset) its side; never when
+/// it sends more (a pipelined request is not a departure).
+async fn client_gone(stream: &TcpStream) {
+    let mut probe = [0u8; 1];
+    match stream.peek(&mut probe).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
 impl Conn {
     async fn run(
         &mut self,
@@ -130,7 +140,16 @@ impl Conn {
                 Answer::Later(mut pending) => {
                     match self.read_body_into(ctx, &head, pending.as_mut()).await {
                         Ok(()) => {
-                            let response = pending.respond().await;
+                            // A client that goes away meanwhile cancels the
+                            // request: dropping the answer's future tells
+                            // its handler.
+                            let response = tokio::select! {
+                                response = pending.respond() => response,
+                                () = client_gone(&self.stream) => {
+                                    self.log(ctx, Some(&head), 499, 0);
+                                    return Ok(());
+                                }
+                            };
                             let keep_alive = head.wants_keep_alive() && !response.close;
                             (response, keep_alive)
                         }

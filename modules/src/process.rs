@@ -116,20 +116,42 @@ impl ProcessModule {
         let _load = LoadGuard::new(&slot.load);
         let id = frame.id;
         let (tx, rx) = oneshot::channel();
-        if !slot.send(Cmd::Job(Job {
+        let deadline = std::time::Instant::now() + self.timeout;
+        if !slot.send(Cmd::Job(Box::new(Job {
             frame,
             body,
             reply: tx,
-        })) {
+            deadline,
+        }))) {
             return plain(502, b"502 Bad Gateway\n");
         }
-        match tokio::time::timeout(self.timeout, rx).await {
-            Err(_) => {
-                slot.send(Cmd::Expired(id));
+        // Dropped before the answer (the client went away): cancel.
+        let mut cancel = CancelGuard { slot, id: Some(id) };
+        // The slot enforces the deadline once the request is in flight (and
+        // replaces the process); this one also bounds the wait for a runner.
+        let answer = tokio::time::timeout(self.timeout, rx).await;
+        cancel.id = None;
+        match answer {
+            Err(_) | Ok(Ok(Err(Failure::TimedOut))) => {
+                slot.send(Cmd::Cancel(id));
                 plain(504, b"504 Gateway Timeout\n")
             }
             Ok(Err(_)) | Ok(Ok(Err(Failure::Crashed))) => plain(502, b"502 Bad Gateway\n"),
             Ok(Ok(Ok((frame, body)))) => to_response(&self.prefix, frame, body),
+        }
+    }
+}
+
+/// Sends [`Cmd::Cancel`] when dropped with the request still open.
+struct CancelGuard<'a> {
+    slot: &'a SlotHandle,
+    id: Option<u64>,
+}
+
+impl Drop for CancelGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.slot.send(Cmd::Cancel(id));
         }
     }
 }

@@ -36,6 +36,9 @@ const RELEASE_TICK: Duration = Duration::from_millis(10);
 pub(crate) enum Failure {
     /// The process died (or broke the protocol) with the request in flight.
     Crashed,
+    /// The request passed its deadline in the module; its process is being
+    /// replaced.
+    TimedOut,
 }
 
 /// A module's answer: its frame and the imported body.
@@ -49,13 +52,24 @@ pub(crate) struct Job {
     pub frame: RequestFrame,
     pub body: Agg,
     pub reply: oneshot::Sender<Reply>,
+    /// Past this, in flight: 504 and the process is replaced.
+    pub deadline: Instant,
+}
+
+/// A request sent to the runner and not yet answered.
+#[derive(Debug)]
+struct Flight {
+    /// None once the caller went away (cancelled).
+    reply: Option<oneshot::Sender<Reply>>,
+    deadline: Instant,
 }
 
 #[derive(Debug)]
 pub(crate) enum Cmd {
-    Job(Job),
-    /// Request `id` is past its deadline: replace its process.
-    Expired(u64),
+    Job(Box<Job>),
+    /// The client of request `id` went away: drop it if queued, tell the
+    /// runner if in flight.
+    Cancel(u64),
 }
 
 /// The worker threads' handle on one slot.
@@ -167,7 +181,7 @@ fn run_process(
         }
     };
     let pid = child.0.id();
-    let mut inflight: HashMap<u64, oneshot::Sender<Reply>> = HashMap::new();
+    let mut inflight: HashMap<u64, Flight> = HashMap::new();
     let end = match handshake(cfg, child.1.take()) {
         Ok(mut peer) => {
             tracing::info!(module = %cfg.name, pid, "runner ready");
@@ -184,8 +198,16 @@ fn run_process(
             drain_commands(rx, queue).map_or(End::Shutdown, |()| End::Died)
         }
     };
-    for (_, reply) in inflight.drain() {
-        let _ = reply.send(Err(Failure::Crashed));
+    let now = Instant::now();
+    for (_, flight) in inflight.drain() {
+        if let Some(reply) = flight.reply {
+            let failure = if flight.deadline <= now {
+                Failure::TimedOut
+            } else {
+                Failure::Crashed
+            };
+            let _ = reply.send(Err(failure));
+        }
     }
     let _ = child.0.kill();
     match child.0.wait() {
@@ -199,8 +221,8 @@ fn run_process(
 fn drain_commands(rx: &Receiver<Cmd>, queue: &mut VecDeque<Job>) -> Result<(), ()> {
     loop {
         match rx.try_recv() {
-            Ok(Cmd::Job(job)) => queue.push_back(job),
-            Ok(Cmd::Expired(id)) => queue.retain(|j| j.frame.id != id),
+            Ok(Cmd::Job(job)) => queue.push_back(*job),
+            Ok(Cmd::Cancel(id)) => queue.retain(|j| j.frame.id != id),
             Err(TryRecvError::Empty) => return Ok(()),
             Err(TryRecvError::Disconnected) => return Err(()),
         }
@@ -287,7 +309,7 @@ fn handshake(cfg: &SlotConfig, sock: Option<UnixStream>) -> Result<Peer<Msg>, St
 /// One live runner, as the protocol loop sees it.
 struct Link<'a> {
     peer: &'a mut Peer<Msg>,
-    inflight: &'a mut HashMap<u64, oneshot::Sender<Reply>>,
+    inflight: &'a mut HashMap<u64, Flight>,
     files: Option<&'a StaticFiles>,
     pid: u32,
 }
@@ -307,12 +329,15 @@ fn serve(
     } = link;
     let (peer, inflight, files, pid) = (&mut **peer, &mut **inflight, *files, *pid);
     loop {
-        match drain_commands_inflight(rx, queue, inflight, cfg, pid) {
-            Drained::Ok => {}
-            Drained::Shutdown => return End::Shutdown,
+        if drain_commands_inflight(rx, queue, inflight, peer, cfg, pid).is_err() {
+            return End::Shutdown;
+        }
+        let now = Instant::now();
+        if let Some((id, _)) = inflight.iter().find(|(_, f)| f.deadline <= now) {
             // Nothing more goes to a process being replaced; queued
             // requests wait for the next one.
-            Drained::Replace => return End::Died,
+            tracing::warn!(module = %cfg.name, pid, request = id, "request timed out; replacing the runner");
+            return End::Died;
         }
         // Dispatch while credits last.
         while inflight.len() < cfg.in_flight as usize {
@@ -337,17 +362,27 @@ fn serve(
                 let _ = job.reply.send(Err(Failure::Crashed));
                 return End::Died;
             }
-            inflight.insert(id, job.reply);
+            inflight.insert(
+                id,
+                Flight {
+                    reply: Some(job.reply),
+                    deadline: job.deadline,
+                },
+            );
         }
         let buffered = peer.channel().buffered() > 0;
         let (sock_ready, wake_ready) = if buffered {
             (true, false)
         } else {
-            let timeout = if peer.leases_held() > 0 {
-                PollTimeout::try_from(RELEASE_TICK).unwrap_or(PollTimeout::NONE)
-            } else {
-                PollTimeout::NONE
-            };
+            let next_deadline = inflight.values().map(|f| f.deadline).min();
+            let mut wait = next_deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if peer.leases_held() > 0 {
+                wait = Some(wait.map_or(RELEASE_TICK, |w| w.min(RELEASE_TICK)));
+            }
+            // Round up so a deadline is not polled for in a busy loop.
+            let timeout = wait.map_or(PollTimeout::NONE, |w| {
+                PollTimeout::try_from(w + Duration::from_millis(1)).unwrap_or(PollTimeout::MAX)
+            });
             let sock = peer.channel().stream().as_fd();
             let mut fds = [
                 PollFd::new(sock, PollFlags::POLLIN),
@@ -371,18 +406,22 @@ fn serve(
         if sock_ready {
             match peer.recv_event() {
                 Ok(Event::Message(Msg::Response(frame))) => {
-                    let Some(reply) = inflight.remove(&frame.id) else {
-                        // A request we already gave up on (expired): its
-                        // process is being replaced; nothing to do.
-                        continue;
+                    let Some(flight) = inflight.remove(&frame.id) else {
+                        tracing::error!(module = %cfg.name, pid, request = frame.id, "answer to a request never sent");
+                        return End::Died;
                     };
-                    match peer.import(&frame.body) {
-                        Ok(body) => {
+                    // A cancelled request's body is imported all the same,
+                    // and dropped at once: that releases its leases.
+                    match (peer.import(&frame.body), flight.reply) {
+                        (Ok(body), Some(reply)) => {
                             let _ = reply.send(Ok((frame, body)));
                         }
-                        Err(e) => {
+                        (Ok(_), None) => {}
+                        (Err(e), reply) => {
                             tracing::error!(module = %cfg.name, pid, error = %e, "bad response body descriptor");
-                            let _ = reply.send(Err(Failure::Crashed));
+                            if let Some(reply) = reply {
+                                let _ = reply.send(Err(Failure::Crashed));
+                            }
                             return End::Died;
                         }
                     }
@@ -419,36 +458,32 @@ fn serve(
     }
 }
 
-enum Drained {
-    Ok,
-    Shutdown,
-    /// A request in flight expired: its process must be replaced.
-    Replace,
-}
-
-/// Like [`drain_commands`], but an expired request that is in flight
-/// replaces the process (the caller kills it).
+/// Like [`drain_commands`], but a cancelled request in flight is told to
+/// the runner (its deadline still holds: a runner stuck on it is replaced).
+/// Err: the server is stopping.
 fn drain_commands_inflight(
     rx: &Receiver<Cmd>,
     queue: &mut VecDeque<Job>,
-    inflight: &HashMap<u64, oneshot::Sender<Reply>>,
+    inflight: &mut HashMap<u64, Flight>,
+    peer: &mut Peer<Msg>,
     cfg: &SlotConfig,
     pid: u32,
-) -> Drained {
-    let mut replace = false;
+) -> Result<(), ()> {
     loop {
         match rx.try_recv() {
-            Ok(Cmd::Job(job)) => queue.push_back(job),
-            Ok(Cmd::Expired(id)) => {
+            Ok(Cmd::Job(job)) => queue.push_back(*job),
+            Ok(Cmd::Cancel(id)) => {
                 queue.retain(|j| j.frame.id != id);
-                if inflight.contains_key(&id) {
-                    tracing::warn!(module = %cfg.name, pid, request = id, "request timed out; replacing the runner");
-                    replace = true;
+                if let Some(flight) = inflight.get_mut(&id) {
+                    if flight.reply.take().is_some() {
+                        tracing::info!(module = %cfg.name, pid, request = id, "client gone; request cancelled");
+                        // A send failure shows up as a closed socket next.
+                        let _ = peer.send(&Msg::Cancel { id });
+                    }
                 }
             }
-            Err(TryRecvError::Empty) if replace => return Drained::Replace,
-            Err(TryRecvError::Empty) => return Drained::Ok,
-            Err(TryRecvError::Disconnected) => return Drained::Shutdown,
+            Err(TryRecvError::Empty) => return Ok(()),
+            Err(TryRecvError::Disconnected) => return Err(()),
         }
     }
 }
