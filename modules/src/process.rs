@@ -368,3 +368,73 @@ impl PendingResponse for PendingModule {
         Box::pin(module.call(frame, body))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(status: u16, headers: &[(&str, &[u8])]) -> ResponseFrame {
+        ResponseFrame {
+            id: 1,
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), v.to_vec()))
+                .collect(),
+            body: iolite_ipc::AggDesc::default(),
+        }
+    }
+
+    #[test]
+    fn module_answers_are_checked_table() {
+        type Case = (
+            u16,
+            &'static [(&'static str, &'static [u8])],
+            u16,
+            &'static [u8],
+        );
+        let table: &[Case] = &[
+            (
+                200,
+                &[("Content-Type", b"text/plain")],
+                200,
+                b"Content-Type: text/plain\r\n",
+            ),
+            (
+                201,
+                &[("X-A", b"1"), ("x-b", b"two words")],
+                201,
+                b"X-A: 1\r\nx-b: two words\r\n",
+            ),
+            // The server's own fields are dropped, not duplicated.
+            (
+                200,
+                &[
+                    ("Content-Length", b"9"),
+                    ("connection", b"close"),
+                    ("Date", b"x"),
+                ],
+                200,
+                b"",
+            ),
+            // Response splitting and bad names are refused.
+            (200, &[("X-A", b"1\r\nSet-Cookie: a=b")], 502, b""),
+            (200, &[("X-A", b"1\n")], 502, b""),
+            (200, &[("Bad Name", b"1")], 502, b""),
+            (200, &[("", b"1")], 502, b""),
+            (200, &[("X:Y", b"1")], 502, b""),
+            // Statuses a module may not send.
+            (100, &[], 502, b""),
+            (199, &[], 502, b""),
+            (1000, &[], 502, b""),
+            (404, &[], 404, b""),
+        ];
+        for (status, headers, want_status, want_lines) in table {
+            let r = to_response("/m", frame(*status, headers), Agg::new());
+            assert_eq!(r.status, *want_status, "{status} {headers:?}");
+            if *want_status != 502 {
+                assert_eq!(r.headers.as_bytes(), *want_lines, "{status} {headers:?}");
+            }
+        }
+    }
+}

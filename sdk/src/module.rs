@@ -274,3 +274,83 @@ impl Response {
         &self.body
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn writer(pool: &Pool) -> Writer<'_> {
+        Writer {
+            pool,
+            cur: None,
+            done: Agg::new(),
+            written: 0,
+        }
+    }
+
+    #[test]
+    fn the_writer_keeps_every_byte_in_order_table() {
+        let pool = Pool::new(16 << 20).unwrap();
+        let cases: &[&[usize]] = &[
+            &[],
+            &[1],
+            &[4096],
+            &[4097],
+            &[3, 4093, 1, 5000],
+            &[1 << 20, 1, (1 << 20) + 7],
+            &[100; 200],
+        ];
+        for sizes in cases {
+            let mut w = writer(&pool);
+            let mut want = Vec::new();
+            for (i, &n) in sizes.iter().enumerate() {
+                let chunk: Vec<u8> = (0..n).map(|j| (i * 31 + j) as u8).collect();
+                w.write_all(&chunk).unwrap();
+                want.extend_from_slice(&chunk);
+            }
+            assert_eq!(w.len(), want.len());
+            let agg = w.finish();
+            assert_eq!(agg.copy_to_vec(), want, "{sizes:?}");
+            // Chunks grow: never more buffers than writes plus doublings.
+            assert!(agg.bufs().len() <= sizes.len() + 12, "{sizes:?}");
+        }
+    }
+
+    #[test]
+    fn the_writer_formats_and_fails_cleanly_when_the_pool_is_full() {
+        let pool = Pool::new(64 << 10).unwrap();
+        let mut w = writer(&pool);
+        std::fmt::Write::write_fmt(&mut w, format_args!("{}-{}", 1, "a")).unwrap();
+        assert_eq!(w.finish().copy_to_vec(), b"1-a");
+        let mut w = writer(&pool);
+        let big = vec![7u8; 1 << 20];
+        let err = w.write_all(&big).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::OutOfMemory);
+        assert!(std::fmt::Write::write_str(&mut writer(&pool), &"x".repeat(1 << 20)).is_err());
+    }
+
+    #[test]
+    fn request_headers_match_names_case_insensitively() {
+        let req = Request {
+            frame: RequestFrame {
+                id: 1,
+                method: "GET".into(),
+                path: "/a".into(),
+                query: String::new(),
+                headers: vec![
+                    ("Content-Type".into(), b"text/x".to_vec()),
+                    ("X-Two".into(), b"1".to_vec()),
+                    ("x-two".into(), b"2".to_vec()),
+                ],
+                client: None,
+                body: iolite_ipc::AggDesc::default(),
+            },
+            body: Agg::new(),
+        };
+        assert_eq!(req.header("content-type"), Some(&b"text/x"[..]));
+        assert_eq!(req.header("X-TWO"), Some(&b"1"[..]));
+        assert_eq!(req.header("absent"), None);
+        assert_eq!(req.headers().count(), 3);
+    }
+}
