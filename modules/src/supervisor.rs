@@ -28,6 +28,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const HEALTHY: Duration = Duration::from_secs(10);
 /// Time a new runner has to load its module and say `Ready`.
 const HANDSHAKE: Duration = Duration::from_secs(10);
+/// Longest a runner may take to finish a frame it started, or to take one
+/// from a full socket: past it, the runner is replaced (a slot thread never
+/// blocks on a stuck runner for longer).
+const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often held leases are released when nothing else wakes the thread.
 const RELEASE_TICK: Duration = Duration::from_millis(10);
 
@@ -277,6 +281,8 @@ fn handshake(cfg: &SlotConfig, sock: Option<UnixStream>) -> Result<Peer<Msg>, St
     let sock = sock.ok_or("no socket")?;
     sock.set_read_timeout(Some(HANDSHAKE))
         .map_err(|e| e.to_string())?;
+    sock.set_write_timeout(Some(FRAME_TIMEOUT))
+        .map_err(|e| e.to_string())?;
     let mut peer: Peer<Msg> = Peer::new(sock);
     peer.share_pool(&cfg.pool).map_err(|e| e.to_string())?;
     if let Some(cache) = &cfg.cache {
@@ -299,9 +305,10 @@ fn handshake(cfg: &SlotConfig, sock: Option<UnixStream>) -> Result<Peer<Msg>, St
         Ok(_) => return Err("the runner's first message is not Ready".into()),
         Err(e) => return Err(format!("no Ready from the runner: {e}")),
     }
+    // From now on the socket is read only when poll says a frame started.
     peer.channel()
         .stream()
-        .set_read_timeout(None)
+        .set_read_timeout(Some(FRAME_TIMEOUT))
         .map_err(|e| e.to_string())?;
     Ok(peer)
 }
