@@ -404,3 +404,52 @@ fn a_client_that_goes_away_cancels_its_queued_request() {
     );
     assert!(server.stop().success());
 }
+
+/// The pids of `parent`'s child processes.
+fn children(parent: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let ppid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .and_then(|v| v.trim().parse::<i32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn processes_min_zero_starts_the_runner_on_the_first_request() {
+    let root = site();
+    let config = root.path().join("iolite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nprocesses_min = 0\n\n[[module]]\nprefix = \"/hello\"\npath = \"{}\"\nprocesses_min = 2\n",
+            lib("faulty"),
+            lib("hello")
+        ),
+    )
+    .unwrap();
+    let server = Iolite::start(root.path(), &["--config", config.to_str().unwrap()]);
+    // Two runners for /hello from the start, none for /faulty yet.
+    assert_eq!(children(server.pid()).len(), 2);
+    let r = get(&server, "/faulty/x");
+    assert_eq!(r.status, 200);
+    let pid: i32 = String::from_utf8(r.body).unwrap()["ok pid ".len()..]
+        .trim()
+        .parse()
+        .unwrap();
+    let now = children(server.pid());
+    assert_eq!(now.len(), 3);
+    assert!(now.contains(&pid));
+    assert!(server.stop().success());
+}

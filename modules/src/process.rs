@@ -24,6 +24,8 @@ use crate::supervisor::{self, Cmd, Failure, Job, SlotConfig, SlotHandle};
 
 /// Bytes of each runner's output pool.
 const OUTPUT_POOL: u64 = 64 << 20;
+/// Longest `start` waits for its runners to be ready.
+const STARTUP_WAIT: Duration = Duration::from_secs(15);
 /// Requests a slot may hold (in flight plus queued) per credit before new
 /// ones get 503.
 const QUEUE_PER_CREDIT: usize = 4;
@@ -44,7 +46,8 @@ impl ProcessModule {
     /// Checks the library (in a throw-away runner: a library built for
     /// another ABI is refused here, both versions named), creates the
     /// request pool (room for two bodies of `max_body`) and starts
-    /// `processes_min` runners (at least one). `exe` is the iolite binary.
+    /// `processes_min` runners; with `processes_min = 0`, one runner starts
+    /// on the first request. `exe` is the iolite binary.
     ///
     /// With `cache`, the runners can include files of the document root
     /// from the unified cache by reference (`Ctx::cached`).
@@ -63,6 +66,7 @@ impl ProcessModule {
             })?;
         let n = cfg.processes_min.max(1) as usize;
         let mut slots = Vec::with_capacity(n);
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
         for index in 0..n {
             let slot_cfg = SlotConfig {
                 name: cfg.prefix.clone(),
@@ -72,12 +76,28 @@ impl ProcessModule {
                 output_pool: OUTPUT_POOL,
                 pool: pool.clone(),
                 cache: cache.clone(),
+                lazy: cfg.processes_min == 0,
             };
-            let slot = supervisor::start(slot_cfg, index).map_err(|source| Error::Spawn {
-                what: format!("module {} runner thread", cfg.prefix),
-                source,
-            })?;
+            let slot =
+                supervisor::start(slot_cfg, index, started_tx.clone()).map_err(|source| {
+                    Error::Spawn {
+                        what: format!("module {} runner thread", cfg.prefix),
+                        source,
+                    }
+                })?;
             slots.push(slot);
+        }
+        drop(started_tx);
+        if cfg.processes_min > 0 {
+            // Announce the server only once its runners are ready (or failed
+            // to start, logged): no first request waits for a cold start.
+            let deadline = std::time::Instant::now() + STARTUP_WAIT;
+            for _ in 0..n {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if started_rx.recv_timeout(left).is_err() {
+                    break;
+                }
+            }
         }
         tracing::info!(module = %cfg.prefix, library = %cfg.path.display(), processes = n, "module mounted");
         Ok(Arc::new(ProcessModule {

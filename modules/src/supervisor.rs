@@ -121,10 +121,17 @@ pub(crate) struct SlotConfig {
     pub pool: Pool,
     /// The document root and unified cache, for `Ctx::cached`.
     pub cache: Option<iolite_core::CacheAccess>,
+    /// Start the runner only when the first request comes.
+    pub lazy: bool,
 }
 
-/// Starts slot `index`'s thread; its runner starts at once.
-pub(crate) fn start(cfg: SlotConfig, index: usize) -> std::io::Result<Arc<SlotHandle>> {
+/// Starts slot `index`'s thread; its runner starts at once (unless lazy).
+/// `started` hears once when the first runner is ready or failed to start.
+pub(crate) fn start(
+    cfg: SlotConfig,
+    index: usize,
+    started: Sender<()>,
+) -> std::io::Result<Arc<SlotHandle>> {
     let (tx, rx) = std::sync::mpsc::channel();
     let (wake_w, wake_r) = UnixStream::pair()?;
     wake_w.set_nonblocking(true)?;
@@ -136,7 +143,7 @@ pub(crate) fn start(cfg: SlotConfig, index: usize) -> std::io::Result<Arc<SlotHa
     });
     std::thread::Builder::new()
         .name(format!("iolite-module-{index}"))
-        .spawn(move || slot_main(&cfg, &rx, &wake_r))?;
+        .spawn(move || slot_main(&cfg, &rx, &wake_r, started))?;
     Ok(handle)
 }
 
@@ -147,13 +154,21 @@ enum End {
     Died,
 }
 
-fn slot_main(cfg: &SlotConfig, rx: &Receiver<Cmd>, wake: &UnixStream) {
+fn slot_main(cfg: &SlotConfig, rx: &Receiver<Cmd>, wake: &UnixStream, started: Sender<()>) {
+    let mut first_start = Some(started);
     let files = cfg.cache.as_ref().map(iolite_core::CacheAccess::files);
     let mut queue = VecDeque::new();
+    if cfg.lazy {
+        match rx.recv() {
+            Ok(Cmd::Job(job)) => queue.push_back(*job),
+            Ok(Cmd::Cancel(_)) => {}
+            Err(_) => return,
+        }
+    }
     let mut backoff = BACKOFF_MIN;
     loop {
         let started = Instant::now();
-        match run_process(cfg, files.as_ref(), rx, wake, &mut queue) {
+        match run_process(cfg, files.as_ref(), rx, wake, &mut queue, &mut first_start) {
             End::Shutdown => return,
             End::Died => {}
         }
@@ -176,17 +191,23 @@ fn run_process(
     rx: &Receiver<Cmd>,
     wake: &UnixStream,
     queue: &mut VecDeque<Job>,
+    started: &mut Option<Sender<()>>,
 ) -> End {
     let mut child = match spawn_runner(cfg) {
         Ok(c) => c,
         Err(e) => {
+            started.take();
             tracing::error!(module = %cfg.name, error = %e, "cannot start runner");
             return drain_commands(rx, queue).map_or(End::Shutdown, |()| End::Died);
         }
     };
     let pid = child.0.id();
     let mut inflight: HashMap<u64, Flight> = HashMap::new();
-    let end = match handshake(cfg, child.1.take()) {
+    let shaken = handshake(cfg, child.1.take());
+    if let Some(tx) = started.take() {
+        let _ = tx.send(());
+    }
+    let end = match shaken {
         Ok(mut peer) => {
             tracing::info!(module = %cfg.name, pid, "runner ready");
             let mut link = Link {
