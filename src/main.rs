@@ -52,6 +52,9 @@ struct RunnerArgs {
     /// Only load the library and check its ABI version.
     #[arg(long)]
     check: bool,
+    /// Bytes of shared pools the runner will map (for its memory limit).
+    #[arg(long, default_value_t = 0)]
+    shared_bytes: u64,
 }
 
 fn main() -> ExitCode {
@@ -75,7 +78,7 @@ fn runner(args: &RunnerArgs) -> ExitCode {
     let name = args.name.as_deref().unwrap_or("module");
     let result = match (args.check, args.socket_fd) {
         (true, _) => iolite_modules::runner::check(&args.module).map(|()| 0),
-        (false, Some(fd)) => iolite_modules::runner::run(fd, &args.module),
+        (false, Some(fd)) => iolite_modules::runner::run(fd, &args.module, args.shared_bytes),
         (false, None) => {
             eprintln!("iolite runner: --socket-fd or --check is required");
             return ExitCode::from(2);

@@ -23,18 +23,21 @@ pub fn check(module: &Path) -> Result<(), Error> {
 }
 
 /// Serves the module on inherited descriptor `socket_fd`; returns the exit
-/// code the module's entry point returned.
-pub fn run(socket_fd: i32, module: &Path) -> Result<i32, Error> {
+/// code the module's entry point returned. `shared_bytes` is how much shared
+/// memory (request, output and cache pools) the runner will map.
+pub fn run(socket_fd: i32, module: &Path, shared_bytes: u64) -> Result<i32, Error> {
     let sock = take_inherited_socket(socket_fd)
         .map_err(|e| Error::Runner(format!("--socket-fd {socket_fd}: {e}")))?;
     // ---------------------------------------------------------------
     // SANDBOX CALL SITE (sandbox branch): apply the module's profile here,
     // before the library is opened (its initialisers are module code):
     //     iolite_sandbox::Profile::from(..).apply()?;
-    // rlimits (address space must cover the request pool and output pool
-    // mappings), NO_NEW_PRIVS, user drop, landlock (allow reading `module`),
+    // rlimits (RLIMIT_AS must be memory_limit + `shared_bytes`: the pools
+    // are mapped after this point, by the module's SDK), NO_NEW_PRIVS, user
+    // drop, landlock (allow reading `module`),
     // seccomp (allow recvmsg/sendmsg/mmap(PROT_READ)/munmap/futex/exit).
     // ---------------------------------------------------------------
+    let _ = shared_bytes;
     let lib = ModuleLibrary::open(module)?;
     lib.check_abi(ABI_SYMBOL, ABI_VERSION)?;
     Ok(lib.run_main(MAIN_SYMBOL, sock)?)

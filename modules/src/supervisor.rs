@@ -264,6 +264,8 @@ fn spawn_runner(cfg: &SlotConfig) -> std::io::Result<(Child, Option<UnixStream>)
         .arg(&cfg.library)
         .arg("--name")
         .arg(&cfg.name)
+        .arg("--shared-bytes")
+        .arg(shared_bytes(cfg).to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -280,6 +282,15 @@ fn spawn_runner(cfg: &SlotConfig) -> std::io::Result<(Child, Option<UnixStream>)
         forward_log(&cfg.name, pid, "stderr", err);
     }
     Ok((child, Some(ours)))
+}
+
+/// Bytes of shared memory the runner will map: the request pool, its output
+/// pool and the cache pool. An address-space limit must leave room for them
+/// on top of the module's own memory.
+fn shared_bytes(cfg: &SlotConfig) -> u64 {
+    cfg.pool.memfd_size()
+        + cfg.output_pool
+        + cfg.cache.as_ref().map_or(0, |c| c.pool().memfd_size())
 }
 
 /// The module's stdout and stderr go to the server's log, line by line,
