@@ -37,6 +37,8 @@ fn modules_dir() -> &'static Path {
             "iolite-example-template",
             "-p",
             "iolite-example-jsonapi",
+            "-p",
+            "iolite-example-hostile",
         ]);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
@@ -451,5 +453,39 @@ fn processes_min_zero_starts_the_runner_on_the_first_request() {
     let now = children(server.pid());
     assert_eq!(now.len(), 3);
     assert!(now.contains(&pid));
+    assert!(server.stop().success());
+}
+
+#[test]
+fn attacks_on_the_shared_pages_fail_only_their_own_request() {
+    let root = site();
+    let server = Iolite::start(
+        root.path(),
+        &[
+            "--module",
+            &format!("/hostile={}", lib("hostile")),
+            "--module",
+            &format!("/echo={}", lib("echo")),
+        ],
+    );
+    for attack in ["write", "mprotect", "truncate"] {
+        let r = request(
+            &server,
+            "POST",
+            &format!("/hostile/{attack}"),
+            b"victim bytes",
+        );
+        assert_eq!(r.header("x-attack"), None, "{attack} succeeded");
+        assert_eq!(r.status, 502, "{attack}");
+        // The other module, and the pool's bytes, are untouched.
+        let r = request(&server, "POST", "/echo", b"still here");
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"still here"[..]));
+        // The attacker's runner comes back.
+        assert_eq!(
+            get(&server, "/hostile/nothing").status,
+            204,
+            "after {attack}"
+        );
+    }
     assert!(server.stop().success());
 }
