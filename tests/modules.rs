@@ -39,6 +39,8 @@ fn modules_dir() -> &'static Path {
             "iolite-example-jsonapi",
             "-p",
             "iolite-example-hostile",
+            "-p",
+            "iolite-example-forger",
         ]);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
@@ -485,6 +487,31 @@ fn attacks_on_the_shared_pages_fail_only_their_own_request() {
             get(&server, "/hostile/nothing").status,
             204,
             "after {attack}"
+        );
+    }
+    assert!(server.stop().success());
+}
+
+#[test]
+fn forged_response_descriptors_are_refused() {
+    let root = site();
+    let server = Iolite::start(
+        root.path(),
+        &["--module", &format!("/forger={}", lib("forger"))],
+    );
+    for forgery in ["pool", "range", "lease"] {
+        let r = request(
+            &server,
+            "POST",
+            &format!("/forger/{forgery}"),
+            b"0123456789abcdef",
+        );
+        assert_eq!(r.status, 502, "{forgery}");
+        // The replaced runner answers honestly.
+        assert_eq!(
+            get(&server, "/forger/honest").status,
+            200,
+            "after {forgery}"
         );
     }
     assert!(server.stop().success());

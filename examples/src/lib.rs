@@ -5,7 +5,8 @@
 //! # Layout
 //! - `site/`: the demo site.
 //! - `modules/{hello,echo,template,jsonapi}`: example modules (cdylib
-//!   crates of the workspace); `modules/{faulty,abi-mismatch}`: modules
-//!   that misbehave on purpose, for the supervision tests. See
+//!   crates of the workspace); `modules/{faulty,hostile,forger,abi-mismatch}`:
+//!   modules that misbehave on purpose, for the supervision and isolation
+//!   tests (hostile and forger hold `unsafe` to attack with). See
 //!   `examples/README.md`.
 #![forbid(unsafe_code)]
