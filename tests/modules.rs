@@ -124,6 +124,11 @@ fn hello_and_echo_answer_through_the_server() {
     let r = request(&server, "HEAD", "/hello/ann", b"");
     assert_eq!((r.status, r.body.len()), (200, 0));
     assert_eq!(r.header("content-length"), Some("12"));
+    // A chunked body reaches the module whole.
+    let mut s = server.connect();
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1;ext=1\r\n,\r\n6\r\n world\r\n0\r\n\r\n").unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), false);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello, world"[..]));
     // Keep-alive and pipelining across module requests on one connection.
     let mut s = server.connect();
     s.write_all(b"GET /hello/a HTTP/1.1\r\nHost: t\r\n\r\nPOST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nxyzGET /hello/c HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();

@@ -209,8 +209,8 @@ impl Conn {
 
     /// Reads the request body into a pending handler: the bytes that came
     /// with the head are copied (and counted), the rest is read by `read(2)`
-    /// straight into the handler's buffer. Chunked bodies are refused (411)
-    /// for now: the handler needs the length to reserve its buffer.
+    /// straight into the handler's buffer. A chunked body is decoded and its
+    /// data copied in run by run.
     async fn read_body_into(
         &mut self,
         ctx: &WorkerCtx,
@@ -219,9 +219,7 @@ impl Conn {
     ) -> Result<(), Error> {
         let len = match head.body {
             BodyFraming::None | BodyFraming::Length(0) => return Ok(()),
-            BodyFraming::Chunked => {
-                return Err(Error::LengthRequired("a module needs Content-Length"));
-            }
+            BodyFraming::Chunked => return self.read_chunked_into(ctx, head, pending).await,
             BodyFraming::Length(len) => len,
         };
         if len > ctx.opts.limits.max_body {
@@ -250,6 +248,36 @@ impl Conn {
             remaining -= n as u64;
         }
         Ok(())
+    }
+
+    /// Decodes a chunked body into a pending handler, run by run of data
+    /// (each copied: the framing sits between the runs).
+    async fn read_chunked_into(
+        &mut self,
+        ctx: &WorkerCtx,
+        head: &RequestHead,
+        pending: &mut dyn PendingResponse,
+    ) -> Result<(), Error> {
+        let start = head.head_len;
+        let mut continue_sent = !head.expect_continue || head.version == Version::Http10;
+        let mut decoder = ChunkedDecoder::new(ctx.opts.limits.max_body);
+        loop {
+            let mut refused = None;
+            let progress = decoder.feed(&self.buf[start..], |data| {
+                if refused.is_none() {
+                    refused = pending.body_chunk(data).err();
+                }
+            })?;
+            if let Some(error) = refused {
+                return Err(error);
+            }
+            self.buf.drain(start..start + progress.consumed);
+            if progress.done {
+                return Ok(());
+            }
+            self.send_continue(ctx, &mut continue_sent).await?;
+            self.read_more(ctx).await?;
+        }
     }
 
     /// Writes an access-log line for the request whose head is at the start

@@ -61,7 +61,8 @@ pub type ResponseFuture = Pin<Box<dyn Future<Output = Response>>>;
 /// [`body_advance`](PendingResponse::body_advance), and finally awaits
 /// [`respond`](PendingResponse::respond). Bytes that arrived with the head
 /// are copied in with [`body_prefix`](PendingResponse::body_prefix) (and
-/// counted as copied).
+/// counted as copied). A chunked body goes through
+/// [`body_chunk`](PendingResponse::body_chunk) instead.
 pub trait PendingResponse: std::fmt::Debug {
     /// The body has `len` bytes (`Content-Length`); called only when it has
     /// some. An error is the answer (for example 503 when there is no room).
@@ -72,6 +73,14 @@ pub trait PendingResponse: std::fmt::Debug {
 
     /// `n` bytes of [`body_space`](PendingResponse::body_space) were filled.
     fn body_advance(&mut self, n: usize);
+
+    /// A run of a chunked body's data (its length is not known up front),
+    /// copied in (and counted by the implementation). The default refuses
+    /// chunked bodies (411).
+    fn body_chunk(&mut self, data: &[u8]) -> Result<(), Error> {
+        let _ = data;
+        Err(Error::LengthRequired("this handler needs Content-Length"))
+    }
 
     /// Copies body bytes that were read with the head.
     fn body_prefix(&mut self, bytes: &[u8]) {

@@ -305,6 +305,7 @@ impl Handler for ModuleHandler {
             module: self.module.clone(),
             frame,
             body: None,
+            chunks: Agg::new(),
         })))
     }
 }
@@ -346,8 +347,15 @@ fn request_frame(req: &RequestCtx<'_>, path: &str) -> Result<RequestFrame, iolit
 struct PendingModule {
     module: Arc<ProcessModule>,
     frame: RequestFrame,
+    /// The body being filled (Content-Length: all of it; chunked: the
+    /// current buffer).
     body: Option<BufMut>,
+    /// A chunked body's filled buffers.
+    chunks: Agg,
 }
+
+/// Smallest buffer a chunked body is copied into.
+const CHUNK_BUF: usize = 64 << 10;
 
 impl PendingResponse for PendingModule {
     fn body_start(&mut self, len: u64) -> Result<(), iolite_core::Error> {
@@ -378,13 +386,45 @@ impl PendingResponse for PendingModule {
         }
     }
 
+    fn body_chunk(&mut self, mut data: &[u8]) -> Result<(), iolite_core::Error> {
+        iolite_ipc::copied::add(data.len());
+        while !data.is_empty() {
+            if self.body.as_ref().is_none_or(|b| b.remaining() == 0) {
+                if let Some(full) = self.body.take() {
+                    self.chunks.push(full.freeze());
+                }
+                let buf = self
+                    .module
+                    .pool
+                    .alloc(data.len().max(CHUNK_BUF))
+                    .map_err(|_| {
+                        iolite_core::Error::Unavailable("the module's request pool is full")
+                    })?;
+                self.body = Some(buf);
+            }
+            let Some(buf) = self.body.as_mut() else {
+                break;
+            };
+            let n = buf.remaining().min(data.len());
+            buf.extend_from_slice(&data[..n]).map_err(|_| {
+                iolite_core::Error::Unavailable("the module's request pool is full")
+            })?;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
     fn respond(self: Box<Self>) -> ResponseFuture {
         let PendingModule {
             module,
             frame,
             body,
+            mut chunks,
         } = *self;
-        let body = body.map(|b| Agg::from(b.freeze())).unwrap_or_default();
+        if let Some(last) = body {
+            chunks.push(last.freeze());
+        }
+        let body = chunks;
         Box::pin(module.call(frame, body))
     }
 }
