@@ -16,6 +16,9 @@ use iolite_sdk::wire::{ABI_SYMBOL, ABI_VERSION, MAIN_SYMBOL};
 use crate::error::Error;
 
 /// Loads `module` and checks its ABI version.
+///
+/// SANDBOX CALL SITE (sandbox branch): opening the library runs its
+/// initialisers, so the same profile belongs here, before `open`.
 pub fn check(module: &Path) -> Result<(), Error> {
     let lib = ModuleLibrary::open(module)?;
     lib.check_abi(ABI_SYMBOL, ABI_VERSION)?;
