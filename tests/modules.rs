@@ -521,3 +521,66 @@ fn forged_response_descriptors_are_refused() {
     }
     assert!(server.stop().success());
 }
+
+#[test]
+fn module_output_goes_to_the_server_log_under_its_name() {
+    use std::io::{BufRead, BufReader, Read};
+    let root = site();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_iolite"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "none",
+            "--workers",
+            "1",
+            "--root",
+        ])
+        .arg(root.path())
+        .arg("--module")
+        .arg(format!("/faulty={}", lib("faulty")))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ask = |target: &str| {
+        let mut s = support::connect(addr);
+        write!(s, "GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        read_response(&mut s, &mut Vec::new(), false).status
+    };
+    assert_eq!(ask("/faulty/panic"), 502);
+    assert_eq!(ask("/faulty/x"), 200);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    let panic_line = log
+        .lines()
+        .find(|l| l.contains("faulty module: asked to panic"))
+        .unwrap_or_else(|| panic!("no panic message in the log:\n{log}"));
+    assert!(panic_line.contains("module=/faulty"), "{panic_line}");
+    assert!(
+        panic_line.contains("stream=\"stderr\"") || panic_line.contains("stream=stderr"),
+        "{panic_line}"
+    );
+    assert!(log.contains("runner exited"), "{log}");
+}
