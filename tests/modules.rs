@@ -41,6 +41,8 @@ fn modules_dir() -> &'static Path {
             "iolite-example-hostile",
             "-p",
             "iolite-example-forger",
+            "-p",
+            "iolite-example-stream",
         ]);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
@@ -583,4 +585,50 @@ fn module_output_goes_to_the_server_log_under_its_name() {
         "{panic_line}"
     );
     assert!(log.contains("runner exited"), "{log}");
+}
+
+#[test]
+fn a_body_over_1_gib_streams_through_a_fixed_pool() {
+    use std::io::Read;
+    let root = site();
+    let server = Iolite::start(
+        root.path(),
+        &["--module", &format!("/stream={}", lib("stream"))],
+    );
+    const PART: usize = (1 << 20) / 251 * 251;
+    let parts = 1100; // 1.07 GiB, 16 times the runner's output pool
+    let mut s = server.connect();
+    write!(s, "GET /stream?mib={parts} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    // Read the head byte by byte (the body is too large to buffer).
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    let len = (PART * parts) as u64;
+    assert!(
+        head.contains(&format!("Content-Length: {len}\r\n")),
+        "{head}"
+    );
+    let pattern: Vec<u8> = (0..PART).map(|i| (i % 251) as u8).collect();
+    let mut chunk = vec![0u8; PART];
+    for i in 0..parts {
+        s.read_exact(&mut chunk).unwrap();
+        assert!(chunk == pattern, "part {i} differs");
+    }
+    // The connection stays usable after a streamed answer.
+    write!(s, "GET /stream?mib=1 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), false);
+    assert_eq!((r.status, r.body.len()), (200, PART));
+    // A stream that ends short closes the connection after what it sent.
+    let mut s = server.connect();
+    write!(s, "GET /stream?mib=3&short=1 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let body_at = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(all.len() - body_at, 2 * PART);
+    assert!(server.stop().success());
 }

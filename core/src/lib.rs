@@ -49,5 +49,5 @@ pub mod static_files;
 pub mod status;
 
 pub use error::Error;
-pub use response::{Body, FileRange, HeaderLines, Response};
+pub use response::{Body, FileRange, HeaderLines, Response, StreamBody};
 pub use server::{CacheAccess, Server, ServerOptions};

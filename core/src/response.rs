@@ -65,6 +65,43 @@ pub enum Body {
     /// An aggregate of shared-memory slices (a process module's answer: its
     /// output pool, the request body, the cache pool), sent by reference.
     Agg(iolite_ipc::Agg),
+    /// A body produced in parts (a process module streaming its answer):
+    /// exactly `len` bytes arrive as aggregates, each sent by reference as
+    /// it comes, so the whole body is never held at once.
+    Stream(Arc<StreamBody>),
+}
+
+/// The parts of a [`Body::Stream`]. The sender ends early by dropping its
+/// side: the connection then closes (the promised length cannot be met).
+#[derive(Debug)]
+pub struct StreamBody {
+    len: u64,
+    parts: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<iolite_ipc::Agg>>>,
+}
+
+impl StreamBody {
+    /// A body of `len` bytes arriving on `parts`.
+    pub fn new(len: u64, parts: tokio::sync::mpsc::UnboundedReceiver<iolite_ipc::Agg>) -> Self {
+        StreamBody {
+            len,
+            parts: std::sync::Mutex::new(Some(parts)),
+        }
+    }
+
+    /// The promised length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the promised length is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The parts, once (the send path takes them).
+    pub fn take_parts(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<iolite_ipc::Agg>> {
+        self.parts.lock().ok()?.take()
+    }
 }
 
 impl Body {
@@ -77,6 +114,7 @@ impl Body {
             Body::File(f) => f.len,
             Body::Cached { len, .. } => *len,
             Body::Agg(agg) => agg.len() as u64,
+            Body::Stream(s) => s.len(),
         }
     }
 

@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! - `site/`: the demo site.
-//! - `modules/{hello,echo,template,jsonapi}`: example modules (cdylib
+//! - `modules/{hello,echo,template,jsonapi,stream}`: example modules (cdylib
 //!   crates of the workspace); `modules/{faulty,hostile,forger,abi-mismatch}`:
 //!   modules that misbehave on purpose, for the supervision and isolation
 //!   tests (hostile and forger hold `unsafe` to attack with). See

@@ -20,7 +20,7 @@ use iolite_sdk::wire::{RequestFrame, ResponseFrame};
 use tokio::sync::oneshot;
 
 use crate::error::Error;
-use crate::supervisor::{self, Cmd, Failure, Job, SlotConfig, SlotHandle};
+use crate::supervisor::{self, Answer, Cmd, Failure, Job, SlotConfig, SlotHandle};
 
 /// Bytes of each runner's output pool.
 const OUTPUT_POOL: u64 = 64 << 20;
@@ -73,6 +73,7 @@ impl ProcessModule {
                 exe: exe.to_owned(),
                 library: cfg.path.clone(),
                 in_flight: cfg.in_flight.max(1),
+                timeout: cfg.timeout,
                 output_pool: OUTPUT_POOL,
                 pool: pool.clone(),
                 cache: cache.clone(),
@@ -157,7 +158,14 @@ impl ProcessModule {
                 plain(504, b"504 Gateway Timeout\n")
             }
             Ok(Err(_)) | Ok(Ok(Err(Failure::Crashed))) => plain(502, b"502 Bad Gateway\n"),
-            Ok(Ok(Ok((frame, body)))) => to_response(&self.prefix, frame, body),
+            Ok(Ok(Ok(Answer::Whole(frame, body)))) => {
+                to_response(&self.prefix, frame, Body::Agg(body))
+            }
+            Ok(Ok(Ok(Answer::Stream(head, len, parts)))) => to_response(
+                &self.prefix,
+                head,
+                Body::Stream(Arc::new(iolite_core::StreamBody::new(len, parts))),
+            ),
         }
     }
 }
@@ -211,7 +219,7 @@ const SERVER_FIELDS: &[&str] = &[
 
 /// Turns a module's answer into a core response; an invalid one (status
 /// out of range, a header that could split the response) is a 502.
-fn to_response(prefix: &str, frame: ResponseFrame, body: Agg) -> Response {
+fn to_response(prefix: &str, frame: ResponseFrame, body: Body) -> Response {
     if !(200..=999).contains(&frame.status) {
         tracing::warn!(module = %prefix, status = frame.status, "module answered an invalid status");
         return plain(502, b"502 Bad Gateway\n");
@@ -235,7 +243,7 @@ fn to_response(prefix: &str, frame: ResponseFrame, body: Agg) -> Response {
         lines.extend_from_slice(value);
         lines.extend_from_slice(b"\r\n");
     }
-    Response::new(frame.status, HeaderLines::Owned(lines), Body::Agg(body))
+    Response::new(frame.status, HeaderLines::Owned(lines), body)
 }
 
 /// Runs `exe runner --check --module PATH`: the library is opened in a
@@ -490,7 +498,7 @@ mod tests {
             (404, &[], 404, b""),
         ];
         for (status, headers, want_status, want_lines) in table {
-            let r = to_response("/m", frame(*status, headers), Agg::new());
+            let r = to_response("/m", frame(*status, headers), Body::Empty);
             assert_eq!(r.status, *want_status, "{status} {headers:?}");
             if *want_status != 502 {
                 assert_eq!(r.headers.as_bytes(), *want_lines, "{status} {headers:?}");

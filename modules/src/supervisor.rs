@@ -45,8 +45,22 @@ pub(crate) enum Failure {
     TimedOut,
 }
 
-/// A module's answer: its frame and the imported body.
-pub(crate) type Reply = Result<(ResponseFrame, Agg), Failure>;
+/// A module's answer.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// The whole answer: its frame and the imported body.
+    Whole(ResponseFrame, Agg),
+    /// A streamed answer: its head (body empty), the body's length, and
+    /// the parts as they arrive (the sender is dropped if it ends short).
+    Stream(
+        ResponseFrame,
+        u64,
+        tokio::sync::mpsc::UnboundedReceiver<Agg>,
+    ),
+}
+
+/// What a caller hears back.
+pub(crate) type Reply = Result<Answer, Failure>;
 
 /// One request for a slot.
 #[derive(Debug)]
@@ -63,9 +77,11 @@ pub(crate) struct Job {
 /// A request sent to the runner and not yet answered.
 #[derive(Debug)]
 struct Flight {
-    /// None once the caller went away (cancelled).
+    /// None once the caller went away (cancelled), or once a stream began.
     reply: Option<oneshot::Sender<Reply>>,
     deadline: Instant,
+    /// A streamed answer's parts still owed, and where they go.
+    stream: Option<(tokio::sync::mpsc::UnboundedSender<Agg>, u64)>,
 }
 
 #[derive(Debug)]
@@ -117,6 +133,8 @@ pub(crate) struct SlotConfig {
     pub exe: PathBuf,
     pub library: PathBuf,
     pub in_flight: u32,
+    /// A request's time limit (a stream's: between parts).
+    pub timeout: Duration,
     pub output_pool: u64,
     pub pool: Pool,
     /// The document root and unified cache, for `Ctx::cached`.
@@ -406,6 +424,7 @@ fn serve(
                 Flight {
                     reply: Some(job.reply),
                     deadline: job.deadline,
+                    stream: None,
                 },
             );
         }
@@ -444,25 +463,15 @@ fn serve(
         }
         if sock_ready {
             match peer.recv_event() {
-                Ok(Event::Message(Msg::Response(frame))) => {
-                    let Some(flight) = inflight.remove(&frame.id) else {
-                        tracing::error!(module = %cfg.name, pid, request = frame.id, "answer to a request never sent");
+                Ok(Event::Message(
+                    msg @ (Msg::Response(_)
+                    | Msg::StreamHead { .. }
+                    | Msg::StreamPart { .. }
+                    | Msg::StreamAbort { .. }),
+                )) => {
+                    if let Err(why) = answer(peer, inflight, msg, cfg.timeout) {
+                        tracing::error!(module = %cfg.name, pid, "{why}");
                         return End::Died;
-                    };
-                    // A cancelled request's body is imported all the same,
-                    // and dropped at once: that releases its leases.
-                    match (peer.import(&frame.body), flight.reply) {
-                        (Ok(body), Some(reply)) => {
-                            let _ = reply.send(Ok((frame, body)));
-                        }
-                        (Ok(_), None) => {}
-                        (Err(e), reply) => {
-                            tracing::error!(module = %cfg.name, pid, error = %e, "bad response body descriptor");
-                            if let Some(reply) = reply {
-                                let _ = reply.send(Err(Failure::Crashed));
-                            }
-                            return End::Died;
-                        }
                     }
                 }
                 Ok(Event::Message(Msg::CacheLookup { path })) => {
@@ -495,6 +504,83 @@ fn serve(
             return End::Died;
         }
     }
+}
+
+/// Handles a runner's answer (whole, or a stream's head, part or abort);
+/// Err: the runner broke the protocol and is replaced.
+fn answer(
+    peer: &mut Peer<Msg>,
+    inflight: &mut HashMap<u64, Flight>,
+    msg: Msg,
+    timeout: Duration,
+) -> Result<(), String> {
+    let id = match &msg {
+        Msg::Response(f) => f.id,
+        Msg::StreamHead { id, .. } | Msg::StreamPart { id, .. } | Msg::StreamAbort { id } => *id,
+        _ => return Err("not an answer".into()),
+    };
+    let Some(flight) = inflight.get_mut(&id) else {
+        return Err(format!("answer to request {id}, which is not in flight"));
+    };
+    match msg {
+        Msg::Response(frame) if flight.stream.is_none() => {
+            // A cancelled request's body is imported all the same, and
+            // dropped at once: that releases its leases.
+            let body = peer
+                .import(&frame.body)
+                .map_err(|e| format!("bad response body descriptor: {e}"))?;
+            if let Some(reply) = inflight.remove(&id).and_then(|f| f.reply) {
+                let _ = reply.send(Ok(Answer::Whole(frame, body)));
+            }
+        }
+        Msg::StreamHead {
+            status,
+            headers,
+            len,
+            ..
+        } if flight.stream.is_none() => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let head = ResponseFrame {
+                id,
+                status,
+                headers,
+                body: iolite_ipc::AggDesc::default(),
+            };
+            if let Some(reply) = flight.reply.take() {
+                let _ = reply.send(Ok(Answer::Stream(head, len, rx)));
+            }
+            flight.deadline = Instant::now() + timeout;
+            flight.stream = Some((tx, len));
+            if len == 0 {
+                inflight.remove(&id);
+            }
+        }
+        Msg::StreamPart { body, .. } if flight.stream.is_some() => {
+            let part = peer
+                .import(&body)
+                .map_err(|e| format!("bad stream part descriptor: {e}"))?;
+            let Some((tx, left)) = flight.stream.as_mut() else {
+                return Err("no stream".into());
+            };
+            if part.len() as u64 > *left {
+                return Err(format!("request {id}: stream part overruns its length"));
+            }
+            *left -= part.len() as u64;
+            let done = *left == 0;
+            // The client may be gone: the part is dropped (and released).
+            let _ = tx.send(part);
+            flight.deadline = Instant::now() + timeout;
+            if done {
+                inflight.remove(&id);
+            }
+        }
+        Msg::StreamAbort { .. } if flight.stream.is_some() => {
+            // Dropping the sender closes the client's connection.
+            inflight.remove(&id);
+        }
+        _ => return Err(format!("request {id}: answer out of order")),
+    }
+    Ok(())
 }
 
 /// Like [`drain_commands`], but a cancelled request in flight is told to

@@ -56,7 +56,8 @@
 //!
 //! # Layout
 //! - [`wire`]: the ABI version, entry-point symbols and protocol messages.
-//! - `module`: [`Module`], [`Init`], [`Request`], [`Ctx`], [`Writer`], [`Response`].
+//! - `module`: [`Module`], [`Init`], [`Request`], [`Ctx`], [`Writer`],
+//!   [`Response`], [`BodyStream`] (answers produced in parts).
 //! - `runtime`: the runner-side protocol loop the entry point runs.
 //! - `error`: [`Error`].
 #![forbid(unsafe_code)]
@@ -68,7 +69,7 @@ pub mod wire;
 
 pub use error::Error;
 pub use iolite_ipc::{Agg, Buf, BufMut};
-pub use module::{Ctx, Init, Module, Request, Response, Writer};
+pub use module::{BodyStream, Ctx, Init, Module, Request, Response, Writer};
 
 #[doc(hidden)]
 pub use runtime::run as __run;

@@ -101,7 +101,16 @@ pub struct Ctx<'a> {
     pub(crate) quotable: &'a mut Vec<BufDesc>,
     /// Messages that arrived while waiting for a lookup.
     pub(crate) pending: &'a mut VecDeque<Msg>,
+    /// The request's id.
+    pub(crate) id: u64,
+    /// Bytes a started stream still owes (None: not streamed).
+    pub(crate) stream_left: Option<u64>,
 }
+
+/// Most parts a stream leaves unreleased by the server before
+/// [`BodyStream::send`] waits (with writer chunks of at most 1 MiB, this
+/// bounds a stream's share of the output pool).
+const MAX_PARTS_OUTSTANDING: usize = 32;
 
 /// The first chunk a [`Writer`] allocates; later chunks double up to
 /// [`MAX_CHUNK`].
@@ -143,6 +152,36 @@ impl Ctx<'_> {
         Some(agg)
     }
 
+    /// Starts a streamed answer with `head`'s status and header fields (its
+    /// body is ignored) and a body of exactly `len` bytes, sent in parts
+    /// with [`BodyStream::send`] as they are produced: a body of any size
+    /// goes through the fixed output pool, since `send` waits while too many
+    /// parts are still being sent. What [`Module::handle`] returns after
+    /// streaming is ignored; a stream left short of `len` closes the
+    /// client's connection.
+    ///
+    /// # Errors
+    /// A stream was already started for this request, or the server is gone.
+    pub fn stream(&mut self, head: Response, len: u64) -> Result<BodyStream<'_>, crate::Error> {
+        if self.stream_left.is_some() {
+            return Err(crate::Error::Protocol("a stream was already started"));
+        }
+        self.peer.send(&Msg::StreamHead {
+            id: self.id,
+            status: head.status,
+            headers: head.headers,
+            len,
+        })?;
+        Ok(BodyStream {
+            pool: self.pool,
+            peer: self.peer,
+            quotable: self.quotable,
+            pending: self.pending,
+            id: self.id,
+            left: self.stream_left.insert(len),
+        })
+    }
+
     /// A raw buffer of `capacity` bytes in the output pool, to fill (for
     /// example with `read(2)`) and freeze.
     ///
@@ -151,6 +190,61 @@ impl Ctx<'_> {
     /// sent) or the size is invalid.
     pub fn alloc(&self, capacity: usize) -> Result<BufMut, iolite_ipc::Error> {
         self.pool.alloc(capacity)
+    }
+}
+
+/// A streamed answer in progress (see [`Ctx::stream`]).
+#[derive(Debug)]
+pub struct BodyStream<'a> {
+    pool: &'a Pool,
+    peer: &'a mut Peer<Msg>,
+    quotable: &'a [BufDesc],
+    pending: &'a mut VecDeque<Msg>,
+    id: u64,
+    left: &'a mut u64,
+}
+
+impl<'a> BodyStream<'a> {
+    /// A writer into the output pool, for the next part.
+    pub fn writer(&self) -> Writer<'a> {
+        Writer {
+            pool: self.pool,
+            cur: None,
+            done: Agg::new(),
+            written: 0,
+        }
+    }
+
+    /// Bytes still owed.
+    pub fn remaining(&self) -> u64 {
+        *self.left
+    }
+
+    /// Sends `part` (output-pool buffers, request-body or cached slices, by
+    /// reference), first waiting while too many earlier parts are still
+    /// being sent to the client.
+    ///
+    /// # Errors
+    /// `part` overruns the announced length or holds a buffer this request
+    /// cannot name; the server is gone.
+    pub fn send(&mut self, part: &Agg) -> Result<(), crate::Error> {
+        if part.len() as u64 > *self.left {
+            return Err(crate::Error::Protocol(
+                "the part overruns the stream's length",
+            ));
+        }
+        if part.is_empty() {
+            return Ok(());
+        }
+        while self.peer.leases_outstanding() > MAX_PARTS_OUTSTANDING {
+            if let iolite_ipc::Event::Message(m) = self.peer.recv_event()? {
+                self.pending.push_back(m);
+            }
+        }
+        let body = crate::runtime::describe(self.peer, self.pool, part, self.quotable)?;
+        self.peer.send(&Msg::StreamPart { id: self.id, body })?;
+        *self.left -= part.len() as u64;
+        Ok(())
     }
 }
 

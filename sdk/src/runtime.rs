@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use iolite_ipc::{Agg, AggDesc, BufDesc, Peer, Pool};
 
 use crate::error::Error;
-use crate::module::{Ctx, Init, Module, Request, Response};
+use crate::module::{Ctx, Init, Module, Request};
 use crate::wire::{ABI_VERSION, Msg, ResponseFrame};
 
 /// Runs module `M` on the socket the server gave the runner. Returns the
@@ -76,9 +76,19 @@ fn serve<M: Module + Default>(sock: OwnedFd) -> Result<(), Error> {
                     peer: &mut peer,
                     quotable: &mut quotable,
                     pending: &mut pending,
+                    id,
+                    stream_left: None,
                 };
                 let mut resp = module.handle(&req, &mut ctx);
-                let frame = match describe(&mut peer, &pool, &resp, &quotable) {
+                if let Some(left) = ctx.stream_left {
+                    if left > 0 {
+                        eprintln!("iolite module: request {id}: stream ended {left} bytes short");
+                        peer.send(&Msg::StreamAbort { id })?;
+                    }
+                    drop(req);
+                    continue;
+                }
+                let frame = match describe(&mut peer, &pool, &resp.body, &quotable) {
                     Ok(body) => ResponseFrame {
                         id,
                         status: resp.status,
@@ -110,17 +120,17 @@ fn serve<M: Module + Default>(sock: OwnedFd) -> Result<(), Error> {
     }
 }
 
-/// The response body's descriptors: output-pool buffers get fresh leases;
-/// slices of the request body or of cached files quote the lease the server
-/// granted with them.
-fn describe(
+/// A body's descriptors: output-pool buffers get fresh leases; slices of
+/// the request body or of cached files quote the lease the server granted
+/// with them.
+pub(crate) fn describe(
     peer: &mut Peer<Msg>,
     pool: &Pool,
-    resp: &Response,
+    body: &Agg,
     quotable: &[BufDesc],
 ) -> Result<AggDesc, Error> {
     let mut out = AggDesc::default();
-    for buf in resp.body.bufs() {
+    for buf in body.bufs() {
         if buf.pool_id() == pool.id() {
             let d = peer.export(&Agg::from(buf.clone()))?;
             out.bufs.extend(d.bufs);
@@ -163,13 +173,7 @@ mod tests {
         buf.extend_from_slice(b"hello").unwrap();
         let written = Agg::from(buf.freeze());
 
-        let ok = describe(
-            &mut peer,
-            &output,
-            &Response::new(200).body(written.clone()),
-            &[],
-        )
-        .unwrap();
+        let ok = describe(&mut peer, &output, &written, &[]).unwrap();
         assert_eq!(ok.bufs.len(), 1);
         assert_eq!((ok.bufs[0].pool, ok.bufs[0].len), (output.id(), 5));
 
@@ -180,7 +184,7 @@ mod tests {
         foreign.extend_from_slice(b"abc").unwrap();
         let mut body = written;
         body.push(foreign.freeze());
-        let err = describe(&mut peer, &output, &Response::new(200).body(body), &[]).unwrap_err();
+        let err = describe(&mut peer, &output, &body, &[]).unwrap_err();
         assert!(
             matches!(err, Error::ForeignBuffer { pool } if pool == other.id()),
             "{err}"

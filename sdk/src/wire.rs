@@ -17,6 +17,11 @@
 //!    that arrive meanwhile wait in the runner.
 //! 5. server → runner: [`Msg::Cancel`] when the client went away (the
 //!    runner may skip the request; it answers it either way).
+//! 6. Instead of [`Msg::Response`], a runner may stream: [`Msg::StreamHead`]
+//!    (status, headers, length), then [`Msg::StreamPart`]s until the length
+//!    is reached (or [`Msg::StreamAbort`]). The runner keeps a bounded
+//!    number of parts unreleased (its output pool is reused as the server
+//!    sends), so a body of any size streams through a fixed pool.
 //!
 //! Bodies never travel inline: a request body is an [`AggDesc`] of slices
 //! of the request pool; a response body is an [`AggDesc`] whose slices name
@@ -32,7 +37,7 @@ use serde::{Deserialize, Serialize};
 /// The module ABI version: the value `iolite_module_abi_version()` returns
 /// in a module built with this SDK, and the one the runner requires. Bump it
 /// whenever [`Msg`] or the entry points change.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// The symbol of `extern "C" fn() -> u32` returning [`ABI_VERSION`].
 pub const ABI_SYMBOL: &[u8] = b"iolite_module_abi_version";
@@ -66,6 +71,32 @@ pub enum Msg {
     Request(RequestFrame),
     /// Runner → server: the answer to request `id`.
     Response(ResponseFrame),
+    /// Runner → server: the head of a streamed answer to request `id`;
+    /// exactly `len` body bytes follow in [`Msg::StreamPart`]s (or a
+    /// [`Msg::StreamAbort`]).
+    StreamHead {
+        /// The request.
+        id: u64,
+        /// The HTTP status.
+        status: u16,
+        /// Header fields, as in [`ResponseFrame`].
+        headers: Vec<(String, Vec<u8>)>,
+        /// The body's length.
+        len: u64,
+    },
+    /// Runner → server: the next part of request `id`'s streamed body.
+    StreamPart {
+        /// The request.
+        id: u64,
+        /// The part (same rules as a response body).
+        body: AggDesc,
+    },
+    /// Runner → server: the streamed body of request `id` ends short; the
+    /// server closes the client connection.
+    StreamAbort {
+        /// The request.
+        id: u64,
+    },
     /// Runner → server, while handling a request: the bytes of the file
     /// at `path` under the document root, from the unified cache. At most
     /// one lookup is outstanding per runner.
