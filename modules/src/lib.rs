@@ -13,7 +13,19 @@
 //!   restart with backoff, timeouts, log forwarding.
 //! - [`runner`]: the runner process's side (`iolite runner`).
 //! - `error`: [`Error`].
-#![forbid(unsafe_code)]
+//!
+//! # Not yet (issue 4)
+//! - The sandbox profile: the call sites are marked in [`runner`] (the
+//!   sandbox crate applies it); `memory_limit` and `[module.sandbox]` are
+//!   parsed but not applied; the runner gets `--shared-bytes` for its
+//!   address-space limit.
+//! - `processes_max`: no scaling beyond `processes_min` (at least 1).
+//! - A runner handles one request at a time (`in_flight` requests wait in
+//!   its socket); `Msg::Cancel` reaches it but the SDK does not act on it.
+//! - Request bodies are held whole in the request pool (2 × `max_body`);
+//!   only answers stream.
+//! - Supervision watches the socket and reaps with `waitpid`; no pidfd.
+//! - Per-module metrics (restarts, 502/504 counts) and the module bench.
 
 mod error;
 mod process;
