@@ -368,7 +368,7 @@ fn a_client_that_goes_away_cancels_its_queued_request() {
     std::fs::write(
         &config,
         format!(
-            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nin_flight = 1\n",
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nin_flight = 1\nprocesses_max = 1\n",
             lib("faulty")
         ),
     )
@@ -630,5 +630,40 @@ fn a_body_over_1_gib_streams_through_a_fixed_pool() {
     s.read_to_end(&mut all).unwrap();
     let body_at = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert_eq!(all.len() - body_at, 2 * PART);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_busy_module_gets_another_runner_up_to_processes_max() {
+    let root = site();
+    let config = root.path().join("iolite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nin_flight = 1\nprocesses_min = 1\nprocesses_max = 2\n",
+            lib("faulty")
+        ),
+    )
+    .unwrap();
+    let fifo = root.path().join("hold");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let server = Iolite::start(root.path(), &["--config", config.to_str().unwrap()]);
+    let first = get(&server, "/faulty/x");
+    assert_eq!(first.status, 200);
+    let mut held = server.connect();
+    write!(
+        held,
+        "GET /faulty/fifo?path={} HTTP/1.1\r\nHost: t\r\n\r\n",
+        fifo.display()
+    )
+    .unwrap();
+    let pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    // The only runner is held: this request gets a second one.
+    let second = get(&server, "/faulty/x");
+    assert_eq!(second.status, 200);
+    assert_ne!(second.body, first.body, "a second process answered");
+    assert_eq!(children(server.pid()).len(), 2);
+    drop(pipe);
+    assert_eq!(read_response(&mut held, &mut Vec::new(), false).status, 200);
     assert!(server.stop().success());
 }

@@ -19,7 +19,8 @@
 //!   sandbox crate applies it); `memory_limit` and `[module.sandbox]` are
 //!   parsed but not applied; the runner gets `--shared-bytes` for its
 //!   address-space limit.
-//! - `processes_max`: no scaling beyond `processes_min` (at least 1).
+//! - `processes_max`: runners are added when every one has all its credits
+//!   in use, but idle ones are never retired.
 //! - A runner handles one request at a time (`in_flight` requests wait in
 //!   its socket); `Msg::Cancel` reaches it but the SDK does not act on it.
 //! - Request bodies are held whole in the request pool (2 × `max_body`);

@@ -37,7 +37,11 @@ pub struct ProcessModule {
     timeout: Duration,
     in_flight: usize,
     pool: Pool,
-    slots: Vec<Arc<SlotHandle>>,
+    slots: std::sync::RwLock<Vec<Arc<SlotHandle>>>,
+    /// Most runner processes (`processes_max`).
+    max: usize,
+    /// What a slot added under load starts from.
+    template: SlotConfig,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -67,17 +71,21 @@ impl ProcessModule {
         let n = cfg.processes_min.max(1) as usize;
         let mut slots = Vec::with_capacity(n);
         let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let template = SlotConfig {
+            name: cfg.prefix.clone(),
+            exe: exe.to_owned(),
+            library: cfg.path.clone(),
+            in_flight: cfg.in_flight.max(1),
+            timeout: cfg.timeout,
+            output_pool: OUTPUT_POOL,
+            pool: pool.clone(),
+            cache: cache.clone(),
+            lazy: false,
+        };
         for index in 0..n {
             let slot_cfg = SlotConfig {
-                name: cfg.prefix.clone(),
-                exe: exe.to_owned(),
-                library: cfg.path.clone(),
-                in_flight: cfg.in_flight.max(1),
-                timeout: cfg.timeout,
-                output_pool: OUTPUT_POOL,
-                pool: pool.clone(),
-                cache: cache.clone(),
                 lazy: cfg.processes_min == 0,
+                ..template.clone()
             };
             let slot =
                 supervisor::start(slot_cfg, index, started_tx.clone()).map_err(|source| {
@@ -106,8 +114,44 @@ impl ProcessModule {
             timeout: cfg.timeout,
             in_flight: cfg.in_flight.max(1) as usize,
             pool,
-            slots,
+            slots: std::sync::RwLock::new(slots),
+            max: (cfg.processes_max as usize).max(n),
+            template,
         }))
+    }
+
+    /// The least loaded runner slot; when even that one has all its credits
+    /// in use and `processes_max` allows, a new runner is started for the
+    /// request (its slot keeps it until the runner is ready).
+    fn pick(&self) -> Option<Arc<SlotHandle>> {
+        let load = |s: &Arc<SlotHandle>| s.load.load(Ordering::Relaxed);
+        let (best, grow) = {
+            let slots = self.slots.read().ok()?;
+            let best = slots.iter().min_by_key(|s| load(s))?.clone();
+            let grow = load(&best) >= self.in_flight && slots.len() < self.max;
+            (best, grow)
+        };
+        if !grow {
+            return Some(best);
+        }
+        let mut slots = self.slots.write().ok()?;
+        if slots.len() >= self.max {
+            return Some(best);
+        }
+        let index = slots.len();
+        // Nobody waits for this runner's start-up: the request queues.
+        let (started, _) = std::sync::mpsc::channel();
+        match supervisor::start(self.template.clone(), index, started) {
+            Ok(slot) => {
+                tracing::info!(module = %self.prefix, processes = index + 1, "all runners busy; starting another");
+                slots.push(slot.clone());
+                Some(slot)
+            }
+            Err(e) => {
+                tracing::warn!(module = %self.prefix, error = %e, "cannot start another runner");
+                Some(best)
+            }
+        }
     }
 
     /// The mount prefix.
@@ -124,13 +168,10 @@ impl ProcessModule {
 
     /// Sends a request to the least loaded runner and waits for its answer.
     async fn call(self: Arc<Self>, frame: RequestFrame, body: Agg) -> Response {
-        let Some(slot) = self
-            .slots
-            .iter()
-            .min_by_key(|s| s.load.load(Ordering::Relaxed))
-        else {
+        let Some(slot) = self.pick() else {
             return plain(502, b"502 Bad Gateway\n");
         };
+        let slot = &*slot;
         if slot.load.load(Ordering::Relaxed) >= self.in_flight * QUEUE_PER_CREDIT {
             return plain(503, b"503 Service Unavailable: module busy\n");
         }
