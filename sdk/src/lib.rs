@@ -50,6 +50,43 @@
 //! (a module built for another version is refused, both versions named)
 //! and call its entry point with the socket they inherited.
 //!
+//! Files of the server's document root come from its unified cache by
+//! reference, and a body of any size can be sent in parts through the
+//! fixed output pool:
+//!
+//! ```
+//! use iolite_sdk::{Ctx, Module, Request, Response};
+//!
+//! #[derive(Default)]
+//! struct Page;
+//!
+//! impl Module for Page {
+//!     fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Response {
+//!         if req.path().ends_with("/big") {
+//!             // 1 GiB in 1 MiB parts, all naming one buffer written once.
+//!             let mut w = ctx.writer();
+//!             let _ = std::io::Write::write_all(&mut w, &[b'x'; 1 << 20]);
+//!             let part = w.finish();
+//!             let head = Response::new(200).header("Content-Type", "text/plain");
+//!             if let Ok(mut stream) = ctx.stream(head, 1 << 30) {
+//!                 while stream.remaining() > 0 && stream.send(&part).is_ok() {}
+//!             }
+//!             return Response::new(200); // ignored after a stream
+//!         }
+//!         // Header and footer from the cache, never copied.
+//!         match (ctx.cached("/header.html"), ctx.cached("/footer.html")) {
+//!             (Some(mut page), Some(mut footer)) => {
+//!                 page.append(&mut footer);
+//!                 Response::new(200).body(page)
+//!             }
+//!             _ => Response::new(404),
+//!         }
+//!     }
+//! }
+//!
+//! iolite_sdk::export!(Page);
+//! ```
+//!
 //! A module crate cannot `forbid(unsafe_code)`: the entry point the macro
 //! makes takes ownership of a raw descriptor (one `unsafe` block with its
 //! `SAFETY` comment, allowed on that item only). `deny` works.
