@@ -623,6 +623,18 @@ fn a_body_over_1_gib_streams_through_a_fixed_pool() {
     write!(s, "GET /stream?mib=1 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     let r = read_response(&mut s, &mut Vec::new(), false);
     assert_eq!((r.status, r.body.len()), (200, PART));
+    // HEAD: the length, no body; the parts are dropped (and released) and
+    // the connection and the runner go on.
+    write!(s, "HEAD /stream?mib=64 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), true);
+    let want = (64 * PART).to_string();
+    assert_eq!(
+        (r.status, r.header("content-length")),
+        (200, Some(want.as_str()))
+    );
+    write!(s, "GET /stream?mib=2 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), false);
+    assert_eq!((r.status, r.body.len()), (200, 2 * PART));
     // A stream that ends short closes the connection after what it sent.
     let mut s = server.connect();
     write!(s, "GET /stream?mib=3&short=1 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
