@@ -9,13 +9,16 @@ use iolite_ipc::{Agg, BufDesc, BufMut, Peer, Pool};
 
 use crate::wire::{Msg, RequestFrame};
 
-/// A content module. One value serves every request of its runner process,
-/// one at a time (the server runs several processes for concurrency).
+/// A content module. One value serves every request of its runner process.
+/// Today a runner handles its requests one at a time (the server runs
+/// several processes for concurrency); `Send + Sync` is required so that a
+/// later runner may call `handle` from several threads without a change
+/// to modules.
 ///
 /// A panic in [`handle`](Module::handle) ends the process: the server
 /// answers that request (and any other in flight in the process) with 502
 /// and starts a new process.
-pub trait Module {
+pub trait Module: Send + Sync {
     /// Called once in each runner process before the first request. An
     /// error ends the process (the server logs it and retries with backoff).
     fn init(&mut self, init: &Init) -> Result<(), String> {
