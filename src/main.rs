@@ -11,6 +11,7 @@ use std::io::Write as _;
 use iolite_cluster::sim::cli::SimArgs;
 use iolite_core::config::{self, ConfigErrors, ServeArgs};
 use iolite_core::{Server, ServerOptions};
+use iolite_modules::ProcessModule;
 
 /// iolite: the Rice design for scalable network servers, for today's Linux.
 #[derive(Debug, Parser)]
@@ -32,12 +33,35 @@ enum Command {
     },
     /// Simulate a cluster under each dispatch policy (LARD/R and baselines).
     Sim(Box<SimArgs>),
+    /// A module runner process (started by `serve`, not by people).
+    #[command(hide = true)]
+    Runner(RunnerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunnerArgs {
+    /// The inherited unix socket to the server.
+    #[arg(long)]
+    socket_fd: Option<i32>,
+    /// The module library.
+    #[arg(long)]
+    module: PathBuf,
+    /// The module's name (its prefix), for messages.
+    #[arg(long)]
+    name: Option<String>,
+    /// Only load the library and check its ABI version.
+    #[arg(long)]
+    check: bool,
+    /// Bytes of shared pools the runner will map (for its memory limit).
+    #[arg(long, default_value_t = 0)]
+    shared_bytes: u64,
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(&args),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Runner(args) => runner(&args),
         Command::Sim(args) => match iolite_cluster::sim::cli::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -45,6 +69,28 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+/// The runner: errors go to stderr, which the server logs under the
+/// module's name (or, for `--check`, quotes when it refuses to start).
+fn runner(args: &RunnerArgs) -> ExitCode {
+    let name = args.name.as_deref().unwrap_or("module");
+    let result = match (args.check, args.socket_fd) {
+        (true, _) => iolite_modules::runner::check(&args.module).map(|()| 0),
+        (false, Some(fd)) => iolite_modules::runner::run(fd, &args.module, args.shared_bytes),
+        (false, None) => {
+            eprintln!("iolite runner: --socket-fd or --check is required");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("iolite runner ({name}): {e}");
+            ExitCode::from(3)
+        }
     }
 }
 
@@ -77,7 +123,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 }
 
 fn serve(args: &ServeArgs) -> ExitCode {
-    let config = match config::resolve(args) {
+    let mut config = match config::resolve(args) {
         Ok(c) => c,
         Err(errors) => {
             report(&errors);
@@ -93,20 +139,99 @@ fn serve(args: &ServeArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     init_tracing(config.log.level.as_str());
-    match run(ServerOptions::from_config(&config)) {
+    if args.config.is_none() && args.root.is_none() && args.modules.is_empty() {
+        mount_demo_modules(&mut config);
+    }
+    match run(ServerOptions::from_config(&config), &config) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(Fail::Modules(e)) => {
+            eprintln!("iolite serve: {e}");
+            eprintln!("iolite serve: not started");
+            ExitCode::from(2)
+        }
+        Err(Fail::Other(e)) => {
             tracing::error!("{e}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// Binds, announces the bound addresses on stdout (the first line is
-/// `listening on http://HOST:PORT`, for scripts and tests using port 0),
-/// then serves until SIGTERM or SIGINT.
-fn run(opts: ServerOptions) -> Result<(), String> {
-    let server = Server::bind(opts).map_err(|e| e.to_string())?;
+/// The demo modules, mounted by `iolite serve` on its embedded default (no
+/// `--config`, `--root` or `--module`) when they were built next to the
+/// binary (`cargo build --workspace`, with `--release` for the release
+/// binary): prefix and library name.
+const DEMO_MODULES: &[(&str, &str)] = &[
+    ("/hello", "hello"),
+    ("/echo", "echo"),
+    ("/template", "template"),
+    ("/api", "jsonapi"),
+];
+
+fn mount_demo_modules(config: &mut config::Config) {
+    let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(std::path::Path::to_owned))
+    else {
+        return;
+    };
+    let mut missing = Vec::new();
+    for (prefix, name) in DEMO_MODULES {
+        let path = dir.join(format!("lib{name}.so"));
+        if path.is_file() {
+            config.modules.push(config::ModuleConfig {
+                prefix: (*prefix).to_owned(),
+                path,
+                ..config::ModuleConfig::default()
+            });
+        } else {
+            missing.push(*prefix);
+        }
+    }
+    if !missing.is_empty() {
+        tracing::info!(
+            "demo modules {} not built: `cargo build --workspace` (add --release for a release binary) builds them next to this binary",
+            missing.join(", ")
+        );
+    }
+}
+
+/// Why `serve` stopped.
+enum Fail {
+    /// A module could not be mounted: refused before anything was announced.
+    Modules(iolite_modules::Error),
+    Other(String),
+}
+
+/// Checks every mounted module library and starts its runner processes.
+fn start_modules(
+    config: &config::Config,
+    cache: Option<iolite_core::CacheAccess>,
+) -> Result<Vec<std::sync::Arc<ProcessModule>>, iolite_modules::Error> {
+    if config.modules.is_empty() {
+        return Ok(Vec::new());
+    }
+    let exe = iolite_modules::current_exe()?;
+    let mut modules = config
+        .modules
+        .iter()
+        .map(|m| ProcessModule::start(m, &exe, config.limits.max_body, cache.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    // The first handler that matches answers: the longest prefix first.
+    modules.sort_by_key(|m| std::cmp::Reverse(m.prefix().len()));
+    Ok(modules)
+}
+
+/// Binds, starts the modules' runners, announces the bound addresses on
+/// stdout (the first line is `listening on http://HOST:PORT`, for scripts
+/// and tests using port 0), then serves until SIGTERM or SIGINT.
+fn run(opts: ServerOptions, config: &config::Config) -> Result<(), Fail> {
+    let mut server = Server::bind(opts).map_err(|e| Fail::Other(e.to_string()))?;
+    let modules = start_modules(config, server.cache_access()).map_err(Fail::Modules)?;
+    if !modules.is_empty() {
+        server = server.with_handlers(std::sync::Arc::new(move || {
+            modules.iter().map(ProcessModule::handler).collect()
+        }));
+    }
     let mut out = std::io::stdout().lock();
     let announce = server
         .local_addrs()
@@ -118,8 +243,8 @@ fn run(opts: ServerOptions) -> Result<(), String> {
         })
         .and_then(|()| out.flush());
     drop(out);
-    announce.map_err(|e| format!("stdout: {e}"))?;
-    server.run().map_err(|e| e.to_string())
+    announce.map_err(|e| Fail::Other(format!("stdout: {e}")))?;
+    server.run().map_err(|e| Fail::Other(e.to_string()))
 }
 
 /// Errors and notices go to stderr through tracing; `RUST_LOG` overrides

@@ -1,7 +1,10 @@
 //! One client connection: read a head, answer it, repeat (keep-alive and
 //! pipelining — bytes of the next request stay in the buffer). Each request
-//! goes through [`Phases::process_request`]; its body is read and discarded
-//! (no handler of this crate consumes bodies yet), bounded by the body limit.
+//! goes through [`Phases::process_request`]. When a handler answers at once,
+//! the body is read and discarded, bounded by the body limit; when it answers
+//! later ([`Answer::Later`], a process module), the body is read straight
+//! into the handler's buffer (`read(2)` into shared memory) and then its
+//! answer is awaited.
 //!
 //! The connection never gets out of step: any error that leaves the byte
 //! stream in doubt (bad framing, limits, timeouts) is answered with
@@ -25,7 +28,7 @@ use crate::http::request::{BodyFraming, Method, RequestHead, Version};
 use crate::http::response::{ConnectionHeader, status_has_body, write_head};
 use crate::http::{ChunkedDecoder, date, parse_head};
 use crate::metrics::Metrics;
-use crate::phases::Phases;
+use crate::phases::{Answer, PendingResponse, Phases};
 use crate::response::Response;
 use crate::send::send_response;
 use crate::server::ServerOptions;
@@ -91,6 +94,16 @@ pub(crate) async fn serve_connection(
     ctx.metrics.connection_closed();
 }
 
+/// Completes when the client has closed (or reset) its side; never when
+/// it sends more (a pipelined request is not a departure).
+async fn client_gone(stream: &TcpStream) {
+    let mut probe = [0u8; 1];
+    match stream.peek(&mut probe).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
 impl Conn {
     async fn run(
         &mut self,
@@ -112,28 +125,35 @@ impl Conn {
                 }
             };
             first = false;
-            let mut response =
-                ctx.phases
-                    .process_request(&head, &self.buf[..head.head_len], &mut self.path);
-            let mut keep_alive = head.wants_keep_alive() && !response.close;
-            if head.body != BodyFraming::None {
-                let body_buffered = match head.body {
-                    BodyFraming::Length(n) => (self.buf.len() - head.head_len) as u64 >= n,
-                    _ => false,
-                };
-                if head.expect_continue && !body_buffered && response.status >= 300 {
-                    // The client waits for our word before sending the body;
-                    // the final status is that word, and the body never comes
-                    // onto this connection.
-                    keep_alive = false;
-                } else if let Err(error) = self.discard_body(ctx, &head).await {
-                    if let Error::Io(e) = error {
-                        return Err(e);
+            let answer = ctx.phases.process_request(
+                &head,
+                &self.buf[..head.head_len],
+                &mut self.path,
+                self.peer,
+            );
+            let (response, mut keep_alive) = match answer {
+                Answer::Now(response) => self.finish_now(ctx, &head, response).await?,
+                Answer::Later(mut pending) => {
+                    match self.read_body_into(ctx, &head, pending.as_mut()).await {
+                        Ok(()) => {
+                            // A client that goes away meanwhile cancels the
+                            // request: dropping the answer's future tells
+                            // its handler.
+                            let response = tokio::select! {
+                                response = pending.respond() => response,
+                                () = client_gone(&self.stream) => {
+                                    self.log(ctx, Some(&head), 499, 0);
+                                    return Ok(());
+                                }
+                            };
+                            let keep_alive = head.wants_keep_alive() && !response.close;
+                            (response, keep_alive)
+                        }
+                        Err(Error::Io(e)) => return Err(e),
+                        Err(error) => (Response::from_error(&error), false),
                     }
-                    response = Response::from_error(&error);
-                    keep_alive = false;
                 }
-            }
+            };
             if *shutdown.borrow() {
                 keep_alive = false;
             }
@@ -150,6 +170,109 @@ impl Conn {
                 return self.linger().await;
             }
             self.buf.drain(..head.head_len);
+        }
+    }
+
+    /// The body of a request answered at once is read and thrown away
+    /// (unless the client waits for a 100 that an error makes moot).
+    async fn finish_now(
+        &mut self,
+        ctx: &WorkerCtx,
+        head: &RequestHead,
+        mut response: Response,
+    ) -> io::Result<(Response, bool)> {
+        let mut keep_alive = head.wants_keep_alive() && !response.close;
+        if head.body != BodyFraming::None {
+            let body_buffered = match head.body {
+                BodyFraming::Length(n) => (self.buf.len() - head.head_len) as u64 >= n,
+                _ => false,
+            };
+            if head.expect_continue && !body_buffered && response.status >= 300 {
+                // The client waits for our word before sending the body;
+                // the final status is that word, and the body never comes
+                // onto this connection.
+                keep_alive = false;
+            } else if let Err(error) = self.discard_body(ctx, head).await {
+                if let Error::Io(e) = error {
+                    return Err(e);
+                }
+                response = Response::from_error(&error);
+                keep_alive = false;
+            }
+        }
+        Ok((response, keep_alive))
+    }
+
+    /// Reads the request body into a pending handler: the bytes that came
+    /// with the head are copied (and counted), the rest is read by `read(2)`
+    /// straight into the handler's buffer. A chunked body is decoded and its
+    /// data copied in run by run.
+    async fn read_body_into(
+        &mut self,
+        ctx: &WorkerCtx,
+        head: &RequestHead,
+        pending: &mut dyn PendingResponse,
+    ) -> Result<(), Error> {
+        let len = match head.body {
+            BodyFraming::None | BodyFraming::Length(0) => return Ok(()),
+            BodyFraming::Chunked => return self.read_chunked_into(ctx, head, pending).await,
+            BodyFraming::Length(len) => len,
+        };
+        if len > ctx.opts.limits.max_body {
+            return Err(Error::BodyTooLarge);
+        }
+        pending.body_start(len)?;
+        let start = head.head_len;
+        let have = ((self.buf.len() - start) as u64).min(len) as usize;
+        if have > 0 {
+            pending.body_prefix(&self.buf[start..start + have]);
+            self.buf.drain(start..start + have);
+        }
+        let mut remaining = len - have as u64;
+        let mut continue_sent = !head.expect_continue || head.version == Version::Http10;
+        while remaining > 0 {
+            self.send_continue(ctx, &mut continue_sent).await?;
+            let space = pending.body_space(usize::try_from(remaining).unwrap_or(usize::MAX));
+            let read = tokio::time::timeout(ctx.opts.header_timeout, self.stream.read(space));
+            let n = match read.await {
+                Err(_) => return Err(Error::HeaderTimeout),
+                Ok(Ok(0)) => return Err(Error::Io(io::ErrorKind::UnexpectedEof.into())),
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(Error::Io(e)),
+            };
+            pending.body_advance(n);
+            remaining -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// Decodes a chunked body into a pending handler, run by run of data
+    /// (each copied: the framing sits between the runs).
+    async fn read_chunked_into(
+        &mut self,
+        ctx: &WorkerCtx,
+        head: &RequestHead,
+        pending: &mut dyn PendingResponse,
+    ) -> Result<(), Error> {
+        let start = head.head_len;
+        let mut continue_sent = !head.expect_continue || head.version == Version::Http10;
+        let mut decoder = ChunkedDecoder::new(ctx.opts.limits.max_body);
+        loop {
+            let mut refused = None;
+            let progress = decoder.feed(&self.buf[start..], |data| {
+                if refused.is_none() {
+                    refused = pending.body_chunk(data).err();
+                }
+            })?;
+            if let Some(error) = refused {
+                return Err(error);
+            }
+            self.buf.drain(start..start + progress.consumed);
+            if progress.done {
+                return Ok(());
+            }
+            self.send_continue(ctx, &mut continue_sent).await?;
+            self.read_more(ctx).await?;
         }
     }
 

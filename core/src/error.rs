@@ -47,6 +47,13 @@ pub enum Error {
     /// leading outside the root, a file the server may not read (403).
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// A handler needs the body's length up front and got a chunked body (411).
+    #[error("length required: {0}")]
+    LengthRequired(&'static str),
+    /// A content handler cannot take the request now (a module's request
+    /// pool is full): backpressure, try again (503).
+    #[error("service unavailable: {0}")]
+    Unavailable(&'static str),
     /// Nothing at that path (404).
     #[error("not found")]
     NotFound,
@@ -81,12 +88,14 @@ impl Error {
             Error::NotFound => 404,
             Error::MethodNotAllowed => 405,
             Error::HeaderTimeout => 408,
+            Error::LengthRequired(_) => 411,
             Error::BodyTooLarge => 413,
             Error::UriTooLong => 414,
             Error::RangeNotSatisfiable { .. } => 416,
             Error::ExpectationFailed => 417,
             Error::HeadTooLarge => 431,
             Error::NotImplemented(_) => 501,
+            Error::Unavailable(_) => 503,
             Error::Io(_) | Error::Listen { .. } | Error::Options(_) => 500,
         }
     }
@@ -103,6 +112,9 @@ impl Error {
     /// Whether sending the same request again could succeed (only transient
     /// server-side failures).
     pub fn retry_safe(&self) -> bool {
-        matches!(self, Error::Io(_) | Error::HeaderTimeout)
+        matches!(
+            self,
+            Error::Io(_) | Error::HeaderTimeout | Error::Unavailable(_)
+        )
     }
 }

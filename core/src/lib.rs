@@ -11,7 +11,9 @@
 //!   chunked decoder, target normalization, dates, validators and ranges,
 //!   response-head writer. Pure, allocation-free on the hot path, fuzzed.
 //! - [`phases`]: the request flow — one `process_request` running the
-//!   phases rewrite → access → content; handlers registered once at start-up.
+//!   phases rewrite → access → content; handlers registered once at start-up
+//!   (extra ones, such as process modules, through `Server::with_handlers`);
+//!   a handler may answer later, after the body is read into it.
 //! - [`static_files`]: the static file handler (root-confined resolution,
 //!   per-worker path/fd/response-head cache, conditionals, ranges).
 //! - [`response`]: `Response`, `Body` and the one error path.
@@ -19,7 +21,8 @@
 //! - [`server`]: `ServerOptions`, `Server` (bind, extra handlers, run),
 //!   listeners, worker threads, shutdown.
 //! - `connection` (private): one connection's loop — keep-alive,
-//!   pipelining, body discarding, timeouts, lingering close.
+//!   pipelining, bodies (discarded, or read into a pending handler's
+//!   buffer), timeouts, lingering close.
 //! - `admin` (private): the admin listener, `/metrics` and `/status`.
 //! - [`cache`]: the unified file cache (GDSF/LRU within a byte budget).
 //! - [`metrics`]: process-wide counters and their Prometheus rendering.
@@ -47,5 +50,5 @@ pub mod static_files;
 pub mod status;
 
 pub use error::Error;
-pub use response::{Body, FileRange, HeaderLines, Response};
-pub use server::{HandlerFactory, Server, ServerOptions};
+pub use response::{Body, FileRange, HeaderLines, Response, StreamBody};
+pub use server::{CacheAccess, HandlerFactory, Server, ServerOptions};

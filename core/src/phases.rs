@@ -4,8 +4,14 @@
 //! path, [`Response::from_error`].
 //!
 //! Handlers are registered once, when a worker starts, into a fixed list per
-//! [`Phase`]; each answers [`Outcome::Continue`], [`Outcome::Done`] or
-//! [`Outcome::Declined`].
+//! [`Phase`]; each answers [`Outcome::Continue`], [`Outcome::Done`],
+//! [`Outcome::Declined`] or [`Outcome::Pending`] (a content handler that
+//! takes the request body and answers later, such as a process module: the
+//! route is decided before the body is read, and the connection reads the
+//! body straight into the handler's buffer).
+
+use std::future::Future;
+use std::pin::Pin;
 
 use crate::error::Error;
 use crate::http::request::{Method, RequestHead, Span};
@@ -39,6 +45,77 @@ pub enum Outcome {
     Done(Response),
     /// Not for this handler: ask the next handler of the same phase.
     Declined,
+    /// This handler answers, after the connection has read the request body
+    /// into it (see [`PendingResponse`]).
+    Pending(Box<dyn PendingResponse>),
+}
+
+/// The future of a pending answer. Workers run on a single thread, so it
+/// need not be `Send`.
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Response>>>;
+
+/// A content handler's answer that needs the request body first. The
+/// connection calls [`body_start`](PendingResponse::body_start) once if the
+/// request has a body, then fills [`body_space`](PendingResponse::body_space)
+/// with `read(2)` and reports each read with
+/// [`body_advance`](PendingResponse::body_advance), and finally awaits
+/// [`respond`](PendingResponse::respond). Bytes that arrived with the head
+/// are copied in with [`body_prefix`](PendingResponse::body_prefix) (and
+/// counted as copied). A chunked body goes through
+/// [`body_chunk`](PendingResponse::body_chunk) instead.
+pub trait PendingResponse: std::fmt::Debug {
+    /// The body has `len` bytes (`Content-Length`); called only when it has
+    /// some. An error is the answer (for example 503 when there is no room).
+    fn body_start(&mut self, len: u64) -> Result<(), Error>;
+
+    /// Room for the next body bytes: a non-empty slice of at most `max` bytes.
+    fn body_space(&mut self, max: usize) -> &mut [u8];
+
+    /// `n` bytes of [`body_space`](PendingResponse::body_space) were filled.
+    fn body_advance(&mut self, n: usize);
+
+    /// A run of a chunked body's data (its length is not known up front),
+    /// copied in (and counted by the implementation). The default refuses
+    /// chunked bodies (411).
+    fn body_chunk(&mut self, data: &[u8]) -> Result<(), Error> {
+        let _ = data;
+        Err(Error::LengthRequired("this handler needs Content-Length"))
+    }
+
+    /// Copies body bytes that were read with the head.
+    fn body_prefix(&mut self, bytes: &[u8]) {
+        let mut done = 0;
+        while done < bytes.len() {
+            let space = self.body_space(bytes.len() - done);
+            let n = space.len();
+            space.copy_from_slice(&bytes[done..done + n]);
+            self.body_advance(n);
+            done += n;
+        }
+        iolite_ipc::copied::add(bytes.len());
+    }
+
+    /// The body is complete: the answer.
+    fn respond(self: Box<Self>) -> ResponseFuture;
+}
+
+/// What [`Phases::process_request`] decided.
+#[derive(Debug)]
+pub enum Answer {
+    /// Send this response (after reading and discarding any body).
+    Now(Response),
+    /// Read the body into this handler, then send what it answers.
+    Later(Box<dyn PendingResponse>),
+}
+
+impl Answer {
+    /// The response, for answers that are known now.
+    pub fn now(self) -> Option<Response> {
+        match self {
+            Answer::Now(r) => Some(r),
+            Answer::Later(_) => None,
+        }
+    }
 }
 
 /// The request as handlers see it.
@@ -51,6 +128,8 @@ pub struct RequestCtx<'a> {
     /// The percent-decoded, dot-segment-free path (starts with `/`). Rewrite
     /// handlers may change it; it is never decoded again.
     pub path: &'a mut Vec<u8>,
+    /// The client's address.
+    pub client: std::net::SocketAddr,
 }
 
 impl RequestCtx<'_> {
@@ -127,26 +206,29 @@ impl Phases {
         }
     }
 
-    /// Answers one request: every outcome, error or not, is a [`Response`].
-    /// `path` is scratch space reused across requests.
+    /// Answers one request: every outcome, error or not, is a [`Response`]
+    /// now or a [`PendingResponse`]. `path` is scratch space reused across
+    /// requests.
     pub fn process_request(
         &self,
         head: &RequestHead,
         head_bytes: &[u8],
         path: &mut Vec<u8>,
-    ) -> Response {
+        client: std::net::SocketAddr,
+    ) -> Answer {
         let mut req = RequestCtx {
             head,
             head_bytes,
             path,
+            client,
         };
         match self.run(&mut req) {
-            Ok(response) => response,
-            Err(error) => Response::from_error(&error),
+            Ok(answer) => answer,
+            Err(error) => Answer::Now(Response::from_error(&error)),
         }
     }
 
-    fn run(&self, req: &mut RequestCtx<'_>) -> Result<Response, Error> {
+    fn run(&self, req: &mut RequestCtx<'_>) -> Result<Answer, Error> {
         if req.head.method == Method::Unknown {
             return Err(Error::NotImplemented("unknown method"));
         }
@@ -154,7 +236,7 @@ impl Phases {
         if raw_target == b"*" && req.head.method == Method::Options {
             // A question about the server itself, not about a resource.
             let allow = HeaderLines::Static(b"Allow: GET, HEAD\r\n");
-            return Ok(Response::new(200, allow, Body::Empty));
+            return Ok(Answer::Now(Response::new(200, allow, Body::Empty)));
         }
         let raw_path = target::target_path(raw_target)?;
         target::normalize(raw_path, req.path)?;
@@ -166,10 +248,11 @@ impl Phases {
         Err(Error::NotFound)
     }
 
-    fn run_phase(&self, phase: Phase, req: &mut RequestCtx<'_>) -> Result<Option<Response>, Error> {
+    fn run_phase(&self, phase: Phase, req: &mut RequestCtx<'_>) -> Result<Option<Answer>, Error> {
         for handler in self.handlers(phase) {
             match handler.handle(req)? {
-                Outcome::Done(response) => return Ok(Some(response)),
+                Outcome::Done(response) => return Ok(Some(Answer::Now(response))),
+                Outcome::Pending(p) => return Ok(Some(Answer::Later(p))),
                 Outcome::Continue => return Ok(None),
                 Outcome::Declined => {}
             }
@@ -273,7 +356,11 @@ mod tests {
             let head = parse_head(raw.as_bytes(), &Limits::default())
                 .unwrap()
                 .unwrap();
-            let response = phases.process_request(&head, raw.as_bytes(), &mut path);
+            let client = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+            let response = phases
+                .process_request(&head, raw.as_bytes(), &mut path, client)
+                .now()
+                .unwrap();
             assert_eq!(response.status, *want, "{raw}");
         }
         assert!(format!("{phases:?}").contains("\"rename\""));

@@ -41,11 +41,10 @@ pub struct FileRange {
 /// A response body. No variant is copied on its way out: memory goes out
 /// with the head in one `writev`, file ranges with `sendfile` after it.
 ///
-/// The unified cache adds a variant holding an `iolite_ipc::Agg` of memfd
-/// slices; the send path already takes bodies as a sequence of
-/// [`crate::send::Chunk`]s (memory or file range), so each slice of an Agg
-/// becomes a memory chunk (small: batched into the writev) or a file chunk
-/// of the pool's memfd (large: sendfile).
+/// The send path takes bodies as a sequence of [`crate::send::Chunk`]s
+/// (memory or file range): each slice of an aggregate (a cached body, a
+/// module's answer) becomes a memory chunk (small: batched into the writev)
+/// or a file chunk of its pool's memfd (large: sendfile).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Body {
@@ -63,6 +62,46 @@ pub enum Body {
         offset: u64,
         len: u64,
     },
+    /// An aggregate of shared-memory slices (a process module's answer: its
+    /// output pool, the request body, the cache pool), sent by reference.
+    Agg(iolite_ipc::Agg),
+    /// A body produced in parts (a process module streaming its answer):
+    /// exactly `len` bytes arrive as aggregates, each sent by reference as
+    /// it comes, so the whole body is never held at once.
+    Stream(Arc<StreamBody>),
+}
+
+/// The parts of a [`Body::Stream`]. The sender ends early by dropping its
+/// side: the connection then closes (the promised length cannot be met).
+#[derive(Debug)]
+pub struct StreamBody {
+    len: u64,
+    parts: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<iolite_ipc::Agg>>>,
+}
+
+impl StreamBody {
+    /// A body of `len` bytes arriving on `parts`.
+    pub fn new(len: u64, parts: tokio::sync::mpsc::UnboundedReceiver<iolite_ipc::Agg>) -> Self {
+        StreamBody {
+            len,
+            parts: std::sync::Mutex::new(Some(parts)),
+        }
+    }
+
+    /// The promised length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the promised length is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The parts, once (the send path takes them).
+    pub fn take_parts(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<iolite_ipc::Agg>> {
+        self.parts.lock().ok()?.take()
+    }
 }
 
 impl Body {
@@ -74,6 +113,8 @@ impl Body {
             Body::Bytes(b) => b.len() as u64,
             Body::File(f) => f.len,
             Body::Cached { len, .. } => *len,
+            Body::Agg(agg) => agg.len() as u64,
+            Body::Stream(s) => s.len(),
         }
     }
 
@@ -125,7 +166,7 @@ impl Response {
             }
             _ => HeaderLines::Static(TEXT),
         };
-        let close = matches!(status, 400 | 408 | 413 | 414 | 417 | 431 | 500 | 501);
+        let close = matches!(status, 400 | 408 | 411 | 413 | 414 | 417 | 431 | 500 | 501);
         Response {
             status,
             headers,
@@ -141,6 +182,7 @@ fn error_text(status: u16) -> &'static [u8] {
         403 => b"403 Forbidden\n",
         404 => b"404 Not Found\n",
         405 => b"405 Method Not Allowed\n",
+        411 => b"411 Length Required\n",
         408 => b"408 Request Timeout\n",
         413 => b"413 Content Too Large\n",
         414 => b"414 URI Too Long\n",
@@ -148,6 +190,9 @@ fn error_text(status: u16) -> &'static [u8] {
         417 => b"417 Expectation Failed\n",
         431 => b"431 Request Header Fields Too Large\n",
         501 => b"501 Not Implemented\n",
+        502 => b"502 Bad Gateway\n",
+        503 => b"503 Service Unavailable\n",
+        504 => b"504 Gateway Timeout\n",
         _ => b"500 Internal Server Error\n",
     }
 }

@@ -55,12 +55,19 @@ impl Body {
                 skip: *offset,
                 left: *len,
             },
+            Body::Agg(agg) => Chunks::Pool {
+                bufs: agg.bufs(),
+                skip: 0,
+                left: agg.len() as u64,
+            },
+            // Its parts arrive later: see `send_response`.
+            Body::Stream(_) => Chunks::One(None),
         }
     }
 }
 
 /// The chunks of a [`Body`]: at most one for most bodies, one per slice of
-/// the range for a cached body.
+/// the range for a cached body or an aggregate.
 #[derive(Debug)]
 pub enum Chunks<'a> {
     One(Option<Chunk<'a>>),
@@ -141,7 +148,39 @@ pub async fn send_response(
             }
         }
     }
+    if let (true, Body::Stream(parts)) = (with_body, body) {
+        sent += write_all_vectored(stream, &mut batch[..n], true, timeout).await?;
+        n = 0;
+        sent += send_parts(stream, parts, timeout).await?;
+    }
     sent += write_all_vectored(stream, &mut batch[..n], false, timeout).await?;
+    Ok(sent)
+}
+
+/// Sends a streamed body's parts as they arrive, each by reference; fails
+/// (so the connection closes) if the parts end short of the promised length
+/// or overrun it.
+async fn send_parts(
+    stream: &TcpStream,
+    body: &crate::response::StreamBody,
+    timeout: Duration,
+) -> io::Result<u64> {
+    let short = || io::Error::new(io::ErrorKind::UnexpectedEof, "streamed body ended early");
+    let mut parts = body.take_parts().ok_or_else(short)?;
+    let mut left = body.len();
+    let mut sent = 0;
+    while left > 0 {
+        let part = parts.recv().await.ok_or_else(short)?;
+        if part.len() as u64 > left {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "streamed body overran its length",
+            ));
+        }
+        left -= part.len() as u64;
+        let whole = Body::Agg(part);
+        sent += Box::pin(send_response(stream, b"", &whole, true, timeout)).await?;
+    }
     Ok(sent)
 }
 

@@ -98,12 +98,23 @@ impl Default for ServerOptions {
     }
 }
 
-/// Makes the extra handlers one worker registers at start-up (called once
-/// per worker thread, so handlers need not be `Send`).
+/// Makes the handlers one worker registers besides the static files
+/// (called once per worker, on the worker's thread). Process modules come
+/// in this way: core never spawns processes itself.
 pub type HandlerFactory = Arc<dyn Fn() -> Vec<Box<dyn Handler>> + Send + Sync>;
+
+#[derive(Default, Clone)]
+struct Extra(Vec<HandlerFactory>);
+
+impl std::fmt::Debug for Extra {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} handler factories", self.0.len())
+    }
+}
 
 /// A bound server: listeners open, signal handlers installed, not yet serving.
 pub struct Server {
+    extra: Extra,
     opts: Arc<ServerOptions>,
     local_addrs: Vec<SocketAddr>,
     /// One set per worker: a listener for every address, each bound with
@@ -118,7 +129,6 @@ pub struct Server {
     access_log: AccessLog,
     control: tokio::runtime::Runtime,
     signals: Option<(Signal, Signal)>,
-    handlers: Option<HandlerFactory>,
 }
 
 impl std::fmt::Debug for Server {
@@ -127,7 +137,7 @@ impl std::fmt::Debug for Server {
             .field("local_addrs", &self.local_addrs)
             .field("admin", &self.admin_addr())
             .field("workers", &self.listeners.len())
-            .field("extra_handlers", &self.handlers.is_some())
+            .field("extra", &self.extra)
             .finish_non_exhaustive()
     }
 }
@@ -220,6 +230,7 @@ impl Server {
             )
         };
         Ok(Server {
+            extra: Extra::default(),
             opts: Arc::new(opts),
             local_addrs,
             listeners,
@@ -231,18 +242,28 @@ impl Server {
             access_log,
             control,
             signals: Some(signals),
-            handlers: None,
         })
     }
 
-    /// Registers, in every worker, the handlers `factory` makes, ahead of the
-    /// static file handler (which answers whatever they decline).
+    /// Adds handlers every worker registers before the static files, in
+    /// the order added (a module's prefix wins over a file of that path).
     pub fn with_handlers(mut self, factory: HandlerFactory) -> Self {
-        self.handlers = Some(factory);
+        self.extra.0.push(factory);
         self
     }
 
-    /// The first address clients connect to (the real port when 0 was asked).
+    /// What process modules need to include cached files by reference: the
+    /// document root and the unified cache (none when the cache is off).
+    pub fn cache_access(&self) -> Option<CacheAccess> {
+        Some(CacheAccess {
+            root: self.root.clone(),
+            root_path: self.opts.root.clone(),
+            revalidate: self.opts.revalidate,
+            cache: self.cache.clone()?,
+        })
+    }
+
+    /// The address clients connect to (the real port when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addrs[0]
     }
@@ -291,7 +312,7 @@ impl Server {
                     .access_log
                     .is_enabled()
                     .then(|| self.access_log.writer()),
-                handlers: self.handlers.clone(),
+                extra: self.extra.clone(),
                 stop: stop_rx.clone(),
             };
             let handle = std::thread::Builder::new()
@@ -342,6 +363,37 @@ async fn accept_any(
     .await
 }
 
+/// The document root and the unified cache, for users outside the workers
+/// (a process module's runner thread): each makes its own
+/// [`StaticFiles`] view with [`files`](CacheAccess::files) and shares
+/// [`pool`](CacheAccess::pool) with its runner.
+#[derive(Debug, Clone)]
+pub struct CacheAccess {
+    root: Arc<OwnedFd>,
+    root_path: PathBuf,
+    revalidate: Duration,
+    cache: Arc<FileCache>,
+}
+
+impl CacheAccess {
+    /// The cache pool (to share read-only with a runner).
+    pub fn pool(&self) -> &iolite_ipc::Pool {
+        self.cache.pool()
+    }
+
+    /// A static-files view on this thread, for
+    /// [`StaticFiles::cached_agg`].
+    pub fn files(&self) -> StaticFiles {
+        StaticFiles::new(
+            self.root.clone(),
+            self.root_path.clone(),
+            self.revalidate,
+            256,
+        )
+        .with_cache(Some(self.cache.clone()))
+    }
+}
+
 fn reuseport_listener(addr: SocketAddr) -> Result<std::net::TcpListener, Error> {
     let fail = |source| Error::Listen { addr, source };
     let socket =
@@ -379,11 +431,13 @@ fn standard_phases(
     opts: &ServerOptions,
     (root, location_roots): (Arc<OwnedFd>, Vec<Option<Arc<OwnedFd>>>),
     cache: Option<Arc<FileCache>>,
-    extra: Option<&HandlerFactory>,
+    extra: &Extra,
 ) -> Phases {
     let mut phases = Phases::new();
-    for handler in extra.map(|make| make()).unwrap_or_default() {
-        phases = phases.register(handler);
+    for factory in &extra.0 {
+        for handler in factory() {
+            phases = phases.register(handler);
+        }
     }
     let mut order: Vec<usize> = (0..opts.locations.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(opts.locations[i].prefix.len()));
@@ -416,7 +470,7 @@ struct WorkerParts {
     location_roots: Vec<Option<Arc<OwnedFd>>>,
     cache: Option<Arc<FileCache>>,
     access_log: Option<AccessLogWriter>,
-    handlers: Option<HandlerFactory>,
+    extra: Extra,
     stop: watch::Receiver<bool>,
 }
 
@@ -429,7 +483,7 @@ fn worker(parts: WorkerParts) {
         location_roots,
         cache,
         access_log,
-        handlers,
+        extra,
         mut stop,
     } = parts;
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -456,7 +510,7 @@ fn worker(parts: WorkerParts) {
             }
         };
         let ctx = Rc::new(WorkerCtx {
-            phases: standard_phases(&opts, (root, location_roots), cache, handlers.as_ref()),
+            phases: standard_phases(&opts, (root, location_roots), cache, &extra),
             metrics,
             opts: opts.clone(),
             access_log: access_log.map(std::cell::RefCell::new),
@@ -495,8 +549,8 @@ fn worker(parts: WorkerParts) {
 impl ServerOptions {
     /// The options a validated [`Config`](crate::config::Config) asks for.
     ///
-    /// Settings the engine does not serve yet (directory listings, module
-    /// mounts) are reported by
+    /// Settings the engine does not serve yet (directory listings,
+    /// CGI/FastCGI/wasm mounts) are reported by
     /// [`unsupported`](ServerOptions::unsupported) so `serve` can refuse them
     /// instead of ignoring them.
     pub fn from_config(c: &crate::config::Config) -> ServerOptions {

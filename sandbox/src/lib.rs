@@ -32,6 +32,8 @@
 //! - `seccomp`: the allow-list ([`seccomp_allow_list`]).
 //! - `procfs`: thread count and capabilities of the current process.
 //! - `error`: [`SandboxError`].
+//! - [`loader`]: loading a module's cdylib (libloading) and spawning a
+//!   runner that inherits its socket.
 //! - `bin/iolite-sandbox-probe`: the test fixture that applies a profile and
 //!   then misbehaves on purpose (used by `tests/profile.rs`);
 //!   `tests/tokio_runner.rs` runs a tokio runtime under the allow-list.
@@ -40,6 +42,7 @@ mod cgroup;
 mod error;
 mod fs_rules;
 mod limits;
+pub mod loader;
 mod namespaces;
 mod procfs;
 mod profile;
@@ -50,6 +53,7 @@ mod user;
 pub use cgroup::{pids_cgroup_for, remove_pids_cgroup, sweep_stale_pids_cgroups};
 pub use error::SandboxError;
 pub use fs_rules::landlock_abi;
+pub use loader::{LoadError, ModuleLibrary, spawn_inheriting, take_inherited_socket};
 pub use profile::{Landlock, OpenPolicy, Pending, Profile, Rlimits};
 pub use report::{Measure, Outcome, Report};
 pub use seccomp::{SyscallGroup, seccomp_allow_list};

@@ -65,7 +65,7 @@ pub struct ServeArgs {
     #[arg(long = "access-log", value_name = "stdout|off|PATH", value_parser = parse_access_log)]
     pub access_log: Option<AccessLogTarget>,
 
-    /// Mount a process module (cdylib) at a prefix. Repeatable. (Not yet supported.)
+    /// Mount a process module (a cdylib built with iolite-sdk) at a prefix. Repeatable.
     #[arg(long = "module", value_name = "PREFIX=PATH", value_parser = parse_mount)]
     pub modules: Vec<Mount>,
 

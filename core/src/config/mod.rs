@@ -44,7 +44,8 @@
 //! cache = true
 //! headers = { "Cache-Control" = "max-age=60" }
 //!
-//! # Parsed and validated now; `serve` refuses them until their issues land.
+//! # A process module (served; `processes_max` and `memory_limit` are parsed
+//! # but not yet acted on, the sandbox table waits for the sandbox issue).
 //! [[module]]
 //! prefix = "/app"
 //! path = "target/release/libhello.so"
@@ -145,7 +146,7 @@ pub struct Config {
     /// Per-location settings, in file order. See [`Config::location_for`].
     pub locations: Vec<Location>,
     pub log: LogConfig,
-    /// Process modules (not yet served; see [`Config::not_yet_supported`]).
+    /// Process modules (served by iolite-modules).
     pub modules: Vec<ModuleConfig>,
     /// CGI mounts (not yet served).
     pub cgi: Vec<CgiConfig>,
@@ -490,12 +491,6 @@ impl Config {
     /// when it is not empty.
     pub fn not_yet_supported(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for m in &self.modules {
-            out.push(format!(
-                "module at {} (process modules are not yet supported)",
-                m.prefix
-            ));
-        }
         for c in &self.cgi {
             out.push(format!("cgi at {} (CGI is not yet supported)", c.prefix));
         }

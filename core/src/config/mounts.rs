@@ -1,7 +1,8 @@
 //! The mount tables of a configuration file: `[[module]]` (with
 //! `[module.sandbox]`), `[[cgi]]`, `[[fastcgi]]` and `[[wasm]]`. They are
-//! parsed and validated now so the format is stable; `serve` refuses them
-//! until their issues land (see `Config::not_yet_supported`).
+//! parsed and validated now so the format is stable; `serve` runs modules
+//! and refuses the others until their issues land (see
+//! `Config::not_yet_supported`).
 
 use super::file::{Cx, Val};
 use super::validate::{Draft, Placed};

@@ -1,0 +1,549 @@
+//! [`ProcessModule`]: a native module mounted at a prefix and served by
+//! runner processes, and the core [`Handler`] that routes requests to it.
+//!
+//! The route is decided from the head alone ([`Outcome::Pending`]); the
+//! connection then reads the body with `read(2)` straight into a buffer of
+//! this module's request pool (shared read-only with its runners only), and
+//! the answer comes back as an aggregate sent by reference
+//! ([`Body::Agg`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use iolite_core::config::{ModuleConfig, prefix_matches};
+use iolite_core::phases::{Handler, Outcome, PendingResponse, Phase, RequestCtx, ResponseFuture};
+use iolite_core::{Body, HeaderLines, Response};
+use iolite_ipc::{Agg, BufMut, Pool};
+use iolite_sdk::wire::{RequestFrame, ResponseFrame};
+use tokio::sync::oneshot;
+
+use crate::error::Error;
+use crate::supervisor::{self, Answer, Cmd, Failure, Job, SlotConfig, SlotHandle};
+
+/// Bytes of each runner's output pool.
+const OUTPUT_POOL: u64 = 64 << 20;
+/// Longest `start` waits for its runners to be ready.
+const STARTUP_WAIT: Duration = Duration::from_secs(15);
+/// Requests a slot may hold (in flight plus queued) per credit before new
+/// ones get 503.
+const QUEUE_PER_CREDIT: usize = 4;
+
+/// A module mounted at a prefix, with its runner processes.
+#[derive(Debug)]
+pub struct ProcessModule {
+    prefix: String,
+    timeout: Duration,
+    in_flight: usize,
+    pool: Pool,
+    slots: std::sync::RwLock<Vec<Arc<SlotHandle>>>,
+    /// Most runner processes (`processes_max`).
+    max: usize,
+    /// What a slot added under load starts from.
+    template: SlotConfig,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl ProcessModule {
+    /// Checks the library (in a throw-away runner: a library built for
+    /// another ABI is refused here, both versions named), creates the
+    /// request pool (room for two bodies of `max_body`) and starts
+    /// `processes_min` runners; with `processes_min = 0`, one runner starts
+    /// on the first request. `exe` is the iolite binary.
+    ///
+    /// With `cache`, the runners can include files of the document root
+    /// from the unified cache by reference (`Ctx::cached`).
+    pub fn start(
+        cfg: &ModuleConfig,
+        exe: &Path,
+        max_body: u64,
+        cache: Option<iolite_core::CacheAccess>,
+    ) -> Result<Arc<Self>, Error> {
+        check_library(exe, &cfg.prefix, &cfg.path)?;
+        let size = max_body.saturating_mul(2).clamp(16 << 20, 1 << 36);
+        let pool =
+            Pool::with_name("iolite-requests", size as usize).map_err(|source| Error::Pool {
+                prefix: cfg.prefix.clone(),
+                source,
+            })?;
+        let n = cfg.processes_min.max(1) as usize;
+        let mut slots = Vec::with_capacity(n);
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let template = SlotConfig {
+            name: cfg.prefix.clone(),
+            exe: exe.to_owned(),
+            library: cfg.path.clone(),
+            in_flight: cfg.in_flight.max(1),
+            timeout: cfg.timeout,
+            output_pool: OUTPUT_POOL,
+            pool: pool.clone(),
+            cache: cache.clone(),
+            lazy: false,
+        };
+        for index in 0..n {
+            let slot_cfg = SlotConfig {
+                lazy: cfg.processes_min == 0,
+                ..template.clone()
+            };
+            let slot =
+                supervisor::start(slot_cfg, index, started_tx.clone()).map_err(|source| {
+                    Error::Spawn {
+                        what: format!("module {} runner thread", cfg.prefix),
+                        source,
+                    }
+                })?;
+            slots.push(slot);
+        }
+        drop(started_tx);
+        if cfg.processes_min > 0 {
+            // Announce the server only once its runners are ready (or failed
+            // to start, logged): no first request waits for a cold start.
+            let deadline = std::time::Instant::now() + STARTUP_WAIT;
+            for _ in 0..n {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if started_rx.recv_timeout(left).is_err() {
+                    break;
+                }
+            }
+        }
+        tracing::info!(module = %cfg.prefix, library = %cfg.path.display(), processes = n, "module mounted");
+        Ok(Arc::new(ProcessModule {
+            prefix: cfg.prefix.clone(),
+            timeout: cfg.timeout,
+            in_flight: cfg.in_flight.max(1) as usize,
+            pool,
+            slots: std::sync::RwLock::new(slots),
+            max: (cfg.processes_max as usize).max(n),
+            template,
+        }))
+    }
+
+    /// The least loaded runner slot; when even that one has all its credits
+    /// in use and `processes_max` allows, a new runner is started for the
+    /// request (its slot keeps it until the runner is ready).
+    fn pick(&self) -> Option<Arc<SlotHandle>> {
+        let load = |s: &Arc<SlotHandle>| s.load.load(Ordering::Relaxed);
+        let (best, grow) = {
+            let slots = self.slots.read().ok()?;
+            let best = slots.iter().min_by_key(|s| load(s))?.clone();
+            let grow = load(&best) >= self.in_flight && slots.len() < self.max;
+            (best, grow)
+        };
+        if !grow {
+            return Some(best);
+        }
+        let mut slots = self.slots.write().ok()?;
+        if slots.len() >= self.max {
+            return Some(best);
+        }
+        let index = slots.len();
+        // Nobody waits for this runner's start-up: the request queues.
+        let (started, _) = std::sync::mpsc::channel();
+        match supervisor::start(self.template.clone(), index, started) {
+            Ok(slot) => {
+                tracing::info!(module = %self.prefix, processes = index + 1, "all runners busy; starting another");
+                slots.push(slot.clone());
+                Some(slot)
+            }
+            Err(e) => {
+                tracing::warn!(module = %self.prefix, error = %e, "cannot start another runner");
+                Some(best)
+            }
+        }
+    }
+
+    /// The mount prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A content handler for one worker.
+    pub fn handler(self: &Arc<Self>) -> Box<dyn Handler> {
+        Box::new(ModuleHandler {
+            module: self.clone(),
+        })
+    }
+
+    /// Sends a request to the least loaded runner and waits for its answer.
+    async fn call(self: Arc<Self>, frame: RequestFrame, body: Agg) -> Response {
+        let Some(slot) = self.pick() else {
+            return plain(502, b"502 Bad Gateway\n");
+        };
+        let slot = &*slot;
+        if slot.load.load(Ordering::Relaxed) >= self.in_flight * QUEUE_PER_CREDIT {
+            return plain(503, b"503 Service Unavailable: module busy\n");
+        }
+        let _load = LoadGuard::new(&slot.load);
+        let id = frame.id;
+        let (tx, rx) = oneshot::channel();
+        let deadline = std::time::Instant::now() + self.timeout;
+        if !slot.send(Cmd::Job(Box::new(Job {
+            frame,
+            body,
+            reply: tx,
+            deadline,
+        }))) {
+            return plain(502, b"502 Bad Gateway\n");
+        }
+        // Dropped before the answer (the client went away): cancel.
+        let mut cancel = CancelGuard { slot, id: Some(id) };
+        // The slot enforces the deadline once the request is in flight (and
+        // replaces the process); this one also bounds the wait for a runner.
+        let answer = tokio::time::timeout(self.timeout, rx).await;
+        cancel.id = None;
+        match answer {
+            Err(_) | Ok(Ok(Err(Failure::TimedOut))) => {
+                slot.send(Cmd::Cancel(id));
+                plain(504, b"504 Gateway Timeout\n")
+            }
+            Ok(Err(_)) | Ok(Ok(Err(Failure::Crashed))) => plain(502, b"502 Bad Gateway\n"),
+            Ok(Ok(Ok(Answer::Whole(frame, body)))) => {
+                to_response(&self.prefix, frame, Body::Agg(body))
+            }
+            Ok(Ok(Ok(Answer::Stream(head, len, parts)))) => to_response(
+                &self.prefix,
+                head,
+                Body::Stream(Arc::new(iolite_core::StreamBody::new(len, parts))),
+            ),
+        }
+    }
+}
+
+/// Sends [`Cmd::Cancel`] when dropped with the request still open.
+struct CancelGuard<'a> {
+    slot: &'a SlotHandle,
+    id: Option<u64>,
+}
+
+impl Drop for CancelGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.slot.send(Cmd::Cancel(id));
+        }
+    }
+}
+
+struct LoadGuard<'a>(&'a AtomicUsize);
+
+impl<'a> LoadGuard<'a> {
+    fn new(load: &'a AtomicUsize) -> Self {
+        load.fetch_add(1, Ordering::Relaxed);
+        LoadGuard(load)
+    }
+}
+
+impl Drop for LoadGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn plain(status: u16, text: &'static [u8]) -> Response {
+    Response::new(
+        status,
+        HeaderLines::Static(b"Content-Type: text/plain; charset=utf-8\r\n"),
+        Body::Static(text),
+    )
+}
+
+/// Header fields the server writes itself.
+const SERVER_FIELDS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "date",
+    "server",
+    "keep-alive",
+];
+
+/// Turns a module's answer into a core response; an invalid one (status
+/// out of range, a header that could split the response) is a 502.
+fn to_response(prefix: &str, frame: ResponseFrame, body: Body) -> Response {
+    if !(200..=999).contains(&frame.status) {
+        tracing::warn!(module = %prefix, status = frame.status, "module answered an invalid status");
+        return plain(502, b"502 Bad Gateway\n");
+    }
+    let mut lines = Vec::new();
+    for (name, value) in &frame.headers {
+        let token = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let clean = value.iter().all(|&b| b != b'\r' && b != b'\n' && b != 0);
+        if !token || !clean {
+            tracing::warn!(module = %prefix, header = %name, "module answered an invalid header field");
+            return plain(502, b"502 Bad Gateway\n");
+        }
+        if SERVER_FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f)) {
+            continue;
+        }
+        lines.extend_from_slice(name.as_bytes());
+        lines.extend_from_slice(b": ");
+        lines.extend_from_slice(value);
+        lines.extend_from_slice(b"\r\n");
+    }
+    Response::new(frame.status, HeaderLines::Owned(lines), body)
+}
+
+/// Runs `exe runner --check --module PATH`: the library is opened in a
+/// throw-away process, never in the server.
+fn check_library(exe: &Path, prefix: &str, library: &Path) -> Result<(), Error> {
+    if !library.is_file() {
+        return Err(Error::Missing(library.to_owned()));
+    }
+    let out = std::process::Command::new(exe)
+        .arg("runner")
+        .arg("--check")
+        .arg("--module")
+        .arg(library)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|source| Error::Spawn {
+            what: format!("{} runner --check", exe.display()),
+            source,
+        })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    let message = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map_or_else(
+            || format!("runner check failed ({})", out.status),
+            str::to_owned,
+        );
+    Err(Error::Check {
+        prefix: prefix.to_owned(),
+        message,
+    })
+}
+
+/// The iolite binary, for starting runners.
+pub fn current_exe() -> Result<PathBuf, Error> {
+    std::env::current_exe().map_err(Error::Exe)
+}
+
+/// The content handler of one module, on one worker.
+#[derive(Debug)]
+struct ModuleHandler {
+    module: Arc<ProcessModule>,
+}
+
+impl Handler for ModuleHandler {
+    fn name(&self) -> &'static str {
+        "module"
+    }
+
+    fn phase(&self) -> Phase {
+        Phase::Content
+    }
+
+    fn handle(&self, req: &mut RequestCtx<'_>) -> Result<Outcome, iolite_core::Error> {
+        let Ok(path) = std::str::from_utf8(req.path) else {
+            return Ok(Outcome::Declined);
+        };
+        if !prefix_matches(&self.module.prefix, path) {
+            return Ok(Outcome::Declined);
+        }
+        let frame = request_frame(req, path)?;
+        Ok(Outcome::Pending(Box::new(PendingModule {
+            module: self.module.clone(),
+            frame,
+            body: None,
+            chunks: Agg::new(),
+        })))
+    }
+}
+
+fn request_frame(req: &RequestCtx<'_>, path: &str) -> Result<RequestFrame, iolite_core::Error> {
+    let bad = iolite_core::Error::BadRequest;
+    let method = std::str::from_utf8(req.get(req.head.method_token))
+        .map_err(|_| bad("method"))?
+        .to_owned();
+    let target = req.target();
+    let query = match target.iter().position(|&b| b == b'?') {
+        Some(q) => String::from_utf8(target[q + 1..].to_vec()).map_err(|_| bad("query"))?,
+        None => String::new(),
+    };
+    let mut storage = [httparse::EMPTY_HEADER; 256];
+    let mut parsed = httparse::Request::new(&mut storage);
+    parsed
+        .parse(req.head_bytes)
+        .map_err(|_| bad("request head"))?;
+    let headers = parsed
+        .headers
+        .iter()
+        .map(|h| (h.name.to_owned(), h.value.to_vec()))
+        .collect();
+    Ok(RequestFrame {
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        method,
+        path: path.to_owned(),
+        query,
+        headers,
+        client: Some(req.client),
+        body: iolite_ipc::AggDesc::default(),
+    })
+}
+
+/// A routed request whose body the connection is reading into the
+/// module's request pool.
+#[derive(Debug)]
+struct PendingModule {
+    module: Arc<ProcessModule>,
+    frame: RequestFrame,
+    /// The body being filled (Content-Length: all of it; chunked: the
+    /// current buffer).
+    body: Option<BufMut>,
+    /// A chunked body's filled buffers.
+    chunks: Agg,
+}
+
+/// Smallest buffer a chunked body is copied into.
+const CHUNK_BUF: usize = 64 << 10;
+
+impl PendingResponse for PendingModule {
+    fn body_start(&mut self, len: u64) -> Result<(), iolite_core::Error> {
+        let len = usize::try_from(len).map_err(|_| iolite_core::Error::BodyTooLarge)?;
+        let buf =
+            self.module.pool.alloc(len).map_err(|_| {
+                iolite_core::Error::Unavailable("the module's request pool is full")
+            })?;
+        self.body = Some(buf);
+        Ok(())
+    }
+
+    fn body_space(&mut self, max: usize) -> &mut [u8] {
+        match self.body.as_mut() {
+            Some(buf) => {
+                let spare = buf.spare_mut();
+                let n = spare.len().min(max);
+                &mut spare[..n]
+            }
+            None => &mut [],
+        }
+    }
+
+    fn body_advance(&mut self, n: usize) {
+        if let Some(buf) = self.body.as_mut() {
+            // `n` came from a read into `body_space`: it fits.
+            let _ = buf.advance(n);
+        }
+    }
+
+    fn body_chunk(&mut self, mut data: &[u8]) -> Result<(), iolite_core::Error> {
+        iolite_ipc::copied::add(data.len());
+        while !data.is_empty() {
+            if self.body.as_ref().is_none_or(|b| b.remaining() == 0) {
+                if let Some(full) = self.body.take() {
+                    self.chunks.push(full.freeze());
+                }
+                let buf = self
+                    .module
+                    .pool
+                    .alloc(data.len().max(CHUNK_BUF))
+                    .map_err(|_| {
+                        iolite_core::Error::Unavailable("the module's request pool is full")
+                    })?;
+                self.body = Some(buf);
+            }
+            let Some(buf) = self.body.as_mut() else {
+                break;
+            };
+            let n = buf.remaining().min(data.len());
+            buf.extend_from_slice(&data[..n]).map_err(|_| {
+                iolite_core::Error::Unavailable("the module's request pool is full")
+            })?;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    fn respond(self: Box<Self>) -> ResponseFuture {
+        let PendingModule {
+            module,
+            frame,
+            body,
+            mut chunks,
+        } = *self;
+        if let Some(last) = body {
+            chunks.push(last.freeze());
+        }
+        let body = chunks;
+        Box::pin(module.call(frame, body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(status: u16, headers: &[(&str, &[u8])]) -> ResponseFrame {
+        ResponseFrame {
+            id: 1,
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), v.to_vec()))
+                .collect(),
+            body: iolite_ipc::AggDesc::default(),
+        }
+    }
+
+    #[test]
+    fn module_answers_are_checked_table() {
+        type Case = (
+            u16,
+            &'static [(&'static str, &'static [u8])],
+            u16,
+            &'static [u8],
+        );
+        let table: &[Case] = &[
+            (
+                200,
+                &[("Content-Type", b"text/plain")],
+                200,
+                b"Content-Type: text/plain\r\n",
+            ),
+            (
+                201,
+                &[("X-A", b"1"), ("x-b", b"two words")],
+                201,
+                b"X-A: 1\r\nx-b: two words\r\n",
+            ),
+            // The server's own fields are dropped, not duplicated.
+            (
+                200,
+                &[
+                    ("Content-Length", b"9"),
+                    ("connection", b"close"),
+                    ("Date", b"x"),
+                ],
+                200,
+                b"",
+            ),
+            // Response splitting and bad names are refused.
+            (200, &[("X-A", b"1\r\nSet-Cookie: a=b")], 502, b""),
+            (200, &[("X-A", b"1\n")], 502, b""),
+            (200, &[("Bad Name", b"1")], 502, b""),
+            (200, &[("", b"1")], 502, b""),
+            (200, &[("X:Y", b"1")], 502, b""),
+            // Statuses a module may not send.
+            (100, &[], 502, b""),
+            (199, &[], 502, b""),
+            (1000, &[], 502, b""),
+            (404, &[], 404, b""),
+        ];
+        for (status, headers, want_status, want_lines) in table {
+            let r = to_response("/m", frame(*status, headers), Body::Empty);
+            assert_eq!(r.status, *want_status, "{status} {headers:?}");
+            if *want_status != 502 {
+                assert_eq!(r.headers.as_bytes(), *want_lines, "{status} {headers:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Loading a module library into a runner process (libloading), and
+//! spawning a child that inherits exactly one extra descriptor. The only
+//! `unsafe` of process modules lives here: calling into a loaded library,
+//! and the `pre_exec` hook.
+//!
+//! The loader knows symbol names and a version number it is given; it knows
+//! nothing of the protocol spoken over the descriptor (that is iolite-sdk's,
+//! compiled into the module itself, so no Rust type crosses the boundary).
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+/// Why a module library could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// `dlopen` failed (missing file, not a shared object, missing
+    /// dependency).
+    #[error("cannot load module {path}: {reason}")]
+    Open {
+        /// The library.
+        path: PathBuf,
+        /// What the dynamic loader said.
+        reason: String,
+    },
+    /// A required symbol is missing: not a module built with iolite-sdk.
+    #[error("{path} is not an iolite module: symbol {symbol} not found")]
+    MissingSymbol {
+        /// The library.
+        path: PathBuf,
+        /// The symbol.
+        symbol: String,
+    },
+    /// The library was built for another module ABI.
+    #[error(
+        "module {path} was built for module ABI version {found}, but this server speaks ABI version {expected}; rebuild it with a matching iolite-sdk"
+    )]
+    AbiMismatch {
+        /// The library.
+        path: PathBuf,
+        /// What the library says.
+        found: u32,
+        /// What the runner requires.
+        expected: u32,
+    },
+}
+
+/// A module library loaded into this process.
+#[derive(Debug)]
+pub struct ModuleLibrary {
+    lib: libloading::Library,
+    path: PathBuf,
+}
+
+impl ModuleLibrary {
+    /// Loads the library at `path` (its initialisers run now: the sandbox
+    /// must already be applied).
+    pub fn open(path: &Path) -> Result<ModuleLibrary, LoadError> {
+        // SAFETY: loading a library runs its initialisers, which can do
+        // anything the process may do; that is the point of a runner
+        // process, which is sandboxed and exists only to run this code.
+        let lib = unsafe { libloading::Library::new(path) }.map_err(|e| LoadError::Open {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(ModuleLibrary {
+            lib,
+            path: path.to_owned(),
+        })
+    }
+
+    fn missing(&self, symbol: &[u8]) -> LoadError {
+        LoadError::MissingSymbol {
+            path: self.path.clone(),
+            symbol: String::from_utf8_lossy(symbol).into_owned(),
+        }
+    }
+
+    /// Calls the version symbol (`extern "C" fn() -> u32`) and checks it
+    /// against `expected`.
+    pub fn check_abi(&self, symbol: &[u8], expected: u32) -> Result<(), LoadError> {
+        // SAFETY: the symbol's type is fixed by the module ABI (every
+        // version of it): `extern "C" fn() -> u32`. A library that exports
+        // the name with another type breaks the ABI contract it claims.
+        let f = unsafe { self.lib.get::<extern "C" fn() -> u32>(symbol) }
+            .map_err(|_| self.missing(symbol))?;
+        let found = f();
+        if found != expected {
+            return Err(LoadError::AbiMismatch {
+                path: self.path.clone(),
+                found,
+                expected,
+            });
+        }
+        Ok(())
+    }
+
+    /// Calls the main symbol (`unsafe extern "C" fn(i32) -> i32`), handing
+    /// it `sock`; returns what it returns (the exit code). Check the ABI
+    /// first.
+    pub fn run_main(&self, symbol: &[u8], sock: OwnedFd) -> Result<i32, LoadError> {
+        // SAFETY: the type is fixed by the module ABI, whose version
+        // `check_abi` verified: `unsafe extern "C" fn(i32) -> i32`.
+        let f = unsafe { self.lib.get::<unsafe extern "C" fn(i32) -> i32>(symbol) }
+            .map_err(|_| self.missing(symbol))?;
+        let fd = sock.into_raw_fd();
+        // SAFETY: the entry point's contract is an open unix socket that no
+        // one else owns; `into_raw_fd` just gave up our ownership of it.
+        Ok(unsafe { f(fd) })
+    }
+}
+
+/// Spawns `cmd` with `fd` inherited under the same number (every other
+/// descriptor the server opened is close-on-exec, and `fd` stays
+/// close-on-exec in this process, so a concurrent spawn never inherits it).
+pub fn spawn_inheriting(cmd: &mut Command, fd: BorrowedFd<'_>) -> io::Result<Child> {
+    let raw: RawFd = fd.as_raw_fd();
+    // SAFETY: the hook runs in the child between fork and exec and calls
+    // only fcntl(2), which is async-signal-safe; it touches no memory of the
+    // parent's other threads (no allocation, no locks).
+    unsafe {
+        cmd.pre_exec(move || {
+            // SAFETY (of the call): fcntl on a descriptor number is harmless
+            // when the number is invalid (EBADF, reported to the parent).
+            let r = libc::fcntl(raw, libc::F_SETFD, 0);
+            if r == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Takes ownership of the unix socket a runner inherited as descriptor `n`
+/// (see [`spawn_inheriting`]) and marks it close-on-exec again. Meant for a
+/// runner's start-up, where nothing else can own that number: it succeeds
+/// once per process, and only for an open unix stream socket.
+pub fn take_inherited_socket(n: RawFd) -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    if n < 3 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("descriptor {n} is not an inherited socket"),
+        ));
+    }
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the inherited socket was already taken",
+        ));
+    }
+    let mut domain: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `domain`, a live
+    // c_int; an invalid or non-socket descriptor only makes it fail.
+    let r = unsafe {
+        libc::getsockopt(
+            n,
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&raw mut domain).cast(),
+            &mut len,
+        )
+    };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    if domain != libc::AF_UNIX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("descriptor {n} is not a unix socket"),
+        ));
+    }
+    // SAFETY: `n` is an open socket (getsockopt succeeded) that this process
+    // inherited; the once-only flag above makes this the one owner.
+    let fd = unsafe { OwnedFd::from_raw_fd(n) };
+    // SAFETY: fcntl on a descriptor we own.
+    if unsafe { libc::fcntl(n, libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}

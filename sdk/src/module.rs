@@ -1,0 +1,453 @@
+//! What a module author writes against: [`Module`], the [`Request`] view,
+//! the [`Ctx`] with its output-pool [`Writer`], and [`Response`].
+
+use std::net::SocketAddr;
+
+use std::collections::VecDeque;
+
+use iolite_ipc::{Agg, BufDesc, BufMut, Peer, Pool};
+
+use crate::wire::{Msg, RequestFrame};
+
+/// A content module. One value serves every request of its runner process.
+/// Today a runner handles its requests one at a time (the server runs
+/// several processes for concurrency); `Send + Sync` is required so that a
+/// later runner may call `handle` from several threads without a change
+/// to modules.
+///
+/// A panic in [`handle`](Module::handle) ends the process: the server
+/// answers that request (and any other in flight in the process) with 502
+/// and starts a new process.
+pub trait Module: Send + Sync {
+    /// Called once in each runner process before the first request. An
+    /// error ends the process (the server logs it and retries with backoff).
+    fn init(&mut self, init: &Init) -> Result<(), String> {
+        let _ = init;
+        Ok(())
+    }
+
+    /// Answers one request.
+    fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Response;
+}
+
+/// What [`Module::init`] is told.
+#[derive(Debug, Clone)]
+pub struct Init {
+    pub(crate) name: String,
+}
+
+impl Init {
+    /// The module's name: its mount prefix (`/hello`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A request: its head, and its body as an aggregate of read-only slices of
+/// the module's request pool (the bytes the server read from the client,
+/// never copied on the way).
+#[derive(Debug)]
+pub struct Request {
+    pub(crate) frame: RequestFrame,
+    pub(crate) body: Agg,
+}
+
+impl Request {
+    /// The method token (`GET`, `POST`, ...).
+    pub fn method(&self) -> &str {
+        &self.frame.method
+    }
+
+    /// The percent-decoded, dot-segment-free path, mount prefix included.
+    pub fn path(&self) -> &str {
+        &self.frame.path
+    }
+
+    /// The raw query string without `?` (empty when absent).
+    pub fn query(&self) -> &str {
+        &self.frame.query
+    }
+
+    /// Every header field, in the order received.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.frame
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+    }
+
+    /// The first header field named `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The client's address.
+    pub fn client(&self) -> Option<SocketAddr> {
+        self.frame.client
+    }
+
+    /// The body. Slices of it may go into the response as they are (see
+    /// [`Response::body`]): the server sends them from the same pages.
+    pub fn body(&self) -> &Agg {
+        &self.body
+    }
+}
+
+/// Per-request services: the output pool and the server's unified cache.
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    pub(crate) pool: &'a Pool,
+    pub(crate) peer: &'a mut Peer<Msg>,
+    /// Descriptors this request may quote back (its body, cached files).
+    pub(crate) quotable: &'a mut Vec<BufDesc>,
+    /// Messages that arrived while waiting for a lookup.
+    pub(crate) pending: &'a mut VecDeque<Msg>,
+    /// The request's id.
+    pub(crate) id: u64,
+    /// Bytes a started stream still owes (None: not streamed).
+    pub(crate) stream_left: Option<u64>,
+}
+
+/// Most parts a stream leaves unreleased by the server before
+/// [`BodyStream::send`] waits (with writer chunks of at most 1 MiB, this
+/// bounds a stream's share of the output pool).
+const MAX_PARTS_OUTSTANDING: usize = 32;
+
+/// The first chunk a [`Writer`] allocates; later chunks double up to
+/// [`MAX_CHUNK`].
+const MIN_CHUNK: usize = 4096;
+const MAX_CHUNK: usize = 1 << 20;
+
+impl Ctx<'_> {
+    /// A writer into this process's output pool. Its bytes are written once,
+    /// there, and the server sends them from the same pages.
+    pub fn writer(&mut self) -> Writer<'_> {
+        Writer {
+            pool: self.pool,
+            cur: None,
+            done: Agg::new(),
+            written: 0,
+        }
+    }
+
+    /// The bytes of the file at URL path `path` under the server's document
+    /// root, from its unified cache (loaded there on a miss), as read-only
+    /// slices of the cache pool: put them in the response body and the
+    /// server sends them from the same pages, never copied. `None` when
+    /// there is no such file, it is not cacheable (too large, cache off or
+    /// full) or the server is gone. One round trip to the server per call.
+    pub fn cached(&mut self, path: &str) -> Option<Agg> {
+        self.peer
+            .send(&Msg::CacheLookup {
+                path: path.to_owned(),
+            })
+            .ok()?;
+        let body = loop {
+            match self.peer.recv().ok()? {
+                Msg::Cached { body } => break body?,
+                other => self.pending.push_back(other),
+            }
+        };
+        let agg = self.peer.import(&body).ok()?;
+        self.quotable.extend(body.bufs);
+        Some(agg)
+    }
+
+    /// Starts a streamed answer with `head`'s status and header fields (its
+    /// body is ignored) and a body of exactly `len` bytes, sent in parts
+    /// with [`BodyStream::send`] as they are produced: a body of any size
+    /// goes through the fixed output pool, since `send` waits while too many
+    /// parts are still being sent. What [`Module::handle`] returns after
+    /// streaming is ignored; a stream left short of `len` closes the
+    /// client's connection.
+    ///
+    /// # Errors
+    /// A stream was already started for this request, or the server is gone.
+    pub fn stream(&mut self, head: Response, len: u64) -> Result<BodyStream<'_>, crate::Error> {
+        if self.stream_left.is_some() {
+            return Err(crate::Error::Protocol("a stream was already started"));
+        }
+        self.peer.send(&Msg::StreamHead {
+            id: self.id,
+            status: head.status,
+            headers: head.headers,
+            len,
+        })?;
+        Ok(BodyStream {
+            pool: self.pool,
+            peer: self.peer,
+            quotable: self.quotable,
+            pending: self.pending,
+            id: self.id,
+            left: self.stream_left.insert(len),
+        })
+    }
+
+    /// A raw buffer of `capacity` bytes in the output pool, to fill (for
+    /// example with `read(2)`) and freeze.
+    ///
+    /// # Errors
+    /// The pool is exhausted (buffers of earlier responses are still being
+    /// sent) or the size is invalid.
+    pub fn alloc(&self, capacity: usize) -> Result<BufMut, iolite_ipc::Error> {
+        self.pool.alloc(capacity)
+    }
+}
+
+/// A streamed answer in progress (see [`Ctx::stream`]).
+#[derive(Debug)]
+pub struct BodyStream<'a> {
+    pool: &'a Pool,
+    peer: &'a mut Peer<Msg>,
+    quotable: &'a [BufDesc],
+    pending: &'a mut VecDeque<Msg>,
+    id: u64,
+    left: &'a mut u64,
+}
+
+impl<'a> BodyStream<'a> {
+    /// A writer into the output pool, for the next part.
+    pub fn writer(&self) -> Writer<'a> {
+        Writer {
+            pool: self.pool,
+            cur: None,
+            done: Agg::new(),
+            written: 0,
+        }
+    }
+
+    /// Bytes still owed.
+    pub fn remaining(&self) -> u64 {
+        *self.left
+    }
+
+    /// Sends `part` (output-pool buffers, request-body or cached slices, by
+    /// reference), first waiting while too many earlier parts are still
+    /// being sent to the client.
+    ///
+    /// # Errors
+    /// `part` overruns the announced length or holds a buffer this request
+    /// cannot name; the server is gone.
+    pub fn send(&mut self, part: &Agg) -> Result<(), crate::Error> {
+        if part.len() as u64 > *self.left {
+            return Err(crate::Error::Protocol(
+                "the part overruns the stream's length",
+            ));
+        }
+        if part.is_empty() {
+            return Ok(());
+        }
+        while self.peer.leases_outstanding() > MAX_PARTS_OUTSTANDING {
+            if let iolite_ipc::Event::Message(m) = self.peer.recv_event()? {
+                self.pending.push_back(m);
+            }
+        }
+        let body = crate::runtime::describe(self.peer, self.pool, part, self.quotable)?;
+        self.peer.send(&Msg::StreamPart { id: self.id, body })?;
+        *self.left -= part.len() as u64;
+        Ok(())
+    }
+}
+
+/// Writes into the output pool in chunks; [`finish`](Writer::finish) turns
+/// what was written into an [`Agg`]. Implements [`std::io::Write`] and
+/// [`std::fmt::Write`] (so `write!` works); writes fail only when the pool
+/// is exhausted.
+#[derive(Debug)]
+pub struct Writer<'a> {
+    pool: &'a Pool,
+    cur: Option<BufMut>,
+    done: Agg,
+    written: usize,
+}
+
+impl Writer<'_> {
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.written
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.written == 0
+    }
+
+    /// What was written, as an aggregate of output-pool buffers.
+    pub fn finish(mut self) -> Agg {
+        if let Some(cur) = self.cur.take() {
+            self.done.push(cur.freeze());
+        }
+        std::mem::take(&mut self.done)
+    }
+
+    fn room(&mut self, want: usize) -> std::io::Result<&mut BufMut> {
+        let full = self.cur.as_ref().is_none_or(|c| c.remaining() == 0);
+        if full {
+            if let Some(cur) = self.cur.take() {
+                self.done.push(cur.freeze());
+            }
+            let size = self
+                .written
+                .clamp(MIN_CHUNK, MAX_CHUNK)
+                .max(want.min(MAX_CHUNK));
+            let buf = self
+                .pool
+                .alloc(size)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::OutOfMemory, e))?;
+            self.cur = Some(buf);
+        }
+        Ok(self.cur.as_mut().expect("a chunk was just ensured"))
+    }
+}
+
+impl std::io::Write for Writer<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let cur = self.room(data.len())?;
+        let n = cur.remaining().min(data.len());
+        cur.extend_from_slice(&data[..n])
+            .map_err(std::io::Error::other)?;
+        self.written += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::fmt::Write for Writer<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        std::io::Write::write_all(self, s.as_bytes()).map_err(|_| std::fmt::Error)
+    }
+}
+
+/// An answer: status, header fields and a body aggregate that may mix
+/// output-pool buffers ([`Writer::finish`]) and slices of the request body
+/// ([`Request::body`]), none of them copied.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, Vec<u8>)>,
+    pub(crate) body: Agg,
+}
+
+impl Response {
+    /// An empty response with `status`.
+    pub fn new(status: u16) -> Self {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Agg::new(),
+        }
+    }
+
+    /// Adds a header field. `Content-Length`, `Date`, `Server` and
+    /// `Connection` belong to the server and are dropped; a name or value
+    /// with CR or LF makes the response a 500.
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.headers
+            .push((name.to_owned(), value.as_ref().to_vec()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: Agg) -> Self {
+        self.body = body;
+        self
+    }
+
+    /// The status.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The body set so far.
+    pub fn body_ref(&self) -> &Agg {
+        &self.body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn writer(pool: &Pool) -> Writer<'_> {
+        Writer {
+            pool,
+            cur: None,
+            done: Agg::new(),
+            written: 0,
+        }
+    }
+
+    #[test]
+    fn the_writer_keeps_every_byte_in_order_table() {
+        let pool = Pool::new(16 << 20).unwrap();
+        let cases: &[&[usize]] = &[
+            &[],
+            &[1],
+            &[4096],
+            &[4097],
+            &[3, 4093, 1, 5000],
+            &[1 << 20, 1, (1 << 20) + 7],
+            &[100; 200],
+        ];
+        for sizes in cases {
+            let mut w = writer(&pool);
+            let mut want = Vec::new();
+            for (i, &n) in sizes.iter().enumerate() {
+                let chunk: Vec<u8> = (0..n).map(|j| (i * 31 + j) as u8).collect();
+                w.write_all(&chunk).unwrap();
+                want.extend_from_slice(&chunk);
+            }
+            assert_eq!(w.len(), want.len());
+            let agg = w.finish();
+            assert_eq!(agg.copy_to_vec(), want, "{sizes:?}");
+            // Chunks grow: never more buffers than writes plus doublings.
+            assert!(agg.bufs().len() <= sizes.len() + 12, "{sizes:?}");
+        }
+    }
+
+    #[test]
+    fn the_writer_formats_and_fails_cleanly_when_the_pool_is_full() {
+        let pool = Pool::new(64 << 10).unwrap();
+        let mut w = writer(&pool);
+        std::fmt::Write::write_fmt(&mut w, format_args!("{}-{}", 1, "a")).unwrap();
+        assert_eq!(w.finish().copy_to_vec(), b"1-a");
+        let mut w = writer(&pool);
+        let big = vec![7u8; 1 << 20];
+        let err = w.write_all(&big).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::OutOfMemory);
+        assert!(std::fmt::Write::write_str(&mut writer(&pool), &"x".repeat(1 << 20)).is_err());
+    }
+
+    #[test]
+    fn request_headers_match_names_case_insensitively() {
+        let req = Request {
+            frame: RequestFrame {
+                id: 1,
+                method: "GET".into(),
+                path: "/a".into(),
+                query: String::new(),
+                headers: vec![
+                    ("Content-Type".into(), b"text/x".to_vec()),
+                    ("X-Two".into(), b"1".to_vec()),
+                    ("x-two".into(), b"2".to_vec()),
+                ],
+                client: None,
+                body: iolite_ipc::AggDesc::default(),
+            },
+            body: Agg::new(),
+        };
+        assert_eq!(req.header("content-type"), Some(&b"text/x"[..]));
+        assert_eq!(req.header("X-TWO"), Some(&b"1"[..]));
+        assert_eq!(req.header("absent"), None);
+        assert_eq!(req.headers().count(), 3);
+    }
+}

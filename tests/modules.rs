@@ -1,0 +1,681 @@
+//! Process modules through the real binary and real runner processes: the
+//! example cdylibs (hello, echo, template, jsonapi, faulty, abi-mismatch)
+//! answer through the server, a 64 MiB body is echoed by reference, a
+//! 64 MiB cached file is included by reference, a crash or a hang fails
+//! only its own request and the runner comes back, and a library built for
+//! another ABI is refused at start-up.
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use support::{Iolite, read_response};
+
+/// Builds the example module crates once per test binary (cargo's own lock
+/// serialises concurrent builds) and returns the directory holding them:
+/// the target directory of the iolite binary under test.
+fn modules_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let bin = PathBuf::from(env!("CARGO_BIN_EXE_iolite"));
+        let dir = bin.parent().unwrap().to_owned();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+            "build",
+            "-p",
+            "iolite-example-hello",
+            "-p",
+            "iolite-example-echo",
+            "-p",
+            "iolite-example-faulty",
+            "-p",
+            "iolite-example-abi-mismatch",
+            "-p",
+            "iolite-example-template",
+            "-p",
+            "iolite-example-jsonapi",
+            "-p",
+            "iolite-example-hostile",
+            "-p",
+            "iolite-example-forger",
+            "-p",
+            "iolite-example-stream",
+        ]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "building the example modules failed");
+        dir
+    })
+}
+
+fn lib(name: &str) -> String {
+    modules_dir()
+        .join(format!("lib{name}.so"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn site() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), b"<h1>static</h1>\n").unwrap();
+    dir
+}
+
+fn get(server: &Iolite, target: &str) -> support::Response {
+    request(server, "GET", target, b"")
+}
+
+fn request(server: &Iolite, method: &str, target: &str, body: &[u8]) -> support::Response {
+    let mut s = server.connect();
+    write!(
+        s,
+        "{method} {target} HTTP/1.1\r\nHost: t\r\nContent-Type: text/x-test\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    read_response(&mut s, &mut Vec::new(), method == "HEAD")
+}
+
+#[test]
+fn hello_and_echo_answer_through_the_server() {
+    let root = site();
+    let server = Iolite::start(
+        root.path(),
+        &[
+            "--module",
+            &format!("/hello={}", lib("hello")),
+            "--module",
+            &format!("/echo={}", lib("echo")),
+        ],
+    );
+    // (method, target, request body, status, response body)
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static [u8],
+        u16,
+        &'static [u8],
+    );
+    let table: &[Case] = &[
+        (
+            "GET",
+            "/hello/bob?x=1",
+            b"",
+            200,
+            b"Hello, bob!\nquery: x=1\n",
+        ),
+        ("GET", "/hello", b"", 200, b"Hello, hello!\n"),
+        ("POST", "/echo", b"some body bytes", 200, b"some body bytes"),
+        ("POST", "/echo/deeper", b"", 200, b""),
+        ("GET", "/", b"", 200, b"<h1>static</h1>\n"),
+        ("GET", "/hellox", b"", 404, b"404 Not Found\n"),
+    ];
+    for (method, target, body, status, want) in table {
+        let r = request(&server, method, target, body);
+        assert_eq!(r.status, *status, "{method} {target}");
+        assert_eq!(r.body, *want, "{method} {target}");
+    }
+    let r = request(&server, "POST", "/echo", b"x");
+    assert_eq!(r.header("content-type"), Some("text/x-test"));
+    let r = request(&server, "HEAD", "/hello/ann", b"");
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    assert_eq!(r.header("content-length"), Some("12"));
+    // A chunked body reaches the module whole.
+    let mut s = server.connect();
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1;ext=1\r\n,\r\n6\r\n world\r\n0\r\n\r\n").unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), false);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello, world"[..]));
+    // Keep-alive and pipelining across module requests on one connection.
+    let mut s = server.connect();
+    s.write_all(b"GET /hello/a HTTP/1.1\r\nHost: t\r\n\r\nPOST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nxyzGET /hello/c HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    let bodies: Vec<Vec<u8>> = (0..3)
+        .map(|_| read_response(&mut s, &mut buf, false).body)
+        .collect();
+    assert_eq!(
+        bodies,
+        [&b"Hello, a!\n"[..], b"xyz", b"Hello, c!\n"].map(<[u8]>::to_vec)
+    );
+    assert!(
+        server.error_lines().is_empty(),
+        "{:?}",
+        server.error_lines()
+    );
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_64_mib_echo_copies_no_body_bytes() {
+    let root = site();
+    let server = Iolite::start(
+        root.path(),
+        &["--module", &format!("/echo={}", lib("echo"))],
+    );
+    let body: Vec<u8> = (0..64u32 << 20).map(|i| (i % 251) as u8).collect();
+    let before = server.metric("iolite_body_bytes_copied_total");
+    let r = request(&server, "POST", "/echo", &body);
+    assert_eq!(r.status, 200);
+    assert!(r.body == body, "echoed body differs");
+    let copied = server.metric("iolite_body_bytes_copied_total") - before;
+    // Only the body bytes that arrived in the same read as the head are
+    // copied (from the connection's head buffer into the request pool);
+    // the other 64 MiB are read(2) into the pool and sent from it.
+    assert!(copied <= 64 << 10, "{copied} body bytes copied");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_crash_fails_only_its_request_and_the_runner_restarts() {
+    let root = site();
+    let server = Iolite::start(
+        root.path(),
+        &[
+            "--module",
+            &format!("/faulty={}", lib("faulty")),
+            "--module",
+            &format!("/hello={}", lib("hello")),
+        ],
+    );
+    let first = get(&server, "/faulty/x");
+    assert_eq!(first.status, 200);
+    for crash in ["/faulty/panic", "/faulty/exit"] {
+        assert_eq!(get(&server, crash).status, 502, "{crash}");
+        // Another module is untouched.
+        assert_eq!(get(&server, "/hello/z").body, b"Hello, z!\n");
+        // The next request waits for the new runner and succeeds.
+        let next = get(&server, "/faulty/x");
+        assert_eq!(next.status, 200, "after {crash}");
+        assert_ne!(next.body, first.body, "a new process answers");
+    }
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_request_past_its_timeout_gets_504_and_a_new_runner() {
+    let root = site();
+    let config = root.path().join("iolite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\ntimeout = \"300ms\"\n",
+            lib("faulty")
+        ),
+    )
+    .unwrap();
+    let server = Iolite::start(root.path(), &["--config", config.to_str().unwrap()]);
+    // The deadline also covers waiting for a (re)starting runner, which a
+    // loaded machine can make longer than 300 ms: those requests get 504
+    // too (without replacing anything), so ask until one is answered.
+    let until_ok = || {
+        (0..100)
+            .map(|_| get(&server, "/faulty/x"))
+            .find(|r| r.status != 504)
+            .expect("an answer within 100 tries")
+    };
+    let first = until_ok();
+    assert_eq!(first.status, 200);
+    assert_eq!(get(&server, "/faulty/sleep").status, 504);
+    let next = until_ok();
+    assert_eq!(next.status, 200);
+    assert_ne!(next.body, first.body, "the hung process was replaced");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_module_built_for_another_abi_is_refused_naming_both_versions() {
+    let root = site();
+    let out = Command::new(env!("CARGO_BIN_EXE_iolite"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "none",
+            "--root",
+        ])
+        .arg(root.path())
+        .arg("--module")
+        .arg(format!("/old={}", lib("abi_mismatch")))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "nothing was announced");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("module at /old:")
+            && stderr.contains("module ABI version 9999")
+            && stderr.contains(&format!(
+                "this server speaks ABI version {}",
+                iolite_sdk::wire::ABI_VERSION
+            )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn template_and_json_modules_answer() {
+    let root = site();
+    std::fs::create_dir(root.path().join("parts")).unwrap();
+    std::fs::write(root.path().join("parts/header.html"), b"<header>\n").unwrap();
+    std::fs::write(root.path().join("parts/footer.html"), b"<footer>\n").unwrap();
+    let server = Iolite::start(
+        root.path(),
+        &[
+            "--module",
+            &format!("/template={}", lib("template")),
+            "--module",
+            &format!("/api={}", lib("jsonapi")),
+        ],
+    );
+    let r = get(&server, "/template?rows=3");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        String::from_utf8(r.body.clone()).unwrap(),
+        "<header>\n<tr><td>1</td><td>1</td></tr>\n<tr><td>2</td><td>4</td></tr>\n<tr><td>3</td><td>9</td></tr>\n<footer>\n"
+    );
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(get(&server, "/template?rows=x").status, 400);
+    assert_eq!(get(&server, "/template/include?path=/nope").status, 404);
+    assert_eq!(
+        get(&server, "/template/include?path=/../etc/passwd").status,
+        404
+    );
+
+    let table: &[(&str, &str, &[u8], u16, &str)] = &[
+        (
+            "POST",
+            "/api/sum",
+            b"1 2 3.5",
+            200,
+            "{\"sum\":6.5,\"count\":3}",
+        ),
+        (
+            "POST",
+            "/api/sum",
+            b"1,x",
+            400,
+            "{\"error\":\"not a number\",\"token\":\"x\"}",
+        ),
+        (
+            "GET",
+            "/api/sum",
+            b"",
+            405,
+            "{\"error\":\"method not allowed\"}",
+        ),
+        (
+            "GET",
+            "/api/nope",
+            b"",
+            404,
+            "{\"error\":\"no such endpoint\"}",
+        ),
+    ];
+    for (method, target, body, status, want) in table {
+        let r = request(&server, method, target, body);
+        assert_eq!(
+            (r.status, String::from_utf8(r.body).unwrap()),
+            (*status, want.to_string()),
+            "{method} {target}"
+        );
+    }
+    let r = get(&server, "/api/info?q=1");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let info: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(info["method"], "GET");
+    assert_eq!(info["path"], "/api/info");
+    assert_eq!(info["query"], "q=1");
+    assert_eq!(info["body_bytes"], 0);
+    assert!(info["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(info["headers"][0], serde_json::json!(["Host", "t"]));
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_64_mib_cached_file_included_by_a_module_copies_nothing() {
+    let root = site();
+    let big: Vec<u8> = (0..64u32 << 20).map(|i| (i % 253) as u8).collect();
+    std::fs::write(root.path().join("big.bin"), &big).unwrap();
+    let server = Iolite::start(
+        root.path(),
+        &[
+            "--cache-size",
+            "1G",
+            "--module",
+            &format!("/template={}", lib("template")),
+        ],
+    );
+    let before = server.metric("iolite_body_bytes_copied_total");
+    for _ in 0..2 {
+        let r = get(&server, "/template/include?path=/big.bin");
+        assert_eq!(r.status, 200);
+        assert!(r.body == big, "included body differs");
+    }
+    assert_eq!(server.metric("iolite_body_bytes_copied_total"), before);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_client_that_goes_away_cancels_its_queued_request() {
+    let root = site();
+    let config = root.path().join("iolite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nin_flight = 1\nprocesses_max = 1\n",
+            lib("faulty")
+        ),
+    )
+    .unwrap();
+    let fifo = root.path().join("hold");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let server = Iolite::start(root.path(), &["--config", config.to_str().unwrap()]);
+    let base: u64 = String::from_utf8(get(&server, "/faulty/count").body)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Hold the only runner (one request in flight at a time): it answers
+    // once it has read the pipe to its end. Opening the write end returns
+    // only when the module has opened the read end, so it is busy now.
+    let mut held = server.connect();
+    write!(
+        held,
+        "GET /faulty/fifo?path={} HTTP/1.1\r\nHost: t\r\n\r\n",
+        fifo.display()
+    )
+    .unwrap();
+    let pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    // A request queued behind it, whose client leaves: the server closes
+    // the connection only after it cancelled the request.
+    let mut gone = server.connect();
+    gone.write_all(b"GET /faulty/count HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    gone.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut gone, &mut rest).unwrap();
+    assert!(rest.is_empty(), "no answer for a cancelled request");
+    drop(pipe);
+    assert_eq!(
+        read_response(&mut held, &mut Vec::new(), false).body,
+        b"read 0 bytes\n"
+    );
+    // The runner handled the held request and this one, never the
+    // cancelled one.
+    let count = get(&server, "/faulty/count").body;
+    assert_eq!(
+        String::from_utf8(count).unwrap().trim(),
+        (base + 2).to_string()
+    );
+    assert!(server.stop().success());
+}
+
+/// The pids of `parent`'s child processes.
+fn children(parent: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let ppid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .and_then(|v| v.trim().parse::<i32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn processes_min_zero_starts_the_runner_on_the_first_request() {
+    let root = site();
+    let config = root.path().join("iolite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nprocesses_min = 0\n\n[[module]]\nprefix = \"/hello\"\npath = \"{}\"\nprocesses_min = 2\n",
+            lib("faulty"),
+            lib("hello")
+        ),
+    )
+    .unwrap();
+    let server = Iolite::start(root.path(), &["--config", config.to_str().unwrap()]);
+    // Two runners for /hello from the start, none for /faulty yet.
+    assert_eq!(children(server.pid()).len(), 2);
+    let r = get(&server, "/faulty/x");
+    assert_eq!(r.status, 200);
+    let pid: i32 = String::from_utf8(r.body).unwrap()["ok pid ".len()..]
+        .trim()
+        .parse()
+        .unwrap();
+    let now = children(server.pid());
+    assert_eq!(now.len(), 3);
+    assert!(now.contains(&pid));
+    assert!(server.stop().success());
+}
+
+#[test]
+fn attacks_on_the_shared_pages_fail_only_their_own_request() {
+    let root = site();
+    let server = Iolite::start(
+        root.path(),
+        &[
+            "--module",
+            &format!("/hostile={}", lib("hostile")),
+            "--module",
+            &format!("/echo={}", lib("echo")),
+        ],
+    );
+    for attack in ["write", "mprotect", "truncate"] {
+        let r = request(
+            &server,
+            "POST",
+            &format!("/hostile/{attack}"),
+            b"victim bytes",
+        );
+        assert_eq!(r.header("x-attack"), None, "{attack} succeeded");
+        assert_eq!(r.status, 502, "{attack}");
+        // The other module, and the pool's bytes, are untouched.
+        let r = request(&server, "POST", "/echo", b"still here");
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"still here"[..]));
+        // The attacker's runner comes back.
+        assert_eq!(
+            get(&server, "/hostile/nothing").status,
+            204,
+            "after {attack}"
+        );
+    }
+    assert!(server.stop().success());
+}
+
+#[test]
+fn forged_response_descriptors_are_refused() {
+    let root = site();
+    let server = Iolite::start(
+        root.path(),
+        &["--module", &format!("/forger={}", lib("forger"))],
+    );
+    for forgery in ["pool", "range", "lease"] {
+        let r = request(
+            &server,
+            "POST",
+            &format!("/forger/{forgery}"),
+            b"0123456789abcdef",
+        );
+        assert_eq!(r.status, 502, "{forgery}");
+        // The replaced runner answers honestly.
+        assert_eq!(
+            get(&server, "/forger/honest").status,
+            200,
+            "after {forgery}"
+        );
+    }
+    assert!(server.stop().success());
+}
+
+#[test]
+fn module_output_goes_to_the_server_log_under_its_name() {
+    use std::io::{BufRead, BufReader, Read};
+    let root = site();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_iolite"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "none",
+            "--workers",
+            "1",
+            "--root",
+        ])
+        .arg(root.path())
+        .arg("--module")
+        .arg(format!("/faulty={}", lib("faulty")))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ask = |target: &str| {
+        let mut s = support::connect(addr);
+        write!(s, "GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        read_response(&mut s, &mut Vec::new(), false).status
+    };
+    assert_eq!(ask("/faulty/panic"), 502);
+    assert_eq!(ask("/faulty/x"), 200);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    let panic_line = log
+        .lines()
+        .find(|l| l.contains("faulty module: asked to panic"))
+        .unwrap_or_else(|| panic!("no panic message in the log:\n{log}"));
+    assert!(panic_line.contains("module=/faulty"), "{panic_line}");
+    assert!(
+        panic_line.contains("stream=\"stderr\"") || panic_line.contains("stream=stderr"),
+        "{panic_line}"
+    );
+    assert!(log.contains("runner exited"), "{log}");
+}
+
+#[test]
+fn a_body_over_1_gib_streams_through_a_fixed_pool() {
+    use std::io::Read;
+    let root = site();
+    let server = Iolite::start(
+        root.path(),
+        &["--module", &format!("/stream={}", lib("stream"))],
+    );
+    const PART: usize = (1 << 20) / 251 * 251;
+    let parts = 1100; // 1.07 GiB, 16 times the runner's output pool
+    let mut s = server.connect();
+    write!(s, "GET /stream?mib={parts} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    // Read the head byte by byte (the body is too large to buffer).
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    let len = (PART * parts) as u64;
+    assert!(
+        head.contains(&format!("Content-Length: {len}\r\n")),
+        "{head}"
+    );
+    let pattern: Vec<u8> = (0..PART).map(|i| (i % 251) as u8).collect();
+    let mut chunk = vec![0u8; PART];
+    for i in 0..parts {
+        s.read_exact(&mut chunk).unwrap();
+        assert!(chunk == pattern, "part {i} differs");
+    }
+    // The connection stays usable after a streamed answer.
+    write!(s, "GET /stream?mib=1 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), false);
+    assert_eq!((r.status, r.body.len()), (200, PART));
+    // HEAD: the length, no body; the parts are dropped (and released) and
+    // the connection and the runner go on.
+    write!(s, "HEAD /stream?mib=64 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), true);
+    let want = (64 * PART).to_string();
+    assert_eq!(
+        (r.status, r.header("content-length")),
+        (200, Some(want.as_str()))
+    );
+    write!(s, "GET /stream?mib=2 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), false);
+    assert_eq!((r.status, r.body.len()), (200, 2 * PART));
+    // A stream that ends short closes the connection after what it sent.
+    let mut s = server.connect();
+    write!(s, "GET /stream?mib=3&short=1 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let body_at = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(all.len() - body_at, 2 * PART);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_busy_module_gets_another_runner_up_to_processes_max() {
+    let root = site();
+    let config = root.path().join("iolite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nin_flight = 1\nprocesses_min = 1\nprocesses_max = 2\n",
+            lib("faulty")
+        ),
+    )
+    .unwrap();
+    let fifo = root.path().join("hold");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let server = Iolite::start(root.path(), &["--config", config.to_str().unwrap()]);
+    let first = get(&server, "/faulty/x");
+    assert_eq!(first.status, 200);
+    let mut held = server.connect();
+    write!(
+        held,
+        "GET /faulty/fifo?path={} HTTP/1.1\r\nHost: t\r\n\r\n",
+        fifo.display()
+    )
+    .unwrap();
+    let pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    // The only runner is held: this request gets a second one.
+    let second = get(&server, "/faulty/x");
+    assert_eq!(second.status, 200);
+    assert_ne!(second.body, first.body, "a second process answered");
+    assert_eq!(children(server.pid()).len(), 2);
+    drop(pipe);
+    assert_eq!(read_response(&mut held, &mut Vec::new(), false).status, 200);
+    assert!(server.stop().success());
+}
