@@ -18,6 +18,7 @@ const ADMIN_LIMITS: Limits = Limits {
     max_head: 8192,
     max_uri: 1024,
     max_body: 0,
+    max_headers: 64,
 };
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 

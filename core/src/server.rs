@@ -572,6 +572,7 @@ impl ServerOptions {
                 max_head: c.limits.max_head,
                 max_uri: c.limits.max_uri,
                 max_body: c.limits.max_body,
+                max_headers: c.limits.max_headers,
             },
             header_timeout: c.limits.header_timeout,
             keepalive_timeout: c.limits.keepalive_timeout,

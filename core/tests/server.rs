@@ -32,6 +32,7 @@ fn limits_from_options_and_run_until() {
             max_head: 256,
             max_uri: 64,
             max_body: 16,
+            max_headers: 100,
         },
         ..ServerOptions::default()
     };

@@ -176,7 +176,12 @@ impl Cx<'_, '_> {
                     }
                 }
                 "max_headers" => {
-                    if let Some(n) = self.count(v, "limits.max_headers", 1, 10_000) {
+                    if let Some(n) = self.count(
+                        v,
+                        "limits.max_headers",
+                        1,
+                        crate::http::request::MAX_HEADERS as u64,
+                    ) {
                         l.max_headers = n as usize;
                     }
                 }

@@ -5,8 +5,9 @@
 
 use crate::error::Error;
 
-/// Most header fields a request head may carry (more is 431).
-pub const MAX_HEADERS: usize = 64;
+/// The most header fields [`Limits::max_headers`] may allow: the parser
+/// keeps that many slots on the stack.
+pub const MAX_HEADERS: usize = 128;
 
 /// Size limits applied while reading a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +19,8 @@ pub struct Limits {
     pub max_uri: usize,
     /// Largest request body, after chunked decoding (beyond: 413).
     pub max_body: u64,
+    /// Most header fields in one request, at most [`MAX_HEADERS`] (beyond: 431).
+    pub max_headers: usize,
 }
 
 impl Default for Limits {
@@ -26,6 +29,7 @@ impl Default for Limits {
             max_head: 16 * 1024,
             max_uri: 8 * 1024,
             max_body: 1024 * 1024,
+            max_headers: 100,
         }
     }
 }
@@ -177,7 +181,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Er
     if target.len() > limits.max_uri {
         return Err(Error::UriTooLong);
     }
-    if head_len > limits.max_head {
+    if head_len > limits.max_head || req.headers.len() > limits.max_headers {
         return Err(Error::HeadTooLarge);
     }
     let version = match version {
@@ -557,6 +561,7 @@ mod tests {
             max_head: 64,
             max_uri: 32,
             max_body: 10,
+            max_headers: 2,
         };
         let long_target = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(40));
         assert_eq!(
@@ -584,5 +589,10 @@ mod tests {
             .collect();
         let many = format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n");
         assert_eq!(parse(&many).unwrap_err().status(), 431);
+        // The configured count, below the parser's capacity.
+        let two = b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\n";
+        assert!(parse_head(two, &limits).unwrap().is_some());
+        let three = b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\nZ: w\r\n\r\n";
+        assert_eq!(parse_head(three, &limits).unwrap_err().status(), 431);
     }
 }
