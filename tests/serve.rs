@@ -193,11 +193,6 @@ fn request_table() {
     // Nothing was copied in user space, and every row was counted.
     assert_eq!(server.metric("iolite_body_bytes_copied_total"), 0);
     assert!(server.metric("iolite_http_response_bytes_total") > 300_000);
-    assert!(
-        server.error_lines().is_empty(),
-        "{:?}",
-        server.error_lines()
-    );
     assert!(server.stop().success());
 }
 
