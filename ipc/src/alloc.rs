@@ -16,6 +16,10 @@ pub(crate) const GRANULE: usize = 128;
 /// Slot sizes of the slab classes; larger requests get whole pages.
 pub(crate) const CLASSES: [usize; 5] = [128, 256, 512, 1024, 2048];
 const NOT_LISTED: u32 = u32::MAX;
+/// Allocations of at least this many pages (2 MiB) start at a multiple of
+/// it where a free run allows, so they can live in huge pages (the pool's
+/// data area starts at a 2 MiB-aligned memfd offset).
+pub(crate) const HUGE_PAGES: u32 = (2 << 20) / PAGE as u32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PageState {
@@ -90,7 +94,12 @@ impl Allocator {
             Some(class) => self.alloc_slot(class),
             None => {
                 let pages = u32::try_from(size.div_ceil(PAGE)).ok()?;
-                let start = self.take_run(pages)?;
+                let start = if pages >= HUGE_PAGES {
+                    self.take_run_aligned(pages, HUGE_PAGES)
+                        .or_else(|| self.take_run(pages))?
+                } else {
+                    self.take_run(pages)?
+                };
                 self.pages[start as usize] = PageState::Large { pages };
                 Some((start as usize * PAGE, pages as usize * PAGE))
             }
@@ -207,6 +216,31 @@ impl Allocator {
         Some(start)
     }
 
+    /// A run of `pages` starting at a multiple of `align` pages, from the
+    /// first few free runs long enough (best fit first); `None` when none of
+    /// them has an aligned stretch that long.
+    fn take_run_aligned(&mut self, pages: u32, align: u32) -> Option<u32> {
+        const CANDIDATES: usize = 16;
+        let (len, start, at) = self
+            .runs_by_len
+            .range((pages, 0)..)
+            .take(CANDIDATES)
+            .find_map(|&(len, start)| {
+                let at = start.checked_next_multiple_of(align)?;
+                (u64::from(at) + u64::from(pages) <= u64::from(start) + u64::from(len))
+                    .then_some((len, start, at))
+            })?;
+        self.remove_run(start, len);
+        if at > start {
+            self.insert_run(start, at - start);
+        }
+        let end = start + len;
+        if end > at + pages {
+            self.insert_run(at + pages, end - at - pages);
+        }
+        Some(at)
+    }
+
     fn insert_run(&mut self, start: u32, len: u32) {
         self.runs_by_start.insert(start, len);
         self.runs_by_len.insert((len, start));
@@ -266,6 +300,26 @@ mod tests {
         a.free(y.0).unwrap();
         a.free(x.0).unwrap();
         assert_eq!(a.alloc(5 * PAGE).map(|g| g.1), Some(5 * PAGE));
+    }
+
+    #[test]
+    fn huge_allocations_start_at_huge_page_boundaries_when_a_run_allows() {
+        let huge = HUGE_PAGES as usize * PAGE;
+        let mut a = Allocator::new(4 * HUGE_PAGES);
+        let small = a.alloc(3 * PAGE).unwrap();
+        let big = a.alloc(huge + PAGE).unwrap();
+        assert!(big.0.is_multiple_of(huge), "{big:?}");
+        // The pages skipped for alignment stay free and usable.
+        let gap = a.alloc(HUGE_PAGES as usize * PAGE - 3 * PAGE).unwrap();
+        assert_eq!(gap.0, small.1);
+        a.free(big.0).unwrap();
+        // No aligned stretch is left long enough: it falls back to any run.
+        let mut b = Allocator::new(HUGE_PAGES + 8);
+        b.alloc(PAGE * 4).unwrap();
+        let unaligned = b.alloc(huge).unwrap();
+        assert_eq!(unaligned.0, 4 * PAGE);
+        b.free(unaligned.0).unwrap();
+        assert_eq!(b.allocated(), 4 * PAGE);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! | 40 | data length (u64) |
 //! | 48 | granule (u64) |
 //! | 64 | generation table: one u32 per granule of the data area |
-//! | data offset | the data area (page-aligned) |
+//! | data offset | the data area (page-aligned; 2 MiB-aligned when it is at least 2 MiB) |
 //!
 //! The owner bumps a region's generation word when it allocates the region
 //! and again when it frees it, so a live region's generation differs from every
@@ -31,10 +31,10 @@ use crate::alloc::{Allocator, GRANULE, PAGE};
 use crate::buf::BufMut;
 use crate::error::{Error, Result};
 use crate::lease::ReleaseQueue;
-use crate::sys::Mapping;
+use crate::sys::{HUGE_PAGE, Mapping};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"IOLITEP1");
-const LAYOUT_VERSION: u64 = 1;
+const LAYOUT_VERSION: u64 = 2;
 const H_MAGIC: usize = 0;
 const H_VERSION: usize = 8;
 const H_ID: usize = 16;
@@ -54,6 +54,19 @@ pub const MAX_POOL_BYTES: usize = 1 << 40;
 
 fn header_len(data_len: usize) -> usize {
     (TABLE_OFF + 4 * (data_len / GRANULE)).next_multiple_of(PAGE)
+}
+
+/// Where the data area starts: after the header, and at a multiple of
+/// [`HUGE_PAGE`] when the area can hold one, so that large buffers can be
+/// aligned to huge pages (the pages in between are never touched: a memfd
+/// hole costs no memory).
+fn data_offset(data_len: usize) -> usize {
+    let header = header_len(data_len);
+    if data_len >= HUGE_PAGE {
+        header.next_multiple_of(HUGE_PAGE)
+    } else {
+        header
+    }
 }
 
 fn new_pool_id() -> u64 {
@@ -151,7 +164,9 @@ impl Shared {
             return Err(Error::BadPool("memfd size differs from its announcement"));
         }
         let size = usize::try_from(size).map_err(|_| Error::BadPool("size"))?;
-        if size < 2 * PAGE || size % PAGE != 0 || size > MAX_POOL_BYTES + header_len(MAX_POOL_BYTES)
+        if size < 2 * PAGE
+            || size % PAGE != 0
+            || size > MAX_POOL_BYTES + data_offset(MAX_POOL_BYTES)
         {
             return Err(Error::BadPool("memfd size is not a pool size"));
         }
@@ -169,7 +184,7 @@ impl Shared {
             usize::try_from(word(H_DATA_LEN)).map_err(|_| Error::BadPool("data length"))?;
         if data_len == 0
             || data_len % PAGE != 0
-            || data_off != header_len(data_len)
+            || data_off != data_offset(data_len)
             || data_off.checked_add(data_len) != Some(size)
         {
             return Err(Error::BadPool("inconsistent layout"));
@@ -267,7 +282,7 @@ impl Pool {
             return Err(Error::InvalidConfig("system page size is not 4096"));
         }
         let data_len = capacity.next_multiple_of(PAGE);
-        let data_off = header_len(data_len);
+        let data_off = data_offset(data_len);
         let size = data_off + data_len;
         let memfd = MemfdOptions::default()
             .allow_sealing(true)

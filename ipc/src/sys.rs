@@ -47,14 +47,18 @@ impl Mapping {
         } else {
             ProtFlags::PROT_READ
         };
-        // SAFETY: we map a fresh region chosen by the kernel (addr = None), so no
-        // existing Rust object is aliased or replaced; the fd is a memfd whose
-        // size the caller has checked (fstat) to be at least `len`, and its
-        // seals forbid shrinking, so accesses below `len` never fault with
-        // SIGBUS.
-        let ptr = unsafe { nix::sys::mman::mmap(None, size, prot, MapFlags::MAP_SHARED, &fd, 0) }?;
+        let ptr = if len >= HUGE_PAGE {
+            map_huge_aligned(&fd, size, prot)?
+        } else {
+            // SAFETY: we map a fresh region chosen by the kernel (addr = None),
+            // so no existing Rust object is aliased or replaced; the fd is a
+            // memfd whose size the caller has checked (fstat) to be at least
+            // `len`, and its seals forbid shrinking, so accesses below `len`
+            // never fault with SIGBUS.
+            unsafe { nix::sys::mman::mmap(None, size, prot, MapFlags::MAP_SHARED, &fd, 0) }?.cast()
+        };
         Ok(Mapping {
-            ptr: ptr.cast(),
+            ptr,
             len,
             writable,
             fd,
@@ -133,6 +137,35 @@ impl Mapping {
         unsafe { &*self.ptr.as_ptr().add(off).cast::<AtomicU64>() }
     }
 
+    /// Asks the kernel to back the whole huge pages inside `off..off + len`
+    /// with huge pages (`MADV_COLLAPSE`); returns the bytes now in such
+    /// pages, 0 where the kernel cannot (before Linux 6.1, no memory).
+    ///
+    /// The contents do not change: the kernel copies the small pages into a
+    /// new huge page and swaps it in, under its own locks. Only whole huge
+    /// pages inside the range are touched, so neighbouring regions keep their
+    /// pages (their bytes stay the same either way).
+    pub(crate) fn collapse(&self, off: usize, len: usize) -> usize {
+        self.check(off, len);
+        let start = off.next_multiple_of(HUGE_PAGE);
+        let end = (off + len) / HUGE_PAGE * HUGE_PAGE;
+        let addr = self.ptr.as_ptr() as usize;
+        if end <= start || !addr.is_multiple_of(HUGE_PAGE) {
+            return 0;
+        }
+        // SAFETY: the range is inside our live mapping (checked above), and
+        // MADV_COLLAPSE neither unmaps it nor changes its bytes; on failure
+        // the mapping is left as it was.
+        let rc = unsafe {
+            libc::madvise(
+                addr.wrapping_add(start) as *mut libc::c_void,
+                end - start,
+                libc::MADV_COLLAPSE,
+            )
+        };
+        if rc == 0 { end - start } else { 0 }
+    }
+
     /// Copies `off..off + len` with volatile reads: for bytes another process
     /// may be writing right now (an unpublished region).
     pub(crate) fn read_volatile(&self, off: usize, len: usize) -> Vec<u8> {
@@ -144,6 +177,67 @@ impl Mapping {
                 unsafe { self.ptr.as_ptr().add(off + i).read_volatile() }
             })
             .collect()
+    }
+}
+
+/// Size of a PMD huge page on x86-64 and 4 KiB-page arm64: the unit
+/// `MADV_COLLAPSE` works in.
+pub(crate) const HUGE_PAGE: usize = 2 << 20;
+
+/// Maps `fd` shared at an address that is a multiple of [`HUGE_PAGE`], so
+/// that file offsets that are multiples of it are too and whole huge pages
+/// of the file can be mapped by one page-table entry.
+fn map_huge_aligned(fd: &OwnedFd, size: NonZeroUsize, prot: ProtFlags) -> Result<NonNull<u8>> {
+    let room = size
+        .checked_add(HUGE_PAGE)
+        .ok_or(Error::BadPool("pool too large"))?;
+    // SAFETY: a fresh, inaccessible, private anonymous reservation chosen by
+    // the kernel; nothing aliases it.
+    let reserve = unsafe {
+        nix::sys::mman::mmap_anonymous(
+            None,
+            room,
+            ProtFlags::PROT_NONE,
+            MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE,
+        )
+    }?;
+    let base = reserve.as_ptr() as usize;
+    let aligned = base.next_multiple_of(HUGE_PAGE);
+    let head = aligned - base;
+    let tail = room.get() - head - size.get();
+    let at = NonZeroUsize::new(aligned).ok_or(Error::BadPool("null mapping"))?;
+    // SAFETY: `aligned..aligned + size` lies inside the reservation made
+    // above, which only this function knows about, so MAP_FIXED replaces
+    // nothing but our own PROT_NONE pages. The fd's size was checked by the
+    // caller as for an unaligned mapping.
+    let mapped = unsafe {
+        nix::sys::mman::mmap(
+            Some(at),
+            size,
+            prot,
+            MapFlags::MAP_SHARED | MapFlags::MAP_FIXED,
+            fd,
+            0,
+        )
+    };
+    let release = |addr: usize, len: usize| {
+        if let (Some(p), true) = (NonNull::new(addr as *mut libc::c_void), len > 0) {
+            // SAFETY: the range is part of our reservation outside the file
+            // mapping (or, on failure, the whole reservation): no Rust object
+            // points into it.
+            let _ = unsafe { nix::sys::mman::munmap(p, len) };
+        }
+    };
+    match mapped {
+        Ok(p) => {
+            release(base, head);
+            release(aligned + size.get(), tail);
+            Ok(p.cast())
+        }
+        Err(e) => {
+            release(base, room.get());
+            Err(e.into())
+        }
     }
 }
 

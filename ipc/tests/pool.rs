@@ -145,3 +145,55 @@ fn copy_to_vec_counts_copied_bytes() {
     assert_eq!(v.len(), 3000);
     assert_eq!(copied::total(), before + 3000);
 }
+
+/// `ShmemPmdMapped` of the mapping that contains `addr`, in bytes.
+fn pmd_mapped_at(addr: usize) -> Option<usize> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut inside = false;
+    for line in smaps.lines() {
+        if let Some((range, _)) = line.split_once(' ')
+            && let Some((lo, hi)) = range.split_once('-')
+            && let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+        {
+            inside = (lo..hi).contains(&addr);
+        } else if inside && let Some(kb) = line.strip_prefix("ShmemPmdMapped:") {
+            return kb
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .map(|k| k << 10);
+        }
+    }
+    None
+}
+
+#[test]
+fn large_buffers_sit_on_huge_page_boundaries_and_can_be_collapsed() {
+    const HUGE: usize = 2 << 20;
+    let pool = Pool::new(16 << 20).unwrap();
+    let _small = pool.alloc(3 * 4096).unwrap();
+    let mut b = pool.alloc(2 * HUGE + 4096).unwrap();
+    assert_eq!(b.fd_offset() % HUGE as u64, 0, "2 MiB-aligned memfd offset");
+    let pattern: Vec<u8> = (0..b.capacity()).map(|i| (i * 7 % 251) as u8).collect();
+    b.extend_from_slice(&pattern).unwrap();
+    let collapsed = b.collapse_huge_pages();
+    let buf = b.freeze();
+    assert_eq!(buf.as_slice(), &pattern[..], "collapsing keeps the bytes");
+    assert!(
+        collapsed == 0 || collapsed == 2 * HUGE,
+        "only the whole huge pages inside the buffer: {collapsed}"
+    );
+    if collapsed > 0 {
+        let addr = buf.as_slice().as_ptr() as usize;
+        assert_eq!(addr % HUGE, 0, "the owner's mapping is 2 MiB-aligned too");
+        let pmd = pmd_mapped_at(addr).expect("the pool's mapping is in smaps");
+        assert!(pmd >= collapsed, "ShmemPmdMapped {pmd} < {collapsed}");
+    } else {
+        eprintln!("this kernel does not collapse shmem (MADV_COLLAPSE needs Linux 6.1)");
+    }
+    // A pool too small for a huge page keeps the compact layout.
+    let tiny = Pool::new(64 << 10).unwrap();
+    assert!(tiny.memfd_size() < (1 << 20));
+}
