@@ -127,22 +127,23 @@ impl BufMut {
         self.len = self.len.min(len);
     }
 
-    /// Asks the kernel to back the whole 2 MiB huge pages inside this buffer
-    /// with huge pages, whatever the system's shmem THP setting
-    /// (`MADV_COLLAPSE`, Linux 6.1+); returns the bytes now so backed (0
-    /// when the kernel cannot, or the buffer holds no aligned huge page).
+    /// Moves the 2 MiB chunks of the pool that this buffer touches into
+    /// huge pages (`MADV_COLLAPSE`, Linux 6.1+), whatever the system's shmem
+    /// THP setting; returns the bytes of those chunks now in huge pages (0
+    /// where the kernel cannot, or in a pool under 2 MiB). Chunks already
+    /// moved cost an atomic load; a chunk is moved at most once in the
+    /// pool's life. Neighbouring buffers in the same chunk keep their bytes.
     ///
-    /// For long-lived large buffers sent many times, such as cached files:
-    /// `sendfile` from the pool then looks up one page-cache entry per
-    /// 2 MiB instead of one per 4 KiB. It costs about a copy of the bytes
-    /// once (the kernel moves them into the new page), so call it after
-    /// filling the buffer and only where that pays off. Buffers of 2 MiB and
-    /// more are allocated at 2 MiB-aligned offsets for this.
+    /// For pools of long-lived buffers sent many times with `sendfile`, such
+    /// as a file cache: the kernel then looks pages up once per 2 MiB
+    /// instead of once per 4 KiB. Moving a chunk costs about one copy of it
+    /// and backs all of it with memory, so it suits pools that are meant to
+    /// fill up; the pool's data area starts on a 2 MiB boundary, and buffers
+    /// of 2 MiB and more are placed on one where a free run allows.
     pub fn collapse_huge_pages(&self) -> usize {
         self.region
             .shared
-            .map
-            .collapse(self.region.base, self.region.cap)
+            .collapse_chunks(self.region.base, self.region.cap)
     }
 
     /// Ends writing: the bytes written become an immutable [`Buf`].

@@ -22,7 +22,7 @@
 //! read-only mapping to reject stale descriptors.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use memfd::{FileSeal, MemfdOptions};
@@ -83,9 +83,33 @@ pub(crate) struct Shared {
     pub(crate) data_off: usize,
     pub(crate) data_len: usize,
     alloc: Option<Mutex<Allocator>>,
+    /// Owner only: one flag per whole 2 MiB chunk of the data area, set
+    /// once the chunk has been moved into a huge page.
+    huge: Box<[AtomicBool]>,
 }
 
 impl Shared {
+    /// Moves the whole 2 MiB chunks of the data area that `base..base + len`
+    /// (absolute) touches into huge pages, skipping those already moved;
+    /// returns the bytes of the range's chunks now in huge pages.
+    pub(crate) fn collapse_chunks(&self, base: usize, len: usize) -> usize {
+        if len == 0 || self.huge.is_empty() {
+            return 0;
+        }
+        let first = (base - self.data_off) / HUGE_PAGE;
+        let last = (base - self.data_off + len - 1) / HUGE_PAGE;
+        let mut done = 0;
+        for (i, flag) in self.huge.iter().enumerate().take(last + 1).skip(first) {
+            if flag.load(Ordering::Relaxed)
+                || self.map.collapse(self.data_off + i * HUGE_PAGE, HUGE_PAGE) == HUGE_PAGE
+            {
+                flag.store(true, Ordering::Relaxed);
+                done += HUGE_PAGE;
+            }
+        }
+        done
+    }
+
     fn generation_word(&self, base: usize) -> &AtomicU32 {
         self.map
             .atomic_u32(TABLE_OFF + 4 * ((base - self.data_off) / GRANULE))
@@ -195,6 +219,7 @@ impl Shared {
             data_off,
             data_len,
             alloc: None,
+            huge: Box::new([]),
         })
     }
 }
@@ -321,6 +346,9 @@ impl Pool {
                 data_off,
                 data_len,
                 alloc: Some(Mutex::new(Allocator::new(pages))),
+                huge: (0..data_len / HUGE_PAGE)
+                    .map(|_| AtomicBool::new(false))
+                    .collect(),
             }),
         })
     }

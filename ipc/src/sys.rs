@@ -141,10 +141,10 @@ impl Mapping {
     /// with huge pages (`MADV_COLLAPSE`); returns the bytes now in such
     /// pages, 0 where the kernel cannot (before Linux 6.1, no memory).
     ///
-    /// The contents do not change: the kernel copies the small pages into a
-    /// new huge page and swaps it in, under its own locks. Only whole huge
-    /// pages inside the range are touched, so neighbouring regions keep their
-    /// pages (their bytes stay the same either way).
+    /// The contents do not change, even for bytes other threads are writing
+    /// through this mapping meanwhile: the kernel copies the small pages
+    /// into a new huge page and swaps it in under the pages' locks, as
+    /// khugepaged does behind every process's back.
     pub(crate) fn collapse(&self, off: usize, len: usize) -> usize {
         self.check(off, len);
         let start = off.next_multiple_of(HUGE_PAGE);

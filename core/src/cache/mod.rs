@@ -31,10 +31,6 @@ use iolite_ipc::{Agg, Pool};
 use crate::metrics::Metrics;
 use replacement::{Policy, Replacement};
 
-/// Entries at least this large are moved into 2 MiB huge pages once
-/// loaded ([`iolite_ipc::BufMut::collapse_huge_pages`]).
-const HUGE_ENTRY: usize = 2 << 20;
-
 /// Which file a cached body is: (device, inode).
 pub type FileKey = (u64, u64);
 
@@ -223,12 +219,11 @@ impl FileCache {
                 }
             }
             buf.advance(size).map_err(CacheError::PoolFull)?;
-            // A large entry goes out with sendfile from the pool many times:
-            // in 2 MiB pages the kernel looks it up per 2 MiB, not per 4 KiB
-            // (about a copy of the file once; nothing where it cannot).
-            if size >= HUGE_ENTRY {
-                buf.collapse_huge_pages();
-            }
+            // Entries go out with sendfile from the pool many times: in
+            // 2 MiB pages the kernel looks them up per 2 MiB, not per 4 KiB.
+            // Each 2 MiB chunk of the pool is moved once in its life (about
+            // a copy of it); later entries there cost an atomic load.
+            buf.collapse_huge_pages();
             Agg::from(buf.freeze())
         };
         let body = Arc::new(CachedBody {
