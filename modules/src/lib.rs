@@ -34,4 +34,4 @@ pub mod runner;
 mod supervisor;
 
 pub use error::Error;
-pub use process::{ProcessModule, current_exe};
+pub use process::{ProcessModule, current_exe, sweep_stale_cgroups};

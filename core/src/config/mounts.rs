@@ -69,7 +69,7 @@ impl Cx<'_, '_> {
                         false
                     }
                     Some(u) => {
-                        s.user = u.to_owned();
+                        s.user = Some(u.to_owned());
                         true
                     }
                     None => false,
@@ -88,15 +88,15 @@ impl Cx<'_, '_> {
                     .is_some(),
                 "open_files" => self
                     .count(v, "module.sandbox.open_files", 8, 1 << 20)
-                    .map(|n| s.open_files = n)
+                    .map(|n| s.open_files = Some(n))
                     .is_some(),
                 "tasks" => self
                     .count(v, "module.sandbox.tasks", 1, 1 << 20)
-                    .map(|n| s.tasks = n)
+                    .map(|n| s.tasks = Some(n))
                     .is_some(),
                 "cpu_time" => self
                     .positive_duration(v, "module.sandbox.cpu_time")
-                    .map(|t| s.cpu_time = t)
+                    .map(|t| s.cpu_time = Some(t))
                     .is_some(),
                 _ => {
                     self.unknown(k, "[module.sandbox]", SANDBOX_KEYS);
@@ -173,7 +173,7 @@ impl Cx<'_, '_> {
                         }
                         big
                     })
-                    .map(|n| m.memory_limit = n)
+                    .map(|n| m.memory_limit = Some(n))
                     .is_some(),
                 "sandbox" => self.sandbox(v).map(|s| m.sandbox = s).is_some(),
                 _ => {
