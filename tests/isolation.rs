@@ -64,6 +64,11 @@ const MEMORY_MIB: u64 = 64;
 /// with that `[module.sandbox]` table (and `memory_limit = MEMORY_MIB`
 /// unless the profile is "none": there, no memory limit is the point).
 fn start(sandboxes: &[(&str, &str)]) -> (tempfile::TempDir, Iolite) {
+    start_as(sandboxes, None)
+}
+
+/// [`start`], the server running as user `uid`.
+fn start_as(sandboxes: &[(&str, &str)], uid: Option<u32>) -> (tempfile::TempDir, Iolite) {
     let root = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("index.html"), b"static\n").unwrap();
     let mut config = format!(
@@ -83,7 +88,13 @@ fn start(sandboxes: &[(&str, &str)]) -> (tempfile::TempDir, Iolite) {
     }
     let file = root.path().join("iolite.toml");
     std::fs::write(&file, config).unwrap();
-    let server = Iolite::start(root.path(), &["--config", file.to_str().unwrap()]);
+    if uid.is_some() {
+        // Readable by the server's user (a temporary directory is private).
+        use std::os::unix::fs::PermissionsExt;
+        let open = std::fs::Permissions::from_mode(0o755);
+        std::fs::set_permissions(root.path(), open).unwrap();
+    }
+    let server = Iolite::start_as(root.path(), &["--config", file.to_str().unwrap()], uid);
     (root, server)
 }
 
@@ -259,6 +270,7 @@ fn without_seccomp_other_limits_still_hold_and_profile_none_turns_all_off() {
     let (_root, server) = start(&[
         ("/lax", &format!("seccomp = false\ntasks = {TASKS}\n")),
         ("/open", "profile = \"none\"\n"),
+        ("/spin", "cpu_time = \"1s\"\n"),
     ]);
     let lax = report(&server, "/lax", 1);
     assert!(lax.contains("seccomp(off: setting)"), "{lax}");
@@ -278,6 +290,11 @@ fn without_seccomp_other_limits_still_hold_and_profile_none_turns_all_off() {
     // succeeds, which proves the setting reached the runner.
     let r = get(&server, "/open/socket");
     assert_eq!((r.status, r.header("x-attack")), (200, Some("succeeded")));
+
+    // The CPU time limit ends a runner that spins (SIGXCPU).
+    assert!(report(&server, "/spin", 1).contains(",cpu=1s,"));
+    attack_fails_alone(&server, "/spin", "spin");
+    server.wait_for_lines(1, |l| l.contains("runner exited") && l.contains("SIGXCPU"));
 
     // A runner that dies while a child it forked keeps its socket open is
     // noticed through its pidfd: 502, not a wait for the timeout.
@@ -311,6 +328,80 @@ fn without_seccomp_other_limits_still_hold_and_profile_none_turns_all_off() {
             assert!(live.is_empty(), "group {group} has live {live:?}");
         }
     }
+}
+
+/// A server that is not root (as on a machine without root, or a
+/// deployment that starts iolite unprivileged): no user drop, no pids
+/// cgroup, and the tasks limit is RLIMIT_NPROC inside the runner's own user
+/// namespace (or for the whole uid without one). Run here by dropping the
+/// server to `nobody` when the test is root; as another user, the test runs
+/// the server as that user.
+#[test]
+fn an_unprivileged_server_still_bounds_tasks_with_rlimit_nproc() {
+    let uid = nix::unistd::geteuid()
+        .is_root()
+        .then(|| nix::unistd::User::from_name("nobody").ok().flatten())
+        .flatten()
+        .map(|u| u.uid.as_raw());
+    let (_root, server) = start_as(&[("/hostile", &format!("tasks = {TASKS}\n"))], uid);
+    let report = report(&server, "/hostile", 1);
+    let me = uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+    for want in [
+        format!("user={me}(not root)"),
+        "pids(unavailable: ".to_owned(),
+    ] {
+        assert!(report.contains(&want), "{want:?} not in {report}");
+    }
+    assert!(
+        report.contains(&format!("nproc={TASKS}/userns"))
+            || report.contains(&format!("nproc={TASKS}/uid")),
+        "{report}"
+    );
+    attack_fails_alone(&server, "/hostile", "threads");
+    let (threads, line) = stopped_after(&server, "threads");
+    assert!(threads > 0 && threads < TASKS, "{line}");
+    attack_fails_alone(&server, "/hostile", "socket");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_sandbox_that_cannot_be_applied_refuses_to_start_the_server() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: the sandbox user matters only to a root server");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("iolite.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[module]]\nprefix = \"/h\"\npath = \"{}\"\n[module.sandbox]\nuser = \"iolite-no-such-user\"\n",
+            lib("hello")
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_iolite"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "none",
+            "--config",
+        ])
+        .arg(&file)
+        .arg("--root")
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "nothing was announced");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("module at /h:")
+            && stderr.contains("sandbox user \"iolite-no-such-user\" does not exist"),
+        "{stderr}"
+    );
 }
 
 /// The processes of process group `group` that are not zombies.

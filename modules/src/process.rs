@@ -161,7 +161,7 @@ impl ProcessModule {
 
     /// Ends every runner of `modules` (each is killed, reaped and logged at
     /// INFO, its cgroup removed) and their slot threads; waits for them at
-    /// most [`STOP_WAIT`] in all. Call once the server stopped serving:
+    /// most 5 s in all. Call once the server stopped serving:
     /// requests still in flight get 502.
     pub fn stop_all(modules: &[Arc<ProcessModule>]) {
         let deadline = std::time::Instant::now() + STOP_WAIT;

@@ -22,7 +22,18 @@ pub struct Iolite {
 impl Iolite {
     /// Starts the binary serving `root`, with `extra` flags.
     pub fn start(root: &Path, extra: &[&str]) -> Iolite {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_iolite"))
+        Self::start_as(root, extra, None)
+    }
+
+    /// [`Iolite::start`], as user `uid` (its own group) when given: the
+    /// test must run as root for that.
+    pub fn start_as(root: &Path, extra: &[&str], uid: Option<u32>) -> Iolite {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_iolite"));
+        if let Some(uid) = uid {
+            std::os::unix::process::CommandExt::uid(&mut cmd, uid);
+            std::os::unix::process::CommandExt::gid(&mut cmd, uid);
+        }
+        let mut child = cmd
             .args([
                 "serve",
                 "--listen",

@@ -27,6 +27,8 @@
 //!   limit refuses one (without seccomp; with it, the first fork is fatal).
 //! - `/hostile/orphan`: fork a child that keeps the runner's socket open,
 //!   then abort (without seccomp): the server must notice the death anyway.
+//! - `/hostile/spin`: burn CPU until the CPU time limit ends the runner
+//!   (SIGXCPU).
 //! - anything else: `204`.
 //!
 //! The attacks need `unsafe`; this crate exists to run them.
@@ -57,6 +59,7 @@ impl Module for Hostile {
             "fork" => fork_once(),
             "forkbomb" => fork_bomb(),
             "orphan" => orphan(),
+            "spin" => spin(),
             _ => Response::new(204),
         }
     }
@@ -177,6 +180,13 @@ fn orphan() -> Response {
         },
         -1 => panic!("hostile: orphan: fork refused: {}", errno()),
         _ => std::process::abort(),
+    }
+}
+
+fn spin() -> Response {
+    let mut x = 0u64;
+    loop {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
     }
 }
 
