@@ -36,6 +36,9 @@ const HANDSHAKE: Duration = Duration::from_secs(10);
 /// from a full socket: past it, the runner is replaced (a slot thread never
 /// blocks on a stuck runner for longer).
 const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a slot waits for a dead runner's killed descendants to leave its
+/// pids cgroup before giving up on removing it.
+const CGROUP_REMOVAL: Duration = Duration::from_secs(2);
 /// How often held leases are released when nothing else wakes the thread.
 const RELEASE_TICK: Duration = Duration::from_millis(10);
 
@@ -321,18 +324,23 @@ fn reap(cfg: &SlotConfig, child: &mut Child, shutdown: bool) {
 
 /// Removes a reaped runner's pids cgroup, first killing any task left in
 /// it (a descendant that left the process group). Killed tasks take a
-/// moment to leave the cgroup: a few short retries, then a warning (the
-/// next server start sweeps it).
+/// moment to leave the cgroup: retries with growing pauses for up to
+/// [`CGROUP_REMOVAL`], then a warning (the next server start sweeps it).
 pub(crate) fn remove_cgroup(module: &str, pid: u32, cgroup: &std::path::Path) {
-    const TRIES: u32 = 50;
-    for attempt in 1..=TRIES {
+    let deadline = Instant::now() + CGROUP_REMOVAL;
+    let mut pause = Duration::from_millis(1);
+    loop {
         iolite_sandbox::kill_pids_cgroup(cgroup);
         match iolite_sandbox::remove_pids_cgroup(cgroup) {
             Ok(_) => return,
-            Err(e) if attempt == TRIES => {
+            Err(e) if Instant::now() >= deadline => {
                 tracing::warn!(module = %module, pid, error = %e, "runner's pids cgroup left behind");
+                return;
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            Err(_) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
         }
     }
 }
