@@ -228,7 +228,11 @@ pub fn run(
 /// report's length (u32, little-endian) and the report (UTF-8, one line).
 fn send_report(sock: OwnedFd, report: &Report) -> Result<OwnedFd, Error> {
     let mut text = report.to_string();
-    text.truncate(MAX_REPORT as usize);
+    let mut end = text.len().min(MAX_REPORT as usize);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
     let mut stream = std::os::unix::net::UnixStream::from(sock);
     let len = u32::try_from(text.len()).unwrap_or(MAX_REPORT);
     stream
@@ -310,6 +314,30 @@ mod tests {
         let strict_profile = SandboxSpec::from_config(&strict).profile(0);
         assert_eq!(strict_profile.rlimits.core_size, Some(0));
         assert_eq!(strict_profile.landlock, Some(Landlock::default()));
+    }
+
+    #[test]
+    fn the_report_crosses_the_socket_and_bad_ones_are_refused() {
+        use std::os::unix::net::UnixStream;
+        let (a, b) = UnixStream::pair().unwrap();
+        let report = Profile::none().apply().unwrap();
+        let a = send_report(OwnedFd::from(a), &report).unwrap();
+        assert_eq!(read_report(&b).unwrap(), report.to_string());
+        drop(a);
+        // (bytes the runner sent, what the server says)
+        let table: [(&[u8], &str); 4] = [
+            (b"", "no sandbox report"),
+            (&[5, 0, 0, 0, b'a'], "cut short"),
+            (&[1, 0x10, 0, 0], "sandbox report of 4097 bytes"),
+            (&[2, 0, 0, 0, 0xff, 0xfe], "not UTF-8"),
+        ];
+        for (bytes, want) in table {
+            let (mut a, b) = UnixStream::pair().unwrap();
+            a.write_all(bytes).unwrap();
+            drop(a);
+            let e = read_report(&b).unwrap_err();
+            assert!(e.contains(want), "{bytes:?}: {e}");
+        }
     }
 
     #[test]
