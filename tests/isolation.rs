@@ -180,10 +180,23 @@ fn each_attack_is_stopped_by_its_limit_and_fails_only_its_request() {
     }
     match iolite_sandbox::landlock_abi() {
         Ok(abi) => assert!(
-            first.contains(&format!("landlock(abi {abi}, ro=0, rw=0)")),
+            first.contains(&format!("landlock(abi {abi}, ro=1, rw=0)")),
             "{first}"
         ),
         Err(_) => assert!(first.contains("landlock(unavailable: "), "{first}"),
+    }
+
+    // Landlock: the module reads its own library and no other file, even
+    // one every user may read.
+    let own = get(&server, &format!("/hostile/read?path={}", lib("hostile")));
+    assert_eq!(own.status, 200, "{:?}", String::from_utf8_lossy(&own.body));
+    let other = get(&server, "/hostile/read?path=/etc/passwd");
+    let text = String::from_utf8_lossy(&other.body).into_owned();
+    if first.contains("landlock(abi") {
+        assert_eq!(other.status, 403, "{text}");
+        assert!(text.contains("Permission denied"), "{text}");
+    } else {
+        eprintln!("skipped: no landlock here ({first}); /etc/passwd: {text}");
     }
 
     // Killed by seccomp: SIGSYS, one runner each.

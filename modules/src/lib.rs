@@ -36,7 +36,7 @@
 //!   is ended by SIGXCPU (its in-flight requests get 502) and restarted,
 //!   not retired gracefully beforehand.
 //! - Landlock paths a module may read or write cannot be configured yet
-//!   (none are reachable under the strict profile).
+//!   (under the strict profile only its own library file is readable).
 //! - Per-module metrics (restarts, 502/504 counts) and the module bench.
 
 mod error;

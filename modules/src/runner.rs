@@ -159,11 +159,12 @@ impl SandboxSpec {
         })
     }
 
-    /// The sandbox profile for a runner that maps `shared_bytes` of pools.
-    /// Landlock gets no path: the library is mapped before landlock is
-    /// applied, and a module reaches its data through the server (cache
-    /// and request pools over the socket).
-    pub fn profile(&self, shared_bytes: u64) -> Profile {
+    /// The sandbox profile for a runner of `library` that maps
+    /// `shared_bytes` of pools. Landlock lets the module read its own
+    /// library file and nothing else: dlopen has mapped it (and its
+    /// dependencies) before landlock applies, and a module reaches its data
+    /// through the server (cache and request pools over the socket).
+    pub fn profile(&self, library: &Path, shared_bytes: u64) -> Profile {
         Profile {
             user: self.user.clone(),
             no_new_privs: self.no_new_privs,
@@ -179,7 +180,10 @@ impl SandboxSpec {
             },
             seccomp: self.seccomp,
             open: OpenPolicy::UnderLandlock,
-            landlock: self.landlock.then(Landlock::default),
+            landlock: self.landlock.then(|| Landlock {
+                read_only: vec![library.to_owned()],
+                read_write: Vec::new(),
+            }),
             namespaces: self.namespaces,
         }
     }
@@ -195,7 +199,7 @@ fn whole_seconds(d: Duration) -> u64 {
 /// Loads `module` under `sandbox` and checks its ABI version; returns the
 /// sandbox report.
 pub fn check(module: &Path, sandbox: &SandboxSpec) -> Result<Report, Error> {
-    let pending = sandbox.profile(0).apply_before_load()?;
+    let pending = sandbox.profile(module, 0).apply_before_load()?;
     let lib = ModuleLibrary::open(module)?;
     let report = pending.apply_after_load()?;
     lib.check_abi(ABI_SYMBOL, ABI_VERSION)?;
@@ -216,7 +220,7 @@ pub fn run(
         .map_err(|e| Error::Runner(format!("--socket-fd {socket_fd}: {e}")))?;
     // Phase 1 before the library is opened: its initialisers are module
     // code. Phase 2 (landlock, seccomp) once it is mapped.
-    let pending = sandbox.profile(shared_bytes).apply_before_load()?;
+    let pending = sandbox.profile(module, shared_bytes).apply_before_load()?;
     let lib = ModuleLibrary::open(module)?;
     let report = pending.apply_after_load()?;
     lib.check_abi(ABI_SYMBOL, ABI_VERSION)?;
@@ -299,21 +303,29 @@ mod tests {
             assert_eq!(spec.to_arg(), arg);
             assert_eq!(SandboxSpec::parse(arg).unwrap(), spec, "{arg}");
             assert_eq!(
-                spec.profile(1 << 20).rlimits.address_space,
+                spec.profile(Path::new("/m.so"), 1 << 20)
+                    .rlimits
+                    .address_space,
                 address_space,
                 "{arg}"
             );
         }
         assert_eq!(
-            SandboxSpec::from_config(&none).profile(0),
+            SandboxSpec::from_config(&none).profile(Path::new("/m.so"), 0),
             Profile {
                 open: OpenPolicy::UnderLandlock,
                 ..Profile::none()
             }
         );
-        let strict_profile = SandboxSpec::from_config(&strict).profile(0);
+        let strict_profile = SandboxSpec::from_config(&strict).profile(Path::new("/m.so"), 0);
         assert_eq!(strict_profile.rlimits.core_size, Some(0));
-        assert_eq!(strict_profile.landlock, Some(Landlock::default()));
+        assert_eq!(
+            strict_profile.landlock,
+            Some(Landlock {
+                read_only: vec!["/m.so".into()],
+                read_write: vec![],
+            })
+        );
     }
 
     #[test]

@@ -29,6 +29,9 @@
 //!   then abort (without seccomp): the server must notice the death anyway.
 //! - `/hostile/spin`: burn CPU until the CPU time limit ends the runner
 //!   (SIGXCPU).
+//! - `/hostile/read?path=P`: read the file `P`: `200` with the byte count,
+//!   or `403` with the error (landlock leaves only the module's own
+//!   library readable).
 //! - anything else: `204`.
 //!
 //! The attacks need `unsafe`; this crate exists to run them.
@@ -47,7 +50,7 @@ fn succeeded() -> Response {
 }
 
 impl Module for Hostile {
-    fn handle(&self, req: &Request, _ctx: &mut Ctx<'_>) -> Response {
+    fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Response {
         let attack = req.path().rsplit('/').next().unwrap_or("");
         match attack {
             "write" | "mprotect" | "truncate" => pool_attack(req, attack),
@@ -60,6 +63,7 @@ impl Module for Hostile {
             "forkbomb" => fork_bomb(),
             "orphan" => orphan(),
             "spin" => spin(),
+            "read" => read_file(req, ctx),
             _ => Response::new(204),
         }
     }
@@ -108,7 +112,11 @@ fn alloc_hog() -> Response {
         let mut block = Vec::new();
         if let Err(e) = block.try_reserve_exact(STEP) {
             let mib = held.len() * (STEP >> 20);
-            panic!("hostile: alloc: stopped after {mib} MiB: {e}");
+            // Not a panic: with RUST_BACKTRACE set, symbolizing the trace
+            // needs memory the limit no longer gives. Free it, say why, die.
+            drop(held);
+            eprintln!("hostile: alloc: stopped after {mib} MiB: {e}");
+            std::process::abort();
         }
         // Touch every page: the memory is really used, not only reserved.
         block.resize(STEP, 0xA5);
@@ -181,6 +189,20 @@ fn orphan() -> Response {
         -1 => panic!("hostile: orphan: fork refused: {}", errno()),
         _ => std::process::abort(),
     }
+}
+
+fn read_file(req: &Request, ctx: &mut Ctx<'_>) -> Response {
+    use std::fmt::Write as _;
+    let path = req.query().strip_prefix("path=").unwrap_or("");
+    let mut out = ctx.writer();
+    let (status, written) = match std::fs::read(path) {
+        Ok(bytes) => (200, writeln!(out, "read {} bytes", bytes.len())),
+        Err(e) => (403, writeln!(out, "{path}: {e}")),
+    };
+    if written.is_err() {
+        return Response::new(503);
+    }
+    Response::new(status).body(out.finish())
 }
 
 fn spin() -> Response {
