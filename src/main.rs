@@ -60,6 +60,12 @@ struct RunnerArgs {
     /// by mistake).
     #[arg(long)]
     sandbox: String,
+    /// A tree (or file) the module may read under landlock (repeated).
+    #[arg(long)]
+    landlock_read: Vec<PathBuf>,
+    /// A tree the module may read and write under landlock (repeated).
+    #[arg(long)]
+    landlock_write: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -82,17 +88,17 @@ fn main() -> ExitCode {
 fn runner(args: &RunnerArgs) -> ExitCode {
     use iolite_modules::runner;
     let name = args.name.as_deref().unwrap_or("module");
-    let result = runner::SandboxSpec::parse(&args.sandbox).and_then(|sandbox| {
-        match (args.check, args.socket_fd) {
-            (true, _) => runner::check(&args.module, &sandbox).map(|report| {
-                println!("sandbox: {report}");
-                0
-            }),
-            (false, Some(fd)) => runner::run(fd, &args.module, &sandbox, args.shared_bytes),
-            (false, None) => Err(iolite_modules::Error::Runner(
-                "--socket-fd or --check is required".into(),
-            )),
-        }
+    let spec = runner::SandboxSpec::parse(&args.sandbox)
+        .map(|s| s.with_paths(args.landlock_read.clone(), args.landlock_write.clone()));
+    let result = spec.and_then(|sandbox| match (args.check, args.socket_fd) {
+        (true, _) => runner::check(&args.module, &sandbox).map(|report| {
+            println!("sandbox: {report}");
+            0
+        }),
+        (false, Some(fd)) => runner::run(fd, &args.module, &sandbox, args.shared_bytes),
+        (false, None) => Err(iolite_modules::Error::Runner(
+            "--socket-fd or --check is required".into(),
+        )),
     });
     match result {
         Ok(0) => ExitCode::SUCCESS,

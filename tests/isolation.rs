@@ -377,6 +377,66 @@ fn an_unprivileged_server_still_bounds_tasks_with_rlimit_nproc() {
     assert!(server.stop().success());
 }
 
+/// `read_paths` and `write_paths` open exactly those trees to the module
+/// under landlock; file permissions alone would let it do more (the trees
+/// are world-writable here, and /etc/passwd world-readable).
+#[test]
+fn landlock_opens_only_the_configured_paths() {
+    if iolite_sandbox::landlock_abi().is_err() {
+        eprintln!("skipped: no landlock on this kernel");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let trees = tempfile::tempdir().unwrap();
+    let (read, write) = (trees.path().join("read"), trees.path().join("write"));
+    for dir in [trees.path(), &read, &write] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    std::fs::write(read.join("data.txt"), b"some data\n").unwrap();
+    std::fs::set_permissions(
+        read.join("data.txt"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    let (_root, server) = start(&[(
+        "/hostile",
+        &format!(
+            "read_paths = [\"{}\"]\nwrite_paths = [\"{}\"]\n",
+            read.display(),
+            write.display()
+        ),
+    )]);
+    assert!(report(&server, "/hostile", 1).contains(", ro=2, rw=1)"));
+    let ask = |route: &str, path: &Path| {
+        let r = get(
+            &server,
+            &format!("/hostile/{route}?path={}", path.display()),
+        );
+        (r.status, String::from_utf8_lossy(&r.body).into_owned())
+    };
+    // (route, path, status)
+    let table: [(&str, PathBuf, u16); 7] = [
+        ("read", read.join("data.txt"), 200),
+        ("read", PathBuf::from("/etc/passwd"), 403),
+        ("create", write.join("new.txt"), 200),
+        ("read", write.join("new.txt"), 200),
+        ("create", read.join("new.txt"), 403),
+        ("create", trees.path().join("new.txt"), 403),
+        ("read", PathBuf::from(lib("hostile")), 200),
+    ];
+    for (route, path, status) in &table {
+        let (got, body) = ask(route, path);
+        assert_eq!(got, *status, "{route} {}: {body}", path.display());
+        if *status == 403 {
+            assert!(body.contains("Permission denied"), "{body}");
+        }
+    }
+    assert_eq!(std::fs::read(write.join("new.txt")).unwrap(), b"hostile\n");
+    assert!(!read.join("new.txt").exists());
+    assert!(server.stop().success());
+}
+
 #[test]
 fn a_sandbox_that_cannot_be_applied_refuses_to_start_the_server() {
     if !nix::unistd::geteuid().is_root() {

@@ -35,8 +35,6 @@
 //! - A runner's CPU time limit is a lifetime budget: a runner that used it
 //!   is ended by SIGXCPU (its in-flight requests get 502) and restarted,
 //!   not retired gracefully beforehand.
-//! - Landlock paths a module may read or write cannot be configured yet
-//!   (under the strict profile only its own library file is readable).
 //! - Per-module metrics (restarts, 502/504 counts) and the module bench.
 
 mod error;

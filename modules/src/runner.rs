@@ -11,9 +11,10 @@
 //! per module before it starts, so a library built for another ABI, or a
 //! sandbox that cannot be applied, is refused at start-up).
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use iolite_core::config::{DEFAULT_MEMORY_LIMIT, ModuleConfig, SandboxProfile};
@@ -34,7 +35,8 @@ pub const RUNNER_ALLOWANCE: u64 = 192 << 20;
 const MAX_REPORT: u32 = 4096;
 
 /// The sandbox a runner applies to itself, as the server passes it on the
-/// runner's command line (`--sandbox SPEC`, see [`SandboxSpec::to_arg`]).
+/// runner's command line ([`SandboxSpec::to_args`]: `--sandbox SPEC` and
+/// one `--landlock-read PATH` / `--landlock-write PATH` per path).
 /// `None` and `false` turn a measure off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxSpec {
@@ -42,6 +44,10 @@ pub struct SandboxSpec {
     pub user: Option<String>,
     pub seccomp: bool,
     pub landlock: bool,
+    /// Under landlock, besides the module's library: trees it may read...
+    pub read_paths: Vec<PathBuf>,
+    /// ...and trees it may also write.
+    pub write_paths: Vec<PathBuf>,
     pub namespaces: bool,
     pub no_new_privs: bool,
     /// RLIMIT_CORE = 0: a crashing module leaves no core file with request
@@ -67,6 +73,8 @@ impl SandboxSpec {
             user: s.user.clone(),
             seccomp: s.seccomp,
             landlock: s.landlock,
+            read_paths: s.read_paths.clone(),
+            write_paths: s.write_paths.clone(),
             namespaces: s.namespaces,
             no_new_privs: s.no_new_privs,
             no_core: strict,
@@ -77,8 +85,32 @@ impl SandboxSpec {
         }
     }
 
-    /// The command-line form: `key=value` pairs joined by commas, every key
-    /// present, `off` for a measure turned off.
+    /// The runner's command-line arguments for this sandbox.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut args = vec![OsString::from("--sandbox"), OsString::from(self.to_arg())];
+        let lists = [
+            ("--landlock-read", &self.read_paths),
+            ("--landlock-write", &self.write_paths),
+        ];
+        for (flag, paths) in lists {
+            for path in paths {
+                args.push(flag.into());
+                args.push(path.into());
+            }
+        }
+        args
+    }
+
+    /// The landlock paths given apart from [`SandboxSpec::parse`]'s string
+    /// (`--landlock-read`, `--landlock-write`).
+    pub fn with_paths(mut self, read: Vec<PathBuf>, write: Vec<PathBuf>) -> SandboxSpec {
+        self.read_paths = read;
+        self.write_paths = write;
+        self
+    }
+
+    /// The scalar settings' form, `--sandbox`'s value: `key=value` pairs
+    /// joined by commas, every key present, `off` for a measure turned off.
     pub fn to_arg(&self) -> String {
         let flag = |b: bool| if b { "on" } else { "off" };
         let num = |n: Option<u64>| n.map_or_else(|| "off".to_owned(), |n| n.to_string());
@@ -149,6 +181,8 @@ impl SandboxSpec {
             user,
             seccomp: flag(1)?,
             landlock: flag(2)?,
+            read_paths: Vec::new(),
+            write_paths: Vec::new(),
             namespaces: flag(3)?,
             no_new_privs: flag(4)?,
             no_core: flag(5)?,
@@ -161,9 +195,10 @@ impl SandboxSpec {
 
     /// The sandbox profile for a runner of `library` that maps
     /// `shared_bytes` of pools. Landlock lets the module read its own
-    /// library file and nothing else: dlopen has mapped it (and its
-    /// dependencies) before landlock applies, and a module reaches its data
-    /// through the server (cache and request pools over the socket).
+    /// library file and the configured paths, nothing else: dlopen has
+    /// mapped the library (and its dependencies) before landlock applies,
+    /// and a module reaches its usual data through the server (cache and
+    /// request pools over the socket).
     pub fn profile(&self, library: &Path, shared_bytes: u64) -> Profile {
         Profile {
             user: self.user.clone(),
@@ -181,8 +216,10 @@ impl SandboxSpec {
             seccomp: self.seccomp,
             open: OpenPolicy::UnderLandlock,
             landlock: self.landlock.then(|| Landlock {
-                read_only: vec![library.to_owned()],
-                read_write: Vec::new(),
+                read_only: std::iter::once(library.to_owned())
+                    .chain(self.read_paths.iter().cloned())
+                    .collect(),
+                read_write: self.write_paths.clone(),
             }),
             namespaces: self.namespaces,
         }
@@ -280,6 +317,9 @@ mod tests {
         mixed.sandbox.tasks = Some(8);
         mixed.sandbox.cpu_time = Some(Duration::from_millis(1500));
         mixed.memory_limit = Some(64 << 20);
+        mixed.sandbox.landlock = true;
+        mixed.sandbox.read_paths = vec!["/srv/a,b=c".into(), "/srv/d".into()];
+        mixed.sandbox.write_paths = vec!["/tmp/w".into()];
         // (config, the argument, the address-space limit with 1 MiB shared)
         let table = [
             (
@@ -294,14 +334,26 @@ mod tests {
             ),
             (
                 &mixed,
-                "user=65534,seccomp=off,landlock=off,namespaces=off,nnp=off,core=off,nofile=off,tasks=8,cpu=2,memory=67108864",
+                "user=65534,seccomp=off,landlock=on,namespaces=off,nnp=off,core=off,nofile=off,tasks=8,cpu=2,memory=67108864",
                 Some((64 << 20) + (1 << 20) + RUNNER_ALLOWANCE),
             ),
         ];
         for (cfg, arg, address_space) in table {
             let spec = SandboxSpec::from_config(cfg);
             assert_eq!(spec.to_arg(), arg);
-            assert_eq!(SandboxSpec::parse(arg).unwrap(), spec, "{arg}");
+            // What main.rs does with the arguments: --sandbox and the paths.
+            let args = spec.to_args();
+            let after = |flag: &str| -> Vec<PathBuf> {
+                args.windows(2)
+                    .filter(|w| w[0] == flag)
+                    .map(|w| PathBuf::from(&w[1]))
+                    .collect()
+            };
+            assert_eq!(after("--sandbox"), [PathBuf::from(arg)]);
+            let parsed = SandboxSpec::parse(arg)
+                .unwrap()
+                .with_paths(after("--landlock-read"), after("--landlock-write"));
+            assert_eq!(parsed, spec, "{arg}");
             assert_eq!(
                 spec.profile(Path::new("/m.so"), 1 << 20)
                     .rlimits
@@ -324,6 +376,14 @@ mod tests {
             Some(Landlock {
                 read_only: vec!["/m.so".into()],
                 read_write: vec![],
+            })
+        );
+        let mixed_profile = SandboxSpec::from_config(&mixed).profile(Path::new("/m.so"), 0);
+        assert_eq!(
+            mixed_profile.landlock,
+            Some(Landlock {
+                read_only: vec!["/m.so".into(), "/srv/a,b=c".into(), "/srv/d".into()],
+                read_write: vec!["/tmp/w".into()],
             })
         );
     }

@@ -58,7 +58,9 @@
 //! profile = "strict"                           # or "none": every measure off
 //! user = "nobody"                              # a root server drops to it
 //! seccomp = true                               # the syscall allow-list
-//! landlock = true                              # no filesystem path reachable
+//! landlock = true                              # no filesystem path reachable but:
+//! read_paths = ["/srv/data"]                   # trees the module may read
+//! write_paths = []                             # trees it may also write
 //! namespaces = true                            # new user/net/ipc/uts namespaces
 //! open_files = 256                             # RLIMIT_NOFILE
 //! tasks = 64                                   # processes + threads (pids cgroup, RLIMIT_NPROC)
@@ -327,8 +329,13 @@ pub struct SandboxConfig {
     pub user: Option<String>,
     /// The seccomp allow-list (anything else kills the runner with SIGSYS).
     pub seccomp: bool,
-    /// Landlock: no filesystem path is reachable after the module loaded.
+    /// Landlock: after the module is loaded, no filesystem path is
+    /// reachable but its own library and the two lists below.
     pub landlock: bool,
+    /// Trees (or files) the module may read under landlock; existing paths.
+    pub read_paths: Vec<PathBuf>,
+    /// Trees the module may read, write, create in and remove from.
+    pub write_paths: Vec<PathBuf>,
     /// New user, network, IPC and UTS namespaces where the kernel allows.
     pub namespaces: bool,
     /// PR_SET_NO_NEW_PRIVS (on in the strict profile; no key of its own).
@@ -362,6 +369,8 @@ impl SandboxConfig {
             user: on.then(|| "nobody".to_owned()),
             seccomp: on,
             landlock: on,
+            read_paths: Vec::new(),
+            write_paths: Vec::new(),
             namespaces: on,
             no_new_privs: on,
             open_files: on.then_some(256),

@@ -27,6 +27,8 @@ const SANDBOX_KEYS: &[&str] = &[
     "user",
     "seccomp",
     "landlock",
+    "read_paths",
+    "write_paths",
     "namespaces",
     "open_files",
     "tasks",
@@ -82,6 +84,14 @@ impl Cx<'_, '_> {
                     .boolean(v, "module.sandbox.landlock")
                     .map(|b| s.landlock = b)
                     .is_some(),
+                "read_paths" => self
+                    .existing_paths(v, "module.sandbox.read_paths")
+                    .map(|p| s.read_paths = p)
+                    .is_some(),
+                "write_paths" => self
+                    .existing_paths(v, "module.sandbox.write_paths")
+                    .map(|p| s.write_paths = p)
+                    .is_some(),
                 "namespaces" => self
                     .boolean(v, "module.sandbox.namespaces")
                     .map(|b| s.namespaces = b)
@@ -106,6 +116,29 @@ impl Cx<'_, '_> {
             ok &= good;
         }
         ok.then_some(s)
+    }
+
+    /// A path or an array of paths (relative to the file's directory), each
+    /// of which must exist: landlock rules are made from open paths.
+    fn existing_paths(&mut self, v: &Val<'_>, key: &str) -> Option<Vec<std::path::PathBuf>> {
+        let items = self.strings(v, key)?;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (s, span) in items {
+            let problem = if s.is_empty() {
+                Some("the path is empty".to_owned())
+            } else {
+                let path = self.base.join(s);
+                let missing = std::fs::symlink_metadata(&path).is_err();
+                out.push(path);
+                missing.then(|| format!("{s:?} does not exist"))
+            };
+            if let Some(problem) = problem {
+                self.error(span, format!("{key}: {problem}"));
+                ok = false;
+            }
+        }
+        ok.then_some(out)
     }
 
     /// The common part of every mount table: the prefix (required) and the

@@ -236,6 +236,14 @@ fn bad_files_report_every_error_with_its_position() {
             &["FILE:4:8: module.path: file \"TMP/gone.so\" does not exist"],
         ),
         (
+            "root = \"site\"\n[[module]]\nprefix = \"/app\"\npath = \"mod.so\"\n[module.sandbox]\nread_paths = [\"docs\", \"nope\", \"\"]\nwrite_paths = 3\n",
+            &[
+                "FILE:6:23: module.sandbox.read_paths: \"nope\" does not exist",
+                "FILE:6:31: module.sandbox.read_paths: the path is empty",
+                "FILE:7:15: module.sandbox.write_paths: expected a string or an array of strings, found an integer",
+            ],
+        ),
+        (
             "root = \"site\"\n[[module]]\nprefix = \"/app\"\npath = \"mod.so\"\n[[wasm]]\nprefix = \"/app/\"\npath = \"app.wasm\"\nkind = \"emscripten\"\n[[cgi]]\nprefix = \"/app\"\ndir = \"mod.so\"\n",
             &[
                 "FILE:8:8: wasm.kind: unknown wasm kind \"emscripten\": expected \"wasi-http\", \"wagi\" or \"sdk\"",
@@ -352,6 +360,7 @@ memory_limit = "128M"
 [module.sandbox]
 profile = "none"
 landlock = true
+read_paths = ["site"]
 user = "iolite"
 open_files = 64
 tasks = 8
@@ -446,6 +455,8 @@ timeout = "100ms"
                 user: Some("iolite".into()),
                 seccomp: false,
                 landlock: true,
+                read_paths: vec![dir.join("site")],
+                write_paths: vec![],
                 namespaces: false,
                 no_new_privs: false,
                 open_files: Some(64),

@@ -31,7 +31,9 @@
 //!   (SIGXCPU).
 //! - `/hostile/read?path=P`: read the file `P`: `200` with the byte count,
 //!   or `403` with the error (landlock leaves only the module's own
-//!   library readable).
+//!   library and the configured `read_paths` readable).
+//! - `/hostile/create?path=P`: create the file `P`: `200` or `403` with
+//!   the error (only under `write_paths`).
 //! - anything else: `204`.
 //!
 //! The attacks need `unsafe`; this crate exists to run them.
@@ -64,6 +66,7 @@ impl Module for Hostile {
             "orphan" => orphan(),
             "spin" => spin(),
             "read" => read_file(req, ctx),
+            "create" => create_file(req, ctx),
             _ => Response::new(204),
         }
     }
@@ -197,6 +200,20 @@ fn read_file(req: &Request, ctx: &mut Ctx<'_>) -> Response {
     let mut out = ctx.writer();
     let (status, written) = match std::fs::read(path) {
         Ok(bytes) => (200, writeln!(out, "read {} bytes", bytes.len())),
+        Err(e) => (403, writeln!(out, "{path}: {e}")),
+    };
+    if written.is_err() {
+        return Response::new(503);
+    }
+    Response::new(status).body(out.finish())
+}
+
+fn create_file(req: &Request, ctx: &mut Ctx<'_>) -> Response {
+    use std::fmt::Write as _;
+    let path = req.query().strip_prefix("path=").unwrap_or("");
+    let mut out = ctx.writer();
+    let (status, written) = match std::fs::write(path, b"hostile\n") {
+        Ok(()) => (200, writeln!(out, "created {path}")),
         Err(e) => (403, writeln!(out, "{path}: {e}")),
     };
     if written.is_err() {
