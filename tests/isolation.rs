@@ -1,11 +1,13 @@
 //! Isolation of process modules, through the real binary and real runner
 //! processes: the `hostile` example module attacks the machine (a thread
 //! bomb, a fork bomb, a descriptor hog, an unbounded allocation, a network
-//! socket, ptrace, fork, a dead runner whose socket stays open), and each
-//! attack is stopped by the runner's sandbox. In every case only that
-//! request fails (502), a second module in the same server (hello) still
+//! socket, ptrace, fork, a CPU spin, a dead runner whose socket stays open,
+//! files outside its landlock trees), and each attack is stopped by the
+//! runner's sandbox. In every case only that request fails (502, or 403
+//! for a refused file), a second module in the same server (hello) still
 //! answers, and the attacker's runner is restarted (its harmless route
-//! answers). The server's log names each measure applied to each runner.
+//! answers). The server's log names each measure applied to each runner,
+//! and no runner's pids cgroup or process outlives it.
 //!
 //! What this machine offers decides which limit stops the task bombs: as
 //! root with a writable pids cgroup, `pids.max`; as another user,

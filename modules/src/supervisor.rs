@@ -326,6 +326,8 @@ fn reap(cfg: &SlotConfig, child: &mut Child, shutdown: bool) {
 /// it (a descendant that left the process group). Killed tasks take a
 /// moment to leave the cgroup: retries with growing pauses for up to
 /// [`CGROUP_REMOVAL`], then a warning (the next server start sweeps it).
+/// The cgroup is named by the reaped pid: another runner could reuse the
+/// name only if the pid counter wrapped around within that window.
 pub(crate) fn remove_cgroup(module: &str, pid: u32, cgroup: &std::path::Path) {
     let deadline = Instant::now() + CGROUP_REMOVAL;
     let mut pause = Duration::from_millis(1);
