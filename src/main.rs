@@ -55,6 +55,17 @@ struct RunnerArgs {
     /// Bytes of shared pools the runner will map (for its memory limit).
     #[arg(long, default_value_t = 0)]
     shared_bytes: u64,
+    /// The sandbox to apply before loading the module (the server's
+    /// `SandboxSpec::to_arg` form; required, so no runner starts unconfined
+    /// by mistake).
+    #[arg(long)]
+    sandbox: String,
+    /// A tree (or file) the module may read under landlock (repeated).
+    #[arg(long)]
+    landlock_read: Vec<PathBuf>,
+    /// A tree the module may read and write under landlock (repeated).
+    #[arg(long)]
+    landlock_write: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -75,15 +86,20 @@ fn main() -> ExitCode {
 /// The runner: errors go to stderr, which the server logs under the
 /// module's name (or, for `--check`, quotes when it refuses to start).
 fn runner(args: &RunnerArgs) -> ExitCode {
+    use iolite_modules::runner;
     let name = args.name.as_deref().unwrap_or("module");
-    let result = match (args.check, args.socket_fd) {
-        (true, _) => iolite_modules::runner::check(&args.module).map(|()| 0),
-        (false, Some(fd)) => iolite_modules::runner::run(fd, &args.module, args.shared_bytes),
-        (false, None) => {
-            eprintln!("iolite runner: --socket-fd or --check is required");
-            return ExitCode::from(2);
-        }
-    };
+    let spec = runner::SandboxSpec::parse(&args.sandbox)
+        .map(|s| s.with_paths(args.landlock_read.clone(), args.landlock_write.clone()));
+    let result = spec.and_then(|sandbox| match (args.check, args.socket_fd) {
+        (true, _) => runner::check(&args.module, &sandbox).map(|report| {
+            println!("sandbox: {report}");
+            0
+        }),
+        (false, Some(fd)) => runner::run(fd, &args.module, &sandbox, args.shared_bytes),
+        (false, None) => Err(iolite_modules::Error::Runner(
+            "--socket-fd or --check is required".into(),
+        )),
+    });
     match result {
         Ok(0) => ExitCode::SUCCESS,
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
@@ -211,6 +227,7 @@ fn start_modules(
         return Ok(Vec::new());
     }
     let exe = iolite_modules::current_exe()?;
+    iolite_modules::sweep_stale_cgroups();
     let mut modules = config
         .modules
         .iter()
@@ -228,8 +245,9 @@ fn run(opts: ServerOptions, config: &config::Config) -> Result<(), Fail> {
     let mut server = Server::bind(opts).map_err(|e| Fail::Other(e.to_string()))?;
     let modules = start_modules(config, server.cache_access()).map_err(Fail::Modules)?;
     if !modules.is_empty() {
+        let handlers = modules.clone();
         server = server.with_handlers(std::sync::Arc::new(move || {
-            modules.iter().map(ProcessModule::handler).collect()
+            handlers.iter().map(ProcessModule::handler).collect()
         }));
     }
     let mut out = std::io::stdout().lock();
@@ -244,7 +262,9 @@ fn run(opts: ServerOptions, config: &config::Config) -> Result<(), Fail> {
         .and_then(|()| out.flush());
     drop(out);
     announce.map_err(|e| Fail::Other(format!("stdout: {e}")))?;
-    server.run().map_err(|e| Fail::Other(e.to_string()))
+    let served = server.run().map_err(|e| Fail::Other(e.to_string()));
+    ProcessModule::stop_all(&modules);
+    served
 }
 
 /// Errors and notices go to stderr through tracing; `RUST_LOG` overrides

@@ -60,6 +60,11 @@ fn lib(name: &str) -> String {
         .into_owned()
 }
 
+/// The sandbox of a module that opens the test's named pipe: the pipe lives
+/// in a private temporary directory that the strict profile (user
+/// `nobody`, no path reachable under landlock) cannot open.
+const UNCONFINED: &str = "[module.sandbox]\nprofile = \"none\"\n";
+
 fn site() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("index.html"), b"<h1>static</h1>\n").unwrap();
@@ -363,7 +368,7 @@ fn a_client_that_goes_away_cancels_its_queued_request() {
     std::fs::write(
         &config,
         format!(
-            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nin_flight = 1\nprocesses_max = 1\n",
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nin_flight = 1\nprocesses_max = 1\n{UNCONFINED}",
             lib("faulty")
         ),
     )
@@ -647,7 +652,7 @@ fn a_busy_module_gets_another_runner_up_to_processes_max() {
     std::fs::write(
         &config,
         format!(
-            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nin_flight = 1\nprocesses_min = 1\nprocesses_max = 2\n",
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nin_flight = 1\nprocesses_min = 1\nprocesses_max = 2\n{UNCONFINED}",
             lib("faulty")
         ),
     )

@@ -34,6 +34,9 @@ pub enum Error {
     /// The runner could not load or run its module.
     #[error("{0}")]
     Load(#[from] iolite_sandbox::LoadError),
+    /// The runner could not apply its sandbox: it must not run module code.
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] iolite_sandbox::SandboxError),
     /// The runner was started wrongly.
     #[error("runner: {0}")]
     Runner(String),

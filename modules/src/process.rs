@@ -26,6 +26,9 @@ use crate::supervisor::{self, Answer, Cmd, Failure, Job, SlotConfig, SlotHandle}
 const OUTPUT_POOL: u64 = 64 << 20;
 /// Longest `start` waits for its runners to be ready.
 const STARTUP_WAIT: Duration = Duration::from_secs(15);
+/// Longest [`ProcessModule::stop_all`] waits for the runners to be reaped
+/// (a slot in a runner's handshake answers only after it).
+const STOP_WAIT: Duration = Duration::from_secs(5);
 /// Requests a slot may hold (in flight plus queued) per credit before new
 /// ones get 503.
 const QUEUE_PER_CREDIT: usize = 4;
@@ -61,7 +64,8 @@ impl ProcessModule {
         max_body: u64,
         cache: Option<iolite_core::CacheAccess>,
     ) -> Result<Arc<Self>, Error> {
-        check_library(exe, &cfg.prefix, &cfg.path)?;
+        let sandbox = crate::runner::SandboxSpec::from_config(cfg);
+        check_library(exe, &cfg.prefix, &cfg.path, &sandbox)?;
         let size = max_body.saturating_mul(2).clamp(16 << 20, 1 << 36);
         let pool =
             Pool::with_name("iolite-requests", size as usize).map_err(|source| Error::Pool {
@@ -81,6 +85,7 @@ impl ProcessModule {
             pool: pool.clone(),
             cache: cache.clone(),
             lazy: false,
+            sandbox,
         };
         for index in 0..n {
             let slot_cfg = SlotConfig {
@@ -151,6 +156,26 @@ impl ProcessModule {
                 tracing::warn!(module = %self.prefix, error = %e, "cannot start another runner");
                 Some(best)
             }
+        }
+    }
+
+    /// Ends every runner of `modules` (each is killed, reaped and logged at
+    /// INFO, its cgroup removed) and their slot threads; waits for them at
+    /// most 5 s in all. Call once the server stopped serving:
+    /// requests still in flight get 502.
+    pub fn stop_all(modules: &[Arc<ProcessModule>]) {
+        let deadline = std::time::Instant::now() + STOP_WAIT;
+        let slots: Vec<Arc<SlotHandle>> = modules
+            .iter()
+            .filter_map(|m| m.slots.read().ok().map(|s| s.clone()))
+            .flatten()
+            .collect();
+        for slot in &slots {
+            slot.send(Cmd::Stop);
+        }
+        let stuck = slots.iter().filter(|s| !s.wait_finished(deadline)).count();
+        if stuck > 0 {
+            tracing::warn!(slots = stuck, "runner slots still busy at exit");
         }
     }
 
@@ -287,24 +312,44 @@ fn to_response(prefix: &str, frame: ResponseFrame, body: Body) -> Response {
     Response::new(frame.status, HeaderLines::Owned(lines), body)
 }
 
-/// Runs `exe runner --check --module PATH`: the library is opened in a
-/// throw-away process, never in the server.
-fn check_library(exe: &Path, prefix: &str, library: &Path) -> Result<(), Error> {
+/// Runs `exe runner --check --module PATH --sandbox SPEC`: the library is
+/// opened in a throw-away process under the module's sandbox, never in the
+/// server.
+fn check_library(
+    exe: &Path,
+    prefix: &str,
+    library: &Path,
+    sandbox: &crate::runner::SandboxSpec,
+) -> Result<(), Error> {
+    use std::process::Stdio;
     if !library.is_file() {
         return Err(Error::Missing(library.to_owned()));
     }
-    let out = std::process::Command::new(exe)
+    let spawn_err = |source| Error::Spawn {
+        what: format!("{} runner --check", exe.display()),
+        source,
+    };
+    let child = std::process::Command::new(exe)
         .arg("runner")
         .arg("--check")
         .arg("--module")
         .arg(library)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|source| Error::Spawn {
-            what: format!("{} runner --check", exe.display()),
-            source,
-        })?;
+        .arg("--name")
+        .arg(prefix)
+        .args(sandbox.to_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_err)?;
+    let pid = child.id();
+    let out = child.wait_with_output().map_err(spawn_err)?;
+    if let Some(cgroup) = iolite_sandbox::pids_cgroup_for(pid) {
+        supervisor::remove_cgroup(prefix, pid, &cgroup);
+    }
     if out.status.success() {
+        let report = String::from_utf8_lossy(&out.stdout);
+        tracing::debug!(module = %prefix, "library checked; {}", report.trim());
         return Ok(());
     }
     let text = String::from_utf8_lossy(&out.stderr);
@@ -320,6 +365,17 @@ fn check_library(exe: &Path, prefix: &str, library: &Path) -> Result<(), Error> 
         prefix: prefix.to_owned(),
         message,
     })
+}
+
+/// Removes the pids cgroups that runners of a server that died left
+/// behind (empty ones only); call once at start-up, before any runner
+/// starts. Returns how many were removed.
+pub fn sweep_stale_cgroups() -> usize {
+    let n = iolite_sandbox::sweep_stale_pids_cgroups();
+    if n > 0 {
+        tracing::info!(removed = n, "removed stale runner pids cgroups");
+    }
+    n
 }
 
 /// The iolite binary, for starting runners.

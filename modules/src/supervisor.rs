@@ -1,8 +1,11 @@
 //! One runner process slot: a thread that starts the runner, speaks the
-//! module protocol with it (blocking [`Peer`], `poll(2)` on the socket and a
-//! wake-up socket), and starts it again with exponential backoff when it
-//! dies. Worker threads hand it [`Job`]s through a channel and wait for the
-//! answer on a oneshot.
+//! module protocol with it (blocking [`Peer`], `poll(2)` on the socket, a
+//! wake-up socket and the runner's pidfd), and starts it again with
+//! exponential backoff when it dies. Worker threads hand it [`Job`]s through
+//! a channel and wait for the answer on a oneshot.
+//!
+//! A runner's end: its process group is killed (what it forked goes too),
+//! it is reaped, and its pids cgroup is emptied and removed.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read};
@@ -17,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use iolite_core::static_files::StaticFiles;
 use iolite_ipc::{Agg, Event, Peer, Pool};
+use iolite_sandbox::PidFd;
 use iolite_sdk::wire::{ABI_VERSION, Msg, RequestFrame, ResponseFrame};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tokio::sync::oneshot;
@@ -32,6 +36,9 @@ const HANDSHAKE: Duration = Duration::from_secs(10);
 /// from a full socket: past it, the runner is replaced (a slot thread never
 /// blocks on a stuck runner for longer).
 const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a slot waits for a dead runner's killed descendants to leave its
+/// pids cgroup before giving up on removing it.
+const CGROUP_REMOVAL: Duration = Duration::from_secs(2);
 /// How often held leases are released when nothing else wakes the thread.
 const RELEASE_TICK: Duration = Duration::from_millis(10);
 
@@ -90,6 +97,9 @@ pub(crate) enum Cmd {
     /// The client of request `id` went away: drop it if queued, tell the
     /// runner if in flight.
     Cancel(u64),
+    /// The server is stopping: end the runner (logged at INFO) and the
+    /// thread.
+    Stop,
 }
 
 /// The worker threads' handle on one slot.
@@ -99,6 +109,8 @@ pub(crate) struct SlotHandle {
     wake: UnixStream,
     /// Requests handed to this slot and not yet finished (kept by callers).
     pub load: AtomicUsize,
+    /// Disconnected when the slot thread has ended (its runner reaped).
+    finished: std::sync::Mutex<Receiver<()>>,
 }
 
 impl SlotHandle {
@@ -113,6 +125,19 @@ impl SlotHandle {
             let _ = (&self.wake).write_byte();
         }
         sent
+    }
+
+    /// Waits until the slot thread has ended, at most until `deadline`;
+    /// whether it has.
+    pub fn wait_finished(&self, deadline: Instant) -> bool {
+        let Ok(finished) = self.finished.lock() else {
+            return false;
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        matches!(
+            finished.recv_timeout(left),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        )
     }
 }
 
@@ -141,6 +166,8 @@ pub(crate) struct SlotConfig {
     pub cache: Option<iolite_core::CacheAccess>,
     /// Start the runner only when the first request comes.
     pub lazy: bool,
+    /// What the runner applies to itself before and after loading the module.
+    pub sandbox: crate::runner::SandboxSpec,
 }
 
 /// Starts slot `index`'s thread; its runner starts at once (unless lazy).
@@ -154,14 +181,19 @@ pub(crate) fn start(
     let (wake_w, wake_r) = UnixStream::pair()?;
     wake_w.set_nonblocking(true)?;
     wake_r.set_nonblocking(true)?;
+    let (finished_tx, finished_rx) = std::sync::mpsc::channel::<()>();
     let handle = Arc::new(SlotHandle {
         tx: std::sync::Mutex::new(tx),
         wake: wake_w,
         load: AtomicUsize::new(0),
+        finished: std::sync::Mutex::new(finished_rx),
     });
     std::thread::Builder::new()
         .name(format!("iolite-module-{index}"))
-        .spawn(move || slot_main(&cfg, &rx, &wake_r, started))?;
+        .spawn(move || {
+            let _finished = finished_tx;
+            slot_main(&cfg, &rx, &wake_r, started);
+        })?;
     Ok(handle)
 }
 
@@ -180,7 +212,7 @@ fn slot_main(cfg: &SlotConfig, rx: &Receiver<Cmd>, wake: &UnixStream, started: S
         match rx.recv() {
             Ok(Cmd::Job(job)) => queue.push_back(*job),
             Ok(Cmd::Cancel(_)) => {}
-            Err(_) => return,
+            Ok(Cmd::Stop) | Err(_) => return,
         }
     }
     let mut backoff = BACKOFF_MIN;
@@ -194,7 +226,9 @@ fn slot_main(cfg: &SlotConfig, rx: &Receiver<Cmd>, wake: &UnixStream, started: S
             backoff = BACKOFF_MIN;
         }
         tracing::info!(module = %cfg.name, pause_ms = backoff.as_millis() as u64, "restarting runner");
-        std::thread::sleep(backoff);
+        if pause(rx, &mut queue, backoff).is_err() {
+            return;
+        }
         backoff = (backoff * 2).min(BACKOFF_MAX);
         // Requests whose callers gave up while we slept need no process.
         queue.retain(|j: &Job| !j.reply.is_closed());
@@ -220,19 +254,28 @@ fn run_process(
         }
     };
     let pid = child.0.id();
+    let pidfd = match PidFd::open(pid) {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            // Kernel before 5.3: a dead runner is noticed by its socket only.
+            tracing::debug!(module = %cfg.name, pid, error = %e, "no pidfd");
+            None
+        }
+    };
     let mut inflight: HashMap<u64, Flight> = HashMap::new();
     let shaken = handshake(cfg, child.1.take());
     if let Some(tx) = started.take() {
         let _ = tx.send(());
     }
     let end = match shaken {
-        Ok(mut peer) => {
-            tracing::info!(module = %cfg.name, pid, "runner ready");
+        Ok((mut peer, sandbox)) => {
+            tracing::info!(module = %cfg.name, pid, %sandbox, "runner ready");
             let mut link = Link {
                 peer: &mut peer,
                 inflight: &mut inflight,
                 files,
                 pid,
+                pidfd: pidfd.as_ref(),
             };
             serve(cfg, rx, wake, queue, &mut link)
         }
@@ -252,12 +295,70 @@ fn run_process(
             let _ = reply.send(Err(failure));
         }
     }
-    let _ = child.0.kill();
-    match child.0.wait() {
+    reap(cfg, &mut child.0, matches!(end, End::Shutdown));
+    end
+}
+
+/// Ends a runner and what it started: SIGKILL to its process group (a
+/// no-op on a runner that already died: its own exit status stays), the
+/// reap, then its pids cgroup emptied and removed. A runner ended because
+/// the server stops is logged at INFO; any other end at WARN.
+fn reap(cfg: &SlotConfig, child: &mut Child, shutdown: bool) {
+    let pid = child.id();
+    // The group is the runner's pid (`process_group(0)`): the number cannot
+    // be reused while the unreaped runner holds it.
+    let group = nix::unistd::Pid::from_raw(pid as i32);
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    let _ = child.kill();
+    match child.wait() {
+        Ok(status) if shutdown => {
+            tracing::info!(module = %cfg.name, pid, %status, "runner exited (server stopping)");
+        }
         Ok(status) => tracing::warn!(module = %cfg.name, pid, %status, "runner exited"),
         Err(e) => tracing::warn!(module = %cfg.name, pid, error = %e, "runner wait"),
     }
-    end
+    if let Some(cgroup) = iolite_sandbox::pids_cgroup_for(pid) {
+        remove_cgroup(&cfg.name, pid, &cgroup);
+    }
+}
+
+/// Removes a reaped runner's pids cgroup, first killing any task left in
+/// it (a descendant that left the process group). Killed tasks take a
+/// moment to leave the cgroup: retries with growing pauses for up to
+/// [`CGROUP_REMOVAL`], then a warning (the next server start sweeps it).
+/// The cgroup is named by the reaped pid: another runner could reuse the
+/// name only if the pid counter wrapped around within that window.
+pub(crate) fn remove_cgroup(module: &str, pid: u32, cgroup: &std::path::Path) {
+    let deadline = Instant::now() + CGROUP_REMOVAL;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        iolite_sandbox::kill_pids_cgroup(cgroup);
+        match iolite_sandbox::remove_pids_cgroup(cgroup) {
+            Ok(_) => return,
+            Err(e) if Instant::now() >= deadline => {
+                tracing::warn!(module = %module, pid, error = %e, "runner's pids cgroup left behind");
+                return;
+            }
+            Err(_) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Waits `pause` before a restart, queueing what comes meanwhile; Err when
+/// the server stops.
+fn pause(rx: &Receiver<Cmd>, queue: &mut VecDeque<Job>, pause: Duration) -> Result<(), ()> {
+    let until = Instant::now() + pause;
+    loop {
+        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            Ok(Cmd::Job(job)) => queue.push_back(*job),
+            Ok(Cmd::Cancel(id)) => queue.retain(|j| j.frame.id != id),
+            Ok(Cmd::Stop) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Err(()),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return Ok(()),
+        }
+    }
 }
 
 /// Takes every pending command into the queue; Err when the server stops.
@@ -266,6 +367,7 @@ fn drain_commands(rx: &Receiver<Cmd>, queue: &mut VecDeque<Job>) -> Result<(), (
         match rx.try_recv() {
             Ok(Cmd::Job(job)) => queue.push_back(*job),
             Ok(Cmd::Cancel(id)) => queue.retain(|j| j.frame.id != id),
+            Ok(Cmd::Stop) => return Err(()),
             Err(TryRecvError::Empty) => return Ok(()),
             Err(TryRecvError::Disconnected) => return Err(()),
         }
@@ -284,6 +386,7 @@ fn spawn_runner(cfg: &SlotConfig) -> std::io::Result<(Child, Option<UnixStream>)
         .arg(&cfg.name)
         .arg("--shared-bytes")
         .arg(shared_bytes(cfg).to_string())
+        .args(cfg.sandbox.to_args())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -327,10 +430,13 @@ fn forward_log(name: &str, pid: u32, stream: &'static str, from: impl Read + Sen
     }
 }
 
-fn handshake(cfg: &SlotConfig, sock: Option<UnixStream>) -> Result<Peer<Msg>, String> {
+/// The runner's sandbox report, then the protocol's Hello/Ready; returns
+/// the peer and the report.
+fn handshake(cfg: &SlotConfig, sock: Option<UnixStream>) -> Result<(Peer<Msg>, String), String> {
     let sock = sock.ok_or("no socket")?;
     sock.set_read_timeout(Some(HANDSHAKE))
         .map_err(|e| e.to_string())?;
+    let sandbox = crate::runner::read_report(&sock)?;
     sock.set_write_timeout(Some(FRAME_TIMEOUT))
         .map_err(|e| e.to_string())?;
     let mut peer: Peer<Msg> = Peer::new(sock);
@@ -360,7 +466,7 @@ fn handshake(cfg: &SlotConfig, sock: Option<UnixStream>) -> Result<Peer<Msg>, St
         .stream()
         .set_read_timeout(Some(FRAME_TIMEOUT))
         .map_err(|e| e.to_string())?;
-    Ok(peer)
+    Ok((peer, sandbox))
 }
 
 /// One live runner, as the protocol loop sees it.
@@ -369,6 +475,9 @@ struct Link<'a> {
     inflight: &'a mut HashMap<u64, Flight>,
     files: Option<&'a StaticFiles>,
     pid: u32,
+    /// Readable once the runner exited (even if a descendant keeps its
+    /// socket open).
+    pidfd: Option<&'a PidFd>,
 }
 
 fn serve(
@@ -383,8 +492,9 @@ fn serve(
         inflight,
         files,
         pid,
+        pidfd,
     } = link;
-    let (peer, inflight, files, pid) = (&mut **peer, &mut **inflight, *files, *pid);
+    let (peer, inflight, files, pid, pidfd) = (&mut **peer, &mut **inflight, *files, *pid, *pidfd);
     loop {
         if drain_commands_inflight(rx, queue, inflight, peer, cfg, pid).is_err() {
             return End::Shutdown;
@@ -442,9 +552,12 @@ fn serve(
                 PollTimeout::try_from(w + Duration::from_millis(1)).unwrap_or(PollTimeout::MAX)
             });
             let sock = peer.channel().stream().as_fd();
+            // Without a pidfd the wake-up socket stands in (polled twice).
+            let exit = pidfd.map_or(wake.as_fd(), AsFd::as_fd);
             let mut fds = [
                 PollFd::new(sock, PollFlags::POLLIN),
                 PollFd::new(wake.as_fd(), PollFlags::POLLIN),
+                PollFd::new(exit, PollFlags::POLLIN),
             ];
             match poll(&mut fds, timeout) {
                 Ok(_) => {}
@@ -455,6 +568,11 @@ fn serve(
                 }
             }
             let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+            if pidfd.is_some() && ready(&fds[2]) && !ready(&fds[0]) {
+                // Dead, and nothing left to read from it.
+                tracing::warn!(module = %cfg.name, pid, "runner died; its socket is still open");
+                return End::Died;
+            }
             (ready(&fds[0]), ready(&fds[1]))
         };
         if wake_ready {
@@ -607,6 +725,7 @@ fn drain_commands_inflight(
                     let _ = peer.send(&Msg::Cancel { id });
                 }
             }
+            Ok(Cmd::Stop) => return Err(()),
             Err(TryRecvError::Empty) => return Ok(()),
             Err(TryRecvError::Disconnected) => return Err(()),
         }

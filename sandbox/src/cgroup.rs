@@ -195,6 +195,30 @@ pub fn sweep_stale_pids_cgroups() -> usize {
         .count()
 }
 
+/// Sends SIGKILL to every process left in a pids cgroup (the descendants
+/// of a runner that forked, once the runner itself is gone); returns how
+/// many were signalled. A missing cgroup holds none.
+pub fn kill_pids_cgroup(path: &Path) -> usize {
+    // cgroup v2 kills the whole tree in one write (Linux 5.14).
+    if fs::write(path.join("cgroup.kill"), "1").is_ok() {
+        return fs::read_to_string(path.join("cgroup.procs")).map_or(0, |p| p.lines().count());
+    }
+    let Ok(procs) = fs::read_to_string(path.join("cgroup.procs")) else {
+        return 0;
+    };
+    procs
+        .lines()
+        .filter_map(|l| l.trim().parse::<i32>().ok())
+        .filter(|&pid| {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .is_ok()
+        })
+        .count()
+}
+
 /// Removes a process's pids cgroup once the process has been reaped.
 /// Returns whether there was one.
 pub fn remove_pids_cgroup(path: &Path) -> Result<bool, SandboxError> {

@@ -81,6 +81,13 @@ pub(crate) fn apply(rules: &Landlock) -> Result<Outcome, SandboxError> {
                 path: path.clone(),
                 source: io::Error::other(e.to_string()),
             })?;
+            // A file takes only the rights that apply to files (asking for
+            // directory rights on it would make the ruleset "partial").
+            let access = if path.is_dir() {
+                access
+            } else {
+                access & AccessFs::from_file(TARGET)
+            };
             created = created
                 .add_rule(PathBeneath::new(fd, access))
                 .map_err(rule_err)?;

@@ -25,7 +25,8 @@
 //! - `profile`: [`Profile`] and its settings, the two phases, [`Pending`].
 //! - `report`: [`Report`], [`Measure`], [`Outcome`] (the log line).
 //! - `limits`: setrlimit.
-//! - `cgroup`: the per-process pids cgroup ([`remove_pids_cgroup`]).
+//! - `cgroup`: the per-process pids cgroup ([`remove_pids_cgroup`],
+//!   [`kill_pids_cgroup`], [`sweep_stale_pids_cgroups`]).
 //! - `namespaces`: user/net/ipc/uts namespaces, best effort.
 //! - `user`: dropping root and checking it stuck.
 //! - `fs_rules`: landlock rules ([`landlock_abi`]).
@@ -34,6 +35,8 @@
 //! - `error`: [`SandboxError`].
 //! - [`loader`]: loading a module's cdylib (libloading) and spawning a
 //!   runner that inherits its socket.
+//! - `pidfd`: [`PidFd`], a child's exit as a pollable descriptor (the
+//!   supervisor's side, not the sandboxed process's).
 //! - `bin/iolite-sandbox-probe`: the test fixture that applies a profile and
 //!   then misbehaves on purpose (used by `tests/profile.rs`);
 //!   `tests/tokio_runner.rs` runs a tokio runtime under the allow-list.
@@ -44,16 +47,18 @@ mod fs_rules;
 mod limits;
 pub mod loader;
 mod namespaces;
+mod pidfd;
 mod procfs;
 mod profile;
 mod report;
 mod seccomp;
 mod user;
 
-pub use cgroup::{pids_cgroup_for, remove_pids_cgroup, sweep_stale_pids_cgroups};
+pub use cgroup::{kill_pids_cgroup, pids_cgroup_for, remove_pids_cgroup, sweep_stale_pids_cgroups};
 pub use error::SandboxError;
 pub use fs_rules::landlock_abi;
 pub use loader::{LoadError, ModuleLibrary, spawn_inheriting, take_inherited_socket};
+pub use pidfd::PidFd;
 pub use profile::{Landlock, OpenPolicy, Pending, Profile, Rlimits};
 pub use report::{Measure, Outcome, Report};
 pub use seccomp::{SyscallGroup, seccomp_allow_list};

@@ -42,8 +42,8 @@ impl Default for Rlimits {
 
 /// Landlock filesystem rules, enforced after the module is loaded. Paths
 /// not under one of these lists cannot be opened, created, removed or
-/// executed at all. Each path must exist and be reachable by the sandbox
-/// user (it is opened after the user drop).
+/// executed at all. Each path (a directory, or a single file) must exist
+/// and be reachable by the sandbox user (it is opened after the user drop).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Landlock {
     /// Trees the module may read (files and directory listings).

@@ -6,22 +6,34 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// A running `iolite serve` on port 0.
 pub struct Iolite {
     child: Child,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
-    stderr: Arc<Mutex<Vec<String>>>,
+    /// The log so far, and a signal for each line added.
+    stderr: Arc<(Mutex<Vec<String>>, Condvar)>,
     stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Iolite {
     /// Starts the binary serving `root`, with `extra` flags.
     pub fn start(root: &Path, extra: &[&str]) -> Iolite {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_iolite"))
+        Self::start_as(root, extra, None)
+    }
+
+    /// [`Iolite::start`], as user `uid` (its own group) when given: the
+    /// test must run as root for that.
+    pub fn start_as(root: &Path, extra: &[&str], uid: Option<u32>) -> Iolite {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_iolite"));
+        if let Some(uid) = uid {
+            std::os::unix::process::CommandExt::uid(&mut cmd, uid);
+            std::os::unix::process::CommandExt::gid(&mut cmd, uid);
+        }
+        let mut child = cmd
             .args([
                 "serve",
                 "--listen",
@@ -56,12 +68,13 @@ impl Iolite {
             .strip_prefix("admin on http://")
             .unwrap_or_else(|| panic!("second line: {line:?}"));
         let admin = admin.parse().unwrap();
-        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let sink = stderr.clone();
         let err = child.stderr.take().unwrap();
         let stderr_reader = std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
+                sink.0.lock().unwrap().push(line);
+                sink.1.notify_all();
             }
         });
         Iolite {
@@ -109,9 +122,36 @@ impl Iolite {
         status
     }
 
+    /// Every line the server logged so far (all of them after [`Iolite::wait`]).
+    pub fn log_lines(&self) -> Vec<String> {
+        self.stderr.0.lock().unwrap().clone()
+    }
+
+    /// Waits until the log holds `n` lines matching `pred` (20 s at most,
+    /// then the test fails showing the log); returns the matching lines.
+    pub fn wait_for_lines(&self, n: usize, pred: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (lines, added) = &*self.stderr;
+        let mut lines = lines.lock().unwrap();
+        loop {
+            let found: Vec<String> = lines.iter().filter(|l| pred(l)).cloned().collect();
+            if found.len() >= n {
+                return found;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "{n} matching log lines never came; the log:\n{}",
+                lines.join("\n")
+            );
+            lines = added.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
     /// Lines the server logged at ERROR level so far.
     pub fn error_lines(&self) -> Vec<String> {
         self.stderr
+            .0
             .lock()
             .unwrap()
             .iter()

@@ -44,8 +44,8 @@
 //! cache = true
 //! headers = { "Cache-Control" = "max-age=60" }
 //!
-//! # A process module (served; `processes_max` and `memory_limit` are parsed
-//! # but not yet acted on, the sandbox table waits for the sandbox issue).
+//! # A process module, served by runner processes that are sandboxed before
+//! # the module's code is loaded (`iolite serve` logs what was applied).
 //! [[module]]
 //! prefix = "/app"
 //! path = "target/release/libhello.so"
@@ -53,16 +53,18 @@
 //! processes_max = 4
 //! in_flight = 16
 //! timeout = "30s"
-//! memory_limit = "256M"
-//! [module.sandbox]
-//! profile = "strict"                           # or "none"
-//! user = "nobody"
-//! seccomp = true
-//! landlock = true
-//! namespaces = true
-//! open_files = 256
-//! tasks = 64
-//! cpu_time = "60s"
+//! memory_limit = "256M"                        # the module's own memory (RLIMIT_AS)
+//! [module.sandbox]                             # every key: the strict default
+//! profile = "strict"                           # or "none": every measure off
+//! user = "nobody"                              # a root server drops to it
+//! seccomp = true                               # the syscall allow-list
+//! landlock = true                              # no filesystem path reachable but:
+//! read_paths = ["/srv/data"]                   # trees the module may read
+//! write_paths = []                             # trees it may also write
+//! namespaces = true                            # new user/net/ipc/uts namespaces
+//! open_files = 256                             # RLIMIT_NOFILE
+//! tasks = 64                                   # processes + threads (pids cgroup, RLIMIT_NPROC)
+//! cpu_time = "60s"                             # RLIMIT_CPU over the runner's life
 //!
 //! [[cgi]]
 //! prefix = "/cgi-bin"
@@ -305,26 +307,47 @@ pub struct ModuleConfig {
     pub in_flight: u32,
     /// A request past this gets 504 and its process is replaced.
     pub timeout: Duration,
-    /// Address-space limit of each runner process.
-    pub memory_limit: u64,
+    /// The memory each runner process may use for itself: its
+    /// address-space limit (RLIMIT_AS) is this plus the shared pools it maps
+    /// and a fixed allowance for code and stacks. `None`: the profile's
+    /// default ([`DEFAULT_MEMORY_LIMIT`] under `strict`, no limit under
+    /// `none`).
+    pub memory_limit: Option<u64>,
     pub sandbox: SandboxConfig,
 }
 
-/// How a runner process is confined before the module is loaded.
+/// `memory_limit` of a module under the strict sandbox profile.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 256 << 20;
+
+/// How a runner process is confined (`[module.sandbox]`): applied by the
+/// runner itself, around loading the module (iolite-sandbox), and logged by
+/// `iolite serve` per runner. `None` and `false` turn a measure off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxConfig {
     pub profile: SandboxProfile,
-    /// The user a root server drops to.
-    pub user: String,
+    /// The user a root server's runners drop to (ignored when not root).
+    pub user: Option<String>,
+    /// The seccomp allow-list (anything else kills the runner with SIGSYS).
     pub seccomp: bool,
+    /// Landlock: after the module is loaded, no filesystem path is
+    /// reachable but its own library and the two lists below.
     pub landlock: bool,
+    /// Trees (or files) the module may read under landlock; existing paths.
+    pub read_paths: Vec<PathBuf>,
+    /// Trees the module may read, write, create in and remove from.
+    pub write_paths: Vec<PathBuf>,
+    /// New user, network, IPC and UTS namespaces where the kernel allows.
     pub namespaces: bool,
+    /// PR_SET_NO_NEW_PRIVS (on in the strict profile; no key of its own).
+    pub no_new_privs: bool,
     /// RLIMIT_NOFILE.
-    pub open_files: u64,
-    /// RLIMIT_NPROC.
-    pub tasks: u64,
-    /// RLIMIT_CPU.
-    pub cpu_time: Duration,
+    pub open_files: Option<u64>,
+    /// Tasks (processes and threads): a pids cgroup where one can be made,
+    /// RLIMIT_NPROC when not root.
+    pub tasks: Option<u64>,
+    /// RLIMIT_CPU: CPU time over the runner's whole life (SIGXCPU, then the
+    /// runner is restarted).
+    pub cpu_time: Option<Duration>,
 }
 
 /// A named set of sandbox defaults; single keys override it.
@@ -332,7 +355,8 @@ pub struct SandboxConfig {
 pub enum SandboxProfile {
     /// Everything on (the default).
     Strict,
-    /// Nothing but rlimits: for debugging a module.
+    /// Everything off, memory limit included, unless a key turns it on:
+    /// for debugging a module.
     None,
 }
 
@@ -342,13 +366,16 @@ impl SandboxConfig {
         let on = profile == SandboxProfile::Strict;
         SandboxConfig {
             profile,
-            user: "nobody".to_owned(),
+            user: on.then(|| "nobody".to_owned()),
             seccomp: on,
             landlock: on,
+            read_paths: Vec::new(),
+            write_paths: Vec::new(),
             namespaces: on,
-            open_files: 256,
-            tasks: 64,
-            cpu_time: Duration::from_secs(60),
+            no_new_privs: on,
+            open_files: on.then_some(256),
+            tasks: on.then_some(64),
+            cpu_time: on.then_some(Duration::from_secs(60)),
         }
     }
 }
@@ -427,7 +454,7 @@ impl Default for ModuleConfig {
             processes_max: 4,
             in_flight: 16,
             timeout: Duration::from_secs(30),
-            memory_limit: 256 << 20,
+            memory_limit: None,
             sandbox: SandboxConfig::for_profile(SandboxProfile::Strict),
         }
     }

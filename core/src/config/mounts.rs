@@ -27,6 +27,8 @@ const SANDBOX_KEYS: &[&str] = &[
     "user",
     "seccomp",
     "landlock",
+    "read_paths",
+    "write_paths",
     "namespaces",
     "open_files",
     "tasks",
@@ -69,7 +71,7 @@ impl Cx<'_, '_> {
                         false
                     }
                     Some(u) => {
-                        s.user = u.to_owned();
+                        s.user = Some(u.to_owned());
                         true
                     }
                     None => false,
@@ -82,21 +84,29 @@ impl Cx<'_, '_> {
                     .boolean(v, "module.sandbox.landlock")
                     .map(|b| s.landlock = b)
                     .is_some(),
+                "read_paths" => self
+                    .existing_paths(v, "module.sandbox.read_paths")
+                    .map(|p| s.read_paths = p)
+                    .is_some(),
+                "write_paths" => self
+                    .existing_paths(v, "module.sandbox.write_paths")
+                    .map(|p| s.write_paths = p)
+                    .is_some(),
                 "namespaces" => self
                     .boolean(v, "module.sandbox.namespaces")
                     .map(|b| s.namespaces = b)
                     .is_some(),
                 "open_files" => self
                     .count(v, "module.sandbox.open_files", 8, 1 << 20)
-                    .map(|n| s.open_files = n)
+                    .map(|n| s.open_files = Some(n))
                     .is_some(),
                 "tasks" => self
                     .count(v, "module.sandbox.tasks", 1, 1 << 20)
-                    .map(|n| s.tasks = n)
+                    .map(|n| s.tasks = Some(n))
                     .is_some(),
                 "cpu_time" => self
                     .positive_duration(v, "module.sandbox.cpu_time")
-                    .map(|t| s.cpu_time = t)
+                    .map(|t| s.cpu_time = Some(t))
                     .is_some(),
                 _ => {
                     self.unknown(k, "[module.sandbox]", SANDBOX_KEYS);
@@ -106,6 +116,29 @@ impl Cx<'_, '_> {
             ok &= good;
         }
         ok.then_some(s)
+    }
+
+    /// A path or an array of paths (relative to the file's directory), each
+    /// of which must exist: landlock rules are made from open paths.
+    fn existing_paths(&mut self, v: &Val<'_>, key: &str) -> Option<Vec<std::path::PathBuf>> {
+        let items = self.strings(v, key)?;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (s, span) in items {
+            let problem = if s.is_empty() {
+                Some("the path is empty".to_owned())
+            } else {
+                let path = self.base.join(s);
+                let missing = std::fs::symlink_metadata(&path).is_err();
+                out.push(path);
+                missing.then(|| format!("{s:?} does not exist"))
+            };
+            if let Some(problem) = problem {
+                self.error(span, format!("{key}: {problem}"));
+                ok = false;
+            }
+        }
+        ok.then_some(out)
     }
 
     /// The common part of every mount table: the prefix (required) and the
@@ -173,7 +206,7 @@ impl Cx<'_, '_> {
                         }
                         big
                     })
-                    .map(|n| m.memory_limit = n)
+                    .map(|n| m.memory_limit = Some(n))
                     .is_some(),
                 "sandbox" => self.sandbox(v).map(|s| m.sandbox = s).is_some(),
                 _ => {

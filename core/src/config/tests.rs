@@ -236,6 +236,14 @@ fn bad_files_report_every_error_with_its_position() {
             &["FILE:4:8: module.path: file \"TMP/gone.so\" does not exist"],
         ),
         (
+            "root = \"site\"\n[[module]]\nprefix = \"/app\"\npath = \"mod.so\"\n[module.sandbox]\nread_paths = [\"docs\", \"nope\", \"\"]\nwrite_paths = 3\n",
+            &[
+                "FILE:6:23: module.sandbox.read_paths: \"nope\" does not exist",
+                "FILE:6:31: module.sandbox.read_paths: the path is empty",
+                "FILE:7:15: module.sandbox.write_paths: expected a string or an array of strings, found an integer",
+            ],
+        ),
+        (
             "root = \"site\"\n[[module]]\nprefix = \"/app\"\npath = \"mod.so\"\n[[wasm]]\nprefix = \"/app/\"\npath = \"app.wasm\"\nkind = \"emscripten\"\n[[cgi]]\nprefix = \"/app\"\ndir = \"mod.so\"\n",
             &[
                 "FILE:8:8: wasm.kind: unknown wasm kind \"emscripten\": expected \"wasi-http\", \"wagi\" or \"sdk\"",
@@ -352,6 +360,7 @@ memory_limit = "128M"
 [module.sandbox]
 profile = "none"
 landlock = true
+read_paths = ["site"]
 user = "iolite"
 open_files = 64
 tasks = 8
@@ -440,16 +449,19 @@ timeout = "100ms"
             processes_max: 8,
             in_flight: 4,
             timeout: Duration::from_secs(5),
-            memory_limit: 128 << 20,
+            memory_limit: Some(128 << 20),
             sandbox: SandboxConfig {
                 profile: SandboxProfile::None,
-                user: "iolite".into(),
+                user: Some("iolite".into()),
                 seccomp: false,
                 landlock: true,
+                read_paths: vec![dir.join("site")],
+                write_paths: vec![],
                 namespaces: false,
-                open_files: 64,
-                tasks: 8,
-                cpu_time: Duration::from_secs(10),
+                no_new_privs: false,
+                open_files: Some(64),
+                tasks: Some(8),
+                cpu_time: Some(Duration::from_secs(10)),
             },
         }],
         cgi: vec![CgiConfig {
