@@ -500,3 +500,34 @@ fn live_members(group: i32) -> Vec<i32> {
     }
     live
 }
+
+#[test]
+fn a_library_in_a_directory_the_sandbox_user_cannot_enter_still_loads() {
+    // The runner opens its library before it drops root; a checkout under
+    // /root (mode 0700) is the common case this covers.
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: the server drops to `nobody` only when run as root");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let private = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let so = private.path().join("libhello.so");
+    std::fs::copy(lib("hello"), &so).unwrap();
+    std::fs::set_permissions(&so, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("iolite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[module]]\nprefix = \"/hello\"\npath = \"{}\"\n",
+            so.display()
+        ),
+    )
+    .unwrap();
+    let server = Iolite::start(root.path(), &["--config", config.to_str().unwrap()]);
+    let sandbox = report(&server, "/hello", 1);
+    assert!(sandbox.contains("user=nobody"), "{sandbox}");
+    assert_eq!(get(&server, "/hello/p").body, b"Hello, p!\n");
+    server.stop();
+}

@@ -236,8 +236,9 @@ fn whole_seconds(d: Duration) -> u64 {
 /// Loads `module` under `sandbox` and checks its ABI version; returns the
 /// sandbox report.
 pub fn check(module: &Path, sandbox: &SandboxSpec) -> Result<Report, Error> {
-    let pending = sandbox.profile(module, 0).apply_before_load()?;
-    let lib = ModuleLibrary::open(module)?;
+    let file = open_library(module)?;
+    let pending = sandbox.profile(&by_fd(&file), 0).apply_before_load()?;
+    let lib = ModuleLibrary::open_file(&file, module)?;
     let report = pending.apply_after_load()?;
     lib.check_abi(ABI_SYMBOL, ABI_VERSION)?;
     Ok(report)
@@ -257,12 +258,33 @@ pub fn run(
         .map_err(|e| Error::Runner(format!("--socket-fd {socket_fd}: {e}")))?;
     // Phase 1 before the library is opened: its initialisers are module
     // code. Phase 2 (landlock, seccomp) once it is mapped.
-    let pending = sandbox.profile(module, shared_bytes).apply_before_load()?;
-    let lib = ModuleLibrary::open(module)?;
+    let file = open_library(module)?;
+    let pending = sandbox
+        .profile(&by_fd(&file), shared_bytes)
+        .apply_before_load()?;
+    let lib = ModuleLibrary::open_file(&file, module)?;
     let report = pending.apply_after_load()?;
     lib.check_abi(ABI_SYMBOL, ABI_VERSION)?;
     let sock = send_report(sock, &report)?;
     Ok(lib.run_main(MAIN_SYMBOL, sock)?)
+}
+
+/// Opens the library file while the runner still has the server's
+/// credentials: the sandbox user may not be able to reach its directory.
+fn open_library(module: &Path) -> Result<std::fs::File, Error> {
+    std::fs::File::open(module).map_err(|e| {
+        Error::Load(iolite_sandbox::LoadError::Open {
+            path: module.to_owned(),
+            reason: e.to_string(),
+        })
+    })
+}
+
+/// `/proc/self/fd/N` for the open library: landlock's rule for it is made
+/// after the user drop, through this process's own descriptor table.
+fn by_fd(file: &std::fs::File) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
 
 /// The runner's first bytes on the socket, before the module speaks: the

@@ -72,6 +72,24 @@ impl ModuleLibrary {
         })
     }
 
+    /// Loads the library from `file`, opened earlier (named `path` in
+    /// errors): a runner opens its library before it drops root, so a
+    /// library under a directory the sandbox user cannot enter (a checkout
+    /// in `/root`) still loads, while every file the module opens later is
+    /// subject to the sandbox. The file itself must be readable by that user.
+    pub fn open_file(file: &std::fs::File, path: &Path) -> Result<ModuleLibrary, LoadError> {
+        let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        let mut lib = ModuleLibrary::open(&by_fd).map_err(|e| match e {
+            LoadError::Open { reason, .. } => LoadError::Open {
+                path: path.to_owned(),
+                reason,
+            },
+            other => other,
+        })?;
+        lib.path = path.to_owned();
+        Ok(lib)
+    }
+
     fn missing(&self, symbol: &[u8]) -> LoadError {
         LoadError::MissingSymbol {
             path: self.path.clone(),
