@@ -7,10 +7,15 @@
 //!
 //! # Layout
 //! - `process`: [`ProcessModule`] (request pool, slots, the core handler
-//!   that routes before the body is read, response validation).
+//!   that routes before the body is read, credits, timeouts, response
+//!   validation).
+//! - `link`: the request path: each worker thread's data links to the
+//!   runners (non-blocking sockets on the worker's own reactor), answers,
+//!   streams, cache lookups, cancels, copy mode.
 //! - `supervisor`: one thread per runner process: spawn (re-exec of the
-//!   iolite binary), handshake, credits, the blocking protocol loop,
-//!   restart with backoff, timeouts, log forwarding.
+//!   iolite binary), handshake, attaching data links, restart with
+//!   backoff, replacing a runner whose request timed out, log forwarding.
+//! - [`metrics`]: [`ModuleMetrics`], per-module figures on `/metrics`.
 //! - [`runner`]: the runner process's side (`iolite runner`).
 //! - `error`: [`Error`].
 //!
@@ -21,17 +26,20 @@
 //!   address-space limit.
 //! - `processes_max`: runners are added when every one has all its credits
 //!   in use, but idle ones are never retired.
-//! - A runner handles one request at a time (`in_flight` requests wait in
-//!   its socket); `Msg::Cancel` reaches it but the SDK does not act on it.
+//! - A runner handles one request at a time per server worker thread (one
+//!   data link and one runner thread each); more of the `in_flight`
+//!   requests wait in the link's socket.
 //! - Request bodies are held whole in the request pool (2 × `max_body`);
 //!   only answers stream.
 //! - Supervision watches the socket and reaps with `waitpid`; no pidfd.
-//! - Per-module metrics (restarts, 502/504 counts) and the module bench.
 
 mod error;
+mod link;
+pub mod metrics;
 mod process;
 pub mod runner;
 mod supervisor;
 
 pub use error::Error;
-pub use process::{ProcessModule, current_exe};
+pub use metrics::ModuleMetrics;
+pub use process::{DirectClient, ProcessModule, current_exe};

@@ -54,6 +54,7 @@
 //! in_flight = 16
 //! timeout = "30s"
 //! memory_limit = "256M"
+//! transfer = "shared"                          # or "copy": bodies inline (bench only)
 //! [module.sandbox]
 //! profile = "strict"                           # or "none"
 //! user = "nobody"
@@ -307,7 +308,21 @@ pub struct ModuleConfig {
     pub timeout: Duration,
     /// Address-space limit of each runner process.
     pub memory_limit: u64,
+    /// How request and response bodies travel between server and runner.
+    pub transfer: ModuleTransfer,
     pub sandbox: SandboxConfig,
+}
+
+/// How a module's bodies travel (`transfer` in `[[module]]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ModuleTransfer {
+    /// By reference, in shared read-only pools: nothing copied (the default).
+    #[default]
+    Shared,
+    /// Inline through the runner's socket, copied on each side (counted in
+    /// `iolite_body_bytes_copied_total`): kept to measure what zero-copy
+    /// saves (bench/modules.sh).
+    Copy,
 }
 
 /// How a runner process is confined before the module is loaded.
@@ -428,6 +443,7 @@ impl Default for ModuleConfig {
             in_flight: 16,
             timeout: Duration::from_secs(30),
             memory_limit: 256 << 20,
+            transfer: ModuleTransfer::Shared,
             sandbox: SandboxConfig::for_profile(SandboxProfile::Strict),
         }
     }
