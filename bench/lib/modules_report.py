@@ -68,12 +68,14 @@ def main():
                "(above 0 = other work shared the CPUs)")
     out.append(f"- iolite {a.version}: one server, `--workers {a.workers} "
                "--cache-size 64M --access-log off`, the corpus of "
-               "bench/static.sh as root, modules mounted with default "
-               "settings (config below)")
+               "bench/static.sh as root, modules mounted as in the config "
+               "below")
     out.append(f"- Client: {a.wrk}, 2 threads, {a.connections} keep-alive "
                f"connections; {a.rounds} rounds of {a.duration} s per run after "
                f"a {a.warmup} s warm-up; the two runs of a pair back to back, "
-               f"their order alternating by round; response check `{a.check}`")
+               f"their order alternating by round; response check `{a.check}` "
+               "for (a), `light` for the 1 MiB pairs (bodies checked byte for "
+               "byte before the rounds)")
     out.append("- req/s and CPU µs/req are medians over rounds; CPU = "
                "utime+stime of iolite and every runner process "
                "(/proc/PID/stat of the process tree) over the run ÷ requests. "

@@ -194,11 +194,18 @@ impl Link {
         if flight.reply.take().is_none() {
             return;
         }
-        if st.peer.queue(&Msg::Cancel { id }).is_err() {
-            return;
-        }
+        // Written now, so that it is in the socket before the client's
+        // connection closes.
+        let sent = st
+            .peer
+            .queue(&Msg::Cancel { id })
+            .and_then(|()| st.peer.flush(false));
         drop(st);
-        self.kick.notify_one();
+        match sent {
+            Ok(true) => {}
+            Ok(false) => self.kick.notify_one(),
+            Err(e) => self.fail(&format!("runner link: {e}"), false),
+        }
     }
 
     /// Writes what is queued (the reader task only); what the socket does
@@ -254,8 +261,15 @@ impl Link {
                     .inflight
                     .get_mut(&id)
                     .ok_or_else(|| (format!("data for request {id}, not in flight"), true))?;
+                // Decoding the frame copied the bytes out of the socket
+                // buffer; gathering the chunks after the first is another.
                 iolite_ipc::copied::add(bytes.0.len());
-                flight.inline.extend_from_slice(&bytes.0);
+                if flight.inline.is_empty() {
+                    flight.inline = bytes.0;
+                } else {
+                    iolite_ipc::copied::add(bytes.0.len());
+                    flight.inline.extend_from_slice(&bytes.0);
+                }
             }
             Msg::CacheLookup { path } => {
                 let body = self.files.as_ref().and_then(|f| match f.cached_agg(path.as_bytes()) {
@@ -381,13 +395,15 @@ fn answer(st: &mut State, msg: Msg, cfg: &LinkConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// Copy mode: a request body's bytes, queued inline in `Data` frames (each
-/// chunk copied out of the request pool: counted by `copy_to_vec`).
+/// Copy mode: a request body's bytes, queued inline in `Data` frames: each
+/// byte is copied out of the request pool (counted by `copy_to_vec`) and
+/// once more into the frame (counted here).
 fn copy_out(peer: &mut Peer<Msg>, id: u64, body: &Agg) -> iolite_ipc::Result<()> {
     let mut at = 0;
     while at < body.len() {
         let end = (at + DATA_CHUNK).min(body.len());
         let bytes = body.slice(at..end)?.copy_to_vec();
+        iolite_ipc::copied::add(bytes.len());
         peer.queue(&Msg::Data {
             id,
             bytes: InlineBytes(bytes),
@@ -397,8 +413,9 @@ fn copy_out(peer: &mut Peer<Msg>, id: u64, body: &Agg) -> iolite_ipc::Result<()>
     Ok(())
 }
 
-/// Copy mode: a stream part's bytes, copied into the request pool so the
-/// send path gets an aggregate as in shared mode.
+/// Copy mode: a stream part's gathered bytes, copied into the request pool
+/// so the stream gets an aggregate as in shared mode (a whole answer is
+/// sent from the gathered bytes as they are).
 fn copy_in(pool: &Pool, bytes: &[u8]) -> Result<Agg, String> {
     if bytes.is_empty() {
         return Ok(Agg::new());
