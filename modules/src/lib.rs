@@ -8,10 +8,21 @@
 //! # Layout
 //! - `process`: [`ProcessModule`] (request pool, slots, the core handler
 //!   that routes before the body is read, credits, timeouts, response
-//!   validation).
+//!   validation), [`DirectClient`] (the same path without HTTP, for
+//!   benches).
 //! - `link`: the request path: each worker thread's data links to the
 //!   runners (non-blocking sockets on the worker's own reactor), answers,
-//!   streams, cache lookups, cancels, copy mode.
+//!   streams, cache lookups, cancels, copy mode (`transfer = "copy"`).
+//!
+//! # The request path
+//! A worker thread writes the request frame into its own link to the
+//! runner (one per worker and runner process, attached over the runner's
+//! control socket by the slot thread); the runner serves each link on a
+//! thread of its own and answers on it; the worker's reader task for that
+//! link completes the request. Requests that several connections of a
+//! worker make in one scheduler round leave in one `sendmsg`, with the
+//! releases of answers already sent; the runner answers a burst in one
+//! write. No thread other than the worker and the runner is woken.
 //! - `supervisor`: one thread per runner process: spawn (re-exec of the
 //!   iolite binary), handshake, attaching data links, restart with
 //!   backoff, replacing a runner whose request timed out, log forwarding.
@@ -31,7 +42,10 @@
 //!   requests wait in the link's socket.
 //! - Request bodies are held whole in the request pool (2 × `max_body`);
 //!   only answers stream.
-//! - Supervision watches the socket and reaps with `waitpid`; no pidfd.
+//! - Supervision watches the control socket and reaps with `waitpid`; no
+//!   pidfd.
+//! - A timed-out request's runner is replaced (its other requests get
+//!   502); a deadline per request costs one tokio timer.
 
 mod error;
 mod link;

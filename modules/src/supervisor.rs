@@ -50,9 +50,9 @@ pub(crate) struct Attached {
 pub(crate) enum Cmd {
     /// A worker wants a data link: answered once a runner is ready.
     Connect(oneshot::Sender<Attached>),
-    /// A request timed out in runner `generation`: replace that runner (if
-    /// it is still the current one).
-    Replace(u64),
+    /// A runner was retired ([`SlotHandle::retire`]): look whether it is
+    /// the current one, and replace it if so.
+    Replace,
 }
 
 /// The worker threads' handle on one slot.
@@ -83,7 +83,7 @@ impl SlotHandle {
     /// protocol or holds a request past its deadline) and has it replaced.
     pub fn retire(&self, generation: u64) {
         if self.retired.fetch_max(generation, Ordering::AcqRel) < generation {
-            self.send(Cmd::Replace(generation));
+            self.send(Cmd::Replace);
         }
     }
 
@@ -175,7 +175,7 @@ fn slot_main(
     if cfg.lazy {
         match rx.recv() {
             Ok(Cmd::Connect(reply)) => waiting.push(reply),
-            Ok(Cmd::Replace(_)) => {}
+            Ok(Cmd::Replace) => {}
             Err(_) => return,
         }
     }
@@ -222,7 +222,7 @@ fn run_process(
         Err(e) => {
             started.take();
             tracing::error!(module = %cfg.name, error = %e, "cannot start runner");
-            return drain_commands(rx, waiting, None).map_or(End::Shutdown, |_| End::Died);
+            return drain_commands(rx, waiting).map_or(End::Shutdown, |()| End::Died);
         }
     };
     let pid = child.0.id();
@@ -250,7 +250,7 @@ fn run_process(
         }
         Err(e) => {
             tracing::error!(module = %cfg.name, pid, error = %e, "runner did not start");
-            drain_commands(rx, waiting, None).map_or(End::Shutdown, |_| End::Died)
+            drain_commands(rx, waiting).map_or(End::Shutdown, |()| End::Died)
         }
     };
     let _ = child.0.kill();
@@ -261,19 +261,17 @@ fn run_process(
     end
 }
 
-/// Takes every pending command: link requests join `waiting`; a replace of
-/// runner `current` is reported. Err when the server stops.
+/// Takes every pending command: link requests join `waiting` (a replace
+/// only wakes the thread: it reads `retired`). Err when the server stops.
 fn drain_commands(
     rx: &Receiver<Cmd>,
     waiting: &mut Vec<oneshot::Sender<Attached>>,
-    current: Option<u64>,
-) -> Result<bool, ()> {
-    let mut replace = false;
+) -> Result<(), ()> {
     loop {
         match rx.try_recv() {
             Ok(Cmd::Connect(reply)) => waiting.push(reply),
-            Ok(Cmd::Replace(generation)) => replace |= current == Some(generation),
-            Err(TryRecvError::Empty) => return Ok(replace),
+            Ok(Cmd::Replace) => {}
+            Err(TryRecvError::Empty) => return Ok(()),
             Err(TryRecvError::Disconnected) => return Err(()),
         }
     }
@@ -426,7 +424,7 @@ fn serve(
 ) -> End {
     let (pid, rx, wake) = (runner.pid, ctx.rx, ctx.wake);
     loop {
-        if drain_commands(rx, waiting, Some(runner.generation)).is_err() {
+        if drain_commands(rx, waiting).is_err() {
             return End::Shutdown;
         }
         if ctx.retired.load(Ordering::Acquire) >= ctx.generation {

@@ -17,6 +17,9 @@ use crate::wire::{ABI_VERSION, DATA_CHUNK, InlineBytes, Msg, ResponseFrame, Tran
 /// Most bytes of answers a link queues while more requests are already
 /// buffered (answers to a burst leave in one `sendmsg`).
 const DEFER_BYTES: usize = 64 << 10;
+/// Non-blocking polls of a link before its thread sleeps (see
+/// `next_message`).
+const SPIN_POLLS: usize = 16;
 
 /// Runs module `M` on the socket the server gave the runner. Returns the
 /// process exit code: 0 when the server closed the socket, 1 on an error
@@ -130,7 +133,7 @@ fn serve_link<M: Module>(shared: &Shared<M>, sock: UnixStream) -> Result<(), Err
     loop {
         let msg = match pending.pop_front() {
             Some(msg) => msg,
-            None => match peer.recv() {
+            None => match next_message(&mut peer) {
                 Ok(msg) => msg,
                 Err(iolite_ipc::Error::Closed) => return Ok(()),
                 Err(e) => return Err(e.into()),
@@ -206,6 +209,24 @@ fn serve_link<M: Module>(shared: &Shared<M>, sock: UnixStream) -> Result<(), Err
             _ => return Err(Error::Protocol("unexpected message")),
         }
     }
+}
+
+/// The next message: answers and releases go out first; then the socket is
+/// polled a few times, giving the CPU away between polls, before this
+/// thread sleeps in `recvmsg`. Under load the next requests usually come
+/// within those polls, which saves a sleep and a wake-up per batch.
+fn next_message(peer: &mut Peer<Msg>) -> iolite_ipc::Result<Msg> {
+    if !peer.has_frame() {
+        peer.flush_releases()?;
+        for _ in 0..SPIN_POLLS {
+            match peer.try_recv_event()? {
+                Some(Event::Message(m)) => return Ok(m),
+                Some(_) => {}
+                None => std::thread::yield_now(),
+            }
+        }
+    }
+    peer.recv()
 }
 
 fn empty_answer(id: u64, status: u16) -> ResponseFrame {
