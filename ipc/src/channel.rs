@@ -45,6 +45,9 @@ pub struct Channel {
     opos: usize,
     max_payload: u32,
     closed: bool,
+    /// The last read returned less than it had room for: the socket held
+    /// nothing more at that moment.
+    drained: bool,
 }
 
 impl Channel {
@@ -66,6 +69,7 @@ impl Channel {
             opos: 0,
             max_payload,
             closed: false,
+            drained: false,
         }
     }
 
@@ -99,6 +103,13 @@ impl Channel {
             frame::decode(&self.rbuf[self.rpos..self.rend], self.max_payload),
             Ok(Decoded::Frame { .. })
         )
+    }
+
+    /// Whether the socket is known to be empty: no whole frame is buffered
+    /// and the last read took less than it had room for. An event loop may
+    /// then wait for readiness without reading again to see `EAGAIN`.
+    pub fn drained(&self) -> bool {
+        self.drained && !self.has_frame()
     }
 
     /// Queues `msg` as one frame (no descriptors) for the next
@@ -316,6 +327,7 @@ impl Channel {
         };
         let (n, raw_fds, truncated) = res?;
         self.rend = old + n;
+        self.drained = n < self.rbuf.len() - old;
         for fd in raw_fds {
             // SAFETY: the kernel just installed this descriptor in our table for
             // us (SCM_RIGHTS); nothing else owns it, so we take ownership once.

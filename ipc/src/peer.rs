@@ -433,6 +433,11 @@ impl<M: Serialize + DeserializeOwned> Peer<M> {
         self.chan.has_frame()
     }
 
+    /// See [`Channel::drained`].
+    pub fn drained(&self) -> bool {
+        self.chan.drained()
+    }
+
     /// Bytes queued and not yet written.
     pub fn queued(&self) -> usize {
         self.chan.queued()

@@ -455,8 +455,14 @@ async fn read_loop(link: Rc<Link>) {
                     return;
                 }
                 // Until the socket is drained (WouldBlock clears readiness).
+                // A read that took less than it had room for drained it: no
+                // second read is needed to see EAGAIN (data that comes later
+                // is a new readiness event, which clearing does not lose).
                 loop {
                     let r = link.io.try_io(Interest::READABLE, || match link.read_some() {
+                        Ok(true) if link.state.borrow().peer.drained() => {
+                            Err(ErrorKind::WouldBlock.into())
+                        }
                         Ok(true) => Ok(Ok(())),
                         Ok(false) => Err(ErrorKind::WouldBlock.into()),
                         Err(e) => Ok(Err(e)),
