@@ -432,6 +432,10 @@ fn copy_in(pool: &Pool, bytes: &[u8]) -> Result<Agg, String> {
 /// The reader task of a link: answers in, queued output out, releases on
 /// a tick, stalled streams ended. It ends when the link closes.
 async fn read_loop(link: Rc<Link>) {
+    // One timer for the whole life of the link, re-armed when it fires (a
+    // new one per wake-up would cost a timer-wheel insert and removal).
+    let tick = tokio::time::sleep(RELEASE_TICK);
+    tokio::pin!(tick);
     loop {
         if link.is_closed() {
             return;
@@ -495,7 +499,8 @@ async fn read_loop(link: Rc<Link>) {
                 }
             }
             () = link.kick.notified() => link.flush(),
-            () = tokio::time::sleep(RELEASE_TICK), if hold => {
+            () = &mut tick, if hold => {
+                tick.as_mut().reset(tokio::time::Instant::now() + RELEASE_TICK);
                 let r = {
                     let mut st = link.state.borrow_mut();
                     st.peer.queue_releases().map(drop)
