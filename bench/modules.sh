@@ -26,7 +26,9 @@
 #
 # then (c) `cargo bench --bench module_rtt`: an empty request's round trip
 # server -> runner -> server against a bare unix-socket ping-pong between
-# two processes, in the same run. It prints a Markdown report (also saved as
+# two processes (blocking, and with both ends polling before they block),
+# in the same run. Every module is mounted with processes_max = 1 and
+# in_flight = 64 (--in-flight). It prints a Markdown report (also saved as
 # bench/out/modules-DATE.md) with the targets:
 # hello >= 0.75x static 1 KiB; zero-copy >= 3x copy mode; RTT <= 1.5x.
 #
