@@ -244,6 +244,9 @@ fn start_modules(
 fn run(opts: ServerOptions, config: &config::Config) -> Result<(), Fail> {
     let mut server = Server::bind(opts).map_err(|e| Fail::Other(e.to_string()))?;
     let modules = start_modules(config, server.cache_access()).map_err(Fail::Modules)?;
+    for m in &modules {
+        server.metrics().add_source(m.metrics());
+    }
     if !modules.is_empty() {
         let handlers = modules.clone();
         server = server.with_handlers(std::sync::Arc::new(move || {

@@ -2,8 +2,10 @@
 //! example cdylibs (hello, echo, template, jsonapi, faulty, abi-mismatch)
 //! answer through the server, a 64 MiB body is echoed by reference, a
 //! 64 MiB cached file is included by reference, a crash or a hang fails
-//! only its own request and the runner comes back, and a library built for
-//! another ABI is refused at start-up.
+//! only its own request and the runner comes back, a library built for
+//! another ABI is refused at start-up, copy mode answers the same bytes and
+//! counts what it copies, a cancelled request the runner has not started
+//! is skipped, and each module has its own figures on /metrics.
 
 mod support;
 
@@ -43,6 +45,8 @@ fn modules_dir() -> &'static Path {
             "iolite-example-forger",
             "-p",
             "iolite-example-stream",
+            "-p",
+            "iolite-example-blob",
         ]);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
@@ -170,6 +174,127 @@ fn a_64_mib_echo_copies_no_body_bytes() {
     assert!(server.stop().success());
 }
 
+/// `method target` with `body` sent only after the server's
+/// `100 Continue`, so that no body byte arrives with the head (the server
+/// then copies none of it into the request pool): what the copy counter
+/// shows is the module path's alone.
+fn request_after_continue(
+    server: &Iolite,
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> support::Response {
+    use std::io::Read;
+    let mut s = server.connect();
+    write!(
+        s,
+        "{method} {target} HTTP/1.1\r\nHost: t\r\nContent-Type: text/x-test\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    if !body.is_empty() {
+        let want = b"HTTP/1.1 100 Continue\r\n\r\n";
+        let mut got = vec![0u8; want.len()];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(got, want);
+        s.write_all(body).unwrap();
+    }
+    read_response(&mut s, &mut Vec::new(), false)
+}
+
+/// The value of `name{module="prefix"}` on /metrics.
+fn module_metric(server: &Iolite, name: &str, prefix: &str) -> u64 {
+    let page = String::from_utf8(server.admin_get("/metrics").body).unwrap();
+    let key = format!("{name}{{module=\"{prefix}\"}} ");
+    page.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .unwrap_or_else(|| panic!("{key} missing:\n{page}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn copy_mode_answers_the_same_bytes_and_counts_every_copied_byte() {
+    let root = site();
+    let config = root.path().join("iolite.toml");
+    let mut toml = String::new();
+    for (prefix, name, transfer) in [
+        ("/echo", "echo", "shared"),
+        ("/echo-copy", "echo", "copy"),
+        ("/blob", "blob", "shared"),
+        ("/blob-copy", "blob", "copy"),
+        ("/stream", "stream", "shared"),
+        ("/stream-copy", "stream", "copy"),
+    ] {
+        toml.push_str(&format!(
+            "[[module]]\nprefix = \"{prefix}\"\npath = \"{}\"\ntransfer = \"{transfer}\"\n",
+            lib(name)
+        ));
+    }
+    std::fs::write(&config, toml).unwrap();
+    let server = Iolite::start(root.path(), &["--config", config.to_str().unwrap()]);
+    const CHUNK: u64 = iolite_sdk::wire::DATA_CHUNK as u64;
+    // Copy mode copies each request byte twice (out of the request pool,
+    // into its frame) and each answer byte once as it is decoded, and once
+    // more as the chunks after the first are gathered.
+    let answer = |n: u64| n + n.saturating_sub(CHUNK);
+    let posted: Vec<u8> = (0..600_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    // (method, shared target, copy target, body, copies in copy mode)
+    type Case<'a> = (&'a str, &'a str, &'a str, &'a [u8], u64);
+    let table: &[Case<'_>] = &[
+        (
+            "POST",
+            "/echo",
+            "/echo-copy",
+            &posted,
+            2 * 600_000 + answer(600_000),
+        ),
+        ("POST", "/echo", "/echo-copy", b"tiny", 2 * 4 + answer(4)),
+        ("POST", "/echo", "/echo-copy", b"", 0),
+        (
+            "GET",
+            "/blob?kib=300",
+            "/blob-copy?kib=300",
+            b"",
+            answer(300 << 10),
+        ),
+        (
+            "GET",
+            "/blob?kib=1",
+            "/blob-copy?kib=1",
+            b"",
+            answer(1 << 10),
+        ),
+    ];
+    for (method, shared, copy, body, copies) in table {
+        // The blob module writes its answer on the first request: not timed.
+        request_after_continue(&server, method, copy, body);
+        let before = server.metric("iolite_body_bytes_copied_total");
+        let a = request_after_continue(&server, method, shared, body);
+        let between = server.metric("iolite_body_bytes_copied_total");
+        let b = request_after_continue(&server, method, copy, body);
+        let after = server.metric("iolite_body_bytes_copied_total");
+        assert_eq!(a.status, 200, "{method} {shared}");
+        assert_eq!(
+            (b.status, b.header("content-type")),
+            (a.status, a.header("content-type")),
+            "{method} {copy}"
+        );
+        assert!(a.body == b.body, "{method} {copy}: the answers differ");
+        assert_eq!(between - before, 0, "{method} {shared} copied bytes");
+        assert_eq!(after - between, *copies, "{method} {copy} copied bytes");
+    }
+    // A streamed answer in copy mode: the same bytes, every one copied.
+    let before = server.metric("iolite_body_bytes_copied_total");
+    let a = get(&server, "/stream?mib=3");
+    let b = get(&server, "/stream-copy?mib=3");
+    assert_eq!((a.status, b.status), (200, 200));
+    assert!(a.body == b.body, "streamed answers differ");
+    let copied = server.metric("iolite_body_bytes_copied_total") - before;
+    assert!(copied >= b.body.len() as u64, "{copied} bytes copied");
+    assert!(server.stop().success());
+}
+
 #[test]
 fn a_crash_fails_only_its_request_and_the_runner_restarts() {
     let root = site();
@@ -224,6 +349,8 @@ fn a_request_past_its_timeout_gets_504_and_a_new_runner() {
     let next = until_ok();
     assert_eq!(next.status, 200);
     assert_ne!(next.body, first.body, "the hung process was replaced");
+    assert!(module_metric(&server, "iolite_module_timeouts_total", "/faulty") >= 1);
+    assert!(module_metric(&server, "iolite_module_restarts_total", "/faulty") >= 1);
     assert!(server.stop().success());
 }
 
@@ -413,6 +540,111 @@ fn a_client_that_goes_away_cancels_its_queued_request() {
         String::from_utf8(count).unwrap().trim(),
         (base + 2).to_string()
     );
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_cancelled_request_the_runner_has_not_started_is_skipped() {
+    let root = site();
+    let config = root.path().join("iolite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nin_flight = 2\nprocesses_max = 1\n{UNCONFINED}",
+            lib("faulty")
+        ),
+    )
+    .unwrap();
+    let fifo = root.path().join("hold");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // One worker: one link, one runner thread, so the second request waits
+    // in the runner behind the first.
+    let server = Iolite::start(
+        root.path(),
+        &["--config", config.to_str().unwrap(), "--workers", "1"],
+    );
+    let base: u64 = String::from_utf8(get(&server, "/faulty/count").body)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut held = server.connect();
+    write!(
+        held,
+        "GET /faulty/fifo?path={} HTTP/1.1\r\nHost: t\r\n\r\n",
+        fifo.display()
+    )
+    .unwrap();
+    let pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    // Two credits: this one goes to the runner at once, and waits there.
+    // Its client leaves; the server sends the cancel before it closes the
+    // connection.
+    let mut gone = server.connect();
+    gone.write_all(b"GET /faulty/count HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    gone.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut gone, &mut rest).unwrap();
+    assert!(rest.is_empty(), "no answer for a cancelled request");
+    drop(pipe);
+    assert_eq!(
+        read_response(&mut held, &mut Vec::new(), false).body,
+        b"read 0 bytes\n"
+    );
+    // The runner skipped the cancelled request: it handled the held one
+    // and this one only.
+    let count = get(&server, "/faulty/count").body;
+    assert_eq!(
+        String::from_utf8(count).unwrap().trim(),
+        (base + 2).to_string()
+    );
+    assert_eq!(
+        module_metric(&server, "iolite_module_cancelled_total", "/faulty"),
+        1
+    );
+    assert_eq!(
+        module_metric(&server, "iolite_module_requests_total", "/faulty"),
+        4
+    );
+    assert!(server.stop().success());
+}
+
+#[test]
+fn each_module_has_its_own_figures_on_metrics() {
+    let root = site();
+    let server = Iolite::start(
+        root.path(),
+        &[
+            "--module",
+            &format!("/faulty={}", lib("faulty")),
+            "--module",
+            &format!("/hello={}", lib("hello")),
+        ],
+    );
+    assert_eq!(get(&server, "/faulty/x").status, 200);
+    assert_eq!(get(&server, "/faulty/panic").status, 502);
+    // The next request waits for the new runner.
+    assert_eq!(get(&server, "/faulty/x").status, 200);
+    assert_eq!(get(&server, "/hello/a").status, 200);
+    // (name, module, value)
+    let table: &[(&str, &str, u64)] = &[
+        ("iolite_module_requests_total", "/faulty", 3),
+        ("iolite_module_bad_gateway_total", "/faulty", 1),
+        ("iolite_module_timeouts_total", "/faulty", 0),
+        ("iolite_module_restarts_total", "/faulty", 1),
+        ("iolite_module_runners", "/faulty", 1),
+        ("iolite_module_requests_total", "/hello", 1),
+        ("iolite_module_bad_gateway_total", "/hello", 0),
+        ("iolite_module_restarts_total", "/hello", 0),
+        ("iolite_module_runners", "/hello", 1),
+    ];
+    for (name, module, want) in table {
+        assert_eq!(
+            module_metric(&server, name, module),
+            *want,
+            "{name} {module}"
+        );
+    }
     assert!(server.stop().success());
 }
 

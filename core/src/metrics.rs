@@ -2,10 +2,33 @@
 //!
 //! Every counter is a relaxed atomic: the hot path pays one uncontended
 //! `fetch_add` per event, and readers tolerate figures that are a few events
-//! apart. Rendering happens only on the admin listener.
+//! apart. Rendering happens only on the admin listener. Other crates add
+//! labelled families (process modules, per prefix) as a [`MetricsSource`].
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// One labelled figure from a [`MetricsSource`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    /// The family name (`iolite_module_requests_total`).
+    pub name: &'static str,
+    /// `counter` or `gauge`.
+    pub kind: &'static str,
+    /// The family's help line.
+    pub help: &'static str,
+    /// Label names and values (values are escaped when rendered).
+    pub labels: Vec<(&'static str, String)>,
+    pub value: u64,
+}
+
+/// Figures another crate keeps and `/metrics` shows.
+pub trait MetricsSource: Send + Sync + std::fmt::Debug {
+    /// Appends the current figures. Samples of one family may come from
+    /// several sources; they are rendered under one HELP/TYPE header.
+    fn samples(&self, out: &mut Vec<Sample>);
+}
 
 /// The lowest and highest status codes counted one by one.
 const STATUS_MIN: u16 = 100;
@@ -26,6 +49,7 @@ pub struct Metrics {
     cache_bytes: AtomicU64,
     cache_entries: AtomicU64,
     body_bytes_copied: AtomicU64,
+    sources: std::sync::RwLock<Vec<Arc<dyn MetricsSource>>>,
 }
 
 impl Default for Metrics {
@@ -73,7 +97,37 @@ impl Metrics {
             cache_bytes: AtomicU64::new(0),
             cache_entries: AtomicU64::new(0),
             body_bytes_copied: AtomicU64::new(0),
+            sources: std::sync::RwLock::new(Vec::new()),
         }
+    }
+
+    /// Adds figures kept elsewhere to `/metrics`.
+    pub fn add_source(&self, source: Arc<dyn MetricsSource>) {
+        if let Ok(mut sources) = self.sources.write() {
+            sources.push(source);
+        }
+    }
+
+    /// The samples of every added source, grouped by family (in the order
+    /// families first appear).
+    pub fn source_samples(&self) -> Vec<Sample> {
+        let mut all = Vec::new();
+        if let Ok(sources) = self.sources.read() {
+            for s in sources.iter() {
+                s.samples(&mut all);
+            }
+        }
+        let mut order: Vec<&'static str> = Vec::new();
+        for s in &all {
+            if !order.contains(&s.name) {
+                order.push(s.name);
+            }
+        }
+        let mut grouped = Vec::with_capacity(all.len());
+        for name in order {
+            grouped.extend(all.iter().filter(|s| s.name == name).cloned());
+        }
+        grouped
     }
 
     /// A client connection was accepted.
@@ -237,8 +291,45 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         }
+        let mut family = "";
+        for s in self.source_samples() {
+            if s.name != family {
+                family = s.name;
+                let _ = writeln!(
+                    out,
+                    "# HELP {0} {1}\n# TYPE {0} {2}",
+                    s.name, s.help, s.kind
+                );
+            }
+            out.push_str(s.name);
+            if !s.labels.is_empty() {
+                out.push('{');
+                for (i, (k, v)) in s.labels.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    let _ = write!(out, "{k}=\"{}\"", escape_label(v));
+                }
+                out.push('}');
+            }
+            let _ = writeln!(out, " {}", s.value);
+        }
         out
     }
+}
+
+/// A label value as the text format wants it: `\`, `"` and newlines escaped.
+fn escape_label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -266,6 +357,41 @@ mod tests {
         assert!(text.contains("\niolite_cache_hits_total 1\n"));
         m.connection_closed();
         assert_eq!(m.snapshot().connections_open, 0);
+    }
+
+    #[derive(Debug)]
+    struct Fixed(&'static str, u64);
+
+    impl MetricsSource for Fixed {
+        fn samples(&self, out: &mut Vec<Sample>) {
+            for (name, kind) in [("x_total", "counter"), ("x_now", "gauge")] {
+                out.push(Sample {
+                    name,
+                    kind,
+                    help: "A test family.",
+                    labels: vec![("module", self.0.to_owned())],
+                    value: self.1,
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn sources_render_one_header_per_family_with_escaped_labels() {
+        let m = Metrics::new();
+        m.add_source(Arc::new(Fixed("/a", 1)));
+        m.add_source(Arc::new(Fixed("/b\"q\"\n\\", 2)));
+        let text = m.render_prometheus();
+        let tail = &text[text.find("# HELP x_total").unwrap()..];
+        assert_eq!(
+            tail,
+            "# HELP x_total A test family.\n# TYPE x_total counter\n\
+             x_total{module=\"/a\"} 1\n\
+             x_total{module=\"/b\\\"q\\\"\\n\\\\\"} 2\n\
+             # HELP x_now A test family.\n# TYPE x_now gauge\n\
+             x_now{module=\"/a\"} 1\n\
+             x_now{module=\"/b\\\"q\\\"\\n\\\\\"} 2\n"
+        );
     }
 
     #[test]

@@ -6,6 +6,11 @@
 //! received descriptors wait in a queue until the decoded frame claims them.
 //! Any protocol error closes the channel for good: later calls return
 //! [`Error::Closed`].
+//!
+//! Frames without descriptors may also be queued ([`Channel::queue`]) and
+//! written together by one [`Channel::flush`] (one `sendmsg` for many
+//! frames); with `wait = false` and the `try_` receive, a non-blocking socket
+//! can be driven by an event loop (the server's side of a module link).
 
 use std::collections::VecDeque;
 use std::io::{IoSlice, IoSliceMut, Write};
@@ -35,8 +40,14 @@ pub struct Channel {
     rend: usize,
     fds: VecDeque<OwnedFd>,
     wbuf: Vec<u8>,
+    /// Frames queued by [`Channel::queue`]; `obuf[opos..]` is still unsent.
+    obuf: Vec<u8>,
+    opos: usize,
     max_payload: u32,
     closed: bool,
+    /// The last read returned less than it had room for: the socket held
+    /// nothing more at that moment.
+    drained: bool,
 }
 
 impl Channel {
@@ -54,8 +65,11 @@ impl Channel {
             rend: 0,
             fds: VecDeque::new(),
             wbuf: Vec::new(),
+            obuf: Vec::new(),
+            opos: 0,
             max_payload,
             closed: false,
+            drained: false,
         }
     }
 
@@ -82,7 +96,68 @@ impl Channel {
         Err(e)
     }
 
-    /// Sends `msg` as one frame with `fds` attached.
+    /// Whether a whole frame is already buffered (the next receive will not
+    /// wait for the socket).
+    pub fn has_frame(&self) -> bool {
+        matches!(
+            frame::decode(&self.rbuf[self.rpos..self.rend], self.max_payload),
+            Ok(Decoded::Frame { .. })
+        )
+    }
+
+    /// Whether the socket is known to be empty: no whole frame is buffered
+    /// and the last read took less than it had room for. An event loop may
+    /// then wait for readiness without reading again to see `EAGAIN`.
+    pub fn drained(&self) -> bool {
+        self.drained && !self.has_frame()
+    }
+
+    /// Queues `msg` as one frame (no descriptors) for the next
+    /// [`flush`](Channel::flush); frames queued together leave in one
+    /// `sendmsg`.
+    pub fn queue<T: Serialize>(&mut self, msg: &T) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        if self.opos == self.obuf.len() {
+            self.obuf.clear();
+            self.opos = 0;
+        }
+        frame::encode(msg, &mut self.obuf, self.max_payload)
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.obuf.len() - self.opos
+    }
+
+    /// Writes the queued frames. With `wait`, until all are written (on a
+    /// blocking socket); without, as much as the socket takes now. Returns
+    /// whether nothing is left queued.
+    pub fn flush(&mut self, wait: bool) -> Result<bool> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        let flags = if wait {
+            MsgFlags::MSG_NOSIGNAL
+        } else {
+            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT
+        };
+        while self.opos < self.obuf.len() {
+            let iov = [IoSlice::new(&self.obuf[self.opos..])];
+            match sendmsg::<()>(self.sock.as_raw_fd(), &iov, &[], flags, None) {
+                Ok(n) => self.opos += n,
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) if !wait => return Ok(false),
+                Err(e) => return self.fail(Error::from(e)),
+            }
+        }
+        self.obuf.clear();
+        self.opos = 0;
+        Ok(true)
+    }
+
+    /// Sends `msg` as one frame with `fds` attached (queued frames go first).
     pub fn send<T: Serialize>(&mut self, msg: &T, fds: &[BorrowedFd<'_>]) -> Result<()> {
         if self.closed {
             return Err(Error::Closed);
@@ -90,6 +165,11 @@ impl Channel {
         if fds.len() > MAX_FDS_PER_FRAME {
             return Err(Error::TooManyFds);
         }
+        if fds.is_empty() {
+            self.queue(msg)?;
+            return self.flush(true).map(drop);
+        }
+        self.flush(true)?;
         self.wbuf.clear();
         frame::encode(msg, &mut self.wbuf, self.max_payload)?;
         let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
@@ -122,6 +202,23 @@ impl Channel {
     /// [`Error::Closed`] when the peer closed between frames; frame errors,
     /// [`Error::Truncated`] and system errors close the channel.
     pub fn recv_payload(&mut self) -> Result<&[u8]> {
+        match self.next_payload(true)? {
+            Some((start, end)) => Ok(&self.rbuf[start..end]),
+            None => self.fail(Error::Closed),
+        }
+    }
+
+    /// Like [`recv_payload`](Channel::recv_payload), but returns `None`
+    /// instead of waiting when no whole frame has arrived (the socket is
+    /// read with `MSG_DONTWAIT`).
+    pub fn try_recv_payload(&mut self) -> Result<Option<&[u8]>> {
+        Ok(self
+            .next_payload(false)?
+            .map(|(start, end)| &self.rbuf[start..end]))
+    }
+
+    /// The next frame's payload range in `rbuf`; None only without `wait`.
+    fn next_payload(&mut self, wait: bool) -> Result<Option<(usize, usize)>> {
         if self.closed {
             return Err(Error::Closed);
         }
@@ -130,18 +227,19 @@ impl Channel {
                 Ok(Decoded::Frame { consumed, .. }) => {
                     let start = self.rpos + frame::HEADER_LEN;
                     self.rpos += consumed;
-                    return Ok(&self.rbuf[start..self.rpos]);
+                    return Ok(Some((start, self.rpos)));
                 }
                 Ok(Decoded::Incomplete { .. }) => {}
                 Err(e) => return self.fail(e),
             }
-            match self.fill() {
-                Ok(0) if self.rpos == self.rend => return self.fail(Error::Closed),
-                Ok(0) => {
+            match self.fill(wait) {
+                Ok(None) => return Ok(None),
+                Ok(Some(0)) if self.rpos == self.rend => return self.fail(Error::Closed),
+                Ok(Some(0)) => {
                     let have = self.rend - self.rpos;
                     return self.fail(Error::Truncated { have });
                 }
-                Ok(_) => {}
+                Ok(Some(_)) => {}
                 Err(e) => return self.fail(e),
             }
         }
@@ -152,6 +250,17 @@ impl Channel {
         let payload = self.recv_payload()?;
         match frame::decode_payload(payload) {
             Ok(msg) => Ok(msg),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Decodes the next frame if one has arrived; never waits.
+    pub fn try_recv<T: DeserializeOwned>(&mut self) -> Result<Option<T>> {
+        let Some(payload) = self.try_recv_payload()? else {
+            return Ok(None);
+        };
+        match frame::decode_payload(payload) {
+            Ok(msg) => Ok(Some(msg)),
             Err(e) => self.fail(e),
         }
     }
@@ -177,7 +286,8 @@ impl Channel {
     /// Reads what is available into the receive buffer. The buffer grows
     /// only when it is full of bytes that really arrived (never to a length a
     /// header claims), and the decoder's limit bounds it.
-    fn fill(&mut self) -> Result<usize> {
+    /// Without `wait`, `Ok(None)` means nothing is available now.
+    fn fill(&mut self, wait: bool) -> Result<Option<usize>> {
         if self.rpos == self.rend {
             (self.rpos, self.rend) = (0, 0);
         } else if self.rpos > 0 {
@@ -190,15 +300,16 @@ impl Channel {
         }
         let old = self.rend;
         let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_FRAME]);
+        let flags = if wait {
+            MsgFlags::MSG_CMSG_CLOEXEC
+        } else {
+            MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT
+        };
         let res = loop {
             let mut iov = [IoSliceMut::new(&mut self.rbuf[old..])];
-            match recvmsg::<()>(
-                self.sock.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                MsgFlags::MSG_CMSG_CLOEXEC,
-            ) {
+            match recvmsg::<()>(self.sock.as_raw_fd(), &mut iov, Some(&mut cmsg), flags) {
                 Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) if !wait => return Ok(None),
                 Err(e) => break Err(Error::from(e)),
                 Ok(msg) => {
                     let mut got = Vec::new();
@@ -216,6 +327,7 @@ impl Channel {
         };
         let (n, raw_fds, truncated) = res?;
         self.rend = old + n;
+        self.drained = n < self.rbuf.len() - old;
         for fd in raw_fds {
             // SAFETY: the kernel just installed this descriptor in our table for
             // us (SCM_RIGHTS); nothing else owns it, so we take ownership once.
@@ -224,7 +336,7 @@ impl Channel {
         if truncated || self.fds.len() > MAX_QUEUED_FDS {
             return Err(Error::TooManyFds);
         }
-        Ok(n)
+        Ok(Some(n))
     }
 
     /// Writes raw bytes, bypassing the framing (see [`stream`](Channel::stream)).

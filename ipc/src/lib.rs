@@ -37,8 +37,12 @@
 //! - `agg`: [`Agg`], the buffer aggregate.
 //! - `lease`: lease tables (sender) and release queues (receiver).
 //! - [`frame`]: the wire format as pure functions over bytes (fuzzed in `fuzz/`).
-//! - `channel`: [`Channel`], blocking frames + fds over a `UnixStream`.
-//! - `peer`: [`Peer`], [`Wire`], [`AggDesc`]/[`BufDesc`], [`Event`].
+//! - `channel`: [`Channel`], frames + fds over a `UnixStream`: blocking, or
+//!   queued and flushed in one `sendmsg` and received without waiting (for
+//!   an event loop over a non-blocking socket).
+//! - `peer`: [`Peer`] (pools shared or adopted from a sibling channel,
+//!   leases, blocking or event-loop use), [`Wire`], [`AggDesc`]/[`BufDesc`],
+//!   [`Event`].
 //! - `probe` (hidden): the protocol of `iolite-ipc-probe`, the child process
 //!   of the cross-process tests and benches (`src/bin/probe.rs`).
 //!

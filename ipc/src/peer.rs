@@ -6,7 +6,14 @@
 //! (which embeds [`AggDesc`]s to hand over aggregates). Releases are batched:
 //! dropping an imported buffer only queues its lease; the queue is sent before
 //! this side blocks in [`Peer::recv`], when it reaches the batch size in
-//! [`Peer::send`], or on [`Peer::flush_releases`].
+//! [`Peer::send`], with the next [`Peer::queue`]d message, or on
+//! [`Peer::flush_releases`].
+//!
+//! Two ways to drive a peer: blocking ([`Peer::send`], [`Peer::recv`]), or
+//! from an event loop over a non-blocking socket ([`Peer::queue`],
+//! [`Peer::flush`], [`Peer::try_recv_event`]). Several channels to the same
+//! process may share the pools already shared on one of them
+//! ([`Peer::adopt_pool`], [`Peer::adopt_remote`]): each keeps its own leases.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -161,11 +168,30 @@ impl<M: Serialize + DeserializeOwned> Peer<M> {
         self.remote.get(&id)
     }
 
+    /// Every pool the peer shared with this side.
+    pub fn remote_pools(&self) -> impl Iterator<Item = &RemotePool> + '_ {
+        self.remote.values()
+    }
+
     fn closed_check<T>(&mut self, r: Result<T>) -> Result<T> {
         if r.is_err() && self.chan.is_closed() {
             self.leases.reclaim_all();
         }
         r
+    }
+
+    /// Counts `pool` as shared with the peer without sending it: the peer
+    /// process already received it on another channel and adopts it there
+    /// ([`adopt_remote`](Peer::adopt_remote)).
+    pub fn adopt_pool(&mut self, pool: &Pool) {
+        self.given.entry(pool.id()).or_insert_with(|| pool.clone());
+    }
+
+    /// Accepts descriptors into `pool`, a pool the peer process shared on
+    /// another channel to this process (the mapping is shared, not made
+    /// again). Adopting a pool twice is a no-op.
+    pub fn adopt_remote(&mut self, pool: &RemotePool) {
+        self.remote.entry(pool.id()).or_insert_with(|| pool.clone());
     }
 
     /// Gives the peer read-only access to `pool` (its sealed memfd goes over
@@ -291,29 +317,67 @@ impl<M: Serialize + DeserializeOwned> Peer<M> {
         Err(Error::UnknownPool { pool: d.pool })
     }
 
-    /// Sends an application message (releases queued past the batch size go first).
+    /// Sends an application message (releases queued past the batch size,
+    /// and messages queued by [`queue`](Peer::queue), go first, in the same
+    /// `sendmsg`).
     pub fn send(&mut self, msg: &M) -> Result<()> {
         if self.releases.pending() >= self.release_batch {
-            self.flush_releases()?;
+            self.queue_releases()?;
         }
-        let r = self.chan.send(&Wire::Msg(msg), &[]);
+        let r = self
+            .chan
+            .queue(&Wire::Msg(msg))
+            .and_then(|()| self.chan.flush(true).map(drop));
         self.closed_check(r)
     }
 
-    /// Sends every queued release (one frame per [`RELEASES_PER_FRAME`]);
-    /// returns how many.
-    pub fn flush_releases(&mut self) -> Result<usize> {
+    /// Sends an application message with descriptors attached (what is
+    /// queued goes first); the peer takes them with
+    /// [`Channel::take_fds`] after receiving the message.
+    pub fn send_with_fds(&mut self, msg: &M, fds: &[std::os::fd::BorrowedFd<'_>]) -> Result<()> {
+        let r = self.chan.send(&Wire::Msg(msg), fds);
+        self.closed_check(r)
+    }
+
+    /// Queues an application message for the next [`flush`](Peer::flush);
+    /// releases waiting to be sent are queued in front of it, so they travel
+    /// in the same `sendmsg`.
+    pub fn queue(&mut self, msg: &M) -> Result<()> {
+        if self.releases.pending() > 0 {
+            self.queue_releases()?;
+        }
+        let r = self.chan.queue(&Wire::Msg(msg));
+        self.closed_check(r)
+    }
+
+    /// Writes what [`queue`](Peer::queue) queued: with `wait`, all of it;
+    /// without, what the socket takes now. True when nothing is left.
+    pub fn flush(&mut self, wait: bool) -> Result<bool> {
+        let r = self.chan.flush(wait);
+        self.closed_check(r)
+    }
+
+    /// Queues the releases not yet sent, without writing them.
+    pub fn queue_releases(&mut self) -> Result<usize> {
         let leases = self.releases.take();
         for chunk in leases.chunks(RELEASES_PER_FRAME) {
-            let r = self.chan.send(
-                &Wire::<&M>::Release {
-                    leases: chunk.to_vec(),
-                },
-                &[],
-            );
+            let r = self.chan.queue(&Wire::<&M>::Release {
+                leases: chunk.to_vec(),
+            });
             self.closed_check(r)?;
         }
         Ok(leases.len())
+    }
+
+    /// Sends every queued release (one frame per [`RELEASES_PER_FRAME`]),
+    /// and whatever else was queued; returns how many releases.
+    pub fn flush_releases(&mut self) -> Result<usize> {
+        let n = self.queue_releases()?;
+        if self.chan.queued() > 0 {
+            let r = self.chan.flush(true);
+            self.closed_check(r)?;
+        }
+        Ok(n)
     }
 
     /// Gives back, unused, the leases of descriptors received from the peer
@@ -338,15 +402,49 @@ impl<M: Serialize + DeserializeOwned> Peer<M> {
         }
     }
 
-    /// Waits for the next frame and handles it. Queued releases are sent first.
+    /// Waits for the next frame and handles it. Before this side would
+    /// block, queued releases and messages are sent; while whole frames are
+    /// already buffered they wait, so answers to a burst of requests leave
+    /// together.
     pub fn recv_event(&mut self) -> Result<Event<M>> {
-        self.flush_releases()?;
-        let r = self.recv_event_inner();
+        if !self.chan.has_frame() {
+            self.flush_releases()?;
+        }
+        let r = self
+            .chan
+            .recv::<Wire<M>>()
+            .and_then(|w| self.handle_wire(w));
         self.closed_check(r)
     }
 
-    fn recv_event_inner(&mut self) -> Result<Event<M>> {
-        match self.chan.recv::<Wire<M>>()? {
+    /// Handles the next frame if one has arrived; never waits and sends
+    /// nothing (for a non-blocking socket driven by an event loop).
+    pub fn try_recv_event(&mut self) -> Result<Option<Event<M>>> {
+        let r = match self.chan.try_recv::<Wire<M>>() {
+            Ok(Some(w)) => self.handle_wire(w).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        self.closed_check(r)
+    }
+
+    /// Whether a whole frame is buffered (receiving it will not wait).
+    pub fn has_frame(&self) -> bool {
+        self.chan.has_frame()
+    }
+
+    /// See [`Channel::drained`].
+    pub fn drained(&self) -> bool {
+        self.chan.drained()
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.chan.queued()
+    }
+
+    fn handle_wire(&mut self, wire: Wire<M>) -> Result<Event<M>> {
+        match wire {
             Wire::Msg(m) => Ok(Event::Message(m)),
             Wire::Release { leases } => {
                 for &lease in &leases {

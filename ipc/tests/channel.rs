@@ -449,3 +449,77 @@ fn many_releases_are_split_into_frames_and_batched_by_send() {
     assert_eq!(a.leases_outstanding(), 0);
     assert_eq!(pool.stats(), start);
 }
+
+#[test]
+fn queued_frames_leave_together_and_a_non_blocking_side_never_waits() {
+    let (a, b) = UnixStream::pair().unwrap();
+    b.set_nonblocking(true).unwrap();
+    let mut a: Peer<Probe> = Peer::new(a);
+    let mut b: Peer<Probe> = Peer::new(b);
+    // Nothing has arrived: no event, no error, the channel stays open.
+    assert!(b.try_recv_event().unwrap().is_none());
+    let pool = Pool::new(1 << 20).unwrap();
+    a.share_pool(&pool).unwrap();
+    assert!(matches!(
+        b.try_recv_event().unwrap(),
+        Some(Event::PoolShared(_))
+    ));
+    let buf = filled(&pool, 64, 9);
+    let desc = a.export(&Agg::from(buf)).unwrap();
+    // Queued: nothing written until the flush, then both at once.
+    a.queue(&Probe::Sum(desc.clone())).unwrap();
+    a.queue(&Probe::Touch(AggDesc::default())).unwrap();
+    assert!(a.queued() > 0);
+    assert!(b.try_recv_event().unwrap().is_none(), "not flushed yet");
+    assert!(a.flush(true).unwrap());
+    assert_eq!(a.queued(), 0);
+    let Some(Event::Message(Probe::Sum(got))) = b.try_recv_event().unwrap() else {
+        panic!("expected Sum");
+    };
+    assert_eq!(got, desc);
+    assert!(b.has_frame(), "the queued frames came in one read");
+    assert!(matches!(
+        b.try_recv_event().unwrap(),
+        Some(Event::Message(Probe::Touch(_)))
+    ));
+    assert!(b.try_recv_event().unwrap().is_none());
+    // A release queued on the non-blocking side goes out in front of its
+    // next message.
+    drop(b.import(&desc).unwrap());
+    assert_eq!(b.releases_pending(), 1);
+    b.queue(&Probe::Touch(AggDesc::default())).unwrap();
+    assert_eq!(b.releases_pending(), 0);
+    assert!(b.flush(false).unwrap());
+    assert!(matches!(a.recv_event().unwrap(), Event::Released(1)));
+    assert!(matches!(
+        a.recv_event().unwrap(),
+        Event::Message(Probe::Touch(_))
+    ));
+    assert_eq!(a.leases_outstanding(), 0);
+}
+
+#[test]
+fn a_sibling_channel_adopts_pools_shared_on_another() {
+    let pool = Pool::new(1 << 20).unwrap();
+    let (mut control_a, mut control_b) = pair();
+    share(&mut control_a, &mut control_b, &pool);
+    let remote = control_b.remote_pools().next().unwrap().clone();
+    // A second channel between the same two sides: no pool sent on it.
+    let (mut a, mut b) = pair();
+    a.adopt_pool(&pool);
+    b.adopt_remote(&remote);
+    let desc = a.export(&Agg::from(filled(&pool, 32, 5))).unwrap();
+    let got = b.import(&desc).unwrap();
+    assert_eq!(got.copy_to_vec(), vec![5; 32]);
+    // Leases are per channel: the release comes back on this one.
+    drop(got);
+    b.flush_releases().unwrap();
+    assert!(matches!(a.recv_event().unwrap(), Event::Released(1)));
+    assert_eq!(a.leases_outstanding(), 0);
+    // A channel that adopted nothing still refuses the pool.
+    let (mut c, _d) = pair();
+    assert!(matches!(
+        c.export(&Agg::from(filled(&pool, 8, 1))),
+        Err(Error::PoolNotShared { .. })
+    ));
+}

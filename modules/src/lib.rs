@@ -7,12 +7,32 @@
 //!
 //! # Layout
 //! - `process`: [`ProcessModule`] (request pool, slots, the core handler
-//!   that routes before the body is read, response validation).
+//!   that routes before the body is read, credits, timeouts, response
+//!   validation), [`DirectClient`] (the same path without HTTP, for
+//!   benches).
+//! - `link`: the request path: each worker thread's data links to the
+//!   runners (non-blocking sockets on the worker's own reactor), answers,
+//!   streams, cache lookups, cancels, copy mode (`transfer = "copy"`).
+//!
+//! # The request path
+//! A worker thread writes the request frame into its own link to the
+//! runner (one per worker and runner process, attached over the runner's
+//! control socket by the slot thread); the runner serves each link on a
+//! thread of its own and answers on it; the worker's reader task for that
+//! link completes the request. Requests that several connections of a
+//! worker make in one scheduler round leave in one `sendmsg`, with the
+//! releases of answers already sent; the runner answers a burst in one
+//! write. No thread other than the worker and the runner is woken, and
+//! each polls the link briefly before it sleeps (the worker right after it
+//! sent, adaptively; the runner after it answered), which saves most
+//! sleeps and wake-ups when answers are quick.
 //! - `supervisor`: one thread per runner process: spawn (re-exec of the
 //!   iolite binary), handshake (the runner's sandbox report first),
-//!   credits, the blocking protocol loop (socket, wake-up socket and the
-//!   runner's pidfd), restart with backoff, timeouts, log forwarding, and
-//!   the runner's end (process group killed, reaped, pids cgroup removed).
+//!   attaching data links, the control loop (socket, wake-up socket and the
+//!   runner's pidfd), restart with backoff, replacing a runner whose
+//!   request timed out, log forwarding, and the runner's end (process
+//!   group killed, reaped, pids cgroup removed).
+//! - [`metrics`]: [`ModuleMetrics`], per-module figures on `/metrics`.
 //! - [`runner`]: the runner process's side (`iolite runner`): the module's
 //!   [`runner::SandboxSpec`] from its config, applied in two phases around
 //!   loading the library, and reported to the server.
@@ -28,19 +48,24 @@
 //! # Not yet (issue 4)
 //! - `processes_max`: runners are added when every one has all its credits
 //!   in use, but idle ones are never retired.
-//! - A runner handles one request at a time (`in_flight` requests wait in
-//!   its socket); `Msg::Cancel` reaches it but the SDK does not act on it.
+//! - A runner handles one request at a time per server worker thread (one
+//!   data link and one runner thread each); more of the `in_flight`
+//!   requests wait in the link's socket.
 //! - Request bodies are held whole in the request pool (2 × `max_body`);
 //!   only answers stream.
 //! - A runner's CPU time limit is a lifetime budget: a runner that used it
 //!   is ended by SIGXCPU (its in-flight requests get 502) and restarted,
 //!   not retired gracefully beforehand.
-//! - Per-module metrics (restarts, 502/504 counts) and the module bench.
+//! - A timed-out request's runner is replaced (its other requests get
+//!   502); a deadline per request costs one tokio timer.
 
 mod error;
+mod link;
+pub mod metrics;
 mod process;
 pub mod runner;
 mod supervisor;
 
 pub use error::Error;
-pub use process::{ProcessModule, current_exe, sweep_stale_cgroups};
+pub use metrics::ModuleMetrics;
+pub use process::{DirectClient, ProcessModule, current_exe, sweep_stale_cgroups};

@@ -5,22 +5,26 @@
 //! connection then reads the body with `read(2)` straight into a buffer of
 //! this module's request pool (shared read-only with its runners only), and
 //! the answer comes back as an aggregate sent by reference
-//! ([`Body::Agg`]).
+//! ([`Body::Agg`]). Each worker thread talks to the runners on its own data
+//! links (`link`); the slot threads (`supervisor`) only start runners and
+//! attach links.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use iolite_core::config::{ModuleConfig, prefix_matches};
+use iolite_core::config::{ModuleConfig, ModuleTransfer, prefix_matches};
 use iolite_core::phases::{Handler, Outcome, PendingResponse, Phase, RequestCtx, ResponseFuture};
 use iolite_core::{Body, HeaderLines, Response};
 use iolite_ipc::{Agg, BufMut, Pool};
-use iolite_sdk::wire::{RequestFrame, ResponseFrame};
-use tokio::sync::oneshot;
+use iolite_sdk::wire::{RequestFrame, ResponseFrame, Transfer};
 
 use crate::error::Error;
-use crate::supervisor::{self, Answer, Cmd, Failure, Job, SlotConfig, SlotHandle};
+use crate::link::{Answer, Link, LinkConfig, WorkerLinks};
+use crate::metrics::ModuleMetrics;
+use crate::supervisor::{self, Cmd, SlotConfig, SlotHandle};
 
 /// Bytes of each runner's output pool.
 const OUTPUT_POOL: u64 = 64 << 20;
@@ -32,6 +36,9 @@ const STOP_WAIT: Duration = Duration::from_secs(5);
 /// Requests a slot may hold (in flight plus queued) per credit before new
 /// ones get 503.
 const QUEUE_PER_CREDIT: usize = 4;
+/// Links a request is offered to before it fails with 502 (a link whose
+/// runner died refuses it before it leaves).
+const SEND_TRIES: usize = 3;
 
 /// A module mounted at a prefix, with its runner processes.
 #[derive(Debug)]
@@ -45,6 +52,7 @@ pub struct ProcessModule {
     max: usize,
     /// What a slot added under load starts from.
     template: SlotConfig,
+    metrics: Arc<ModuleMetrics>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -75,17 +83,22 @@ impl ProcessModule {
         let n = cfg.processes_min.max(1) as usize;
         let mut slots = Vec::with_capacity(n);
         let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let metrics = Arc::new(ModuleMetrics::new(&cfg.prefix));
         let template = SlotConfig {
             name: cfg.prefix.clone(),
             exe: exe.to_owned(),
             library: cfg.path.clone(),
             in_flight: cfg.in_flight.max(1),
-            timeout: cfg.timeout,
             output_pool: OUTPUT_POOL,
             pool: pool.clone(),
             cache: cache.clone(),
             lazy: false,
             sandbox,
+            transfer: match cfg.transfer {
+                ModuleTransfer::Shared => Transfer::Shared,
+                ModuleTransfer::Copy => Transfer::Copy,
+            },
+            metrics: Some(metrics.clone()),
         };
         for index in 0..n {
             let slot_cfg = SlotConfig {
@@ -122,7 +135,13 @@ impl ProcessModule {
             slots: std::sync::RwLock::new(slots),
             max: (cfg.processes_max as usize).max(n),
             template,
+            metrics,
         }))
+    }
+
+    /// The module's counters, for `/metrics` (labelled by prefix).
+    pub fn metrics(&self) -> Arc<ModuleMetrics> {
+        self.metrics.clone()
     }
 
     /// The least loaded runner slot; when even that one has all its credits
@@ -184,50 +203,101 @@ impl ProcessModule {
         &self.prefix
     }
 
-    /// A content handler for one worker.
+    /// A content handler for one worker (call it on the worker's thread:
+    /// the handler keeps that worker's links to the runners).
     pub fn handler(self: &Arc<Self>) -> Box<dyn Handler> {
         Box::new(ModuleHandler {
             module: self.clone(),
+            links: self.worker_links(),
         })
     }
 
+    /// Requests straight to the runners, without HTTP (see [`DirectClient`]).
+    pub fn direct_client(self: &Arc<Self>) -> DirectClient {
+        DirectClient {
+            module: self.clone(),
+            links: self.worker_links(),
+        }
+    }
+
+    fn worker_links(&self) -> Rc<WorkerLinks> {
+        let cfg = LinkConfig {
+            name: Arc::from(self.prefix.as_str()),
+            pool: self.pool.clone(),
+            cache_pool: self.template.cache.as_ref().map(|c| c.pool().clone()),
+            timeout: self.timeout,
+            copy: self.template.transfer == Transfer::Copy,
+        };
+        let files = self
+            .template
+            .cache
+            .as_ref()
+            .map(iolite_core::CacheAccess::files);
+        Rc::new(WorkerLinks::new(cfg, files))
+    }
+
     /// Sends a request to the least loaded runner and waits for its answer.
-    async fn call(self: Arc<Self>, frame: RequestFrame, body: Agg) -> Response {
+    async fn call(
+        self: Arc<Self>,
+        links: Rc<WorkerLinks>,
+        frame: RequestFrame,
+        body: Agg,
+    ) -> Response {
+        self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+        let response = self.exchange(&links, frame, body).await;
+        self.metrics.answered(response.status);
+        response
+    }
+
+    async fn exchange(&self, links: &WorkerLinks, frame: RequestFrame, body: Agg) -> Response {
         let Some(slot) = self.pick() else {
             return plain(502, b"502 Bad Gateway\n");
         };
-        let slot = &*slot;
         if slot.load.load(Ordering::Relaxed) >= self.in_flight * QUEUE_PER_CREDIT {
             return plain(503, b"503 Service Unavailable: module busy\n");
         }
         let _load = LoadGuard::new(&slot.load);
-        let id = frame.id;
-        let (tx, rx) = oneshot::channel();
-        let deadline = std::time::Instant::now() + self.timeout;
-        if !slot.send(Cmd::Job(Box::new(Job {
-            frame,
-            body,
-            reply: tx,
-            deadline,
-        }))) {
-            return plain(502, b"502 Bad Gateway\n");
-        }
         // Dropped before the answer (the client went away): cancel.
-        let mut cancel = CancelGuard { slot, id: Some(id) };
-        // The slot enforces the deadline once the request is in flight (and
-        // replaces the process); this one also bounds the wait for a runner.
-        let answer = tokio::time::timeout(self.timeout, rx).await;
-        cancel.id = None;
+        let mut sent = Sent {
+            link: None,
+            id: frame.id,
+            metrics: &self.metrics,
+        };
+        // Waiting for a credit, for a (re)starting runner and for the answer
+        // all count against the timeout; only a request the runner holds
+        // gets its process replaced.
+        let answer = tokio::time::timeout(self.timeout, async {
+            let mut credit = slot.credits.clone().acquire_owned().await.ok()?;
+            let mut frame = frame;
+            // A link whose runner just died takes no request: the request
+            // goes on the next runner's link instead (it never left).
+            for _ in 0..SEND_TRIES {
+                let link = links.link(&slot).await?;
+                match link.submit(frame, &body, credit) {
+                    Ok(rx) => {
+                        drop(body);
+                        sent.link = Some(link);
+                        return rx.await.ok();
+                    }
+                    Err(back) => (frame, credit) = *back,
+                }
+            }
+            None
+        })
+        .await;
+        let link = sent.link.take();
         match answer {
-            Err(_) | Ok(Ok(Err(Failure::TimedOut))) => {
-                slot.send(Cmd::Cancel(id));
+            Err(_) => {
+                if let Some(link) = link {
+                    link.cancel(sent.id);
+                    slot.retire(link.generation);
+                    tracing::warn!(module = %self.prefix, request = sent.id, "request timed out; replacing the runner");
+                }
                 plain(504, b"504 Gateway Timeout\n")
             }
-            Ok(Err(_)) | Ok(Ok(Err(Failure::Crashed))) => plain(502, b"502 Bad Gateway\n"),
-            Ok(Ok(Ok(Answer::Whole(frame, body)))) => {
-                to_response(&self.prefix, frame, Body::Agg(body))
-            }
-            Ok(Ok(Ok(Answer::Stream(head, len, parts)))) => to_response(
+            Ok(None) => plain(502, b"502 Bad Gateway\n"),
+            Ok(Some(Answer::Whole(frame, body))) => to_response(&self.prefix, frame, body),
+            Ok(Some(Answer::Stream(head, len, parts))) => to_response(
                 &self.prefix,
                 head,
                 Body::Stream(Arc::new(iolite_core::StreamBody::new(len, parts))),
@@ -236,16 +306,48 @@ impl ProcessModule {
     }
 }
 
-/// Sends [`Cmd::Cancel`] when dropped with the request still open.
-struct CancelGuard<'a> {
-    slot: &'a SlotHandle,
-    id: Option<u64>,
+/// Requests straight to a module's runners, without HTTP: the same data
+/// links, frames, credits, timeouts and answer checks as the HTTP handler
+/// (for benchmarks and tools: `benches/module_rtt.rs` times the round trip
+/// with it). Make and use it on one thread, inside a tokio `LocalSet`.
+#[derive(Debug)]
+pub struct DirectClient {
+    module: Arc<ProcessModule>,
+    links: Rc<WorkerLinks>,
 }
 
-impl Drop for CancelGuard<'_> {
+impl DirectClient {
+    /// `GET path` with no header fields and no body; the module's answer.
+    pub async fn get(&self, path: &str) -> Response {
+        let frame = RequestFrame {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            method: "GET".to_owned(),
+            path: path.to_owned(),
+            query: String::new(),
+            headers: Vec::new(),
+            client: None,
+            body: iolite_ipc::AggDesc::default(),
+        };
+        self.module
+            .clone()
+            .call(self.links.clone(), frame, Agg::new())
+            .await
+    }
+}
+
+/// A request sent on `link` and not answered yet: dropped so (the client
+/// went away), it is cancelled in the runner.
+struct Sent<'a> {
+    link: Option<Rc<Link>>,
+    id: u64,
+    metrics: &'a ModuleMetrics,
+}
+
+impl Drop for Sent<'_> {
     fn drop(&mut self) {
-        if let Some(id) = self.id.take() {
-            self.slot.send(Cmd::Cancel(id));
+        if let Some(link) = self.link.take() {
+            self.metrics.cancelled.fetch_add(1, Ordering::Relaxed);
+            link.cancel(self.id);
         }
     }
 }
@@ -387,6 +489,7 @@ pub fn current_exe() -> Result<PathBuf, Error> {
 #[derive(Debug)]
 struct ModuleHandler {
     module: Arc<ProcessModule>,
+    links: Rc<WorkerLinks>,
 }
 
 impl Handler for ModuleHandler {
@@ -408,6 +511,7 @@ impl Handler for ModuleHandler {
         let frame = request_frame(req, path)?;
         Ok(Outcome::Pending(Box::new(PendingModule {
             module: self.module.clone(),
+            links: self.links.clone(),
             frame,
             body: None,
             chunks: Agg::new(),
@@ -451,6 +555,7 @@ fn request_frame(req: &RequestCtx<'_>, path: &str) -> Result<RequestFrame, iolit
 #[derive(Debug)]
 struct PendingModule {
     module: Arc<ProcessModule>,
+    links: Rc<WorkerLinks>,
     frame: RequestFrame,
     /// The body being filled (Content-Length: all of it; chunked: the
     /// current buffer).
@@ -522,6 +627,7 @@ impl PendingResponse for PendingModule {
     fn respond(self: Box<Self>) -> ResponseFuture {
         let PendingModule {
             module,
+            links,
             frame,
             body,
             mut chunks,
@@ -529,8 +635,7 @@ impl PendingResponse for PendingModule {
         if let Some(last) = body {
             chunks.push(last.freeze());
         }
-        let body = chunks;
-        Box::pin(module.call(frame, body))
+        Box::pin(module.call(links, frame, chunks))
     }
 }
 

@@ -1,29 +1,33 @@
-//! One runner process slot: a thread that starts the runner, speaks the
-//! module protocol with it (blocking [`Peer`], `poll(2)` on the socket, a
-//! wake-up socket and the runner's pidfd), and starts it again with
-//! exponential backoff when it dies. Worker threads hand it [`Job`]s through
-//! a channel and wait for the answer on a oneshot.
+//! One runner process slot: a thread that starts the runner, holds its
+//! control socket (blocking [`Peer`], `poll(2)` on it and on a wake-up
+//! socket), attaches data links for the worker threads ([`Cmd::Connect`]),
+//! and starts the runner again with exponential backoff when it dies or a
+//! worker asks for it to be replaced ([`Cmd::Replace`]). Requests never
+//! pass through this thread: workers speak to the runner on their links
+//! (`link`).
 //!
-//! A runner's end: its process group is killed (what it forked goes too),
-//! it is reaped, and its pids cgroup is emptied and removed.
+//! A runner's end is noticed through its control socket or its pidfd (even
+//! while something it forked keeps the socket open); then its process group
+//! is killed (what it forked goes too), it is reaped, and its pids cgroup
+//! is emptied and removed.
 
-use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
-use iolite_core::static_files::StaticFiles;
-use iolite_ipc::{Agg, Event, Peer, Pool};
+use iolite_ipc::{Event, Peer, Pool, RemotePool};
 use iolite_sandbox::PidFd;
-use iolite_sdk::wire::{ABI_VERSION, Msg, RequestFrame, ResponseFrame};
+use iolite_sdk::wire::{ABI_VERSION, Msg, Transfer};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tokio::sync::oneshot;
+
+use crate::metrics::ModuleMetrics;
 
 /// First pause before restarting a runner that died; doubles up to
 /// [`BACKOFF_MAX`], and resets after a runner lived [`HEALTHY`].
@@ -32,71 +36,32 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const HEALTHY: Duration = Duration::from_secs(10);
 /// Time a new runner has to load its module and say `Ready`.
 const HANDSHAKE: Duration = Duration::from_secs(10);
-/// Longest a runner may take to finish a frame it started, or to take one
-/// from a full socket: past it, the runner is replaced (a slot thread never
-/// blocks on a stuck runner for longer).
+/// Longest a runner may take to finish a frame it started on its control
+/// socket, or to take one: past it, the runner is replaced (a slot thread
+/// never blocks on a stuck runner for longer).
 const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a slot waits for a dead runner's killed descendants to leave its
 /// pids cgroup before giving up on removing it.
 const CGROUP_REMOVAL: Duration = Duration::from_secs(2);
-/// How often held leases are released when nothing else wakes the thread.
-const RELEASE_TICK: Duration = Duration::from_millis(10);
 
-/// Why a request got no answer from its module.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Failure {
-    /// The process died (or broke the protocol) with the request in flight.
-    Crashed,
-    /// The request passed its deadline in the module; its process is being
-    /// replaced.
-    TimedOut,
-}
-
-/// A module's answer.
+/// A data link to a ready runner, for one worker thread.
 #[derive(Debug)]
-pub(crate) enum Answer {
-    /// The whole answer: its frame and the imported body.
-    Whole(ResponseFrame, Agg),
-    /// A streamed answer: its head (body empty), the body's length, and
-    /// the parts as they arrive (the sender is dropped if it ends short).
-    Stream(
-        ResponseFrame,
-        u64,
-        tokio::sync::mpsc::UnboundedReceiver<Agg>,
-    ),
-}
-
-/// What a caller hears back.
-pub(crate) type Reply = Result<Answer, Failure>;
-
-/// One request for a slot.
-#[derive(Debug)]
-pub(crate) struct Job {
-    /// The request (its `id` unique in the server, its `body` empty: the
-    /// slot fills it in when it exports `body`).
-    pub frame: RequestFrame,
-    pub body: Agg,
-    pub reply: oneshot::Sender<Reply>,
-    /// Past this, in flight: 504 and the process is replaced.
-    pub deadline: Instant,
-}
-
-/// A request sent to the runner and not yet answered.
-#[derive(Debug)]
-struct Flight {
-    /// None once the caller went away (cancelled), or once a stream began.
-    reply: Option<oneshot::Sender<Reply>>,
-    deadline: Instant,
-    /// A streamed answer's parts still owed, and where they go.
-    stream: Option<(tokio::sync::mpsc::UnboundedSender<Agg>, u64)>,
+pub(crate) struct Attached {
+    /// The server's end of the link.
+    pub sock: UnixStream,
+    /// Which runner of the slot (counts starts): a replace names it.
+    pub generation: u64,
+    /// The runner's output pool (mapped once, on the control socket).
+    pub output: RemotePool,
 }
 
 #[derive(Debug)]
 pub(crate) enum Cmd {
-    Job(Box<Job>),
-    /// The client of request `id` went away: drop it if queued, tell the
-    /// runner if in flight.
-    Cancel(u64),
+    /// A worker wants a data link: answered once a runner is ready.
+    Connect(oneshot::Sender<Attached>),
+    /// A runner was retired ([`SlotHandle::retire`]): look whether it is
+    /// the current one, and replace it if so.
+    Replace,
     /// The server is stopping: end the runner (logged at INFO) and the
     /// thread.
     Stop,
@@ -109,24 +74,20 @@ pub(crate) struct SlotHandle {
     wake: UnixStream,
     /// Requests handed to this slot and not yet finished (kept by callers).
     pub load: AtomicUsize,
+    /// One permit per request the runner may hold (`in_flight`): taken
+    /// before a request is sent, returned with its answer.
+    pub credits: Arc<tokio::sync::Semaphore>,
+    /// Which slot of its module (for logs and metrics).
+    pub index: usize,
+    /// Runners up to this generation are done for (dead, or to be
+    /// replaced): no new request goes to them, and the slot thread replaces
+    /// the current one if it is among them.
+    retired: Arc<AtomicU64>,
     /// Disconnected when the slot thread has ended (its runner reaped).
     finished: std::sync::Mutex<Receiver<()>>,
 }
 
 impl SlotHandle {
-    /// Hands `cmd` to the slot thread; false if the thread is gone.
-    pub fn send(&self, cmd: Cmd) -> bool {
-        let sent = match self.tx.lock() {
-            Ok(tx) => tx.send(cmd).is_ok(),
-            Err(_) => false,
-        };
-        if sent {
-            // A full wake-up socket already means "look": ignore EAGAIN.
-            let _ = (&self.wake).write_byte();
-        }
-        sent
-    }
-
     /// Waits until the slot thread has ended, at most until `deadline`;
     /// whether it has.
     pub fn wait_finished(&self, deadline: Instant) -> bool {
@@ -138,6 +99,32 @@ impl SlotHandle {
             finished.recv_timeout(left),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
         )
+    }
+
+    /// Whether runner `generation` may still take requests.
+    pub fn is_retired(&self, generation: u64) -> bool {
+        self.retired.load(Ordering::Acquire) >= generation
+    }
+
+    /// Stops sending requests to runner `generation` (it died, broke the
+    /// protocol or holds a request past its deadline) and has it replaced.
+    pub fn retire(&self, generation: u64) {
+        if self.retired.fetch_max(generation, Ordering::AcqRel) < generation {
+            self.send(Cmd::Replace);
+        }
+    }
+
+    /// Hands `cmd` to the slot thread; false if the thread is gone.
+    pub fn send(&self, cmd: Cmd) -> bool {
+        let sent = match self.tx.lock() {
+            Ok(tx) => tx.send(cmd).is_ok(),
+            Err(_) => false,
+        };
+        if sent {
+            // A full wake-up socket already means "look": ignore EAGAIN.
+            let _ = (&self.wake).write_byte();
+        }
+        sent
     }
 }
 
@@ -158,14 +145,16 @@ pub(crate) struct SlotConfig {
     pub exe: PathBuf,
     pub library: PathBuf,
     pub in_flight: u32,
-    /// A request's time limit (a stream's: between parts).
-    pub timeout: Duration,
     pub output_pool: u64,
     pub pool: Pool,
     /// The document root and unified cache, for `Ctx::cached`.
     pub cache: Option<iolite_core::CacheAccess>,
     /// Start the runner only when the first request comes.
     pub lazy: bool,
+    /// How bodies travel (zero-copy, or inline for comparison).
+    pub transfer: Transfer,
+    /// The module's counters (restarts, runners).
+    pub metrics: Option<Arc<ModuleMetrics>>,
     /// What the runner applies to itself before and after loading the module.
     pub sandbox: crate::runner::SandboxSpec,
 }
@@ -181,18 +170,22 @@ pub(crate) fn start(
     let (wake_w, wake_r) = UnixStream::pair()?;
     wake_w.set_nonblocking(true)?;
     wake_r.set_nonblocking(true)?;
+    let retired = Arc::new(AtomicU64::new(0));
     let (finished_tx, finished_rx) = std::sync::mpsc::channel::<()>();
     let handle = Arc::new(SlotHandle {
         tx: std::sync::Mutex::new(tx),
         wake: wake_w,
         load: AtomicUsize::new(0),
+        credits: Arc::new(tokio::sync::Semaphore::new(cfg.in_flight as usize)),
+        index,
+        retired: retired.clone(),
         finished: std::sync::Mutex::new(finished_rx),
     });
     std::thread::Builder::new()
         .name(format!("iolite-module-{index}"))
         .spawn(move || {
             let _finished = finished_tx;
-            slot_main(&cfg, &rx, &wake_r, started);
+            slot_main(&cfg, &rx, &wake_r, &retired, started);
         })?;
     Ok(handle)
 }
@@ -204,53 +197,68 @@ enum End {
     Died,
 }
 
-fn slot_main(cfg: &SlotConfig, rx: &Receiver<Cmd>, wake: &UnixStream, started: Sender<()>) {
+fn slot_main(
+    cfg: &SlotConfig,
+    rx: &Receiver<Cmd>,
+    wake: &UnixStream,
+    retired: &AtomicU64,
+    started: Sender<()>,
+) {
     let mut first_start = Some(started);
-    let files = cfg.cache.as_ref().map(iolite_core::CacheAccess::files);
-    let mut queue = VecDeque::new();
+    let mut waiting = Vec::new();
     if cfg.lazy {
         match rx.recv() {
-            Ok(Cmd::Job(job)) => queue.push_back(*job),
-            Ok(Cmd::Cancel(_)) => {}
+            Ok(Cmd::Connect(reply)) => waiting.push(reply),
+            Ok(Cmd::Replace) => {}
             Ok(Cmd::Stop) | Err(_) => return,
         }
     }
     let mut backoff = BACKOFF_MIN;
+    let mut generation = 0;
     loop {
+        generation += 1;
         let started = Instant::now();
-        match run_process(cfg, files.as_ref(), rx, wake, &mut queue, &mut first_start) {
+        let mut runner = RunnerCtx {
+            generation,
+            retired,
+            rx,
+            wake,
+        };
+        match run_process(cfg, &mut runner, &mut waiting, &mut first_start) {
             End::Shutdown => return,
             End::Died => {}
+        }
+        if let Some(m) = &cfg.metrics {
+            m.restarts.fetch_add(1, Ordering::Relaxed);
         }
         if started.elapsed() >= HEALTHY {
             backoff = BACKOFF_MIN;
         }
         tracing::info!(module = %cfg.name, pause_ms = backoff.as_millis() as u64, "restarting runner");
-        if pause(rx, &mut queue, backoff).is_err() {
+        if pause(rx, &mut waiting, backoff).is_err() {
             return;
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
-        // Requests whose callers gave up while we slept need no process.
-        queue.retain(|j: &Job| !j.reply.is_closed());
+        // Workers that gave up while we slept need no link.
+        waiting.retain(|w| !w.is_closed());
     }
 }
 
-/// Starts one runner and serves it until it dies; fails its in-flight
-/// requests; leaves queued ones for the next runner.
+/// Starts one runner and serves its control socket until it dies or is
+/// replaced; links asked for meanwhile wait in `waiting` for the next one.
 fn run_process(
     cfg: &SlotConfig,
-    files: Option<&StaticFiles>,
-    rx: &Receiver<Cmd>,
-    wake: &UnixStream,
-    queue: &mut VecDeque<Job>,
+    ctx: &mut RunnerCtx<'_>,
+    waiting: &mut Vec<oneshot::Sender<Attached>>,
     started: &mut Option<Sender<()>>,
 ) -> End {
+    let (generation, rx) = (ctx.generation, ctx.rx);
     let mut child = match spawn_runner(cfg) {
         Ok(c) => c,
         Err(e) => {
             started.take();
             tracing::error!(module = %cfg.name, error = %e, "cannot start runner");
-            return drain_commands(rx, queue).map_or(End::Shutdown, |()| End::Died);
+            return drain_commands(rx, waiting).map_or(End::Shutdown, |()| End::Died);
         }
     };
     let pid = child.0.id();
@@ -262,39 +270,34 @@ fn run_process(
             None
         }
     };
-    let mut inflight: HashMap<u64, Flight> = HashMap::new();
     let shaken = handshake(cfg, child.1.take());
     if let Some(tx) = started.take() {
         let _ = tx.send(());
     }
     let end = match shaken {
-        Ok((mut peer, sandbox)) => {
+        Ok((mut peer, output, sandbox)) => {
             tracing::info!(module = %cfg.name, pid, %sandbox, "runner ready");
-            let mut link = Link {
+            if let Some(m) = &cfg.metrics {
+                m.runners.fetch_add(1, Ordering::Relaxed);
+            }
+            let mut runner = Runner {
                 peer: &mut peer,
-                inflight: &mut inflight,
-                files,
+                output,
+                generation,
                 pid,
                 pidfd: pidfd.as_ref(),
             };
-            serve(cfg, rx, wake, queue, &mut link)
+            let end = serve(cfg, ctx, waiting, &mut runner);
+            if let Some(m) = &cfg.metrics {
+                m.runners.fetch_sub(1, Ordering::Relaxed);
+            }
+            end
         }
         Err(e) => {
             tracing::error!(module = %cfg.name, pid, error = %e, "runner did not start");
-            drain_commands(rx, queue).map_or(End::Shutdown, |()| End::Died)
+            drain_commands(rx, waiting).map_or(End::Shutdown, |()| End::Died)
         }
     };
-    let now = Instant::now();
-    for (_, flight) in inflight.drain() {
-        if let Some(reply) = flight.reply {
-            let failure = if flight.deadline <= now {
-                Failure::TimedOut
-            } else {
-                Failure::Crashed
-            };
-            let _ = reply.send(Err(failure));
-        }
-    }
     reap(cfg, &mut child.0, matches!(end, End::Shutdown));
     end
 }
@@ -347,26 +350,34 @@ pub(crate) fn remove_cgroup(module: &str, pid: u32, cgroup: &std::path::Path) {
     }
 }
 
-/// Waits `pause` before a restart, queueing what comes meanwhile; Err when
-/// the server stops.
-fn pause(rx: &Receiver<Cmd>, queue: &mut VecDeque<Job>, pause: Duration) -> Result<(), ()> {
+/// Waits `pause` before a restart, keeping the link requests that come
+/// meanwhile; Err when the server stops.
+fn pause(
+    rx: &Receiver<Cmd>,
+    waiting: &mut Vec<oneshot::Sender<Attached>>,
+    pause: Duration,
+) -> Result<(), ()> {
     let until = Instant::now() + pause;
     loop {
         match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
-            Ok(Cmd::Job(job)) => queue.push_back(*job),
-            Ok(Cmd::Cancel(id)) => queue.retain(|j| j.frame.id != id),
+            Ok(Cmd::Connect(reply)) => waiting.push(reply),
+            Ok(Cmd::Replace) => {}
             Ok(Cmd::Stop) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Err(()),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return Ok(()),
         }
     }
 }
 
-/// Takes every pending command into the queue; Err when the server stops.
-fn drain_commands(rx: &Receiver<Cmd>, queue: &mut VecDeque<Job>) -> Result<(), ()> {
+/// Takes every pending command: link requests join `waiting` (a replace
+/// only wakes the thread: it reads `retired`). Err when the server stops.
+fn drain_commands(
+    rx: &Receiver<Cmd>,
+    waiting: &mut Vec<oneshot::Sender<Attached>>,
+) -> Result<(), ()> {
     loop {
         match rx.try_recv() {
-            Ok(Cmd::Job(job)) => queue.push_back(*job),
-            Ok(Cmd::Cancel(id)) => queue.retain(|j| j.frame.id != id),
+            Ok(Cmd::Connect(reply)) => waiting.push(reply),
+            Ok(Cmd::Replace) => {}
             Ok(Cmd::Stop) => return Err(()),
             Err(TryRecvError::Empty) => return Ok(()),
             Err(TryRecvError::Disconnected) => return Err(()),
@@ -431,8 +442,11 @@ fn forward_log(name: &str, pid: u32, stream: &'static str, from: impl Read + Sen
 }
 
 /// The runner's sandbox report, then the protocol's Hello/Ready; returns
-/// the peer and the report.
-fn handshake(cfg: &SlotConfig, sock: Option<UnixStream>) -> Result<(Peer<Msg>, String), String> {
+/// the peer, the runner's output pool and the report.
+fn handshake(
+    cfg: &SlotConfig,
+    sock: Option<UnixStream>,
+) -> Result<(Peer<Msg>, RemotePool, String), String> {
     let sock = sock.ok_or("no socket")?;
     sock.set_read_timeout(Some(HANDSHAKE))
         .map_err(|e| e.to_string())?;
@@ -449,10 +463,14 @@ fn handshake(cfg: &SlotConfig, sock: Option<UnixStream>) -> Result<(Peer<Msg>, S
         name: cfg.name.clone(),
         output_pool: cfg.output_pool,
         in_flight: cfg.in_flight,
+        transfer: cfg.transfer,
     })
     .map_err(|e| e.to_string())?;
-    match peer.recv() {
-        Ok(Msg::Ready { abi, .. }) if abi == ABI_VERSION => {}
+    let output = match peer.recv() {
+        Ok(Msg::Ready { abi, output_pool }) if abi == ABI_VERSION => peer
+            .remote_pool(output_pool)
+            .cloned()
+            .ok_or("the runner's Ready names a pool it did not share")?,
         Ok(Msg::Ready { abi, .. }) => {
             return Err(format!(
                 "runner speaks module ABI {abi}, the server {ABI_VERSION}"
@@ -460,106 +478,102 @@ fn handshake(cfg: &SlotConfig, sock: Option<UnixStream>) -> Result<(Peer<Msg>, S
         }
         Ok(_) => return Err("the runner's first message is not Ready".into()),
         Err(e) => return Err(format!("no Ready from the runner: {e}")),
-    }
+    };
     // From now on the socket is read only when poll says a frame started.
     peer.channel()
         .stream()
         .set_read_timeout(Some(FRAME_TIMEOUT))
         .map_err(|e| e.to_string())?;
-    Ok((peer, sandbox))
+    Ok((peer, output, sandbox))
 }
 
-/// One live runner, as the protocol loop sees it.
-struct Link<'a> {
+/// What the control loop of one runner start needs from its slot.
+struct RunnerCtx<'a> {
+    generation: u64,
+    retired: &'a AtomicU64,
+    rx: &'a Receiver<Cmd>,
+    wake: &'a UnixStream,
+}
+
+/// One live runner, as the control loop sees it.
+struct Runner<'a> {
     peer: &'a mut Peer<Msg>,
-    inflight: &'a mut HashMap<u64, Flight>,
-    files: Option<&'a StaticFiles>,
+    output: RemotePool,
+    generation: u64,
     pid: u32,
     /// Readable once the runner exited (even if a descendant keeps its
-    /// socket open).
+    /// sockets open).
     pidfd: Option<&'a PidFd>,
 }
 
+impl Runner<'_> {
+    /// Makes a data link and hands the runner its end.
+    fn attach(&mut self) -> Result<Attached, String> {
+        let (ours, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
+        self.peer
+            .send_with_fds(&Msg::Attach, &[theirs.as_fd()])
+            .map_err(|e| e.to_string())?;
+        drop(theirs);
+        // The runner says it serves the link: a runner that is dying (its
+        // control socket not yet seen closed) gets no link to lose requests on.
+        match self.peer.recv() {
+            Ok(Msg::Attach) => {}
+            Ok(_) => return Err("the runner answered Attach with another message".into()),
+            Err(e) => return Err(e.to_string()),
+        }
+        Ok(Attached {
+            sock: ours,
+            generation: self.generation,
+            output: self.output.clone(),
+        })
+    }
+}
+
+/// The control loop: links for whoever asks, until the runner dies (its
+/// control socket closes), misbehaves, or is to be replaced.
 fn serve(
     cfg: &SlotConfig,
-    rx: &Receiver<Cmd>,
-    wake: &UnixStream,
-    queue: &mut VecDeque<Job>,
-    link: &mut Link<'_>,
+    ctx: &RunnerCtx<'_>,
+    waiting: &mut Vec<oneshot::Sender<Attached>>,
+    runner: &mut Runner<'_>,
 ) -> End {
-    let Link {
-        peer,
-        inflight,
-        files,
-        pid,
-        pidfd,
-    } = link;
-    let (peer, inflight, files, pid, pidfd) = (&mut **peer, &mut **inflight, *files, *pid, *pidfd);
+    let (pid, rx, wake) = (runner.pid, ctx.rx, ctx.wake);
     loop {
-        if drain_commands_inflight(rx, queue, inflight, peer, cfg, pid).is_err() {
+        if drain_commands(rx, waiting).is_err() {
             return End::Shutdown;
         }
-        let now = Instant::now();
-        if let Some((id, _)) = inflight.iter().find(|(_, f)| f.deadline <= now) {
-            // Nothing more goes to a process being replaced; queued
-            // requests wait for the next one.
-            tracing::warn!(module = %cfg.name, pid, request = id, "request timed out; replacing the runner");
+        if ctx.retired.load(Ordering::Acquire) >= ctx.generation {
+            tracing::warn!(module = %cfg.name, pid, "replacing the runner");
             return End::Died;
         }
-        // Dispatch while credits last.
-        while inflight.len() < cfg.in_flight as usize {
-            let Some(mut job) = queue.pop_front() else {
-                break;
-            };
-            if job.reply.is_closed() {
+        while let Some(reply) = waiting.pop() {
+            if reply.is_closed() {
                 continue;
             }
-            match peer.export(&job.body) {
-                Ok(desc) => job.frame.body = desc,
+            match runner.attach() {
+                Ok(link) => {
+                    let _ = reply.send(link);
+                }
                 Err(e) => {
-                    tracing::error!(module = %cfg.name, error = %e, "cannot export a request body");
-                    let _ = job.reply.send(Err(Failure::Crashed));
-                    continue;
+                    // It waits for the next runner.
+                    waiting.push(reply);
+                    tracing::warn!(module = %cfg.name, pid, error = %e, "cannot attach a link; replacing the runner");
+                    return End::Died;
                 }
             }
-            let id = job.frame.id;
-            let frame = std::mem::replace(&mut job.frame, empty_frame());
-            if let Err(e) = peer.send(&Msg::Request(frame)) {
-                tracing::warn!(module = %cfg.name, pid, error = %e, "runner socket");
-                let _ = job.reply.send(Err(Failure::Crashed));
-                return End::Died;
-            }
-            inflight.insert(
-                id,
-                Flight {
-                    reply: Some(job.reply),
-                    deadline: job.deadline,
-                    stream: None,
-                },
-            );
         }
-        let buffered = peer.channel().buffered() > 0;
-        let (sock_ready, wake_ready) = if buffered {
-            (true, false)
+        let sock_ready = if runner.peer.has_frame() {
+            true
         } else {
-            let next_deadline = inflight.values().map(|f| f.deadline).min();
-            let mut wait = next_deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if peer.leases_held() > 0 {
-                wait = Some(wait.map_or(RELEASE_TICK, |w| w.min(RELEASE_TICK)));
-            }
-            // Round up so a deadline is not polled for in a busy loop.
-            let timeout = wait.map_or(PollTimeout::NONE, |w| {
-                PollTimeout::try_from(w + Duration::from_millis(1)).unwrap_or(PollTimeout::MAX)
-            });
-            let sock = peer.channel().stream().as_fd();
+            let sock = runner.peer.channel().stream().as_fd();
             // Without a pidfd the wake-up socket stands in (polled twice).
-            let exit = pidfd.map_or(wake.as_fd(), AsFd::as_fd);
+            let exit = runner.pidfd.map_or(wake.as_fd(), AsFd::as_fd);
             let mut fds = [
                 PollFd::new(sock, PollFlags::POLLIN),
                 PollFd::new(wake.as_fd(), PollFlags::POLLIN),
                 PollFd::new(exit, PollFlags::POLLIN),
             ];
-            match poll(&mut fds, timeout) {
+            match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
@@ -568,46 +582,21 @@ fn serve(
                 }
             }
             let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
-            if pidfd.is_some() && ready(&fds[2]) && !ready(&fds[0]) {
+            if runner.pidfd.is_some() && ready(&fds[2]) && !ready(&fds[0]) {
                 // Dead, and nothing left to read from it.
                 tracing::warn!(module = %cfg.name, pid, "runner died; its socket is still open");
                 return End::Died;
             }
-            (ready(&fds[0]), ready(&fds[1]))
+            if ready(&fds[1]) {
+                let mut sink = [0u8; 64];
+                while matches!((&mut { wake }).read(&mut sink), Ok(n) if n > 0) {}
+            }
+            ready(&fds[0])
         };
-        if wake_ready {
-            let mut sink = [0u8; 64];
-            while matches!((&mut { wake }).read(&mut sink), Ok(n) if n > 0) {}
-        }
         if sock_ready {
-            match peer.recv_event() {
-                Ok(Event::Message(
-                    msg @ (Msg::Response(_)
-                    | Msg::StreamHead { .. }
-                    | Msg::StreamPart { .. }
-                    | Msg::StreamAbort { .. }),
-                )) => {
-                    if let Err(why) = answer(peer, inflight, msg, cfg.timeout) {
-                        tracing::warn!(module = %cfg.name, pid, "{why}; replacing the runner");
-                        return End::Died;
-                    }
-                }
-                Ok(Event::Message(Msg::CacheLookup { path })) => {
-                    let body = files.and_then(|f| match f.cached_agg(path.as_bytes()) {
-                        Ok(Some(agg)) => peer.export(&agg).ok(),
-                        Ok(None) => None,
-                        Err(e) => {
-                            tracing::debug!(module = %cfg.name, path, error = %e, "cache lookup");
-                            None
-                        }
-                    });
-                    if let Err(e) = peer.send(&Msg::Cached { body }) {
-                        tracing::warn!(module = %cfg.name, pid, error = %e, "runner gone");
-                        return End::Died;
-                    }
-                }
+            match runner.peer.recv_event() {
                 Ok(Event::Message(_)) => {
-                    tracing::warn!(module = %cfg.name, pid, "runner sent an unexpected message; replacing it");
+                    tracing::warn!(module = %cfg.name, pid, "runner sent an unexpected message on its control socket; replacing it");
                     return End::Died;
                 }
                 Ok(_) => {}
@@ -617,129 +606,5 @@ fn serve(
                 }
             }
         }
-        if let Err(e) = peer.flush_releases() {
-            tracing::warn!(module = %cfg.name, pid, error = %e, "runner gone");
-            return End::Died;
-        }
-    }
-}
-
-/// Handles a runner's answer (whole, or a stream's head, part or abort);
-/// Err: the runner broke the protocol and is replaced.
-fn answer(
-    peer: &mut Peer<Msg>,
-    inflight: &mut HashMap<u64, Flight>,
-    msg: Msg,
-    timeout: Duration,
-) -> Result<(), String> {
-    let id = match &msg {
-        Msg::Response(f) => f.id,
-        Msg::StreamHead { id, .. } | Msg::StreamPart { id, .. } | Msg::StreamAbort { id } => *id,
-        _ => return Err("not an answer".into()),
-    };
-    let Some(flight) = inflight.get_mut(&id) else {
-        return Err(format!("answer to request {id}, which is not in flight"));
-    };
-    match msg {
-        Msg::Response(frame) if flight.stream.is_none() => {
-            // A cancelled request's body is imported all the same, and
-            // dropped at once: that releases its leases.
-            let body = peer
-                .import(&frame.body)
-                .map_err(|e| format!("bad response body descriptor: {e}"))?;
-            if let Some(reply) = inflight.remove(&id).and_then(|f| f.reply) {
-                let _ = reply.send(Ok(Answer::Whole(frame, body)));
-            }
-        }
-        Msg::StreamHead {
-            status,
-            headers,
-            len,
-            ..
-        } if flight.stream.is_none() => {
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            let head = ResponseFrame {
-                id,
-                status,
-                headers,
-                body: iolite_ipc::AggDesc::default(),
-            };
-            if let Some(reply) = flight.reply.take() {
-                let _ = reply.send(Ok(Answer::Stream(head, len, rx)));
-            }
-            flight.deadline = Instant::now() + timeout;
-            flight.stream = Some((tx, len));
-            if len == 0 {
-                inflight.remove(&id);
-            }
-        }
-        Msg::StreamPart { body, .. } if flight.stream.is_some() => {
-            let part = peer
-                .import(&body)
-                .map_err(|e| format!("bad stream part descriptor: {e}"))?;
-            let Some((tx, left)) = flight.stream.as_mut() else {
-                return Err("no stream".into());
-            };
-            if part.len() as u64 > *left {
-                return Err(format!("request {id}: stream part overruns its length"));
-            }
-            *left -= part.len() as u64;
-            let done = *left == 0;
-            // The client may be gone: the part is dropped (and released).
-            let _ = tx.send(part);
-            flight.deadline = Instant::now() + timeout;
-            if done {
-                inflight.remove(&id);
-            }
-        }
-        Msg::StreamAbort { .. } if flight.stream.is_some() => {
-            // Dropping the sender closes the client's connection.
-            inflight.remove(&id);
-        }
-        _ => return Err(format!("request {id}: answer out of order")),
-    }
-    Ok(())
-}
-
-/// Like [`drain_commands`], but a cancelled request in flight is told to
-/// the runner (its deadline still holds: a runner stuck on it is replaced).
-/// Err: the server is stopping.
-fn drain_commands_inflight(
-    rx: &Receiver<Cmd>,
-    queue: &mut VecDeque<Job>,
-    inflight: &mut HashMap<u64, Flight>,
-    peer: &mut Peer<Msg>,
-    cfg: &SlotConfig,
-    pid: u32,
-) -> Result<(), ()> {
-    loop {
-        match rx.try_recv() {
-            Ok(Cmd::Job(job)) => queue.push_back(*job),
-            Ok(Cmd::Cancel(id)) => {
-                queue.retain(|j| j.frame.id != id);
-                if let Some(flight) = inflight.get_mut(&id)
-                    && flight.reply.take().is_some()
-                {
-                    tracing::info!(module = %cfg.name, pid, request = id, "client gone; request cancelled");
-                    // A send failure shows up as a closed socket next.
-                    let _ = peer.send(&Msg::Cancel { id });
-                }
-            }
-            Ok(Cmd::Stop) => return Err(()),
-            Err(TryRecvError::Empty) => return Ok(()),
-            Err(TryRecvError::Disconnected) => return Err(()),
-        }
-    }
-}
-
-fn empty_frame() -> RequestFrame {
-    RequestFrame {
-        id: 0,
-        method: String::new(),
-        path: String::new(),
-        query: String::new(),
-        headers: Vec::new(),
-        client: None,
-        body: iolite_ipc::AggDesc::default(),
     }
 }

@@ -9,11 +9,10 @@ use iolite_ipc::{Agg, BufDesc, BufMut, Peer, Pool};
 
 use crate::wire::{Msg, RequestFrame};
 
-/// A content module. One value serves every request of its runner process.
-/// Today a runner handles its requests one at a time (the server runs
-/// several processes for concurrency); `Send + Sync` is required so that a
-/// later runner may call `handle` from several threads without a change
-/// to modules.
+/// A content module. One value serves every request of its runner process,
+/// from several threads at once: the runner serves each of the server's
+/// worker threads on a thread of its own (hence `Send + Sync`); requests
+/// from one server worker are handled one at a time, in order.
 ///
 /// A panic in [`handle`](Module::handle) ends the process: the server
 /// answers that request (and any other in flight in the process) with 502
@@ -108,6 +107,8 @@ pub struct Ctx<'a> {
     pub(crate) id: u64,
     /// Bytes a started stream still owes (None: not streamed).
     pub(crate) stream_left: Option<u64>,
+    /// Bodies go inline ([`Transfer::Copy`](crate::wire::Transfer::Copy)).
+    pub(crate) copy: bool,
 }
 
 /// Most parts a stream leaves unreleased by the server before
@@ -182,6 +183,7 @@ impl Ctx<'_> {
             pending: self.pending,
             id: self.id,
             left: self.stream_left.insert(len),
+            copy: self.copy,
         })
     }
 
@@ -205,6 +207,7 @@ pub struct BodyStream<'a> {
     pending: &'a mut VecDeque<Msg>,
     id: u64,
     left: &'a mut u64,
+    copy: bool,
 }
 
 impl<'a> BodyStream<'a> {
@@ -244,7 +247,12 @@ impl<'a> BodyStream<'a> {
                 self.pending.push_back(m);
             }
         }
-        let body = crate::runtime::describe(self.peer, self.pool, part, self.quotable)?;
+        let body = if self.copy {
+            crate::runtime::copy_out(self.peer, self.id, part)?;
+            iolite_ipc::AggDesc::default()
+        } else {
+            crate::runtime::describe(self.peer, self.pool, part, self.quotable)?
+        };
         self.peer.send(&Msg::StreamPart { id: self.id, body })?;
         *self.left -= part.len() as u64;
         Ok(())

@@ -1,21 +1,30 @@
 //! The runner side of the protocol, compiled into each module: receive the
-//! request pool, create and share the output pool, then answer requests one
-//! at a time until the server closes the socket.
+//! pools, create and share the output pool, then serve every data link the
+//! server attaches on a thread of its own until the server closes the
+//! control socket.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 
-use iolite_ipc::{Agg, AggDesc, BufDesc, Peer, Pool};
+use iolite_ipc::{Agg, AggDesc, BufDesc, Event, Peer, Pool, RemotePool};
 
 use crate::error::Error;
 use crate::module::{Ctx, Init, Module, Request};
-use crate::wire::{ABI_VERSION, Msg, ResponseFrame};
+use crate::wire::{ABI_VERSION, DATA_CHUNK, InlineBytes, Msg, ResponseFrame, Transfer};
+
+/// Most bytes of answers a link queues while more requests are already
+/// buffered (answers to a burst leave in one `sendmsg`).
+const DEFER_BYTES: usize = 64 << 10;
+/// Non-blocking polls of a link before its thread sleeps (see
+/// `next_message`).
+const SPIN_POLLS: usize = 16;
 
 /// Runs module `M` on the socket the server gave the runner. Returns the
 /// process exit code: 0 when the server closed the socket, 1 on an error
 /// (written to stderr, which the server logs under the module's name).
-pub fn run<M: Module + Default>(sock: OwnedFd) -> i32 {
+pub fn run<M: Module + Default + 'static>(sock: OwnedFd) -> i32 {
     match serve::<M>(sock) {
         Ok(()) => 0,
         Err(e) => {
@@ -25,13 +34,22 @@ pub fn run<M: Module + Default>(sock: OwnedFd) -> i32 {
     }
 }
 
-fn serve<M: Module + Default>(sock: OwnedFd) -> Result<(), Error> {
-    let mut peer: Peer<Msg> = Peer::new(UnixStream::from(sock));
-    let (name, output_pool) = match peer.recv()? {
+/// What every link of a process shares.
+struct Shared<M> {
+    module: M,
+    pool: Pool,
+    remote: Vec<RemotePool>,
+    transfer: Transfer,
+}
+
+fn serve<M: Module + Default + 'static>(sock: OwnedFd) -> Result<(), Error> {
+    let mut control: Peer<Msg> = Peer::new(UnixStream::from(sock));
+    let (name, output_pool, transfer) = match control.recv()? {
         Msg::Hello {
             abi,
             name,
             output_pool,
+            transfer,
             ..
         } => {
             if abi != ABI_VERSION {
@@ -40,25 +58,82 @@ fn serve<M: Module + Default>(sock: OwnedFd) -> Result<(), Error> {
                     module: ABI_VERSION,
                 });
             }
-            (name, output_pool)
+            (name, output_pool, transfer)
         }
         _ => return Err(Error::Protocol("the first message is not Hello")),
     };
     let size = usize::try_from(output_pool).map_err(|_| Error::Protocol("output pool size"))?;
     let pool = Pool::with_name("iolite-output", size)?;
-    peer.share_pool(&pool)?;
+    control.share_pool(&pool)?;
     let mut module = M::default();
     module.init(&Init { name }).map_err(Error::Init)?;
-    peer.send(&Msg::Ready {
+    control.send(&Msg::Ready {
         abi: ABI_VERSION,
         output_pool: pool.id(),
     })?;
+    let shared = Arc::new(Shared {
+        module,
+        pool,
+        remote: control.remote_pools().cloned().collect(),
+        transfer,
+    });
+    loop {
+        match control.recv_event() {
+            Ok(Event::Message(Msg::Attach)) => {
+                let sock = control
+                    .channel()
+                    .take_fds(1)?
+                    .pop()
+                    .ok_or(Error::Protocol("Attach without a socket"))?;
+                let shared = shared.clone();
+                std::thread::Builder::new()
+                    .name("iolite-link".into())
+                    .spawn(move || serve_link_or_exit(&shared, sock))
+                    .map_err(|e| iolite_ipc::Error::Io(std::io::Error::other(e)))?;
+                control.send(&Msg::Attach)?;
+            }
+            Ok(Event::Message(_)) => {
+                return Err(Error::Protocol("unexpected message on the control socket"));
+            }
+            Ok(_) => {}
+            Err(iolite_ipc::Error::Closed) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Serves one link; a panic or an error in it ends the whole process (the
+/// server then fails what was in flight and starts another).
+fn serve_link_or_exit<M: Module>(shared: &Shared<M>, sock: OwnedFd) {
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        serve_link(shared, UnixStream::from(sock))
+    }));
+    match served {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            eprintln!("iolite module: {e}");
+            std::process::exit(1);
+        }
+        // The panic hook already wrote the message to stderr.
+        Err(_) => std::process::exit(101),
+    }
+}
+
+fn serve_link<M: Module>(shared: &Shared<M>, sock: UnixStream) -> Result<(), Error> {
+    let mut peer: Peer<Msg> = Peer::new(sock);
+    peer.adopt_pool(&shared.pool);
+    for remote in &shared.remote {
+        peer.adopt_remote(remote);
+    }
+    let copy = shared.transfer == Transfer::Copy;
     let mut pending = VecDeque::new();
     let mut quotable = Vec::new();
+    // Copy mode: the body bytes of the next request, as they came.
+    let mut inline: Vec<u8> = Vec::new();
     loop {
         let msg = match pending.pop_front() {
             Some(msg) => msg,
-            None => match peer.recv() {
+            None => match next_message(&mut peer) {
                 Ok(msg) => msg,
                 Err(iolite_ipc::Error::Closed) => return Ok(()),
                 Err(e) => return Err(e.into()),
@@ -66,20 +141,35 @@ fn serve<M: Module + Default>(sock: OwnedFd) -> Result<(), Error> {
         };
         match msg {
             Msg::Request(mut frame) => {
-                let body = peer.import(&frame.body)?;
+                let id = frame.id;
+                // A cancel that is already here skips the request.
+                take_buffered(&mut peer, &mut pending)?;
+                let cancelled = pending
+                    .iter()
+                    .any(|m| matches!(m, Msg::Cancel { id: c } if *c == id));
+                let body = if copy {
+                    copy_in(&shared.pool, &mut inline)?
+                } else {
+                    peer.import(&frame.body)?
+                };
+                if cancelled {
+                    drop(body);
+                    answer(&mut peer, empty_answer(id, 503), &pending)?;
+                    continue;
+                }
                 quotable.clear();
                 quotable.append(&mut std::mem::take(&mut frame.body).bufs);
-                let id = frame.id;
                 let req = Request { frame, body };
                 let mut ctx = Ctx {
-                    pool: &pool,
+                    pool: &shared.pool,
                     peer: &mut peer,
                     quotable: &mut quotable,
                     pending: &mut pending,
                     id,
                     stream_left: None,
+                    copy,
                 };
-                let mut resp = module.handle(&req, &mut ctx);
+                let mut resp = shared.module.handle(&req, &mut ctx);
                 if let Some(left) = ctx.stream_left {
                     if left > 0 {
                         eprintln!("iolite module: request {id}: stream ended {left} bytes short");
@@ -88,7 +178,12 @@ fn serve<M: Module + Default>(sock: OwnedFd) -> Result<(), Error> {
                     drop(req);
                     continue;
                 }
-                let frame = match describe(&mut peer, &pool, &resp.body, &quotable) {
+                let body = if copy {
+                    copy_out(&mut peer, id, &resp.body).map(|()| AggDesc::default())
+                } else {
+                    describe(&mut peer, &shared.pool, &resp.body, &quotable)
+                };
+                let frame = match body {
                     Ok(body) => ResponseFrame {
                         id,
                         status: resp.status,
@@ -97,27 +192,104 @@ fn serve<M: Module + Default>(sock: OwnedFd) -> Result<(), Error> {
                     },
                     Err(e) => {
                         eprintln!("iolite module: request {id}: {e}");
-                        ResponseFrame {
-                            id,
-                            status: 500,
-                            headers: Vec::new(),
-                            body: AggDesc::default(),
-                        }
+                        empty_answer(id, 500)
                     }
                 };
-                peer.send(&Msg::Response(frame))?;
+                answer(&mut peer, frame, &pending)?;
                 // Only now may the request body's and cached files' leases
                 // be released: the response above may quote them.
                 drop(req);
                 drop(resp);
             }
             Msg::Cancel { .. } => {
-                // Requests are answered one at a time, in order: a cancelled
-                // one is either answered already or will be, cheaply.
+                // Its request was answered already (a cancel for a request
+                // still waiting is found before that request starts).
             }
+            Msg::Data { bytes, .. } if copy => inline.extend_from_slice(&bytes.0),
             _ => return Err(Error::Protocol("unexpected message")),
         }
     }
+}
+
+/// The next message: answers and releases go out first; then the socket is
+/// polled a few times, giving the CPU away between polls, before this
+/// thread sleeps in `recvmsg`. Under load the next requests usually come
+/// within those polls, which saves a sleep and a wake-up per batch.
+fn next_message(peer: &mut Peer<Msg>) -> iolite_ipc::Result<Msg> {
+    if !peer.has_frame() {
+        peer.flush_releases()?;
+        for _ in 0..SPIN_POLLS {
+            match peer.try_recv_event()? {
+                Some(Event::Message(m)) => return Ok(m),
+                Some(_) => {}
+                None => std::thread::yield_now(),
+            }
+        }
+    }
+    peer.recv()
+}
+
+fn empty_answer(id: u64, status: u16) -> ResponseFrame {
+    ResponseFrame {
+        id,
+        status,
+        headers: Vec::new(),
+        body: AggDesc::default(),
+    }
+}
+
+/// Sends an answer, or queues it while more requests are already buffered
+/// here (they go out together when this link runs out of work).
+fn answer(
+    peer: &mut Peer<Msg>,
+    frame: ResponseFrame,
+    pending: &VecDeque<Msg>,
+) -> Result<(), Error> {
+    let more = !pending.is_empty() || peer.has_frame();
+    if more && peer.queued() < DEFER_BYTES {
+        peer.queue(&Msg::Response(frame))?;
+    } else {
+        peer.send(&Msg::Response(frame))?;
+    }
+    Ok(())
+}
+
+/// Moves the frames already received (no system call) into `pending`.
+fn take_buffered(peer: &mut Peer<Msg>, pending: &mut VecDeque<Msg>) -> Result<(), Error> {
+    while peer.has_frame() {
+        if let Event::Message(m) = peer.recv_event()? {
+            pending.push_back(m);
+        }
+    }
+    Ok(())
+}
+
+/// Copy mode: the inline request body, copied once more into the output
+/// pool so the module sees the same [`Agg`] as in shared mode.
+fn copy_in(pool: &Pool, inline: &mut Vec<u8>) -> Result<Agg, Error> {
+    if inline.is_empty() {
+        return Ok(Agg::new());
+    }
+    let mut buf = pool.alloc(inline.len())?;
+    buf.extend_from_slice(inline)?;
+    iolite_ipc::copied::add(inline.len());
+    inline.clear();
+    Ok(Agg::from(buf.freeze()))
+}
+
+/// Copy mode: the body's bytes, inline in [`Msg::Data`] frames.
+pub(crate) fn copy_out(peer: &mut Peer<Msg>, id: u64, body: &Agg) -> Result<(), Error> {
+    let mut at = 0;
+    while at < body.len() {
+        let end = (at + DATA_CHUNK).min(body.len());
+        let bytes = body.slice(at..end)?.copy_to_vec();
+        peer.queue(&Msg::Data {
+            id,
+            bytes: InlineBytes(bytes),
+        })?;
+        at = end;
+    }
+    Ok(())
 }
 
 /// A body's descriptors: output-pool buffers get fresh leases; slices of

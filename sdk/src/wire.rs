@@ -2,32 +2,47 @@
 //! version and the postcard messages that travel inside
 //! [`iolite_ipc::Wire::Msg`] frames over the inherited unix socket.
 //!
-//! One connection, one message type ([`Msg`]) both ways. The order:
+//! One message type ([`Msg`]) both ways, on two kinds of connection: the
+//! *control* socket the runner inherited, and *data links*, one per server
+//! worker thread, each a socket the server attaches over the control socket
+//! ([`Msg::Attach`]). Requests travel only on data links; the runner serves
+//! each link on its own thread, so a process answers as many requests at
+//! once as it has links.
 //!
-//! 1. server → runner: `SharePool` (the module's request pool, read-only),
-//!    then [`Msg::Hello`].
-//! 2. runner → server: `SharePool` (the runner's output pool), then
+//! 1. control, server → runner: `SharePool` (the module's request pool and
+//!    the cache pool, read-only), then [`Msg::Hello`].
+//! 2. control, runner → server: `SharePool` (the runner's output pool), then
 //!    [`Msg::Ready`] — or the runner exits with a message on stderr.
-//! 3. server → runner: [`Msg::Request`] (at most `in_flight` unanswered);
-//!    runner → server: [`Msg::Response`] with the same id, in any order.
-//!    `Release` frames flow both ways as buffers are dropped.
-//! 4. runner → server, while handling a request: [`Msg::CacheLookup`];
-//!    server → runner: [`Msg::Cached`] (slices of the cache pool, which
-//!    the server shares read-only at step 1 when its cache is on). Requests
-//!    that arrive meanwhile wait in the runner.
-//! 5. server → runner: [`Msg::Cancel`] when the client went away (the
-//!    runner may skip the request; it answers it either way).
-//! 6. Instead of [`Msg::Response`], a runner may stream: [`Msg::StreamHead`]
+//! 3. control, server → runner: [`Msg::Attach`] with a socket: a new data
+//!    link; the runner answers [`Msg::Attach`] (no descriptor) once a
+//!    thread serves it. Both ends use the pools shared at steps 1 and 2 on
+//!    it ([`iolite_ipc::Peer::adopt_pool`]); leases are per link.
+//! 4. data link, server → runner: [`Msg::Request`] (at most `in_flight`
+//!    unanswered per process); runner → server: [`Msg::Response`] with the
+//!    same id, in any order. `Release` frames flow both ways as buffers are
+//!    dropped (the server sends them with its next request).
+//! 5. data link, runner → server, while handling a request:
+//!    [`Msg::CacheLookup`]; server → runner: [`Msg::Cached`] (slices of the
+//!    cache pool). Requests that arrive meanwhile wait in the runner.
+//! 6. data link, server → runner: [`Msg::Cancel`] when the client went away;
+//!    a cancelled request the runner has not started is skipped (answered
+//!    with an empty 503 that nobody reads); a started one is answered as
+//!    usual.
+//! 7. Instead of [`Msg::Response`], a runner may stream: [`Msg::StreamHead`]
 //!    (status, headers, length), then [`Msg::StreamPart`]s until the length
 //!    is reached (or [`Msg::StreamAbort`]). The runner keeps a bounded
 //!    number of parts unreleased (its output pool is reused as the server
 //!    sends), so a body of any size streams through a fixed pool.
 //!
-//! Bodies never travel inline: a request body is an [`AggDesc`] of slices
-//! of the request pool; a response body is an [`AggDesc`] whose slices name
-//! the output pool (leases the runner grants), the request pool or the
-//! cache pool (leases the server granted with the request or a lookup,
-//! quoted back while the runner still holds them).
+//! Bodies travel by reference ([`Transfer::Shared`], the default): a request
+//! body is an [`AggDesc`] of slices of the request pool; a response body is
+//! an [`AggDesc`] whose slices name the output pool (leases the runner
+//! grants), the request pool or the cache pool (leases the server granted
+//! with the request or a lookup, quoted back while the runner still holds
+//! them). In [`Transfer::Copy`] (kept to measure what zero-copy saves) the
+//! bytes go inline instead: [`Msg::Data`] frames with the same id precede
+//! the [`Msg::Request`], [`Msg::Response`] or [`Msg::StreamPart`] they belong
+//! to, whose descriptors are then empty.
 
 use std::net::SocketAddr;
 
@@ -37,7 +52,7 @@ use serde::{Deserialize, Serialize};
 /// The module ABI version: the value `iolite_module_abi_version()` returns
 /// in a module built with this SDK, and the one the runner requires. Bump it
 /// whenever [`Msg`] or the entry points change.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// The symbol of `extern "C" fn() -> u32` returning [`ABI_VERSION`].
 pub const ABI_SYMBOL: &[u8] = b"iolite_module_abi_version";
@@ -59,6 +74,8 @@ pub enum Msg {
         output_pool: u64,
         /// Most requests the server sends before the first is answered.
         in_flight: u32,
+        /// How bodies travel.
+        transfer: Transfer,
     },
     /// Runner → server, once, after the output pool was shared.
     Ready {
@@ -115,6 +132,63 @@ pub enum Msg {
         /// The request.
         id: u64,
     },
+    /// Server → runner, on the control socket: a data link; its socket is
+    /// the one descriptor attached to this frame. Runner → server: the
+    /// link is served.
+    Attach,
+    /// Either way, [`Transfer::Copy`] only: the next bytes of the body of
+    /// request `id` (its request, response or stream part), inline.
+    Data {
+        /// The request.
+        id: u64,
+        /// The bytes.
+        bytes: InlineBytes,
+    },
+}
+
+/// How bodies travel between server and runner.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Transfer {
+    /// By reference: descriptors of shared, read-only pools (zero-copy).
+    #[default]
+    Shared,
+    /// Inline through the socket in [`Msg::Data`] frames, copied on each
+    /// side: the comparison point for the zero-copy path.
+    Copy,
+}
+
+/// Most bytes one [`Msg::Data`] frame carries.
+pub const DATA_CHUNK: usize = 256 << 10;
+
+/// Body bytes carried inline, serialized as one byte string (not a
+/// sequence of numbers), so a copy costs a `memcpy`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InlineBytes(pub Vec<u8>);
+
+impl Serialize for InlineBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for InlineBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = InlineBytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<InlineBytes, E> {
+                Ok(InlineBytes(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<InlineBytes, E> {
+                Ok(InlineBytes(v))
+            }
+        }
+        d.deserialize_byte_buf(Visit)
+    }
 }
 
 /// A request as the runner receives it.
@@ -148,4 +222,24 @@ pub struct ResponseFrame {
     pub headers: Vec<(String, Vec<u8>)>,
     /// The body: slices of the output pool and of the request body.
     pub body: AggDesc,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_bytes_travel_as_one_byte_string() {
+        let msg = Msg::Data {
+            id: 7,
+            bytes: InlineBytes((0..=255).collect()),
+        };
+        let mut out = Vec::new();
+        iolite_ipc::frame::encode(&msg, &mut out, 1 << 20).unwrap();
+        // version + length, variant, id, length varint (2 bytes), the bytes.
+        assert_eq!(out.len(), iolite_ipc::frame::HEADER_LEN + 1 + 1 + 2 + 256);
+        let back: Msg =
+            iolite_ipc::frame::decode_payload(&out[iolite_ipc::frame::HEADER_LEN..]).unwrap();
+        assert_eq!(back, msg);
+    }
 }

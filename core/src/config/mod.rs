@@ -54,6 +54,7 @@
 //! in_flight = 16
 //! timeout = "30s"
 //! memory_limit = "256M"                        # the module's own memory (RLIMIT_AS)
+//! transfer = "shared"                          # or "copy": bodies inline (bench only)
 //! [module.sandbox]                             # every key: the strict default
 //! profile = "strict"                           # or "none": every measure off
 //! user = "nobody"                              # a root server drops to it
@@ -313,11 +314,25 @@ pub struct ModuleConfig {
     /// default ([`DEFAULT_MEMORY_LIMIT`] under `strict`, no limit under
     /// `none`).
     pub memory_limit: Option<u64>,
+    /// How request and response bodies travel between server and runner.
+    pub transfer: ModuleTransfer,
     pub sandbox: SandboxConfig,
 }
 
 /// `memory_limit` of a module under the strict sandbox profile.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 256 << 20;
+
+/// How a module's bodies travel (`transfer` in `[[module]]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ModuleTransfer {
+    /// By reference, in shared read-only pools: nothing copied (the default).
+    #[default]
+    Shared,
+    /// Inline through the runner's socket, copied on each side (counted in
+    /// `iolite_body_bytes_copied_total`): kept to measure what zero-copy
+    /// saves (bench/modules.sh).
+    Copy,
+}
 
 /// How a runner process is confined (`[module.sandbox]`): applied by the
 /// runner itself, around loading the module (iolite-sandbox), and logged by
@@ -455,6 +470,7 @@ impl Default for ModuleConfig {
             in_flight: 16,
             timeout: Duration::from_secs(30),
             memory_limit: None,
+            transfer: ModuleTransfer::Shared,
             sandbox: SandboxConfig::for_profile(SandboxProfile::Strict),
         }
     }

@@ -7,8 +7,8 @@
 use super::file::{Cx, Val};
 use super::validate::{Draft, Placed};
 use super::{
-    CgiConfig, FastCgiAddress, FastCgiConfig, ModuleConfig, Origin, SandboxConfig, SandboxProfile,
-    WasmConfig, WasmKind,
+    CgiConfig, FastCgiAddress, FastCgiConfig, ModuleConfig, ModuleTransfer, Origin, SandboxConfig,
+    SandboxProfile, WasmConfig, WasmKind,
 };
 use toml::de::DeTable;
 
@@ -20,6 +20,7 @@ const MODULE_KEYS: &[&str] = &[
     "in_flight",
     "timeout",
     "memory_limit",
+    "transfer",
     "sandbox",
 ];
 const SANDBOX_KEYS: &[&str] = &[
@@ -208,6 +209,15 @@ impl Cx<'_, '_> {
                     })
                     .map(|n| m.memory_limit = Some(n))
                     .is_some(),
+                "transfer" => {
+                    let choices = [
+                        ("shared", ModuleTransfer::Shared),
+                        ("copy", ModuleTransfer::Copy),
+                    ];
+                    self.choice(v, "module.transfer", "body transfer", &choices)
+                        .map(|t| m.transfer = t)
+                        .is_some()
+                }
                 "sandbox" => self.sandbox(v).map(|s| m.sandbox = s).is_some(),
                 _ => {
                     self.unknown(k, "[[module]]", MODULE_KEYS);

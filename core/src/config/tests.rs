@@ -102,7 +102,7 @@ fn bad_files_report_every_error_with_its_position() {
         (
             "root = \"site\"\n[[module]]\nprefix = \"/m\"\npath = \"mod.so\"\nproceses = 2\n[module.sandbox]\nseccom = false\n",
             &[
-                "FILE:5:1: unknown key in [[module]]: `proceses` (expected one of: prefix, path, processes_min, processes_max, in_flight, timeout, memory_limit, sandbox)",
+                "FILE:5:1: unknown key in [[module]]: `proceses` (expected one of: prefix, path, processes_min, processes_max, in_flight, timeout, memory_limit, transfer, sandbox)",
                 "FILE:7:1: unknown key in [module.sandbox]: `seccom` (did you mean `seccomp`?)",
             ],
         ),
@@ -218,6 +218,12 @@ fn bad_files_report_every_error_with_its_position() {
             &["FILE:2:12: location: expected an array of tables ([[location]]), found a table"],
         ),
         // Mounts.
+        (
+            "root = \"site\"\n[[module]]\nprefix = \"/app\"\npath = \"gone.so\"\ntransfer = \"inline\"\n",
+            &[
+                "FILE:5:12: module.transfer: unknown body transfer \"inline\": expected \"shared\" or \"copy\"",
+            ],
+        ),
         (
             "root = \"site\"\n[[module]]\nprefix = \"/app\"\n",
             &["FILE:2:1: [[module]]: missing required key `path`"],
@@ -357,6 +363,7 @@ processes_max = 8
 in_flight = 4
 timeout = "5s"
 memory_limit = "128M"
+transfer = "copy"
 [module.sandbox]
 profile = "none"
 landlock = true
@@ -450,6 +457,7 @@ timeout = "100ms"
             in_flight: 4,
             timeout: Duration::from_secs(5),
             memory_limit: Some(128 << 20),
+            transfer: ModuleTransfer::Copy,
             sandbox: SandboxConfig {
                 profile: SandboxProfile::None,
                 user: Some("iolite".into()),

@@ -17,7 +17,7 @@
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
-use iolite_ipc::{AggDesc, BufDesc, Peer, Pool};
+use iolite_ipc::{AggDesc, BufDesc, Peer, Pool, RemotePool};
 use iolite_sdk::wire::{ABI_VERSION, Msg, ResponseFrame};
 
 /// The module ABI version this library speaks.
@@ -47,16 +47,45 @@ pub unsafe extern "C" fn iolite_module_main(sock_fd: i32) -> i32 {
 }
 
 fn serve(sock: UnixStream) -> Result<(), iolite_ipc::Error> {
-    let mut peer: Peer<Msg> = Peer::new(sock);
-    let Msg::Hello { output_pool, .. } = peer.recv()? else {
+    let mut control: Peer<Msg> = Peer::new(sock);
+    let Msg::Hello { output_pool, .. } = control.recv()? else {
         return Ok(());
     };
     let pool = Pool::with_name("forger-output", output_pool as usize)?;
-    peer.share_pool(&pool)?;
-    peer.send(&Msg::Ready {
+    control.share_pool(&pool)?;
+    control.send(&Msg::Ready {
         abi: ABI_VERSION,
         output_pool: pool.id(),
     })?;
+    let remote: Vec<RemotePool> = control.remote_pools().cloned().collect();
+    loop {
+        match control.recv() {
+            Ok(Msg::Attach) => {
+                let Some(fd) = control.channel().take_fds(1)?.pop() else {
+                    return Ok(());
+                };
+                let mut link: Peer<Msg> = Peer::new(UnixStream::from(fd));
+                link.adopt_pool(&pool);
+                for r in &remote {
+                    link.adopt_remote(r);
+                }
+                let pool = pool.clone();
+                std::thread::spawn(move || {
+                    if let Err(e) = serve_link(&mut link, &pool) {
+                        eprintln!("forger: {e}");
+                        std::process::exit(1);
+                    }
+                });
+                control.send(&Msg::Attach)?;
+            }
+            Ok(_) => {}
+            Err(iolite_ipc::Error::Closed) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn serve_link(peer: &mut Peer<Msg>, pool: &Pool) -> Result<(), iolite_ipc::Error> {
     loop {
         let Msg::Request(req) = (match peer.recv() {
             Ok(m) => m,

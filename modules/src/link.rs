@@ -1,0 +1,666 @@
+//! A worker thread's data link to one runner process: the request path.
+//!
+//! Each worker thread (one tokio current-thread runtime) keeps one link per
+//! runner slot of a module ([`WorkerLinks`]): a unix socket to the runner,
+//! registered with the worker's own reactor ([`AsyncFd`]). A request task
+//! writes its request frame straight into the socket ([`Link::submit`]) and
+//! awaits a oneshot; the link's reader task (one per link, on the same
+//! thread) decodes answers and completes them. No other thread is woken on
+//! the way: one `sendmsg` out, one `recvmsg` back, and under load both carry
+//! many frames (requests and the releases of answers already sent leave
+//! together; the runner answers a burst in one write).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use iolite_core::Body;
+use iolite_core::static_files::StaticFiles;
+use iolite_ipc::{Agg, Event, Peer, Pool};
+use iolite_sdk::wire::{DATA_CHUNK, InlineBytes, Msg, RequestFrame, ResponseFrame};
+use tokio::io::Interest;
+use tokio::net::UnixStream;
+use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, oneshot};
+
+use crate::supervisor::{Attached, Cmd, SlotHandle};
+
+/// How often a link with buffers still held wakes to send their releases
+/// when no request carries them.
+const RELEASE_TICK: Duration = Duration::from_millis(10);
+/// Polls for answers right after sending (see `await_answer_briefly`), and
+/// how many sends skip polling after polls that found nothing.
+const ANSWER_POLLS: usize = 16;
+const SPIN_SKIP: u32 = 64;
+
+/// A module's answer.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// The whole answer: its frame and its body (an aggregate by reference;
+    /// bytes in copy mode).
+    Whole(ResponseFrame, Body),
+    /// A streamed answer: its head (body empty), the body's length, and
+    /// the parts as they arrive (the sender is dropped if it ends short).
+    Stream(ResponseFrame, u64, mpsc::UnboundedReceiver<Agg>),
+}
+
+/// A request sent to the runner and not yet answered.
+#[derive(Debug)]
+struct Flight {
+    /// None once the caller went away (cancelled), or once a stream began.
+    /// Dropped unanswered: the runner failed (502).
+    reply: Option<oneshot::Sender<Answer>>,
+    /// A streamed answer's parts still owed, and where they go.
+    stream: Option<(mpsc::UnboundedSender<Agg>, u64)>,
+    /// A stream's deadline for its next part.
+    deadline: Instant,
+    /// Copy mode: body bytes received so far.
+    inline: Vec<u8>,
+    /// The request's credit on its runner, returned with the answer.
+    _credit: OwnedSemaphorePermit,
+}
+
+/// What a link needs from its module.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkConfig {
+    pub name: Arc<str>,
+    /// The module's request pool (and, in copy mode, where stream parts
+    /// are copied to).
+    pub pool: Pool,
+    /// The cache pool, when runners may include cached files.
+    pub cache_pool: Option<Pool>,
+    /// A stream's time limit between parts.
+    pub timeout: Duration,
+    /// Bodies travel inline.
+    pub copy: bool,
+}
+
+#[derive(Debug)]
+struct State {
+    peer: Peer<Msg>,
+    inflight: HashMap<u64, Flight>,
+    closed: bool,
+}
+
+/// One worker's link to one runner process.
+#[derive(Debug)]
+pub(crate) struct Link {
+    /// A duplicate of the socket `state.peer` reads and writes, registered
+    /// with the worker's reactor for readiness only.
+    io: UnixStream,
+    state: RefCell<State>,
+    /// Wakes the reader task when output is left queued.
+    kick: Notify,
+    cfg: LinkConfig,
+    files: Option<Rc<StaticFiles>>,
+    slot: Arc<SlotHandle>,
+    /// The runner this link leads to.
+    pub generation: u64,
+    /// Sends left that do not poll for their answers.
+    spin_skip: std::cell::Cell<u32>,
+}
+
+impl Link {
+    /// Wraps an attached socket and starts its reader task on this thread.
+    fn open(
+        attached: Attached,
+        cfg: LinkConfig,
+        files: Option<Rc<StaticFiles>>,
+        slot: Arc<SlotHandle>,
+    ) -> std::io::Result<Rc<Link>> {
+        attached.sock.set_nonblocking(true)?;
+        let io = UnixStream::from_std(attached.sock.try_clone()?)?;
+        let mut peer: Peer<Msg> = Peer::new(attached.sock);
+        peer.adopt_pool(&cfg.pool);
+        if let Some(cache) = &cfg.cache_pool {
+            peer.adopt_pool(cache);
+        }
+        peer.adopt_remote(&attached.output);
+        let link = Rc::new(Link {
+            io,
+            state: RefCell::new(State {
+                peer,
+                inflight: HashMap::new(),
+                closed: false,
+            }),
+            kick: Notify::new(),
+            cfg,
+            files,
+            slot,
+            generation: attached.generation,
+            spin_skip: std::cell::Cell::new(0),
+        });
+        tokio::task::spawn_local(read_loop(link.clone()));
+        Ok(link)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.state.borrow().closed || self.slot.is_retired(self.generation)
+    }
+
+    /// Sends a request; the answer comes on the returned receiver (dropped
+    /// unanswered if the runner fails). Err: the link is closed (or closed
+    /// now: its runner is gone) and the request did not leave; the frame
+    /// and the credit come back for another link.
+    pub(crate) fn submit(
+        &self,
+        frame: RequestFrame,
+        body: &Agg,
+        credit: OwnedSemaphorePermit,
+    ) -> Result<oneshot::Receiver<Answer>, Box<(RequestFrame, OwnedSemaphorePermit)>> {
+        let mut st = self.state.borrow_mut();
+        if st.closed {
+            return Err(Box::new((frame, credit)));
+        }
+        let id = frame.id;
+        let mut msg = Msg::Request(frame);
+        let queued = if self.cfg.copy {
+            copy_out(&mut st.peer, id, body)
+        } else if let Msg::Request(frame) = &mut msg {
+            st.peer.export(body).map(|desc| frame.body = desc)
+        } else {
+            Ok(())
+        };
+        let queued = queued.and_then(|()| st.peer.queue(&msg));
+        let Msg::Request(frame) = msg else {
+            unreachable!("built above")
+        };
+        if let Err(e) = queued {
+            drop(st);
+            self.fail(&format!("cannot send a request: {e}"), false);
+            return Err(Box::new((frame, credit)));
+        }
+        let (tx, rx) = oneshot::channel();
+        st.inflight.insert(
+            id,
+            Flight {
+                reply: Some(tx),
+                stream: None,
+                deadline: Instant::now() + self.cfg.timeout,
+                inline: Vec::new(),
+                _credit: credit,
+            },
+        );
+        drop(st);
+        // The reader task writes it: it runs after the other tasks this
+        // worker woke in the same round, so their requests leave in the
+        // same `sendmsg`.
+        self.kick.notify_one();
+        Ok(rx)
+    }
+
+    /// The client of request `id` went away before its answer: the runner
+    /// is told (it skips the request if it has not started it).
+    pub(crate) fn cancel(&self, id: u64) {
+        let mut st = self.state.borrow_mut();
+        let Some(flight) = st.inflight.get_mut(&id) else {
+            return;
+        };
+        if flight.reply.take().is_none() {
+            return;
+        }
+        // Written now, so that it is in the socket before the client's
+        // connection closes.
+        let sent = st
+            .peer
+            .queue(&Msg::Cancel { id })
+            .and_then(|()| st.peer.flush(false));
+        drop(st);
+        match sent {
+            Ok(true) => {}
+            Ok(false) => self.kick.notify_one(),
+            Err(e) => self.fail(&format!("runner link: {e}"), false),
+        }
+    }
+
+    /// Writes what is queued (the reader task only); what the socket does
+    /// not take now, it writes when the socket becomes writable.
+    fn flush(&self) {
+        let r = self.state.borrow_mut().peer.flush(false);
+        if let Err(e) = r {
+            self.fail(&format!("runner link: {e}"), false);
+        }
+    }
+
+    /// Closes the link: every request in flight on it fails (502; a stream
+    /// closes its connection). With `replace`, the runner broke the protocol
+    /// and is replaced.
+    fn fail(&self, why: &str, replace: bool) {
+        let flights = {
+            let mut st = self.state.borrow_mut();
+            if st.closed {
+                return;
+            }
+            st.closed = true;
+            st.peer.close();
+            std::mem::take(&mut st.inflight)
+        };
+        if replace {
+            tracing::warn!(module = %self.cfg.name, "{why}; replacing the runner");
+        } else if !flights.is_empty() {
+            tracing::warn!(module = %self.cfg.name, in_flight = flights.len(), "{why}");
+        }
+        // The other workers' links to this runner take no more requests.
+        self.slot.retire(self.generation);
+        drop(flights);
+        self.kick.notify_one();
+    }
+
+    /// Decodes every frame that has arrived. Ok(false): nothing more now.
+    fn read_some(&self) -> Result<bool, (String, bool)> {
+        let mut guard = self.state.borrow_mut();
+        let st = &mut *guard;
+        let event = match st.peer.try_recv_event() {
+            Ok(Some(ev)) => ev,
+            Ok(None) => return Ok(false),
+            Err(iolite_ipc::Error::Closed) => return Err(("runner gone".into(), false)),
+            Err(e) => return Err((format!("runner link: {e}"), true)),
+        };
+        let msg = match event {
+            Event::Message(m) => m,
+            _ => return Ok(true),
+        };
+        match msg {
+            Msg::Data { id, bytes } if self.cfg.copy => {
+                let flight = st
+                    .inflight
+                    .get_mut(&id)
+                    .ok_or_else(|| (format!("data for request {id}, not in flight"), true))?;
+                // Decoding the frame copied the bytes out of the socket
+                // buffer; gathering the chunks after the first is another.
+                iolite_ipc::copied::add(bytes.0.len());
+                if flight.inline.is_empty() {
+                    flight.inline = bytes.0;
+                } else {
+                    iolite_ipc::copied::add(bytes.0.len());
+                    flight.inline.extend_from_slice(&bytes.0);
+                }
+            }
+            Msg::CacheLookup { path } => {
+                let body = self.files.as_ref().and_then(|f| match f.cached_agg(path.as_bytes()) {
+                    Ok(Some(agg)) => st.peer.export(&agg).ok(),
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::debug!(module = %self.cfg.name, path, error = %e, "cache lookup");
+                        None
+                    }
+                });
+                // Written by the reader task once it has read what came.
+                st.peer
+                    .queue(&Msg::Cached { body })
+                    .map_err(|e| (format!("runner link: {e}"), false))?;
+            }
+            msg => answer(st, msg, &self.cfg).map_err(|why| (why, true))?,
+        }
+        Ok(true)
+    }
+
+    /// Right after requests went out, polls the socket a few times
+    /// (yielding the CPU between polls) for their answers before the worker
+    /// goes back to its reactor: a runner answers a small request within
+    /// microseconds, and this saves the worker a sleep and a wake-up on the
+    /// way back. Polling stops at the first poll that finds nothing after
+    /// an answer, and is skipped for a while after polls that found
+    /// nothing (the runner is busy, or the answers are slow): then the
+    /// reactor's wake-up is cheaper than polling. Err: the link failed.
+    fn await_answer_briefly(&self) -> Result<(), ()> {
+        if self.spin_skip.get() > 0 {
+            self.spin_skip.set(self.spin_skip.get() - 1);
+            return Ok(());
+        }
+        let mut got = false;
+        for _ in 0..ANSWER_POLLS {
+            if self.state.borrow().inflight.is_empty() {
+                return Ok(());
+            }
+            match self.read_some() {
+                Ok(true) => got = true,
+                Ok(false) if got => return Ok(()),
+                Ok(false) => std::thread::yield_now(),
+                Err((why, replace)) => {
+                    self.fail(&why, replace);
+                    return Err(());
+                }
+            }
+        }
+        if !got {
+            self.spin_skip.set(SPIN_SKIP);
+        }
+        Ok(())
+    }
+
+    /// Ends streams whose runner sent no part in time; the runner is
+    /// replaced. Returns the next stream deadline.
+    fn expire_streams(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let stalled = {
+            let st = self.state.borrow();
+            st.inflight
+                .values()
+                .any(|f| f.stream.is_some() && f.deadline <= now)
+        };
+        if stalled {
+            self.fail("a streamed answer stalled", true);
+            return None;
+        }
+        let st = self.state.borrow();
+        st.inflight
+            .values()
+            .filter(|f| f.stream.is_some())
+            .map(|f| f.deadline)
+            .min()
+    }
+}
+
+/// Handles a runner's answer (whole, or a stream's head, part or abort);
+/// Err: the runner broke the protocol.
+fn answer(st: &mut State, msg: Msg, cfg: &LinkConfig) -> Result<(), String> {
+    let id = match &msg {
+        Msg::Response(f) => f.id,
+        Msg::StreamHead { id, .. } | Msg::StreamPart { id, .. } | Msg::StreamAbort { id } => *id,
+        _ => return Err("runner sent an unexpected message".into()),
+    };
+    let Some(flight) = st.inflight.get_mut(&id) else {
+        return Err(format!("answer to request {id}, which is not in flight"));
+    };
+    match msg {
+        Msg::Response(frame) if flight.stream.is_none() => {
+            // A cancelled request's body is imported all the same, and
+            // dropped at once: that releases its leases.
+            let body = if cfg.copy {
+                Body::Bytes(std::mem::take(&mut flight.inline))
+            } else {
+                Body::Agg(
+                    st.peer
+                        .import(&frame.body)
+                        .map_err(|e| format!("bad response body descriptor: {e}"))?,
+                )
+            };
+            if let Some(reply) = st.inflight.remove(&id).and_then(|f| f.reply) {
+                let _ = reply.send(Answer::Whole(frame, body));
+            }
+        }
+        Msg::StreamHead {
+            status,
+            headers,
+            len,
+            ..
+        } if flight.stream.is_none() => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let head = ResponseFrame {
+                id,
+                status,
+                headers,
+                body: iolite_ipc::AggDesc::default(),
+            };
+            if let Some(reply) = flight.reply.take() {
+                let _ = reply.send(Answer::Stream(head, len, rx));
+            }
+            flight.deadline = Instant::now() + cfg.timeout;
+            flight.stream = Some((tx, len));
+            if len == 0 {
+                st.inflight.remove(&id);
+            }
+        }
+        Msg::StreamPart { body, .. } if flight.stream.is_some() => {
+            let part = if cfg.copy {
+                copy_in(&cfg.pool, &std::mem::take(&mut flight.inline))?
+            } else {
+                st.peer
+                    .import(&body)
+                    .map_err(|e| format!("bad stream part descriptor: {e}"))?
+            };
+            let Some((tx, left)) = flight.stream.as_mut() else {
+                return Err("no stream".into());
+            };
+            if part.len() as u64 > *left {
+                return Err(format!("request {id}: stream part overruns its length"));
+            }
+            *left -= part.len() as u64;
+            let done = *left == 0;
+            // The client may be gone: the part is dropped (and released).
+            let _ = tx.send(part);
+            flight.deadline = Instant::now() + cfg.timeout;
+            if done {
+                st.inflight.remove(&id);
+            }
+        }
+        Msg::StreamAbort { .. } if flight.stream.is_some() => {
+            // Dropping the sender closes the client's connection.
+            st.inflight.remove(&id);
+        }
+        _ => return Err(format!("request {id}: answer out of order")),
+    }
+    Ok(())
+}
+
+/// Copy mode: a request body's bytes, queued inline in `Data` frames: each
+/// byte is copied out of the request pool (counted by `copy_to_vec`) and
+/// once more into the frame (counted here).
+fn copy_out(peer: &mut Peer<Msg>, id: u64, body: &Agg) -> iolite_ipc::Result<()> {
+    let mut at = 0;
+    while at < body.len() {
+        let end = (at + DATA_CHUNK).min(body.len());
+        let bytes = body.slice(at..end)?.copy_to_vec();
+        iolite_ipc::copied::add(bytes.len());
+        peer.queue(&Msg::Data {
+            id,
+            bytes: InlineBytes(bytes),
+        })?;
+        at = end;
+    }
+    Ok(())
+}
+
+/// Copy mode: a stream part's gathered bytes, copied into the request pool
+/// so the stream gets an aggregate as in shared mode (a whole answer is
+/// sent from the gathered bytes as they are).
+fn copy_in(pool: &Pool, bytes: &[u8]) -> Result<Agg, String> {
+    if bytes.is_empty() {
+        return Ok(Agg::new());
+    }
+    let mut buf = pool
+        .alloc(bytes.len())
+        .map_err(|e| format!("copy mode: {e}"))?;
+    buf.extend_from_slice(bytes)
+        .map_err(|e| format!("copy mode: {e}"))?;
+    iolite_ipc::copied::add(bytes.len());
+    Ok(Agg::from(buf.freeze()))
+}
+
+/// The reader task of a link: answers in, queued output out, releases on
+/// a tick, stalled streams ended. It ends when the link closes.
+async fn read_loop(link: Rc<Link>) {
+    // One timer for the whole life of the link, re-armed when it fires (a
+    // new one per wake-up would cost a timer-wheel insert and removal).
+    let tick = tokio::time::sleep(RELEASE_TICK);
+    tokio::pin!(tick);
+    loop {
+        if link.is_closed() {
+            return;
+        }
+        let (want_write, hold) = {
+            let st = link.state.borrow();
+            (
+                st.peer.queued() > 0,
+                st.peer.leases_held() > 0 || st.peer.releases_pending() > 0,
+            )
+        };
+        let deadline = link.expire_streams();
+        if link.is_closed() {
+            return;
+        }
+        tokio::select! {
+            biased;
+            ready = link.io.readable() => {
+                if ready.is_err() {
+                    link.fail("runner link: reactor error", false);
+                    return;
+                }
+                // Until the socket is drained (WouldBlock clears readiness).
+                // A read that took less than it had room for drained it: no
+                // second read is needed to see EAGAIN (data that comes later
+                // is a new readiness event, which clearing does not lose).
+                loop {
+                    let r = link.io.try_io(Interest::READABLE, || match link.read_some() {
+                        Ok(true) if link.state.borrow().peer.drained() => {
+                            Err(ErrorKind::WouldBlock.into())
+                        }
+                        Ok(true) => Ok(Ok(())),
+                        Ok(false) => Err(ErrorKind::WouldBlock.into()),
+                        Err(e) => Ok(Err(e)),
+                    });
+                    match r {
+                        Ok(Ok(())) => {}
+                        Ok(Err((why, replace))) => {
+                            link.fail(&why, replace);
+                            return;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            ready = link.io.writable(), if want_write => {
+                if ready.is_err() {
+                    link.fail("runner link: reactor error", false);
+                    return;
+                }
+                let r = link.io.try_io(Interest::WRITABLE, || {
+                    match link.state.borrow_mut().peer.flush(false) {
+                        Ok(true) => Ok(Ok(())),
+                        Ok(false) => Err(ErrorKind::WouldBlock.into()),
+                        Err(e) => Ok(Err(e)),
+                    }
+                });
+                if let Ok(Err(e)) = r {
+                    link.fail(&format!("runner link: {e}"), false);
+                    return;
+                }
+            }
+            () = link.kick.notified() => {
+                link.flush();
+                if link.await_answer_briefly().is_err() {
+                    return;
+                }
+            }
+            () = &mut tick, if hold => {
+                tick.as_mut().reset(tokio::time::Instant::now() + RELEASE_TICK);
+                let r = {
+                    let mut st = link.state.borrow_mut();
+                    st.peer.queue_releases().map(drop)
+                };
+                if r.is_ok() {
+                    link.flush();
+                }
+            }
+            () = sleep_until(deadline), if deadline.is_some() => {}
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+/// One worker thread's links to the runners of one module, by slot.
+#[derive(Debug)]
+pub(crate) struct WorkerLinks {
+    links: RefCell<Vec<Option<Rc<Link>>>>,
+    connecting: RefCell<Vec<bool>>,
+    connected: Notify,
+    cfg: LinkConfig,
+    files: Option<Rc<StaticFiles>>,
+}
+
+impl WorkerLinks {
+    pub(crate) fn new(cfg: LinkConfig, files: Option<StaticFiles>) -> Self {
+        WorkerLinks {
+            links: RefCell::new(Vec::new()),
+            connecting: RefCell::new(Vec::new()),
+            connected: Notify::new(),
+            cfg,
+            files: files.map(Rc::new),
+        }
+    }
+
+    fn open_link(&self, index: usize) -> Option<Rc<Link>> {
+        let links = self.links.borrow();
+        links
+            .get(index)
+            .and_then(Option::as_ref)
+            .filter(|l| !l.is_closed())
+            .cloned()
+    }
+
+    /// This worker's open link to `slot`'s runner, made (once, however many
+    /// requests ask at the same time) when there is none; waits while the
+    /// runner (re)starts. None: the slot is gone or cannot attach.
+    pub(crate) async fn link(&self, slot: &Arc<SlotHandle>) -> Option<Rc<Link>> {
+        let index = slot.index;
+        loop {
+            if let Some(link) = self.open_link(index) {
+                return Some(link);
+            }
+            let busy = self
+                .connecting
+                .borrow()
+                .get(index)
+                .copied()
+                .unwrap_or(false);
+            if !busy {
+                break;
+            }
+            self.connected.notified().await;
+        }
+        let _connecting = Connecting::new(self, index);
+        let (tx, rx) = oneshot::channel();
+        if !slot.send(Cmd::Connect(tx)) {
+            return None;
+        }
+        let attached = rx.await.ok()?;
+        let link = match Link::open(attached, self.cfg.clone(), self.files.clone(), slot.clone()) {
+            Ok(link) => link,
+            Err(e) => {
+                tracing::warn!(module = %self.cfg.name, error = %e, "cannot use a runner link");
+                return None;
+            }
+        };
+        let mut links = self.links.borrow_mut();
+        if links.len() <= index {
+            links.resize(index + 1, None);
+        }
+        links[index] = Some(link.clone());
+        Some(link)
+    }
+}
+
+/// Marks a link being made; when dropped (made, failed or abandoned), the
+/// requests waiting for it look again.
+struct Connecting<'a> {
+    links: &'a WorkerLinks,
+    index: usize,
+}
+
+impl<'a> Connecting<'a> {
+    fn new(links: &'a WorkerLinks, index: usize) -> Self {
+        let mut c = links.connecting.borrow_mut();
+        if c.len() <= index {
+            c.resize(index + 1, false);
+        }
+        c[index] = true;
+        Connecting { links, index }
+    }
+}
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.links.connecting.borrow_mut().get_mut(self.index) {
+            *c = false;
+        }
+        self.links.connected.notify_waiters();
+    }
+}

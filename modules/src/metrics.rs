@@ -1,0 +1,104 @@
+//! [`ModuleMetrics`]: one module's counters, shown on `/metrics` labelled
+//! by the module's mount prefix.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use iolite_core::metrics::{MetricsSource, Sample};
+
+/// One module's counters (relaxed atomics, like core's).
+#[derive(Debug, Default)]
+pub struct ModuleMetrics {
+    prefix: String,
+    /// Requests routed to the module.
+    pub(crate) requests: AtomicU64,
+    /// Answered 502 (the runner failed, broke the protocol or answered
+    /// something invalid).
+    pub(crate) bad_gateway: AtomicU64,
+    /// Answered 503 (too many requests queued for the module).
+    pub(crate) busy: AtomicU64,
+    /// Answered 504 (past the module's timeout).
+    pub(crate) timed_out: AtomicU64,
+    /// Requests whose client went away before the answer.
+    pub(crate) cancelled: AtomicU64,
+    /// Runner processes started again after one died or was replaced.
+    pub(crate) restarts: AtomicU64,
+    /// Runner processes ready now.
+    pub(crate) runners: AtomicU64,
+}
+
+impl ModuleMetrics {
+    pub(crate) fn new(prefix: &str) -> Self {
+        ModuleMetrics {
+            prefix: prefix.to_owned(),
+            ..ModuleMetrics::default()
+        }
+    }
+
+    /// Counts a finished request by the status it got.
+    pub(crate) fn answered(&self, status: u16) {
+        match status {
+            502 => self.bad_gateway.fetch_add(1, Relaxed),
+            503 => self.busy.fetch_add(1, Relaxed),
+            504 => self.timed_out.fetch_add(1, Relaxed),
+            _ => 0,
+        };
+    }
+}
+
+impl MetricsSource for ModuleMetrics {
+    fn samples(&self, out: &mut Vec<Sample>) {
+        let figures: [(&'static str, &'static str, &'static str, &AtomicU64); 7] = [
+            (
+                "iolite_module_requests_total",
+                "counter",
+                "Requests routed to a process module.",
+                &self.requests,
+            ),
+            (
+                "iolite_module_bad_gateway_total",
+                "counter",
+                "Module requests answered 502 (runner failed or answered invalidly).",
+                &self.bad_gateway,
+            ),
+            (
+                "iolite_module_busy_total",
+                "counter",
+                "Module requests answered 503 (too many queued).",
+                &self.busy,
+            ),
+            (
+                "iolite_module_timeouts_total",
+                "counter",
+                "Module requests answered 504 (past the module's timeout).",
+                &self.timed_out,
+            ),
+            (
+                "iolite_module_cancelled_total",
+                "counter",
+                "Module requests whose client went away before the answer.",
+                &self.cancelled,
+            ),
+            (
+                "iolite_module_restarts_total",
+                "counter",
+                "Runner processes started again after one died or was replaced.",
+                &self.restarts,
+            ),
+            (
+                "iolite_module_runners",
+                "gauge",
+                "Runner processes ready now.",
+                &self.runners,
+            ),
+        ];
+        for (name, kind, help, value) in figures {
+            out.push(Sample {
+                name,
+                kind,
+                help,
+                labels: vec![("module", self.prefix.clone())],
+                value: value.load(Relaxed),
+            });
+        }
+    }
+}
