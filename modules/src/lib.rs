@@ -23,9 +23,8 @@
 //! worker make in one scheduler round leave in one `sendmsg`, with the
 //! releases of answers already sent; the runner answers a burst in one
 //! write. No thread other than the worker and the runner is woken, and
-//! each polls the link briefly before it sleeps (the worker right after it
-//! sent, adaptively; the runner after it answered), which saves most
-//! sleeps and wake-ups when answers are quick.
+//! the runner's link thread polls its socket briefly before it sleeps,
+//! which saves it a sleep and a wake-up when requests come quickly.
 //! - `supervisor`: one thread per runner process: spawn (re-exec of the
 //!   iolite binary), handshake, attaching data links, restart with
 //!   backoff, replacing a runner whose request timed out, log forwarding.
