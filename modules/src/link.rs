@@ -30,6 +30,10 @@ use crate::supervisor::{Attached, Cmd, SlotHandle};
 /// How often a link with buffers still held wakes to send their releases
 /// when no request carries them.
 const RELEASE_TICK: Duration = Duration::from_millis(10);
+/// Yields to the runtime after sending before the worker may sleep (see
+/// `read_loop`), and sends that do not poll after polls found nothing.
+const ANSWER_POLLS: usize = 16;
+const SKIP_AFTER_MISS: u32 = 64;
 
 /// A module's answer.
 #[derive(Debug)]
@@ -436,17 +440,32 @@ async fn read_loop(link: Rc<Link>) {
     // new one per wake-up would cost a timer-wheel insert and removal).
     let tick = tokio::time::sleep(RELEASE_TICK);
     tokio::pin!(tick);
+    // Right after requests went out, the task yields to the runtime a few
+    // times instead of letting the worker sleep: each yield polls the
+    // reactor without blocking, and a quick answer is then taken without a
+    // sleep and a wake-up. Other tasks run between the yields; answers are
+    // read only through readiness, as always. After polls that found
+    // nothing, the next sends do not poll (the runner is busy or slow).
+    let mut polls_left = 0usize;
+    let mut skip = 0u32;
     loop {
         if link.is_closed() {
             return;
         }
-        let (want_write, hold) = {
+        let (want_write, hold, waiting) = {
             let st = link.state.borrow();
             (
                 st.peer.queued() > 0,
                 st.peer.leases_held() > 0 || st.peer.releases_pending() > 0,
+                st.inflight.values().any(|f| f.reply.is_some()),
             )
         };
+        if !waiting {
+            polls_left = 0;
+        } else if polls_left == 1 {
+            // The last poll found nothing.
+            skip = SKIP_AFTER_MISS;
+        }
         let deadline = link.expire_streams();
         if link.is_closed() {
             return;
@@ -503,7 +522,17 @@ async fn read_loop(link: Rc<Link>) {
                     return;
                 }
             }
-            () = link.kick.notified() => link.flush(),
+            () = link.kick.notified() => {
+                link.flush();
+                if skip > 0 {
+                    skip -= 1;
+                } else {
+                    polls_left = ANSWER_POLLS;
+                }
+            }
+            () = tokio::task::yield_now(), if polls_left > 0 && waiting => {
+                polls_left -= 1;
+            }
             () = &mut tick, if hold => {
                 tick.as_mut().reset(tokio::time::Instant::now() + RELEASE_TICK);
                 let r = {
