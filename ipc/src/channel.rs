@@ -106,10 +106,18 @@ impl Channel {
     }
 
     /// Whether the socket is known to be empty: no whole frame is buffered
-    /// and the last read took less than it had room for. An event loop may
-    /// then wait for readiness without reading again to see `EAGAIN`.
+    /// and a read since the last [`clear_drained`](Channel::clear_drained)
+    /// took less than it had room for. An event loop that clears it before
+    /// it receives may then wait for readiness without reading again to see
+    /// `EAGAIN` (data that came after that read is a new readiness event).
     pub fn drained(&self) -> bool {
         self.drained && !self.has_frame()
+    }
+
+    /// Forgets what earlier reads said about the socket (see
+    /// [`drained`](Channel::drained)).
+    pub fn clear_drained(&mut self) {
+        self.drained = false;
     }
 
     /// Queues `msg` as one frame (no descriptors) for the next

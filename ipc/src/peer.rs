@@ -438,6 +438,11 @@ impl<M: Serialize + DeserializeOwned> Peer<M> {
         self.chan.drained()
     }
 
+    /// See [`Channel::clear_drained`].
+    pub fn clear_drained(&mut self) {
+        self.chan.clear_drained();
+    }
+
     /// Bytes queued and not yet written.
     pub fn queued(&self) -> usize {
         self.chan.queued()

@@ -22,10 +22,11 @@
 //! link completes the request. Requests that several connections of a
 //! worker make in one scheduler round leave in one `sendmsg`, with the
 //! releases of answers already sent; the runner answers a burst in one
-//! write. No thread other than the worker and the runner is woken, and
-//! each polls the link briefly before it sleeps (the worker right after it
-//! sent, adaptively; the runner after it answered), which saves most
-//! sleeps and wake-ups when answers are quick.
+//! write. No thread other than the worker and the runner is woken. The
+//! runner's link thread polls its socket briefly before it sleeps, and a
+//! worker's link task yields to its runtime a few times after sending
+//! (adaptively) before the worker may sleep, which saves most sleeps and
+//! wake-ups when answers are quick.
 //! - `supervisor`: one thread per runner process: spawn (re-exec of the
 //!   iolite binary), handshake (the runner's sandbox report first),
 //!   attaching data links, the control loop (socket, wake-up socket and the

@@ -30,10 +30,10 @@ use crate::supervisor::{Attached, Cmd, SlotHandle};
 /// How often a link with buffers still held wakes to send their releases
 /// when no request carries them.
 const RELEASE_TICK: Duration = Duration::from_millis(10);
-/// Polls for answers right after sending (see `await_answer_briefly`), and
-/// how many sends skip polling after polls that found nothing.
+/// Yields to the runtime after sending before the worker may sleep (see
+/// `read_loop`), and sends that do not poll after polls found nothing.
 const ANSWER_POLLS: usize = 16;
-const SPIN_SKIP: u32 = 64;
+const SKIP_AFTER_MISS: u32 = 64;
 
 /// A module's answer.
 #[derive(Debug)]
@@ -98,8 +98,6 @@ pub(crate) struct Link {
     slot: Arc<SlotHandle>,
     /// The runner this link leads to.
     pub generation: u64,
-    /// Sends left that do not poll for their answers.
-    spin_skip: std::cell::Cell<u32>,
 }
 
 impl Link {
@@ -130,7 +128,6 @@ impl Link {
             files,
             slot,
             generation: attached.generation,
-            spin_skip: std::cell::Cell::new(0),
         });
         tokio::task::spawn_local(read_loop(link.clone()));
         Ok(link)
@@ -297,40 +294,6 @@ impl Link {
         Ok(true)
     }
 
-    /// Right after requests went out, polls the socket a few times
-    /// (yielding the CPU between polls) for their answers before the worker
-    /// goes back to its reactor: a runner answers a small request within
-    /// microseconds, and this saves the worker a sleep and a wake-up on the
-    /// way back. Polling stops at the first poll that finds nothing after
-    /// an answer, and is skipped for a while after polls that found
-    /// nothing (the runner is busy, or the answers are slow): then the
-    /// reactor's wake-up is cheaper than polling. Err: the link failed.
-    fn await_answer_briefly(&self) -> Result<(), ()> {
-        if self.spin_skip.get() > 0 {
-            self.spin_skip.set(self.spin_skip.get() - 1);
-            return Ok(());
-        }
-        let mut got = false;
-        for _ in 0..ANSWER_POLLS {
-            if self.state.borrow().inflight.is_empty() {
-                return Ok(());
-            }
-            match self.read_some() {
-                Ok(true) => got = true,
-                Ok(false) if got => return Ok(()),
-                Ok(false) => std::thread::yield_now(),
-                Err((why, replace)) => {
-                    self.fail(&why, replace);
-                    return Err(());
-                }
-            }
-        }
-        if !got {
-            self.spin_skip.set(SPIN_SKIP);
-        }
-        Ok(())
-    }
-
     /// Ends streams whose runner sent no part in time; the runner is
     /// replaced. Returns the next stream deadline.
     fn expire_streams(&self) -> Option<Instant> {
@@ -477,17 +440,32 @@ async fn read_loop(link: Rc<Link>) {
     // new one per wake-up would cost a timer-wheel insert and removal).
     let tick = tokio::time::sleep(RELEASE_TICK);
     tokio::pin!(tick);
+    // Right after requests went out, the task yields to the runtime a few
+    // times instead of letting the worker sleep: each yield polls the
+    // reactor without blocking, and a quick answer is then taken without a
+    // sleep and a wake-up. Other tasks run between the yields; answers are
+    // read only through readiness, as always. After polls that found
+    // nothing, the next sends do not poll (the runner is busy or slow).
+    let mut polls_left = 0usize;
+    let mut skip = 0u32;
     loop {
         if link.is_closed() {
             return;
         }
-        let (want_write, hold) = {
+        let (want_write, hold, waiting) = {
             let st = link.state.borrow();
             (
                 st.peer.queued() > 0,
                 st.peer.leases_held() > 0 || st.peer.releases_pending() > 0,
+                st.inflight.values().any(|f| f.reply.is_some()),
             )
         };
+        if !waiting {
+            polls_left = 0;
+        } else if polls_left == 1 {
+            // The last poll found nothing.
+            skip = SKIP_AFTER_MISS;
+        }
         let deadline = link.expire_streams();
         if link.is_closed() {
             return;
@@ -500,17 +478,22 @@ async fn read_loop(link: Rc<Link>) {
                     return;
                 }
                 // Until the socket is drained (WouldBlock clears readiness).
-                // A read that took less than it had room for drained it: no
-                // second read is needed to see EAGAIN (data that comes later
-                // is a new readiness event, which clearing does not lose).
+                // A read made inside this `try_io` that took less than it had
+                // room for drained it: no second read is needed to see
+                // EAGAIN (data that came after it is a new readiness event,
+                // which clearing does not lose). A read made before proves
+                // nothing: data may have come since, its event already taken.
                 loop {
-                    let r = link.io.try_io(Interest::READABLE, || match link.read_some() {
-                        Ok(true) if link.state.borrow().peer.drained() => {
-                            Err(ErrorKind::WouldBlock.into())
+                    let r = link.io.try_io(Interest::READABLE, || {
+                        link.state.borrow_mut().peer.clear_drained();
+                        match link.read_some() {
+                            Ok(true) if link.state.borrow().peer.drained() => {
+                                Err(ErrorKind::WouldBlock.into())
+                            }
+                            Ok(true) => Ok(Ok(())),
+                            Ok(false) => Err(ErrorKind::WouldBlock.into()),
+                            Err(e) => Ok(Err(e)),
                         }
-                        Ok(true) => Ok(Ok(())),
-                        Ok(false) => Err(ErrorKind::WouldBlock.into()),
-                        Err(e) => Ok(Err(e)),
                     });
                     match r {
                         Ok(Ok(())) => {}
@@ -541,9 +524,14 @@ async fn read_loop(link: Rc<Link>) {
             }
             () = link.kick.notified() => {
                 link.flush();
-                if link.await_answer_briefly().is_err() {
-                    return;
+                if skip > 0 {
+                    skip -= 1;
+                } else {
+                    polls_left = ANSWER_POLLS;
                 }
+            }
+            () = tokio::task::yield_now(), if polls_left > 0 && waiting => {
+                polls_left -= 1;
             }
             () = &mut tick, if hold => {
                 tick.as_mut().reset(tokio::time::Instant::now() + RELEASE_TICK);

@@ -529,10 +529,13 @@ fn request_frame(req: &RequestCtx<'_>, path: &str) -> Result<RequestFrame, iolit
         Some(q) => String::from_utf8(target[q + 1..].to_vec()).map_err(|_| bad("query"))?,
         None => String::new(),
     };
-    let mut storage = [httparse::EMPTY_HEADER; 256];
-    let mut parsed = httparse::Request::new(&mut storage);
+    // Core parsed this head already (at most MAX_HEADERS fields); the
+    // storage is left uninitialised, as httparse allows.
+    let mut storage = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() };
+        iolite_core::http::request::MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
     parsed
-        .parse(req.head_bytes)
+        .parse_with_uninit_headers(req.head_bytes, &mut storage)
         .map_err(|_| bad("request head"))?;
     let headers = parsed
         .headers
