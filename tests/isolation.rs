@@ -19,42 +19,14 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use iolite_modules::runner::RUNNER_ALLOWANCE;
-use support::{Iolite, read_response};
-
-/// Builds the two example modules once per test binary (cargo's lock
-/// serialises concurrent builds); returns the directory holding them.
-fn modules_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let bin = PathBuf::from(env!("CARGO_BIN_EXE_iolite"));
-        let dir = bin.parent().unwrap().to_owned();
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
-            "build",
-            "-p",
-            "iolite-example-hello",
-            "-p",
-            "iolite-example-hostile",
-        ]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().unwrap().success(), "building the modules");
-        dir
-    })
-}
+use support::{Iolite, get};
 
 fn lib(name: &str) -> String {
-    modules_dir()
-        .join(format!("lib{name}.so"))
-        .to_string_lossy()
-        .into_owned()
+    support::example_lib(support::example_modules(&["hello", "hostile"]), name)
 }
 
 /// Limits of the attacked module, small so each attack ends quickly.
@@ -98,12 +70,6 @@ fn start_as(sandboxes: &[(&str, &str)], uid: Option<u32>) -> (tempfile::TempDir,
     }
     let server = Iolite::start_as(root.path(), &["--config", file.to_str().unwrap()], uid);
     (root, server)
-}
-
-fn get(server: &Iolite, target: &str) -> support::Response {
-    let mut s = server.connect();
-    write!(s, "GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    read_response(&mut s, &mut Vec::new(), false)
 }
 
 /// The sandbox report of the `n`-th runner of `module` to be ready.

@@ -10,58 +10,26 @@
 mod support;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use support::{Iolite, read_response};
 
-/// Builds the example module crates once per test binary (cargo's own lock
-/// serialises concurrent builds) and returns the directory holding them:
-/// the target directory of the iolite binary under test.
-fn modules_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let bin = PathBuf::from(env!("CARGO_BIN_EXE_iolite"));
-        let dir = bin.parent().unwrap().to_owned();
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
-            "build",
-            "-p",
-            "iolite-example-hello",
-            "-p",
-            "iolite-example-echo",
-            "-p",
-            "iolite-example-faulty",
-            "-p",
-            "iolite-example-abi-mismatch",
-            "-p",
-            "iolite-example-template",
-            "-p",
-            "iolite-example-jsonapi",
-            "-p",
-            "iolite-example-hostile",
-            "-p",
-            "iolite-example-forger",
-            "-p",
-            "iolite-example-stream",
-            "-p",
-            "iolite-example-blob",
-        ]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "building the example modules failed");
-        dir
-    })
-}
+/// The example modules these tests mount.
+const MODULES: &[&str] = &[
+    "hello",
+    "echo",
+    "faulty",
+    "abi-mismatch",
+    "template",
+    "jsonapi",
+    "hostile",
+    "forger",
+    "stream",
+    "blob",
+];
 
 fn lib(name: &str) -> String {
-    modules_dir()
-        .join(format!("lib{name}.so"))
-        .to_string_lossy()
-        .into_owned()
+    support::example_lib(support::example_modules(MODULES), name)
 }
 
 /// The sandbox of a module that opens the test's named pipe: the pipe lives

@@ -15,6 +15,22 @@
 //! drops the cache's reference, and the pool reuses the space only when the
 //! last [`Buf`](iolite_ipc::Buf) into it is dropped — when the send is done.
 //!
+//! Known gap: "done" means the last `sendfile` returned. Slices above
+//! `send::MEM_SLICE_MAX` go out by page reference, and those pages can
+//! still sit in socket queues afterwards — until the peer acknowledges them
+//! (a remote client) or reads them (a peer on the same host: loopback,
+//! veth). If the pool reuses that space for another entry meanwhile, the
+//! queued bytes change under the peer. It takes eviction plus a peer that
+//! lags behind by a whole reuse cycle, but nothing bounds that lag for a
+//! local peer. The fix planned: hold the pool space until the kernel
+//! releases the pages, which only `MSG_ZEROCOPY` completions report (the
+//! kernel copies on local delivery and then completes), at the price of a
+//! copy for loopback peers.
+//!
+//! Entries are backed by 2 MiB huge pages as the pool fills
+//! ([`iolite_ipc::BufMut::collapse_huge_pages`]), so `sendfile` looks the
+//! pool's pages up once per 2 MiB instead of once per 4 KiB.
+//!
 //! # Layout
 //! - [`replacement`]: Greedy-Dual-Size-Frequency and LRU bookkeeping.
 
