@@ -486,7 +486,7 @@ fn a_client_that_goes_away_cancels_its_queued_request() {
         fifo.display()
     )
     .unwrap();
-    let pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let pipe = support::open_fifo_writer(&fifo);
     // A request queued behind it, whose client leaves: the server closes
     // the connection only after it cancelled the request.
     let mut gone = server.connect();
@@ -543,7 +543,7 @@ fn a_cancelled_request_the_runner_has_not_started_is_skipped() {
         fifo.display()
     )
     .unwrap();
-    let pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let pipe = support::open_fifo_writer(&fifo);
     // Two credits: this one goes to the runner at once, and waits there.
     // Its client leaves; the server sends the cancel before it closes the
     // connection.
@@ -869,7 +869,7 @@ fn a_busy_module_gets_another_runner_up_to_processes_max() {
         fifo.display()
     )
     .unwrap();
-    let pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let pipe = support::open_fifo_writer(&fifo);
     // The only runner is held: this request gets a second one.
     let second = get(&server, "/faulty/x");
     assert_eq!(second.status, 200);

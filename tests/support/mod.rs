@@ -349,3 +349,38 @@ pub fn get(server: &Iolite, target: &str) -> Response {
     write!(s, "GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     read_response(&mut s, &mut Vec::new(), false)
 }
+
+/// Opens the write end of the named pipe `path` once its reader (a module
+/// under test) has opened it, failing the test after 10 s instead of
+/// blocking forever when the reader never comes.
+pub fn open_fifo_writer(path: &Path) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(path)
+        {
+            Ok(file) => {
+                // Writes after this block as usual.
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+                let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+                let flags =
+                    nix::fcntl::OFlag::from_bits_truncate(flags) - nix::fcntl::OFlag::O_NONBLOCK;
+                nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(flags)).unwrap();
+                return file;
+            }
+            // ENXIO: no reader yet.
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENXIO as i32) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "nobody opened {} for reading within 10 s",
+                    path.display()
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("open {}: {e}", path.display()),
+        }
+    }
+}
