@@ -456,29 +456,36 @@ fn a_64_mib_cached_file_included_by_a_module_copies_nothing() {
     assert!(server.stop().success());
 }
 
-#[test]
-fn a_client_that_goes_away_cancels_its_queued_request() {
+/// One runner, held busy by a request that reads a named pipe; a second
+/// request whose client leaves before it is answered; then the pipe ends.
+/// `in_flight` decides where the second waits: 1 — in the server (no
+/// credit), 2 with one worker — in the runner, behind the first on the
+/// worker's one link. Either way it is cancelled: no answer, and the module
+/// counts only the held request and the count requests. Returns the server
+/// (still running) for further checks.
+fn cancel_while_held(in_flight: u32, extra: &[&str]) -> (tempfile::TempDir, Iolite) {
     let root = site();
     let config = root.path().join("iolite.toml");
     std::fs::write(
         &config,
         format!(
-            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nin_flight = 1\nprocesses_max = 1\n{UNCONFINED}",
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nin_flight = {in_flight}\nprocesses_max = 1\n{UNCONFINED}",
             lib("faulty")
         ),
     )
     .unwrap();
     let fifo = root.path().join("hold");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-    let server = Iolite::start(root.path(), &["--config", config.to_str().unwrap()]);
+    let mut args = vec!["--config", config.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let server = Iolite::start(root.path(), &args);
     let base: u64 = String::from_utf8(get(&server, "/faulty/count").body)
         .unwrap()
         .trim()
         .parse()
         .unwrap();
-    // Hold the only runner (one request in flight at a time): it answers
-    // once it has read the pipe to its end. Opening the write end returns
-    // only when the module has opened the read end, so it is busy now.
+    // Opening the write end returns only when the module has opened the
+    // read end, so the runner is busy with this request now.
     let mut held = server.connect();
     write!(
         held,
@@ -487,8 +494,8 @@ fn a_client_that_goes_away_cancels_its_queued_request() {
     )
     .unwrap();
     let pipe = support::open_fifo_writer(&fifo);
-    // A request queued behind it, whose client leaves: the server closes
-    // the connection only after it cancelled the request.
+    // The client leaves; the server closes the connection only after it
+    // cancelled the request.
     let mut gone = server.connect();
     gone.write_all(b"GET /faulty/count HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
@@ -508,64 +515,20 @@ fn a_client_that_goes_away_cancels_its_queued_request() {
         String::from_utf8(count).unwrap().trim(),
         (base + 2).to_string()
     );
+    (root, server)
+}
+
+#[test]
+fn a_client_that_goes_away_cancels_its_queued_request() {
+    let (_root, server) = cancel_while_held(1, &[]);
     assert!(server.stop().success());
 }
 
 #[test]
 fn a_cancelled_request_the_runner_has_not_started_is_skipped() {
-    let root = site();
-    let config = root.path().join("iolite.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nin_flight = 2\nprocesses_max = 1\n{UNCONFINED}",
-            lib("faulty")
-        ),
-    )
-    .unwrap();
-    let fifo = root.path().join("hold");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-    // One worker: one link, one runner thread, so the second request waits
-    // in the runner behind the first.
-    let server = Iolite::start(
-        root.path(),
-        &["--config", config.to_str().unwrap(), "--workers", "1"],
-    );
-    let base: u64 = String::from_utf8(get(&server, "/faulty/count").body)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let mut held = server.connect();
-    write!(
-        held,
-        "GET /faulty/fifo?path={} HTTP/1.1\r\nHost: t\r\n\r\n",
-        fifo.display()
-    )
-    .unwrap();
-    let pipe = support::open_fifo_writer(&fifo);
-    // Two credits: this one goes to the runner at once, and waits there.
-    // Its client leaves; the server sends the cancel before it closes the
-    // connection.
-    let mut gone = server.connect();
-    gone.write_all(b"GET /faulty/count HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    gone.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut rest = Vec::new();
-    std::io::Read::read_to_end(&mut gone, &mut rest).unwrap();
-    assert!(rest.is_empty(), "no answer for a cancelled request");
-    drop(pipe);
-    assert_eq!(
-        read_response(&mut held, &mut Vec::new(), false).body,
-        b"read 0 bytes\n"
-    );
-    // The runner skipped the cancelled request: it handled the held one
-    // and this one only.
-    let count = get(&server, "/faulty/count").body;
-    assert_eq!(
-        String::from_utf8(count).unwrap().trim(),
-        (base + 2).to_string()
-    );
+    // One worker: one link, one runner thread, so with two credits the
+    // second request goes to the runner at once and waits there.
+    let (_root, server) = cancel_while_held(2, &["--workers", "1"]);
     assert_eq!(
         module_metric(&server, "iolite_module_cancelled_total", "/faulty"),
         1
