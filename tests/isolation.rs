@@ -447,24 +447,11 @@ fn a_sandbox_that_cannot_be_applied_refuses_to_start_the_server() {
 
 /// The processes of process group `group` that are not zombies.
 fn live_members(group: i32) -> Vec<i32> {
-    let mut live = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // After the command's closing parenthesis: state, ppid, pgrp.
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let mut fields = after.split(' ');
-        let state = fields.next().unwrap();
-        let pgrp: i32 = fields.nth(1).unwrap().parse().unwrap();
-        if pgrp == group && state != "Z" && state != "X" {
-            live.push(pid);
-        }
-    }
-    live
+    support::processes()
+        .into_iter()
+        .filter(|p| p.pgrp == group && !matches!(p.state, 'Z' | 'X'))
+        .map(|p| p.pid)
+        .collect()
 }
 
 #[test]

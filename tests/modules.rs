@@ -581,23 +581,11 @@ fn each_module_has_its_own_figures_on_metrics() {
 
 /// The pids of `parent`'s child processes.
 fn children(parent: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
-        let ppid = status
-            .lines()
-            .find_map(|l| l.strip_prefix("PPid:"))
-            .and_then(|v| v.trim().parse::<i32>().ok());
-        if ppid == Some(parent) {
-            out.push(pid);
-        }
-    }
-    out
+    support::processes()
+        .into_iter()
+        .filter(|p| p.ppid == parent)
+        .map(|p| p.pid)
+        .collect()
 }
 
 #[test]

@@ -384,3 +384,40 @@ pub fn open_fifo_writer(path: &Path) -> std::fs::File {
         }
     }
 }
+
+/// One process as `/proc/PID/stat` shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcInfo {
+    pub pid: i32,
+    /// The state letter (`R`, `S`, `Z`, ...).
+    pub state: char,
+    pub ppid: i32,
+    pub pgrp: i32,
+}
+
+/// Every process of the machine that `/proc` shows now (those that exit
+/// while it is read are left out).
+pub fn processes() -> Vec<ProcInfo> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // After the command's closing parenthesis: state, ppid, pgrp.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let mut fields = after.split(' ');
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap();
+        let ppid = fields.next().unwrap().parse().unwrap();
+        let pgrp = fields.next().unwrap().parse().unwrap();
+        out.push(ProcInfo {
+            pid,
+            state,
+            ppid,
+            pgrp,
+        });
+    }
+    out
+}
