@@ -830,3 +830,174 @@ fn a_busy_module_gets_another_runner_up_to_processes_max() {
     assert_eq!(read_response(&mut held, &mut Vec::new(), false).status, 200);
     assert!(server.stop().success());
 }
+
+/// The pid in a faulty module's `ok pid N` or `spun pid N` answer.
+fn answer_pid(r: &support::Response) -> i32 {
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    let text = String::from_utf8_lossy(&r.body);
+    text.trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {text:?}"))
+}
+
+#[test]
+fn max_requests_recycles_the_runner_and_the_old_one_answers_what_it_holds() {
+    let root = site();
+    let config = root.path().join("iolite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nprocesses_max = 1\nin_flight = 4\nmax_requests = 3\n{UNCONFINED}",
+            lib("faulty")
+        ),
+    )
+    .unwrap();
+    let fifo = root.path().join("hold");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // One worker: one link per runner, so the third request queues in the
+    // old runner behind the held one.
+    let server = Iolite::start(
+        root.path(),
+        &["--config", config.to_str().unwrap(), "--workers", "1"],
+    );
+    let old = answer_pid(&get(&server, "/faulty/x"));
+    let mut held = server.connect();
+    write!(
+        held,
+        "GET /faulty/fifo?path={} HTTP/1.1\r\nHost: t\r\n\r\n",
+        fifo.display()
+    )
+    .unwrap();
+    let pipe = support::open_fifo_writer(&fifo);
+    // The third request: sent to the old runner, which is then recycled.
+    let mut queued = server.connect();
+    write!(queued, "GET /faulty/x HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    server.wait_for_lines(1, |l| {
+        l.contains("draining the runner")
+            && l.contains(&format!("pid={old}"))
+            && l.contains("max_requests")
+    });
+    // New requests go to the successor while the old one still holds two.
+    let new = answer_pid(&get(&server, "/faulty/x"));
+    assert_ne!(new, old);
+    drop(pipe);
+    let r = read_response(&mut held, &mut Vec::new(), false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"read 0 bytes\n");
+    assert_eq!(
+        answer_pid(&read_response(&mut queued, &mut Vec::new(), false)),
+        old
+    );
+    // Then the old runner exits by itself (status 0), and is reaped.
+    server.wait_for_lines(1, |l| {
+        l.contains("runner exited (drained)")
+            && l.contains(&format!("pid={old}"))
+            && l.contains("exit status: 0")
+    });
+    assert_eq!(children(server.pid()), vec![new]);
+    assert_eq!(
+        module_metric(&server, "iolite_module_recycled_total", "/faulty"),
+        1
+    );
+    assert_eq!(
+        module_metric(&server, "iolite_module_restarts_total", "/faulty"),
+        0
+    );
+    assert_eq!(
+        module_metric(&server, "iolite_module_bad_gateway_total", "/faulty"),
+        0
+    );
+    assert!(!server.log_lines().iter().any(|l| l.contains("WARN")));
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_runner_near_its_cpu_time_limit_is_recycled_before_the_limit_kills_it() {
+    let root = site();
+    let config = root.path().join("iolite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nprocesses_max = 1\n{UNCONFINED}cpu_time = \"2s\"\n",
+            lib("faulty")
+        ),
+    )
+    .unwrap();
+    let server = Iolite::start(root.path(), &["--config", config.to_str().unwrap()]);
+    let recycled = |server: &Iolite| {
+        server
+            .log_lines()
+            .iter()
+            .filter(|l| l.contains("draining the runner") && l.contains("cpu_time"))
+            .count()
+    };
+    // Two clients keep the runner spinning (at most 50 ms of CPU a
+    // request) until it has been recycled twice: at 1.5 s of CPU each,
+    // which leaves it 0.5 s for what it holds.
+    let mut pids = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        if recycled(&server) >= 2 {
+            break;
+        }
+        let answers: Vec<support::Response> = std::thread::scope(|s| {
+            let clients: Vec<_> = (0..2)
+                .map(|_| s.spawn(|| get(&server, "/faulty/spin?ms=50")))
+                .collect();
+            clients.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        for r in &answers {
+            assert_eq!(r.status, 200, "{:#?}", server.log_lines());
+            pids.insert(answer_pid(r));
+        }
+    }
+    assert!(recycled(&server) >= 2, "{:#?}", server.log_lines());
+    // Recycled twice: the next request is the third runner's.
+    pids.insert(answer_pid(&get(&server, "/faulty/x")));
+    assert!(pids.len() >= 3, "answered by {pids:?}");
+    // No runner was killed by the limit (SIGXCPU, then SIGKILL): each
+    // drained one exited by itself.
+    server.wait_for_lines(2, |l| l.contains("runner exited (drained)"));
+    let log = server.log_lines();
+    assert!(!log.iter().any(|l| l.contains("WARN")), "{log:#?}");
+    assert_eq!(
+        module_metric(&server, "iolite_module_restarts_total", "/faulty"),
+        0
+    );
+    assert!(server.stop().success());
+}
+
+#[test]
+fn an_idle_runner_above_processes_min_ends_and_the_next_request_starts_one() {
+    let root = site();
+    let config = root.path().join("iolite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nprocesses_min = 0\nidle_timeout = \"300ms\"\n\n[[module]]\nprefix = \"/hello\"\npath = \"{}\"\nidle_timeout = \"300ms\"\n",
+            lib("faulty"),
+            lib("hello")
+        ),
+    )
+    .unwrap();
+    let server = Iolite::start(root.path(), &["--config", config.to_str().unwrap()]);
+    let kept = children(server.pid());
+    assert_eq!(kept.len(), 1, "hello's one kept runner");
+    let first = answer_pid(&get(&server, "/faulty/x"));
+    server.wait_for_lines(1, |l| {
+        l.contains("runner exited (drained)") && l.contains(&format!("pid={first}"))
+    });
+    // Scaled to zero; /hello's runner (processes_min = 1) stays.
+    assert_eq!(children(server.pid()), kept);
+    let second = answer_pid(&get(&server, "/faulty/x"));
+    assert_ne!(second, first);
+    assert_eq!(get(&server, "/hello/x").status, 200);
+    assert!(
+        !server
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("draining") && l.contains("/hello"))
+    );
+    assert!(server.stop().success());
+}

@@ -32,7 +32,15 @@
 //!   attaching data links, the control loop (socket, wake-up socket and the
 //!   runner's pidfd), restart with backoff, replacing a runner whose
 //!   request timed out, log forwarding, and the runner's end (process
-//!   group killed, reaped, pids cgroup removed).
+//!   group killed, reaped, pids cgroup removed). Runners are also ended on
+//!   purpose without failing a request, by draining them: *recycled* at
+//!   three quarters of their CPU-time limit or after `max_requests` (the
+//!   successor is ready before the old one stops taking requests), and
+//!   *retired* when their slot is above `processes_min` and got no request
+//!   for `idle_timeout` (with `processes_min = 0` the module scales to
+//!   zero). A draining runner's links take no new request and close once
+//!   answered; the runner exits after its last link (SDK ABI 5); past the
+//!   module's timeout it is killed.
 //! - [`metrics`]: [`ModuleMetrics`], per-module figures on `/metrics`.
 //! - [`runner`]: the runner process's side (`iolite runner`): the module's
 //!   [`runner::SandboxSpec`] from its config, applied in two phases around
@@ -47,16 +55,13 @@
 //! a sandbox that cannot be applied refuses the module at start-up.
 //!
 //! # Not yet (issue 4)
-//! - `processes_max`: runners are added when every one has all its credits
-//!   in use, but idle ones are never retired.
 //! - A runner handles one request at a time per server worker thread (one
 //!   data link and one runner thread each); more of the `in_flight`
 //!   requests wait in the link's socket.
 //! - Request bodies are held whole in the request pool (2 × `max_body`);
 //!   only answers stream.
-//! - A runner's CPU time limit is a lifetime budget: a runner that used it
-//!   is ended by SIGXCPU (its in-flight requests get 502) and restarted,
-//!   not retired gracefully beforehand.
+//! - A request that burns a recycled runner's last quarter of CPU time
+//!   while it drains ends it by SIGXCPU (what it still holds gets 502).
 //! - A timed-out request's runner is replaced (its other requests get
 //!   502); a deadline per request costs one tokio timer.
 

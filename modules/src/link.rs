@@ -133,8 +133,31 @@ impl Link {
         Ok(link)
     }
 
+    /// Closed, or its runner retired: the reader task ends, and what is
+    /// in flight fails.
     fn is_closed(&self) -> bool {
         self.state.borrow().closed || self.slot.is_retired(self.generation)
+    }
+
+    /// Takes new requests: open, and its runner neither retired nor
+    /// draining.
+    fn accepts(&self) -> bool {
+        !self.is_closed() && !self.slot.is_draining(self.generation)
+    }
+
+    /// A draining runner's link with nothing left in flight closes: the
+    /// runner exits once all its links have.
+    fn drained(&self) -> bool {
+        if !self.slot.is_draining(self.generation) {
+            return false;
+        }
+        let mut st = self.state.borrow_mut();
+        if !st.inflight.is_empty() {
+            return false;
+        }
+        st.closed = true;
+        st.peer.close();
+        true
     }
 
     /// Sends a request; the answer comes on the returned receiver (dropped
@@ -148,7 +171,7 @@ impl Link {
         credit: OwnedSemaphorePermit,
     ) -> Result<oneshot::Receiver<Answer>, Box<(RequestFrame, OwnedSemaphorePermit)>> {
         let mut st = self.state.borrow_mut();
-        if st.closed {
+        if st.closed || self.slot.is_draining(self.generation) {
             return Err(Box::new((frame, credit)));
         }
         let id = frame.id;
@@ -181,6 +204,7 @@ impl Link {
             },
         );
         drop(st);
+        self.slot.count_sent();
         // The reader task writes it: it runs after the other tasks this
         // worker woke in the same round, so their requests leave in the
         // same `sendmsg`.
@@ -448,8 +472,11 @@ async fn read_loop(link: Rc<Link>) {
     // nothing, the next sends do not poll (the runner is busy or slow).
     let mut polls_left = 0usize;
     let mut skip = 0u32;
+    // Wakes the task when a runner starts draining (its link may be idle).
+    let mut drain = link.slot.drain_watch();
+    let mut drain_open = true;
     loop {
-        if link.is_closed() {
+        if link.is_closed() || link.drained() {
             return;
         }
         let (want_write, hold, waiting) = {
@@ -544,6 +571,7 @@ async fn read_loop(link: Rc<Link>) {
                 }
             }
             () = sleep_until(deadline), if deadline.is_some() => {}
+            changed = drain.changed(), if drain_open => drain_open = changed.is_ok(),
         }
     }
 }
@@ -580,7 +608,7 @@ impl WorkerLinks {
         links
             .get(index)
             .and_then(Option::as_ref)
-            .filter(|l| !l.is_closed())
+            .filter(|l| l.accepts())
             .cloned()
     }
 

@@ -24,6 +24,9 @@ pub struct ModuleMetrics {
     pub(crate) restarts: AtomicU64,
     /// Runner processes ready now.
     pub(crate) runners: AtomicU64,
+    /// Runner processes recycled (CPU budget or request count reached)
+    /// or retired (idle): each finished its requests and exited.
+    pub(crate) recycled: AtomicU64,
 }
 
 impl ModuleMetrics {
@@ -47,7 +50,7 @@ impl ModuleMetrics {
 
 impl MetricsSource for ModuleMetrics {
     fn samples(&self, out: &mut Vec<Sample>) {
-        let figures: [(&'static str, &'static str, &'static str, &AtomicU64); 7] = [
+        let figures: [(&'static str, &'static str, &'static str, &AtomicU64); 8] = [
             (
                 "iolite_module_requests_total",
                 "counter",
@@ -89,6 +92,12 @@ impl MetricsSource for ModuleMetrics {
                 "gauge",
                 "Runner processes ready now.",
                 &self.runners,
+            ),
+            (
+                "iolite_module_recycled_total",
+                "counter",
+                "Runner processes drained and ended on purpose (CPU budget, max_requests, idle).",
+                &self.recycled,
             ),
         ];
         for (name, kind, help, value) in figures {

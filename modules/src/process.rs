@@ -99,10 +99,15 @@ impl ProcessModule {
                 ModuleTransfer::Copy => Transfer::Copy,
             },
             metrics: Some(metrics.clone()),
+            keep: false,
+            idle_timeout: cfg.idle_timeout,
+            max_requests: cfg.max_requests,
+            drain_limit: cfg.timeout,
         };
         for index in 0..n {
             let slot_cfg = SlotConfig {
                 lazy: cfg.processes_min == 0,
+                keep: index < cfg.processes_min as usize,
                 ..template.clone()
             };
             let slot =
@@ -144,16 +149,31 @@ impl ProcessModule {
         self.metrics.clone()
     }
 
-    /// The least loaded runner slot; when even that one has all its credits
-    /// in use and `processes_max` allows, a new runner is started for the
-    /// request (its slot keeps it until the runner is ready).
+    /// The least loaded slot with a runner; when even that one has all its
+    /// credits in use (or no slot has a runner), a dormant slot is woken, or,
+    /// when `processes_max` allows, a new slot added: its runner starts for
+    /// the request (which waits for it).
     fn pick(&self) -> Option<Arc<SlotHandle>> {
         let load = |s: &Arc<SlotHandle>| s.load.load(Ordering::Relaxed);
+        let dormant = |s: &Arc<SlotHandle>| s.dormant.load(Ordering::Acquire);
         let (best, grow) = {
             let slots = self.slots.read().ok()?;
-            let best = slots.iter().min_by_key(|s| load(s))?.clone();
-            let grow = load(&best) >= self.in_flight && slots.len() < self.max;
-            (best, grow)
+            let best = slots
+                .iter()
+                .filter(|s| !dormant(s))
+                .min_by_key(|s| load(s))
+                .cloned();
+            if let Some(best) = best.as_ref().filter(|b| load(b) < self.in_flight) {
+                return Some(best.clone());
+            }
+            if let Some(sleeper) = slots.iter().find(|s| dormant(s)) {
+                // Claimed here; its thread starts a runner on the request's
+                // link request.
+                sleeper.dormant.store(false, Ordering::Release);
+                return Some(sleeper.clone());
+            }
+            let grow = slots.len() < self.max;
+            (best.or_else(|| slots.first().cloned())?, grow)
         };
         if !grow {
             return Some(best);

@@ -10,15 +10,26 @@
 //! while something it forked keeps the socket open); then its process group
 //! is killed (what it forked goes too), it is reaped, and its pids cgroup
 //! is emptied and removed.
+//!
+//! A runner is also ended on purpose, without failing a request: *recycled*
+//! when it has used three quarters of its CPU-time limit (RLIMIT_CPU would
+//! otherwise kill it under load, with its requests) or served
+//! `max_requests`, and *retired* when its slot is not one of the
+//! `processes_min` kept and no request came for `idle_timeout`. Either way
+//! it is drained: its links take no new request ([`SlotHandle::is_draining`];
+//! a recycled runner's successor is ready first), each link closes once its
+//! requests are answered, and the runner, whose control socket the slot
+//! closed, exits when its last link has closed (SDK runtime, ABI 5). A
+//! drain that outlasts the module's timeout ends with SIGKILL.
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use iolite_ipc::{Event, Peer, Pool, RemotePool};
@@ -43,6 +54,15 @@ const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a slot waits for a dead runner's killed descendants to leave its
 /// pids cgroup before giving up on removing it.
 const CGROUP_REMOVAL: Duration = Duration::from_secs(2);
+/// Share of its CPU-time limit after which a runner is recycled, in
+/// quarters: the last quarter is the drain's (and a runaway request's).
+const CPU_RECYCLE_QUARTERS: u32 = 3;
+/// Longest pause between two looks at a runner's upkeep (CPU time,
+/// idleness) while one of them applies.
+const UPKEEP_TICK: Duration = Duration::from_secs(1);
+/// `/proc/PID/stat` counts CPU time in USER_HZ ticks: 100 a second in the
+/// kernel's user-space ABI on every Linux architecture.
+const USER_HZ: u64 = 100;
 
 /// A data link to a ready runner, for one worker thread.
 #[derive(Debug)]
@@ -62,6 +82,8 @@ pub(crate) enum Cmd {
     /// A runner was retired ([`SlotHandle::retire`]): look whether it is
     /// the current one, and replace it if so.
     Replace,
+    /// The runner reached `max_requests`: look at the count.
+    Look,
     /// The server is stopping: end the runner (logged at INFO) and the
     /// thread.
     Stop,
@@ -83,6 +105,18 @@ pub(crate) struct SlotHandle {
     /// replaced): no new request goes to them, and the slot thread replaces
     /// the current one if it is among them.
     retired: Arc<AtomicU64>,
+    /// Runners up to this generation are being drained: they take no new
+    /// request, and their links close once their requests are answered
+    /// (links watch it).
+    draining: tokio::sync::watch::Sender<u64>,
+    /// No runner, and none until a request wants one (idle, or not started
+    /// yet): [`ProcessModule`](crate::ProcessModule) prefers live slots.
+    pub dormant: AtomicBool,
+    /// Requests handed to this slot's runners, ever.
+    sent: AtomicU64,
+    /// The value of `sent` at which the slot thread is told to look
+    /// (`max_requests` reached); `u64::MAX`: never.
+    look_at: AtomicU64,
     /// Disconnected when the slot thread has ended (its runner reaped).
     finished: std::sync::Mutex<Receiver<()>>,
 }
@@ -101,9 +135,27 @@ impl SlotHandle {
         )
     }
 
-    /// Whether runner `generation` may still take requests.
+    /// Whether runner `generation` is done for (its requests fail).
     pub fn is_retired(&self, generation: u64) -> bool {
         self.retired.load(Ordering::Acquire) >= generation
+    }
+
+    /// Whether runner `generation` only finishes what it holds.
+    pub fn is_draining(&self, generation: u64) -> bool {
+        *self.draining.borrow() >= generation
+    }
+
+    /// Changes whenever a runner starts draining.
+    pub fn drain_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.draining.subscribe()
+    }
+
+    /// Counts a request sent to a runner of this slot.
+    pub fn count_sent(&self) {
+        let n = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == self.look_at.load(Ordering::Relaxed) {
+            self.send(Cmd::Look);
+        }
     }
 
     /// Stops sending requests to runner `generation` (it died, broke the
@@ -157,6 +209,17 @@ pub(crate) struct SlotConfig {
     pub metrics: Option<Arc<ModuleMetrics>>,
     /// What the runner applies to itself before and after loading the module.
     pub sandbox: crate::runner::SandboxSpec,
+    /// One of the module's first `processes_min` slots: never retired for
+    /// idleness.
+    pub keep: bool,
+    /// A runner of a slot that is not kept, with no request for this long,
+    /// is drained and not replaced until a request comes.
+    pub idle_timeout: Duration,
+    /// Requests after which a runner is recycled.
+    pub max_requests: Option<u64>,
+    /// Longest a recycled or retired runner may take to finish what it
+    /// holds (the module's request timeout).
+    pub drain_limit: Duration,
 }
 
 /// Starts slot `index`'s thread; its runner starts at once (unless lazy).
@@ -179,13 +242,18 @@ pub(crate) fn start(
         credits: Arc::new(tokio::sync::Semaphore::new(cfg.in_flight as usize)),
         index,
         retired: retired.clone(),
+        draining: tokio::sync::watch::Sender::new(0),
+        dormant: AtomicBool::new(cfg.lazy),
+        sent: AtomicU64::new(0),
+        look_at: AtomicU64::new(u64::MAX),
         finished: std::sync::Mutex::new(finished_rx),
     });
+    let weak = Arc::downgrade(&handle);
     std::thread::Builder::new()
         .name(format!("iolite-module-{index}"))
         .spawn(move || {
             let _finished = finished_tx;
-            slot_main(&cfg, &rx, &wake_r, &retired, started);
+            slot_main(&cfg, &rx, &wake_r, &retired, &weak, started);
         })?;
     Ok(handle)
 }
@@ -195,6 +263,22 @@ enum End {
     Shutdown,
     /// The runner died or was replaced.
     Died,
+    /// The runner is to be recycled (why): a successor takes over, then it
+    /// is drained.
+    Recycle(String),
+    /// The runner is idle and its slot not kept: drained, not replaced.
+    Idle,
+}
+
+/// A runner being ended on purpose, and what it is ended for.
+struct Old {
+    child: Child,
+    /// Its control socket: closing it tells the runner to exit once its
+    /// links have closed.
+    peer: Peer<Msg>,
+    pidfd: Option<PidFd>,
+    generation: u64,
+    why: String,
 }
 
 fn slot_main(
@@ -202,20 +286,28 @@ fn slot_main(
     rx: &Receiver<Cmd>,
     wake: &UnixStream,
     retired: &AtomicU64,
+    handle: &Weak<SlotHandle>,
     started: Sender<()>,
 ) {
     let mut first_start = Some(started);
     let mut waiting = Vec::new();
-    if cfg.lazy {
-        match rx.recv() {
-            Ok(Cmd::Connect(reply)) => waiting.push(reply),
-            Ok(Cmd::Replace) => {}
-            Ok(Cmd::Stop) | Err(_) => return,
-        }
-    }
+    // Runners being drained: (pid, the thread that reaps it).
+    let mut drains = Drains::default();
+    let mut dormant = cfg.lazy;
     let mut backoff = BACKOFF_MIN;
     let mut generation = 0;
+    // A runner to drain once its successor is ready.
+    let mut old: Option<Old> = None;
     loop {
+        if dormant {
+            if wait_for_request(rx, &mut waiting).is_err() {
+                drains.kill_all();
+                return;
+            }
+            if let Some(h) = handle.upgrade() {
+                h.dormant.store(false, Ordering::Release);
+            }
+        }
         generation += 1;
         let started = Instant::now();
         let mut runner = RunnerCtx {
@@ -223,9 +315,27 @@ fn slot_main(
             retired,
             rx,
             wake,
+            handle,
+            drains: &mut drains,
         };
-        match run_process(cfg, &mut runner, &mut waiting, &mut first_start) {
-            End::Shutdown => return,
+        let end = run_process(cfg, &mut runner, &mut waiting, &mut first_start, &mut old);
+        dormant = false;
+        match end {
+            End::Shutdown => {
+                if let Some(o) = old.take() {
+                    start_drain(cfg, handle, o, &mut drains);
+                }
+                drains.kill_all();
+                return;
+            }
+            End::Recycle(_) => continue,
+            End::Idle => {
+                dormant = true;
+                if let Some(h) = handle.upgrade() {
+                    h.dormant.store(true, Ordering::Release);
+                }
+                continue;
+            }
             End::Died => {}
         }
         if let Some(m) = &cfg.metrics {
@@ -236,6 +346,7 @@ fn slot_main(
         }
         tracing::info!(module = %cfg.name, pause_ms = backoff.as_millis() as u64, "restarting runner");
         if pause(rx, &mut waiting, backoff).is_err() {
+            drains.kill_all();
             return;
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -244,19 +355,26 @@ fn slot_main(
     }
 }
 
-/// Starts one runner and serves its control socket until it dies or is
-/// replaced; links asked for meanwhile wait in `waiting` for the next one.
+/// Starts one runner and serves its control socket until it dies, is
+/// replaced, recycled or retired; links asked for meanwhile wait in
+/// `waiting` for the next one. `old`, a runner being recycled, is drained
+/// once this one is ready (or failed to start); a runner this one is
+/// recycled for is left in `old` for the next call.
 fn run_process(
     cfg: &SlotConfig,
     ctx: &mut RunnerCtx<'_>,
     waiting: &mut Vec<oneshot::Sender<Attached>>,
     started: &mut Option<Sender<()>>,
+    old: &mut Option<Old>,
 ) -> End {
     let (generation, rx) = (ctx.generation, ctx.rx);
     let mut child = match spawn_runner(cfg) {
         Ok(c) => c,
         Err(e) => {
             started.take();
+            if let Some(o) = old.take() {
+                start_drain(cfg, ctx.handle, o, ctx.drains);
+            }
             tracing::error!(module = %cfg.name, error = %e, "cannot start runner");
             return drain_commands(rx, waiting).map_or(End::Shutdown, |()| End::Died);
         }
@@ -274,11 +392,20 @@ fn run_process(
     if let Some(tx) = started.take() {
         let _ = tx.send(());
     }
-    let end = match shaken {
+    // The successor is up (or could not start): the old runner's links
+    // now send their requests here.
+    if let Some(o) = old.take() {
+        start_drain(cfg, ctx.handle, o, ctx.drains);
+    }
+    let (end, peer) = match shaken {
         Ok((mut peer, output, sandbox)) => {
             tracing::info!(module = %cfg.name, pid, %sandbox, "runner ready");
             if let Some(m) = &cfg.metrics {
                 m.runners.fetch_add(1, Ordering::Relaxed);
+            }
+            if let (Some(h), Some(max)) = (ctx.handle.upgrade(), cfg.max_requests) {
+                let base = h.sent.load(Ordering::Relaxed);
+                h.look_at.store(base.saturating_add(max), Ordering::Relaxed);
             }
             let mut runner = Runner {
                 peer: &mut peer,
@@ -291,37 +418,179 @@ fn run_process(
             if let Some(m) = &cfg.metrics {
                 m.runners.fetch_sub(1, Ordering::Relaxed);
             }
-            end
+            (end, Some(peer))
         }
         Err(e) => {
             tracing::error!(module = %cfg.name, pid, error = %e, "runner did not start");
-            drain_commands(rx, waiting).map_or(End::Shutdown, |()| End::Died)
+            let end = drain_commands(rx, waiting).map_or(End::Shutdown, |()| End::Died);
+            (end, None)
         }
     };
-    reap(cfg, &mut child.0, matches!(end, End::Shutdown));
-    end
+    match (end, peer) {
+        (End::Recycle(why), Some(peer)) => {
+            *old = Some(Old {
+                child: child.0,
+                peer,
+                pidfd,
+                generation,
+                why: why.clone(),
+            });
+            End::Recycle(why)
+        }
+        (End::Idle, Some(peer)) => {
+            let o = Old {
+                child: child.0,
+                peer,
+                pidfd,
+                generation,
+                why: "idle".into(),
+            };
+            start_drain(cfg, ctx.handle, o, ctx.drains);
+            End::Idle
+        }
+        (end, _) => {
+            let how = if matches!(end, End::Shutdown) {
+                How::Shutdown
+            } else {
+                How::Died
+            };
+            reap(&cfg.name, &mut child.0, how);
+            end
+        }
+    }
+}
+
+/// How a runner's end is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// The server stops (INFO).
+    Shutdown,
+    /// It died, broke the protocol or was replaced (WARN).
+    Died,
+    /// It was drained on purpose (INFO).
+    Drained,
 }
 
 /// Ends a runner and what it started: SIGKILL to its process group (a
-/// no-op on a runner that already died: its own exit status stays), the
+/// no-op on a runner that already exited: its own exit status stays), the
 /// reap, then its pids cgroup emptied and removed. A runner ended because
-/// the server stops is logged at INFO; any other end at WARN.
-fn reap(cfg: &SlotConfig, child: &mut Child, shutdown: bool) {
+/// the server stops, or drained on purpose, is logged at INFO; any other
+/// end at WARN.
+fn reap(name: &str, child: &mut Child, how: How) {
     let pid = child.id();
     // The group is the runner's pid (`process_group(0)`): the number cannot
     // be reused while the unreaped runner holds it.
     let group = nix::unistd::Pid::from_raw(pid as i32);
     let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
     let _ = child.kill();
-    match child.wait() {
-        Ok(status) if shutdown => {
-            tracing::info!(module = %cfg.name, pid, %status, "runner exited (server stopping)");
+    match (child.wait(), how) {
+        (Ok(status), How::Shutdown) => {
+            tracing::info!(module = %name, pid, %status, "runner exited (server stopping)");
         }
-        Ok(status) => tracing::warn!(module = %cfg.name, pid, %status, "runner exited"),
-        Err(e) => tracing::warn!(module = %cfg.name, pid, error = %e, "runner wait"),
+        (Ok(status), How::Drained) if status.success() => {
+            tracing::info!(module = %name, pid, %status, "runner exited (drained)");
+        }
+        (Ok(status), How::Drained) => {
+            tracing::warn!(module = %name, pid, %status, "runner exited while draining");
+        }
+        (Ok(status), How::Died) => tracing::warn!(module = %name, pid, %status, "runner exited"),
+        (Err(e), _) => tracing::warn!(module = %name, pid, error = %e, "runner wait"),
     }
     if let Some(cgroup) = iolite_sandbox::pids_cgroup_for(pid) {
-        remove_cgroup(&cfg.name, pid, &cgroup);
+        remove_cgroup(name, pid, &cgroup);
+    }
+}
+
+/// The runners a slot is draining, each reaped by a thread of its own.
+#[derive(Default)]
+struct Drains {
+    threads: Vec<(u32, std::thread::JoinHandle<()>)>,
+}
+
+impl Drains {
+    /// The server stops: every runner still draining is killed (its
+    /// process group), and its thread waited for (it reaps and logs it).
+    fn kill_all(&mut self) {
+        for (pid, thread) in self.threads.drain(..) {
+            if !thread.is_finished() {
+                // Not reaped yet (its thread reaps it): the group id is
+                // still this runner's.
+                let group = nix::unistd::Pid::from_raw(pid as i32);
+                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            }
+            let _ = thread.join();
+        }
+    }
+
+    fn forget_finished(&mut self) {
+        self.threads.retain(|(_, t)| !t.is_finished());
+    }
+}
+
+/// Drains `old`: its links take no new request and close once they have
+/// answered theirs; its control socket is closed, so the runner exits after
+/// its last link; a thread waits for that (at most the drain limit, then
+/// SIGKILL) and reaps it.
+fn start_drain(cfg: &SlotConfig, handle: &Weak<SlotHandle>, old: Old, drains: &mut Drains) {
+    drains.forget_finished();
+    let Old {
+        mut child,
+        peer,
+        pidfd,
+        generation,
+        why,
+    } = old;
+    let pid = child.id();
+    if let Some(h) = handle.upgrade() {
+        h.draining.send_modify(|g| *g = (*g).max(generation));
+    }
+    tracing::info!(module = %cfg.name, pid, reason = %why, "draining the runner (it finishes its requests, then exits)");
+    if let Some(m) = &cfg.metrics {
+        m.recycled.fetch_add(1, Ordering::Relaxed);
+    }
+    let name = cfg.name.clone();
+    let limit = cfg.drain_limit;
+    let wait = move |child: &mut Child| {
+        drop(peer);
+        if !wait_exit(child, pidfd.as_ref(), limit) {
+            tracing::warn!(module = %name, pid, limit_ms = limit.as_millis() as u64, "drained runner still busy past the limit; killing it");
+        }
+        reap(&name, child, How::Drained);
+    };
+    let spawned = std::thread::Builder::new()
+        .name(format!("iolite-drain-{pid}"))
+        .spawn(move || wait(&mut child));
+    match spawned {
+        Ok(thread) => drains.threads.push((pid, thread)),
+        Err(e) => {
+            // The runner was moved into the closure, which is gone: its
+            // process group and cgroup are ended without the wait.
+            tracing::warn!(module = %cfg.name, pid, error = %e, "cannot start a drain thread; killing the runner");
+            let group = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// Waits for `child` to exit, at most `limit`; whether it did.
+fn wait_exit(child: &mut Child, pidfd: Option<&PidFd>, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if matches!(child.try_wait(), Ok(Some(_)) | Err(_)) {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        match pidfd {
+            Some(fd) => {
+                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+                let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+                let _ = poll(&mut fds, PollTimeout::from(ms));
+            }
+            None => std::thread::sleep(left.min(Duration::from_millis(10))),
+        }
     }
 }
 
@@ -361,9 +630,27 @@ fn pause(
     loop {
         match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
             Ok(Cmd::Connect(reply)) => waiting.push(reply),
-            Ok(Cmd::Replace) => {}
+            Ok(Cmd::Replace | Cmd::Look) => {}
             Ok(Cmd::Stop) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Err(()),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return Ok(()),
+        }
+    }
+}
+
+/// A dormant slot waits for a worker that wants a link (a request came);
+/// Err when the server stops.
+fn wait_for_request(
+    rx: &Receiver<Cmd>,
+    waiting: &mut Vec<oneshot::Sender<Attached>>,
+) -> Result<(), ()> {
+    loop {
+        match rx.recv() {
+            Ok(Cmd::Connect(reply)) => {
+                waiting.push(reply);
+                return Ok(());
+            }
+            Ok(Cmd::Replace | Cmd::Look) => {}
+            Ok(Cmd::Stop) | Err(_) => return Err(()),
         }
     }
 }
@@ -377,7 +664,7 @@ fn drain_commands(
     loop {
         match rx.try_recv() {
             Ok(Cmd::Connect(reply)) => waiting.push(reply),
-            Ok(Cmd::Replace) => {}
+            Ok(Cmd::Replace | Cmd::Look) => {}
             Ok(Cmd::Stop) => return Err(()),
             Err(TryRecvError::Empty) => return Ok(()),
             Err(TryRecvError::Disconnected) => return Err(()),
@@ -493,6 +780,121 @@ struct RunnerCtx<'a> {
     retired: &'a AtomicU64,
     rx: &'a Receiver<Cmd>,
     wake: &'a UnixStream,
+    handle: &'a Weak<SlotHandle>,
+    drains: &'a mut Drains,
+}
+
+/// The checks that end a healthy runner on purpose: its CPU time against
+/// its limit, its requests against `max_requests`, its slot's idleness.
+struct Upkeep {
+    /// RLIMIT_CPU, and the CPU time at which the runner is recycled.
+    cpu: Option<(Duration, Duration)>,
+    /// How often the CPU time is read (a twentieth of the limit, 50 ms to
+    /// 1 s: the runner cannot burn the last quarter between two looks
+    /// unless it has more than five CPUs).
+    cpu_every: Duration,
+    next_cpu: Instant,
+    /// When the slot was last seen with a request (None: the slot is kept).
+    busy_at: Option<Instant>,
+    /// `sent` at the last look.
+    sent: u64,
+    idle_timeout: Duration,
+    /// `sent` at which the runner is recycled.
+    look_at: Option<u64>,
+}
+
+impl Upkeep {
+    fn new(cfg: &SlotConfig, handle: &Weak<SlotHandle>) -> Self {
+        let cpu = cfg.sandbox.cpu_seconds.map(|s| {
+            let limit = Duration::from_secs(s);
+            (limit, limit * CPU_RECYCLE_QUARTERS / 4)
+        });
+        let cpu_every = cpu.map_or(UPKEEP_TICK, |(limit, _)| {
+            (limit / 20).clamp(Duration::from_millis(50), UPKEEP_TICK)
+        });
+        let look_at = cfg
+            .max_requests
+            .and(handle.upgrade())
+            .map(|h| h.look_at.load(Ordering::Relaxed));
+        Upkeep {
+            cpu,
+            cpu_every,
+            next_cpu: Instant::now() + cpu_every,
+            busy_at: (!cfg.keep).then(Instant::now),
+            sent: handle
+                .upgrade()
+                .map_or(0, |h| h.sent.load(Ordering::Relaxed)),
+            idle_timeout: cfg.idle_timeout,
+            look_at,
+        }
+    }
+
+    /// How long the control loop may sleep before the next look.
+    fn timeout(&self) -> PollTimeout {
+        if self.cpu.is_none() && self.busy_at.is_none() {
+            return PollTimeout::NONE;
+        }
+        let mut every = UPKEEP_TICK;
+        if self.cpu.is_some() {
+            every = every.min(self.cpu_every);
+        }
+        if self.busy_at.is_some() {
+            every = every.min((self.idle_timeout / 4).max(Duration::from_millis(10)));
+        }
+        PollTimeout::from(u16::try_from(every.as_millis()).unwrap_or(u16::MAX))
+    }
+
+    /// Why the runner should end now, if it should.
+    fn check(&mut self, pid: u32, handle: &Weak<SlotHandle>) -> Option<End> {
+        let now = Instant::now();
+        let h = handle.upgrade()?;
+        if let Some(at) = self.look_at
+            && h.sent.load(Ordering::Relaxed) >= at
+        {
+            return Some(End::Recycle("max_requests reached".into()));
+        }
+        if let Some(busy_at) = self.busy_at.as_mut() {
+            // Busy: holding requests now, or sent some since the last look.
+            let sent = h.sent.load(Ordering::Relaxed);
+            let moved = std::mem::replace(&mut self.sent, sent) != sent;
+            if moved || h.load.load(Ordering::Relaxed) > 0 {
+                *busy_at = now;
+            } else if now.duration_since(*busy_at) >= self.idle_timeout {
+                return Some(End::Idle);
+            }
+        }
+        if let Some((limit, at)) = self.cpu
+            && now >= self.next_cpu
+        {
+            self.next_cpu = now + self.cpu_every;
+            match cpu_time(pid) {
+                Some(used) if used >= at => {
+                    return Some(End::Recycle(format!(
+                        "used {:.2}s of its {}s CPU time (cpu_time)",
+                        used.as_secs_f64(),
+                        limit.as_secs()
+                    )));
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+/// CPU time (user + system, all threads) a process has used, from
+/// `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: the
+    // fields after it start after its last ')'. utime and stime are the
+    // 14th and 15th fields: the 12th and 13th after the name.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    let ticks = utime.saturating_add(stime);
+    Some(Duration::from_millis(ticks.saturating_mul(1000) / USER_HZ))
 }
 
 /// One live runner, as the control loop sees it.
@@ -538,6 +940,7 @@ fn serve(
     runner: &mut Runner<'_>,
 ) -> End {
     let (pid, rx, wake) = (runner.pid, ctx.rx, ctx.wake);
+    let mut upkeep = Upkeep::new(cfg, ctx.handle);
     loop {
         if drain_commands(rx, waiting).is_err() {
             return End::Shutdown;
@@ -545,6 +948,11 @@ fn serve(
         if ctx.retired.load(Ordering::Acquire) >= ctx.generation {
             tracing::warn!(module = %cfg.name, pid, "replacing the runner");
             return End::Died;
+        }
+        if waiting.is_empty()
+            && let Some(end) = upkeep.check(pid, ctx.handle)
+        {
+            return end;
         }
         while let Some(reply) = waiting.pop() {
             if reply.is_closed() {
@@ -573,7 +981,7 @@ fn serve(
                 PollFd::new(wake.as_fd(), PollFlags::POLLIN),
                 PollFd::new(exit, PollFlags::POLLIN),
             ];
-            match poll(&mut fds, PollTimeout::NONE) {
+            match poll(&mut fds, upkeep.timeout()) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {

@@ -1,7 +1,9 @@
 //! The runner side of the protocol, compiled into each module: receive the
 //! pools, create and share the output pool, then serve every data link the
-//! server attaches on a thread of its own until the server closes the
-//! control socket.
+//! server attaches on a thread of its own. When the server closes the
+//! control socket (it drains this runner: recycled, or idle), the process
+//! ends once every link has been closed by the server, which closes each
+//! after its last answer: requests already sent are answered.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -22,7 +24,8 @@ const DEFER_BYTES: usize = 64 << 10;
 const SPIN_POLLS: usize = 16;
 
 /// Runs module `M` on the socket the server gave the runner. Returns the
-/// process exit code: 0 when the server closed the socket, 1 on an error
+/// process exit code: 0 when the server closed the control socket and then
+/// every link, 1 on an error
 /// (written to stderr, which the server logs under the module's name).
 pub fn run<M: Module + Default + 'static>(sock: OwnedFd) -> i32 {
     match serve::<M>(sock) {
@@ -77,6 +80,7 @@ fn serve<M: Module + Default + 'static>(sock: OwnedFd) -> Result<(), Error> {
         remote: control.remote_pools().cloned().collect(),
         transfer,
     });
+    let mut links = Vec::new();
     loop {
         match control.recv_event() {
             Ok(Event::Message(Msg::Attach)) => {
@@ -86,17 +90,25 @@ fn serve<M: Module + Default + 'static>(sock: OwnedFd) -> Result<(), Error> {
                     .pop()
                     .ok_or(Error::Protocol("Attach without a socket"))?;
                 let shared = shared.clone();
-                std::thread::Builder::new()
+                let link = std::thread::Builder::new()
                     .name("iolite-link".into())
                     .spawn(move || serve_link_or_exit(&shared, sock))
                     .map_err(|e| iolite_ipc::Error::Io(std::io::Error::other(e)))?;
+                links.retain(|l: &std::thread::JoinHandle<()>| !l.is_finished());
+                links.push(link);
                 control.send(&Msg::Attach)?;
             }
             Ok(Event::Message(_)) => {
                 return Err(Error::Protocol("unexpected message on the control socket"));
             }
             Ok(_) => {}
-            Err(iolite_ipc::Error::Closed) => return Ok(()),
+            Err(iolite_ipc::Error::Closed) => {
+                // Drained: the links still answer what they were sent.
+                for link in links {
+                    let _ = link.join();
+                }
+                return Ok(());
+            }
             Err(e) => return Err(e.into()),
         }
     }

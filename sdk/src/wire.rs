@@ -51,8 +51,11 @@ use serde::{Deserialize, Serialize};
 
 /// The module ABI version: the value `iolite_module_abi_version()` returns
 /// in a module built with this SDK, and the one the runner requires. Bump it
-/// whenever [`Msg`] or the entry points change.
-pub const ABI_VERSION: u32 = 4;
+/// whenever [`Msg`], the entry points or what either side may expect of
+/// the other change. 5: a runner whose control socket closes answers what
+/// its links were sent and exits only once the server has closed them all
+/// (draining).
+pub const ABI_VERSION: u32 = 5;
 
 /// The symbol of `extern "C" fn() -> u32` returning [`ABI_VERSION`].
 pub const ABI_SYMBOL: &[u8] = b"iolite_module_abi_version";

@@ -53,6 +53,8 @@
 //! processes_max = 4
 //! in_flight = 16
 //! timeout = "30s"
+//! idle_timeout = "60s"                         # a runner above processes_min, idle this long, ends
+//! max_requests = 100000                        # a runner is recycled after this many (default: no limit)
 //! memory_limit = "256M"                        # the module's own memory (RLIMIT_AS)
 //! transfer = "shared"                          # or "copy": bodies inline (bench only)
 //! [module.sandbox]                             # every key: the strict default
@@ -65,7 +67,7 @@
 //! namespaces = true                            # new user/net/ipc/uts namespaces
 //! open_files = 256                             # RLIMIT_NOFILE
 //! tasks = 64                                   # processes + threads (pids cgroup, RLIMIT_NPROC)
-//! cpu_time = "60s"                             # RLIMIT_CPU over the runner's life
+//! cpu_time = "60s"                             # RLIMIT_CPU over the runner's life (recycled at 3/4)
 //!
 //! [[cgi]]
 //! prefix = "/cgi-bin"
@@ -308,6 +310,13 @@ pub struct ModuleConfig {
     pub in_flight: u32,
     /// A request past this gets 504 and its process is replaced.
     pub timeout: Duration,
+    /// A runner beyond the first `processes_min` that got no request for
+    /// this long finishes and ends (with `processes_min = 0`, the last one
+    /// too: the next request starts one).
+    pub idle_timeout: Duration,
+    /// Requests after which a runner is recycled: a new one takes the next
+    /// requests, the old one finishes its own and exits. `None`: never.
+    pub max_requests: Option<u64>,
     /// The memory each runner process may use for itself: its
     /// address-space limit (RLIMIT_AS) is this plus the shared pools it maps
     /// and a fixed allowance for code and stacks. `None`: the profile's
@@ -469,6 +478,8 @@ impl Default for ModuleConfig {
             processes_max: 4,
             in_flight: 16,
             timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_requests: None,
             memory_limit: None,
             transfer: ModuleTransfer::Shared,
             sandbox: SandboxConfig::for_profile(SandboxProfile::Strict),

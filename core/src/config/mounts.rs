@@ -19,6 +19,8 @@ const MODULE_KEYS: &[&str] = &[
     "processes_max",
     "in_flight",
     "timeout",
+    "idle_timeout",
+    "max_requests",
     "memory_limit",
     "transfer",
     "sandbox",
@@ -197,6 +199,14 @@ impl Cx<'_, '_> {
                 "timeout" => self
                     .positive_duration(v, "module.timeout")
                     .map(|t| m.timeout = t)
+                    .is_some(),
+                "idle_timeout" => self
+                    .positive_duration(v, "module.idle_timeout")
+                    .map(|t| m.idle_timeout = t)
+                    .is_some(),
+                "max_requests" => self
+                    .count(v, "module.max_requests", 1, 1_000_000_000_000)
+                    .map(|n| m.max_requests = Some(n))
                     .is_some(),
                 "memory_limit" => self
                     .size(v, "module.memory_limit")

@@ -102,7 +102,7 @@ fn bad_files_report_every_error_with_its_position() {
         (
             "root = \"site\"\n[[module]]\nprefix = \"/m\"\npath = \"mod.so\"\nproceses = 2\n[module.sandbox]\nseccom = false\n",
             &[
-                "FILE:5:1: unknown key in [[module]]: `proceses` (expected one of: prefix, path, processes_min, processes_max, in_flight, timeout, memory_limit, transfer, sandbox)",
+                "FILE:5:1: unknown key in [[module]]: `proceses` (expected one of: prefix, path, processes_min, processes_max, in_flight, timeout, idle_timeout, max_requests, memory_limit, transfer, sandbox)",
                 "FILE:7:1: unknown key in [module.sandbox]: `seccom` (did you mean `seccomp`?)",
             ],
         ),
@@ -362,6 +362,8 @@ processes_min = 0
 processes_max = 8
 in_flight = 4
 timeout = "5s"
+idle_timeout = "2m"
+max_requests = 5000
 memory_limit = "128M"
 transfer = "copy"
 [module.sandbox]
@@ -456,6 +458,8 @@ timeout = "100ms"
             processes_max: 8,
             in_flight: 4,
             timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(120),
+            max_requests: Some(5000),
             memory_limit: Some(128 << 20),
             transfer: ModuleTransfer::Copy,
             sandbox: SandboxConfig {

@@ -7,8 +7,9 @@
 //! answers only once it has read the named pipe `P` to its end (so a test
 //! holds the runner busy for exactly as long as it likes), `/faulty/count`
 //! answers how many requests this process has handled, this one included;
-//! anything else answers `ok` with the runner's pid so a test can see a
-//! restart.
+//! `/faulty/spin?ms=N` keeps the CPU busy for N ms (at most 10 s) and
+//! answers `spun` with the runner's pid; anything else answers `ok` with
+//! the runner's pid so a test can see a restart.
 #![deny(unsafe_code)]
 
 use std::fmt::Write as _;
@@ -34,6 +35,20 @@ impl Module for Faulty {
             },
             "exit" => std::process::exit(7),
             "count" => writeln!(out, "{handled}"),
+            "spin" => {
+                let ms: u64 = req
+                    .query()
+                    .strip_prefix("ms=")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+                    .min(10_000);
+                let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+                let mut x = 0u64;
+                while std::time::Instant::now() < until {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+                writeln!(out, "spun pid {}", std::process::id())
+            }
             "fifo" => {
                 let path = req.query().strip_prefix("path=").unwrap_or("");
                 let mut sink = Vec::new();
