@@ -1001,3 +1001,97 @@ fn an_idle_runner_above_processes_min_ends_and_the_next_request_starts_one() {
     );
     assert!(server.stop().success());
 }
+
+#[test]
+fn a_slow_request_does_not_hold_up_the_next_one_in_the_same_runner() {
+    let root = site();
+    let config = root.path().join("iolite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nprocesses_max = 1\nin_flight = 4\n{UNCONFINED}",
+            lib("faulty")
+        ),
+    )
+    .unwrap();
+    let fifo = root.path().join("hold");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // One worker, one runner: before lanes, every request of the worker
+    // waited behind the held one.
+    let server = Iolite::start(
+        root.path(),
+        &["--config", config.to_str().unwrap(), "--workers", "1"],
+    );
+    let pid = answer_pid(&get(&server, "/faulty/x"));
+    let mut held = server.connect();
+    write!(
+        held,
+        "GET /faulty/fifo?path={} HTTP/1.1\r\nHost: t\r\n\r\n",
+        fifo.display()
+    )
+    .unwrap();
+    let pipe = support::open_fifo_writer(&fifo);
+    // The held request is being handled; once it has been for longer than
+    // a lane may stall (10 ms), the next requests take another lane.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    for _ in 0..3 {
+        let mut s = server.connect();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(s, "GET /faulty/x HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let r = read_response(&mut s, &mut Vec::new(), false);
+        assert_eq!(answer_pid(&r), pid, "the same process answered");
+    }
+    drop(pipe);
+    let r = read_response(&mut held, &mut Vec::new(), false);
+    assert_eq!(r.body, b"read 0 bytes\n");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_runner_without_a_thread_to_spare_refuses_a_lane_and_keeps_serving() {
+    let root = site();
+    let config = root.path().join("iolite.toml");
+    // Two tasks: the runner's main thread and one link thread.
+    std::fs::write(
+        &config,
+        format!(
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nprocesses_max = 1\nin_flight = 4\n{UNCONFINED}tasks = 2\n",
+            lib("faulty")
+        ),
+    )
+    .unwrap();
+    let fifo = root.path().join("hold");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let server = Iolite::start(
+        root.path(),
+        &["--config", config.to_str().unwrap(), "--workers", "1"],
+    );
+    let pid = answer_pid(&get(&server, "/faulty/x"));
+    let mut held = server.connect();
+    write!(
+        held,
+        "GET /faulty/fifo?path={} HTTP/1.1\r\nHost: t\r\n\r\n",
+        fifo.display()
+    )
+    .unwrap();
+    let pipe = support::open_fifo_writer(&fifo);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    // This one asks for a second lane, which the runner cannot serve: it
+    // waits behind the held request instead of failing.
+    let mut next = server.connect();
+    write!(next, "GET /faulty/x HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    server.wait_for_lines(1, |l| l.contains("no thread for another link"));
+    drop(pipe);
+    assert_eq!(read_response(&mut held, &mut Vec::new(), false).status, 200);
+    assert_eq!(
+        answer_pid(&read_response(&mut next, &mut Vec::new(), false)),
+        pid
+    );
+    assert_eq!(
+        module_metric(&server, "iolite_module_restarts_total", "/faulty"),
+        0
+    );
+    assert!(!server.log_lines().iter().any(|l| l.contains("WARN")));
+    assert!(server.stop().success());
+}

@@ -16,7 +16,8 @@
 //!
 //! # The request path
 //! A worker thread writes the request frame into its own link to the
-//! runner (one per worker and runner process, attached over the runner's
+//! runner (one per worker and runner process — more "lanes" when slow
+//! requests hold one up — attached over the runner's
 //! control socket by the slot thread); the runner serves each link on a
 //! thread of its own and answers on it; the worker's reader task for that
 //! link completes the request. Requests that several connections of a
@@ -55,9 +56,10 @@
 //! a sandbox that cannot be applied refuses the module at start-up.
 //!
 //! # Not yet (issue 4)
-//! - A runner handles one request at a time per server worker thread (one
-//!   data link and one runner thread each); more of the `in_flight`
-//!   requests wait in the link's socket.
+//! - A runner handles a link's requests one after another. A worker opens
+//!   another lane (link, runner thread) to a runner, up to 4 and
+//!   `in_flight`, only once each of its lanes has held a request for 10 ms:
+//!   a request that came in those first 10 ms waits behind the slow one.
 //! - Request bodies are held whole in the request pool (2 × `max_body`);
 //!   only answers stream.
 //! - A request that burns a recycled runner's last quarter of CPU time

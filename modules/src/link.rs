@@ -56,6 +56,8 @@ struct Flight {
     stream: Option<(mpsc::UnboundedSender<Agg>, u64)>,
     /// A stream's deadline for its next part.
     deadline: Instant,
+    /// When it was sent.
+    sent: Instant,
     /// Copy mode: body bytes received so far.
     inline: Vec<u8>,
     /// The request's credit on its runner, returned with the answer.
@@ -75,6 +77,8 @@ pub(crate) struct LinkConfig {
     pub timeout: Duration,
     /// Bodies travel inline.
     pub copy: bool,
+    /// Most lanes a worker opens to one runner.
+    pub lanes: usize,
 }
 
 #[derive(Debug)]
@@ -145,6 +149,18 @@ impl Link {
         !self.is_closed() && !self.slot.is_draining(self.generation)
     }
 
+    /// Requests sent on this link and not finished (streams included).
+    fn in_flight(&self) -> usize {
+        self.state.borrow().inflight.len()
+    }
+
+    /// When the oldest request in flight on this link was sent: the runner
+    /// handles a link's requests one after another, so a lane whose oldest
+    /// request is old is held up by it (a slow answer, a long stream).
+    fn waiting_since(&self) -> Option<Instant> {
+        self.state.borrow().inflight.values().map(|f| f.sent).min()
+    }
+
     /// A draining runner's link with nothing left in flight closes: the
     /// runner exits once all its links have.
     fn drained(&self) -> bool {
@@ -193,12 +209,14 @@ impl Link {
             return Err(Box::new((frame, credit)));
         }
         let (tx, rx) = oneshot::channel();
+        let now = Instant::now();
         st.inflight.insert(
             id,
             Flight {
                 reply: Some(tx),
                 stream: None,
-                deadline: Instant::now() + self.cfg.timeout,
+                sent: now,
+                deadline: now + self.cfg.timeout,
                 inline: Vec::new(),
                 _credit: credit,
             },
@@ -582,10 +600,21 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// One worker thread's links to the runners of one module, by slot.
+/// How long a link's oldest request may be in flight before the worker
+/// opens another lane to the same runner (requests on one link are handled
+/// one after another: a slow one would hold up those behind it). Quick
+/// modules never reach it and keep one lane per worker, whose batching
+/// they profit from.
+const LANE_STALL: Duration = Duration::from_millis(10);
+
+/// One worker thread's links to the runners of one module, by slot: one
+/// or more *lanes* per runner, each served by a runner thread of its own.
 #[derive(Debug)]
 pub(crate) struct WorkerLinks {
-    links: RefCell<Vec<Option<Rc<Link>>>>,
+    links: RefCell<Vec<Vec<Rc<Link>>>>,
+    /// Per slot: most lanes its runner accepted (it refused one more), or
+    /// `cfg.lanes`.
+    cap: RefCell<Vec<usize>>,
     connecting: RefCell<Vec<bool>>,
     connected: Notify,
     cfg: LinkConfig,
@@ -596,6 +625,7 @@ impl WorkerLinks {
     pub(crate) fn new(cfg: LinkConfig, files: Option<StaticFiles>) -> Self {
         WorkerLinks {
             links: RefCell::new(Vec::new()),
+            cap: RefCell::new(Vec::new()),
             connecting: RefCell::new(Vec::new()),
             connected: Notify::new(),
             cfg,
@@ -603,23 +633,53 @@ impl WorkerLinks {
         }
     }
 
-    fn open_link(&self, index: usize) -> Option<Rc<Link>> {
-        let links = self.links.borrow();
-        links
+    /// The lane with the fewest requests in flight, and whether another
+    /// lane should be opened: none is open, or every one has held a
+    /// request for longer than [`LANE_STALL`] and the runner may have
+    /// more.
+    fn choose(&self, index: usize) -> (Option<Rc<Link>>, bool) {
+        let mut links = self.links.borrow_mut();
+        if links.len() <= index {
+            links.resize(index + 1, Vec::new());
+        }
+        let lanes = &mut links[index];
+        lanes.retain(|l| l.accepts());
+        let best = lanes.iter().min_by_key(|l| l.in_flight()).cloned();
+        let Some(first) = best.as_ref() else {
+            // A new runner: it may take every lane again.
+            if let Some(cap) = self.cap.borrow_mut().get_mut(index) {
+                *cap = self.cfg.lanes;
+            }
+            return (None, true);
+        };
+        let cap = self
+            .cap
+            .borrow()
             .get(index)
-            .and_then(Option::as_ref)
-            .filter(|l| l.accepts())
-            .cloned()
+            .copied()
+            .unwrap_or(self.cfg.lanes);
+        if first.in_flight() == 0 || lanes.len() >= cap {
+            return (best, false);
+        }
+        let now = Instant::now();
+        let stalled = lanes.iter().all(|l| {
+            l.waiting_since()
+                .is_some_and(|t| now.duration_since(t) >= LANE_STALL)
+        });
+        (best, stalled)
     }
 
-    /// This worker's open link to `slot`'s runner, made (once, however many
-    /// requests ask at the same time) when there is none; waits while the
-    /// runner (re)starts. None: the slot is gone or cannot attach.
+    /// A lane of this worker to `slot`'s runner: the least busy one; a new
+    /// one is made (once, however many requests ask at the same time) when
+    /// there is none, or when all are held up and the runner may have more.
+    /// Waits while the runner (re)starts. None: the slot is gone or cannot
+    /// attach.
     pub(crate) async fn link(&self, slot: &Arc<SlotHandle>) -> Option<Rc<Link>> {
         let index = slot.index;
-        loop {
-            if let Some(link) = self.open_link(index) {
-                return Some(link);
+        let best = loop {
+            let (best, grow) = self.choose(index);
+            if !grow {
+                return best;
             }
             let busy = self
                 .connecting
@@ -628,28 +688,43 @@ impl WorkerLinks {
                 .copied()
                 .unwrap_or(false);
             if !busy {
-                break;
+                break best;
+            }
+            if best.is_some() {
+                // Another request is opening a lane: use what there is.
+                return best;
             }
             self.connected.notified().await;
-        }
+        };
         let _connecting = Connecting::new(self, index);
         let (tx, rx) = oneshot::channel();
         if !slot.send(Cmd::Connect(tx)) {
-            return None;
+            return best;
         }
-        let attached = rx.await.ok()?;
+        let Ok(attached) = rx.await else {
+            // The runner refused another lane (no thread to spare), or
+            // could not start.
+            if best.is_some() {
+                let mut cap = self.cap.borrow_mut();
+                if cap.len() <= index {
+                    cap.resize(index + 1, self.cfg.lanes);
+                }
+                cap[index] = self.links.borrow().get(index).map_or(1, Vec::len).max(1);
+            }
+            return best;
+        };
         let link = match Link::open(attached, self.cfg.clone(), self.files.clone(), slot.clone()) {
             Ok(link) => link,
             Err(e) => {
                 tracing::warn!(module = %self.cfg.name, error = %e, "cannot use a runner link");
-                return None;
+                return best;
             }
         };
         let mut links = self.links.borrow_mut();
         if links.len() <= index {
-            links.resize(index + 1, None);
+            links.resize(index + 1, Vec::new());
         }
-        links[index] = Some(link.clone());
+        links[index].push(link.clone());
         Some(link)
     }
 }

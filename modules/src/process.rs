@@ -36,6 +36,9 @@ const STOP_WAIT: Duration = Duration::from_secs(5);
 /// Requests a slot may hold (in flight plus queued) per credit before new
 /// ones get 503.
 const QUEUE_PER_CREDIT: usize = 4;
+/// Most lanes (data links, each served by a runner thread) a worker opens
+/// to one runner; never more than `in_flight`.
+const MAX_LANES: usize = 4;
 /// Links a request is offered to before it fails with 502 (a link whose
 /// runner died refuses it before it leaves).
 const SEND_TRIES: usize = 3;
@@ -247,6 +250,7 @@ impl ProcessModule {
             cache_pool: self.template.cache.as_ref().map(|c| c.pool().clone()),
             timeout: self.timeout,
             copy: self.template.transfer == Transfer::Copy,
+            lanes: self.in_flight.clamp(1, MAX_LANES),
         };
         let files = self
             .template

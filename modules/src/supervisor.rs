@@ -909,8 +909,9 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    /// Makes a data link and hands the runner its end.
-    fn attach(&mut self) -> Result<Attached, String> {
+    /// Makes a data link and hands the runner its end; None: the runner
+    /// has no thread for another one.
+    fn attach(&mut self) -> Result<Option<Attached>, String> {
         let (ours, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
         self.peer
             .send_with_fds(&Msg::Attach, &[theirs.as_fd()])
@@ -920,14 +921,15 @@ impl Runner<'_> {
         // control socket not yet seen closed) gets no link to lose requests on.
         match self.peer.recv() {
             Ok(Msg::Attach) => {}
+            Ok(Msg::AttachRefused) => return Ok(None),
             Ok(_) => return Err("the runner answered Attach with another message".into()),
             Err(e) => return Err(e.to_string()),
         }
-        Ok(Attached {
+        Ok(Some(Attached {
             sock: ours,
             generation: self.generation,
             output: self.output.clone(),
-        })
+        }))
     }
 }
 
@@ -959,8 +961,12 @@ fn serve(
                 continue;
             }
             match runner.attach() {
-                Ok(link) => {
+                Ok(Some(link)) => {
                     let _ = reply.send(link);
+                }
+                Ok(None) => {
+                    // The worker makes do with the lanes it has.
+                    tracing::info!(module = %cfg.name, pid, "the runner has no thread for another link (its tasks limit); the worker keeps the links it has");
                 }
                 Err(e) => {
                     // It waits for the next runner.

@@ -90,13 +90,19 @@ fn serve<M: Module + Default + 'static>(sock: OwnedFd) -> Result<(), Error> {
                     .pop()
                     .ok_or(Error::Protocol("Attach without a socket"))?;
                 let shared = shared.clone();
-                let link = std::thread::Builder::new()
+                let spawned = std::thread::Builder::new()
                     .name("iolite-link".into())
-                    .spawn(move || serve_link_or_exit(&shared, sock))
-                    .map_err(|e| iolite_ipc::Error::Io(std::io::Error::other(e)))?;
+                    .spawn(move || serve_link_or_exit(&shared, sock));
                 links.retain(|l: &std::thread::JoinHandle<()>| !l.is_finished());
-                links.push(link);
-                control.send(&Msg::Attach)?;
+                match spawned {
+                    Ok(link) => {
+                        links.push(link);
+                        control.send(&Msg::Attach)?;
+                    }
+                    // The socket went with the closure: the server keeps
+                    // the links it has.
+                    Err(_) => control.send(&Msg::AttachRefused)?,
+                }
             }
             Ok(Event::Message(_)) => {
                 return Err(Error::Protocol("unexpected message on the control socket"));

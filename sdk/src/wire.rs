@@ -3,11 +3,13 @@
 //! [`iolite_ipc::Wire::Msg`] frames over the inherited unix socket.
 //!
 //! One message type ([`Msg`]) both ways, on two kinds of connection: the
-//! *control* socket the runner inherited, and *data links*, one per server
-//! worker thread, each a socket the server attaches over the control socket
-//! ([`Msg::Attach`]). Requests travel only on data links; the runner serves
-//! each link on its own thread, so a process answers as many requests at
-//! once as it has links.
+//! *control* socket the runner inherited, and *data links* ("lanes"), one
+//! or more per server worker thread, each a socket the server attaches over
+//! the control socket ([`Msg::Attach`]). Requests travel only on data
+//! links; the runner serves each link on its own thread, one request after
+//! another, so a process answers as many requests at once as it has links
+//! (a worker opens another lane when its lanes are held up by slow
+//! requests).
 //!
 //! 1. control, server → runner: `SharePool` (the module's request pool and
 //!    the cache pool, read-only), then [`Msg::Hello`].
@@ -15,7 +17,7 @@
 //!    [`Msg::Ready`] — or the runner exits with a message on stderr.
 //! 3. control, server → runner: [`Msg::Attach`] with a socket: a new data
 //!    link; the runner answers [`Msg::Attach`] (no descriptor) once a
-//!    thread serves it. Both ends use the pools shared at steps 1 and 2 on
+//!    thread serves it, or [`Msg::AttachRefused`] when it cannot start one. Both ends use the pools shared at steps 1 and 2 on
 //!    it ([`iolite_ipc::Peer::adopt_pool`]); leases are per link.
 //! 4. data link, server → runner: [`Msg::Request`] (at most `in_flight`
 //!    unanswered per process); runner → server: [`Msg::Response`] with the
@@ -147,6 +149,10 @@ pub enum Msg {
         /// The bytes.
         bytes: InlineBytes,
     },
+    /// Runner → server, on the control socket, instead of [`Msg::Attach`]:
+    /// no thread to serve one more link (its `tasks` limit); the link's
+    /// socket is dropped, and the runner serves its other links as before.
+    AttachRefused,
 }
 
 /// How bodies travel between server and runner.
