@@ -58,8 +58,9 @@
 //! # Not yet (issue 4)
 //! - A runner handles a link's requests one after another. A worker opens
 //!   another lane (link, runner thread) to a runner, up to 4 and
-//!   `in_flight`, only once each of its lanes has held a request for 10 ms:
-//!   a request that came in those first 10 ms waits behind the slow one.
+//!   `in_flight`, only once none of its lanes has finished a request for
+//!   10 ms: a request that came in those first 10 ms waits behind the slow
+//!   one.
 //! - Request bodies are held whole in the request pool (2 × `max_body`);
 //!   only answers stream.
 //! - A request that burns a recycled runner's last quarter of CPU time

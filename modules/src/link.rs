@@ -56,8 +56,6 @@ struct Flight {
     stream: Option<(mpsc::UnboundedSender<Agg>, u64)>,
     /// A stream's deadline for its next part.
     deadline: Instant,
-    /// When it was sent.
-    sent: Instant,
     /// Copy mode: body bytes received so far.
     inline: Vec<u8>,
     /// The request's credit on its runner, returned with the answer.
@@ -86,6 +84,9 @@ struct State {
     peer: Peer<Msg>,
     inflight: HashMap<u64, Flight>,
     closed: bool,
+    /// When the runner last finished a request on this link (or the link
+    /// last became busy): see [`Link::held_since`].
+    progress: Instant,
 }
 
 /// One worker's link to one runner process.
@@ -126,6 +127,7 @@ impl Link {
                 peer,
                 inflight: HashMap::new(),
                 closed: false,
+                progress: Instant::now(),
             }),
             kick: Notify::new(),
             cfg,
@@ -154,11 +156,14 @@ impl Link {
         self.state.borrow().inflight.len()
     }
 
-    /// When the oldest request in flight on this link was sent: the runner
-    /// handles a link's requests one after another, so a lane whose oldest
-    /// request is old is held up by it (a slow answer, a long stream).
-    fn waiting_since(&self) -> Option<Instant> {
-        self.state.borrow().inflight.values().map(|f| f.sent).min()
+    /// Since when this link has been busy without the runner finishing a
+    /// request on it, if it is busy. The runner handles a link's requests
+    /// one after another: a link whose runner has finished nothing for a
+    /// while is held up by one request (a slow answer, a long stream),
+    /// whereas a link that is merely loaded finishes requests all along.
+    fn held_since(&self) -> Option<Instant> {
+        let st = self.state.borrow();
+        (!st.inflight.is_empty()).then_some(st.progress)
     }
 
     /// A draining runner's link with nothing left in flight closes: the
@@ -210,12 +215,14 @@ impl Link {
         }
         let (tx, rx) = oneshot::channel();
         let now = Instant::now();
+        if st.inflight.is_empty() {
+            st.progress = now;
+        }
         st.inflight.insert(
             id,
             Flight {
                 reply: Some(tx),
                 stream: None,
-                sent: now,
                 deadline: now + self.cfg.timeout,
                 inline: Vec::new(),
                 _credit: credit,
@@ -383,6 +390,7 @@ fn answer(st: &mut State, msg: Msg, cfg: &LinkConfig) -> Result<(), String> {
                         .map_err(|e| format!("bad response body descriptor: {e}"))?,
                 )
             };
+            st.progress = Instant::now();
             if let Some(reply) = st.inflight.remove(&id).and_then(|f| f.reply) {
                 let _ = reply.send(Answer::Whole(frame, body));
             }
@@ -406,6 +414,7 @@ fn answer(st: &mut State, msg: Msg, cfg: &LinkConfig) -> Result<(), String> {
             flight.deadline = Instant::now() + cfg.timeout;
             flight.stream = Some((tx, len));
             if len == 0 {
+                st.progress = Instant::now();
                 st.inflight.remove(&id);
             }
         }
@@ -429,11 +438,13 @@ fn answer(st: &mut State, msg: Msg, cfg: &LinkConfig) -> Result<(), String> {
             let _ = tx.send(part);
             flight.deadline = Instant::now() + cfg.timeout;
             if done {
+                st.progress = Instant::now();
                 st.inflight.remove(&id);
             }
         }
         Msg::StreamAbort { .. } if flight.stream.is_some() => {
             // Dropping the sender closes the client's connection.
+            st.progress = Instant::now();
             st.inflight.remove(&id);
         }
         _ => return Err(format!("request {id}: answer out of order")),
@@ -600,11 +611,11 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// How long a link's oldest request may be in flight before the worker
-/// opens another lane to the same runner (requests on one link are handled
-/// one after another: a slow one would hold up those behind it). Quick
-/// modules never reach it and keep one lane per worker, whose batching
-/// they profit from.
+/// How long a busy link may go without its runner finishing a request
+/// before the worker opens another lane to the same runner (requests on
+/// one link are handled one after another: a slow one would hold up those
+/// behind it). Quick modules, however loaded, never reach it and keep one
+/// lane per worker, whose batching they profit from.
 const LANE_STALL: Duration = Duration::from_millis(10);
 
 /// One worker thread's links to the runners of one module, by slot: one
@@ -634,8 +645,8 @@ impl WorkerLinks {
     }
 
     /// The lane with the fewest requests in flight, and whether another
-    /// lane should be opened: none is open, or every one has held a
-    /// request for longer than [`LANE_STALL`] and the runner may have
+    /// lane should be opened: none is open, or every one has been held up
+    /// by a request for longer than [`LANE_STALL`] and the runner may have
     /// more.
     fn choose(&self, index: usize) -> (Option<Rc<Link>>, bool) {
         let mut links = self.links.borrow_mut();
@@ -663,7 +674,7 @@ impl WorkerLinks {
         }
         let now = Instant::now();
         let stalled = lanes.iter().all(|l| {
-            l.waiting_since()
+            l.held_since()
                 .is_some_and(|t| now.duration_since(t) >= LANE_STALL)
         });
         (best, stalled)
