@@ -240,7 +240,8 @@ fn start_modules(
 
 /// Binds, starts the modules' runners, announces the bound addresses on
 /// stdout (the first line is `listening on http://HOST:PORT`, for scripts
-/// and tests using port 0), then serves until SIGTERM or SIGINT.
+/// and tests using port 0), then serves until SIGTERM or SIGINT (SIGHUP:
+/// the modules load their libraries again).
 fn run(opts: ServerOptions, config: &config::Config) -> Result<(), Fail> {
     let mut server = Server::bind(opts).map_err(|e| Fail::Other(e.to_string()))?;
     let modules = start_modules(config, server.cache_access()).map_err(Fail::Modules)?;
@@ -251,6 +252,12 @@ fn run(opts: ServerOptions, config: &config::Config) -> Result<(), Fail> {
         let handlers = modules.clone();
         server = server.with_handlers(std::sync::Arc::new(move || {
             handlers.iter().map(ProcessModule::handler).collect()
+        }));
+        // SIGHUP: every module loads its library again, without a failed
+        // request (the configuration itself is not read again).
+        let reloaded = modules.clone();
+        server = server.on_reload(Box::new(move || {
+            reloaded.iter().for_each(ProcessModule::reload);
         }));
     }
     let mut out = std::io::stdout().lock();

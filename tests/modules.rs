@@ -1095,3 +1095,41 @@ fn a_runner_without_a_thread_to_spare_refuses_a_lane_and_keeps_serving() {
     assert!(!server.log_lines().iter().any(|l| l.contains("WARN")));
     assert!(server.stop().success());
 }
+
+#[test]
+fn sighup_reloads_a_rebuilt_module_and_keeps_the_old_one_when_the_new_is_refused() {
+    let root = site();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("libmod.so");
+    // Replaced as a deploy would: a new file renamed over the old one.
+    let deploy = |from: String| {
+        let tmp = dir.path().join("libmod.so.new");
+        std::fs::copy(from, &tmp).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    };
+    deploy(lib("hello"));
+    let server = Iolite::start(
+        root.path(),
+        &["--module", &format!("/m={}", path.display())],
+    );
+    assert_eq!(get(&server, "/m/x").body, b"Hello, x!\n");
+    // A library built for another ABI is refused: hello keeps answering.
+    deploy(lib("abi_mismatch"));
+    server.signal(nix::sys::signal::Signal::SIGHUP);
+    let refused = server.wait_for_lines(1, |l| l.contains("not reloaded"));
+    assert!(refused[0].contains("9999"), "{refused:?}");
+    assert_eq!(get(&server, "/m/x").body, b"Hello, x!\n");
+    // A good one: the runner is recycled, and the next requests get it.
+    deploy(lib("faulty"));
+    server.signal(nix::sys::signal::Signal::SIGHUP);
+    server.wait_for_lines(1, |l| {
+        l.contains("draining the runner") && l.contains("reload")
+    });
+    answer_pid(&get(&server, "/m/x"));
+    server.wait_for_lines(1, |l| l.contains("runner exited (drained)"));
+    assert_eq!(
+        module_metric(&server, "iolite_module_restarts_total", "/m"),
+        0
+    );
+    assert!(server.stop().success());
+}

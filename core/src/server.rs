@@ -128,7 +128,10 @@ pub struct Server {
     cache: Option<Arc<FileCache>>,
     access_log: AccessLog,
     control: tokio::runtime::Runtime,
-    signals: Option<(Signal, Signal)>,
+    /// SIGTERM, SIGINT, SIGHUP.
+    signals: Option<(Signal, Signal, Signal)>,
+    /// What SIGHUP does ([`Server::on_reload`]).
+    reload: Option<Box<dyn Fn() + Send>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -227,6 +230,7 @@ impl Server {
             (
                 signal(SignalKind::terminate())?,
                 signal(SignalKind::interrupt())?,
+                signal(SignalKind::hangup())?,
             )
         };
         Ok(Server {
@@ -242,6 +246,7 @@ impl Server {
             access_log,
             control,
             signals: Some(signals),
+            reload: None,
         })
     }
 
@@ -283,13 +288,33 @@ impl Server {
         &self.metrics
     }
 
-    /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
+    /// What SIGHUP does while [`Server::run`] serves (called on the control
+    /// thread: it must not block). Without it, SIGHUP is logged and
+    /// ignored (it never ends the server).
+    pub fn on_reload(mut self, reload: Box<dyn Fn() + Send>) -> Self {
+        self.reload = Some(reload);
+        self
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully; SIGHUP
+    /// runs the [`on_reload`](Server::on_reload) hook.
     pub fn run(mut self) -> Result<(), Error> {
-        let (mut term, mut int) = self.signals.take().expect("signals are taken only here");
+        let (mut term, mut int, mut hup) =
+            self.signals.take().expect("signals are taken only here");
+        let reload = self.reload.take();
         self.run_until(async move {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            loop {
+                tokio::select! {
+                    _ = term.recv() => break tracing::info!("SIGTERM: shutting down"),
+                    _ = int.recv() => break tracing::info!("SIGINT: shutting down"),
+                    _ = hup.recv() => match &reload {
+                        Some(reload) => {
+                            tracing::info!("SIGHUP: reloading");
+                            reload();
+                        }
+                        None => tracing::info!("SIGHUP: nothing to reload"),
+                    },
+                }
             }
         })
     }

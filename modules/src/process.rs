@@ -221,6 +221,33 @@ impl ProcessModule {
         }
     }
 
+    /// Has every runner of the module recycled, so that it loads the
+    /// library again from disk (a rebuilt module goes live without a failed
+    /// request): first a throw-away runner checks the library as at start
+    /// (it must load, with this server's ABI); if it fails, the error is
+    /// logged and the runners keep the library they have. Runs on a thread
+    /// of its own: call it from anywhere (`iolite serve` does on SIGHUP).
+    pub fn reload(self: &Arc<Self>) {
+        let module = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("iolite-reload".into())
+            .spawn(move || {
+                let t = &module.template;
+                if let Err(e) = check_library(&t.exe, &module.prefix, &t.library, &t.sandbox) {
+                    tracing::warn!(module = %module.prefix, error = %e, "not reloaded: its runners keep the library they loaded");
+                    return;
+                }
+                let slots = module.slots.read().map(|s| s.clone()).unwrap_or_default();
+                tracing::info!(module = %module.prefix, library = %t.library.display(), "reloading: recycling every runner");
+                for slot in slots {
+                    slot.send(Cmd::Recycle("reload".into()));
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(module = %self.prefix, error = %e, "not reloaded: no thread");
+        }
+    }
+
     /// The mount prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix

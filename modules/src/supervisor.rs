@@ -84,6 +84,9 @@ pub(crate) enum Cmd {
     Replace,
     /// The runner reached `max_requests`: look at the count.
     Look,
+    /// Recycle the runner (why): a successor, which loads the library
+    /// again, takes the next requests; the old one drains.
+    Recycle(String),
     /// The server is stopping: end the runner (logged at INFO) and the
     /// thread.
     Stop,
@@ -376,7 +379,7 @@ fn run_process(
                 start_drain(cfg, ctx.handle, o, ctx.drains);
             }
             tracing::error!(module = %cfg.name, error = %e, "cannot start runner");
-            return drain_commands(rx, waiting).map_or(End::Shutdown, |()| End::Died);
+            return drain_commands(rx, waiting).map_or(End::Shutdown, |_| End::Died);
         }
     };
     let pid = child.0.id();
@@ -422,7 +425,7 @@ fn run_process(
         }
         Err(e) => {
             tracing::error!(module = %cfg.name, pid, error = %e, "runner did not start");
-            let end = drain_commands(rx, waiting).map_or(End::Shutdown, |()| End::Died);
+            let end = drain_commands(rx, waiting).map_or(End::Shutdown, |_| End::Died);
             (end, None)
         }
     };
@@ -630,7 +633,8 @@ fn pause(
     loop {
         match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
             Ok(Cmd::Connect(reply)) => waiting.push(reply),
-            Ok(Cmd::Replace | Cmd::Look) => {}
+            // The next runner loads the library anew anyway.
+            Ok(Cmd::Replace | Cmd::Look | Cmd::Recycle(_)) => {}
             Ok(Cmd::Stop) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Err(()),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return Ok(()),
         }
@@ -649,24 +653,27 @@ fn wait_for_request(
                 waiting.push(reply);
                 return Ok(());
             }
-            Ok(Cmd::Replace | Cmd::Look) => {}
+            Ok(Cmd::Replace | Cmd::Look | Cmd::Recycle(_)) => {}
             Ok(Cmd::Stop) | Err(_) => return Err(()),
         }
     }
 }
 
 /// Takes every pending command: link requests join `waiting` (a replace
-/// only wakes the thread: it reads `retired`). Err when the server stops.
+/// only wakes the thread: it reads `retired`); returns why a recycle was
+/// asked for, if one was. Err when the server stops.
 fn drain_commands(
     rx: &Receiver<Cmd>,
     waiting: &mut Vec<oneshot::Sender<Attached>>,
-) -> Result<(), ()> {
+) -> Result<Option<String>, ()> {
+    let mut recycle = None;
     loop {
         match rx.try_recv() {
             Ok(Cmd::Connect(reply)) => waiting.push(reply),
             Ok(Cmd::Replace | Cmd::Look) => {}
+            Ok(Cmd::Recycle(why)) => recycle = Some(why),
             Ok(Cmd::Stop) => return Err(()),
-            Err(TryRecvError::Empty) => return Ok(()),
+            Err(TryRecvError::Empty) => return Ok(recycle),
             Err(TryRecvError::Disconnected) => return Err(()),
         }
     }
@@ -943,18 +950,24 @@ fn serve(
 ) -> End {
     let (pid, rx, wake) = (runner.pid, ctx.rx, ctx.wake);
     let mut upkeep = Upkeep::new(cfg, ctx.handle);
+    let mut recycle = None;
     loop {
-        if drain_commands(rx, waiting).is_err() {
-            return End::Shutdown;
+        match drain_commands(rx, waiting) {
+            Err(()) => return End::Shutdown,
+            Ok(Some(why)) => recycle = Some(why),
+            Ok(None) => {}
         }
         if ctx.retired.load(Ordering::Acquire) >= ctx.generation {
             tracing::warn!(module = %cfg.name, pid, "replacing the runner");
             return End::Died;
         }
-        if waiting.is_empty()
-            && let Some(end) = upkeep.check(pid, ctx.handle)
-        {
-            return end;
+        if waiting.is_empty() {
+            if let Some(why) = recycle.take() {
+                return End::Recycle(why);
+            }
+            if let Some(end) = upkeep.check(pid, ctx.handle) {
+                return end;
+            }
         }
         while let Some(reply) = waiting.pop() {
             if reply.is_closed() {
