@@ -1032,8 +1032,8 @@ fn a_slow_request_does_not_hold_up_the_next_one_in_the_same_runner() {
     .unwrap();
     let pipe = support::open_fifo_writer(&fifo);
     // The held request is being handled; once it has been for longer than
-    // a lane may stall (10 ms), the next requests take another lane.
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    // a lane may stall (50 ms), the next requests take another lane.
+    std::thread::sleep(std::time::Duration::from_millis(150));
     for _ in 0..3 {
         let mut s = server.connect();
         s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
@@ -1045,6 +1045,22 @@ fn a_slow_request_does_not_hold_up_the_next_one_in_the_same_runner() {
     drop(pipe);
     let r = read_response(&mut held, &mut Vec::new(), false);
     assert_eq!(r.body, b"read 0 bytes\n");
+    // The runner's main thread and its two lanes' threads.
+    let threads = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(threads(), 3);
+    // An extra lane idle for 2 s is closed (at the next request): its
+    // thread ends.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(answer_pid(&get(&server, "/faulty/x")), pid);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while threads() > 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(threads(), 2);
     assert!(server.stop().success());
 }
 
@@ -1076,7 +1092,7 @@ fn a_runner_without_a_thread_to_spare_refuses_a_lane_and_keeps_serving() {
     )
     .unwrap();
     let pipe = support::open_fifo_writer(&fifo);
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    std::thread::sleep(std::time::Duration::from_millis(150));
     // This one asks for a second lane, which the runner cannot serve: it
     // waits behind the held request instead of failing.
     let mut next = server.connect();

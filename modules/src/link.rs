@@ -166,6 +166,27 @@ impl Link {
         (!st.inflight.is_empty()).then_some(st.progress)
     }
 
+    /// Closes the link if nothing was in flight on it for `idle` and this
+    /// side holds none of the runner's buffers any more, every release
+    /// written (its runner thread then ends, and the runner, which lives
+    /// on, may reuse what the link's leases kept); whether it did.
+    fn close_if_idle(&self, now: Instant, idle: Duration) -> bool {
+        let mut st = self.state.borrow_mut();
+        if !st.inflight.is_empty()
+            || now.duration_since(st.progress) < idle
+            || st.peer.leases_held() > 0
+            || st.peer.releases_pending() > 0
+            || st.peer.queued() > 0
+        {
+            return false;
+        }
+        st.closed = true;
+        st.peer.close();
+        drop(st);
+        self.kick.notify_one();
+        true
+    }
+
     /// A draining runner's link with nothing left in flight closes: the
     /// runner exits once all its links have.
     fn drained(&self) -> bool {
@@ -614,9 +635,13 @@ async fn sleep_until(at: Option<Instant>) {
 /// How long a busy link may go without its runner finishing a request
 /// before the worker opens another lane to the same runner (requests on
 /// one link are handled one after another: a slow one would hold up those
-/// behind it). Quick modules, however loaded, never reach it and keep one
-/// lane per worker, whose batching they profit from.
-const LANE_STALL: Duration = Duration::from_millis(10);
+/// behind it). Quick modules, however loaded, rarely reach it (a runner
+/// thread kept off the CPU that long by an overloaded machine does) and
+/// keep one lane per worker, whose batching they profit from.
+const LANE_STALL: Duration = Duration::from_millis(50);
+/// A lane other than a worker's first to a runner, idle this long, is
+/// closed (its runner thread ends).
+const LANE_IDLE: Duration = Duration::from_secs(2);
 
 /// One worker thread's links to the runners of one module, by slot: one
 /// or more *lanes* per runner, each served by a runner thread of its own.
@@ -655,6 +680,12 @@ impl WorkerLinks {
         }
         let lanes = &mut links[index];
         lanes.retain(|l| l.accepts());
+        let now = Instant::now();
+        if lanes.len() > 1 {
+            // Extra lanes that nothing held up for a while go.
+            let mut first = true;
+            lanes.retain(|l| std::mem::take(&mut first) || !l.close_if_idle(now, LANE_IDLE));
+        }
         let best = lanes.iter().min_by_key(|l| l.in_flight()).cloned();
         let Some(first) = best.as_ref() else {
             // A new runner: it may take every lane again.
@@ -672,7 +703,6 @@ impl WorkerLinks {
         if first.in_flight() == 0 || lanes.len() >= cap {
             return (best, false);
         }
-        let now = Instant::now();
         let stalled = lanes.iter().all(|l| {
             l.held_since()
                 .is_some_and(|t| now.duration_since(t) >= LANE_STALL)

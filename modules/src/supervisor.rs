@@ -695,6 +695,13 @@ fn spawn_runner(cfg: &SlotConfig) -> std::io::Result<(Child, Option<UnixStream>)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if cfg.sandbox.memory.is_some() && std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // glibc reserves 64 MiB of address space per malloc arena, one per
+        // thread that allocates: under an address-space limit, each new
+        // runner thread's arena fails, and every allocation it makes then
+        // tries (and fails) to map one first. Two arenas fit any limit.
+        cmd.env("MALLOC_ARENA_MAX", "2");
+    }
     // Its own process group: a terminal's ^C stops the server, which then
     // closes the socket; the runner ends when it sees that.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
