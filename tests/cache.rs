@@ -195,3 +195,55 @@ fn a_changed_file_is_not_served_stale_past_the_revalidation_interval() {
     }
     assert!(server.stop().success());
 }
+
+#[test]
+fn an_answer_queued_in_a_clients_socket_keeps_its_bytes_when_its_space_is_evicted_and_reused() {
+    // Cached slices above 32 KiB go out with sendfile: their pages sit in
+    // a slow client's receive queue after the server is done. Evicting
+    // that file and caching others in its space must not change them.
+    const LEN: usize = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..120).map(|i| format!("f{i}")).collect();
+    let files: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), LEN)).collect();
+    let data = write_files(dir.path(), &files);
+    let server = Iolite::start(dir.path(), &["--cache-size", "1M", "--workers", "1"]);
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(8 << 20).unwrap();
+    sock.connect(&server.addr.into()).unwrap();
+    let mut slow: std::net::TcpStream = sock.into();
+    slow.write_all(b"GET /f0 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut peek = vec![0; 2 * LEN];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while slow.peek(&mut peek).unwrap() < LEN && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        slow.peek(&mut peek).unwrap() >= LEN,
+        "the answer never arrived whole"
+    );
+    // Ten times the budget of other files: /f0 is evicted, its space reused.
+    let mut s = server.connect();
+    let mut buf = Vec::new();
+    for (i, name) in names.iter().enumerate().skip(1) {
+        let r = get(
+            &server,
+            &mut s,
+            &mut buf,
+            &format!("GET /{name} HTTP/1.1\r\nHost: t\r\n\r\n"),
+        );
+        assert!(r.status == 200 && r.body == data[i], "{name}");
+    }
+    assert!(server.metric("iolite_cache_evictions_total") > 0);
+    // Evicted bodies are not pinned by the workers' open files: the cache
+    // still holds the latest files.
+    assert!(server.metric("iolite_cache_entries") > 0);
+    let r = read_response(&mut slow, &mut Vec::new(), false);
+    assert_eq!(r.status, 200);
+    let wrong = r.body.iter().zip(&data[0]).filter(|(a, b)| a != b).count();
+    assert_eq!(
+        wrong, 0,
+        "{wrong} bytes of the first answer changed after it was sent"
+    );
+    assert!(server.stop().success());
+}

@@ -1149,3 +1149,62 @@ fn sighup_reloads_a_rebuilt_module_and_keeps_the_old_one_when_the_new_is_refused
     );
     assert!(server.stop().success());
 }
+
+/// Bytes queued for reading on `s` (peeked: nothing is consumed).
+fn queued(s: &std::net::TcpStream, buf: &mut [u8]) -> usize {
+    s.peek(buf).unwrap()
+}
+
+#[test]
+fn an_answer_queued_in_a_clients_socket_keeps_its_bytes_while_the_server_reuses_the_space() {
+    // A body echoed by reference is sent with sendfile: the pages it names
+    // sit in the client's receive queue until the client reads them. The
+    // request pool must not hand that space to the next request meanwhile.
+    const LEN: usize = 1 << 20;
+    let root = site();
+    let server = Iolite::start(
+        root.path(),
+        &[
+            "--module",
+            &format!("/echo={}", lib("echo")),
+            "--workers",
+            "1",
+        ],
+    );
+    let addr = server.addr;
+    // A client with room for the whole answer, which does not read yet.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(8 << 20).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let mut slow: std::net::TcpStream = sock.into();
+    write!(
+        slow,
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {LEN}\r\n\r\n"
+    )
+    .unwrap();
+    slow.write_all(&vec![b'a'; LEN]).unwrap();
+    // The whole answer is in its receive queue: the server is done with it.
+    let mut peek = vec![0; 2 * LEN];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while queued(&slow, &mut peek) < LEN && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(
+        queued(&slow, &mut peek) >= LEN,
+        "the answer never arrived whole"
+    );
+    // Other requests of the same size, answered and read at once.
+    for fill in [b'b', b'c', b'd'] {
+        let r = request(&server, "POST", "/echo", &vec![fill; LEN]);
+        assert_eq!(r.status, 200);
+        assert!(r.body.iter().all(|&b| b == fill));
+    }
+    let r = read_response(&mut slow, &mut Vec::new(), false);
+    assert_eq!(r.status, 200);
+    let wrong = r.body.iter().filter(|&&b| b != b'a').count();
+    assert_eq!(
+        wrong, 0,
+        "{wrong} bytes of the first answer changed after it was sent"
+    );
+    assert!(server.stop().success());
+}

@@ -43,8 +43,8 @@ pub struct FileRange {
 ///
 /// The send path takes bodies as a sequence of [`crate::send::Chunk`]s
 /// (memory or file range): each slice of an aggregate (a cached body, a
-/// module's answer) becomes a memory chunk (small: batched into the writev)
-/// or a file chunk of its pool's memfd (large: sendfile).
+/// module's answer) becomes a memory chunk, batched into the writev (see
+/// [`crate::send::Chunks`] for why not `sendfile` from the pool's memfd).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Body {

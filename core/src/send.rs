@@ -33,11 +33,6 @@ pub enum Chunk<'a> {
     },
 }
 
-/// Largest cache-pool slice sent from memory in the `writev` with the head;
-/// larger slices go out with `sendfile` from the pool's memfd, which hands
-/// the socket page references instead of having the kernel copy them.
-pub const MEM_SLICE_MAX: usize = 32 * 1024;
-
 impl Body {
     /// The body as send-path chunks, in order.
     pub fn chunks(&self) -> Chunks<'_> {
@@ -68,6 +63,19 @@ impl Body {
 
 /// The chunks of a [`Body`]: at most one for most bodies, one per slice of
 /// the range for a cached body or an aggregate.
+///
+/// Pool slices (the cache's, a module's) are written from memory: the
+/// kernel copies them into the socket during the write, no copy in user
+/// space. They are not handed to the socket by page reference (`sendfile`
+/// from the pool's memfd): the socket keeps such pages after the call
+/// returns — in its queue until the peer acknowledges them and, for a peer
+/// on this host (loopback, veth), in the peer's receive queue until it
+/// reads them — while a pool reuses the space as soon as the last
+/// [`Buf`](iolite_ipc::Buf) into it is dropped (a module's pools at the
+/// next request, the cache after an eviction): a slow reader would receive
+/// what was written there since (tests/modules.rs and tests/cache.rs show
+/// it). By reference needs the buffers held until the kernel has released
+/// their pages, which only `MSG_ZEROCOPY` completions report.
 #[derive(Debug)]
 pub enum Chunks<'a> {
     One(Option<Chunk<'a>>),
@@ -101,15 +109,7 @@ impl<'a> Iterator for Chunks<'a> {
                 let take = (blen - *skip).min(*left) as usize;
                 *skip = 0;
                 *left -= take as u64;
-                return Some(if take <= MEM_SLICE_MAX {
-                    Chunk::Mem(&buf.as_slice()[start..start + take])
-                } else {
-                    Chunk::File {
-                        fd: buf.fd(),
-                        offset: buf.fd_offset() + start as u64,
-                        len: take as u64,
-                    }
-                });
+                return Some(Chunk::Mem(&buf.as_slice()[start..start + take]));
             },
         }
     }

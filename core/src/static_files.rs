@@ -50,7 +50,10 @@ struct FileEntry {
     key: FileKey,
     version: FileVersion,
     /// The cached bytes, once looked up (checked for eviction on each use).
-    body: RefCell<Option<Arc<CachedBody>>>,
+    /// Weak: a body the cache evicts must not stay pinned in the pool by
+    /// the open-file entries of every worker that served it (its space comes
+    /// back once the sends using it end).
+    body: RefCell<Option<std::sync::Weak<CachedBody>>>,
     etag: Box<[u8]>,
     /// Content-Type, Last-Modified, ETag, Accept-Ranges.
     lines_200: Arc<[u8]>,
@@ -196,7 +199,11 @@ impl StaticFiles {
         if entry.len > cache.threshold() {
             return None;
         }
-        let held = entry.body.borrow().clone();
+        let held = entry
+            .body
+            .borrow()
+            .as_ref()
+            .and_then(std::sync::Weak::upgrade);
         if let Some(body) = held
             && !body.is_evicted()
         {
@@ -213,7 +220,7 @@ impl StaticFiles {
                 }
             },
         };
-        *entry.body.borrow_mut() = Some(body.clone());
+        *entry.body.borrow_mut() = Some(Arc::downgrade(&body));
         Some(body)
     }
 

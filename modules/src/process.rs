@@ -620,11 +620,6 @@ struct PendingModule {
 
 /// Smallest buffer a chunked body is copied into.
 const CHUNK_BUF: usize = 64 << 10;
-/// Request bodies from this size on have their 2 MiB chunks of the request
-/// pool moved into huge pages (once per chunk in the pool's life): a module
-/// that answers with them (echo) has them sent with `sendfile`, which then
-/// looks pages up once per 2 MiB instead of once per 4 KiB.
-const HUGE_FROM: usize = 32 << 10;
 
 impl PendingResponse for PendingModule {
     fn body_start(&mut self, len: u64) -> Result<(), iolite_core::Error> {
@@ -633,10 +628,6 @@ impl PendingResponse for PendingModule {
             self.module.pool.alloc(len).map_err(|_| {
                 iolite_core::Error::Unavailable("the module's request pool is full")
             })?;
-        if len >= HUGE_FROM {
-            // Echoed bodies go back out with sendfile: see `HUGE_FROM`.
-            buf.collapse_huge_pages();
-        }
         self.body = Some(buf);
         Ok(())
     }
@@ -673,7 +664,6 @@ impl PendingResponse for PendingModule {
                     .map_err(|_| {
                         iolite_core::Error::Unavailable("the module's request pool is full")
                     })?;
-                buf.collapse_huge_pages();
                 self.body = Some(buf);
             }
             let Some(buf) = self.body.as_mut() else {

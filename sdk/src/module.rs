@@ -120,12 +120,6 @@ const MAX_PARTS_OUTSTANDING: usize = 32;
 /// [`MAX_CHUNK`].
 const MIN_CHUNK: usize = 4096;
 const MAX_CHUNK: usize = 1 << 20;
-/// Output buffers from this size on have their 2 MiB chunks of the output
-/// pool moved into huge pages ([`BufMut::collapse_huge_pages`]; once per
-/// chunk in the pool's life): the server sends them with `sendfile` (it
-/// writes smaller ones), and the kernel then looks pages up once per 2 MiB
-/// instead of once per 4 KiB.
-const HUGE_FROM: usize = 32 << 10;
 
 impl Ctx<'_> {
     /// A writer into this process's output pool. Its bytes are written once,
@@ -200,11 +194,7 @@ impl Ctx<'_> {
     /// The pool is exhausted (buffers of earlier responses are still being
     /// sent) or the size is invalid.
     pub fn alloc(&self, capacity: usize) -> Result<BufMut, iolite_ipc::Error> {
-        let buf = self.pool.alloc(capacity)?;
-        if capacity >= HUGE_FROM {
-            buf.collapse_huge_pages();
-        }
-        Ok(buf)
+        self.pool.alloc(capacity)
     }
 }
 
@@ -314,9 +304,6 @@ impl Writer<'_> {
                 .pool
                 .alloc(size)
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::OutOfMemory, e))?;
-            if size >= HUGE_FROM {
-                buf.collapse_huge_pages();
-            }
             self.cur = Some(buf);
         }
         Ok(self.cur.as_mut().expect("a chunk was just ensured"))

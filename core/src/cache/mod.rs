@@ -15,21 +15,18 @@
 //! drops the cache's reference, and the pool reuses the space only when the
 //! last [`Buf`](iolite_ipc::Buf) into it is dropped — when the send is done.
 //!
-//! Known gap: "done" means the last `sendfile` returned. Slices above
-//! `send::MEM_SLICE_MAX` go out by page reference, and those pages can
-//! still sit in socket queues afterwards — until the peer acknowledges them
-//! (a remote client) or reads them (a peer on the same host: loopback,
-//! veth). If the pool reuses that space for another entry meanwhile, the
-//! queued bytes change under the peer. It takes eviction plus a peer that
-//! lags behind by a whole reuse cycle, but nothing bounds that lag for a
-//! local peer. The fix planned: hold the pool space until the kernel
-//! releases the pages, which only `MSG_ZEROCOPY` completions report (the
-//! kernel copies on local delivery and then completes), at the price of a
-//! copy for loopback peers.
+//! "Done" means the last write returned, which is why entries are written
+//! to sockets from memory (the kernel copies them into the socket), not
+//! handed over by page reference with `sendfile`: pages sent so stay in
+//! socket queues after the call (until acknowledged, or until a peer on
+//! this host reads them), and space reused after an eviction would change
+//! them under a slow reader (`send::Chunks`). Open-file entries of the
+//! workers hold cached bodies weakly, so an evicted entry's space comes back
+//! as soon as the sends using it end.
 //!
 //! Entries are backed by 2 MiB huge pages as the pool fills
-//! ([`iolite_ipc::BufMut::collapse_huge_pages`]), so `sendfile` looks the
-//! pool's pages up once per 2 MiB instead of once per 4 KiB.
+//! ([`iolite_ipc::BufMut::collapse_huge_pages`]): fewer TLB misses while
+//! the kernel copies them into sockets.
 //!
 //! # Layout
 //! - [`replacement`]: Greedy-Dual-Size-Frequency and LRU bookkeeping.
@@ -235,10 +232,10 @@ impl FileCache {
                 }
             }
             buf.advance(size).map_err(CacheError::PoolFull)?;
-            // Entries go out with sendfile from the pool many times: in
-            // 2 MiB pages the kernel looks them up per 2 MiB, not per 4 KiB.
-            // Each 2 MiB chunk of the pool is moved once in its life (about
-            // a copy of it); later entries there cost an atomic load.
+            // Entries are written to sockets many times: in 2 MiB pages the
+            // kernel's copies take fewer TLB misses. Each 2 MiB chunk of the
+            // pool is moved once in its life (about a copy of it); later
+            // entries there cost an atomic load.
             buf.collapse_huge_pages();
             Agg::from(buf.freeze())
         };
