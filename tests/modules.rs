@@ -842,27 +842,36 @@ fn answer_pid(r: &support::Response) -> i32 {
         .unwrap_or_else(|| panic!("no pid in {text:?}"))
 }
 
-#[test]
-fn max_requests_recycles_the_runner_and_the_old_one_answers_what_it_holds() {
+/// One worker, one faulty runner (`processes_max = 1`, `in_flight = 4`,
+/// unconfined, plus `module_keys` and `sandbox_keys`), whose first answer
+/// gave its pid, and a request held in it: it reads a named pipe until the
+/// test drops `pipe`.
+struct Held {
+    _root: tempfile::TempDir,
+    server: Iolite,
+    pid: i32,
+    held: std::net::TcpStream,
+    pipe: std::fs::File,
+}
+
+fn start_with_a_held_request(module_keys: &str, sandbox_keys: &str) -> Held {
     let root = site();
     let config = root.path().join("iolite.toml");
     std::fs::write(
         &config,
         format!(
-            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nprocesses_max = 1\nin_flight = 4\nmax_requests = 3\n{UNCONFINED}",
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nprocesses_max = 1\nin_flight = 4\n{module_keys}{UNCONFINED}{sandbox_keys}",
             lib("faulty")
         ),
     )
     .unwrap();
     let fifo = root.path().join("hold");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-    // One worker: one link per runner, so the third request queues in the
-    // old runner behind the held one.
     let server = Iolite::start(
         root.path(),
         &["--config", config.to_str().unwrap(), "--workers", "1"],
     );
-    let old = answer_pid(&get(&server, "/faulty/x"));
+    let pid = answer_pid(&get(&server, "/faulty/x"));
     let mut held = server.connect();
     write!(
         held,
@@ -871,6 +880,26 @@ fn max_requests_recycles_the_runner_and_the_old_one_answers_what_it_holds() {
     )
     .unwrap();
     let pipe = support::open_fifo_writer(&fifo);
+    Held {
+        _root: root,
+        server,
+        pid,
+        held,
+        pipe,
+    }
+}
+
+#[test]
+fn max_requests_recycles_the_runner_and_the_old_one_answers_what_it_holds() {
+    // One worker: one link per runner, so the third request queues in the
+    // old runner behind the held one.
+    let Held {
+        _root,
+        server,
+        pid: old,
+        mut held,
+        pipe,
+    } = start_with_a_held_request("max_requests = 3\n", "");
     // The third request: sent to the old runner, which is then recycled.
     let mut queued = server.connect();
     write!(queued, "GET /faulty/x HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
@@ -1004,33 +1033,15 @@ fn an_idle_runner_above_processes_min_ends_and_the_next_request_starts_one() {
 
 #[test]
 fn a_slow_request_does_not_hold_up_the_next_one_in_the_same_runner() {
-    let root = site();
-    let config = root.path().join("iolite.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nprocesses_max = 1\nin_flight = 4\n{UNCONFINED}",
-            lib("faulty")
-        ),
-    )
-    .unwrap();
-    let fifo = root.path().join("hold");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
     // One worker, one runner: before lanes, every request of the worker
     // waited behind the held one.
-    let server = Iolite::start(
-        root.path(),
-        &["--config", config.to_str().unwrap(), "--workers", "1"],
-    );
-    let pid = answer_pid(&get(&server, "/faulty/x"));
-    let mut held = server.connect();
-    write!(
-        held,
-        "GET /faulty/fifo?path={} HTTP/1.1\r\nHost: t\r\n\r\n",
-        fifo.display()
-    )
-    .unwrap();
-    let pipe = support::open_fifo_writer(&fifo);
+    let Held {
+        _root,
+        server,
+        pid,
+        mut held,
+        pipe,
+    } = start_with_a_held_request("", "");
     // The held request is being handled; once it has been for longer than
     // a lane may stall (50 ms), the next requests take another lane.
     std::thread::sleep(std::time::Duration::from_millis(150));
@@ -1066,32 +1077,14 @@ fn a_slow_request_does_not_hold_up_the_next_one_in_the_same_runner() {
 
 #[test]
 fn a_runner_without_a_thread_to_spare_refuses_a_lane_and_keeps_serving() {
-    let root = site();
-    let config = root.path().join("iolite.toml");
     // Two tasks: the runner's main thread and one link thread.
-    std::fs::write(
-        &config,
-        format!(
-            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nprocesses_max = 1\nin_flight = 4\n{UNCONFINED}tasks = 2\n",
-            lib("faulty")
-        ),
-    )
-    .unwrap();
-    let fifo = root.path().join("hold");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-    let server = Iolite::start(
-        root.path(),
-        &["--config", config.to_str().unwrap(), "--workers", "1"],
-    );
-    let pid = answer_pid(&get(&server, "/faulty/x"));
-    let mut held = server.connect();
-    write!(
-        held,
-        "GET /faulty/fifo?path={} HTTP/1.1\r\nHost: t\r\n\r\n",
-        fifo.display()
-    )
-    .unwrap();
-    let pipe = support::open_fifo_writer(&fifo);
+    let Held {
+        _root,
+        server,
+        pid,
+        mut held,
+        pipe,
+    } = start_with_a_held_request("", "tasks = 2\n");
     std::thread::sleep(std::time::Duration::from_millis(150));
     // This one asks for a second lane, which the runner cannot serve: it
     // waits behind the held request instead of failing.
