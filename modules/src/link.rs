@@ -680,8 +680,8 @@ impl WorkerLinks {
         }
         let lanes = &mut links[index];
         lanes.retain(|l| l.accepts());
-        let now = Instant::now();
         if lanes.len() > 1 {
+            let now = Instant::now();
             // Extra lanes that nothing held up for a while go.
             let mut first = true;
             lanes.retain(|l| std::mem::take(&mut first) || !l.close_if_idle(now, LANE_IDLE));
@@ -703,6 +703,7 @@ impl WorkerLinks {
         if first.in_flight() == 0 || lanes.len() >= cap {
             return (best, false);
         }
+        let now = Instant::now();
         let stalled = lanes.iter().all(|l| {
             l.held_since()
                 .is_some_and(|t| now.duration_since(t) >= LANE_STALL)
