@@ -628,6 +628,24 @@ fn serve_with_a_bad_file_gives_the_check_config_messages() {
 }
 
 #[test]
+fn a_file_that_is_not_utf8_is_an_error() {
+    // The fuzz target (core/fuzz, `config`) feeds the parser valid UTF-8
+    // only, because the file reader refuses anything else, here.
+    let fx = Fixture::new();
+    std::fs::write(fx.file(), b"root = \"site\"\nindex = \"\xff\xfe.html\"\n").unwrap();
+    let e = check_file(&fx.file()).unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert_eq!(e.0[0].origin, Origin::File(fx.file().as_path().into()));
+    assert!(
+        e.0[0]
+            .message
+            .starts_with("cannot read the configuration file: "),
+        "{e}"
+    );
+    assert!(e.0[0].message.contains("UTF-8"), "{e}");
+}
+
+#[test]
 fn bad_flags_are_refused_by_clap_or_reported_with_the_flag() {
     for (list, needle) in [
         (
