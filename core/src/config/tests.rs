@@ -79,6 +79,15 @@ fn bad_files_report_every_error_with_its_position() {
                 "FILE:2:1: unknown top-level key `server_name` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm)",
             ],
         ),
+        // A key's line break or control character is shown escaped: every
+        // diagnostic stays one line (found by the `config` fuzz target).
+        (
+            "root = \"site\"\n\"a\\nb\" = 1\n[log]\n\"\\u001b[2J\" = 1\n",
+            &[
+                "FILE:2:1: unknown top-level key `a\\nb` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm)",
+                "FILE:4:1: unknown key in [log]: `\\u{1b}[2J` (expected one of: access, level)",
+            ],
+        ),
         (
             "root = \"site\"\n[cache]\nsise = \"1M\"\n",
             &["FILE:3:1: unknown key in [cache]: `sise` (did you mean `size`?)"],
