@@ -68,5 +68,9 @@ pub mod runner;
 mod supervisor;
 
 pub use error::Error;
+/// The `module_answer` fuzz target's entry point (`modules/fuzz`): a
+/// runner's bytes through a data link's receive path and the answer checks.
+#[doc(hidden)]
+pub use link::fuzzing;
 pub use metrics::ModuleMetrics;
 pub use process::{DirectClient, ProcessModule, current_exe, sweep_stale_cgroups};
