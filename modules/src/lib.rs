@@ -13,6 +13,9 @@
 //! - `link`: the request path: each worker thread's data links to the
 //!   runners (non-blocking sockets on the worker's own reactor), answers,
 //!   streams, cache lookups, cancels, copy mode (`transfer = "copy"`).
+//!   `link::fuzzing` (hidden, re-exported as `fuzzing`): the entry point of
+//!   the `module_answer` fuzz target (`fuzz/`): a runner's bytes through a
+//!   link's receive path and the answer checks, without a runner.
 //!
 //! # The request path
 //! A worker thread writes the request frame into its own link to the

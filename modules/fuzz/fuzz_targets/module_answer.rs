@@ -14,8 +14,10 @@
 //! control character, no `Content-Length`, `Transfer-Encoding`,
 //! `Connection`); the head the server writes with them parses as exactly
 //! one complete response whose only `Content-Length` is the server's and
-//! equals the body's length; a body's bytes can be read (imports stay
-//! inside their pools); a stream never delivers more than it announced.
+//! equals the body's length, with the status the module chose (any of
+//! 200..=999, with or without a reason phrase); a body's bytes can be read
+//! (imports stay inside their pools); a stream never delivers more than it
+//! announced.
 #![no_main]
 
 use iolite_core::Body;
@@ -99,6 +101,11 @@ fn check(o: &Outcome) {
         Ok(httparse::Status::Complete(head.len())),
         "{:?}",
         String::from_utf8_lossy(&head)
+    );
+    assert_eq!(
+        parsed.code,
+        Some(r.status),
+        "the client sees the status sent"
     );
     let framing = usize::from(status_has_body(r.status));
     assert_eq!(parsed.headers.len(), 2 + module_fields + framing);
