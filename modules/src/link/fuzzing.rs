@@ -3,16 +3,16 @@
 //! server's own receive path, without a runner.
 //!
 //! [`run`] plays one link: the bytes go into one end of a socket pair; the
-//! other end is a server [`Peer`] set up as [`Link`](super::Link) sets up
-//! its own (the module's request pool and the runner's output pool
-//! adopted, [`IN_FLIGHT`] requests in flight, each with a body exported
-//! from the request pool, as `Link::submit` does). Frames are received
-//! with `try_recv_event` and dispatched as `Link::read_some` dispatches
-//! them (copy-mode `Data`, `CacheLookup`, everything else to the real
-//! [`answer`](super::answer)); the first error ends the link as
-//! `Link::fail` does (every request still in flight is dropped: 502). Each
-//! request's outcome then goes through the real `to_response`, as
-//! `ProcessModule::exchange` does.
+//! other end is a server [`Peer`] set up as `Link` sets up its own (the
+//! module's request pool and the runner's output pool adopted,
+//! [`IN_FLIGHT`] requests in flight, each with a body exported from the
+//! request pool, as `Link::submit` does). Frames are received with
+//! `try_recv_event` and dispatched as `Link::read_some` dispatches them
+//! (copy-mode `Data` without the copy counters, `CacheLookup` as for a
+//! module without a cache, everything else to the real `link::answer`);
+//! the first error ends the link as `Link::fail` does (every request still
+//! in flight is dropped: 502). Each request's outcome then goes through
+//! the real `to_response`, as `ProcessModule::exchange` does.
 //!
 //! The input is a flags byte (bit 0: copy mode), then records of a tag
 //! byte, a u16 length (little-endian) and that many bytes. An even tag's
