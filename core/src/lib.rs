@@ -29,7 +29,8 @@
 //! - [`status`]: the same figures as a small HTML page (`/status`).
 //! - [`config`]: the configuration of `iolite serve` (defaults, TOML file,
 //!   flags) resolved into one validated [`config::Config`], with every error
-//!   reported as `FILE:LINE:COLUMN: problem`.
+//!   reported as `FILE:LINE:COLUMN: problem` (the file parser is fuzzed in
+//!   `fuzz/`).
 //! - [`access_log`]: the access log in combined log format, buffered per
 //!   writer, flushed at least once a second and at shutdown.
 #![forbid(unsafe_code)]

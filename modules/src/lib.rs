@@ -13,6 +13,9 @@
 //! - `link`: the request path: each worker thread's data links to the
 //!   runners (non-blocking sockets on the worker's own reactor), answers,
 //!   streams, cache lookups, cancels, copy mode (`transfer = "copy"`).
+//!   `link::fuzzing` (hidden, re-exported as `fuzzing`): the entry point of
+//!   the `module_answer` fuzz target (`fuzz/`): a runner's bytes through a
+//!   link's receive path and the answer checks, without a runner.
 //!
 //! # The request path
 //! A worker thread writes the request frame into its own link to the
@@ -76,5 +79,9 @@ pub mod runner;
 mod supervisor;
 
 pub use error::Error;
+/// The `module_answer` fuzz target's entry point (`modules/fuzz`): a
+/// runner's bytes through a data link's receive path and the answer checks.
+#[doc(hidden)]
+pub use link::fuzzing;
 pub use metrics::ModuleMetrics;
 pub use process::{DirectClient, ProcessModule, current_exe, sweep_stale_cgroups};

@@ -27,6 +27,9 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, oneshot};
 
 use crate::supervisor::{Attached, Cmd, SlotHandle};
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 /// How often a link with buffers still held wakes to send their releases
 /// when no request carries them.
 const RELEASE_TICK: Duration = Duration::from_millis(10);

@@ -418,7 +418,7 @@ impl Drop for LoadGuard<'_> {
     }
 }
 
-fn plain(status: u16, text: &'static [u8]) -> Response {
+pub(crate) fn plain(status: u16, text: &'static [u8]) -> Response {
     Response::new(
         status,
         HeaderLines::Static(b"Content-Type: text/plain; charset=utf-8\r\n"),
@@ -438,7 +438,7 @@ const SERVER_FIELDS: &[&str] = &[
 
 /// Turns a module's answer into a core response; an invalid one (status
 /// out of range, a header that could split the response) is a 502.
-fn to_response(prefix: &str, frame: ResponseFrame, body: Body) -> Response {
+pub(crate) fn to_response(prefix: &str, frame: ResponseFrame, body: Body) -> Response {
     if !(200..=999).contains(&frame.status) {
         tracing::warn!(module = %prefix, status = frame.status, "module answered an invalid status");
         return plain(502, b"502 Bad Gateway\n");
@@ -449,7 +449,12 @@ fn to_response(prefix: &str, frame: ResponseFrame, body: Body) -> Response {
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-        let clean = value.iter().all(|&b| b != b'\r' && b != b'\n' && b != 0);
+        // RFC 9110 field-value: visible characters, obs-text, spaces and
+        // tabs. CR and LF would split the response; other control
+        // characters make strict clients refuse all of it.
+        let clean = value
+            .iter()
+            .all(|&b| b == b'\t' || (b >= b' ' && b != 0x7f));
         if !token || !clean {
             tracing::warn!(module = %prefix, header = %name, "module answered an invalid header field");
             return plain(502, b"502 Bad Gateway\n");
@@ -744,6 +749,19 @@ mod tests {
             // Response splitting and bad names are refused.
             (200, &[("X-A", b"1\r\nSet-Cookie: a=b")], 502, b""),
             (200, &[("X-A", b"1\n")], 502, b""),
+            // Other control characters (found by the module_answer fuzz
+            // target: httparse, as strict clients, refused the head).
+            (
+                200,
+                &[("Content-Type", b" application/oct\xa1t-st\x1eeam")],
+                502,
+                b"",
+            ),
+            (200, &[("X-A", b"\x00")], 502, b""),
+            (200, &[("X-A", b"a\x7f")], 502, b""),
+            (200, &[("X-A", b"\x1b[2J")], 502, b""),
+            // Tabs and obs-text are fine.
+            (200, &[("X-A", b"a\tb \xe9")], 200, b"X-A: a\tb \xe9\r\n"),
             (200, &[("Bad Name", b"1")], 502, b""),
             (200, &[("", b"1")], 502, b""),
             (200, &[("X:Y", b"1")], 502, b""),

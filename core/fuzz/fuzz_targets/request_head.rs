@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
         max_head: 4096,
         max_uri: 1024,
         max_body: 1 << 20,
+        max_headers: 100,
     };
     let Ok(Some(head)) = parse_head(data, &limits) else {
         return;

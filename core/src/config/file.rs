@@ -39,7 +39,7 @@ pub(crate) fn apply(
             let span = e.span().unwrap_or(0..0);
             let message = match (e.message(), text.get(span.clone())) {
                 ("duplicate key", Some(key)) if !key.is_empty() => {
-                    format!("duplicate key `{key}`")
+                    format!("duplicate key `{}`", key.escape_debug())
                 }
                 (m, _) => m.to_owned(),
             };
@@ -95,13 +95,15 @@ impl Cx<'_, '_> {
     }
 
     pub(super) fn unknown(&mut self, k: &Key<'_>, table: &str, allowed: &[&str]) {
-        let name = k.get_ref();
+        // Escaped: a quoted key may hold a line break or a control
+        // character, and each diagnostic must stay one printable line.
+        let name = k.get_ref().escape_debug().to_string();
         let place = if table.is_empty() {
             "unknown top-level key".to_owned()
         } else {
             format!("unknown key in {table}:")
         };
-        let hint = match closest(name, allowed) {
+        let hint = match closest(&name, allowed) {
             Some(near) => format!("did you mean `{near}`?"),
             None => format!("expected one of: {}", allowed.join(", ")),
         };

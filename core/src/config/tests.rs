@@ -79,6 +79,15 @@ fn bad_files_report_every_error_with_its_position() {
                 "FILE:2:1: unknown top-level key `server_name` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm)",
             ],
         ),
+        // A key's line break or control character is shown escaped: every
+        // diagnostic stays one line (found by the `config` fuzz target).
+        (
+            "root = \"site\"\n\"a\\nb\" = 1\n[log]\n\"\\u001b[2J\" = 1\n",
+            &[
+                "FILE:2:1: unknown top-level key `a\\nb` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm)",
+                "FILE:4:1: unknown key in [log]: `\\u{1b}[2J` (expected one of: access, level)",
+            ],
+        ),
         (
             "root = \"site\"\n[cache]\nsise = \"1M\"\n",
             &["FILE:3:1: unknown key in [cache]: `sise` (did you mean `size`?)"],
@@ -629,6 +638,24 @@ fn serve_with_a_bad_file_gives_the_check_config_messages() {
         "{}: cannot read the configuration file: ",
         missing.display()
     )));
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_an_error() {
+    // The fuzz target (core/fuzz, `config`) feeds the parser valid UTF-8
+    // only, because the file reader refuses anything else, here.
+    let fx = Fixture::new();
+    std::fs::write(fx.file(), b"root = \"site\"\nindex = \"\xff\xfe.html\"\n").unwrap();
+    let e = check_file(&fx.file()).unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert_eq!(e.0[0].origin, Origin::File(fx.file().as_path().into()));
+    assert!(
+        e.0[0]
+            .message
+            .starts_with("cannot read the configuration file: "),
+        "{e}"
+    );
+    assert!(e.0[0].message.contains("UTF-8"), "{e}");
 }
 
 #[test]

@@ -13,9 +13,11 @@ pub enum ConnectionHeader {
     Close,
 }
 
-/// The status line for `status`, CRLF included.
-pub fn status_line(status: u16) -> &'static [u8] {
-    match status {
+/// The status line for `status`, CRLF included, for the statuses this
+/// table names (the server's own, and the common ones a module sends);
+/// `None` for others, which [`write_head`] writes without a reason phrase.
+pub fn status_line(status: u16) -> Option<&'static [u8]> {
+    Some(match status {
         100 => b"HTTP/1.1 100 Continue\r\n",
         200 => b"HTTP/1.1 200 OK\r\n",
         201 => b"HTTP/1.1 201 Created\r\n",
@@ -49,8 +51,8 @@ pub fn status_line(status: u16) -> &'static [u8] {
         502 => b"HTTP/1.1 502 Bad Gateway\r\n",
         503 => b"HTTP/1.1 503 Service Unavailable\r\n",
         504 => b"HTTP/1.1 504 Gateway Timeout\r\n",
-        _ => b"HTTP/1.1 500 Internal Server Error\r\n",
-    }
+        _ => return None,
+    })
 }
 
 /// Whether a response with this status may carry a body (and so a
@@ -61,7 +63,9 @@ pub fn status_has_body(status: u16) -> bool {
 
 /// Appends a complete response head to `out`. `lines` are header fields,
 /// each ending in CRLF; `content_length` is omitted for statuses without a
-/// body.
+/// body. A status [`status_line`] does not name goes out as its three
+/// digits and an empty reason phrase (`HTTP/1.1 299 \r\n`, as RFC 9112
+/// allows); one outside `100..=999` cannot be written and goes out as 500.
 pub fn write_head(
     out: &mut Vec<u8>,
     status: u16,
@@ -70,7 +74,15 @@ pub fn write_head(
     content_length: u64,
     connection: ConnectionHeader,
 ) {
-    out.extend_from_slice(status_line(status));
+    match status_line(status) {
+        Some(line) => out.extend_from_slice(line),
+        None if (100..=999).contains(&status) => {
+            out.extend_from_slice(b"HTTP/1.1 ");
+            push_decimal(out, u64::from(status));
+            out.extend_from_slice(b" \r\n");
+        }
+        None => out.extend_from_slice(b"HTTP/1.1 500 Internal Server Error\r\n"),
+    }
     out.extend_from_slice(b"Server: iolite\r\nDate: ");
     out.extend_from_slice(date);
     out.extend_from_slice(b"\r\n");
@@ -128,6 +140,22 @@ mod tests {
             out,
             b"HTTP/1.1 304 Not Modified\r\nServer: iolite\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\nConnection: close\r\n\r\n"
         );
+        // Statuses without a reason phrase here keep their code (a module
+        // may answer any of 200..=999).
+        for (status, line) in [
+            (299, &b"HTTP/1.1 299 \r\n"[..]),
+            (418, b"HTTP/1.1 418 \r\n"),
+            (999, b"HTTP/1.1 999 \r\n"),
+            (1000, b"HTTP/1.1 500 Internal Server Error\r\n"),
+            (99, b"HTTP/1.1 500 Internal Server Error\r\n"),
+        ] {
+            out.clear();
+            write_head(&mut out, status, date, b"", 0, ConnectionHeader::Default);
+            assert!(out.starts_with(line), "{status}: {out:?}");
+            let mut fields = [httparse::EMPTY_HEADER; 4];
+            let mut r = httparse::Response::new(&mut fields);
+            assert_eq!(r.parse(&out), Ok(httparse::Status::Complete(out.len())));
+        }
         for (n, text) in [
             (0u64, "0"),
             (7, "7"),
