@@ -220,6 +220,7 @@ fn run_stream(pools: &Pools, copy: bool, stream: &[u8]) -> Run {
         cache_pool: None,
         timeout: Duration::from_secs(30),
         copy,
+        lanes: 1,
     };
     // As `Link::open`.
     let mut peer: Peer<Msg> = Peer::new(server_end);
@@ -251,6 +252,7 @@ fn run_stream(pools: &Pools, copy: bool, stream: &[u8]) -> Run {
         peer,
         inflight,
         closed: false,
+        progress: Instant::now(),
     };
     runner_end
         .write_all(stream)
