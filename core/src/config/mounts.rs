@@ -169,51 +169,74 @@ impl Cx<'_, '_> {
         }
     }
 
+    /// Walks a mount table's keys: `prefix` was read by
+    /// [`mount_head`](Cx::mount_head); `each` reads the others, answering
+    /// whether the value was good, or None for a key it does not know (then
+    /// reported as unknown among `known`). Whether every value was good.
+    fn mount_keys(
+        &mut self,
+        t: &DeTable<'_>,
+        header: &str,
+        known: &[&str],
+        mut each: impl FnMut(&mut Self, &str, &Val<'_>) -> Option<bool>,
+    ) -> bool {
+        let mut ok = true;
+        for (k, v) in t.iter() {
+            let key = k.get_ref().as_ref();
+            if key == "prefix" {
+                continue;
+            }
+            ok &= each(self, key, v).unwrap_or_else(|| {
+                self.unknown(k, header, known);
+                true
+            });
+        }
+        ok
+    }
+
     pub(super) fn module(&mut self, tv: &Val<'_>, t: &DeTable<'_>, d: &mut Draft) {
         let head = self.mount_head(tv, t, "[[module]]", "module", "path");
         let mut m = ModuleConfig::default();
         let mut path_at = None;
-        let mut ok = true;
-        for (k, v) in t.iter() {
-            let good = match k.get_ref().as_ref() {
-                "prefix" => true,
-                "path" => self
+        let mut ok = self.mount_keys(t, "[[module]]", MODULE_KEYS, |cx, key, v| {
+            Some(match key {
+                "path" => cx
                     .path(v, "module.path")
                     .map(|p| {
                         m.path = p;
-                        path_at = Some(self.origin(&v.span()));
+                        path_at = Some(cx.origin(&v.span()));
                     })
                     .is_some(),
-                "processes_min" => self
+                "processes_min" => cx
                     .count(v, "module.processes_min", 0, 1024)
                     .map(|n| m.processes_min = n as u32)
                     .is_some(),
-                "processes_max" => self
+                "processes_max" => cx
                     .count(v, "module.processes_max", 1, 1024)
                     .map(|n| m.processes_max = n as u32)
                     .is_some(),
-                "in_flight" => self
+                "in_flight" => cx
                     .count(v, "module.in_flight", 1, 65_536)
                     .map(|n| m.in_flight = n as u32)
                     .is_some(),
-                "timeout" => self
+                "timeout" => cx
                     .positive_duration(v, "module.timeout")
                     .map(|t| m.timeout = t)
                     .is_some(),
-                "idle_timeout" => self
+                "idle_timeout" => cx
                     .positive_duration(v, "module.idle_timeout")
                     .map(|t| m.idle_timeout = t)
                     .is_some(),
-                "max_requests" => self
+                "max_requests" => cx
                     .count(v, "module.max_requests", 1, 1_000_000_000_000)
                     .map(|n| m.max_requests = Some(n))
                     .is_some(),
-                "memory_limit" => self
+                "memory_limit" => cx
                     .size(v, "module.memory_limit")
                     .filter(|&n| {
                         let big = n >= 16 << 20;
                         if !big {
-                            self.bad(v, "module.memory_limit", "must be at least 16M");
+                            cx.bad(v, "module.memory_limit", "must be at least 16M");
                         }
                         big
                     })
@@ -224,18 +247,14 @@ impl Cx<'_, '_> {
                         ("shared", ModuleTransfer::Shared),
                         ("copy", ModuleTransfer::Copy),
                     ];
-                    self.choice(v, "module.transfer", "body transfer", &choices)
+                    cx.choice(v, "module.transfer", "body transfer", &choices)
                         .map(|t| m.transfer = t)
                         .is_some()
                 }
-                "sandbox" => self.sandbox(v).map(|s| m.sandbox = s).is_some(),
-                _ => {
-                    self.unknown(k, "[[module]]", MODULE_KEYS);
-                    true
-                }
-            };
-            ok &= good;
-        }
+                "sandbox" => cx.sandbox(v).map(|s| m.sandbox = s).is_some(),
+                _ => return None,
+            })
+        });
         if m.processes_min > m.processes_max {
             let at = t.get("processes_min").map_or(tv.span(), |v| v.span());
             self.error(
@@ -247,50 +266,34 @@ impl Cx<'_, '_> {
             );
             ok = false;
         }
-        if let (Some((prefix, prefix_at)), true, Some(_)) = (head, ok, &path_at) {
-            m.prefix = prefix;
-            d.modules.push(Placed {
-                value: m,
-                prefix_at,
-                path_at,
-            });
-        }
+        let complete = ok && path_at.is_some();
+        d.modules
+            .extend(placed(head, complete, m, path_at, |m| &mut m.prefix));
     }
 
     pub(super) fn cgi(&mut self, tv: &Val<'_>, t: &DeTable<'_>, d: &mut Draft) {
         let head = self.mount_head(tv, t, "[[cgi]]", "cgi", "dir");
         let mut c = CgiConfig::default();
         let mut path_at = None;
-        let mut ok = true;
-        for (k, v) in t.iter() {
-            let good = match k.get_ref().as_ref() {
-                "prefix" => true,
-                "dir" => self
+        let ok = self.mount_keys(t, "[[cgi]]", CGI_KEYS, |cx, key, v| {
+            Some(match key {
+                "dir" => cx
                     .path(v, "cgi.dir")
                     .map(|p| {
                         c.dir = p;
-                        path_at = Some(self.origin(&v.span()));
+                        path_at = Some(cx.origin(&v.span()));
                     })
                     .is_some(),
-                "timeout" => self
+                "timeout" => cx
                     .positive_duration(v, "cgi.timeout")
                     .map(|t| c.timeout = t)
                     .is_some(),
-                _ => {
-                    self.unknown(k, "[[cgi]]", CGI_KEYS);
-                    true
-                }
-            };
-            ok &= good;
-        }
-        if let (Some((prefix, prefix_at)), true, Some(_)) = (head, ok, &path_at) {
-            c.prefix = prefix;
-            d.cgi.push(Placed {
-                value: c,
-                prefix_at,
-                path_at,
-            });
-        }
+                _ => return None,
+            })
+        });
+        let complete = ok && path_at.is_some();
+        d.cgi
+            .extend(placed(head, complete, c, path_at, |c| &mut c.prefix));
     }
 
     pub(super) fn fastcgi(&mut self, tv: &Val<'_>, t: &DeTable<'_>, d: &mut Draft) {
@@ -298,13 +301,11 @@ impl Cx<'_, '_> {
         let mut f = FastCgiConfig::default();
         let mut have_address = false;
         let mut root_at = None;
-        let mut ok = true;
-        for (k, v) in t.iter() {
-            let good = match k.get_ref().as_ref() {
-                "prefix" => true,
-                "address" => match self.string(v, "fastcgi.address").map(FastCgiAddress::parse) {
+        let ok = self.mount_keys(t, "[[fastcgi]]", FASTCGI_KEYS, |cx, key, v| {
+            Some(match key {
+                "address" => match cx.string(v, "fastcgi.address").map(FastCgiAddress::parse) {
                     Some(Ok(FastCgiAddress::Unix(p))) => {
-                        f.address = FastCgiAddress::Unix(self.base.join(p));
+                        f.address = FastCgiAddress::Unix(cx.base.join(p));
                         have_address = true;
                         true
                     }
@@ -314,25 +315,25 @@ impl Cx<'_, '_> {
                         true
                     }
                     Some(Err(problem)) => {
-                        self.bad(v, "fastcgi.address", problem);
+                        cx.bad(v, "fastcgi.address", problem);
                         false
                     }
                     None => false,
                 },
-                "root" => self
+                "root" => cx
                     .path(v, "fastcgi.root")
                     .map(|p| {
                         f.root = Some(p);
-                        root_at = Some(self.origin(&v.span()));
+                        root_at = Some(cx.origin(&v.span()));
                     })
                     .is_some(),
-                "index" => match self.string(v, "fastcgi.index") {
+                "index" => match cx.string(v, "fastcgi.index") {
                     Some(s) if !s.is_empty() && !s.contains('/') => {
                         f.index = s.to_owned();
                         true
                     }
                     Some(s) => {
-                        self.bad(
+                        cx.bad(
                             v,
                             "fastcgi.index",
                             format!("bad index file name {s:?}: a plain file name is needed"),
@@ -341,47 +342,36 @@ impl Cx<'_, '_> {
                     }
                     None => false,
                 },
-                "connections" => self
+                "connections" => cx
                     .count(v, "fastcgi.connections", 1, 4096)
                     .map(|n| f.connections = n as u32)
                     .is_some(),
-                "timeout" => self
+                "timeout" => cx
                     .positive_duration(v, "fastcgi.timeout")
                     .map(|t| f.timeout = t)
                     .is_some(),
-                _ => {
-                    self.unknown(k, "[[fastcgi]]", FASTCGI_KEYS);
-                    true
-                }
-            };
-            ok &= good;
-        }
-        if let (Some((prefix, prefix_at)), true, true) = (head, ok, have_address) {
-            f.prefix = prefix;
-            d.fastcgi.push(Placed {
-                value: f,
-                prefix_at,
-                path_at: root_at,
-            });
-        }
+                _ => return None,
+            })
+        });
+        let complete = ok && have_address;
+        d.fastcgi
+            .extend(placed(head, complete, f, root_at, |f| &mut f.prefix));
     }
 
     pub(super) fn wasm(&mut self, tv: &Val<'_>, t: &DeTable<'_>, d: &mut Draft) {
         let head = self.mount_head(tv, t, "[[wasm]]", "wasm", "path");
         let mut w = WasmConfig::default();
         let mut path_at = None;
-        let mut ok = true;
-        for (k, v) in t.iter() {
-            let good = match k.get_ref().as_ref() {
-                "prefix" => true,
-                "path" => self
+        let ok = self.mount_keys(t, "[[wasm]]", WASM_KEYS, |cx, key, v| {
+            Some(match key {
+                "path" => cx
                     .path(v, "wasm.path")
                     .map(|p| {
                         w.path = p;
-                        path_at = Some(self.origin(&v.span()));
+                        path_at = Some(cx.origin(&v.span()));
                     })
                     .is_some(),
-                "kind" => self
+                "kind" => cx
                     .choice(
                         v,
                         "wasm.kind",
@@ -394,12 +384,12 @@ impl Cx<'_, '_> {
                     )
                     .map(|k| w.kind = k)
                     .is_some(),
-                "memory_limit" => self
+                "memory_limit" => cx
                     .size(v, "wasm.memory_limit")
                     .filter(|&n| {
                         let ok = n >= 64 << 10;
                         if !ok {
-                            self.bad(
+                            cx.bad(
                                 v,
                                 "wasm.memory_limit",
                                 "must be at least 64K (one wasm page)",
@@ -409,24 +399,33 @@ impl Cx<'_, '_> {
                     })
                     .map(|n| w.memory_limit = n)
                     .is_some(),
-                "timeout" => self
+                "timeout" => cx
                     .positive_duration(v, "wasm.timeout")
                     .map(|t| w.timeout = t)
                     .is_some(),
-                _ => {
-                    self.unknown(k, "[[wasm]]", WASM_KEYS);
-                    true
-                }
-            };
-            ok &= good;
-        }
-        if let (Some((prefix, prefix_at)), true, Some(_)) = (head, ok, &path_at) {
-            w.prefix = prefix;
-            d.wasm.push(Placed {
-                value: w,
-                prefix_at,
-                path_at,
-            });
-        }
+                _ => return None,
+            })
+        });
+        let complete = ok && path_at.is_some();
+        d.wasm
+            .extend(placed(head, complete, w, path_at, |w| &mut w.prefix));
     }
+}
+
+/// A mount that was read whole (`complete`: every value good and the
+/// required keys there) and has a prefix, placed for validation.
+fn placed<T>(
+    head: Option<(String, Origin)>,
+    complete: bool,
+    mut value: T,
+    path_at: Option<Origin>,
+    prefix: impl FnOnce(&mut T) -> &mut String,
+) -> Option<Placed<T>> {
+    let (p, prefix_at) = head.filter(|_| complete)?;
+    *prefix(&mut value) = p;
+    Some(Placed {
+        value,
+        prefix_at,
+        path_at,
+    })
 }
