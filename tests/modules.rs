@@ -1201,3 +1201,57 @@ fn an_answer_queued_in_a_clients_socket_keeps_its_bytes_while_the_server_reuses_
     );
     assert!(server.stop().success());
 }
+
+#[test]
+fn runners_recycled_under_concurrent_load_fail_no_request() {
+    let root = site();
+    let config = root.path().join("iolite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[module]]\nprefix = \"/hello\"\npath = \"{}\"\nprocesses_max = 2\nin_flight = 8\nmax_requests = 40\n",
+            lib("hello")
+        ),
+    )
+    .unwrap();
+    let server = Iolite::start(root.path(), &["--config", config.to_str().unwrap()]);
+    // Four keep-alive clients, 100 requests each: a runner is recycled
+    // every 40 requests while the others are in flight on its links.
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..4)
+            .map(|c| {
+                let server = &server;
+                s.spawn(move || {
+                    let mut conn = server.connect();
+                    let mut buf = Vec::new();
+                    (0..100)
+                        .map(|i| {
+                            write!(conn, "GET /hello/c{c}r{i} HTTP/1.1\r\nHost: t\r\n\r\n")
+                                .unwrap();
+                            let r = read_response(&mut conn, &mut buf, false);
+                            assert_eq!(r.body, format!("Hello, c{c}r{i}!\n").as_bytes());
+                            r.status
+                        })
+                        .collect::<Vec<u16>>()
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect()
+    });
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    assert!(module_metric(&server, "iolite_module_recycled_total", "/hello") >= 5);
+    assert_eq!(
+        module_metric(&server, "iolite_module_bad_gateway_total", "/hello"),
+        0
+    );
+    assert_eq!(
+        module_metric(&server, "iolite_module_restarts_total", "/hello"),
+        0
+    );
+    let log = server.log_lines();
+    assert!(!log.iter().any(|l| l.contains("WARN")), "{log:#?}");
+    assert!(server.stop().success());
+}
