@@ -62,8 +62,13 @@
 //! - A runner handles a link's requests one after another. A worker opens
 //!   another lane (link, runner thread) to a runner, up to 4 and
 //!   `in_flight`, only once none of its lanes has finished a request for
-//!   10 ms: a request that came in those first 10 ms waits behind the slow
+//!   50 ms: a request that came in those first 50 ms waits behind the slow
 //!   one.
+//! - Answers are written to client sockets from the pools (the kernel
+//!   copies them), not handed over by page reference: a pool reuses an
+//!   answer's space at the next request, and the socket would keep the
+//!   pages (`iolite_core::send::Chunks`). Page references need the buffers
+//!   held until `MSG_ZEROCOPY` completions report the kernel is done.
 //! - Request bodies are held whole in the request pool (2 × `max_body`);
 //!   only answers stream.
 //! - A request that burns a recycled runner's last quarter of CPU time
