@@ -24,6 +24,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve HTTP (with no flags: the demo site on 127.0.0.1:8080).
+    ///
+    /// Signals: SIGTERM or SIGINT stop it gracefully (no new connections;
+    /// responses in flight finish). SIGHUP has every process module load
+    /// its library again (checked first; runners replaced without a failed
+    /// request); the configuration is not read again.
     Serve(Box<ServeArgs>),
     /// Check a configuration file: print every error with its line and
     /// column and exit 1, or a summary and exit 0.
