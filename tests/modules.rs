@@ -1053,6 +1053,7 @@ fn a_slow_request_does_not_hold_up_the_next_one_in_the_same_runner() {
         let r = read_response(&mut s, &mut Vec::new(), false);
         assert_eq!(answer_pid(&r), pid, "the same process answered");
     }
+    assert_eq!(module_metric(&server, "iolite_module_links", "/faulty"), 2);
     drop(pipe);
     let r = read_response(&mut held, &mut Vec::new(), false);
     assert_eq!(r.body, b"read 0 bytes\n");
@@ -1068,10 +1069,12 @@ fn a_slow_request_does_not_hold_up_the_next_one_in_the_same_runner() {
     std::thread::sleep(std::time::Duration::from_millis(2100));
     assert_eq!(answer_pid(&get(&server, "/faulty/x")), pid);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while threads() > 2 && std::time::Instant::now() < deadline {
+    let links = || module_metric(&server, "iolite_module_links", "/faulty");
+    while (threads() > 2 || links() > 1) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     assert_eq!(threads(), 2);
+    assert_eq!(links(), 1);
     assert!(server.stop().success());
 }
 

@@ -80,6 +80,8 @@ pub(crate) struct LinkConfig {
     pub copy: bool,
     /// Most lanes a worker opens to one runner.
     pub lanes: usize,
+    /// The module's counters (the links gauge).
+    pub metrics: Option<Arc<crate::metrics::ModuleMetrics>>,
 }
 
 #[derive(Debug)]
@@ -513,6 +515,7 @@ fn copy_in(pool: &Pool, bytes: &[u8]) -> Result<Agg, String> {
 /// The reader task of a link: answers in, queued output out, releases on
 /// a tick, stalled streams ended. It ends when the link closes.
 async fn read_loop(link: Rc<Link>) {
+    let _open = OpenLink::new(link.cfg.metrics.clone());
     // One timer for the whole life of the link, re-armed when it fires (a
     // new one per wake-up would cost a timer-wheel insert and removal).
     let tick = tokio::time::sleep(RELEASE_TICK);
@@ -625,6 +628,26 @@ async fn read_loop(link: Rc<Link>) {
             }
             () = sleep_until(deadline), if deadline.is_some() => {}
             changed = drain.changed(), if drain_open => drain_open = changed.is_ok(),
+        }
+    }
+}
+
+/// Counts a link in the module's links gauge while its reader task runs.
+struct OpenLink(Option<Arc<crate::metrics::ModuleMetrics>>);
+
+impl OpenLink {
+    fn new(metrics: Option<Arc<crate::metrics::ModuleMetrics>>) -> Self {
+        if let Some(m) = &metrics {
+            m.links.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        OpenLink(metrics)
+    }
+}
+
+impl Drop for OpenLink {
+    fn drop(&mut self) {
+        if let Some(m) = &self.0 {
+            m.links.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct ModuleMetrics {
     pub(crate) restarts: AtomicU64,
     /// Runner processes ready now.
     pub(crate) runners: AtomicU64,
+    /// Data links (lanes) from the worker threads to the runners, open now.
+    pub(crate) links: AtomicU64,
     /// Runner processes recycled (CPU budget or request count reached)
     /// or retired (idle): each finished its requests and exited.
     pub(crate) recycled: AtomicU64,
@@ -50,7 +52,7 @@ impl ModuleMetrics {
 
 impl MetricsSource for ModuleMetrics {
     fn samples(&self, out: &mut Vec<Sample>) {
-        let figures: [(&'static str, &'static str, &'static str, &AtomicU64); 8] = [
+        let figures: [(&'static str, &'static str, &'static str, &AtomicU64); 9] = [
             (
                 "iolite_module_requests_total",
                 "counter",
@@ -92,6 +94,12 @@ impl MetricsSource for ModuleMetrics {
                 "gauge",
                 "Runner processes ready now.",
                 &self.runners,
+            ),
+            (
+                "iolite_module_links",
+                "gauge",
+                "Data links (lanes) from the worker threads to a module's runners, open now.",
+                &self.links,
             ),
             (
                 "iolite_module_recycled_total",

@@ -278,6 +278,7 @@ impl ProcessModule {
             timeout: self.timeout,
             copy: self.template.transfer == Transfer::Copy,
             lanes: self.in_flight.clamp(1, MAX_LANES),
+            metrics: Some(self.metrics.clone()),
         };
         let files = self
             .template

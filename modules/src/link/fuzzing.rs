@@ -221,6 +221,7 @@ fn run_stream(pools: &Pools, copy: bool, stream: &[u8]) -> Run {
         timeout: Duration::from_secs(30),
         copy,
         lanes: 1,
+        metrics: None,
     };
     // As `Link::open`.
     let mut peer: Peer<Msg> = Peer::new(server_end);
