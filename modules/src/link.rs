@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use iolite_core::Body;
 use iolite_core::static_files::StaticFiles;
 use iolite_ipc::{Agg, Event, Peer, Pool};
-use iolite_sdk::wire::{DATA_CHUNK, InlineBytes, Msg, RequestFrame, ResponseFrame};
+use iolite_sdk::wire::{Msg, RequestFrame, ResponseFrame};
 use tokio::io::Interest;
 use tokio::net::UnixStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, oneshot};
@@ -192,12 +192,9 @@ impl Link {
         true
     }
 
-    /// A draining runner's link with nothing left in flight closes: the
-    /// runner exits once all its links have.
+    /// A draining runner's link (the caller knows it is) with nothing left
+    /// in flight closes: the runner exits once all its links have.
     fn drained(&self) -> bool {
-        if !self.slot.is_draining(self.generation) {
-            return false;
-        }
         let mut st = self.state.borrow_mut();
         if !st.inflight.is_empty() {
             return false;
@@ -218,7 +215,9 @@ impl Link {
         credit: OwnedSemaphorePermit,
     ) -> Result<oneshot::Receiver<Answer>, Box<(RequestFrame, OwnedSemaphorePermit)>> {
         let mut st = self.state.borrow_mut();
-        if st.closed || self.slot.is_draining(self.generation) {
+        // A link found accepting just before (`WorkerLinks::link`) may have
+        // started draining since: the request is still answered on it.
+        if st.closed {
             return Err(Box::new((frame, credit)));
         }
         let id = frame.id;
@@ -322,51 +321,11 @@ impl Link {
 
     /// Decodes every frame that has arrived. Ok(false): nothing more now.
     fn read_some(&self) -> Result<bool, (String, bool)> {
-        let mut guard = self.state.borrow_mut();
-        let st = &mut *guard;
-        let event = match st.peer.try_recv_event() {
-            Ok(Some(ev)) => ev,
-            Ok(None) => return Ok(false),
-            Err(iolite_ipc::Error::Closed) => return Err(("runner gone".into(), false)),
-            Err(e) => return Err((format!("runner link: {e}"), true)),
-        };
-        let msg = match event {
-            Event::Message(m) => m,
-            _ => return Ok(true),
-        };
-        match msg {
-            Msg::Data { id, bytes } if self.cfg.copy => {
-                let flight = st
-                    .inflight
-                    .get_mut(&id)
-                    .ok_or_else(|| (format!("data for request {id}, not in flight"), true))?;
-                // Decoding the frame copied the bytes out of the socket
-                // buffer; gathering the chunks after the first is another.
-                iolite_ipc::copied::add(bytes.0.len());
-                if flight.inline.is_empty() {
-                    flight.inline = bytes.0;
-                } else {
-                    iolite_ipc::copied::add(bytes.0.len());
-                    flight.inline.extend_from_slice(&bytes.0);
-                }
-            }
-            Msg::CacheLookup { path } => {
-                let body = self.files.as_ref().and_then(|f| match f.cached_agg(path.as_bytes()) {
-                    Ok(Some(agg)) => st.peer.export(&agg).ok(),
-                    Ok(None) => None,
-                    Err(e) => {
-                        tracing::debug!(module = %self.cfg.name, path, error = %e, "cache lookup");
-                        None
-                    }
-                });
-                // Written by the reader task once it has read what came.
-                st.peer
-                    .queue(&Msg::Cached { body })
-                    .map_err(|e| (format!("runner link: {e}"), false))?;
-            }
-            msg => answer(st, msg, &self.cfg).map_err(|why| (why, true))?,
-        }
-        Ok(true)
+        receive(
+            &mut self.state.borrow_mut(),
+            &self.cfg,
+            self.files.as_deref(),
+        )
     }
 
     /// Ends streams whose runner sent no part in time; the runner is
@@ -390,6 +349,61 @@ impl Link {
             .map(|f| f.deadline)
             .min()
     }
+}
+
+/// Takes one frame the runner sent on a link, if one has arrived, and
+/// acts on it: copy-mode body bytes, a cache lookup (answered from `files`,
+/// or `None` without a cache), or an answer. Ok(false): nothing has
+/// arrived. Err: why the link ends, and whether the runner broke the
+/// protocol (then it is replaced). The fuzz target drives it too.
+fn receive(
+    st: &mut State,
+    cfg: &LinkConfig,
+    files: Option<&StaticFiles>,
+) -> Result<bool, (String, bool)> {
+    let event = match st.peer.try_recv_event() {
+        Ok(Some(ev)) => ev,
+        Ok(None) => return Ok(false),
+        Err(iolite_ipc::Error::Closed) => return Err(("runner gone".into(), false)),
+        Err(e) => return Err((format!("runner link: {e}"), true)),
+    };
+    let msg = match event {
+        Event::Message(m) => m,
+        _ => return Ok(true),
+    };
+    match msg {
+        Msg::Data { id, bytes } if cfg.copy => {
+            let flight = st
+                .inflight
+                .get_mut(&id)
+                .ok_or_else(|| (format!("data for request {id}, not in flight"), true))?;
+            // Decoding the frame copied the bytes out of the socket
+            // buffer; gathering the chunks after the first is another.
+            iolite_ipc::copied::add(bytes.0.len());
+            if flight.inline.is_empty() {
+                flight.inline = bytes.0;
+            } else {
+                iolite_ipc::copied::add(bytes.0.len());
+                flight.inline.extend_from_slice(&bytes.0);
+            }
+        }
+        Msg::CacheLookup { path } => {
+            let body = files.and_then(|f| match f.cached_agg(path.as_bytes()) {
+                Ok(Some(agg)) => st.peer.export(&agg).ok(),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::debug!(module = %cfg.name, path, error = %e, "cache lookup");
+                    None
+                }
+            });
+            // Written by the reader task once it has read what came.
+            st.peer
+                .queue(&Msg::Cached { body })
+                .map_err(|e| (format!("runner link: {e}"), false))?;
+        }
+        msg => answer(st, msg, cfg).map_err(|why| (why, true))?,
+    }
+    Ok(true)
 }
 
 /// Handles a runner's answer (whole, or a stream's head, part or abort);
@@ -482,17 +496,8 @@ fn answer(st: &mut State, msg: Msg, cfg: &LinkConfig) -> Result<(), String> {
 /// byte is copied out of the request pool (counted by `copy_to_vec`) and
 /// once more into the frame (counted here).
 fn copy_out(peer: &mut Peer<Msg>, id: u64, body: &Agg) -> iolite_ipc::Result<()> {
-    let mut at = 0;
-    while at < body.len() {
-        let end = (at + DATA_CHUNK).min(body.len());
-        let bytes = body.slice(at..end)?.copy_to_vec();
-        iolite_ipc::copied::add(bytes.len());
-        peer.queue(&Msg::Data {
-            id,
-            bytes: InlineBytes(bytes),
-        })?;
-        at = end;
-    }
+    iolite_sdk::wire::queue_inline(peer, id, body)?;
+    iolite_ipc::copied::add(body.len());
     Ok(())
 }
 
@@ -531,8 +536,9 @@ async fn read_loop(link: Rc<Link>) {
     // Wakes the task when a runner starts draining (its link may be idle).
     let mut drain = link.slot.drain_watch();
     let mut drain_open = true;
+    let mut draining = link.slot.is_draining(link.generation);
     loop {
-        if link.is_closed() || link.drained() {
+        if link.is_closed() || (draining && link.drained()) {
             return;
         }
         let (want_write, hold, waiting) = {
@@ -627,7 +633,10 @@ async fn read_loop(link: Rc<Link>) {
                 }
             }
             () = sleep_until(deadline), if deadline.is_some() => {}
-            changed = drain.changed(), if drain_open => drain_open = changed.is_ok(),
+            changed = drain.changed(), if drain_open => {
+                drain_open = changed.is_ok();
+                draining = link.slot.is_draining(link.generation);
+            }
         }
     }
 }

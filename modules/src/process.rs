@@ -427,8 +427,8 @@ pub(crate) fn plain(status: u16, text: &'static [u8]) -> Response {
     )
 }
 
-/// Header fields the server writes itself.
-const SERVER_FIELDS: &[&str] = &[
+/// Header fields the server writes itself (a module's are refused).
+pub const SERVER_FIELDS: &[&str] = &[
     "content-length",
     "transfer-encoding",
     "connection",

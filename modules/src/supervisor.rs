@@ -813,8 +813,6 @@ struct Upkeep {
     /// `sent` at the last look.
     sent: u64,
     idle_timeout: Duration,
-    /// `sent` at which the runner is recycled.
-    look_at: Option<u64>,
 }
 
 impl Upkeep {
@@ -826,10 +824,6 @@ impl Upkeep {
         let cpu_every = cpu.map_or(UPKEEP_TICK, |(limit, _)| {
             (limit / 20).clamp(Duration::from_millis(50), UPKEEP_TICK)
         });
-        let look_at = cfg
-            .max_requests
-            .and(handle.upgrade())
-            .map(|h| h.look_at.load(Ordering::Relaxed));
         Upkeep {
             cpu,
             cpu_every,
@@ -839,7 +833,6 @@ impl Upkeep {
                 .upgrade()
                 .map_or(0, |h| h.sent.load(Ordering::Relaxed)),
             idle_timeout: cfg.idle_timeout,
-            look_at,
         }
     }
 
@@ -862,9 +855,8 @@ impl Upkeep {
     fn check(&mut self, pid: u32, handle: &Weak<SlotHandle>) -> Option<End> {
         let now = Instant::now();
         let h = handle.upgrade()?;
-        if let Some(at) = self.look_at
-            && h.sent.load(Ordering::Relaxed) >= at
-        {
+        // `look_at` is u64::MAX without `max_requests`.
+        if h.sent.load(Ordering::Relaxed) >= h.look_at.load(Ordering::Relaxed) {
             return Some(End::Recycle("max_requests reached".into()));
         }
         if let Some(busy_at) = self.busy_at.as_mut() {

@@ -14,7 +14,7 @@ use iolite_ipc::{Agg, AggDesc, BufDesc, Event, Peer, Pool, RemotePool};
 
 use crate::error::Error;
 use crate::module::{Ctx, Init, Module, Request};
-use crate::wire::{ABI_VERSION, DATA_CHUNK, InlineBytes, Msg, ResponseFrame, Transfer};
+use crate::wire::{ABI_VERSION, Msg, ResponseFrame, Transfer};
 
 /// Most bytes of answers a link queues while more requests are already
 /// buffered (answers to a burst leave in one `sendmsg`).
@@ -297,17 +297,7 @@ fn copy_in(pool: &Pool, inline: &mut Vec<u8>) -> Result<Agg, Error> {
 
 /// Copy mode: the body's bytes, inline in [`Msg::Data`] frames.
 pub(crate) fn copy_out(peer: &mut Peer<Msg>, id: u64, body: &Agg) -> Result<(), Error> {
-    let mut at = 0;
-    while at < body.len() {
-        let end = (at + DATA_CHUNK).min(body.len());
-        let bytes = body.slice(at..end)?.copy_to_vec();
-        peer.queue(&Msg::Data {
-            id,
-            bytes: InlineBytes(bytes),
-        })?;
-        at = end;
-    }
-    Ok(())
+    Ok(crate::wire::queue_inline(peer, id, body)?)
 }
 
 /// A body's descriptors: output-pool buffers get fresh leases; slices of

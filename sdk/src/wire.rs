@@ -233,6 +233,28 @@ pub struct ResponseFrame {
     pub body: AggDesc,
 }
 
+/// [`Transfer::Copy`]: queues `body`'s bytes on `peer` inline, in
+/// [`Msg::Data`] frames of at most [`DATA_CHUNK`] bytes, for request `id`
+/// (both sides use it: the server for request bodies, the runner for
+/// answers and stream parts). Each byte is copied out of its pool, once.
+pub fn queue_inline(
+    peer: &mut iolite_ipc::Peer<Msg>,
+    id: u64,
+    body: &iolite_ipc::Agg,
+) -> iolite_ipc::Result<()> {
+    let mut at = 0;
+    while at < body.len() {
+        let end = (at + DATA_CHUNK).min(body.len());
+        let bytes = body.slice(at..end)?.copy_to_vec();
+        peer.queue(&Msg::Data {
+            id,
+            bytes: InlineBytes(bytes),
+        })?;
+        at = end;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,8 +25,9 @@
 //! as soon as the sends using it end.
 //!
 //! Entries are backed by 2 MiB huge pages as the pool fills
-//! ([`iolite_ipc::BufMut::collapse_huge_pages`]): fewer TLB misses while
-//! the kernel copies them into sockets.
+//! ([`iolite_ipc::BufMut::collapse_huge_pages`]), measured when entries
+//! went out with `sendfile` from the pool; not measured again for the copy
+//! path.
 //!
 //! # Layout
 //! - [`replacement`]: Greedy-Dual-Size-Frequency and LRU bookkeeping.
@@ -232,10 +233,11 @@ impl FileCache {
                 }
             }
             buf.advance(size).map_err(CacheError::PoolFull)?;
-            // Entries are written to sockets many times: in 2 MiB pages the
-            // kernel's copies take fewer TLB misses. Each 2 MiB chunk of the
-            // pool is moved once in its life (about a copy of it); later
-            // entries there cost an atomic load.
+            // Huge pages were measured for `sendfile` from the pool (per-page
+            // lookups gone); entries are now written by copy, for which they
+            // were not measured again. Each 2 MiB chunk of the pool is moved
+            // once in its life (about a copy of it); later entries there cost
+            // an atomic load.
             buf.collapse_huge_pages();
             Agg::from(buf.freeze())
         };

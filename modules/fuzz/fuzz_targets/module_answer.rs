@@ -22,19 +22,10 @@
 
 use iolite_core::Body;
 use iolite_core::http::response::{ConnectionHeader, status_has_body, write_head};
-use iolite_modules::fuzzing::{self, Outcome};
+use iolite_modules::fuzzing::{self, Outcome, SERVER_FIELDS};
 use libfuzzer_sys::fuzz_target;
 
 const DATE: &[u8] = b"Thu, 01 Jan 1970 00:00:00 GMT";
-/// Header fields only the server writes.
-const SERVER_FIELDS: &[&str] = &[
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "date",
-    "server",
-    "keep-alive",
-];
 
 fuzz_target!(|data: &[u8]| {
     let run = fuzzing::run(data);

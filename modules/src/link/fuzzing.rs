@@ -6,11 +6,9 @@
 //! other end is a server [`Peer`] set up as `Link` sets up its own (the
 //! module's request pool and the runner's output pool adopted,
 //! [`IN_FLIGHT`] requests in flight, each with a body exported from the
-//! request pool, as `Link::submit` does). Frames are received with
-//! `try_recv_event` and dispatched as `Link::read_some` dispatches them
-//! (copy-mode `Data` without the copy counters, `CacheLookup` as for a
-//! module without a cache, everything else to the real `link::answer`);
-//! the first error ends the link as `Link::fail` does (every request still
+//! request pool, as `Link::submit` does). Frames are received and handled
+//! by the link's own `receive`, as `Link::read_some` calls it (a
+//! `CacheLookup` as for a module without a cache); the first error ends the link as `Link::fail` does (every request still
 //! in flight is dropped: 502). Each request's outcome then goes through
 //! the real `to_response`, as `ProcessModule::exchange` does.
 //!
@@ -36,8 +34,10 @@ use iolite_ipc::{Agg, AggDesc, Buf, BufDesc, Event, Peer, Pool, RemotePool, Wire
 use iolite_sdk::wire::{InlineBytes, Msg, ResponseFrame};
 use tokio::sync::{Semaphore, oneshot};
 
-use super::{Answer, Flight, LinkConfig, State, answer};
+use super::{Answer, Flight, LinkConfig, State, receive};
 
+/// Header fields only the server writes (a module's are refused).
+pub use crate::process::SERVER_FIELDS;
 /// Requests in flight on the link, ids `1..=IN_FLIGHT`.
 pub const IN_FLIGHT: u64 = 4;
 /// The request body each request carries (a slice of the request pool).
@@ -311,36 +311,15 @@ fn run_stream(pools: &Pools, copy: bool, stream: &[u8]) -> Run {
     }
 }
 
-/// One frame, handled as `Link::read_some` handles it (keep the two in
-/// step). Err: why the link ends, and whether the runner is replaced.
+/// One frame, through the link's `receive`. Err: why the link ends, and
+/// whether the runner is replaced.
 fn receive_one(st: &mut State, cfg: &LinkConfig) -> Result<(), (String, bool)> {
-    let event = match st.peer.try_recv_event() {
-        Ok(Some(ev)) => ev,
+    // No cache here (as a module without one): lookups are answered `None`.
+    match receive(st, cfg, None)? {
+        true => Ok(()),
         // Every byte was written before: nothing more will come.
-        Ok(None) => return Err(("nothing more to read".into(), false)),
-        Err(iolite_ipc::Error::Closed) => return Err(("runner gone".into(), false)),
-        Err(e) => return Err((format!("runner link: {e}"), true)),
-    };
-    let msg = match event {
-        Event::Message(m) => m,
-        _ => return Ok(()),
-    };
-    match msg {
-        Msg::Data { id, bytes } if cfg.copy => {
-            let flight = st
-                .inflight
-                .get_mut(&id)
-                .ok_or_else(|| (format!("data for request {id}, not in flight"), true))?;
-            flight.inline.extend_from_slice(&bytes.0);
-        }
-        // No cache here (as a module without one): the answer is `None`.
-        Msg::CacheLookup { .. } => st
-            .peer
-            .queue(&Msg::Cached { body: None })
-            .map_err(|e| (format!("runner link: {e}"), false))?,
-        msg => answer(st, msg, cfg).map_err(|why| (why, true))?,
+        false => Err(("nothing more to read".into(), false)),
     }
-    Ok(())
 }
 
 /// A descriptor of `range` of `OUTPUT_BODIES[i]`, as a runner sends it:
