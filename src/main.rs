@@ -96,8 +96,9 @@ fn runner(args: &RunnerArgs) -> ExitCode {
     let spec = runner::SandboxSpec::parse(&args.sandbox)
         .map(|s| s.with_paths(args.landlock_read.clone(), args.landlock_write.clone()));
     let result = spec.and_then(|sandbox| match (args.check, args.socket_fd) {
-        (true, _) => runner::check(&args.module, &sandbox).map(|report| {
-            println!("sandbox: {report}");
+        (true, _) => runner::check(&args.module, &sandbox).map(|checked| {
+            println!("sandbox: {}", checked.report);
+            println!("features: {}", checked.features);
             0
         }),
         (false, Some(fd)) => runner::run(fd, &args.module, &sandbox, args.shared_bytes),

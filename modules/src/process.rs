@@ -19,7 +19,7 @@ use iolite_core::config::{ModuleConfig, ModuleTransfer, prefix_matches};
 use iolite_core::phases::{Handler, Outcome, PendingResponse, Phase, RequestCtx, ResponseFuture};
 use iolite_core::{Body, HeaderLines, Response};
 use iolite_ipc::{Agg, BufMut, Pool};
-use iolite_sdk::wire::{RequestFrame, ResponseFrame, Transfer};
+use iolite_sdk::wire::{FEATURE_BODY_PARTS, RequestFrame, ResponseFrame, Transfer};
 
 use crate::error::Error;
 use crate::link::{Answer, Link, LinkConfig, WorkerLinks};
@@ -56,6 +56,9 @@ pub struct ProcessModule {
     /// What a slot added under load starts from.
     template: SlotConfig,
     metrics: Arc<ModuleMetrics>,
+    /// The library takes request bodies in parts (its feature bits, read
+    /// when it was checked: at start and at each reload).
+    parts: std::sync::atomic::AtomicBool,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -76,7 +79,7 @@ impl ProcessModule {
         cache: Option<iolite_core::CacheAccess>,
     ) -> Result<Arc<Self>, Error> {
         let sandbox = crate::runner::SandboxSpec::from_config(cfg);
-        check_library(exe, &cfg.prefix, &cfg.path, &sandbox)?;
+        let features = check_library(exe, &cfg.prefix, &cfg.path, &sandbox)?;
         let size = max_body.saturating_mul(2).clamp(16 << 20, 1 << 36);
         let pool =
             Pool::with_name("iolite-requests", size as usize).map_err(|source| Error::Pool {
@@ -144,6 +147,7 @@ impl ProcessModule {
             max: (cfg.processes_max as usize).max(n),
             template,
             metrics,
+            parts: std::sync::atomic::AtomicBool::new(features & FEATURE_BODY_PARTS != 0),
         }))
     }
 
@@ -233,9 +237,14 @@ impl ProcessModule {
             .name("iolite-reload".into())
             .spawn(move || {
                 let t = &module.template;
-                if let Err(e) = check_library(&t.exe, &module.prefix, &t.library, &t.sandbox) {
-                    tracing::warn!(module = %module.prefix, error = %e, "not reloaded: its runners keep the library they loaded");
-                    return;
+                match check_library(&t.exe, &module.prefix, &t.library, &t.sandbox) {
+                    Ok(features) => module
+                        .parts
+                        .store(features & FEATURE_BODY_PARTS != 0, Ordering::Relaxed),
+                    Err(e) => {
+                        tracing::warn!(module = %module.prefix, error = %e, "not reloaded: its runners keep the library they loaded");
+                        return;
+                    }
                 }
                 let slots = module.slots.read().map(|s| s.clone()).unwrap_or_default();
                 tracing::info!(module = %module.prefix, library = %t.library.display(), "reloading: recycling every runner");
@@ -379,6 +388,7 @@ impl DirectClient {
             headers: Vec::new(),
             client: None,
             body: iolite_ipc::AggDesc::default(),
+            parts: 0,
         };
         self.module
             .clone()
@@ -473,13 +483,13 @@ pub(crate) fn to_response(prefix: &str, frame: ResponseFrame, body: Body) -> Res
 
 /// Runs `exe runner --check --module PATH --sandbox SPEC`: the library is
 /// opened in a throw-away process under the module's sandbox, never in the
-/// server.
+/// server. Returns the module's feature bits.
 fn check_library(
     exe: &Path,
     prefix: &str,
     library: &Path,
     sandbox: &crate::runner::SandboxSpec,
-) -> Result<(), Error> {
+) -> Result<u32, Error> {
     use std::process::Stdio;
     if !library.is_file() {
         return Err(Error::Missing(library.to_owned()));
@@ -509,7 +519,12 @@ fn check_library(
     if out.status.success() {
         let report = String::from_utf8_lossy(&out.stdout);
         tracing::debug!(module = %prefix, "library checked; {}", report.trim());
-        return Ok(());
+        let features = report
+            .lines()
+            .find_map(|l| l.strip_prefix("features: "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        return Ok(features);
     }
     let text = String::from_utf8_lossy(&out.stderr);
     let message = text
@@ -607,6 +622,7 @@ fn request_frame(req: &RequestCtx<'_>, path: &str) -> Result<RequestFrame, iolit
         headers,
         client: Some(req.client),
         body: iolite_ipc::AggDesc::default(),
+        parts: 0,
     })
 }
 

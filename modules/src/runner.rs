@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use iolite_core::config::{DEFAULT_MEMORY_LIMIT, ModuleConfig, SandboxProfile};
 use iolite_sandbox::{Landlock, ModuleLibrary, OpenPolicy, Profile, Report, Rlimits};
-use iolite_sdk::wire::{ABI_SYMBOL, ABI_VERSION, MAIN_SYMBOL};
+use iolite_sdk::wire::{ABI_SYMBOL, ABI_VERSION, FEATURES_SYMBOL, MAIN_SYMBOL};
 
 use crate::error::Error;
 
@@ -233,15 +233,26 @@ fn whole_seconds(d: Duration) -> u64 {
     s.max(1)
 }
 
+/// What `runner --check` found: the sandbox report and the module's
+/// feature bits (`iolite_sdk::wire::FEATURE_*`).
+#[derive(Debug)]
+pub struct Checked {
+    /// Which sandbox measures applied.
+    pub report: Report,
+    /// The module's feature bits.
+    pub features: u32,
+}
+
 /// Loads `module` under `sandbox` and checks its ABI version; returns the
-/// sandbox report.
-pub fn check(module: &Path, sandbox: &SandboxSpec) -> Result<Report, Error> {
+/// sandbox report and the module's feature bits.
+pub fn check(module: &Path, sandbox: &SandboxSpec) -> Result<Checked, Error> {
     let file = open_library(module)?;
     let pending = sandbox.profile(&by_fd(&file), 0).apply_before_load()?;
     let lib = ModuleLibrary::open_file(&file, module)?;
     let report = pending.apply_after_load()?;
     lib.check_abi(ABI_SYMBOL, ABI_VERSION)?;
-    Ok(report)
+    let features = lib.call_u32(FEATURES_SYMBOL)?;
+    Ok(Checked { report, features })
 }
 
 /// Serves the module on inherited descriptor `socket_fd` under `sandbox`;

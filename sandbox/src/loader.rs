@@ -100,12 +100,7 @@ impl ModuleLibrary {
     /// Calls the version symbol (`extern "C" fn() -> u32`) and checks it
     /// against `expected`.
     pub fn check_abi(&self, symbol: &[u8], expected: u32) -> Result<(), LoadError> {
-        // SAFETY: the symbol's type is fixed by the module ABI (every
-        // version of it): `extern "C" fn() -> u32`. A library that exports
-        // the name with another type breaks the ABI contract it claims.
-        let f = unsafe { self.lib.get::<extern "C" fn() -> u32>(symbol) }
-            .map_err(|_| self.missing(symbol))?;
-        let found = f();
+        let found = self.call_u32(symbol)?;
         if found != expected {
             return Err(LoadError::AbiMismatch {
                 path: self.path.clone(),
@@ -114,6 +109,18 @@ impl ModuleLibrary {
             });
         }
         Ok(())
+    }
+
+    /// Calls a symbol of type `extern "C" fn() -> u32` (the version, the
+    /// feature bits) and returns what it returns.
+    pub fn call_u32(&self, symbol: &[u8]) -> Result<u32, LoadError> {
+        // SAFETY: callers name only symbols whose type the module ABI fixes
+        // (every version of it) as `extern "C" fn() -> u32`. A library that
+        // exports the name with another type breaks the ABI contract it
+        // claims.
+        let f = unsafe { self.lib.get::<extern "C" fn() -> u32>(symbol) }
+            .map_err(|_| self.missing(symbol))?;
+        Ok(f())
     }
 
     /// Calls the main symbol (`unsafe extern "C" fn(i32) -> i32`), handing

@@ -108,6 +108,10 @@ pub use error::Error;
 pub use iolite_ipc::{Agg, Buf, BufMut};
 pub use module::{BodyStream, Ctx, Init, Module, Request, Response, Writer};
 
+/// The largest part of a request body a module that takes bodies in parts
+/// ([`Module::BODY_IN_PARTS`]) gets; bodies up to this size come whole.
+pub const BODY_PART: u64 = 1 << 20;
+
 #[doc(hidden)]
 pub use runtime::run as __run;
 
@@ -123,6 +127,17 @@ macro_rules! export {
         #[unsafe(no_mangle)]
         pub extern "C" fn iolite_module_abi_version() -> u32 {
             $crate::wire::ABI_VERSION
+        }
+
+        /// The module's feature bits (`iolite_sdk::wire::FEATURE_*`).
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn iolite_module_features() -> u32 {
+            if <$module as $crate::Module>::BODY_IN_PARTS {
+                $crate::wire::FEATURE_BODY_PARTS
+            } else {
+                0
+            }
         }
 
         /// Serves the module protocol on `sock_fd` until the server closes

@@ -18,6 +18,15 @@ use crate::wire::{Msg, RequestFrame};
 /// answers that request (and any other in flight in the process) with 502
 /// and starts a new process.
 pub trait Module: Send + Sync {
+    /// Whether the module takes large request bodies in parts, as the server
+    /// reads them ([`Ctx::body_part`]), instead of whole in
+    /// [`Request::body`]. With `false` (the default) a body must fit the
+    /// module's request pool whole, as bodies up to the server's `max_body`
+    /// do; with `true`, bodies over [`BODY_PART`](crate::BODY_PART) come in
+    /// parts of at most that size, and a body of any size goes through a
+    /// fixed pool (an upload of several GiB).
+    const BODY_IN_PARTS: bool = false;
+
     /// Called once in each runner process before the first request. An
     /// error ends the process (the server logs it and retries with backoff).
     fn init(&mut self, init: &Init) -> Result<(), String> {
@@ -450,6 +459,7 @@ mod tests {
                 ],
                 client: None,
                 body: iolite_ipc::AggDesc::default(),
+                parts: 0,
             },
             body: Agg::new(),
         };

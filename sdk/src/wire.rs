@@ -35,6 +35,15 @@
 //!    is reached (or [`Msg::StreamAbort`]). The runner keeps a bounded
 //!    number of parts unreleased (its output pool is reused as the server
 //!    sends), so a body of any size streams through a fixed pool.
+//! 8. A module that takes request bodies in parts ([`FEATURE_BODY_PARTS`])
+//!    gets large bodies that way: the [`Msg::Request`] announces
+//!    [`RequestFrame::parts`] bytes and carries no body, and
+//!    [`Msg::BodyPart`]s with the same id follow as the server reads them
+//!    from the client, until that many bytes came; the runner may answer
+//!    (or start streaming its answer) before the last one. Parts of a
+//!    request already answered are dropped (and so released) on arrival.
+//!    The server keeps a bounded number of a request's parts unreleased,
+//!    so a body of any size goes through the fixed request pool.
 //!
 //! Bodies travel by reference ([`Transfer::Shared`], the default): a request
 //! body is an [`AggDesc`] of slices of the request pool; a response body is
@@ -56,14 +65,22 @@ use serde::{Deserialize, Serialize};
 /// whenever [`Msg`], the entry points or what either side may expect of
 /// the other change. 5: a runner whose control socket closes answers what
 /// its links were sent and exits only once the server has closed them all
-/// (draining).
-pub const ABI_VERSION: u32 = 5;
+/// (draining). 6: request bodies in parts ([`Msg::BodyPart`],
+/// [`RequestFrame::parts`], [`FEATURES_SYMBOL`]).
+pub const ABI_VERSION: u32 = 6;
 
 /// The symbol of `extern "C" fn() -> u32` returning [`ABI_VERSION`].
 pub const ABI_SYMBOL: &[u8] = b"iolite_module_abi_version";
 /// The symbol of `unsafe extern "C" fn(sock_fd: i32) -> i32`: serves the
 /// socket until the server closes it; 0 on a clean end.
 pub const MAIN_SYMBOL: &[u8] = b"iolite_module_main";
+/// The symbol of `extern "C" fn() -> u32` returning the module's feature
+/// bits ([`FEATURE_BODY_PARTS`]), read by the server when it checks the
+/// library.
+pub const FEATURES_SYMBOL: &[u8] = b"iolite_module_features";
+/// Feature bit: the module takes request bodies in parts
+/// ([`Module::BODY_IN_PARTS`](crate::Module::BODY_IN_PARTS)).
+pub const FEATURE_BODY_PARTS: u32 = 1;
 
 /// Every message of the module protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +166,15 @@ pub enum Msg {
         /// The bytes.
         bytes: InlineBytes,
     },
+    /// Server → runner: the next part of the body of request `id`, whose
+    /// [`RequestFrame::parts`] announced it (slices of the request pool; in
+    /// [`Transfer::Copy`], empty: its bytes came in [`Msg::Data`] frames).
+    BodyPart {
+        /// The request.
+        id: u64,
+        /// The part.
+        body: AggDesc,
+    },
     /// Runner → server, on the control socket, instead of [`Msg::Attach`]:
     /// no thread to serve one more link (its `tasks` limit); the link's
     /// socket is dropped, and the runner serves its other links as before.
@@ -215,8 +241,12 @@ pub struct RequestFrame {
     pub headers: Vec<(String, Vec<u8>)>,
     /// The client's address.
     pub client: Option<SocketAddr>,
-    /// The body: slices of the module's request pool.
+    /// The body: slices of the module's request pool (empty when it comes
+    /// in parts).
     pub body: AggDesc,
+    /// Body bytes that follow in [`Msg::BodyPart`]s (0: the body, if any,
+    /// is whole in `body`).
+    pub parts: u64,
 }
 
 /// A response as the server receives it.
