@@ -183,7 +183,7 @@ impl Ctx<'_> {
             id: self.id,
             status: head.status,
             headers: head.headers,
-            len,
+            len: Some(len),
         })?;
         Ok(BodyStream {
             pool: self.pool,
