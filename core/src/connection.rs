@@ -4,7 +4,15 @@
 //! the body is read and discarded, bounded by the body limit; when it answers
 //! later ([`Answer::Later`], a process module), the body is read straight
 //! into the handler's buffer (`read(2)` into shared memory) and then its
-//! answer is awaited.
+//! answer is awaited. A handler may take a large body in parts instead
+//! ([`BodyMode::Parts`]): the connection then awaits the answer, and sends
+//! it, while it goes on reading the body into the handler part by part —
+//! full duplex, so an upload of any size passes through a bounded buffer
+//! and an answer may stream back while the body still arrives (a body left
+//! unread when the answer's head goes out closes the connection, announced
+//! with `Connection: close`). A body of unknown length (a stream without a
+//! promised length) goes out in chunks to HTTP/1.1 clients and until the
+//! connection closes to HTTP/1.0 ones.
 //!
 //! The connection never gets out of step: any error that leaves the byte
 //! stream in doubt (bad framing, limits, timeouts) is answered with

@@ -313,7 +313,91 @@ async fn wait_writable(stream: &TcpStream, timeout: Duration) -> io::Result<()> 
 
 #[cfg(test)]
 mod tests {
-    use super::push_hex;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use iolite_ipc::{Agg, Pool};
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::{push_hex, send_response_framed};
+    use crate::response::{Body, StreamBody};
+
+    /// Sends a stream of unknown length made of `parts` (then its end, if
+    /// `end`) over loopback TCP; returns what the client read and whether
+    /// the send succeeded.
+    async fn stream_over_tcp(parts: &[&[u8]], end: bool, chunked: bool) -> (Vec<u8>, bool) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let (server, _) = listener.accept().await.unwrap();
+        let pool = Pool::new(1 << 20).unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for bytes in parts {
+            let mut b = pool.alloc(bytes.len()).unwrap();
+            b.extend_from_slice(bytes).unwrap();
+            tx.send(Agg::from(b.freeze())).unwrap();
+        }
+        if end {
+            tx.send(Agg::new()).unwrap();
+        }
+        drop(tx);
+        let body = Body::Stream(Arc::new(StreamBody::open_ended(rx)));
+        assert!(body.is_open_ended());
+        let sent = send_response_framed(
+            &server,
+            b"HEAD\r\n",
+            &body,
+            true,
+            chunked,
+            Duration::from_secs(5),
+        )
+        .await;
+        drop(server);
+        (client.await.unwrap(), sent.is_ok())
+    }
+
+    #[tokio::test]
+    async fn a_stream_of_unknown_length_goes_out_in_chunks_table() {
+        let big = [b'x'; 300];
+        let cases: &[(&[&[u8]], bool, bool, &[u8], bool)] = &[
+            // parts, ended, chunked → bytes on the wire, send succeeded
+            (
+                &[b"hello", &big],
+                true,
+                true,
+                b"5\r\nhello\r\n12c\r\n",
+                true,
+            ),
+            (&[], true, true, b"0\r\n\r\n", true),
+            // HTTP/1.0: the bytes as they are; the connection's end ends it.
+            (&[b"hello", b"!"], true, false, b"hello!", true),
+            // The sender went away before the end: no terminal chunk, and
+            // the send fails (the connection closes).
+            (&[b"abc"], false, true, b"3\r\nabc", false),
+        ];
+        for (parts, end, chunked, want, ok) in cases {
+            let (got, sent) = stream_over_tcp(parts, *end, *chunked).await;
+            let mut expect = b"HEAD\r\n".to_vec();
+            expect.extend_from_slice(want);
+            if *chunked && *end && !parts.is_empty() {
+                // The big part, then the end.
+                expect.extend_from_slice(&big);
+                expect.extend_from_slice(b"\r\n0\r\n\r\n");
+            }
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&expect),
+                "{parts:?} end={end} chunked={chunked}"
+            );
+            assert_eq!(sent, *ok, "{parts:?}");
+        }
+    }
 
     #[test]
     fn chunk_sizes_are_lower_case_hex_table() {
