@@ -362,40 +362,66 @@ mod tests {
         (client.await.unwrap(), sent.is_ok())
     }
 
+    struct Case {
+        parts: &'static [&'static [u8]],
+        /// The stream's end was sent (else the sender went away).
+        end: bool,
+        chunked: bool,
+        /// The bytes on the wire after the head.
+        want: Vec<u8>,
+        /// The send succeeded.
+        ok: bool,
+    }
+
     #[tokio::test]
     async fn a_stream_of_unknown_length_goes_out_in_chunks_table() {
-        let big = [b'x'; 300];
-        let cases: &[(&[&[u8]], bool, bool, &[u8], bool)] = &[
-            // parts, ended, chunked → bytes on the wire, send succeeded
-            (
-                &[b"hello", &big],
-                true,
-                true,
-                b"5\r\nhello\r\n12c\r\n",
-                true,
-            ),
-            (&[], true, true, b"0\r\n\r\n", true),
+        const BIG: &[u8] = &[b'x'; 300];
+        let big_chunk = [&b"5\r\nhello\r\n12c\r\n"[..], BIG, b"\r\n0\r\n\r\n"].concat();
+        let cases = [
+            Case {
+                parts: &[b"hello", BIG],
+                end: true,
+                chunked: true,
+                want: big_chunk,
+                ok: true,
+            },
+            Case {
+                parts: &[],
+                end: true,
+                chunked: true,
+                want: b"0\r\n\r\n".to_vec(),
+                ok: true,
+            },
             // HTTP/1.0: the bytes as they are; the connection's end ends it.
-            (&[b"hello", b"!"], true, false, b"hello!", true),
+            Case {
+                parts: &[b"hello", b"!"],
+                end: true,
+                chunked: false,
+                want: b"hello!".to_vec(),
+                ok: true,
+            },
             // The sender went away before the end: no terminal chunk, and
             // the send fails (the connection closes).
-            (&[b"abc"], false, true, b"3\r\nabc", false),
+            Case {
+                parts: &[b"abc"],
+                end: false,
+                chunked: true,
+                want: b"3\r\nabc".to_vec(),
+                ok: false,
+            },
         ];
-        for (parts, end, chunked, want, ok) in cases {
-            let (got, sent) = stream_over_tcp(parts, *end, *chunked).await;
-            let mut expect = b"HEAD\r\n".to_vec();
-            expect.extend_from_slice(want);
-            if *chunked && *end && !parts.is_empty() {
-                // The big part, then the end.
-                expect.extend_from_slice(&big);
-                expect.extend_from_slice(b"\r\n0\r\n\r\n");
-            }
+        for case in cases {
+            let (got, sent) = stream_over_tcp(case.parts, case.end, case.chunked).await;
+            let expect = [&b"HEAD\r\n"[..], &case.want].concat();
             assert_eq!(
                 String::from_utf8_lossy(&got),
                 String::from_utf8_lossy(&expect),
-                "{parts:?} end={end} chunked={chunked}"
+                "{:?} end={} chunked={}",
+                case.parts,
+                case.end,
+                case.chunked
             );
-            assert_eq!(sent, *ok, "{parts:?}");
+            assert_eq!(sent, case.ok, "{:?}", case.parts);
         }
     }
 
