@@ -45,6 +45,17 @@
 //!   zero). A draining runner's links take no new request and close once
 //!   answered; the runner exits after its last link (SDK ABI 5); past the
 //!   module's timeout it is killed.
+//! - `parts`: request bodies in parts. A module whose library sets
+//!   `Module::BODY_IN_PARTS` (its feature bits, read when the library is
+//!   checked) gets a `Content-Length` body over `iolite_sdk::BODY_PART` in
+//!   parts while the connection reads it: the request leaves at once, each
+//!   part (read straight into the request pool) follows it on the same
+//!   link, at most 8 of a request's parts are held by the runner before the
+//!   connection stops reading (TCP flow control then holds the client
+//!   back), and the request's time limit runs from its last part. The
+//!   answer may start, and end, before the body does (full duplex); a
+//!   client that leaves mid-body cancels the request in the runner. Other
+//!   modules get bodies whole, in the request pool (2 × `max_body`).
 //! - [`metrics`]: [`ModuleMetrics`], per-module figures on `/metrics`.
 //! - [`runner`]: the runner process's side (`iolite runner`): the module's
 //!   [`runner::SandboxSpec`] from its config, applied in two phases around
@@ -69,8 +80,8 @@
 //!   answer's space at the next request, and the socket would keep the
 //!   pages (`iolite_core::send::Chunks`). Page references need the buffers
 //!   held until `MSG_ZEROCOPY` completions report the kernel is done.
-//! - Request bodies are held whole in the request pool (2 × `max_body`);
-//!   only answers stream.
+//! - A chunked request body goes to a module whole (bounded by
+//!   `max_body`), even one that takes bodies in parts.
 //! - A request that burns a recycled runner's last quarter of CPU time
 //!   while it drains ends it by SIGXCPU (what it still holds gets 502).
 //! - A timed-out request's runner is replaced (its other requests get
