@@ -95,12 +95,16 @@
 //! - [`wire`]: the ABI version, entry-point symbols and protocol messages.
 //! - `module`: [`Module`], [`Init`], [`Request`], [`Ctx`], [`Writer`],
 //!   [`Response`], [`BodyStream`] (answers produced in parts).
+//! - `parts`: request bodies in parts on the runner side (what
+//!   [`Ctx::body_part`] reads, and parts of answered requests dropped as
+//!   they come).
 //! - `runtime`: the runner-side protocol loop the entry point runs.
 //! - `error`: [`Error`].
 #![forbid(unsafe_code)]
 
 mod error;
 mod module;
+mod parts;
 mod runtime;
 pub mod wire;
 
