@@ -4,6 +4,11 @@
 //! control socket (it drains this runner: recycled, or idle), the process
 //! ends once every link has been closed by the server, which closes each
 //! after its last answer: requests already sent are answered.
+//!
+//! A request body in parts is read by the module ([`crate::Ctx::body_part`]);
+//! the parts of a request answered before its body's end (or refused with
+//! 413 because the module takes bodies whole, or skipped as cancelled) are
+//! dropped as they come, which releases them to the server (`parts`).
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -414,34 +419,4 @@ pub(crate) fn describe(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_response_may_name_only_its_own_pool_and_quoted_slices() {
-        let (a, _b) = UnixStream::pair().unwrap();
-        let mut peer: Peer<Msg> = Peer::new(a);
-        let output = Pool::new(1 << 20).unwrap();
-        peer.share_pool(&output).unwrap();
-        let mut buf = output.alloc(5).unwrap();
-        buf.extend_from_slice(b"hello").unwrap();
-        let written = Agg::from(buf.freeze());
-
-        let ok = describe(&mut peer, &output, &written, &[]).unwrap();
-        assert_eq!(ok.bufs.len(), 1);
-        assert_eq!((ok.bufs[0].pool, ok.bufs[0].len), (output.id(), 5));
-
-        // A buffer of a pool that is neither the output pool nor quoted (a
-        // slice kept from an earlier request, say) makes the response fail.
-        let other = Pool::new(1 << 20).unwrap();
-        let mut foreign = other.alloc(3).unwrap();
-        foreign.extend_from_slice(b"abc").unwrap();
-        let mut body = written;
-        body.push(foreign.freeze());
-        let err = describe(&mut peer, &output, &body, &[]).unwrap_err();
-        assert!(
-            matches!(err, Error::ForeignBuffer { pool } if pool == other.id()),
-            "{err}"
-        );
-    }
-}
+mod tests;
