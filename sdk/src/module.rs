@@ -1,5 +1,6 @@
 //! What a module author writes against: [`Module`], the [`Request`] view,
-//! the [`Ctx`] with its output-pool [`Writer`], and [`Response`].
+//! the [`Ctx`] with its output-pool [`Writer`], the request body's parts
+//! ([`Ctx::body_part`]), [`Response`] and streamed answers ([`BodyStream`]).
 
 use std::net::SocketAddr;
 
@@ -560,28 +561,55 @@ mod tests {
         assert!(std::fmt::Write::write_str(&mut writer(&pool), &"x".repeat(1 << 20)).is_err());
     }
 
-    #[test]
-    fn request_headers_match_names_case_insensitively() {
-        let req = Request {
+    fn request(headers: Vec<(String, Vec<u8>)>, body: Agg, parts: u64) -> Request {
+        Request {
             frame: RequestFrame {
                 id: 1,
                 method: "GET".into(),
                 path: "/a".into(),
                 query: String::new(),
-                headers: vec![
-                    ("Content-Type".into(), b"text/x".to_vec()),
-                    ("X-Two".into(), b"1".to_vec()),
-                    ("x-two".into(), b"2".to_vec()),
-                ],
+                headers,
                 client: None,
                 body: iolite_ipc::AggDesc::default(),
-                parts: 0,
+                parts,
             },
-            body: Agg::new(),
-        };
+            body,
+        }
+    }
+
+    #[test]
+    fn request_headers_match_names_case_insensitively() {
+        let req = request(
+            vec![
+                ("Content-Type".into(), b"text/x".to_vec()),
+                ("X-Two".into(), b"1".to_vec()),
+                ("x-two".into(), b"2".to_vec()),
+            ],
+            Agg::new(),
+            0,
+        );
         assert_eq!(req.header("content-type"), Some(&b"text/x"[..]));
         assert_eq!(req.header("X-TWO"), Some(&b"1"[..]));
         assert_eq!(req.header("absent"), None);
         assert_eq!(req.headers().count(), 3);
+    }
+
+    #[test]
+    fn a_body_has_its_length_whole_or_in_parts_table() {
+        let pool = Pool::new(1 << 20).unwrap();
+        let mut w = writer(&pool);
+        w.write_all(b"hello").unwrap();
+        let five = w.finish();
+        // (body, bytes announced in parts) -> (body_len, body_in_parts)
+        let cases = [
+            (Agg::new(), 0, (0, false)),
+            (five, 0, (5, false)),
+            (Agg::new(), 1, (1, true)),
+            (Agg::new(), 5 << 30, (5 << 30, true)),
+        ];
+        for (body, parts, want) in cases {
+            let req = request(Vec::new(), body, parts);
+            assert_eq!((req.body_len(), req.body_in_parts()), want, "{parts}");
+        }
     }
 }
