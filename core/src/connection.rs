@@ -4,7 +4,15 @@
 //! the body is read and discarded, bounded by the body limit; when it answers
 //! later ([`Answer::Later`], a process module), the body is read straight
 //! into the handler's buffer (`read(2)` into shared memory) and then its
-//! answer is awaited.
+//! answer is awaited. A handler may take a large body in parts instead
+//! ([`BodyMode::Parts`]): the connection then awaits the answer, and sends
+//! it, while it goes on reading the body into the handler part by part —
+//! full duplex, so an upload of any size passes through a bounded buffer
+//! and an answer may stream back while the body still arrives (a body left
+//! unread when the answer's head goes out closes the connection, announced
+//! with `Connection: close`). A body of unknown length (a stream without a
+//! promised length) goes out in chunks to HTTP/1.1 clients and until the
+//! connection closes to HTTP/1.0 ones.
 //!
 //! The connection never gets out of step: any error that leaves the byte
 //! stream in doubt (bad framing, limits, timeouts) is answered with
@@ -25,12 +33,12 @@ use tokio::time::Instant;
 use crate::access_log::{AccessLogWriter, Entry};
 use crate::error::Error;
 use crate::http::request::{BodyFraming, Method, RequestHead, Version};
-use crate::http::response::{ConnectionHeader, status_has_body, write_head};
+use crate::http::response::{ConnectionHeader, Framing, status_has_body, write_head_framed};
 use crate::http::{ChunkedDecoder, date, parse_head};
 use crate::metrics::Metrics;
-use crate::phases::{Answer, PendingResponse, Phases};
+use crate::phases::{Answer, BodyMode, BodySink, PendingResponse, Phases};
 use crate::response::Response;
-use crate::send::send_response;
+use crate::send::{send_response, send_response_framed};
 use crate::server::ServerOptions;
 
 /// Free space kept in the read buffer before each read.
@@ -94,6 +102,120 @@ pub(crate) async fn serve_connection(
     ctx.metrics.connection_closed();
 }
 
+/// Writes `response` (its head made in `out`) and counts it. Returns the
+/// bytes written. A body of unknown length goes in chunks to an HTTP/1.1
+/// client, and as it is to an HTTP/1.0 one (whose connection then closes:
+/// see [`keeps_alive`]).
+async fn send_answer(
+    stream: &TcpStream,
+    out: &mut Vec<u8>,
+    ctx: &WorkerCtx,
+    response: &Response,
+    version: Version,
+    head_only: bool,
+    connection: ConnectionHeader,
+) -> io::Result<u64> {
+    out.clear();
+    let framing = match (response.body.is_open_ended(), version) {
+        (false, _) => Framing::Length(response.body.len()),
+        (true, Version::Http11) => Framing::Chunked,
+        (true, Version::Http10) => Framing::UntilClose,
+    };
+    write_head_framed(
+        out,
+        response.status,
+        &date::now(),
+        response.headers.as_bytes(),
+        framing,
+        connection,
+    );
+    let with_body = !head_only && status_has_body(response.status);
+    let result = send_response_framed(
+        stream,
+        out,
+        &response.body,
+        with_body,
+        framing == Framing::Chunked,
+        ctx.opts.send_timeout,
+    )
+    .await;
+    let sent = *result.as_ref().unwrap_or(&0);
+    ctx.metrics.request_finished(response.status, sent);
+    result
+}
+
+/// Whether the connection stays open after `response` to `head`.
+fn keeps_alive(head: &RequestHead, response: &Response, shutdown: &watch::Receiver<bool>) -> bool {
+    // Only the connection's end can end an open-ended body for HTTP/1.0.
+    let ends_at_close = response.body.is_open_ended() && head.version == Version::Http10;
+    head.wants_keep_alive() && !response.close && !*shutdown.borrow() && !ends_at_close
+}
+
+/// The `Connection` field that says `keep_alive` to a client of `version`.
+fn connection_header(keep_alive: bool, version: Version) -> ConnectionHeader {
+    match (keep_alive, version) {
+        (false, _) => ConnectionHeader::Close,
+        (true, Version::Http10) => ConnectionHeader::KeepAlive,
+        (true, Version::Http11) => ConnectionHeader::Default,
+    }
+}
+
+/// Reads a body of `len` bytes into `sink`, part by part: first the bytes
+/// that came with the head (at `start` of `buf`: copied, and counted), then
+/// by `read(2)` straight into the sink's space. `Ok(true)`: all of it;
+/// `Ok(false)`: the handler took no more (the rest is left unread).
+async fn pump_parts(
+    stream: &TcpStream,
+    buf: &mut Vec<u8>,
+    start: usize,
+    len: u64,
+    sink: &mut dyn BodySink,
+    timeout: Duration,
+) -> Result<bool, Error> {
+    let have = ((buf.len() - start) as u64).min(len) as usize;
+    let mut done = 0;
+    while done < have {
+        if !sink.ready().await? {
+            return Ok(false);
+        }
+        let space = sink.space(have - done);
+        let n = space.len();
+        space.copy_from_slice(&buf[start + done..start + done + n]);
+        sink.advance(n);
+        iolite_ipc::copied::add(n);
+        done += n;
+    }
+    buf.drain(start..start + have);
+    let mut left = len - have as u64;
+    while left > 0 {
+        if !sink.ready().await? {
+            return Ok(false);
+        }
+        let space = sink.space(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match tokio::time::timeout(timeout, read_some(stream, space)).await {
+            Err(_) => return Err(Error::HeaderTimeout),
+            Ok(Ok(0)) => return Err(Error::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(Error::Io(e)),
+        };
+        sink.advance(n);
+        left -= n as u64;
+    }
+    Ok(true)
+}
+
+/// One `read(2)` into `space` once the socket is readable (through a
+/// shared reference, so that the answer can be written meanwhile).
+async fn read_some(stream: &TcpStream, space: &mut [u8]) -> io::Result<usize> {
+    loop {
+        stream.readable().await?;
+        match stream.try_read(space) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            result => return result,
+        }
+    }
+}
+
 /// Completes when the client has closed (or reset) its side; never when
 /// it sends more (a pipelined request is not a departure).
 async fn client_gone(stream: &TcpStream) {
@@ -118,7 +240,13 @@ impl Conn {
                 HeadRead::Error(error) => {
                     let response = Response::from_error(&error);
                     let sent = self
-                        .respond(ctx, &response, false, ConnectionHeader::Close)
+                        .respond(
+                            ctx,
+                            &response,
+                            Version::Http11,
+                            false,
+                            ConnectionHeader::Close,
+                        )
                         .await?;
                     self.log(ctx, None, response.status, sent);
                     return self.linger().await;
@@ -135,7 +263,17 @@ impl Conn {
                 Answer::Now(response) => self.finish_now(ctx, &head, response).await?,
                 Answer::Later(mut pending) => {
                     match self.read_body_into(ctx, &head, pending.as_mut()).await {
-                        Ok(()) => {
+                        Ok(Some((sink, len))) => {
+                            let keep_alive = self
+                                .serve_in_parts(ctx, &head, pending, sink, len, shutdown)
+                                .await?;
+                            if !keep_alive {
+                                return self.linger().await;
+                            }
+                            self.buf.drain(..head.head_len);
+                            continue;
+                        }
+                        Ok(None) => {
                             // A client that goes away meanwhile cancels the
                             // request: dropping the answer's future tells
                             // its handler.
@@ -154,16 +292,12 @@ impl Conn {
                     }
                 }
             };
-            if *shutdown.borrow() {
-                keep_alive = false;
-            }
-            let connection = match (keep_alive, head.version) {
-                (false, _) => ConnectionHeader::Close,
-                (true, Version::Http10) => ConnectionHeader::KeepAlive,
-                (true, Version::Http11) => ConnectionHeader::Default,
-            };
+            keep_alive &= keeps_alive(&head, &response, shutdown);
+            let connection = connection_header(keep_alive, head.version);
             let head_only = head.method == Method::Head;
-            let sent = self.respond(ctx, &response, head_only, connection).await?;
+            let sent = self
+                .respond(ctx, &response, head.version, head_only, connection)
+                .await?;
             self.log(ctx, Some(&head), response.status, sent);
             if !keep_alive {
                 // Whatever the client sent beyond this request is not read.
@@ -206,22 +340,30 @@ impl Conn {
     /// Reads the request body into a pending handler: the bytes that came
     /// with the head are copied (and counted), the rest is read by `read(2)`
     /// straight into the handler's buffer. A chunked body is decoded and its
-    /// data copied in run by run.
+    /// data copied in run by run. Returns the sink and the length of a body
+    /// the handler takes in parts instead (nothing of it read yet).
     async fn read_body_into(
         &mut self,
         ctx: &WorkerCtx,
         head: &RequestHead,
         pending: &mut dyn PendingResponse,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<(Box<dyn BodySink>, u64)>, Error> {
         let len = match head.body {
-            BodyFraming::None | BodyFraming::Length(0) => return Ok(()),
-            BodyFraming::Chunked => return self.read_chunked_into(ctx, head, pending).await,
+            BodyFraming::None | BodyFraming::Length(0) => return Ok(None),
+            BodyFraming::Chunked => {
+                return self
+                    .read_chunked_into(ctx, head, pending)
+                    .await
+                    .map(|()| None);
+            }
             BodyFraming::Length(len) => len,
         };
         if len > ctx.opts.limits.max_body {
             return Err(Error::BodyTooLarge);
         }
-        pending.body_start(len)?;
+        if let BodyMode::Parts(sink) = pending.body_start(len)? {
+            return Ok(Some((sink, len)));
+        }
         let start = head.head_len;
         let have = ((self.buf.len() - start) as u64).min(len) as usize;
         if have > 0 {
@@ -243,7 +385,113 @@ impl Conn {
             pending.body_advance(n);
             remaining -= n as u64;
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// Serves a request whose handler takes its body in parts: the answer
+    /// is awaited, and then sent, while the body is still being read into
+    /// `sink` (full duplex: a handler may answer, or stream its answer,
+    /// before the body has all come). Logs the request. Returns whether the
+    /// connection stays open: only when the whole body was read before the
+    /// answer's head went out (a body left unread closes the connection,
+    /// announced, and is drained by the lingering close).
+    async fn serve_in_parts(
+        &mut self,
+        ctx: &WorkerCtx,
+        head: &RequestHead,
+        pending: Box<dyn PendingResponse>,
+        mut sink: Box<dyn BodySink>,
+        len: u64,
+        shutdown: &watch::Receiver<bool>,
+    ) -> io::Result<bool> {
+        // The body will be read: the interim answer goes out first, before
+        // anything else can be written on the connection.
+        let mut continue_sent = !head.expect_continue || head.version == Version::Http10;
+        match self.send_continue(ctx, &mut continue_sent).await {
+            Ok(()) => {}
+            Err(Error::Io(e)) => return Err(e),
+            Err(error) => {
+                // Not reached: sending the interim answer fails only in I/O.
+                let response = Response::from_error(&error);
+                let sent = self
+                    .respond(
+                        ctx,
+                        &response,
+                        Version::Http11,
+                        false,
+                        ConnectionHeader::Close,
+                    )
+                    .await?;
+                self.log(ctx, Some(head), response.status, sent);
+                return Ok(false);
+            }
+        }
+        let answer = pending.respond();
+        // (status, bytes sent, keep-alive); None: the client went away (a
+        // dropped answer future cancels the request in its handler).
+        let done = {
+            let Conn {
+                stream, buf, out, ..
+            } = self;
+            let stream = &*stream;
+            let pump = pump_parts(
+                stream,
+                buf,
+                head.head_len,
+                len,
+                sink.as_mut(),
+                ctx.opts.header_timeout,
+            );
+            tokio::pin!(pump, answer);
+            // None while the body is being read; then whether all of it was.
+            let mut pumped: Option<bool> = None;
+            let response = loop {
+                tokio::select! {
+                    read = &mut pump, if pumped.is_none() => match read {
+                        Ok(complete) => pumped = Some(complete),
+                        Err(Error::Io(_)) => break None,
+                        Err(error) => break Some(Response::from_error(&error)),
+                    },
+                    response = &mut answer => break Some(response),
+                    () = client_gone(stream), if pumped == Some(true) => break None,
+                }
+            };
+            match response {
+                None => None,
+                Some(response) => {
+                    let keep_alive = pumped == Some(true) && keeps_alive(head, &response, shutdown);
+                    let connection = connection_header(keep_alive, head.version);
+                    let head_only = head.method == Method::Head;
+                    let send = send_answer(
+                        stream,
+                        out,
+                        ctx,
+                        &response,
+                        head.version,
+                        head_only,
+                        connection,
+                    );
+                    tokio::pin!(send);
+                    // The handler may still need body parts to finish its
+                    // answer (a streamed echo): keep reading them.
+                    let sent = loop {
+                        tokio::select! {
+                            read = &mut pump, if pumped.is_none() => {
+                                pumped = Some(read.unwrap_or(false));
+                            }
+                            sent = &mut send => break sent?,
+                        }
+                    };
+                    Some((response.status, sent, keep_alive))
+                }
+            }
+        };
+        let Some((status, sent, keep_alive)) = done else {
+            self.log(ctx, Some(head), 499, 0);
+            return Ok(false);
+        };
+        self.log(ctx, Some(head), status, sent);
+        Ok(keep_alive)
     }
 
     /// Decodes a chunked body into a pending handler, run by run of data
@@ -309,31 +557,20 @@ impl Conn {
         &mut self,
         ctx: &WorkerCtx,
         response: &Response,
+        version: Version,
         head_only: bool,
         connection: ConnectionHeader,
     ) -> io::Result<u64> {
-        self.out.clear();
-        let body_len = response.body.len();
-        write_head(
-            &mut self.out,
-            response.status,
-            &date::now(),
-            response.headers.as_bytes(),
-            body_len,
-            connection,
-        );
-        let with_body = !head_only && status_has_body(response.status);
-        let result = send_response(
+        send_answer(
             &self.stream,
-            &self.out,
-            &response.body,
-            with_body,
-            ctx.opts.send_timeout,
+            &mut self.out,
+            ctx,
+            response,
+            version,
+            head_only,
+            connection,
         )
-        .await;
-        let sent = *result.as_ref().unwrap_or(&0);
-        ctx.metrics.request_finished(response.status, sent);
-        result
+        .await
     }
 
     /// Reads until a whole head is buffered, the client leaves, a limit or

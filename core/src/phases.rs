@@ -54,9 +54,54 @@ pub enum Outcome {
 /// need not be `Send`.
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Response>>>;
 
+/// How a pending handler takes a `Content-Length` body (see
+/// [`PendingResponse::body_start`]).
+pub enum BodyMode {
+    /// Whole, before the answer is awaited: into
+    /// [`body_space`](PendingResponse::body_space).
+    Whole,
+    /// In parts, while the answer is awaited and sent: the connection calls
+    /// [`respond`](PendingResponse::respond) at once and feeds the body into
+    /// this sink as it reads it (full duplex: the answer may start, or end,
+    /// before the body does).
+    Parts(Box<dyn BodySink>),
+}
+
+impl std::fmt::Debug for BodyMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BodyMode::Whole => "Whole",
+            BodyMode::Parts(_) => "Parts",
+        })
+    }
+}
+
+/// The future of [`BodySink::ready`].
+pub type ReadyFuture<'a> = Pin<Box<dyn Future<Output = Result<bool, Error>> + 'a>>;
+
+/// Where a body taken in parts goes ([`BodyMode::Parts`]). The connection
+/// awaits [`ready`](BodySink::ready), fills [`space`](BodySink::space) with
+/// `read(2)` and reports it with [`advance`](BodySink::advance), until the
+/// body is complete or `ready` says the handler takes no more.
+pub trait BodySink {
+    /// Waits until there is room for more body bytes. `Ok(false)`: the
+    /// handler takes no more of the body (it has answered): the connection
+    /// stops reading it. An error is the answer (for example 503 when no
+    /// room came in time).
+    fn ready(&mut self) -> ReadyFuture<'_>;
+
+    /// Room for the next body bytes, after `ready` said so: a non-empty
+    /// slice of at most `max` bytes.
+    fn space(&mut self, max: usize) -> &mut [u8];
+
+    /// `n` bytes of [`space`](BodySink::space) were filled.
+    fn advance(&mut self, n: usize);
+}
+
 /// A content handler's answer that needs the request body first. The
 /// connection calls [`body_start`](PendingResponse::body_start) once if the
-/// request has a body, then fills [`body_space`](PendingResponse::body_space)
+/// request has a body; for [`BodyMode::Whole`] it then fills
+/// [`body_space`](PendingResponse::body_space)
 /// with `read(2)` and reports each read with
 /// [`body_advance`](PendingResponse::body_advance), and finally awaits
 /// [`respond`](PendingResponse::respond). Bytes that arrived with the head
@@ -65,8 +110,9 @@ pub type ResponseFuture = Pin<Box<dyn Future<Output = Response>>>;
 /// [`body_chunk`](PendingResponse::body_chunk) instead.
 pub trait PendingResponse: std::fmt::Debug {
     /// The body has `len` bytes (`Content-Length`); called only when it has
-    /// some. An error is the answer (for example 503 when there is no room).
-    fn body_start(&mut self, len: u64) -> Result<(), Error>;
+    /// some. Answers how the handler takes it; an error is the answer (for
+    /// example 503 when there is no room).
+    fn body_start(&mut self, len: u64) -> Result<BodyMode, Error>;
 
     /// Room for the next body bytes: a non-empty slice of at most `max` bytes.
     fn body_space(&mut self, max: usize) -> &mut [u8];

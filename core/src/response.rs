@@ -73,9 +73,12 @@ pub enum Body {
 
 /// The parts of a [`Body::Stream`]. The sender ends early by dropping its
 /// side: the connection then closes (the promised length cannot be met).
+/// A stream of unknown length ([`StreamBody::open_ended`]) goes out in
+/// chunks (HTTP/1.1) or until the connection closes (HTTP/1.0); an empty
+/// part ends it.
 #[derive(Debug)]
 pub struct StreamBody {
-    len: u64,
+    len: Option<u64>,
     parts: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<iolite_ipc::Agg>>>,
 }
 
@@ -83,19 +86,27 @@ impl StreamBody {
     /// A body of `len` bytes arriving on `parts`.
     pub fn new(len: u64, parts: tokio::sync::mpsc::UnboundedReceiver<iolite_ipc::Agg>) -> Self {
         StreamBody {
-            len,
+            len: Some(len),
             parts: std::sync::Mutex::new(Some(parts)),
         }
     }
 
-    /// The promised length.
-    pub fn len(&self) -> u64 {
+    /// A body of unknown length arriving on `parts`, ended by an empty part.
+    pub fn open_ended(parts: tokio::sync::mpsc::UnboundedReceiver<iolite_ipc::Agg>) -> Self {
+        StreamBody {
+            len: None,
+            parts: std::sync::Mutex::new(Some(parts)),
+        }
+    }
+
+    /// The promised length (None: unknown).
+    pub fn len(&self) -> Option<u64> {
         self.len
     }
 
     /// Whether the promised length is 0.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len == Some(0)
     }
 
     /// The parts, once (the send path takes them).
@@ -105,7 +116,8 @@ impl StreamBody {
 }
 
 impl Body {
-    /// The body's length in bytes: the `Content-Length` it is sent with.
+    /// The body's length in bytes: the `Content-Length` it is sent with (0
+    /// for a stream of unknown length: see [`Body::is_open_ended`]).
     pub fn len(&self) -> u64 {
         match self {
             Body::Empty => 0,
@@ -114,8 +126,14 @@ impl Body {
             Body::File(f) => f.len,
             Body::Cached { len, .. } => *len,
             Body::Agg(agg) => agg.len() as u64,
-            Body::Stream(s) => s.len(),
+            Body::Stream(s) => s.len().unwrap_or(0),
         }
+    }
+
+    /// Whether the body's length is unknown until it ends (a stream sent in
+    /// chunks).
+    pub fn is_open_ended(&self) -> bool {
+        matches!(self, Body::Stream(s) if s.len().is_none())
     }
 
     /// Whether the body has no bytes.

@@ -123,6 +123,20 @@ pub async fn send_response(
     with_body: bool,
     timeout: Duration,
 ) -> io::Result<u64> {
+    send_response_framed(stream, head, body, with_body, false, timeout).await
+}
+
+/// [`send_response`]; a stream of unknown length goes out in chunks when
+/// `chunked` (its head said `Transfer-Encoding: chunked`), else as it is
+/// (its end is the connection's).
+pub async fn send_response_framed(
+    stream: &TcpStream,
+    head: &[u8],
+    body: &Body,
+    with_body: bool,
+    chunked: bool,
+    timeout: Duration,
+) -> io::Result<u64> {
     let mut batch: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
     batch[0] = IoSlice::new(head);
     let mut n = 1;
@@ -151,7 +165,7 @@ pub async fn send_response(
     if let (true, Body::Stream(parts)) = (with_body, body) {
         sent += write_all_vectored(stream, &mut batch[..n], true, timeout).await?;
         n = 0;
-        sent += send_parts(stream, parts, timeout).await?;
+        sent += send_parts(stream, parts, chunked, timeout).await?;
     }
     sent += write_all_vectored(stream, &mut batch[..n], false, timeout).await?;
     Ok(sent)
@@ -159,15 +173,42 @@ pub async fn send_response(
 
 /// Sends a streamed body's parts as they arrive, each by reference; fails
 /// (so the connection closes) if the parts end short of the promised length
-/// or overrun it.
+/// or overrun it. A stream of unknown length ends with an empty part; its
+/// parts go out as chunks when `chunked` (each chunk's size line carries
+/// the previous one's CRLF, so a part is one `sendmsg`).
 async fn send_parts(
     stream: &TcpStream,
     body: &crate::response::StreamBody,
+    chunked: bool,
     timeout: Duration,
 ) -> io::Result<u64> {
     let short = || io::Error::new(io::ErrorKind::UnexpectedEof, "streamed body ended early");
     let mut parts = body.take_parts().ok_or_else(short)?;
-    let mut left = body.len();
+    let Some(mut left) = body.len() else {
+        let mut sent = 0;
+        let mut line = Vec::with_capacity(24);
+        loop {
+            let part = parts.recv().await.ok_or_else(short)?;
+            line.clear();
+            if chunked {
+                if sent > 0 {
+                    line.extend_from_slice(b"\r\n");
+                }
+                if part.is_empty() {
+                    line.extend_from_slice(b"0\r\n\r\n");
+                } else {
+                    push_hex(&mut line, part.len() as u64);
+                    line.extend_from_slice(b"\r\n");
+                }
+            }
+            let end = part.is_empty();
+            let whole = Body::Agg(part);
+            sent += Box::pin(send_response(stream, &line, &whole, true, timeout)).await?;
+            if end {
+                return Ok(sent);
+            }
+        }
+    };
     let mut sent = 0;
     while left > 0 {
         let part = parts.recv().await.ok_or_else(short)?;
@@ -182,6 +223,14 @@ async fn send_parts(
         sent += Box::pin(send_response(stream, b"", &whole, true, timeout)).await?;
     }
     Ok(sent)
+}
+
+/// Appends `n` in lower-case hexadecimal (a chunk size).
+fn push_hex(out: &mut Vec<u8>, n: u64) {
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        out.push(b"0123456789abcdef"[((n >> (4 * i)) & 0xf) as usize]);
+    }
 }
 
 /// Writes every byte of `bufs` with `sendmsg`, `MSG_MORE` if more follows.
@@ -259,5 +308,137 @@ async fn wait_writable(stream: &TcpStream, timeout: Duration) -> io::Result<()> 
     match tokio::time::timeout(timeout, stream.writable()).await {
         Ok(r) => r,
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "send timeout")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use iolite_ipc::{Agg, Pool};
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::{push_hex, send_response_framed};
+    use crate::response::{Body, StreamBody};
+
+    /// Sends a stream of unknown length made of `parts` (then its end, if
+    /// `end`) over loopback TCP; returns what the client read and whether
+    /// the send succeeded.
+    async fn stream_over_tcp(parts: &[&[u8]], end: bool, chunked: bool) -> (Vec<u8>, bool) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let (server, _) = listener.accept().await.unwrap();
+        let pool = Pool::new(1 << 20).unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for bytes in parts {
+            let mut b = pool.alloc(bytes.len()).unwrap();
+            b.extend_from_slice(bytes).unwrap();
+            tx.send(Agg::from(b.freeze())).unwrap();
+        }
+        if end {
+            tx.send(Agg::new()).unwrap();
+        }
+        drop(tx);
+        let body = Body::Stream(Arc::new(StreamBody::open_ended(rx)));
+        assert!(body.is_open_ended());
+        let sent = send_response_framed(
+            &server,
+            b"HEAD\r\n",
+            &body,
+            true,
+            chunked,
+            Duration::from_secs(5),
+        )
+        .await;
+        drop(server);
+        (client.await.unwrap(), sent.is_ok())
+    }
+
+    struct Case {
+        parts: &'static [&'static [u8]],
+        /// The stream's end was sent (else the sender went away).
+        end: bool,
+        chunked: bool,
+        /// The bytes on the wire after the head.
+        want: Vec<u8>,
+        /// The send succeeded.
+        ok: bool,
+    }
+
+    #[tokio::test]
+    async fn a_stream_of_unknown_length_goes_out_in_chunks_table() {
+        const BIG: &[u8] = &[b'x'; 300];
+        let big_chunk = [&b"5\r\nhello\r\n12c\r\n"[..], BIG, b"\r\n0\r\n\r\n"].concat();
+        let cases = [
+            Case {
+                parts: &[b"hello", BIG],
+                end: true,
+                chunked: true,
+                want: big_chunk,
+                ok: true,
+            },
+            Case {
+                parts: &[],
+                end: true,
+                chunked: true,
+                want: b"0\r\n\r\n".to_vec(),
+                ok: true,
+            },
+            // HTTP/1.0: the bytes as they are; the connection's end ends it.
+            Case {
+                parts: &[b"hello", b"!"],
+                end: true,
+                chunked: false,
+                want: b"hello!".to_vec(),
+                ok: true,
+            },
+            // The sender went away before the end: no terminal chunk, and
+            // the send fails (the connection closes).
+            Case {
+                parts: &[b"abc"],
+                end: false,
+                chunked: true,
+                want: b"3\r\nabc".to_vec(),
+                ok: false,
+            },
+        ];
+        for case in cases {
+            let (got, sent) = stream_over_tcp(case.parts, case.end, case.chunked).await;
+            let expect = [&b"HEAD\r\n"[..], &case.want].concat();
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&expect),
+                "{:?} end={} chunked={}",
+                case.parts,
+                case.end,
+                case.chunked
+            );
+            assert_eq!(sent, case.ok, "{:?}", case.parts);
+        }
+    }
+
+    #[test]
+    fn chunk_sizes_are_lower_case_hex_table() {
+        for (n, want) in [
+            (0u64, "0"),
+            (1, "1"),
+            (15, "f"),
+            (16, "10"),
+            (1 << 20, "100000"),
+            (0xdead_beef, "deadbeef"),
+            (u64::MAX, "ffffffffffffffff"),
+        ] {
+            let mut out = Vec::new();
+            push_hex(&mut out, n);
+            assert_eq!(String::from_utf8(out).unwrap(), want, "{n}");
+        }
     }
 }

@@ -273,6 +273,13 @@ impl Buf {
         self.region.base as u64
     }
 
+    /// Whether this is the last handle to its region: no other `Buf` (in
+    /// this process: a peer's lease of it included) points into it, so
+    /// dropping it frees the space (or releases the lease).
+    pub fn is_unique(&self) -> bool {
+        Arc::strong_count(&self.region) == 1
+    }
+
     /// Whether `other` is the same bytes of the same region (not just equal bytes).
     pub fn same_as(&self, other: &Buf) -> bool {
         Arc::ptr_eq(&self.region, &other.region)

@@ -79,6 +79,7 @@
 mod error;
 mod link;
 pub mod metrics;
+mod parts;
 mod process;
 pub mod runner;
 mod supervisor;

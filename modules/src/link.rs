@@ -44,9 +44,10 @@ pub(crate) enum Answer {
     /// The whole answer: its frame and its body (an aggregate by reference;
     /// bytes in copy mode).
     Whole(ResponseFrame, Body),
-    /// A streamed answer: its head (body empty), the body's length, and
-    /// the parts as they arrive (the sender is dropped if it ends short).
-    Stream(ResponseFrame, u64, mpsc::UnboundedReceiver<Agg>),
+    /// A streamed answer: its head (body empty), the body's length (None:
+    /// unknown, an empty part ends it), and the parts as they arrive (the
+    /// sender is dropped if it ends short).
+    Stream(ResponseFrame, Option<u64>, mpsc::UnboundedReceiver<Agg>),
 }
 
 /// A request sent to the runner and not yet answered.
@@ -55,8 +56,9 @@ struct Flight {
     /// None once the caller went away (cancelled), or once a stream began.
     /// Dropped unanswered: the runner failed (502).
     reply: Option<oneshot::Sender<Answer>>,
-    /// A streamed answer's parts still owed, and where they go.
-    stream: Option<(mpsc::UnboundedSender<Agg>, u64)>,
+    /// A streamed answer's parts still owed (None: until its end), and
+    /// where they go.
+    stream: Option<(mpsc::UnboundedSender<Agg>, Option<u64>)>,
     /// A stream's deadline for its next part.
     deadline: Instant,
     /// Copy mode: body bytes received so far.
@@ -82,6 +84,9 @@ pub(crate) struct LinkConfig {
     pub lanes: usize,
     /// The module's counters (the links gauge).
     pub metrics: Option<Arc<crate::metrics::ModuleMetrics>>,
+    /// Notified when the runner released buffers (request bodies sent in
+    /// parts wait for room).
+    pub room: Option<Arc<Notify>>,
 }
 
 #[derive(Debug)]
@@ -286,6 +291,53 @@ impl Link {
         }
     }
 
+    /// Sends the next part of request `id`'s body (see `crate::parts`);
+    /// false when the request is no longer in flight (answered, or the link
+    /// closed): the handler takes no more of its body.
+    pub(crate) fn send_part(&self, id: u64, part: &Agg) -> bool {
+        let mut st = self.state.borrow_mut();
+        if st.closed || !st.inflight.contains_key(&id) {
+            return false;
+        }
+        let mut body = iolite_ipc::AggDesc::default();
+        let queued = if self.cfg.copy {
+            copy_out(&mut st.peer, id, part)
+        } else {
+            st.peer.export(part).map(|desc| body = desc)
+        };
+        let queued = queued.and_then(|()| st.peer.queue(&Msg::BodyPart { id, body }));
+        if let Err(e) = queued {
+            drop(st);
+            self.fail(&format!("cannot send a body part: {e}"), false);
+            return false;
+        }
+        // The runner cannot be expected to answer, or to stream on, before
+        // it has the body: its time limit runs from the last part.
+        let deadline = Instant::now() + self.cfg.timeout;
+        if let Some(flight) = st.inflight.get_mut(&id) {
+            flight.deadline = deadline;
+        }
+        drop(st);
+        self.kick.notify_one();
+        true
+    }
+
+    /// The body of request `id` ends short (its client went away): the
+    /// runner is told, so that a handler waiting for the next part stops.
+    pub(crate) fn cancel_parts(&self, id: u64) {
+        let mut st = self.state.borrow_mut();
+        if st.closed || !st.inflight.contains_key(&id) {
+            return;
+        }
+        if let Err(e) = st.peer.queue(&Msg::Cancel { id }) {
+            drop(st);
+            self.fail(&format!("runner link: {e}"), false);
+            return;
+        }
+        drop(st);
+        self.kick.notify_one();
+    }
+
     /// Writes what is queued (the reader task only); what the socket does
     /// not take now, it writes when the socket becomes writable.
     fn flush(&self) {
@@ -369,6 +421,12 @@ fn receive(
     };
     let msg = match event {
         Event::Message(m) => m,
+        Event::Released(_) => {
+            if let Some(room) = &cfg.room {
+                room.notify_waiters();
+            }
+            return Ok(true);
+        }
         _ => return Ok(true),
     };
     match msg {
@@ -411,7 +469,10 @@ fn receive(
 fn answer(st: &mut State, msg: Msg, cfg: &LinkConfig) -> Result<(), String> {
     let id = match &msg {
         Msg::Response(f) => f.id,
-        Msg::StreamHead { id, .. } | Msg::StreamPart { id, .. } | Msg::StreamAbort { id } => *id,
+        Msg::StreamHead { id, .. }
+        | Msg::StreamPart { id, .. }
+        | Msg::StreamAbort { id }
+        | Msg::StreamEnd { id } => *id,
         _ => return Err("runner sent an unexpected message".into()),
     };
     let Some(flight) = st.inflight.get_mut(&id) else {
@@ -453,7 +514,7 @@ fn answer(st: &mut State, msg: Msg, cfg: &LinkConfig) -> Result<(), String> {
             }
             flight.deadline = Instant::now() + cfg.timeout;
             flight.stream = Some((tx, len));
-            if len == 0 {
+            if len == Some(0) {
                 st.progress = Instant::now();
                 st.inflight.remove(&id);
             }
@@ -469,11 +530,20 @@ fn answer(st: &mut State, msg: Msg, cfg: &LinkConfig) -> Result<(), String> {
             let Some((tx, left)) = flight.stream.as_mut() else {
                 return Err("no stream".into());
             };
-            if part.len() as u64 > *left {
-                return Err(format!("request {id}: stream part overruns its length"));
+            let done = match left {
+                Some(left) if part.len() as u64 > *left => {
+                    return Err(format!("request {id}: stream part overruns its length"));
+                }
+                Some(left) => {
+                    *left -= part.len() as u64;
+                    *left == 0
+                }
+                None => false,
+            };
+            // An empty part would end a stream of unknown length early.
+            if part.is_empty() {
+                return Ok(());
             }
-            *left -= part.len() as u64;
-            let done = *left == 0;
             // The client may be gone: the part is dropped (and released).
             let _ = tx.send(part);
             flight.deadline = Instant::now() + cfg.timeout;
@@ -481,6 +551,14 @@ fn answer(st: &mut State, msg: Msg, cfg: &LinkConfig) -> Result<(), String> {
                 st.progress = Instant::now();
                 st.inflight.remove(&id);
             }
+        }
+        Msg::StreamEnd { .. } if matches!(flight.stream, Some((_, None))) => {
+            if let Some((tx, _)) = &flight.stream {
+                // The empty part ends the body.
+                let _ = tx.send(Agg::new());
+            }
+            st.progress = Instant::now();
+            st.inflight.remove(&id);
         }
         Msg::StreamAbort { .. } if flight.stream.is_some() => {
             // Dropping the sender closes the client's connection.

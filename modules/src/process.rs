@@ -16,14 +16,18 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use iolite_core::config::{ModuleConfig, ModuleTransfer, prefix_matches};
-use iolite_core::phases::{Handler, Outcome, PendingResponse, Phase, RequestCtx, ResponseFuture};
+use iolite_core::phases::{
+    BodyMode, Handler, Outcome, PendingResponse, Phase, RequestCtx, ResponseFuture,
+};
 use iolite_core::{Body, HeaderLines, Response};
 use iolite_ipc::{Agg, BufMut, Pool};
+use iolite_sdk::BODY_PART;
 use iolite_sdk::wire::{FEATURE_BODY_PARTS, RequestFrame, ResponseFrame, Transfer};
 
 use crate::error::Error;
 use crate::link::{Answer, Link, LinkConfig, WorkerLinks};
 use crate::metrics::ModuleMetrics;
+use crate::parts::{PartRoute, PartSink};
 use crate::supervisor::{self, Cmd, SlotConfig, SlotHandle};
 
 /// Bytes of each runner's output pool.
@@ -59,6 +63,8 @@ pub struct ProcessModule {
     /// The library takes request bodies in parts (its feature bits, read
     /// when it was checked: at start and at each reload).
     parts: std::sync::atomic::AtomicBool,
+    /// Notified when a runner released request-pool buffers.
+    room: Arc<tokio::sync::Notify>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -148,6 +154,7 @@ impl ProcessModule {
             template,
             metrics,
             parts: std::sync::atomic::AtomicBool::new(features & FEATURE_BODY_PARTS != 0),
+            room: Arc::new(tokio::sync::Notify::new()),
         }))
     }
 
@@ -288,6 +295,7 @@ impl ProcessModule {
             copy: self.template.transfer == Transfer::Copy,
             lanes: self.in_flight.clamp(1, MAX_LANES),
             metrics: Some(self.metrics.clone()),
+            room: Some(self.room.clone()),
         };
         let files = self
             .template
@@ -303,14 +311,30 @@ impl ProcessModule {
         links: Rc<WorkerLinks>,
         frame: RequestFrame,
         body: Agg,
+        parts: Option<Rc<PartRoute>>,
     ) -> Response {
         self.metrics.requests.fetch_add(1, Ordering::Relaxed);
-        let response = self.exchange(&links, frame, body).await;
+        let response = self.exchange(&links, frame, body, parts.as_deref()).await;
+        if let Some(parts) = parts {
+            // A whole answer ends the body's parts; a streamed one takes
+            // them on (the link knows when it ends).
+            if !matches!(response.body, Body::Stream(_)) {
+                parts.close();
+            }
+        }
         self.metrics.answered(response.status);
         response
     }
 
-    async fn exchange(&self, links: &WorkerLinks, frame: RequestFrame, body: Agg) -> Response {
+    /// With `parts`, the body follows the request in parts (see
+    /// `crate::parts`), and the time limit runs from the last part.
+    async fn exchange(
+        &self,
+        links: &WorkerLinks,
+        frame: RequestFrame,
+        body: Agg,
+        parts: Option<&PartRoute>,
+    ) -> Response {
         let Some(slot) = self.pick() else {
             return plain(502, b"502 Bad Gateway\n");
         };
@@ -327,25 +351,41 @@ impl ProcessModule {
         // Waiting for a credit, for a (re)starting runner and for the answer
         // all count against the timeout; only a request the runner holds
         // gets its process replaced.
-        let answer = tokio::time::timeout(self.timeout, async {
-            let mut credit = slot.credits.clone().acquire_owned().await.ok()?;
-            let mut frame = frame;
-            // A link whose runner just died takes no request: the request
-            // goes on the next runner's link instead (it never left).
-            for _ in 0..SEND_TRIES {
-                let link = links.link(&slot).await?;
-                match link.submit(frame, &body, credit) {
-                    Ok(rx) => {
-                        drop(body);
-                        sent.link = Some(link);
-                        return rx.await.ok();
+        let id = sent.id;
+        let answer = {
+            let exchange = async {
+                let mut credit = slot.credits.clone().acquire_owned().await.ok()?;
+                let mut frame = frame;
+                // A link whose runner just died takes no request: the request
+                // goes on the next runner's link instead (it never left).
+                for _ in 0..SEND_TRIES {
+                    let link = links.link(&slot).await?;
+                    match link.submit(frame, &body, credit) {
+                        Ok(rx) => {
+                            drop(body);
+                            if let Some(parts) = parts {
+                                parts.attach(link.clone(), id);
+                            }
+                            sent.link = Some(link);
+                            return rx.await.ok();
+                        }
+                        Err(back) => (frame, credit) = *back,
                     }
-                    Err(back) => (frame, credit) = *back,
+                }
+                None
+            };
+            tokio::pin!(exchange);
+            let start = tokio::time::Instant::now();
+            loop {
+                let from = parts.map_or(start, |p| p.progress().max(start));
+                match tokio::time::timeout_at(from + self.timeout, &mut exchange).await {
+                    Ok(answer) => break Ok(answer),
+                    // A part went out meanwhile: the limit runs from it.
+                    Err(_) if parts.is_some_and(|p| p.progress() > from) => {}
+                    Err(e) => break Err(e),
                 }
             }
-            None
-        })
-        .await;
+        };
         let link = sent.link.take();
         match answer {
             Err(_) => {
@@ -361,7 +401,10 @@ impl ProcessModule {
             Ok(Some(Answer::Stream(head, len, parts))) => to_response(
                 &self.prefix,
                 head,
-                Body::Stream(Arc::new(iolite_core::StreamBody::new(len, parts))),
+                Body::Stream(Arc::new(match len {
+                    Some(len) => iolite_core::StreamBody::new(len, parts),
+                    None => iolite_core::StreamBody::open_ended(parts),
+                })),
             ),
         }
     }
@@ -392,7 +435,7 @@ impl DirectClient {
         };
         self.module
             .clone()
-            .call(self.links.clone(), frame, Agg::new())
+            .call(self.links.clone(), frame, Agg::new(), None)
             .await
     }
 }
@@ -585,6 +628,7 @@ impl Handler for ModuleHandler {
             module: self.module.clone(),
             links: self.links.clone(),
             frame,
+            parts: None,
             body: None,
             chunks: Agg::new(),
         })))
@@ -633,6 +677,8 @@ struct PendingModule {
     module: Arc<ProcessModule>,
     links: Rc<WorkerLinks>,
     frame: RequestFrame,
+    /// Where the parts go, when the body comes in parts.
+    parts: Option<Rc<PartRoute>>,
     /// The body being filled (Content-Length: all of it; chunked: the
     /// current buffer).
     body: Option<BufMut>,
@@ -644,14 +690,26 @@ struct PendingModule {
 const CHUNK_BUF: usize = 64 << 10;
 
 impl PendingResponse for PendingModule {
-    fn body_start(&mut self, len: u64) -> Result<(), iolite_core::Error> {
+    fn body_start(&mut self, len: u64) -> Result<BodyMode, iolite_core::Error> {
+        if len > BODY_PART && self.module.parts.load(Ordering::Relaxed) {
+            let route = PartRoute::new();
+            self.frame.parts = len;
+            self.parts = Some(route.clone());
+            return Ok(BodyMode::Parts(Box::new(PartSink::new(
+                self.module.pool.clone(),
+                self.module.room.clone(),
+                route,
+                len,
+                self.module.timeout,
+            ))));
+        }
         let len = usize::try_from(len).map_err(|_| iolite_core::Error::BodyTooLarge)?;
         let buf =
             self.module.pool.alloc(len).map_err(|_| {
                 iolite_core::Error::Unavailable("the module's request pool is full")
             })?;
         self.body = Some(buf);
-        Ok(())
+        Ok(BodyMode::Whole)
     }
 
     fn body_space(&mut self, max: usize) -> &mut [u8] {
@@ -705,13 +763,14 @@ impl PendingResponse for PendingModule {
             module,
             links,
             frame,
+            parts,
             body,
             mut chunks,
         } = *self;
         if let Some(last) = body {
             chunks.push(last.freeze());
         }
-        Box::pin(module.call(links, frame, chunks))
+        Box::pin(module.call(links, frame, chunks, parts))
     }
 }
 

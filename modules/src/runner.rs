@@ -251,7 +251,12 @@ pub fn check(module: &Path, sandbox: &SandboxSpec) -> Result<Checked, Error> {
     let lib = ModuleLibrary::open_file(&file, module)?;
     let report = pending.apply_after_load()?;
     lib.check_abi(ABI_SYMBOL, ABI_VERSION)?;
-    let features = lib.call_u32(FEATURES_SYMBOL)?;
+    // Optional: a library that speaks the protocol itself may have none.
+    let features = match lib.call_u32(FEATURES_SYMBOL) {
+        Ok(bits) => bits,
+        Err(iolite_sandbox::LoadError::MissingSymbol { .. }) => 0,
+        Err(e) => return Err(e.into()),
+    };
     Ok(Checked { report, features })
 }
 

@@ -293,7 +293,7 @@ impl Ctx<'_> {
             id: self.id,
             status: head.status,
             headers: head.headers,
-            len,
+            len: Some(len),
         })?;
         Ok(BodyStream {
             link: self.link.reborrow(),

@@ -32,7 +32,8 @@
 //!    usual.
 //! 7. Instead of [`Msg::Response`], a runner may stream: [`Msg::StreamHead`]
 //!    (status, headers, length), then [`Msg::StreamPart`]s until the length
-//!    is reached (or [`Msg::StreamAbort`]). The runner keeps a bounded
+//!    is reached (or [`Msg::StreamAbort`]); a head without a length is
+//!    followed by parts until [`Msg::StreamEnd`] (or [`Msg::StreamAbort`]). The runner keeps a bounded
 //!    number of parts unreleased (its output pool is reused as the server
 //!    sends), so a body of any size streams through a fixed pool.
 //! 8. A module that takes request bodies in parts ([`FEATURE_BODY_PARTS`])
@@ -70,7 +71,8 @@ use serde::{Deserialize, Serialize};
 /// the other change. 5: a runner whose control socket closes answers what
 /// its links were sent and exits only once the server has closed them all
 /// (draining). 6: request bodies in parts ([`Msg::BodyPart`],
-/// [`RequestFrame::parts`], [`FEATURES_SYMBOL`]).
+/// [`RequestFrame::parts`], [`FEATURES_SYMBOL`]), streams of unknown length
+/// ([`Msg::StreamEnd`]).
 pub const ABI_VERSION: u32 = 6;
 
 /// The symbol of `extern "C" fn() -> u32` returning [`ABI_VERSION`].
@@ -80,7 +82,7 @@ pub const ABI_SYMBOL: &[u8] = b"iolite_module_abi_version";
 pub const MAIN_SYMBOL: &[u8] = b"iolite_module_main";
 /// The symbol of `extern "C" fn() -> u32` returning the module's feature
 /// bits ([`FEATURE_BODY_PARTS`]), read by the server when it checks the
-/// library.
+/// library (optional: none means 0).
 pub const FEATURES_SYMBOL: &[u8] = b"iolite_module_features";
 /// Feature bit: the module takes request bodies in parts
 /// ([`Module::BODY_IN_PARTS`](crate::Module::BODY_IN_PARTS)).
@@ -116,7 +118,8 @@ pub enum Msg {
     Response(ResponseFrame),
     /// Runner → server: the head of a streamed answer to request `id`;
     /// exactly `len` body bytes follow in [`Msg::StreamPart`]s (or a
-    /// [`Msg::StreamAbort`]).
+    /// [`Msg::StreamAbort`]); with `len` None, parts follow until a
+    /// [`Msg::StreamEnd`] (the server sends them in chunks).
     StreamHead {
         /// The request.
         id: u64,
@@ -124,8 +127,8 @@ pub enum Msg {
         status: u16,
         /// Header fields, as in [`ResponseFrame`].
         headers: Vec<(String, Vec<u8>)>,
-        /// The body's length.
-        len: u64,
+        /// The body's length (None: unknown).
+        len: Option<u64>,
     },
     /// Runner → server: the next part of request `id`'s streamed body.
     StreamPart {
@@ -137,6 +140,12 @@ pub enum Msg {
     /// Runner → server: the streamed body of request `id` ends short; the
     /// server closes the client connection.
     StreamAbort {
+        /// The request.
+        id: u64,
+    },
+    /// Runner → server: the streamed body of unknown length of request `id`
+    /// is complete.
+    StreamEnd {
         /// The request.
         id: u64,
     },

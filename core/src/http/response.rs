@@ -61,6 +61,19 @@ pub fn status_has_body(status: u16) -> bool {
     !(status < 200 || status == 204 || status == 304)
 }
 
+/// How a response's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `Content-Length`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked` (HTTP/1.1: a body whose length is not
+    /// known when its head goes out).
+    Chunked,
+    /// Neither: the body ends when the connection closes (HTTP/1.0 clients,
+    /// which cannot take chunks).
+    UntilClose,
+}
+
 /// Appends a complete response head to `out`. `lines` are header fields,
 /// each ending in CRLF; `content_length` is omitted for statuses without a
 /// body. A status [`status_line`] does not name goes out as its three
@@ -72,6 +85,25 @@ pub fn write_head(
     date: &[u8],
     lines: &[u8],
     content_length: u64,
+    connection: ConnectionHeader,
+) {
+    write_head_framed(
+        out,
+        status,
+        date,
+        lines,
+        Framing::Length(content_length),
+        connection,
+    );
+}
+
+/// [`write_head`] for a body delimited by `framing`.
+pub fn write_head_framed(
+    out: &mut Vec<u8>,
+    status: u16,
+    date: &[u8],
+    lines: &[u8],
+    framing: Framing,
     connection: ConnectionHeader,
 ) {
     match status_line(status) {
@@ -88,9 +120,15 @@ pub fn write_head(
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(lines);
     if status_has_body(status) {
-        out.extend_from_slice(b"Content-Length: ");
-        push_decimal(out, content_length);
-        out.extend_from_slice(b"\r\n");
+        match framing {
+            Framing::Length(n) => {
+                out.extend_from_slice(b"Content-Length: ");
+                push_decimal(out, n);
+                out.extend_from_slice(b"\r\n");
+            }
+            Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+            Framing::UntilClose => {}
+        }
     }
     out.extend_from_slice(match connection {
         ConnectionHeader::Default => b"\r\n".as_slice(),

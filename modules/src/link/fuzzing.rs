@@ -222,6 +222,7 @@ fn run_stream(pools: &Pools, copy: bool, stream: &[u8]) -> Run {
         copy,
         lanes: 1,
         metrics: None,
+        room: None,
     };
     // As `Link::open`.
     let mut peer: Peer<Msg> = Peer::new(server_end);
@@ -282,7 +283,10 @@ fn run_stream(pools: &Pools, copy: bool, stream: &[u8]) -> Run {
                     crate::process::to_response(
                         PREFIX,
                         head,
-                        Body::Stream(Arc::new(StreamBody::new(len, parts))),
+                        Body::Stream(Arc::new(match len {
+                            Some(len) => StreamBody::new(len, parts),
+                            None => StreamBody::open_ended(parts),
+                        })),
                     ),
                     true,
                 ),
@@ -423,7 +427,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                             ("Content-Type".into(), b"application/octet-stream".to_vec()),
                             ("Content-Length".into(), b"1".to_vec()),
                         ],
-                        len: big as u64,
+                        len: Some(big as u64),
                     }),
                     msg_record(&Msg::StreamPart {
                         id: 1,
@@ -441,9 +445,22 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                         id: 2,
                         status: 206,
                         headers: vec![],
-                        len: 10,
+                        len: Some(10),
                     }),
                     msg_record(&Msg::StreamAbort { id: 2 }),
+                    msg_record(&Msg::StreamHead {
+                        id: 4,
+                        status: 200,
+                        headers: vec![],
+                        len: None,
+                    }),
+                    msg_record(&Msg::StreamPart {
+                        id: 4,
+                        body: AggDesc {
+                            bufs: vec![output_desc(1, 0..big / 4, 3)],
+                        },
+                    }),
+                    msg_record(&Msg::StreamEnd { id: 4 }),
                     msg_record(&response(3, 100, &[], vec![])),
                 ],
             ),
@@ -462,7 +479,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                         id: 2,
                         status: 200,
                         headers: vec![("Transfer-Encoding".into(), b"chunked".to_vec())],
-                        len: 10,
+                        len: Some(10),
                     }),
                     msg_record(&Msg::Data {
                         id: 2,
@@ -562,8 +579,14 @@ mod tests {
         assert_eq!(r.ended, "runner gone");
         assert_eq!(
             statuses(&r),
-            [(200, true), (206, true), (502, true), (502, false)]
+            [(200, true), (206, true), (502, true), (200, true)]
         );
+        // A stream of unknown length: its parts, then the empty part that
+        // ends it.
+        let open = &r.outcomes[3];
+        assert!(open.response.body.is_open_ended());
+        let lens: Vec<usize> = open.parts.iter().map(Agg::len).collect();
+        assert_eq!(lens, [OUTPUT_BODIES[1].len() / 4, 0]);
         let s = &r.outcomes[0];
         // The module's framing field is dropped: the server frames the body.
         assert_eq!(

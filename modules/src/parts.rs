@@ -1,0 +1,258 @@
+//! Request bodies in parts, server side: a module whose library takes them
+//! ([`Module::BODY_IN_PARTS`](iolite_sdk::Module::BODY_IN_PARTS)) gets a
+//! body over [`BODY_PART`] as [`Msg::BodyPart`](iolite_sdk::wire::Msg)
+//! frames while the connection reads it, instead of whole after it.
+//!
+//! The connection fills a [`PartSink`] (a part buffer at a time, read
+//! straight into the module's request pool); each full part goes to a
+//! [`PartRoute`], which queues it until the request has left for a runner
+//! and then hands it to that link. The sink keeps at most
+//! [`MAX_HELD`] of its request's parts unreleased by the runner: a module
+//! that does not keep up holds the upload back (TCP flow control does the
+//! rest), so a body of any size goes through the fixed pool and one
+//! request cannot take all of it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iolite_core::Error;
+use iolite_core::phases::{BodySink, ReadyFuture};
+use iolite_ipc::{Agg, Buf, BufMut, Pool};
+use iolite_sdk::BODY_PART;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::link::Link;
+
+/// Most parts of one request the runner may hold before the connection
+/// stops reading its body.
+pub(crate) const MAX_HELD: usize = 8;
+/// How often a sink waiting for room looks again when no release woke it.
+const ROOM_POLL: Duration = Duration::from_millis(20);
+
+/// Where a request's parts go.
+#[derive(Debug)]
+enum Route {
+    /// The request has not left yet: its parts wait.
+    Waiting(Vec<Agg>),
+    /// The request is on this link.
+    Sent(Rc<Link>, u64),
+    /// The handler takes no more parts (it answered, or its link closed).
+    Closed,
+}
+
+/// Shared by a request's sink (the connection's side) and its exchange
+/// (the module's side).
+#[derive(Debug)]
+pub(crate) struct PartRoute {
+    route: RefCell<Route>,
+    /// When the last part went to the runner: a request whose body still
+    /// arrives is not timed out.
+    progress: Cell<Instant>,
+}
+
+impl PartRoute {
+    pub(crate) fn new() -> Rc<Self> {
+        Rc::new(PartRoute {
+            route: RefCell::new(Route::Waiting(Vec::new())),
+            progress: Cell::new(Instant::now()),
+        })
+    }
+
+    /// The request left on `link` as `id`: the parts that waited follow it.
+    pub(crate) fn attach(&self, link: Rc<Link>, id: u64) {
+        let waiting = match &mut *self.route.borrow_mut() {
+            Route::Waiting(parts) => std::mem::take(parts),
+            _ => return,
+        };
+        *self.route.borrow_mut() = Route::Sent(link, id);
+        for part in waiting {
+            if !self.push(part) {
+                break;
+            }
+        }
+    }
+
+    /// The handler takes no more parts.
+    pub(crate) fn close(&self) {
+        *self.route.borrow_mut() = Route::Closed;
+    }
+
+    /// When the last part went out.
+    pub(crate) fn progress(&self) -> Instant {
+        self.progress.get()
+    }
+
+    fn is_closed(&self) -> bool {
+        matches!(*self.route.borrow(), Route::Closed)
+    }
+
+    /// Passes a full part on; false when the handler takes no more.
+    fn push(&self, part: Agg) -> bool {
+        let mut route = self.route.borrow_mut();
+        let sent = match &mut *route {
+            Route::Waiting(parts) => {
+                parts.push(part);
+                return true;
+            }
+            Route::Closed => return false,
+            Route::Sent(link, id) => link.send_part(*id, &part),
+        };
+        if sent {
+            self.progress.set(Instant::now());
+        } else {
+            *route = Route::Closed;
+        }
+        sent
+    }
+
+    /// The body ends early (the client went away, or the connection gave
+    /// up on it): the runner is told, so a handler waiting for the next
+    /// part stops.
+    fn abandon(&self) {
+        let route = std::mem::replace(&mut *self.route.borrow_mut(), Route::Closed);
+        if let Route::Sent(link, id) = route {
+            link.cancel_parts(id);
+        }
+    }
+}
+
+/// The connection's side: a request pool part at a time.
+#[derive(Debug)]
+pub(crate) struct PartSink {
+    pool: Pool,
+    /// Notified when a runner released buffers of this pool.
+    room: Arc<Notify>,
+    route: Rc<PartRoute>,
+    /// The part being filled, and the size it is filled to.
+    part: Option<BufMut>,
+    part_len: usize,
+    /// Body bytes not yet in a part.
+    left: u64,
+    /// Parts passed on, kept until the runner released them.
+    held: VecDeque<Buf>,
+    /// Longest wait for room.
+    timeout: Duration,
+}
+
+impl PartSink {
+    pub(crate) fn new(
+        pool: Pool,
+        room: Arc<Notify>,
+        route: Rc<PartRoute>,
+        len: u64,
+        timeout: Duration,
+    ) -> Self {
+        PartSink {
+            pool,
+            room,
+            route,
+            part: None,
+            part_len: 0,
+            left: len,
+            held: VecDeque::new(),
+            timeout,
+        }
+    }
+
+    /// A new part buffer, if this request may hold one more and the pool
+    /// has room.
+    fn try_part(&mut self) -> bool {
+        while self.held.front().is_some_and(Buf::is_unique) {
+            self.held.pop_front();
+        }
+        if self.held.len() >= MAX_HELD {
+            return false;
+        }
+        let size = self.left.min(BODY_PART) as usize;
+        match self.pool.alloc(size) {
+            Ok(part) => {
+                self.part = Some(part);
+                self.part_len = size;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    async fn wait_for_room(&mut self) -> Result<bool, Error> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            if self.route.is_closed() {
+                return Ok(false);
+            }
+            // Registered before looking, so a release in between wakes it.
+            let room = self.room.clone();
+            let notified = room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.try_part() {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Unavailable("the module's request pool is full"));
+            }
+            let wake = (now + ROOM_POLL).min(deadline);
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+}
+
+impl BodySink for PartSink {
+    fn ready(&mut self) -> ReadyFuture<'_> {
+        Box::pin(async move {
+            if self.route.is_closed() {
+                return Ok(false);
+            }
+            if self.part.is_some() {
+                return Ok(true);
+            }
+            self.wait_for_room().await
+        })
+    }
+
+    fn space(&mut self, max: usize) -> &mut [u8] {
+        match self.part.as_mut() {
+            Some(part) => {
+                let want = self.part_len - part.len();
+                let spare = part.spare_mut();
+                let n = spare.len().min(max).min(want);
+                &mut spare[..n]
+            }
+            None => &mut [],
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        let Some(part) = self.part.as_mut() else {
+            return;
+        };
+        // `n` came from a read into `space`: it fits.
+        let _ = part.advance(n);
+        self.left = self.left.saturating_sub(n as u64);
+        if part.len() < self.part_len {
+            return;
+        }
+        let Some(full) = self.part.take() else {
+            return;
+        };
+        let buf = full.freeze();
+        self.held.push_back(buf.clone());
+        self.route.push(Agg::from(buf));
+    }
+}
+
+impl Drop for PartSink {
+    fn drop(&mut self) {
+        if self.left > 0 {
+            self.route.abandon();
+        }
+    }
+}
