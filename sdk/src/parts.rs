@@ -5,7 +5,7 @@
 //! their body's end ([`Owed`]), dropped as they arrive so that the server's
 //! upload goes on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use iolite_ipc::{Agg, AggDesc, Peer};
 
@@ -162,27 +162,47 @@ fn desc_len(desc: &AggDesc) -> Result<u64, Error> {
 /// their body came: id → bytes still to come. Their parts are imported
 /// (which checks them) and dropped on arrival, which releases their
 /// leases. An entry goes with the [`Msg::BodyPart`] that completes the
-/// body, or with a [`Msg::Cancel`] (after which no part of that request
-/// comes).
+/// body, with a [`Msg::Cancel`] (after which no part of that request
+/// comes), or once [`MAX_OWED`] newer entries were made.
 #[derive(Debug, Default)]
-pub(crate) struct Owed(HashMap<u64, u64>);
+pub(crate) struct Owed {
+    left: HashMap<u64, u64>,
+    /// The ids entered, oldest first (some may have gone already).
+    order: VecDeque<u64>,
+}
+
+/// Most requests a link remembers owing parts. The server may stop sending
+/// a request's parts once it has the answer, without a word: the parts
+/// that still come are those it sent before it read the answer, and they
+/// arrive before any request it sent after. Only requests already in
+/// flight then (at most the module's `in_flight`, at most 65,536) can be
+/// handled, and owe parts, in between; an entry that many entries old can
+/// get no more parts.
+pub(crate) const MAX_OWED: usize = 1 << 16;
 
 impl Owed {
     /// Request `id` is done with, and `bytes` of its body are still to come.
     pub(crate) fn insert(&mut self, id: u64, bytes: u64) {
-        if bytes > 0 {
-            self.0.insert(id, bytes);
+        if bytes == 0 {
+            return;
+        }
+        self.left.insert(id, bytes);
+        self.order.push_back(id);
+        while self.order.len() > MAX_OWED {
+            if let Some(old) = self.order.pop_front() {
+                self.left.remove(&old);
+            }
         }
     }
 
     /// Whether parts of request `id` are still to come.
     pub(crate) fn contains(&self, id: u64) -> bool {
-        self.0.contains_key(&id)
+        self.left.contains_key(&id)
     }
 
     /// Request `id` was cancelled: no more of its parts come.
     pub(crate) fn cancel(&mut self, id: u64) {
-        self.0.remove(&id);
+        self.left.remove(&id);
     }
 
     /// Consumes `msg` when it is a part (or, in copy mode, part bytes) of
@@ -197,7 +217,7 @@ impl Owed {
             Msg::Data { id, bytes } => (*id, bytes.0.len() as u64),
             _ => return Ok(Some(msg)),
         };
-        let Some(left) = self.0.get_mut(&id) else {
+        let Some(left) = self.left.get_mut(&id) else {
             return Ok(Some(msg));
         };
         *left = left.checked_sub(len).ok_or(Error::Protocol(OVERRUN))?;
@@ -207,7 +227,7 @@ impl Owed {
             // In copy mode the bytes came in Data frames before it; the
             // part frame still ends them.
             if *left == 0 {
-                self.0.remove(&id);
+                self.left.remove(&id);
             }
         }
         Ok(None)

@@ -404,3 +404,33 @@ fn a_whole_body_comes_once_then_the_end() {
     assert!(bench.pending.is_empty());
     assert!(!bench.runner.has_frame());
 }
+
+#[test]
+fn an_owed_request_is_forgotten_once_max_owed_newer_ones_came() {
+    let (ours, _theirs) = UnixStream::pair().unwrap();
+    let mut peer: Peer<Msg> = Peer::new(ours);
+    let mut owed = Owed::default();
+    owed.insert(u64::MAX, 0);
+    assert!(!owed.contains(u64::MAX), "nothing owed, nothing kept");
+    for id in 0..=MAX_OWED as u64 {
+        owed.insert(id, 1);
+    }
+    assert!(!owed.contains(0));
+    assert!(owed.contains(1) && owed.contains(MAX_OWED as u64));
+    assert_eq!(owed.order.len(), MAX_OWED);
+    // A part of the forgotten request is not absorbed: the link loop
+    // treats it as a part of a request it never owed.
+    let part = |id| Msg::BodyPart {
+        id,
+        body: AggDesc::default(),
+    };
+    assert!(owed.absorb(&mut peer, part(0)).unwrap().is_some());
+    let byte = Msg::Data {
+        id: 1,
+        bytes: InlineBytes(vec![7]),
+    };
+    assert!(owed.absorb(&mut peer, byte).unwrap().is_none());
+    assert!(owed.contains(1), "its part frame has not come");
+    assert!(owed.absorb(&mut peer, part(1)).unwrap().is_none());
+    assert!(!owed.contains(1), "its last byte came");
+}
