@@ -21,6 +21,11 @@ pub enum Error {
     /// [`Module::init`](crate::Module::init) refused to start.
     #[error("init failed: {0}")]
     Init(String),
+    /// The client went away while the module read the request body in
+    /// parts ([`Ctx::body_part`](crate::Ctx::body_part)): no more parts
+    /// come, and whatever the module answers is not read.
+    #[error("the request was cancelled (its client went away)")]
+    Cancelled,
     /// A response body held a buffer that is neither in the output pool nor
     /// a slice of this request's body (for example a slice kept from an
     /// earlier request): that response becomes a 500.

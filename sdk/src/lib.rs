@@ -87,6 +87,49 @@
 //! iolite_sdk::export!(Page);
 //! ```
 //!
+//! A request body of any size (an upload of several GiB) goes through the
+//! fixed request pool when the module takes it in parts, as the server
+//! reads it from the client ([`Module::BODY_IN_PARTS`]). The same loop
+//! reads a body whole or in parts; each part is dropped (released to the
+//! server) before the next is read, since the server has only a few
+//! parts out at a time:
+//!
+//! ```
+//! use std::fmt::Write as _;
+//! use iolite_sdk::{Ctx, Module, Request, Response};
+//!
+//! #[derive(Default)]
+//! struct Sum;
+//!
+//! impl Module for Sum {
+//!     const BODY_IN_PARTS: bool = true;
+//!
+//!     fn handle(&self, _req: &Request, ctx: &mut Ctx<'_>) -> Response {
+//!         let mut sum = 0u64;
+//!         loop {
+//!             match ctx.body_part() {
+//!                 Ok(Some(part)) => {
+//!                     sum += part.iter().flatten().map(|&b| u64::from(b)).sum::<u64>();
+//!                 }
+//!                 Ok(None) => break,
+//!                 // The client went away (nobody reads this), or the
+//!                 // server broke the protocol.
+//!                 Err(_) => return Response::new(400),
+//!             }
+//!         }
+//!         let mut out = ctx.writer();
+//!         let _ = writeln!(out, "{sum}");
+//!         Response::new(200).body(out.finish())
+//!     }
+//! }
+//!
+//! iolite_sdk::export!(Sum);
+//! ```
+//!
+//! A streamed answer can go out while the body still comes in
+//! ([`BodyStream::body_part`]): `examples/modules/echo` sends each part
+//! back by reference as it arrives.
+//!
 //! A module crate cannot `forbid(unsafe_code)`: the entry point the macro
 //! makes takes ownership of a raw descriptor (one `unsafe` block with its
 //! `SAFETY` comment, allowed on that item only). `deny` works.
@@ -95,12 +138,16 @@
 //! - [`wire`]: the ABI version, entry-point symbols and protocol messages.
 //! - `module`: [`Module`], [`Init`], [`Request`], [`Ctx`], [`Writer`],
 //!   [`Response`], [`BodyStream`] (answers produced in parts).
+//! - `parts`: request bodies in parts on the runner side (what
+//!   [`Ctx::body_part`] reads, and parts of answered requests dropped as
+//!   they come).
 //! - `runtime`: the runner-side protocol loop the entry point runs.
 //! - `error`: [`Error`].
 #![forbid(unsafe_code)]
 
 mod error;
 mod module;
+mod parts;
 mod runtime;
 pub mod wire;
 

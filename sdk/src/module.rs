@@ -1,5 +1,6 @@
 //! What a module author writes against: [`Module`], the [`Request`] view,
-//! the [`Ctx`] with its output-pool [`Writer`], and [`Response`].
+//! the [`Ctx`] with its output-pool [`Writer`], the request body's parts
+//! ([`Ctx::body_part`]), [`Response`] and streamed answers ([`BodyStream`]).
 
 use std::net::SocketAddr;
 
@@ -7,6 +8,7 @@ use std::collections::VecDeque;
 
 use iolite_ipc::{Agg, BufDesc, BufMut, Peer, Pool};
 
+use crate::parts::{BodyLeft, Owed};
 use crate::wire::{Msg, RequestFrame};
 
 /// A content module. One value serves every request of its runner process,
@@ -25,6 +27,15 @@ pub trait Module: Send + Sync {
     /// do; with `true`, bodies over [`BODY_PART`](crate::BODY_PART) come in
     /// parts of at most that size, and a body of any size goes through a
     /// fixed pool (an upload of several GiB).
+    ///
+    /// The contract with `true`: read the body with [`Ctx::body_part`] (or
+    /// [`BodyStream::body_part`]) and drop each part once used. The server
+    /// has only a few parts of a request unreleased at a time, so a module
+    /// that holds on to many parts stalls the upload (and then waits for a
+    /// part that never comes, until the server's timeout). Answering
+    /// before the body's end is fine: the parts still to come are dropped
+    /// on arrival. A request in parts sent to a module without this flag
+    /// (a server that ignored it) is answered 413 by the runtime.
     const BODY_IN_PARTS: bool = false;
 
     /// Called once in each runner process before the first request. An
@@ -96,28 +107,79 @@ impl Request {
         self.frame.client
     }
 
-    /// The body. Slices of it may go into the response as they are (see
-    /// [`Response::body`]): the server sends them from the same pages.
+    /// The body, when it came whole (empty when it comes in parts: see
+    /// [`body_in_parts`](Request::body_in_parts)). Slices of it may go into
+    /// the response as they are (see [`Response::body`]): the server sends
+    /// them from the same pages.
     pub fn body(&self) -> &Agg {
         &self.body
     }
+
+    /// The body's length in bytes, whole or in parts (for a body in parts,
+    /// the sum of the parts [`Ctx::body_part`] returns, known before the
+    /// first came: a streamed answer of the same length can start at once).
+    pub fn body_len(&self) -> u64 {
+        if self.frame.parts > 0 {
+            self.frame.parts
+        } else {
+            self.body.len() as u64
+        }
+    }
+
+    /// Whether the body comes in parts, read with [`Ctx::body_part`]
+    /// ([`body`](Request::body) is then empty). Only a module with
+    /// [`Module::BODY_IN_PARTS`] gets bodies in parts.
+    pub fn body_in_parts(&self) -> bool {
+        self.frame.parts > 0
+    }
 }
 
-/// Per-request services: the output pool and the server's unified cache.
+/// Per-request services: the output pool, the server's unified cache, the
+/// request body's parts ([`Ctx::body_part`]) and streamed answers
+/// ([`Ctx::stream`]).
 #[derive(Debug)]
 pub struct Ctx<'a> {
-    pub(crate) pool: &'a Pool,
-    pub(crate) peer: &'a mut Peer<Msg>,
-    /// Descriptors this request may quote back (its body, cached files).
-    pub(crate) quotable: &'a mut Vec<BufDesc>,
-    /// Messages that arrived while waiting for a lookup.
-    pub(crate) pending: &'a mut VecDeque<Msg>,
+    pub(crate) link: Link<'a>,
     /// The request's id.
     pub(crate) id: u64,
+    /// The request's body when it came whole (empty when in parts).
+    pub(crate) whole: &'a Agg,
+    /// What [`Ctx::body_part`] has still to hand out.
+    pub(crate) body: BodyLeft,
     /// Bytes a started stream still owes (None: not streamed).
     pub(crate) stream_left: Option<u64>,
+}
+
+/// The data link a request is handled on, as its handling borrows it.
+#[derive(Debug)]
+pub(crate) struct Link<'a> {
+    /// This process's output pool.
+    pub(crate) pool: &'a Pool,
+    pub(crate) peer: &'a mut Peer<Msg>,
+    /// Descriptors this request may quote back (its body and its parts,
+    /// cached files).
+    pub(crate) quotable: &'a mut Vec<BufDesc>,
+    /// Messages that arrived while waiting for something else (a lookup,
+    /// a body part, releases), for the runtime's loop.
+    pub(crate) pending: &'a mut VecDeque<Msg>,
+    /// Parts of earlier requests still to come, dropped as they arrive.
+    pub(crate) owed: &'a mut Owed,
     /// Bodies go inline ([`Transfer::Copy`](crate::wire::Transfer::Copy)).
     pub(crate) copy: bool,
+}
+
+impl Link<'_> {
+    /// The same link, borrowed for a shorter time.
+    fn reborrow(&mut self) -> Link<'_> {
+        Link {
+            pool: self.pool,
+            peer: self.peer,
+            quotable: self.quotable,
+            pending: self.pending,
+            owed: self.owed,
+            copy: self.copy,
+        }
+    }
 }
 
 /// Most parts a stream leaves unreleased by the server before
@@ -135,11 +197,57 @@ impl Ctx<'_> {
     /// there, and the server sends them from the same pages.
     pub fn writer(&mut self) -> Writer<'_> {
         Writer {
-            pool: self.pool,
+            pool: self.link.pool,
             cur: None,
             done: Agg::new(),
             written: 0,
         }
+    }
+
+    /// The next part of the request body, `None` once all of it came; the
+    /// same loop reads a body whole or in parts:
+    ///
+    /// ```
+    /// # use iolite_sdk::{Ctx, Request, Response};
+    /// fn count_newlines(req: &Request, ctx: &mut Ctx<'_>) -> Response {
+    ///     let mut newlines = 0;
+    ///     loop {
+    ///         match ctx.body_part() {
+    ///             // Each part is dropped before the next is read.
+    ///             Ok(Some(part)) => newlines += part.iter().flatten().filter(|&&b| b == b'\n').count(),
+    ///             Ok(None) => break,
+    ///             Err(_) => return Response::new(400), // nobody reads it
+    ///         }
+    ///     }
+    ///     Response::new(200).header("X-Newlines", newlines.to_string())
+    /// }
+    /// ```
+    ///
+    /// A body that came whole ([`Request::body_in_parts`] false) is
+    /// returned once, as [`Request::body`] (unless it is empty). A body in
+    /// parts (only for a module with [`Module::BODY_IN_PARTS`]) comes as
+    /// the server reads it from the client, in parts of at most
+    /// [`BODY_PART`](crate::BODY_PART) bytes, [`Request::body_len`] bytes
+    /// in all: this call waits for the next one. A part is read-only
+    /// slices of the request pool, never copied; like the body, its slices
+    /// may go into the answer by reference, also into a stream started
+    /// before the body ended ([`BodyStream::body_part`]).
+    ///
+    /// The server has only a few parts of a request out at a time and
+    /// sends the next ones as the module drops them: drop each part once
+    /// used (or keep only a few); a module that holds every part waits
+    /// for the next one forever (until the server's timeout). Parts not
+    /// read when [`Module::handle`] returns are dropped by the runtime as
+    /// they come.
+    ///
+    /// # Errors
+    /// [`Error::Cancelled`](crate::Error::Cancelled): the client went away
+    /// (no more parts come; the answer is not read).
+    /// [`Error::Protocol`](crate::Error::Protocol): the server broke the
+    /// protocol or went away; the runner ends once this request is
+    /// answered. Every later call returns the same error.
+    pub fn body_part(&mut self) -> Result<Option<Agg>, crate::Error> {
+        crate::parts::next_part(&mut self.link, self.id, self.whole, &mut self.body)
     }
 
     /// The bytes of the file at URL path `path` under the server's document
@@ -149,19 +257,20 @@ impl Ctx<'_> {
     /// there is no such file, it is not cacheable (too large, cache off or
     /// full) or the server is gone. One round trip to the server per call.
     pub fn cached(&mut self, path: &str) -> Option<Agg> {
-        self.peer
+        let link = &mut self.link;
+        link.peer
             .send(&Msg::CacheLookup {
                 path: path.to_owned(),
             })
             .ok()?;
         let body = loop {
-            match self.peer.recv().ok()? {
+            match link.peer.recv().ok()? {
                 Msg::Cached { body } => break body?,
-                other => self.pending.push_back(other),
+                other => link.pending.push_back(other),
             }
         };
-        let agg = self.peer.import(&body).ok()?;
-        self.quotable.extend(body.bufs);
+        let agg = link.peer.import(&body).ok()?;
+        link.quotable.extend(body.bufs);
         Some(agg)
     }
 
@@ -171,7 +280,8 @@ impl Ctx<'_> {
     /// goes through the fixed output pool, since `send` waits while too many
     /// parts are still being sent. What [`Module::handle`] returns after
     /// streaming is ignored; a stream left short of `len` closes the
-    /// client's connection.
+    /// client's connection. The request body's parts can still be read,
+    /// with [`BodyStream::body_part`].
     ///
     /// # Errors
     /// A stream was already started for this request, or the server is gone.
@@ -179,20 +289,18 @@ impl Ctx<'_> {
         if self.stream_left.is_some() {
             return Err(crate::Error::Protocol("a stream was already started"));
         }
-        self.peer.send(&Msg::StreamHead {
+        self.link.peer.send(&Msg::StreamHead {
             id: self.id,
             status: head.status,
             headers: head.headers,
             len: Some(len),
         })?;
         Ok(BodyStream {
-            pool: self.pool,
-            peer: self.peer,
-            quotable: self.quotable,
-            pending: self.pending,
+            link: self.link.reborrow(),
             id: self.id,
             left: self.stream_left.insert(len),
-            copy: self.copy,
+            whole: self.whole,
+            body: &mut self.body,
         })
     }
 
@@ -203,27 +311,25 @@ impl Ctx<'_> {
     /// The pool is exhausted (buffers of earlier responses are still being
     /// sent) or the size is invalid.
     pub fn alloc(&self, capacity: usize) -> Result<BufMut, iolite_ipc::Error> {
-        self.pool.alloc(capacity)
+        self.link.pool.alloc(capacity)
     }
 }
 
 /// A streamed answer in progress (see [`Ctx::stream`]).
 #[derive(Debug)]
 pub struct BodyStream<'a> {
-    pool: &'a Pool,
-    peer: &'a mut Peer<Msg>,
-    quotable: &'a [BufDesc],
-    pending: &'a mut VecDeque<Msg>,
+    link: Link<'a>,
     id: u64,
     left: &'a mut u64,
-    copy: bool,
+    whole: &'a Agg,
+    body: &'a mut BodyLeft,
 }
 
 impl<'a> BodyStream<'a> {
     /// A writer into the output pool, for the next part.
     pub fn writer(&self) -> Writer<'a> {
         Writer {
-            pool: self.pool,
+            pool: self.link.pool,
             cur: None,
             done: Agg::new(),
             written: 0,
@@ -233,6 +339,16 @@ impl<'a> BodyStream<'a> {
     /// Bytes still owed.
     pub fn remaining(&self) -> u64 {
         *self.left
+    }
+
+    /// The next part of the request body, as [`Ctx::body_part`] (which
+    /// the stream borrows): reading the body while the answer streams,
+    /// each part can go back out as it came (full duplex).
+    ///
+    /// # Errors
+    /// As [`Ctx::body_part`].
+    pub fn body_part(&mut self) -> Result<Option<Agg>, crate::Error> {
+        crate::parts::next_part(&mut self.link, self.id, self.whole, self.body)
     }
 
     /// Sends `part` (output-pool buffers, request-body or cached slices, by
@@ -251,18 +367,19 @@ impl<'a> BodyStream<'a> {
         if part.is_empty() {
             return Ok(());
         }
-        while self.peer.leases_outstanding() > MAX_PARTS_OUTSTANDING {
-            if let iolite_ipc::Event::Message(m) = self.peer.recv_event()? {
-                self.pending.push_back(m);
+        let link = &mut self.link;
+        while link.peer.leases_outstanding() > MAX_PARTS_OUTSTANDING {
+            if let iolite_ipc::Event::Message(m) = link.peer.recv_event()? {
+                link.pending.push_back(m);
             }
         }
-        let body = if self.copy {
-            crate::runtime::copy_out(self.peer, self.id, part)?;
+        let body = if link.copy {
+            crate::runtime::copy_out(link.peer, self.id, part)?;
             iolite_ipc::AggDesc::default()
         } else {
-            crate::runtime::describe(self.peer, self.pool, part, self.quotable)?
+            crate::runtime::describe(link.peer, link.pool, part, link.quotable)?
         };
-        self.peer.send(&Msg::StreamPart { id: self.id, body })?;
+        link.peer.send(&Msg::StreamPart { id: self.id, body })?;
         *self.left -= part.len() as u64;
         Ok(())
     }
@@ -444,28 +561,55 @@ mod tests {
         assert!(std::fmt::Write::write_str(&mut writer(&pool), &"x".repeat(1 << 20)).is_err());
     }
 
-    #[test]
-    fn request_headers_match_names_case_insensitively() {
-        let req = Request {
+    fn request(headers: Vec<(String, Vec<u8>)>, body: Agg, parts: u64) -> Request {
+        Request {
             frame: RequestFrame {
                 id: 1,
                 method: "GET".into(),
                 path: "/a".into(),
                 query: String::new(),
-                headers: vec![
-                    ("Content-Type".into(), b"text/x".to_vec()),
-                    ("X-Two".into(), b"1".to_vec()),
-                    ("x-two".into(), b"2".to_vec()),
-                ],
+                headers,
                 client: None,
                 body: iolite_ipc::AggDesc::default(),
-                parts: 0,
+                parts,
             },
-            body: Agg::new(),
-        };
+            body,
+        }
+    }
+
+    #[test]
+    fn request_headers_match_names_case_insensitively() {
+        let req = request(
+            vec![
+                ("Content-Type".into(), b"text/x".to_vec()),
+                ("X-Two".into(), b"1".to_vec()),
+                ("x-two".into(), b"2".to_vec()),
+            ],
+            Agg::new(),
+            0,
+        );
         assert_eq!(req.header("content-type"), Some(&b"text/x"[..]));
         assert_eq!(req.header("X-TWO"), Some(&b"1"[..]));
         assert_eq!(req.header("absent"), None);
         assert_eq!(req.headers().count(), 3);
+    }
+
+    #[test]
+    fn a_body_has_its_length_whole_or_in_parts_table() {
+        let pool = Pool::new(1 << 20).unwrap();
+        let mut w = writer(&pool);
+        w.write_all(b"hello").unwrap();
+        let five = w.finish();
+        // (body, bytes announced in parts) -> (body_len, body_in_parts)
+        let cases = [
+            (Agg::new(), 0, (0, false)),
+            (five, 0, (5, false)),
+            (Agg::new(), 1, (1, true)),
+            (Agg::new(), 5 << 30, (5 << 30, true)),
+        ];
+        for (body, parts, want) in cases {
+            let req = request(Vec::new(), body, parts);
+            assert_eq!((req.body_len(), req.body_in_parts()), want, "{parts}");
+        }
     }
 }

@@ -4,6 +4,11 @@
 //! control socket (it drains this runner: recycled, or idle), the process
 //! ends once every link has been closed by the server, which closes each
 //! after its last answer: requests already sent are answered.
+//!
+//! A request body in parts is read by the module ([`crate::Ctx::body_part`]);
+//! the parts of a request answered before its body's end (or refused with
+//! 413 because the module takes bodies whole, or skipped as cancelled) are
+//! dropped as they come, which releases them to the server (`parts`).
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -13,7 +18,8 @@ use std::sync::Arc;
 use iolite_ipc::{Agg, AggDesc, BufDesc, Event, Peer, Pool, RemotePool};
 
 use crate::error::Error;
-use crate::module::{Ctx, Init, Module, Request};
+use crate::module::{Ctx, Init, Link, Module, Request};
+use crate::parts::{BodyLeft, Owed};
 use crate::wire::{ABI_VERSION, Msg, ResponseFrame, Transfer};
 
 /// Most bytes of answers a link queues while more requests are already
@@ -146,8 +152,10 @@ fn serve_link<M: Module>(shared: &Shared<M>, sock: UnixStream) -> Result<(), Err
     let copy = shared.transfer == Transfer::Copy;
     let mut pending = VecDeque::new();
     let mut quotable = Vec::new();
+    // Requests answered before their body's last part came.
+    let mut owed = Owed::default();
     // Copy mode: the body bytes of the next request, as they came.
-    let mut inline: Vec<u8> = Vec::new();
+    let mut inline = Inline::default();
     loop {
         let msg = match pending.pop_front() {
             Some(msg) => msg,
@@ -157,38 +165,71 @@ fn serve_link<M: Module>(shared: &Shared<M>, sock: UnixStream) -> Result<(), Err
                 Err(e) => return Err(e.into()),
             },
         };
+        let Some(msg) = owed.absorb(&mut peer, msg)? else {
+            continue;
+        };
         match msg {
             Msg::Request(mut frame) => {
                 let id = frame.id;
+                if owed.contains(id) {
+                    return Err(Error::Protocol(
+                        "a request has the id of one whose body parts are still coming",
+                    ));
+                }
                 // A cancel that is already here skips the request.
                 take_buffered(&mut peer, &mut pending)?;
                 let cancelled = pending
                     .iter()
                     .any(|m| matches!(m, Msg::Cancel { id: c } if *c == id));
                 let body = if copy {
-                    copy_in(&shared.pool, &mut inline)?
+                    inline.take(id, &shared.pool)?
                 } else {
                     peer.import(&frame.body)?
                 };
-                if cancelled {
+                if frame.parts > 0 && !body.is_empty() {
+                    return Err(Error::Protocol("a request in parts also carries a body"));
+                }
+                // A library without BODY_IN_PARTS (swapped in by a reload,
+                // say) never sees a body in parts.
+                let refused = frame.parts > 0 && !M::BODY_IN_PARTS;
+                if cancelled || refused {
                     drop(body);
-                    answer(&mut peer, empty_answer(id, 503), &pending)?;
+                    owed.insert(id, frame.parts);
+                    let status = if cancelled { 503 } else { 413 };
+                    if !cancelled {
+                        eprintln!(
+                            "iolite module: request {id}: a body in parts, but this module takes bodies whole: 413"
+                        );
+                    }
+                    answer(&mut peer, empty_answer(id, status), &pending)?;
                     continue;
                 }
                 quotable.clear();
                 quotable.append(&mut std::mem::take(&mut frame.body).bufs);
                 let req = Request { frame, body };
                 let mut ctx = Ctx {
-                    pool: &shared.pool,
-                    peer: &mut peer,
-                    quotable: &mut quotable,
-                    pending: &mut pending,
+                    link: Link {
+                        pool: &shared.pool,
+                        peer: &mut peer,
+                        quotable: &mut quotable,
+                        pending: &mut pending,
+                        owed: &mut owed,
+                        copy,
+                    },
                     id,
+                    whole: &req.body,
+                    body: BodyLeft::new(req.frame.parts),
                     stream_left: None,
-                    copy,
                 };
                 let mut resp = shared.module.handle(&req, &mut ctx);
-                if let Some(left) = ctx.stream_left {
+                let stream_left = ctx.stream_left;
+                match std::mem::replace(&mut ctx.body, BodyLeft::Parts(0)) {
+                    BodyLeft::Broken(e) => return Err(e),
+                    // Dropped as they come (the answer may go first).
+                    BodyLeft::Parts(left) => owed.insert(id, left),
+                    BodyLeft::Whole | BodyLeft::Cancelled => {}
+                }
+                if let Some(left) = stream_left {
                     if left > 0 {
                         eprintln!("iolite module: request {id}: stream ended {left} bytes short");
                         peer.send(&Msg::StreamAbort { id })?;
@@ -219,13 +260,48 @@ fn serve_link<M: Module>(shared: &Shared<M>, sock: UnixStream) -> Result<(), Err
                 drop(req);
                 drop(resp);
             }
-            Msg::Cancel { .. } => {
-                // Its request was answered already (a cancel for a request
-                // still waiting is found before that request starts).
+            // Its request was answered already (a cancel for a request
+            // still waiting is found before that request starts); no more
+            // of its body's parts come.
+            Msg::Cancel { id } => owed.cancel(id),
+            Msg::Data { id, bytes } if copy => inline.push(id, &bytes.0)?,
+            Msg::BodyPart { .. } => {
+                return Err(Error::Protocol(
+                    "a body part of a request that has no more parts coming",
+                ));
             }
-            Msg::Data { bytes, .. } if copy => inline.extend_from_slice(&bytes.0),
             _ => return Err(Error::Protocol("unexpected message")),
         }
+    }
+}
+
+/// Copy mode: the body bytes of the next request, from the [`Msg::Data`]
+/// frames that precede its [`Msg::Request`].
+#[derive(Debug, Default)]
+struct Inline {
+    id: u64,
+    bytes: Vec<u8>,
+}
+
+impl Inline {
+    fn push(&mut self, id: u64, bytes: &[u8]) -> Result<(), Error> {
+        if self.bytes.is_empty() {
+            self.id = id;
+        } else if self.id != id {
+            return Err(Error::Protocol(
+                "inline body bytes of two requests interleave",
+            ));
+        }
+        self.bytes.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// The body of request `id`, copied into `pool`.
+    fn take(&mut self, id: u64, pool: &Pool) -> Result<Agg, Error> {
+        if !self.bytes.is_empty() && self.id != id {
+            return Err(Error::Protocol("inline body bytes of another request"));
+        }
+        copy_in(pool, &mut self.bytes)
     }
 }
 
@@ -282,9 +358,10 @@ fn take_buffered(peer: &mut Peer<Msg>, pending: &mut VecDeque<Msg>) -> Result<()
     Ok(())
 }
 
-/// Copy mode: the inline request body, copied once more into the output
-/// pool so the module sees the same [`Agg`] as in shared mode.
-fn copy_in(pool: &Pool, inline: &mut Vec<u8>) -> Result<Agg, Error> {
+/// Copy mode: an inline request body (or body part), copied once more
+/// into the output pool so the module sees the same [`Agg`] as in shared
+/// mode.
+pub(crate) fn copy_in(pool: &Pool, inline: &mut Vec<u8>) -> Result<Agg, Error> {
     if inline.is_empty() {
         return Ok(Agg::new());
     }
@@ -316,8 +393,10 @@ pub(crate) fn describe(
             out.bufs.extend(d.bufs);
             continue;
         }
+        // Newest first: a streamed echo quotes the part it just read.
         let lease = quotable
             .iter()
+            .rev()
             .find(|d| {
                 d.pool == buf.pool_id()
                     && d.region == buf.region_offset()
@@ -340,34 +419,4 @@ pub(crate) fn describe(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_response_may_name_only_its_own_pool_and_quoted_slices() {
-        let (a, _b) = UnixStream::pair().unwrap();
-        let mut peer: Peer<Msg> = Peer::new(a);
-        let output = Pool::new(1 << 20).unwrap();
-        peer.share_pool(&output).unwrap();
-        let mut buf = output.alloc(5).unwrap();
-        buf.extend_from_slice(b"hello").unwrap();
-        let written = Agg::from(buf.freeze());
-
-        let ok = describe(&mut peer, &output, &written, &[]).unwrap();
-        assert_eq!(ok.bufs.len(), 1);
-        assert_eq!((ok.bufs[0].pool, ok.bufs[0].len), (output.id(), 5));
-
-        // A buffer of a pool that is neither the output pool nor quoted (a
-        // slice kept from an earlier request, say) makes the response fail.
-        let other = Pool::new(1 << 20).unwrap();
-        let mut foreign = other.alloc(3).unwrap();
-        foreign.extend_from_slice(b"abc").unwrap();
-        let mut body = written;
-        body.push(foreign.freeze());
-        let err = describe(&mut peer, &output, &body, &[]).unwrap_err();
-        assert!(
-            matches!(err, Error::ForeignBuffer { pool } if pool == other.id()),
-            "{err}"
-        );
-    }
-}
+mod tests;

@@ -43,6 +43,12 @@
 //!    from the client, until that many bytes came; the runner may answer
 //!    (or start streaming its answer) before the last one. Parts of a
 //!    request already answered are dropped (and so released) on arrival.
+//!    The server may stop sending a request's parts once it has the
+//!    answer; no part of a request follows its [`Msg::Cancel`] (the runner
+//!    then forgets the parts still announced; a later one is a protocol
+//!    error, as is a part past the announced length).
+//!    In [`Transfer::Copy`] a part's bytes come in [`Msg::Data`] frames
+//!    with the same id before its (empty) [`Msg::BodyPart`].
 //!    The server keeps a bounded number of a request's parts unreleased,
 //!    so a body of any size goes through the fixed request pool.
 //!

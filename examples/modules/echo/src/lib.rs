@@ -3,7 +3,10 @@
 //!
 //! Answers the request body by reference: the response body is the very
 //! slices of the request pool the server read the body into; not one byte
-//! is copied on the way back.
+//! is copied on the way back. A large body comes in parts
+//! ([`Module::BODY_IN_PARTS`]): the answer then streams, each part sent
+//! back as it came while the rest of the upload is still arriving (full
+//! duplex), so an upload of any size goes through the fixed request pool.
 #![deny(unsafe_code)]
 
 use iolite_sdk::{Ctx, Module, Request, Response};
@@ -13,14 +16,29 @@ use iolite_sdk::{Ctx, Module, Request, Response};
 pub struct Echo;
 
 impl Module for Echo {
-    fn handle(&self, req: &Request, _ctx: &mut Ctx<'_>) -> Response {
+    const BODY_IN_PARTS: bool = true;
+
+    fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Response {
         let content_type = req
             .header("content-type")
             .unwrap_or(b"application/octet-stream")
             .to_vec();
+        let head = Response::new(200).header("Content-Type", content_type);
+        if !req.body_in_parts() {
+            return head.body(req.body().clone());
+        }
+        let Ok(mut stream) = ctx.stream(head, req.body_len()) else {
+            return Response::new(500);
+        };
+        // Each part goes back by reference and is dropped before the next
+        // is read, so the server can read on. A stream left short (the
+        // client went away, the link broke) is ended by the runtime.
+        while let Ok(Some(part)) = stream.body_part() {
+            if stream.send(&part).is_err() {
+                break;
+            }
+        }
         Response::new(200)
-            .header("Content-Type", content_type)
-            .body(req.body().clone())
     }
 }
 
