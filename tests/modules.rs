@@ -1326,3 +1326,227 @@ fn duplex_upload(server: &Iolite, target: &str, len: u64, send: u64) -> (u16, u6
     writer.join().unwrap();
     (status, checked)
 }
+/// A kind of memory of process `pid` from /proc/PID/status, in KiB.
+fn proc_status_kib(pid: i32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
+
+/// A site whose config mounts echo with room for bodies of `max_body`.
+fn echo_with_max_body(max_body: &str) -> (tempfile::TempDir, Iolite) {
+    let root = site();
+    let config = root.path().join("iolite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[limits]\nmax_body = \"{max_body}\"\n\n[[module]]\nprefix = \"/echo\"\npath = \"{}\"\n",
+            lib("echo")
+        ),
+    )
+    .unwrap();
+    let server = Iolite::start(root.path(), &["--config", config.to_str().unwrap()]);
+    (root, server)
+}
+
+#[test]
+fn a_1_gib_upload_goes_to_the_module_in_parts_and_is_echoed_through_bounded_memory() {
+    let (_root, server) = echo_with_max_body("2G");
+    let len = 1u64 << 30;
+    let copied_before = server.metric("iolite_body_bytes_copied_total");
+    let shmem_before = proc_status_kib(server.pid(), "RssShmem");
+    let (status, checked) = duplex_upload(&server, "/echo", len, len);
+    assert_eq!((status, checked), (200, len));
+    // The parts went through a few MiB of the request pool, reused: the
+    // server never held the body (nor its answer) whole.
+    let shmem = proc_status_kib(server.pid(), "RssShmem");
+    assert!(
+        shmem.saturating_sub(shmem_before) < 96 << 10,
+        "shared memory grew from {shmem_before} to {shmem} KiB for a 1 GiB body"
+    );
+    // Read into the pool and sent from it: only what came with the head is
+    // copied.
+    let copied = server.metric("iolite_body_bytes_copied_total") - copied_before;
+    assert!(copied <= 64 << 10, "{copied} body bytes copied");
+    // The connection-level limits still hold: past max_body is 413.
+    let mut s = server.connect();
+    write!(
+        s,
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        3u64 << 30
+    )
+    .unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), false);
+    assert_eq!(r.status, 413);
+    assert_eq!(
+        module_metric(&server, "iolite_module_restarts_total", "/echo"),
+        0
+    );
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_client_that_leaves_mid_upload_cancels_its_request_and_frees_its_parts() {
+    let (_root, server) = echo_with_max_body("256M");
+    let len = 64u64 << 20;
+    // Several clients give up halfway; each request is cancelled in the
+    // module (its handler stops waiting for the next part) and the parts
+    // it held go back to the pool.
+    for _ in 0..6 {
+        let (status, checked) = duplex_upload(&server, "/echo", len, len / 2);
+        assert!(status == 200 || status == 0, "{status}");
+        assert!(checked < len);
+    }
+    // The runner is the same one, and the pool has room for whole uploads.
+    for _ in 0..3 {
+        assert_eq!(duplex_upload(&server, "/echo", len, len), (200, len));
+    }
+    let r = request(&server, "POST", "/echo", b"small");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"small"[..]));
+    assert_eq!(
+        module_metric(&server, "iolite_module_restarts_total", "/echo"),
+        0
+    );
+    assert!(
+        server.error_lines().is_empty(),
+        "{:?}",
+        server.error_lines()
+    );
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_module_that_refuses_an_upload_early_answers_before_the_body_and_keeps_serving() {
+    let (_root, server) = echo_with_max_body("1G");
+    let len = 256u64 << 20;
+    for _ in 0..4 {
+        // The client reads while it sends: the 413 comes long before the
+        // body has, and the server stops reading it and closes.
+        let (status, checked) = duplex_upload(&server, "/echo?max=1000", len, len);
+        assert_eq!((status, checked), (413, 0));
+    }
+    // The runner was told each body ends there (no protocol error, no
+    // restart), and its pool has room.
+    assert_eq!(duplex_upload(&server, "/echo", len, len), (200, len));
+    let r = request(&server, "POST", "/echo?max=1000", b"small");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"small"[..]));
+    assert_eq!(
+        module_metric(&server, "iolite_module_restarts_total", "/echo"),
+        0
+    );
+    assert!(
+        server.error_lines().is_empty(),
+        "{:?}",
+        server.error_lines()
+    );
+    let warns: Vec<_> = server
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("WARN"))
+        .collect();
+    assert!(warns.is_empty(), "{warns:?}");
+    assert!(server.stop().success());
+}
+
+/// Runs curl (`-sS`, 60 s at most) with `args`; its exit status, stdout
+/// and stderr.
+fn curl(args: &[&str]) -> (std::process::ExitStatus, Vec<u8>, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "60"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    (
+        out.status,
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn curl_uploads_a_large_file_to_echo_and_gets_it_back_uncopied() {
+    let (root, server) = echo_with_max_body("1G");
+    let len = 96u64 << 20;
+    let file = root.path().join("upload.bin");
+    let body: Vec<u8> = (0..len).map(pattern_at).collect();
+    std::fs::write(&file, &body).unwrap();
+    let out = root.path().join("echoed.bin");
+    let before = server.metric("iolite_body_bytes_copied_total");
+    let url = format!("http://{}/echo", server.addr);
+    let (status, _, err) = curl(&[
+        "--fail",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        "-H",
+        "Content-Type: application/octet-stream",
+        "-o",
+        out.to_str().unwrap(),
+        &url,
+    ]);
+    assert!(status.success(), "curl: {err}");
+    assert!(std::fs::read(&out).unwrap() == body, "echoed file differs");
+    let copied = server.metric("iolite_body_bytes_copied_total") - before;
+    assert!(copied <= 64 << 10, "{copied} body bytes copied");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_stream_of_unknown_length_goes_out_in_chunks_and_ends_cut_short_when_the_module_fails() {
+    use std::io::Read;
+    let root = site();
+    let server = Iolite::start(
+        root.path(),
+        &["--module", &format!("/stream={}", lib("stream"))],
+    );
+    const PART: u64 = (1 << 20) / 251 * 251;
+    let want: Vec<u8> = (0..5 * PART).map(pattern_at).collect();
+    let base = format!("http://{}/stream", server.addr);
+    // HTTP/1.1: chunked, and the connection is reused for the next one.
+    let url = format!("{base}?mib=5&open=1");
+    let (status, body, err) = curl(&[
+        "-D",
+        "-",
+        "-w",
+        "connects=%{num_connects}\n",
+        &url,
+        "-o",
+        "/dev/null",
+        &url,
+    ]);
+    assert!(status.success(), "{err}");
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(
+        text.matches("Transfer-Encoding: chunked\r\n").count(),
+        2,
+        "{text}"
+    );
+    assert!(!text.contains("Content-Length"), "{text}");
+    assert!(text.contains("connects=0\n"), "not reused: {text}");
+    let (status, body, err) = curl(&[&url]);
+    assert!(status.success(), "{err}");
+    assert!(body == want, "chunked body differs ({} bytes)", body.len());
+    // HTTP/1.0: no chunks; the end of the connection ends the body.
+    let (status, body, err) = curl(&["-0", "-D", "/dev/stderr", &url]);
+    assert!(status.success(), "{err}");
+    assert!(body == want, "HTTP/1.0 body differs ({} bytes)", body.len());
+    assert!(
+        !err.contains("Transfer-Encoding") && err.contains("Connection: close"),
+        "{err}"
+    );
+    // A module that dies mid-way: the client sees the body cut short (no
+    // terminal chunk), not a complete one.
+    let (status, body, err) = curl(&[&format!("{base}?mib=5&open=1&short=1")]);
+    assert!(!status.success(), "a cut body looked complete");
+    assert!(body.len() as u64 <= 4 * PART, "{}: {err}", body.len());
+    // A client that goes away mid-stream stops the module: it is told, and
+    // ends the stream (a known length of 1 TiB would take hours).
+    let mut s = server.connect();
+    write!(s, "GET /stream?mib=1048576 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut some = vec![0u8; 4 << 20];
+    s.read_exact(&mut some).unwrap();
+    drop(s);
+    server.wait_for_lines(1, |l| l.contains("bytes short"));
+    assert!(server.stop().success());
+}

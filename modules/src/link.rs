@@ -63,6 +63,8 @@ struct Flight {
     deadline: Instant,
     /// Copy mode: body bytes received so far.
     inline: Vec<u8>,
+    /// The runner was told the client of this stream is gone.
+    gone_told: bool,
     /// The request's credit on its runner, returned with the answer.
     _credit: OwnedSemaphorePermit,
 }
@@ -255,6 +257,7 @@ impl Link {
                 stream: None,
                 deadline: now + self.cfg.timeout,
                 inline: Vec::new(),
+                gone_told: false,
                 _credit: credit,
             },
         );
@@ -322,11 +325,13 @@ impl Link {
         true
     }
 
-    /// The body of request `id` ends short (its client went away): the
-    /// runner is told, so that a handler waiting for the next part stops.
+    /// The body of request `id` ends short of its length (its client went
+    /// away, or it was answered first): the runner is told — a handler
+    /// waiting for the next part stops, and a runner that answered forgets
+    /// the parts it was owed.
     pub(crate) fn cancel_parts(&self, id: u64) {
         let mut st = self.state.borrow_mut();
-        if st.closed || !st.inflight.contains_key(&id) {
+        if st.closed {
             return;
         }
         if let Err(e) = st.peer.queue(&Msg::Cancel { id }) {
@@ -544,8 +549,14 @@ fn answer(st: &mut State, msg: Msg, cfg: &LinkConfig) -> Result<(), String> {
             if part.is_empty() {
                 return Ok(());
             }
-            // The client may be gone: the part is dropped (and released).
-            let _ = tx.send(part);
+            // The client may be gone: the part is dropped (and released),
+            // and the runner is told once, so that the module stops.
+            if tx.send(part).is_err() && !flight.gone_told {
+                flight.gone_told = true;
+                // Written by the reader task once it has read what came (a
+                // link that cannot write fails there).
+                let _ = st.peer.queue(&Msg::Cancel { id });
+            }
             flight.deadline = Instant::now() + cfg.timeout;
             if done {
                 st.progress = Instant::now();

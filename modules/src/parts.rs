@@ -40,8 +40,10 @@ enum Route {
     Waiting(Vec<Agg>),
     /// The request is on this link.
     Sent(Rc<Link>, u64),
-    /// The handler takes no more parts (it answered, or its link closed).
-    Closed,
+    /// The handler takes no more parts (it answered, or its link closed);
+    /// the link, when it had left, to tell the runner if the body ends
+    /// short.
+    Closed(Option<(Rc<Link>, u64)>),
 }
 
 /// Shared by a request's sink (the connection's side) and its exchange
@@ -78,7 +80,13 @@ impl PartRoute {
 
     /// The handler takes no more parts.
     pub(crate) fn close(&self) {
-        *self.route.borrow_mut() = Route::Closed;
+        let mut route = self.route.borrow_mut();
+        let left = match std::mem::replace(&mut *route, Route::Closed(None)) {
+            Route::Sent(link, id) => Some((link, id)),
+            Route::Closed(left) => left,
+            Route::Waiting(_) => None,
+        };
+        *route = Route::Closed(left);
     }
 
     /// When the last part went out.
@@ -87,35 +95,35 @@ impl PartRoute {
     }
 
     fn is_closed(&self) -> bool {
-        matches!(*self.route.borrow(), Route::Closed)
+        matches!(*self.route.borrow(), Route::Closed(_))
     }
 
     /// Passes a full part on; false when the handler takes no more.
     fn push(&self, part: Agg) -> bool {
-        let mut route = self.route.borrow_mut();
-        let sent = match &mut *route {
+        let sent = match &mut *self.route.borrow_mut() {
             Route::Waiting(parts) => {
                 parts.push(part);
                 return true;
             }
-            Route::Closed => return false,
+            Route::Closed(_) => return false,
             Route::Sent(link, id) => link.send_part(*id, &part),
         };
         if sent {
             self.progress.set(Instant::now());
         } else {
-            *route = Route::Closed;
+            self.close();
         }
         sent
     }
 
-    /// The body ends early (the client went away, or the connection gave
-    /// up on it): the runner is told, so a handler waiting for the next
-    /// part stops.
+    /// The body ends short of its length (the client went away, the
+    /// connection gave up on it, or the handler answered before it came):
+    /// the runner is told, so that a handler waiting for the next part
+    /// stops, and the runner forgets the parts it was still owed.
     fn abandon(&self) {
-        let route = std::mem::replace(&mut *self.route.borrow_mut(), Route::Closed);
-        if let Route::Sent(link, id) = route {
-            link.cancel_parts(id);
+        self.close();
+        if let Route::Closed(Some((link, id))) = &*self.route.borrow() {
+            link.cancel_parts(*id);
         }
     }
 }

@@ -146,8 +146,9 @@ pub struct Ctx<'a> {
     pub(crate) whole: &'a Agg,
     /// What [`Ctx::body_part`] has still to hand out.
     pub(crate) body: BodyLeft,
-    /// Bytes a started stream still owes (None: not streamed).
-    pub(crate) stream_left: Option<u64>,
+    /// Bytes a started stream still owes (None: not streamed; Some(None):
+    /// a stream of unknown length).
+    pub(crate) stream_left: Option<Option<u64>>,
 }
 
 /// The data link a request is handled on, as its handling borrows it.
@@ -286,6 +287,29 @@ impl Ctx<'_> {
     /// # Errors
     /// A stream was already started for this request, or the server is gone.
     pub fn stream(&mut self, head: Response, len: u64) -> Result<BodyStream<'_>, crate::Error> {
+        self.start_stream(head, Some(len))
+    }
+
+    /// Starts a streamed answer whose length is not known in advance (a
+    /// report produced row by row, events as they happen): as
+    /// [`stream`](Ctx::stream), but parts are sent until
+    /// [`Module::handle`] returns, which ends the body. The server sends it
+    /// in chunks (`Transfer-Encoding: chunked`) to HTTP/1.1 clients and
+    /// until it closes the connection to HTTP/1.0 ones. A runner that dies
+    /// meanwhile leaves the body unterminated, so the client sees it was cut
+    /// short.
+    ///
+    /// # Errors
+    /// A stream was already started for this request, or the server is gone.
+    pub fn stream_open_ended(&mut self, head: Response) -> Result<BodyStream<'_>, crate::Error> {
+        self.start_stream(head, None)
+    }
+
+    fn start_stream(
+        &mut self,
+        head: Response,
+        len: Option<u64>,
+    ) -> Result<BodyStream<'_>, crate::Error> {
         if self.stream_left.is_some() {
             return Err(crate::Error::Protocol("a stream was already started"));
         }
@@ -293,7 +317,7 @@ impl Ctx<'_> {
             id: self.id,
             status: head.status,
             headers: head.headers,
-            len: Some(len),
+            len,
         })?;
         Ok(BodyStream {
             link: self.link.reborrow(),
@@ -320,7 +344,8 @@ impl Ctx<'_> {
 pub struct BodyStream<'a> {
     link: Link<'a>,
     id: u64,
-    left: &'a mut u64,
+    /// Bytes still owed (None: unknown length).
+    left: &'a mut Option<u64>,
     whole: &'a Agg,
     body: &'a mut BodyLeft,
 }
@@ -336,9 +361,9 @@ impl<'a> BodyStream<'a> {
         }
     }
 
-    /// Bytes still owed.
+    /// Bytes still owed (`u64::MAX` for a stream of unknown length).
     pub fn remaining(&self) -> u64 {
-        *self.left
+        self.left.unwrap_or(u64::MAX)
     }
 
     /// The next part of the request body, as [`Ctx::body_part`] (which
@@ -357,15 +382,21 @@ impl<'a> BodyStream<'a> {
     ///
     /// # Errors
     /// `part` overruns the announced length or holds a buffer this request
-    /// cannot name; the server is gone.
+    /// cannot name; the server is gone; [`Error::Cancelled`](crate::Error)
+    /// once the client went away (stop producing: the stream is ended for
+    /// you).
     pub fn send(&mut self, part: &Agg) -> Result<(), crate::Error> {
-        if part.len() as u64 > *self.left {
+        if part.len() as u64 > self.remaining() {
             return Err(crate::Error::Protocol(
                 "the part overruns the stream's length",
             ));
         }
         if part.is_empty() {
             return Ok(());
+        }
+        // The client went away: no use producing the rest.
+        if crate::parts::cancelled(&mut self.link, self.id)? {
+            return Err(crate::Error::Cancelled);
         }
         let link = &mut self.link;
         while link.peer.leases_outstanding() > MAX_PARTS_OUTSTANDING {
@@ -380,7 +411,9 @@ impl<'a> BodyStream<'a> {
             crate::runtime::describe(link.peer, link.pool, part, link.quotable)?
         };
         link.peer.send(&Msg::StreamPart { id: self.id, body })?;
-        *self.left -= part.len() as u64;
+        if let Some(left) = self.left.as_mut() {
+            *left -= part.len() as u64;
+        }
         Ok(())
     }
 }

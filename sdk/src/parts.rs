@@ -139,6 +139,24 @@ fn read_part(link: &mut Link<'_>, id: u64, want: u64) -> Result<Agg, Error> {
     }
 }
 
+/// Whether the server cancelled request `id` (its client went away):
+/// takes what has arrived on the link, without waiting, into
+/// `link.pending` (parts of requests answered earlier are dropped), and
+/// looks for the request's [`Msg::Cancel`] there.
+pub(crate) fn cancelled(link: &mut Link<'_>, id: u64) -> Result<bool, Error> {
+    while let Some(event) = link.peer.try_recv_event()? {
+        if let iolite_ipc::Event::Message(msg) = event
+            && let Some(msg) = link.owed.absorb(link.peer, msg)?
+        {
+            link.pending.push_back(msg);
+        }
+    }
+    Ok(link
+        .pending
+        .iter()
+        .any(|m| matches!(m, Msg::Cancel { id: of } if *of == id)))
+}
+
 /// The first message kept in `link.pending` (while waiting for a lookup,
 /// say) that belongs to reading request `id`'s body.
 fn take_pending(link: &mut Link<'_>, id: u64) -> Option<Msg> {

@@ -230,9 +230,16 @@ fn serve_link<M: Module>(shared: &Shared<M>, sock: UnixStream) -> Result<(), Err
                     BodyLeft::Whole | BodyLeft::Cancelled => {}
                 }
                 if let Some(left) = stream_left {
-                    if left > 0 {
-                        eprintln!("iolite module: request {id}: stream ended {left} bytes short");
-                        peer.send(&Msg::StreamAbort { id })?;
+                    match left {
+                        Some(0) => {}
+                        Some(left) => {
+                            eprintln!(
+                                "iolite module: request {id}: stream ended {left} bytes short"
+                            );
+                            peer.send(&Msg::StreamAbort { id })?;
+                        }
+                        // Returning ends a stream of unknown length.
+                        None => peer.send(&Msg::StreamEnd { id })?,
                     }
                     drop(req);
                     continue;

@@ -33,8 +33,8 @@
 //! 7. Instead of [`Msg::Response`], a runner may stream: [`Msg::StreamHead`]
 //!    (status, headers, length), then [`Msg::StreamPart`]s until the length
 //!    is reached (or [`Msg::StreamAbort`]); a head without a length is
-//!    followed by parts until [`Msg::StreamEnd`] (or [`Msg::StreamAbort`]). The runner keeps a bounded
-//!    number of parts unreleased (its output pool is reused as the server
+//!    followed by parts until [`Msg::StreamEnd`] (or [`Msg::StreamAbort`]).
+//!    The runner keeps a bounded number of parts unreleased (its output pool is reused as the server
 //!    sends), so a body of any size streams through a fixed pool.
 //! 8. A module that takes request bodies in parts ([`FEATURE_BODY_PARTS`])
 //!    gets large bodies that way: the [`Msg::Request`] announces
@@ -43,10 +43,12 @@
 //!    from the client, until that many bytes came; the runner may answer
 //!    (or start streaming its answer) before the last one. Parts of a
 //!    request already answered are dropped (and so released) on arrival.
-//!    The server may stop sending a request's parts once it has the
-//!    answer; no part of a request follows its [`Msg::Cancel`] (the runner
-//!    then forgets the parts still announced; a later one is a protocol
-//!    error, as is a part past the announced length).
+//!    The server stops sending a request's parts once it has the whole
+//!    answer (or a streamed one ended), and then sends [`Msg::Cancel`] for
+//!    it if parts were still announced, as it does when the client goes
+//!    away mid-body; no part of a request follows its [`Msg::Cancel`] (the
+//!    runner then forgets the parts still announced; a later one is a
+//!    protocol error, as is a part past the announced length).
 //!    In [`Transfer::Copy`] a part's bytes come in [`Msg::Data`] frames
 //!    with the same id before its (empty) [`Msg::BodyPart`].
 //!    The server keeps a bounded number of a request's parts unreleased,

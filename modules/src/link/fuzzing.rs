@@ -246,6 +246,7 @@ fn run_stream(pools: &Pools, copy: bool, stream: &[u8]) -> Run {
                 stream: None,
                 deadline: Instant::now() + cfg.timeout,
                 inline: Vec::new(),
+                gone_told: false,
                 _credit: credits.clone().try_acquire_owned().expect("a credit"),
             },
         );

@@ -7,6 +7,10 @@
 //! ([`Module::BODY_IN_PARTS`]): the answer then streams, each part sent
 //! back as it came while the rest of the upload is still arriving (full
 //! duplex), so an upload of any size goes through the fixed request pool.
+//!
+//! `?max=N` refuses a body over `N` bytes with 413 before reading any of
+//! it (the server then stops reading the upload and closes the
+//! connection after the answer).
 #![deny(unsafe_code)]
 
 use iolite_sdk::{Ctx, Module, Request, Response};
@@ -19,6 +23,9 @@ impl Module for Echo {
     const BODY_IN_PARTS: bool = true;
 
     fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Response {
+        if max(req.query()).is_some_and(|max| req.body_len() > max) {
+            return Response::new(413);
+        }
         let content_type = req
             .header("content-type")
             .unwrap_or(b"application/octet-stream")
@@ -40,6 +47,15 @@ impl Module for Echo {
         }
         Response::new(200)
     }
+}
+
+/// The `max` query parameter.
+fn max(query: &str) -> Option<u64> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "max")
+        .and_then(|(_, v)| v.parse().ok())
 }
 
 iolite_sdk::export!(Echo);
