@@ -7,6 +7,10 @@
 //! ([`Module::BODY_IN_PARTS`]): the answer then streams, each part sent
 //! back as it came while the rest of the upload is still arriving (full
 //! duplex), so an upload of any size goes through the fixed request pool.
+//! The client must read the answer while it sends (curl does); one that
+//! sends a large body whole before it reads stalls once the socket buffers
+//! and the few parts in flight are full, and the server's timeouts end the
+//! exchange (bodies up to 1 MiB come whole and are answered after).
 //!
 //! `?max=N` refuses a body over `N` bytes with 413 before reading any of
 //! it (the server then stops reading the upload and closes the
