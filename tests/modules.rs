@@ -1550,3 +1550,94 @@ fn a_stream_of_unknown_length_goes_out_in_chunks_and_ends_cut_short_when_the_mod
     server.wait_for_lines(1, |l| l.contains("bytes short"));
     assert!(server.stop().success());
 }
+
+/// A site whose config has `toml` and serves on one worker.
+fn start_with_config(toml: &str) -> (tempfile::TempDir, Iolite) {
+    let root = site();
+    let config = root.path().join("iolite.toml");
+    std::fs::write(&config, toml).unwrap();
+    let server = Iolite::start(
+        root.path(),
+        &["--config", config.to_str().unwrap(), "--workers", "1"],
+    );
+    (root, server)
+}
+
+#[test]
+fn a_client_slow_to_read_a_stream_holds_back_the_module_without_getting_it_replaced() {
+    use std::io::Read;
+    let (_root, server) = start_with_config(&format!(
+        "[[module]]\nprefix = \"/stream\"\npath = \"{}\"\ntimeout = \"1s\"\n",
+        lib("stream")
+    ));
+    const PART: usize = (1 << 20) / 251 * 251;
+    let parts = 96;
+    let mut s = server.connect();
+    write!(s, "GET /stream?mib={parts} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    // The runner fills what the server may hold of its output, then waits
+    // for the client, for three times its time limit.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    // Not cut short: the whole body comes.
+    let mut body = vec![0u8; parts * PART];
+    s.read_exact(&mut body).unwrap();
+    let want: Vec<u8> = (0..PART as u64).map(pattern_at).collect();
+    assert!(body.chunks(PART).all(|c| c == want), "the body differs");
+    let stalled: Vec<_> = server
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("stalled") || l.contains("replacing"))
+        .collect();
+    assert!(stalled.is_empty(), "{stalled:?}");
+    assert_eq!(
+        module_metric(&server, "iolite_module_restarts_total", "/stream"),
+        0
+    );
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_client_that_sends_a_large_body_before_it_reads_is_dropped_by_the_send_timeout_not_the_runner()
+{
+    use std::io::Read;
+    let (_root, server) = start_with_config(&format!(
+        "[limits]\nmax_body = \"1G\"\nsend_timeout = \"3s\"\n\n[[module]]\nprefix = \"/echo\"\npath = \"{}\"\ntimeout = \"1s\"\n",
+        lib("echo")
+    ));
+    // Sends all of a 256 MiB body before reading anything: the echo
+    // streams back at once, the client takes none of it, so the server
+    // stops reading the body; after send_timeout it drops the client.
+    let mut s = server.connect();
+    s.set_write_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let len = 256usize << 20;
+    write!(
+        s,
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {len}\r\n\r\n"
+    )
+    .unwrap();
+    let sent = s.write_all(&vec![b'z'; len]);
+    assert!(sent.is_err(), "the whole body was taken");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    // The runner was told, and lives on.
+    let r = request(&server, "POST", "/echo", b"after");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"after"[..]));
+    let stalled: Vec<_> = server
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("stalled") || l.contains("replacing"))
+        .collect();
+    assert!(stalled.is_empty(), "{stalled:?}");
+    assert_eq!(
+        module_metric(&server, "iolite_module_restarts_total", "/echo"),
+        0
+    );
+    assert!(server.stop().success());
+}

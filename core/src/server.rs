@@ -601,6 +601,7 @@ impl ServerOptions {
             },
             header_timeout: c.limits.header_timeout,
             keepalive_timeout: c.limits.keepalive_timeout,
+            send_timeout: c.limits.send_timeout,
             shutdown_grace: c.limits.shutdown_grace,
             index: c.index.clone(),
             locations: c.locations.clone(),

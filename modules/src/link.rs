@@ -65,8 +65,28 @@ struct Flight {
     inline: Vec<u8>,
     /// The runner was told the client of this stream is gone.
     gone_told: bool,
+    /// Body bytes still to be sent to the runner in parts (it may wait for
+    /// them before it answers or streams on).
+    parts_left: u64,
+    /// The last stream part handed to the connection: while the connection
+    /// still holds it (a client slow to read), the runner may be waiting
+    /// for its parts to be released, and is not stalled.
+    last_part: Option<Agg>,
     /// The request's credit on its runner, returned with the answer.
     _credit: OwnedSemaphorePermit,
+}
+
+impl Flight {
+    /// Whether the runner may be waiting for the server: for body parts
+    /// still to come, or for the release of stream parts the connection
+    /// has not written to its client yet.
+    fn waits_for_the_server(&self) -> bool {
+        self.parts_left > 0
+            || self
+                .last_part
+                .as_ref()
+                .is_some_and(|p| !p.bufs().iter().all(iolite_ipc::Buf::is_unique))
+    }
 }
 
 /// What a link needs from its module.
@@ -228,6 +248,7 @@ impl Link {
             return Err(Box::new((frame, credit)));
         }
         let id = frame.id;
+        let parts_left = frame.parts;
         let mut msg = Msg::Request(frame);
         let queued = if self.cfg.copy {
             copy_out(&mut st.peer, id, body)
@@ -258,6 +279,8 @@ impl Link {
                 deadline: now + self.cfg.timeout,
                 inline: Vec::new(),
                 gone_told: false,
+                parts_left,
+                last_part: None,
                 _credit: credit,
             },
         );
@@ -319,6 +342,7 @@ impl Link {
         let deadline = Instant::now() + self.cfg.timeout;
         if let Some(flight) = st.inflight.get_mut(&id) {
             flight.deadline = deadline;
+            flight.parts_left = flight.parts_left.saturating_sub(part.len() as u64);
         }
         drop(st);
         self.kick.notify_one();
@@ -333,6 +357,12 @@ impl Link {
         let mut st = self.state.borrow_mut();
         if st.closed {
             return;
+        }
+        // No more parts: from now on the runner has all it will get.
+        let deadline = Instant::now() + self.cfg.timeout;
+        if let Some(flight) = st.inflight.get_mut(&id) {
+            flight.parts_left = 0;
+            flight.deadline = deadline;
         }
         if let Err(e) = st.peer.queue(&Msg::Cancel { id }) {
             drop(st);
@@ -390,10 +420,20 @@ impl Link {
     fn expire_streams(&self) -> Option<Instant> {
         let now = Instant::now();
         let stalled = {
-            let st = self.state.borrow();
-            st.inflight
-                .values()
-                .any(|f| f.stream.is_some() && f.deadline <= now)
+            let mut st = self.state.borrow_mut();
+            let timeout = self.cfg.timeout;
+            st.inflight.values_mut().any(|f| {
+                if f.stream.is_none() || f.deadline > now {
+                    return false;
+                }
+                if f.waits_for_the_server() {
+                    // The client or the upload holds the runner back: the
+                    // connection's own timeouts deal with that.
+                    f.deadline = now + timeout;
+                    return false;
+                }
+                true
+            })
         };
         if stalled {
             self.fail("a streamed answer stalled", true);
@@ -551,7 +591,10 @@ fn answer(st: &mut State, msg: Msg, cfg: &LinkConfig) -> Result<(), String> {
             }
             // The client may be gone: the part is dropped (and released),
             // and the runner is told once, so that the module stops.
-            if tx.send(part).is_err() && !flight.gone_told {
+            let kept = part.clone();
+            if tx.send(part).is_ok() {
+                flight.last_part = Some(kept);
+            } else if !flight.gone_told {
                 flight.gone_told = true;
                 // Written by the reader task once it has read what came (a
                 // link that cannot write fails there).

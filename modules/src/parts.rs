@@ -51,8 +51,8 @@ enum Route {
 #[derive(Debug)]
 pub(crate) struct PartRoute {
     route: RefCell<Route>,
-    /// When the last part went to the runner: a request whose body still
-    /// arrives is not timed out.
+    /// When body bytes last arrived: a request whose body still arrives is
+    /// not timed out.
     progress: Cell<Instant>,
 }
 
@@ -89,7 +89,7 @@ impl PartRoute {
         *route = Route::Closed(left);
     }
 
-    /// When the last part went out.
+    /// When body bytes last arrived.
     pub(crate) fn progress(&self) -> Instant {
         self.progress.get()
     }
@@ -108,9 +108,7 @@ impl PartRoute {
             Route::Closed(_) => return false,
             Route::Sent(link, id) => link.send_part(*id, &part),
         };
-        if sent {
-            self.progress.set(Instant::now());
-        } else {
+        if !sent {
             self.close();
         }
         sent
@@ -245,6 +243,9 @@ impl BodySink for PartSink {
         // `n` came from a read into `space`: it fits.
         let _ = part.advance(n);
         self.left = self.left.saturating_sub(n as u64);
+        // A body that still arrives, however slowly, keeps the request
+        // alive (the connection's read timeout ends a stalled one).
+        self.route.progress.set(Instant::now());
         if part.len() < self.part_len {
             return;
         }

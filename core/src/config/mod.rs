@@ -30,6 +30,7 @@
 //! max_body = "64M"
 //! header_timeout = "10s"
 //! keepalive_timeout = "30s"
+//! send_timeout = "60s"                         # a client that takes nothing for this long is dropped
 //! shutdown_grace = "10s"
 //!
 //! [log]
@@ -205,6 +206,9 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// How long an idle keep-alive connection is kept.
     pub keepalive_timeout: Duration,
+    /// How long a client may take no bytes of a response before the
+    /// connection is dropped (nginx's `send_timeout`).
+    pub send_timeout: Duration,
     /// How long in-flight responses may take to finish at shutdown.
     pub shutdown_grace: Duration,
 }
@@ -218,6 +222,7 @@ impl Default for Limits {
             max_body: 64 << 20,
             header_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
         }
     }

@@ -19,6 +19,7 @@ const LIMITS_KEYS: &[&str] = &[
     "max_body",
     "header_timeout",
     "keepalive_timeout",
+    "send_timeout",
     "shutdown_grace",
 ];
 const LOG_KEYS: &[&str] = &["access", "level"];
@@ -198,6 +199,11 @@ impl Cx<'_, '_> {
                 "keepalive_timeout" => {
                     if let Some(t) = self.duration(v, "limits.keepalive_timeout") {
                         l.keepalive_timeout = t;
+                    }
+                }
+                "send_timeout" => {
+                    if let Some(t) = self.positive_duration(v, "limits.send_timeout") {
+                        l.send_timeout = t;
                     }
                 }
                 "shutdown_grace" => {

@@ -347,6 +347,7 @@ max_headers = 50
 max_body = "1G"
 header_timeout = "5s"
 keepalive_timeout = "250ms"
+send_timeout = "90s"
 shutdown_grace = "2m"
 
 [log]
@@ -433,6 +434,7 @@ timeout = "100ms"
             max_body: 1 << 30,
             header_timeout: Duration::from_secs(5),
             keepalive_timeout: Duration::from_millis(250),
+            send_timeout: Duration::from_secs(90),
             shutdown_grace: Duration::from_secs(120),
         },
         locations: vec![

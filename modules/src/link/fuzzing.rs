@@ -247,6 +247,8 @@ fn run_stream(pools: &Pools, copy: bool, stream: &[u8]) -> Run {
                 deadline: Instant::now() + cfg.timeout,
                 inline: Vec::new(),
                 gone_told: false,
+                parts_left: 0,
+                last_part: None,
                 _credit: credits.clone().try_acquire_owned().expect("a credit"),
             },
         );
