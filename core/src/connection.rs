@@ -405,27 +405,15 @@ impl Conn {
         shutdown: &watch::Receiver<bool>,
     ) -> io::Result<bool> {
         // The body will be read: the interim answer goes out first, before
-        // anything else can be written on the connection.
+        // anything else can be written on the connection (it fails only in
+        // I/O).
         let mut continue_sent = !head.expect_continue || head.version == Version::Http10;
-        match self.send_continue(ctx, &mut continue_sent).await {
-            Ok(()) => {}
-            Err(Error::Io(e)) => return Err(e),
-            Err(error) => {
-                // Not reached: sending the interim answer fails only in I/O.
-                let response = Response::from_error(&error);
-                let sent = self
-                    .respond(
-                        ctx,
-                        &response,
-                        Version::Http11,
-                        false,
-                        ConnectionHeader::Close,
-                    )
-                    .await?;
-                self.log(ctx, Some(head), response.status, sent);
-                return Ok(false);
-            }
-        }
+        self.send_continue(ctx, &mut continue_sent)
+            .await
+            .map_err(|e| match e {
+                Error::Io(e) => e,
+                other => io::Error::other(other.to_string()),
+            })?;
         let answer = pending.respond();
         // (status, bytes sent, keep-alive); None: the client went away (a
         // dropped answer future cancels the request in its handler).
