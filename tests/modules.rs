@@ -1641,3 +1641,22 @@ fn a_client_that_sends_a_large_body_before_it_reads_is_dropped_by_the_send_timeo
     );
     assert!(server.stop().success());
 }
+
+#[test]
+fn copy_mode_uploads_are_held_back_not_queued_whole_in_the_server() {
+    let (_root, server) = start_with_config(&format!(
+        "[limits]\nmax_body = \"1G\"\n\n[[module]]\nprefix = \"/echo\"\npath = \"{}\"\ntransfer = \"copy\"\n",
+        lib("echo")
+    ));
+    let before = proc_status_kib(server.pid(), "VmHWM");
+    let len = 384u64 << 20;
+    assert_eq!(duplex_upload(&server, "/echo", len, len), (200, len));
+    // Parts go inline, and their buffers are free at once: the link's
+    // queue to the runner is what must stay bounded.
+    let peak = proc_status_kib(server.pid(), "VmHWM");
+    assert!(
+        peak.saturating_sub(before) < 128 << 10,
+        "peak RSS grew from {before} to {peak} KiB for a 384 MiB upload"
+    );
+    assert!(server.stop().success());
+}

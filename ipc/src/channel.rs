@@ -25,6 +25,10 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 use crate::frame::{self, Decoded};
 
+/// Written bytes at the front of the output buffer past which queueing
+/// compacts it (see [`Channel::queue`]).
+const COMPACT_AT: usize = 1 << 20;
+
 /// Most descriptors one frame may carry.
 pub const MAX_FDS_PER_FRAME: usize = 4;
 /// Most received descriptors waiting for their frame.
@@ -129,6 +133,12 @@ impl Channel {
         }
         if self.opos == self.obuf.len() {
             self.obuf.clear();
+            self.opos = 0;
+        } else if self.opos >= COMPACT_AT && self.opos >= self.obuf.len() / 2 {
+            // Written bytes before what is still queued: a link that is
+            // never flushed empty (steady inline traffic) would keep them
+            // all. Moving the rest down costs at most as much as writing it.
+            self.obuf.drain(..self.opos);
             self.opos = 0;
         }
         frame::encode(msg, &mut self.obuf, self.max_payload)
@@ -350,5 +360,38 @@ impl Channel {
     /// Writes raw bytes, bypassing the framing (see [`stream`](Channel::stream)).
     pub fn write_raw(&mut self, bytes: &[u8]) -> Result<()> {
         (&self.sock).write_all(bytes).map_err(Error::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    #[test]
+    fn a_channel_never_flushed_empty_keeps_its_output_buffer_bounded() {
+        // The writer queues a frame and flushes what the socket takes, the
+        // reader takes as much: the queue never empties, as on a link with
+        // steady inline traffic. Written bytes must not pile up in front
+        // of it.
+        let (a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let mut chan = Channel::with_max_payload(a, 1 << 20);
+        let frame = vec![7u8; 64 << 10];
+        let mut got = vec![0u8; 64 << 10];
+        for round in 0..400 {
+            chan.queue(&frame).unwrap();
+            chan.flush(false).unwrap();
+            if round > 8 {
+                b.read_exact(&mut got).unwrap();
+            }
+            assert!(chan.queued() < 2 << 20, "{} queued", chan.queued());
+        }
+        assert!(
+            chan.obuf.capacity() < 8 << 20,
+            "output buffer grew to {} bytes",
+            chan.obuf.capacity()
+        );
     }
 }

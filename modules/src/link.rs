@@ -349,6 +349,11 @@ impl Link {
         true
     }
 
+    /// Bytes queued for the runner that the socket has not taken yet.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.state.borrow().peer.queued()
+    }
+
     /// The body of request `id` ends short of its length (its client went
     /// away, or it was answered first): the runner is told — a handler
     /// waiting for the next part stops, and a runner that answered forgets
@@ -376,9 +381,16 @@ impl Link {
     /// Writes what is queued (the reader task only); what the socket does
     /// not take now, it writes when the socket becomes writable.
     fn flush(&self) {
-        let r = self.state.borrow_mut().peer.flush(false);
+        let (r, backlog) = {
+            let mut st = self.state.borrow_mut();
+            let backlog = st.peer.queued() > 0;
+            (st.peer.flush(false), backlog)
+        };
         if let Err(e) = r {
             self.fail(&format!("runner link: {e}"), false);
+        } else if backlog && let Some(room) = &self.cfg.room {
+            // Uploads waiting for the queue to go down (copy mode).
+            room.notify_waiters();
         }
     }
 

@@ -32,6 +32,10 @@ use crate::link::Link;
 pub(crate) const MAX_HELD: usize = 8;
 /// How often a sink waiting for room looks again when no release woke it.
 const ROOM_POLL: Duration = Duration::from_millis(20);
+/// Most bytes a link may have queued for its runner before a sink waits
+/// (copy mode: parts go inline, and their buffers are free at once, so the
+/// parts held say nothing of what the runner has taken).
+const MAX_QUEUED: usize = 8 << 20;
 
 /// Where a request's parts go.
 #[derive(Debug)]
@@ -96,6 +100,14 @@ impl PartRoute {
 
     fn is_closed(&self) -> bool {
         matches!(*self.route.borrow(), Route::Closed(_))
+    }
+
+    /// Whether the link has too much queued for its runner to take more.
+    fn backlogged(&self) -> bool {
+        match &*self.route.borrow() {
+            Route::Sent(link, _) => link.queued_bytes() > MAX_QUEUED,
+            _ => false,
+        }
     }
 
     /// Passes a full part on; false when the handler takes no more.
@@ -170,7 +182,7 @@ impl PartSink {
         while self.held.front().is_some_and(Buf::is_unique) {
             self.held.pop_front();
         }
-        if self.held.len() >= MAX_HELD {
+        if self.held.len() >= MAX_HELD || self.route.backlogged() {
             return false;
         }
         let size = self.left.min(BODY_PART) as usize;
