@@ -1380,10 +1380,7 @@ fn a_1_gib_upload_goes_to_the_module_in_parts_and_is_echoed_through_bounded_memo
     .unwrap();
     let r = read_response(&mut s, &mut Vec::new(), false);
     assert_eq!(r.status, 413);
-    assert_eq!(
-        module_metric(&server, "iolite_module_restarts_total", "/echo"),
-        0
-    );
+    assert_runner_kept(&server, "/echo");
     assert!(server.stop().success());
 }
 
@@ -1405,15 +1402,7 @@ fn a_client_that_leaves_mid_upload_cancels_its_request_and_frees_its_parts() {
     }
     let r = request(&server, "POST", "/echo", b"small");
     assert_eq!((r.status, r.body.as_slice()), (200, &b"small"[..]));
-    assert_eq!(
-        module_metric(&server, "iolite_module_restarts_total", "/echo"),
-        0
-    );
-    assert!(
-        server.error_lines().is_empty(),
-        "{:?}",
-        server.error_lines()
-    );
+    assert_runner_kept(&server, "/echo");
     assert!(server.stop().success());
 }
 
@@ -1432,21 +1421,7 @@ fn a_module_that_refuses_an_upload_early_answers_before_the_body_and_keeps_servi
     assert_eq!(duplex_upload(&server, "/echo", len, len), (200, len));
     let r = request(&server, "POST", "/echo?max=1000", b"small");
     assert_eq!((r.status, r.body.as_slice()), (200, &b"small"[..]));
-    assert_eq!(
-        module_metric(&server, "iolite_module_restarts_total", "/echo"),
-        0
-    );
-    assert!(
-        server.error_lines().is_empty(),
-        "{:?}",
-        server.error_lines()
-    );
-    let warns: Vec<_> = server
-        .log_lines()
-        .into_iter()
-        .filter(|l| l.contains("WARN"))
-        .collect();
-    assert!(warns.is_empty(), "{warns:?}");
+    assert_runner_kept(&server, "/echo");
     assert!(server.stop().success());
 }
 
@@ -1551,6 +1526,21 @@ fn a_stream_of_unknown_length_goes_out_in_chunks_and_ends_cut_short_when_the_mod
     assert!(server.stop().success());
 }
 
+/// The module at `prefix` kept its runner: none was replaced, restarted,
+/// or blamed for a stall, and nothing was logged at WARN or ERROR.
+fn assert_runner_kept(server: &Iolite, prefix: &str) {
+    assert_eq!(
+        module_metric(server, "iolite_module_restarts_total", prefix),
+        0
+    );
+    let warned: Vec<_> = server
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    assert!(warned.is_empty(), "{warned:?}");
+}
+
 /// A site whose config has `toml` and serves on one worker.
 fn start_with_config(toml: &str) -> (tempfile::TempDir, Iolite) {
     let root = site();
@@ -1589,16 +1579,7 @@ fn a_client_slow_to_read_a_stream_holds_back_the_module_without_getting_it_repla
     s.read_exact(&mut body).unwrap();
     let want: Vec<u8> = (0..PART as u64).map(pattern_at).collect();
     assert!(body.chunks(PART).all(|c| c == want), "the body differs");
-    let stalled: Vec<_> = server
-        .log_lines()
-        .into_iter()
-        .filter(|l| l.contains("stalled") || l.contains("replacing"))
-        .collect();
-    assert!(stalled.is_empty(), "{stalled:?}");
-    assert_eq!(
-        module_metric(&server, "iolite_module_restarts_total", "/stream"),
-        0
-    );
+    assert_runner_kept(&server, "/stream");
     assert!(server.stop().success());
 }
 
@@ -1629,16 +1610,7 @@ fn a_client_that_sends_a_large_body_before_it_reads_is_dropped_by_the_send_timeo
     // The runner was told, and lives on.
     let r = request(&server, "POST", "/echo", b"after");
     assert_eq!((r.status, r.body.as_slice()), (200, &b"after"[..]));
-    let stalled: Vec<_> = server
-        .log_lines()
-        .into_iter()
-        .filter(|l| l.contains("stalled") || l.contains("replacing"))
-        .collect();
-    assert!(stalled.is_empty(), "{stalled:?}");
-    assert_eq!(
-        module_metric(&server, "iolite_module_restarts_total", "/echo"),
-        0
-    );
+    assert_runner_kept(&server, "/echo");
     assert!(server.stop().success());
 }
 

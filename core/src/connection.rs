@@ -192,16 +192,26 @@ async fn pump_parts(
             return Ok(false);
         }
         let space = sink.space(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = match tokio::time::timeout(timeout, read_some(stream, space)).await {
-            Err(_) => return Err(Error::HeaderTimeout),
-            Ok(Ok(0)) => return Err(Error::Io(io::ErrorKind::UnexpectedEof.into())),
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => return Err(Error::Io(e)),
-        };
+        let n = read_body_bytes(stream, space, timeout).await?;
         sink.advance(n);
         left -= n as u64;
     }
     Ok(true)
+}
+
+/// One read of request body bytes into `space`, within `timeout` (408);
+/// the client closing before the body's end is an I/O error.
+async fn read_body_bytes(
+    stream: &TcpStream,
+    space: &mut [u8],
+    timeout: Duration,
+) -> Result<usize, Error> {
+    match tokio::time::timeout(timeout, read_some(stream, space)).await {
+        Err(_) => Err(Error::HeaderTimeout),
+        Ok(Ok(0)) => Err(Error::Io(io::ErrorKind::UnexpectedEof.into())),
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(e)) => Err(Error::Io(e)),
+    }
 }
 
 /// One `read(2)` into `space` once the socket is readable (through a
@@ -375,13 +385,7 @@ impl Conn {
         while remaining > 0 {
             self.send_continue(ctx, &mut continue_sent).await?;
             let space = pending.body_space(usize::try_from(remaining).unwrap_or(usize::MAX));
-            let read = tokio::time::timeout(ctx.opts.header_timeout, self.stream.read(space));
-            let n = match read.await {
-                Err(_) => return Err(Error::HeaderTimeout),
-                Ok(Ok(0)) => return Err(Error::Io(io::ErrorKind::UnexpectedEof.into())),
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => return Err(Error::Io(e)),
-            };
+            let n = read_body_bytes(&self.stream, space, ctx.opts.header_timeout).await?;
             pending.body_advance(n);
             remaining -= n as u64;
         }

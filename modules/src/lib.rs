@@ -82,6 +82,12 @@
 //!   held until `MSG_ZEROCOPY` completions report the kernel is done.
 //! - A chunked request body goes to a module whole (bounded by
 //!   `max_body`), even one that takes bodies in parts.
+//! - A request whose body comes in parts holds its runner thread (a lane)
+//!   and its credit for the whole upload: a slow uploader occupies one of
+//!   the module's `in_flight` slots meanwhile.
+//! - Copy mode (`transfer = "copy"`, kept to measure zero-copy) does not
+//!   hold a streamed answer back from a slow client: the runner's parts
+//!   are copied into the request pool as fast as it sends them.
 //! - A request that burns a recycled runner's last quarter of CPU time
 //!   while it drains ends it by SIGXCPU (what it still holds gets 502).
 //! - A timed-out request's runner is replaced (its other requests get
