@@ -103,11 +103,19 @@ fn hello_and_echo_answer_through_the_server() {
     let r = request(&server, "HEAD", "/hello/ann", b"");
     assert_eq!((r.status, r.body.len()), (200, 0));
     assert_eq!(r.header("content-length"), Some("12"));
-    // A chunked body reaches the module whole.
+    // A chunked body reaches echo in parts (it takes bodies so), and its
+    // answer, whose length echo cannot know, goes out chunked; the
+    // connection stays usable.
     let mut s = server.connect();
     s.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1;ext=1\r\n,\r\n6\r\n world\r\n0\r\n\r\n").unwrap();
-    let r = read_response(&mut s, &mut Vec::new(), false);
+    let mut buf = Vec::new();
+    let r = read_response(&mut s, &mut buf, false);
     assert_eq!((r.status, r.body.as_slice()), (200, &b"hello, world"[..]));
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    s.write_all(b"GET /hello/z HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s, &mut buf, false);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"Hello, z!\n"[..]));
     // Keep-alive and pipelining across module requests on one connection.
     let mut s = server.connect();
     s.write_all(b"GET /hello/a HTTP/1.1\r\nHost: t\r\n\r\nPOST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nxyzGET /hello/c HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
@@ -420,6 +428,14 @@ fn template_and_json_modules_answer() {
             "{method} {target}"
         );
     }
+    // A module that takes bodies whole gets a chunked one whole.
+    let mut s = server.connect();
+    s.write_all(b"POST /api/sum HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n1 \r\n3;x=y\r\n2 3\r\n0\r\n\r\n").unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), false);
+    assert_eq!(
+        (r.status, String::from_utf8(r.body).unwrap().as_str()),
+        (200, "{\"sum\":6,\"count\":3}")
+    );
     let r = get(&server, "/api/info?q=1");
     assert_eq!(r.header("content-type"), Some("application/json"));
     let info: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
@@ -1630,5 +1646,67 @@ fn copy_mode_uploads_are_held_back_not_queued_whole_in_the_server() {
         peak.saturating_sub(before) < 128 << 10,
         "peak RSS grew from {before} to {peak} KiB for a 384 MiB upload"
     );
+    assert!(server.stop().success());
+}
+
+/// Runs curl with `body` on its standard input (`-T -`: a chunked upload).
+fn curl_with_stdin(args: &[&str], body: &std::path::Path) -> (std::process::ExitStatus, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "60"])
+        .args(args)
+        .stdin(std::fs::File::open(body).unwrap())
+        .output()
+        .expect("curl is installed");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_chunked_upload_goes_to_the_module_in_parts_and_comes_back_chunked() {
+    let (root, server) = echo_with_max_body("128M");
+    let len = 96u64 << 20;
+    let file = root.path().join("upload.bin");
+    std::fs::write(&file, (0..len).map(pattern_at).collect::<Vec<u8>>()).unwrap();
+    let out = root.path().join("echoed.bin");
+    let url = format!("http://{}/echo", server.addr);
+    let shmem_before = proc_status_kib(server.pid(), "RssShmem");
+    // `-T -`: curl does not know the length, and sends chunks.
+    let (status, err) = curl_with_stdin(
+        &[
+            "--fail",
+            "-X",
+            "POST",
+            "-T",
+            "-",
+            "-D",
+            "/dev/stderr",
+            "-o",
+            out.to_str().unwrap(),
+            &url,
+        ],
+        &file,
+    );
+    assert!(status.success(), "curl: {err}");
+    assert!(err.contains("Transfer-Encoding: chunked"), "{err}");
+    assert!(
+        std::fs::read(&out).unwrap() == std::fs::read(&file).unwrap(),
+        "echoed file differs"
+    );
+    let shmem = proc_status_kib(server.pid(), "RssShmem");
+    assert!(
+        shmem.saturating_sub(shmem_before) < 48 << 10,
+        "shared memory grew from {shmem_before} to {shmem} KiB for a 96 MiB chunked body"
+    );
+    // Past max_body the upload is cut: the answer, already streaming,
+    // is cut too (no terminal chunk), and the runner goes on.
+    let big = root.path().join("big.bin");
+    std::fs::write(&big, vec![b'x'; 160 << 20]).unwrap();
+    let (status, err) = curl_with_stdin(&["-X", "POST", "-T", "-", "-o", "/dev/null", &url], &big);
+    assert!(!status.success(), "a cut answer looked complete: {err}");
+    let r = request(&server, "POST", "/echo", b"after");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"after"[..]));
+    assert_runner_kept(&server, "/echo");
     assert!(server.stop().success());
 }

@@ -160,18 +160,27 @@ fn connection_header(keep_alive: bool, version: Version) -> ConnectionHeader {
     }
 }
 
-/// Reads a body of `len` bytes into `sink`, part by part: first the bytes
-/// that came with the head (at `start` of `buf`: copied, and counted), then
-/// by `read(2)` straight into the sink's space. `Ok(true)`: all of it;
-/// `Ok(false)`: the handler took no more (the rest is left unread).
+/// Reads a body of `len` bytes (None: chunked, at most `max_body`) into
+/// `sink`, part by part: first the bytes that came with the head (at
+/// `start` of `buf`: copied, and counted), then by `read(2)` straight into
+/// the sink's space (a chunked body is decoded through `buf`, its data
+/// copied in). `Ok(true)`: all of it; `Ok(false)`: the handler took no
+/// more (the rest is left unread). The sink is dropped when this returns,
+/// which tells a handler whose body ended short (it may be streaming its
+/// answer meanwhile) that no more comes.
 async fn pump_parts(
     stream: &TcpStream,
     buf: &mut Vec<u8>,
     start: usize,
-    len: u64,
-    sink: &mut dyn BodySink,
+    len: Option<u64>,
+    mut sink: Box<dyn BodySink>,
+    max_body: u64,
     timeout: Duration,
 ) -> Result<bool, Error> {
+    let sink = sink.as_mut();
+    let Some(len) = len else {
+        return pump_chunked(stream, buf, start, sink, max_body, timeout).await;
+    };
     let have = ((buf.len() - start) as u64).min(len) as usize;
     let mut done = 0;
     while done < have {
@@ -197,6 +206,51 @@ async fn pump_parts(
         left -= n as u64;
     }
     Ok(true)
+}
+
+/// [`pump_parts`] for a chunked body: decodes what is buffered after
+/// `start` into the sink's space (never more input than the space holds,
+/// so the data fits), reading more into `buf` as needed; the data runs are
+/// copied (and counted), as the framing sits between them.
+async fn pump_chunked(
+    stream: &TcpStream,
+    buf: &mut Vec<u8>,
+    start: usize,
+    sink: &mut dyn BodySink,
+    max_body: u64,
+    timeout: Duration,
+) -> Result<bool, Error> {
+    const READ: usize = 64 << 10;
+    let mut decoder = ChunkedDecoder::new(max_body);
+    loop {
+        if buf.len() > start {
+            if !sink.ready().await? {
+                return Ok(false);
+            }
+            let space = sink.space(usize::MAX);
+            let take = (buf.len() - start).min(space.len());
+            let mut filled = 0;
+            let progress = decoder.feed(&buf[start..start + take], |data| {
+                space[filled..filled + data.len()].copy_from_slice(data);
+                filled += data.len();
+            })?;
+            sink.advance(filled);
+            iolite_ipc::copied::add(filled);
+            buf.drain(start..start + progress.consumed);
+            if progress.done {
+                sink.finish();
+                return Ok(true);
+            }
+            if buf.len() > start {
+                continue;
+            }
+        }
+        let at = buf.len();
+        buf.resize(at + READ, 0);
+        let read = read_body_bytes(stream, &mut buf[at..], timeout).await;
+        buf.truncate(at + *read.as_ref().unwrap_or(&0));
+        read?;
+    }
 }
 
 /// One read of request body bytes into `space`, within `timeout` (408);
@@ -357,10 +411,13 @@ impl Conn {
         ctx: &WorkerCtx,
         head: &RequestHead,
         pending: &mut dyn PendingResponse,
-    ) -> Result<Option<(Box<dyn BodySink>, u64)>, Error> {
+    ) -> Result<Option<(Box<dyn BodySink>, Option<u64>)>, Error> {
         let len = match head.body {
             BodyFraming::None | BodyFraming::Length(0) => return Ok(None),
             BodyFraming::Chunked => {
+                if let BodyMode::Parts(sink) = pending.body_start_chunked()? {
+                    return Ok(Some((sink, None)));
+                }
                 return self
                     .read_chunked_into(ctx, head, pending)
                     .await
@@ -372,7 +429,7 @@ impl Conn {
             return Err(Error::BodyTooLarge);
         }
         if let BodyMode::Parts(sink) = pending.body_start(len)? {
-            return Ok(Some((sink, len)));
+            return Ok(Some((sink, Some(len))));
         }
         let start = head.head_len;
         let have = ((self.buf.len() - start) as u64).min(len) as usize;
@@ -404,8 +461,8 @@ impl Conn {
         ctx: &WorkerCtx,
         head: &RequestHead,
         pending: Box<dyn PendingResponse>,
-        mut sink: Box<dyn BodySink>,
-        len: u64,
+        sink: Box<dyn BodySink>,
+        len: Option<u64>,
         shutdown: &watch::Receiver<bool>,
     ) -> io::Result<bool> {
         // The body will be read: the interim answer goes out first, before
@@ -431,7 +488,8 @@ impl Conn {
                 buf,
                 head.head_len,
                 len,
-                sink.as_mut(),
+                sink,
+                ctx.opts.limits.max_body,
                 ctx.opts.header_timeout,
             );
             tokio::pin!(pump, answer);

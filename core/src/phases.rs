@@ -96,6 +96,10 @@ pub trait BodySink {
 
     /// `n` bytes of [`space`](BodySink::space) were filled.
     fn advance(&mut self, n: usize);
+
+    /// A body of unknown length (chunked) is complete. Not called for a
+    /// body of known length (the sink counts it).
+    fn finish(&mut self) {}
 }
 
 /// A content handler's answer that needs the request body first. The
@@ -126,6 +130,15 @@ pub trait PendingResponse: std::fmt::Debug {
     fn body_chunk(&mut self, data: &[u8]) -> Result<(), Error> {
         let _ = data;
         Err(Error::LengthRequired("this handler needs Content-Length"))
+    }
+
+    /// The body is chunked (its length unknown until its end); called
+    /// instead of [`body_start`](PendingResponse::body_start). The default
+    /// takes it whole, through [`body_chunk`](PendingResponse::body_chunk);
+    /// [`BodyMode::Parts`] takes it in parts, the sink told its end by
+    /// [`BodySink::finish`].
+    fn body_start_chunked(&mut self) -> Result<BodyMode, Error> {
+        Ok(BodyMode::Whole)
     }
 
     /// Copies body bytes that were read with the head.

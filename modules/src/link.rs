@@ -349,6 +349,28 @@ impl Link {
         true
     }
 
+    /// Ends the body of unknown length of request `id` (its parts all
+    /// went); false when the request is no longer in flight.
+    pub(crate) fn end_parts(&self, id: u64) -> bool {
+        let mut st = self.state.borrow_mut();
+        if st.closed || !st.inflight.contains_key(&id) {
+            return false;
+        }
+        if let Err(e) = st.peer.queue(&Msg::BodyEnd { id }) {
+            drop(st);
+            self.fail(&format!("cannot end a body: {e}"), false);
+            return false;
+        }
+        let deadline = Instant::now() + self.cfg.timeout;
+        if let Some(flight) = st.inflight.get_mut(&id) {
+            flight.parts_left = 0;
+            flight.deadline = deadline;
+        }
+        drop(st);
+        self.kick.notify_one();
+        true
+    }
+
     /// Bytes queued for the runner that the socket has not taken yet.
     pub(crate) fn queued_bytes(&self) -> usize {
         self.state.borrow().peer.queued()

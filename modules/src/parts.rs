@@ -40,7 +40,8 @@ const MAX_QUEUED: usize = 8 << 20;
 /// Where a request's parts go.
 #[derive(Debug)]
 enum Route {
-    /// The request has not left yet: its parts wait.
+    /// The request has not left yet: its parts wait (an empty one: the end
+    /// of a body of unknown length).
     Waiting(Vec<Agg>),
     /// The request is on this link.
     Sent(Rc<Link>, u64),
@@ -110,7 +111,8 @@ impl PartRoute {
         }
     }
 
-    /// Passes a full part on; false when the handler takes no more.
+    /// Passes a full part on (an empty one: the end of a body of unknown
+    /// length); false when the handler takes no more.
     fn push(&self, part: Agg) -> bool {
         let sent = match &mut *self.route.borrow_mut() {
             Route::Waiting(parts) => {
@@ -118,6 +120,7 @@ impl PartRoute {
                 return true;
             }
             Route::Closed(_) => return false,
+            Route::Sent(link, id) if part.is_empty() => link.end_parts(*id),
             Route::Sent(link, id) => link.send_part(*id, &part),
         };
         if !sent {
@@ -148,8 +151,13 @@ pub(crate) struct PartSink {
     /// The part being filled, and the size it is filled to.
     part: Option<BufMut>,
     part_len: usize,
-    /// Body bytes not yet in a part.
+    /// Body bytes not yet in a part (a body of unknown length: `u64::MAX`
+    /// until its end).
     left: u64,
+    /// The body's length is unknown (chunked): [`BodySink::finish`] ends it.
+    open: bool,
+    /// [`BodySink::finish`] was called.
+    ended: bool,
     /// Parts passed on, kept until the runner released them.
     held: VecDeque<Buf>,
     /// Longest wait for room.
@@ -157,11 +165,12 @@ pub(crate) struct PartSink {
 }
 
 impl PartSink {
+    /// A sink for a body of `len` bytes (None: unknown, chunked).
     pub(crate) fn new(
         pool: Pool,
         room: Arc<Notify>,
         route: Rc<PartRoute>,
-        len: u64,
+        len: Option<u64>,
         timeout: Duration,
     ) -> Self {
         PartSink {
@@ -170,7 +179,9 @@ impl PartSink {
             route,
             part: None,
             part_len: 0,
-            left: len,
+            left: len.unwrap_or(u64::MAX),
+            open: len.is_none(),
+            ended: false,
             held: VecDeque::new(),
             timeout,
         }
@@ -254,17 +265,37 @@ impl BodySink for PartSink {
         };
         // `n` came from a read into `space`: it fits.
         let _ = part.advance(n);
-        self.left = self.left.saturating_sub(n as u64);
+        if !self.open {
+            self.left = self.left.saturating_sub(n as u64);
+        }
         // A body that still arrives, however slowly, keeps the request
         // alive (the connection's read timeout ends a stalled one).
         self.route.progress.set(Instant::now());
         if part.len() < self.part_len {
             return;
         }
-        let Some(full) = self.part.take() else {
+        self.pass_part();
+    }
+
+    fn finish(&mut self) {
+        if self.open && !self.ended {
+            self.ended = true;
+            self.pass_part();
+            self.route.push(Agg::new());
+        }
+    }
+}
+
+impl PartSink {
+    /// Passes the part being filled on, if it holds anything.
+    fn pass_part(&mut self) {
+        let Some(part) = self.part.take() else {
             return;
         };
-        let buf = full.freeze();
+        if part.is_empty() {
+            return;
+        }
+        let buf = part.freeze();
         self.held.push_back(buf.clone());
         self.route.push(Agg::from(buf));
     }
@@ -272,7 +303,7 @@ impl BodySink for PartSink {
 
 impl Drop for PartSink {
     fn drop(&mut self) {
-        if self.left > 0 {
+        if (self.open && !self.ended) || (!self.open && self.left > 0) {
             self.route.abandon();
         }
     }

@@ -22,7 +22,7 @@ use iolite_core::phases::{
 use iolite_core::{Body, HeaderLines, Response};
 use iolite_ipc::{Agg, BufMut, Pool};
 use iolite_sdk::BODY_PART;
-use iolite_sdk::wire::{FEATURE_BODY_PARTS, RequestFrame, ResponseFrame, Transfer};
+use iolite_sdk::wire::{FEATURE_BODY_PARTS, PARTS_UNKNOWN, RequestFrame, ResponseFrame, Transfer};
 
 use crate::error::Error;
 use crate::link::{Answer, Link, LinkConfig, WorkerLinks};
@@ -686,22 +686,30 @@ struct PendingModule {
     chunks: Agg,
 }
 
+impl PendingModule {
+    /// The body goes to the module in parts: `len` bytes (None: chunked,
+    /// its length unknown until its end).
+    fn in_parts(&mut self, len: Option<u64>) -> BodyMode {
+        let route = PartRoute::new();
+        self.frame.parts = len.unwrap_or(PARTS_UNKNOWN);
+        self.parts = Some(route.clone());
+        BodyMode::Parts(Box::new(PartSink::new(
+            self.module.pool.clone(),
+            self.module.room.clone(),
+            route,
+            len,
+            self.module.timeout,
+        )))
+    }
+}
+
 /// Smallest buffer a chunked body is copied into.
 const CHUNK_BUF: usize = 64 << 10;
 
 impl PendingResponse for PendingModule {
     fn body_start(&mut self, len: u64) -> Result<BodyMode, iolite_core::Error> {
         if len > BODY_PART && self.module.parts.load(Ordering::Relaxed) {
-            let route = PartRoute::new();
-            self.frame.parts = len;
-            self.parts = Some(route.clone());
-            return Ok(BodyMode::Parts(Box::new(PartSink::new(
-                self.module.pool.clone(),
-                self.module.room.clone(),
-                route,
-                len,
-                self.module.timeout,
-            ))));
+            return Ok(self.in_parts(Some(len)));
         }
         let len = usize::try_from(len).map_err(|_| iolite_core::Error::BodyTooLarge)?;
         let buf =
@@ -710,6 +718,14 @@ impl PendingResponse for PendingModule {
             })?;
         self.body = Some(buf);
         Ok(BodyMode::Whole)
+    }
+
+    fn body_start_chunked(&mut self) -> Result<BodyMode, iolite_core::Error> {
+        Ok(if self.module.parts.load(Ordering::Relaxed) {
+            self.in_parts(None)
+        } else {
+            BodyMode::Whole
+        })
     }
 
     fn body_space(&mut self, max: usize) -> &mut [u8] {

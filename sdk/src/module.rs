@@ -118,11 +118,13 @@ impl Request {
     /// The body's length in bytes, whole or in parts (for a body in parts,
     /// the sum of the parts [`Ctx::body_part`] returns, known before the
     /// first came: a streamed answer of the same length can start at once).
-    pub fn body_len(&self) -> u64 {
-        if self.frame.parts > 0 {
-            self.frame.parts
-        } else {
-            self.body.len() as u64
+    /// None for a chunked upload in parts: its length is known only at its
+    /// end (`body_part` returns None).
+    pub fn body_len(&self) -> Option<u64> {
+        match self.frame.parts {
+            0 => Some(self.body.len() as u64),
+            crate::wire::PARTS_UNKNOWN => None,
+            n => Some(n),
         }
     }
 
@@ -229,7 +231,8 @@ impl Ctx<'_> {
     /// parts (only for a module with [`Module::BODY_IN_PARTS`]) comes as
     /// the server reads it from the client, in parts of at most
     /// [`BODY_PART`](crate::BODY_PART) bytes, [`Request::body_len`] bytes
-    /// in all: this call waits for the next one. A part is read-only
+    /// in all (a chunked upload: until the client's last chunk): this call
+    /// waits for the next one. A part is read-only
     /// slices of the request pool, never copied; like the body, its slices
     /// may go into the answer by reference, also into a stream started
     /// before the body ended ([`BodyStream::body_part`]).
@@ -297,7 +300,8 @@ impl Ctx<'_> {
     /// in chunks (`Transfer-Encoding: chunked`) to HTTP/1.1 clients and
     /// until it closes the connection to HTTP/1.0 ones. A runner that dies
     /// meanwhile leaves the body unterminated, so the client sees it was cut
-    /// short.
+    /// short; so does a request cancelled meanwhile (its client went away,
+    /// or its body in parts ended short: [`Error::Cancelled`](crate::Error)).
     ///
     /// # Errors
     /// A stream was already started for this request, or the server is gone.
@@ -635,10 +639,11 @@ mod tests {
         let five = w.finish();
         // (body, bytes announced in parts) -> (body_len, body_in_parts)
         let cases = [
-            (Agg::new(), 0, (0, false)),
-            (five, 0, (5, false)),
-            (Agg::new(), 1, (1, true)),
-            (Agg::new(), 5 << 30, (5 << 30, true)),
+            (Agg::new(), 0, (Some(0), false)),
+            (five, 0, (Some(5), false)),
+            (Agg::new(), 1, (Some(1), true)),
+            (Agg::new(), 5 << 30, (Some(5 << 30), true)),
+            (Agg::new(), crate::wire::PARTS_UNKNOWN, (None, true)),
         ];
         for (body, parts, want) in cases {
             let req = request(Vec::new(), body, parts);

@@ -11,7 +11,7 @@ use iolite_ipc::{Agg, AggDesc, Peer};
 
 use crate::error::Error;
 use crate::module::Link;
-use crate::wire::Msg;
+use crate::wire::{Msg, PARTS_UNKNOWN};
 
 /// What is left of a request's body for [`next_part`].
 #[derive(Debug)]
@@ -62,6 +62,13 @@ pub(crate) fn next_part(
         BodyLeft::Broken(e) => return Err(for_module(e)),
     };
     match read_part(link, id, want) {
+        Ok(part) if want == PARTS_UNKNOWN => {
+            if part.is_empty() {
+                *left = BodyLeft::Parts(0);
+                return Ok(None);
+            }
+            Ok(Some(part))
+        }
         Ok(part) => {
             *left = BodyLeft::Parts(want - part.len() as u64);
             Ok(Some(part))
@@ -134,6 +141,13 @@ fn read_part(link: &mut Link<'_>, id: u64, want: u64) -> Result<Agg, Error> {
                 inline.extend_from_slice(&bytes.0);
             }
             Msg::Cancel { id: of } if of == id => return Err(Error::Cancelled),
+            // The end of a body of unknown length: the empty part says so.
+            Msg::BodyEnd { id: of } if of == id && want == PARTS_UNKNOWN => {
+                if !inline.is_empty() {
+                    return Err(Error::Protocol("copy-mode bytes without their part"));
+                }
+                return Ok(Agg::new());
+            }
             other => link.pending.push_back(other),
         }
     }
@@ -161,7 +175,9 @@ pub(crate) fn cancelled(link: &mut Link<'_>, id: u64) -> Result<bool, Error> {
 /// say) that belongs to reading request `id`'s body.
 fn take_pending(link: &mut Link<'_>, id: u64) -> Option<Msg> {
     let at = link.pending.iter().position(|m| match m {
-        Msg::BodyPart { id: of, .. } | Msg::Cancel { id: of } => *of == id,
+        Msg::BodyPart { id: of, .. } | Msg::Cancel { id: of } | Msg::BodyEnd { id: of } => {
+            *of == id
+        }
         Msg::Data { id: of, .. } => *of == id && link.copy,
         _ => false,
     })?;
@@ -233,20 +249,35 @@ impl Owed {
         let (id, len) = match &msg {
             Msg::BodyPart { id, body } => (*id, desc_len(body)?),
             Msg::Data { id, bytes } => (*id, bytes.0.len() as u64),
+            Msg::BodyEnd { id } => (*id, 0),
             _ => return Ok(Some(msg)),
         };
-        let Some(left) = self.left.get_mut(&id) else {
+        let Some(&left) = self.left.get(&id) else {
             return Ok(Some(msg));
         };
-        *left = left.checked_sub(len).ok_or(Error::Protocol(OVERRUN))?;
+        let left = match (&msg, left == PARTS_UNKNOWN) {
+            // Only its end message ends a body of unknown length.
+            (Msg::BodyEnd { .. }, true) => {
+                self.left.remove(&id);
+                return Ok(None);
+            }
+            (Msg::BodyEnd { .. }, false) => {
+                return Err(Error::Protocol("the end of a body of known length"));
+            }
+            (_, true) => left,
+            (_, false) => left.checked_sub(len).ok_or(Error::Protocol(OVERRUN))?,
+        };
+        let part = matches!(msg, Msg::BodyPart { .. });
         if let Msg::BodyPart { body, .. } = &msg {
             // Imported to check it, dropped at once: the lease goes back.
             drop(peer.import(body)?);
-            // In copy mode the bytes came in Data frames before it; the
-            // part frame still ends them.
-            if *left == 0 {
-                self.left.remove(&id);
-            }
+        }
+        // In copy mode the bytes came in Data frames before it; the part
+        // frame still ends them.
+        if part && left == 0 {
+            self.left.remove(&id);
+        } else {
+            self.left.insert(id, left);
         }
         Ok(None)
     }

@@ -223,7 +223,14 @@ fn serve_link<M: Module>(shared: &Shared<M>, sock: UnixStream) -> Result<(), Err
                 };
                 let mut resp = shared.module.handle(&req, &mut ctx);
                 let stream_left = ctx.stream_left;
-                match std::mem::replace(&mut ctx.body, BodyLeft::Parts(0)) {
+                let body_left = std::mem::replace(&mut ctx.body, BodyLeft::Parts(0));
+                // The client went away, or its body ended short: a stream of
+                // unknown length is then cut, not ended.
+                let cancelled = matches!(body_left, BodyLeft::Cancelled)
+                    || pending
+                        .iter()
+                        .any(|m| matches!(m, Msg::Cancel { id: of } if *of == id));
+                match body_left {
                     BodyLeft::Broken(e) => return Err(e),
                     // Dropped as they come (the answer may go first).
                     BodyLeft::Parts(left) => owed.insert(id, left),
@@ -238,6 +245,7 @@ fn serve_link<M: Module>(shared: &Shared<M>, sock: UnixStream) -> Result<(), Err
                             );
                             peer.send(&Msg::StreamAbort { id })?;
                         }
+                        None if cancelled => peer.send(&Msg::StreamAbort { id })?,
                         // Returning ends a stream of unknown length.
                         None => peer.send(&Msg::StreamEnd { id })?,
                     }

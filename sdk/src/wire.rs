@@ -40,7 +40,9 @@
 //!    gets large bodies that way: the [`Msg::Request`] announces
 //!    [`RequestFrame::parts`] bytes and carries no body, and
 //!    [`Msg::BodyPart`]s with the same id follow as the server reads them
-//!    from the client, until that many bytes came; the runner may answer
+//!    from the client, until that many bytes came (a chunked upload, whose
+//!    length is unknown, announces [`PARTS_UNKNOWN`] and ends with
+//!    [`Msg::BodyEnd`]); the runner may answer
 //!    (or start streaming its answer) before the last one. Parts of a
 //!    request already answered are dropped (and so released) on arrival.
 //!    The server stops sending a request's parts once it has the whole
@@ -88,6 +90,10 @@ pub const MAIN_SYMBOL: &[u8] = b"iolite_module_main";
 /// bits ([`FEATURE_BODY_PARTS`]), read by the server when it checks the
 /// library (optional: none means 0).
 pub const FEATURES_SYMBOL: &[u8] = b"iolite_module_features";
+/// [`RequestFrame::parts`] for a body whose length is not known (a chunked
+/// upload): parts come until a [`Msg::BodyEnd`].
+pub const PARTS_UNKNOWN: u64 = u64::MAX;
+
 /// Feature bit: the module takes request bodies in parts
 /// ([`Module::BODY_IN_PARTS`](crate::Module::BODY_IN_PARTS)).
 pub const FEATURE_BODY_PARTS: u32 = 1;
@@ -192,6 +198,12 @@ pub enum Msg {
         /// The part.
         body: AggDesc,
     },
+    /// Server → runner: the body of request `id`, announced with
+    /// [`PARTS_UNKNOWN`], is complete.
+    BodyEnd {
+        /// The request.
+        id: u64,
+    },
     /// Runner → server, on the control socket, instead of [`Msg::Attach`]:
     /// no thread to serve one more link (its `tasks` limit); the link's
     /// socket is dropped, and the runner serves its other links as before.
@@ -262,7 +274,8 @@ pub struct RequestFrame {
     /// in parts).
     pub body: AggDesc,
     /// Body bytes that follow in [`Msg::BodyPart`]s (0: the body, if any,
-    /// is whole in `body`).
+    /// is whole in `body`; [`PARTS_UNKNOWN`]: parts follow until a
+    /// [`Msg::BodyEnd`]).
     pub parts: u64,
 }
 

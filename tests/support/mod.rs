@@ -237,6 +237,11 @@ pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -
             buf.drain(..n);
             let has_body =
                 !head_request && !(100..200).contains(&status) && status != 204 && status != 304;
+            if has_body && response.header("transfer-encoding") == Some("chunked") {
+                assert!(response.header("content-length").is_none());
+                response.body = read_chunks(s, buf);
+                return response;
+            }
             let len: usize = if has_body {
                 response
                     .header("content-length")
@@ -253,6 +258,38 @@ pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -
             return response;
         }
         fill(s, buf);
+    }
+}
+
+/// A chunked body (RFC 9112 7.1), checked strictly: hex sizes, CRLFs, no
+/// trailers expected but skipped if present.
+fn read_chunks(s: &mut TcpStream, buf: &mut Vec<u8>) -> Vec<u8> {
+    let line = |s: &mut TcpStream, buf: &mut Vec<u8>| loop {
+        if let Some(at) = buf.windows(2).position(|w| w == b"\r\n") {
+            let l: Vec<u8> = buf.drain(..at + 2).take(at).collect();
+            return String::from_utf8(l).expect("a chunk line is ASCII");
+        }
+        fill(s, buf);
+    };
+    let mut body = Vec::new();
+    loop {
+        let size_line = line(s, buf);
+        let hex = size_line.split(';').next().unwrap();
+        let size =
+            usize::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("chunk size {size_line:?}"));
+        if size == 0 {
+            while !line(s, buf).is_empty() {}
+            return body;
+        }
+        while buf.len() < size + 2 {
+            fill(s, buf);
+        }
+        body.extend(buf.drain(..size));
+        assert_eq!(
+            buf.drain(..2).collect::<Vec<u8>>(),
+            b"\r\n",
+            "chunk data ends in CRLF"
+        );
     }
 }
 

@@ -34,7 +34,7 @@ fn a_response_may_name_only_its_own_pool_and_quoted_slices() {
 use std::time::Duration;
 
 use crate::module::Response;
-use crate::wire::{InlineBytes, RequestFrame};
+use crate::wire::{InlineBytes, PARTS_UNKNOWN, RequestFrame};
 
 /// Takes bodies in parts. `/early` answers 204 without reading the body,
 /// `/echo` streams the body back part by part as it comes, any other path
@@ -49,7 +49,11 @@ impl Module for Parts {
         match req.path() {
             "/early" => Response::new(204),
             "/echo" => {
-                let Ok(mut stream) = ctx.stream(Response::new(200), req.body_len()) else {
+                let stream = match req.body_len() {
+                    Some(len) => ctx.stream(Response::new(200), len),
+                    None => ctx.stream_open_ended(Response::new(200)),
+                };
+                let Ok(mut stream) = stream else {
                     return Response::new(500);
                 };
                 while let Ok(Some(part)) = stream.body_part() {
@@ -91,6 +95,10 @@ enum Act {
     Piece(u64, &'static [u8]),
     /// Expect a stream's abort.
     Abort(u64),
+    /// Expect the head of a stream of unknown length: id.
+    HeadOpen(u64),
+    /// Expect the end of a stream of unknown length: id.
+    End(u64),
     /// Wait until the runner has released every lease of the request pool.
     Released,
 }
@@ -193,6 +201,16 @@ impl Server {
             Act::Abort(id) => match self.peer.recv().unwrap() {
                 Msg::StreamAbort { id: i } if i == id => {}
                 other => panic!("{what}: want an abort, got {other:?}"),
+            },
+            Act::HeadOpen(id) => match self.peer.recv().unwrap() {
+                Msg::StreamHead {
+                    id: i, len: None, ..
+                } if i == id => {}
+                other => panic!("{what}: want an open head, got {other:?}"),
+            },
+            Act::End(id) => match self.peer.recv().unwrap() {
+                Msg::StreamEnd { id: i } if i == id => {}
+                other => panic!("{what}: want a stream's end, got {other:?}"),
             },
             Act::Released => {
                 while self.peer.leases_outstanding() > 0 {
@@ -324,6 +342,57 @@ fn cases() -> Vec<Case> {
                 Request(2, "/echo", b"whole", 0),
                 Head(2, 5),
                 Piece(2, b"whole"),
+                Released,
+            ],
+            clean: true,
+        },
+        Case {
+            name: "a chunked body: parts until its end, echoed in an open stream",
+            kind: Kind::Parts,
+            modes: both,
+            acts: vec![
+                Request(1, "/echo", b"", PARTS_UNKNOWN),
+                Part(1, b"abc"),
+                HeadOpen(1),
+                Piece(1, b"abc"),
+                Part(1, b"de"),
+                Piece(1, b"de"),
+                Send(Msg::BodyEnd { id: 1 }),
+                End(1),
+                Request(2, "/whole", b"xy", 0),
+                Answer(2, 200, b"xy"),
+                Released,
+            ],
+            clean: true,
+        },
+        Case {
+            name: "a chunked body cut short: its open stream is cut, not ended",
+            kind: Kind::Parts,
+            modes: both,
+            acts: vec![
+                Request(1, "/echo", b"", PARTS_UNKNOWN),
+                Part(1, b"abc"),
+                HeadOpen(1),
+                Piece(1, b"abc"),
+                Send(Msg::Cancel { id: 1 }),
+                Abort(1),
+                Request(2, "/whole", b"xy", 0),
+                Answer(2, 200, b"xy"),
+                Released,
+            ],
+            clean: true,
+        },
+        Case {
+            name: "a chunked body answered early: its later parts and end dropped",
+            kind: Kind::Parts,
+            modes: both,
+            acts: vec![
+                Request(1, "/early", b"", PARTS_UNKNOWN),
+                Answer(1, 204, b""),
+                Part(1, b"abc"),
+                Send(Msg::BodyEnd { id: 1 }),
+                Request(2, "/whole", b"xy", 0),
+                Answer(2, 200, b"xy"),
                 Released,
             ],
             clean: true,

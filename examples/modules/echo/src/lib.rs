@@ -14,7 +14,8 @@
 //!
 //! `?max=N` refuses a body over `N` bytes with 413 before reading any of
 //! it (the server then stops reading the upload and closes the
-//! connection after the answer).
+//! connection after the answer); a chunked upload, whose length is not
+//! announced, is echoed whatever its size (up to the server's `max_body`).
 #![deny(unsafe_code)]
 
 use iolite_sdk::{Ctx, Module, Request, Response};
@@ -27,7 +28,8 @@ impl Module for Echo {
     const BODY_IN_PARTS: bool = true;
 
     fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Response {
-        if max(req.query()).is_some_and(|max| req.body_len() > max) {
+        let too_long = |max| req.body_len().is_some_and(|len| len > max);
+        if max(req.query()).is_some_and(too_long) {
             return Response::new(413);
         }
         let content_type = req
@@ -38,7 +40,13 @@ impl Module for Echo {
         if !req.body_in_parts() {
             return head.body(req.body().clone());
         }
-        let Ok(mut stream) = ctx.stream(head, req.body_len()) else {
+        // A chunked upload's length is known only at its end: the answer
+        // goes out chunked as well.
+        let stream = match req.body_len() {
+            Some(len) => ctx.stream(head, len),
+            None => ctx.stream_open_ended(head),
+        };
+        let Ok(mut stream) = stream else {
             return Response::new(500);
         };
         // Each part goes back by reference and is dropped before the next
