@@ -5,7 +5,8 @@
 //! later ([`Answer::Later`], a process module), the body is read straight
 //! into the handler's buffer (`read(2)` into shared memory) and then its
 //! answer is awaited. A handler may take a large body in parts instead
-//! ([`BodyMode::Parts`]): the connection then awaits the answer, and sends
+//! ([`BodyMode::Parts`]; a chunked body too, decoded as it comes): the
+//! connection then awaits the answer, and sends
 //! it, while it goes on reading the body into the handler part by part —
 //! full duplex, so an upload of any size passes through a bounded buffer
 //! and an answer may stream back while the body still arrives (a body left

@@ -47,7 +47,8 @@
 //!   module's timeout it is killed.
 //! - `parts`: request bodies in parts. A module whose library sets
 //!   `Module::BODY_IN_PARTS` (its feature bits, read when the library is
-//!   checked) gets a `Content-Length` body over `iolite_sdk::BODY_PART` in
+//!   checked) gets a `Content-Length` body over `iolite_sdk::BODY_PART`,
+//!   and every chunked body (its length unknown until `Msg::BodyEnd`), in
 //!   parts while the connection reads it: the request leaves at once, each
 //!   part (read straight into the request pool) follows it on the same
 //!   link, at most 8 of a request's parts are held by the runner before the
@@ -80,8 +81,6 @@
 //!   answer's space at the next request, and the socket would keep the
 //!   pages (`iolite_core::send::Chunks`). Page references need the buffers
 //!   held until `MSG_ZEROCOPY` completions report the kernel is done.
-//! - A chunked request body goes to a module whole (bounded by
-//!   `max_body`), even one that takes bodies in parts.
 //! - A request whose body comes in parts holds its runner thread (a lane)
 //!   and its credit for the whole upload: a slow uploader occupies one of
 //!   the module's `in_flight` slots meanwhile.
