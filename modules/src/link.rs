@@ -108,7 +108,7 @@ pub(crate) struct LinkConfig {
     pub metrics: Option<Arc<crate::metrics::ModuleMetrics>>,
     /// Notified when the runner released buffers (request bodies sent in
     /// parts wait for room).
-    pub room: Option<Arc<Notify>>,
+    pub room: Option<Arc<crate::parts::Room>>,
 }
 
 #[derive(Debug)]
@@ -412,7 +412,7 @@ impl Link {
             self.fail(&format!("runner link: {e}"), false);
         } else if backlog && let Some(room) = &self.cfg.room {
             // Uploads waiting for the queue to go down (copy mode).
-            room.notify_waiters();
+            room.wake();
         }
     }
 
@@ -502,7 +502,7 @@ fn receive(
         Event::Message(m) => m,
         Event::Released(_) => {
             if let Some(room) = &cfg.room {
-                room.notify_waiters();
+                room.wake();
             }
             return Ok(true);
         }

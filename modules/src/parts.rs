@@ -16,6 +16,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use iolite_core::Error;
@@ -36,6 +37,42 @@ const ROOM_POLL: Duration = Duration::from_millis(20);
 /// (copy mode: parts go inline, and their buffers are free at once, so the
 /// parts held say nothing of what the runner has taken).
 const MAX_QUEUED: usize = 8 << 20;
+
+/// Wakes uploads that wait for room: in the module's request pool (a
+/// runner released buffers) or in a link's queue to its runner (it was
+/// flushed). Links call [`Room::wake`] on every release and flush, so it
+/// costs one atomic load unless an upload waits.
+#[derive(Debug, Default)]
+pub(crate) struct Room {
+    notify: Notify,
+    /// Sinks in [`PartSink::wait_for_room`].
+    waiting: AtomicUsize,
+}
+
+impl Room {
+    /// Wakes the waiting sinks, if any.
+    pub(crate) fn wake(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.notify.notify_waiters();
+        }
+    }
+}
+
+/// Counts a sink as waiting while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// Where a request's parts go.
 #[derive(Debug)]
@@ -145,8 +182,8 @@ impl PartRoute {
 #[derive(Debug)]
 pub(crate) struct PartSink {
     pool: Pool,
-    /// Notified when a runner released buffers of this pool.
-    room: Arc<Notify>,
+    /// Woken when a runner released buffers of this pool.
+    room: Arc<Room>,
     route: Rc<PartRoute>,
     /// The part being filled, and the size it is filled to.
     part: Option<BufMut>,
@@ -168,7 +205,7 @@ impl PartSink {
     /// A sink for a body of `len` bytes (None: unknown, chunked).
     pub(crate) fn new(
         pool: Pool,
-        room: Arc<Notify>,
+        room: Arc<Room>,
         route: Rc<PartRoute>,
         len: Option<u64>,
         timeout: Duration,
@@ -209,13 +246,14 @@ impl PartSink {
 
     async fn wait_for_room(&mut self) -> Result<bool, Error> {
         let deadline = Instant::now() + self.timeout;
+        let room = self.room.clone();
+        // Counted before looking, so a release in between wakes it.
+        let _waiting = Waiting::new(&room.waiting);
         loop {
             if self.route.is_closed() {
                 return Ok(false);
             }
-            // Registered before looking, so a release in between wakes it.
-            let room = self.room.clone();
-            let notified = room.notified();
+            let notified = room.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.try_part() {

@@ -64,7 +64,7 @@ pub struct ProcessModule {
     /// when it was checked: at start and at each reload).
     parts: std::sync::atomic::AtomicBool,
     /// Notified when a runner released request-pool buffers.
-    room: Arc<tokio::sync::Notify>,
+    room: Arc<crate::parts::Room>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -154,7 +154,7 @@ impl ProcessModule {
             template,
             metrics,
             parts: std::sync::atomic::AtomicBool::new(features & FEATURE_BODY_PARTS != 0),
-            room: Arc::new(tokio::sync::Notify::new()),
+            room: Arc::default(),
         }))
     }
 
