@@ -20,7 +20,12 @@
 //! `"` and `\` are escaped with a backslash, and every byte outside printable
 //! ASCII (controls, DEL, bytes ≥ 0x80) is written as `\xHH`, so a line is
 //! always one line of printable ASCII. Dates are UTC. The size field is the
-//! body bytes sent (`0` when none).
+//! body bytes sent (`0` when none). A request answered with an error gets
+//! one more field after the user agent, naming the side that caused it —
+//! `error=client`, `error=upstream` (a module, CGI program, FastCGI peer,
+//! guest or peer node) or `error=internal` — so a 503 of a busy module and
+//! a 503 of a full request pool can be told apart; parsers of the combined
+//! format ignore trailing fields.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -61,6 +66,8 @@ pub struct Entry<'a> {
     pub body_bytes: u64,
     pub referer: Option<&'a [u8]>,
     pub user_agent: Option<&'a [u8]>,
+    /// The side that caused the error the request was answered with.
+    pub error: Option<crate::error::Side>,
 }
 
 /// The process's access log. Hand one [`AccessLogWriter`] to each worker
@@ -364,6 +371,10 @@ fn write_line(out: &mut Vec<u8>, e: &Entry<'_>, date: &mut DateCache) {
         }
         out.push(b'"');
     }
+    if let Some(side) = e.error {
+        out.extend_from_slice(b" error=");
+        out.extend_from_slice(side.as_str().as_bytes());
+    }
     out.push(b'\n');
 }
 
@@ -470,6 +481,7 @@ mod tests {
             body_bytes: 1043,
             referer: None,
             user_agent: Some(b"curl/8.5.0"),
+            error: None,
         }
     }
 
@@ -499,6 +511,7 @@ mod tests {
                     body_bytes: 0,
                     referer: Some(b"http://example.com/"),
                     user_agent: None,
+                    error: None,
                 },
                 "::1 - alice [01/Jan/1970:00:00:00 +0000] \"HEAD /a?b=c HTTP/1.0\" 304 0 \"http://example.com/\" \"-\"\n",
             ),
@@ -521,6 +534,14 @@ mod tests {
                     ..base.clone()
                 },
                 "192.0.2.7 - - [14/Nov/2023:22:13:20 +0000] \"-\" 408 0 \"-\" \"-\"\n",
+            ),
+            (
+                Entry {
+                    status: 504,
+                    error: Some(crate::error::Side::Upstream),
+                    ..base.clone()
+                },
+                "192.0.2.7 - - [14/Nov/2023:22:13:20 +0000] \"GET /index.html HTTP/1.1\" 504 1043 \"-\" \"curl/8.5.0\" error=upstream\n",
             ),
             (
                 // Quotes, backslashes, controls and non-ASCII in every

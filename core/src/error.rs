@@ -1,17 +1,101 @@
 //! The crate's one error type. Every variant that can reach a client carries
 //! its HTTP status ([`Error::status`]); [`Error::side`] says who caused it and
 //! [`Error::retry_safe`] whether repeating the same request could succeed.
+//! A failure of what a handler relies on (a module's runner, a CGI program,
+//! a FastCGI peer, a WebAssembly guest, a peer node) is
+//! [`Error::Upstream`]: its [`UpstreamFailure`] gives the status (503
+//! unavailable, 502 crashed or answered invalidly, 504 timed out).
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Who caused an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
     /// The client sent something wrong (4xx).
     Client,
+    /// What the handler relies on failed: a module, CGI program, FastCGI
+    /// peer, WebAssembly guest or peer node (502, 503, 504).
+    Upstream,
     /// The server itself failed or is not built for the request (5xx).
     Internal,
+}
+
+impl Side {
+    /// The side's name in metrics labels and the access log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Upstream => "upstream",
+            Side::Internal => "internal",
+        }
+    }
+}
+
+/// What kind of upstream failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpstreamKind {
+    /// A process module's runner.
+    Module,
+    /// A CGI program.
+    Cgi,
+    /// A FastCGI peer (php-fpm, fcgiwrap).
+    FastCgi,
+    /// A WebAssembly guest.
+    Wasm,
+    /// Another node of the cluster.
+    Peer,
+}
+
+impl UpstreamKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            UpstreamKind::Module => "module",
+            UpstreamKind::Cgi => "cgi",
+            UpstreamKind::FastCgi => "fastcgi",
+            UpstreamKind::Wasm => "wasm",
+            UpstreamKind::Peer => "peer",
+        }
+    }
+}
+
+/// How an upstream failed; each kind has its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpstreamFailure {
+    /// It cannot take the request now: busy, not started, its queue full
+    /// (503; a retry may succeed).
+    Unavailable(&'static str),
+    /// It died, or its link broke, before it answered (502).
+    Crashed,
+    /// It answered something that cannot be sent (502).
+    InvalidAnswer(&'static str),
+    /// It did not answer within its time limit (504).
+    TimedOut,
+}
+
+impl UpstreamFailure {
+    /// The status a client receives.
+    pub fn status(&self) -> u16 {
+        match self {
+            UpstreamFailure::Unavailable(_) => 503,
+            UpstreamFailure::Crashed | UpstreamFailure::InvalidAnswer(_) => 502,
+            UpstreamFailure::TimedOut => 504,
+        }
+    }
+}
+
+impl std::fmt::Display for UpstreamFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamFailure::Unavailable(why) => write!(f, "unavailable ({why})"),
+            UpstreamFailure::Crashed => f.write_str("failed before it answered"),
+            UpstreamFailure::InvalidAnswer(why) => write!(f, "answered invalidly ({why})"),
+            UpstreamFailure::TimedOut => f.write_str("timed out"),
+        }
+    }
 }
 
 /// Everything that can go wrong in iolite-core.
@@ -63,6 +147,18 @@ pub enum Error {
         /// The representation's length, for `Content-Range: bytes */len`.
         len: u64,
     },
+    /// What the handler relies on failed (502, 503 or 504: see
+    /// [`UpstreamFailure::status`]).
+    #[error("{} {name}: {failure}", kind.as_str())]
+    Upstream {
+        /// Which kind of upstream.
+        kind: UpstreamKind,
+        /// Which one (a module's mount prefix, a program's path, a peer's
+        /// address).
+        name: Arc<str>,
+        /// How it failed.
+        failure: UpstreamFailure,
+    },
     /// An I/O failure while serving (500).
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
@@ -96,16 +192,26 @@ impl Error {
             Error::HeadTooLarge => 431,
             Error::NotImplemented(_) => 501,
             Error::Unavailable(_) => 503,
+            Error::Upstream { failure, .. } => failure.status(),
             Error::Io(_) | Error::Listen { .. } | Error::Options(_) => 500,
+        }
+    }
+
+    /// An upstream failure.
+    pub fn upstream(kind: UpstreamKind, name: Arc<str>, failure: UpstreamFailure) -> Self {
+        Error::Upstream {
+            kind,
+            name,
+            failure,
         }
     }
 
     /// Who caused the error.
     pub fn side(&self) -> Side {
-        if self.status() < 500 {
-            Side::Client
-        } else {
-            Side::Internal
+        match self {
+            Error::Upstream { .. } => Side::Upstream,
+            _ if self.status() < 500 => Side::Client,
+            _ => Side::Internal,
         }
     }
 
@@ -114,7 +220,13 @@ impl Error {
     pub fn retry_safe(&self) -> bool {
         matches!(
             self,
-            Error::Io(_) | Error::HeaderTimeout | Error::Unavailable(_)
+            Error::Io(_)
+                | Error::HeaderTimeout
+                | Error::Unavailable(_)
+                | Error::Upstream {
+                    failure: UpstreamFailure::Unavailable(_),
+                    ..
+                }
         )
     }
 }

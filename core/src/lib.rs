@@ -4,25 +4,45 @@
 //! modules go through iolite-modules and iolite-sandbox) and must not know
 //! about other nodes.
 //!
+//! # The request flow
+//! One connection ([`connection`](crate#layout), private) reads a head,
+//! [`phases::Phases::process_request`] routes it — rewrite → access →
+//! content, each phase's handlers mounted at prefixes, the longest first —
+//! and the connection then runs one exchange: the body goes through the
+//! one body path ([`body`]) into the answering handler's sink while its
+//! answer is awaited; the answer ([`Response`]: memory, a file range, an
+//! aggregate of shared buffers, a stream, or a descriptor) goes out
+//! through the send path ([`send`]: writev, sendfile, splice); then the
+//! handler's request-finished hook, the access log and the metrics. Every
+//! failure is an [`Error`] with its status and side (client, upstream,
+//! internal), answered by [`Response::from_error`].
+//!
 //! # Layout
 //! - [`error`]: the crate's one error enum; client-facing variants carry
-//!   their HTTP status.
+//!   their HTTP status; upstream failures their kind and status.
 //! - [`http`]: the wire format — request-head parser (httparse, limits),
 //!   chunked decoder, target normalization, dates, validators and ranges,
 //!   response-head writer. Pure, allocation-free on the hot path, fuzzed.
+//! - [`handler`]: the [`handler::Handler`] trait (with its request-finished
+//!   hook), [`handler::RequestCtx`] (the head, its fields as spans, the
+//!   path, the location), outcomes, pending answers.
 //! - [`phases`]: the request flow — one `process_request` running the
-//!   phases rewrite → access → content; handlers registered once at start-up
-//!   (extra ones, such as process modules, through `Server::with_handlers`);
-//!   a handler may answer later, after the body is read into it.
-//! - [`static_files`]: the static file handler (root-confined resolution,
-//!   per-worker path/fd/response-head cache, conditionals, ranges).
+//!   phases in order over the mount table; the static files as fallback.
+//! - [`body`]: the one body path — the sink interface, the sinks core
+//!   supplies (discard, whole into memory or a pool, a descriptor by
+//!   splice), the pump over every framing.
 //! - [`response`]: `Response`, `Body` and the one error path.
-//! - [`send`]: the send path (writev of head and memory, sendfile of files).
-//! - [`server`]: `ServerOptions`, `Server` (bind, extra handlers, run),
-//!   listeners, worker threads, shutdown.
+//! - [`fd_body`]: answer bodies from a pipe or socket, framed or not.
+//! - [`send`]: the send path (writev of head and memory, sendfile of
+//!   files, splice of descriptor bodies).
+//! - [`static_files`]: the static file handler (root-confined resolution,
+//!   per-worker path/fd/response-head cache, conditionals, ranges);
+//!   [`site`]: it as the content fallback, per location.
+//! - [`server`]: `ServerOptions`, `Server` (bind, mounts, run), listeners,
+//!   worker threads, shutdown.
 //! - `connection` (private): one connection's loop — keep-alive,
-//!   pipelining, bodies (discarded, or read into a pending handler's
-//!   buffer), timeouts, lingering close.
+//!   pipelining, the exchange (body ‖ answer, then the one send site),
+//!   timeouts, lingering close.
 //! - `admin` (private): the admin listener, `/metrics` and `/status`.
 //! - [`cache`]: the unified file cache (GDSF/LRU within a byte budget).
 //! - [`metrics`]: process-wide counters and their Prometheus rendering.
@@ -37,19 +57,25 @@
 
 pub mod access_log;
 mod admin;
+pub mod body;
 pub mod cache;
 pub mod config;
 mod connection;
+mod descriptor;
 pub mod error;
+pub mod fd_body;
+pub mod handler;
 pub mod http;
 pub mod metrics;
 pub mod phases;
 pub mod response;
 pub mod send;
 pub mod server;
+pub mod site;
 pub mod static_files;
 pub mod status;
 
-pub use error::Error;
+pub use error::{Error, Side, UpstreamFailure, UpstreamKind};
+pub use fd_body::FdBody;
 pub use response::{Body, FileRange, HeaderLines, Response, StreamBody};
-pub use server::{CacheAccess, HandlerFactory, Server, ServerOptions};
+pub use server::{CacheAccess, HandlerFactory, Mount, Server, ServerOptions};

@@ -49,6 +49,9 @@ pub struct Metrics {
     cache_bytes: AtomicU64,
     cache_entries: AtomicU64,
     body_bytes_copied: AtomicU64,
+    /// Requests answered with an error, by the side that caused it
+    /// (client, upstream, internal).
+    errors_by_side: [AtomicU64; 3],
     sources: std::sync::RwLock<Vec<Arc<dyn MetricsSource>>>,
 }
 
@@ -73,6 +76,11 @@ pub struct Snapshot {
     pub cache_bytes: u64,
     pub cache_entries: u64,
     pub body_bytes_copied: u64,
+    /// Requests answered with an error caused by the client, an upstream,
+    /// the server itself.
+    pub errors_client: u64,
+    pub errors_upstream: u64,
+    pub errors_internal: u64,
 }
 
 impl Snapshot {
@@ -97,6 +105,7 @@ impl Metrics {
             cache_bytes: AtomicU64::new(0),
             cache_entries: AtomicU64::new(0),
             body_bytes_copied: AtomicU64::new(0),
+            errors_by_side: std::array::from_fn(|_| AtomicU64::new(0)),
             sources: std::sync::RwLock::new(Vec::new()),
         }
     }
@@ -147,6 +156,16 @@ impl Metrics {
         let slot = status.clamp(STATUS_MIN, STATUS_MAX) - STATUS_MIN;
         self.requests_by_status[usize::from(slot)].fetch_add(1, Relaxed);
         self.bytes_sent.fetch_add(bytes_sent, Relaxed);
+    }
+
+    /// A request was answered with an error caused by `side`.
+    pub fn request_failed(&self, side: crate::error::Side) {
+        let slot = match side {
+            crate::error::Side::Client => 0,
+            crate::error::Side::Upstream => 1,
+            crate::error::Side::Internal => 2,
+        };
+        self.errors_by_side[slot].fetch_add(1, Relaxed);
     }
 
     /// A cache lookup found a fresh entry.
@@ -200,6 +219,9 @@ impl Metrics {
             cache_bytes: self.cache_bytes.load(Relaxed),
             cache_entries: self.cache_entries.load(Relaxed),
             body_bytes_copied: self.body_bytes_copied.load(Relaxed) + iolite_ipc::copied::total(),
+            errors_client: self.errors_by_side[0].load(Relaxed),
+            errors_upstream: self.errors_by_side[1].load(Relaxed),
+            errors_internal: self.errors_by_side[2].load(Relaxed),
         }
     }
 
@@ -223,6 +245,17 @@ impl Metrics {
             );
         }
         out.push_str(&body);
+        out.push_str(
+            "# HELP iolite_request_errors_total Requests answered with an error, by the side that caused it.\n\
+             # TYPE iolite_request_errors_total counter\n",
+        );
+        for (side, n) in [
+            ("client", s.errors_client),
+            ("upstream", s.errors_upstream),
+            ("internal", s.errors_internal),
+        ] {
+            let _ = writeln!(out, "iolite_request_errors_total{{side=\"{side}\"}} {n}");
+        }
         let scalars: [(&str, &str, &str, u64); 10] = [
             (
                 "iolite_http_response_bytes_total",

@@ -5,7 +5,8 @@ use std::fs::File;
 use std::sync::Arc;
 
 use crate::cache::CachedBody;
-use crate::error::Error;
+use crate::error::{Error, Side};
+use crate::fd_body::FdBody;
 
 /// Header fields of a response, each line ending in CRLF. `Server`, `Date`,
 /// `Content-Length` and `Connection` are added by the server and must not be
@@ -69,6 +70,9 @@ pub enum Body {
     /// exactly `len` bytes arrive as aggregates, each sent by reference as
     /// it comes, so the whole body is never held at once.
     Stream(Arc<StreamBody>),
+    /// A body read from a pipe or socket and spliced to the client (a CGI
+    /// program's output, a FastCGI or peer connection): see [`FdBody`].
+    Fd(Arc<FdBody>),
 }
 
 /// The parts of a [`Body::Stream`]. The sender ends early by dropping its
@@ -127,13 +131,18 @@ impl Body {
             Body::Cached { len, .. } => *len,
             Body::Agg(agg) => agg.len() as u64,
             Body::Stream(s) => s.len().unwrap_or(0),
+            Body::Fd(f) => f.len().unwrap_or(0),
         }
     }
 
-    /// Whether the body's length is unknown until it ends (a stream sent in
-    /// chunks).
+    /// Whether the body's length is unknown until it ends (a stream or a
+    /// descriptor body, sent in chunks).
     pub fn is_open_ended(&self) -> bool {
-        matches!(self, Body::Stream(s) if s.len().is_none())
+        match self {
+            Body::Stream(s) => s.len().is_none(),
+            Body::Fd(f) => f.len().is_none(),
+            _ => false,
+        }
     }
 
     /// Whether the body has no bytes.
@@ -151,6 +160,13 @@ pub struct Response {
     /// Close the connection after this response (the request stream may be
     /// out of step, or the client asked for it).
     pub close: bool,
+    /// Not sent: the request is served again, as a `GET` of this target
+    /// (see [`Response::internal_redirect`]).
+    pub redirect: Option<Box<[u8]>>,
+    /// The side that caused the error this response answers (set by
+    /// [`Response::from_error`]): counted on `/metrics` and written to the
+    /// access log.
+    pub error: Option<Side>,
 }
 
 const TEXT: &[u8] = b"Content-Type: text/plain; charset=utf-8\r\n";
@@ -163,6 +179,21 @@ impl Response {
             headers,
             body,
             close: false,
+            redirect: None,
+            error: None,
+        }
+    }
+
+    /// An internal redirect: instead of an answer, the request is served
+    /// again as a `GET` of `target` (a path, with a query if any), with no
+    /// body and none of the original's header fields, through the phases
+    /// from the start (CGI's local redirects: RFC 3875 section 6.2.2). The
+    /// access log shows the original request. Nothing of this response is
+    /// sent; at most 10 redirects follow each other (then 500).
+    pub fn internal_redirect(target: &[u8]) -> Self {
+        Response {
+            redirect: Some(target.into()),
+            ..Response::new(200, HeaderLines::None, Body::Empty)
         }
     }
 
@@ -190,6 +221,8 @@ impl Response {
             headers,
             body: Body::Static(error_text(status)),
             close,
+            redirect: None,
+            error: Some(error.side()),
         }
     }
 }

@@ -2,8 +2,10 @@
 //! body byte copied in user space. Memory chunks are gathered with the head
 //! into one `sendmsg` (writev); a file chunk goes out with `sendfile(2)`,
 //! the memory before it sent with `MSG_MORE` so head and body share
-//! segments. Partial writes resume where they stopped; `EAGAIN` waits on
-//! tokio's write readiness, bounded by the send timeout.
+//! segments. A body whose bytes come from a pipe or socket
+//! ([`crate::FdBody`]) is moved with `splice(2)` (`send/splice.rs`).
+//! Partial writes resume where they stopped; `EAGAIN` waits on tokio's
+//! write readiness, bounded by the send timeout.
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -14,6 +16,8 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use crate::response::Body;
+
+mod splice;
 
 /// Most memory slices gathered into one `sendmsg`.
 const MAX_IOV: usize = 16;
@@ -55,8 +59,8 @@ impl Body {
                 skip: 0,
                 left: agg.len() as u64,
             },
-            // Its parts arrive later: see `send_response`.
-            Body::Stream(_) => Chunks::One(None),
+            // Their parts arrive later: see `send_response_framed`.
+            Body::Stream(_) | Body::Fd(_) => Chunks::One(None),
         }
     }
 }
@@ -115,20 +119,17 @@ impl<'a> Iterator for Chunks<'a> {
     }
 }
 
-/// Writes `head` and then, if `with_body`, `body`. Returns the bytes written.
-pub async fn send_response(
-    stream: &TcpStream,
-    head: &[u8],
-    body: &Body,
-    with_body: bool,
-    timeout: Duration,
-) -> io::Result<u64> {
-    send_response_framed(stream, head, body, with_body, false, timeout).await
+/// Writes `bytes` whole (an interim answer such as `100 Continue`).
+pub async fn write_bytes(stream: &TcpStream, bytes: &[u8], timeout: Duration) -> io::Result<()> {
+    let mut batch = [IoSlice::new(bytes)];
+    write_all_vectored(stream, &mut batch, false, timeout, &mut 0).await
 }
 
-/// [`send_response`]; a stream of unknown length goes out in chunks when
-/// `chunked` (its head said `Transfer-Encoding: chunked`), else as it is
-/// (its end is the connection's).
+/// Writes `head` and then, if `with_body`, `body`; a body of unknown
+/// length goes out in chunks when `chunked` (its head said
+/// `Transfer-Encoding: chunked`), else as it is (its end is the
+/// connection's). `sent` counts the bytes written, also when the send
+/// fails midway.
 pub async fn send_response_framed(
     stream: &TcpStream,
     head: &[u8],
@@ -136,18 +137,18 @@ pub async fn send_response_framed(
     with_body: bool,
     chunked: bool,
     timeout: Duration,
-) -> io::Result<u64> {
+    sent: &mut u64,
+) -> io::Result<()> {
     let mut batch: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
     batch[0] = IoSlice::new(head);
     let mut n = 1;
-    let mut sent = 0u64;
     if with_body {
         for chunk in body.chunks() {
             match chunk {
                 Chunk::Mem([]) => {}
                 Chunk::Mem(bytes) => {
                     if n == MAX_IOV {
-                        sent += write_all_vectored(stream, &mut batch[..n], true, timeout).await?;
+                        write_all_vectored(stream, &mut batch[..n], true, timeout, sent).await?;
                         n = 0;
                     }
                     batch[n] = IoSlice::new(bytes);
@@ -155,20 +156,29 @@ pub async fn send_response_framed(
                 }
                 Chunk::File { len: 0, .. } => {}
                 Chunk::File { fd, offset, len } => {
-                    sent += write_all_vectored(stream, &mut batch[..n], true, timeout).await?;
+                    write_all_vectored(stream, &mut batch[..n], true, timeout, sent).await?;
                     n = 0;
-                    sent += sendfile_all(stream, fd, offset, len, timeout).await?;
+                    sendfile_all(stream, fd, offset, len, timeout, sent).await?;
                 }
             }
         }
+        // Bodies whose parts arrive later: after what is batched.
+        match body {
+            Body::Stream(parts) => {
+                write_all_vectored(stream, &mut batch[..n], true, timeout, sent).await?;
+                n = 0;
+                send_parts(stream, parts, chunked, timeout, sent).await?;
+            }
+            Body::Fd(fd) => {
+                // Not corked: the source may have nothing to follow it.
+                write_all_vectored(stream, &mut batch[..n], false, timeout, sent).await?;
+                n = 0;
+                splice::send_fd(stream, fd, chunked, timeout, sent).await?;
+            }
+            _ => {}
+        }
     }
-    if let (true, Body::Stream(parts)) = (with_body, body) {
-        sent += write_all_vectored(stream, &mut batch[..n], true, timeout).await?;
-        n = 0;
-        sent += send_parts(stream, parts, chunked, timeout).await?;
-    }
-    sent += write_all_vectored(stream, &mut batch[..n], false, timeout).await?;
-    Ok(sent)
+    write_all_vectored(stream, &mut batch[..n], false, timeout, sent).await
 }
 
 /// Sends a streamed body's parts as they arrive, each by reference; fails
@@ -181,35 +191,31 @@ async fn send_parts(
     body: &crate::response::StreamBody,
     chunked: bool,
     timeout: Duration,
-) -> io::Result<u64> {
+    sent: &mut u64,
+) -> io::Result<()> {
     let short = || io::Error::new(io::ErrorKind::UnexpectedEof, "streamed body ended early");
     let mut parts = body.take_parts().ok_or_else(short)?;
     let Some(mut left) = body.len() else {
-        let mut sent = 0;
+        let mut first = true;
         let mut line = Vec::with_capacity(24);
         loop {
             let part = parts.recv().await.ok_or_else(short)?;
+            let end = part.is_empty();
             line.clear();
             if chunked {
-                if sent > 0 {
-                    line.extend_from_slice(b"\r\n");
-                }
-                if part.is_empty() {
-                    line.extend_from_slice(b"0\r\n\r\n");
-                } else {
-                    push_hex(&mut line, part.len() as u64);
-                    line.extend_from_slice(b"\r\n");
-                }
+                chunk_line(&mut line, part.len() as u64, first);
             }
-            let end = part.is_empty();
+            first = false;
             let whole = Body::Agg(part);
-            sent += Box::pin(send_response(stream, &line, &whole, true, timeout)).await?;
+            Box::pin(send_response_framed(
+                stream, &line, &whole, true, false, timeout, sent,
+            ))
+            .await?;
             if end {
-                return Ok(sent);
+                return Ok(());
             }
         }
     };
-    let mut sent = 0;
     while left > 0 {
         let part = parts.recv().await.ok_or_else(short)?;
         if part.len() as u64 > left {
@@ -220,9 +226,27 @@ async fn send_parts(
         }
         left -= part.len() as u64;
         let whole = Body::Agg(part);
-        sent += Box::pin(send_response(stream, b"", &whole, true, timeout)).await?;
+        Box::pin(send_response_framed(
+            stream, b"", &whole, true, false, timeout, sent,
+        ))
+        .await?;
     }
-    Ok(sent)
+    Ok(())
+}
+
+/// Appends the line that starts a chunk of `len` bytes (0: the last chunk
+/// and the end of the body), after the CRLF that ends the previous chunk's
+/// data unless this is the `first`.
+pub(crate) fn chunk_line(out: &mut Vec<u8>, len: u64, first: bool) {
+    if !first {
+        out.extend_from_slice(b"\r\n");
+    }
+    if len == 0 {
+        out.extend_from_slice(b"0\r\n\r\n");
+    } else {
+        push_hex(out, len);
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// Appends `n` in lower-case hexadecimal (a chunk size).
@@ -233,20 +257,21 @@ fn push_hex(out: &mut Vec<u8>, n: u64) {
     }
 }
 
-/// Writes every byte of `bufs` with `sendmsg`, `MSG_MORE` if more follows.
-async fn write_all_vectored(
+/// Writes every byte of `bufs` with `sendmsg`, `MSG_MORE` if more follows;
+/// adds what it wrote to `sent`.
+pub(crate) async fn write_all_vectored(
     stream: &TcpStream,
     mut bufs: &mut [IoSlice<'_>],
     more: bool,
     timeout: Duration,
-) -> io::Result<u64> {
+    sent: &mut u64,
+) -> io::Result<()> {
     IoSlice::advance_slices(&mut bufs, 0);
     let flags = if more {
         SendFlags::MORE | SendFlags::NOSIGNAL
     } else {
         SendFlags::NOSIGNAL
     };
-    let mut written = 0u64;
     while !bufs.is_empty() {
         let attempt = stream.try_io(Interest::WRITABLE, || {
             sendmsg(stream, bufs, &mut SendAncillaryBuffer::default(), flags)
@@ -255,7 +280,7 @@ async fn write_all_vectored(
         match attempt {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(k) => {
-                written += k as u64;
+                *sent += k as u64;
                 IoSlice::advance_slices(&mut bufs, k);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -265,7 +290,7 @@ async fn write_all_vectored(
             Err(e) => return Err(e),
         }
     }
-    Ok(written)
+    Ok(())
 }
 
 /// Sends `len` bytes of `file` from `offset` with `sendfile`.
@@ -275,7 +300,8 @@ async fn sendfile_all(
     mut offset: u64,
     len: u64,
     timeout: Duration,
-) -> io::Result<u64> {
+    sent: &mut u64,
+) -> io::Result<()> {
     let end = offset + len;
     while offset < end {
         let count = (end - offset).min(SENDFILE_MAX) as usize;
@@ -293,7 +319,10 @@ async fn sendfile_all(
                     "file shrank while sending",
                 ));
             }
-            Ok(k) => offset += k as u64,
+            Ok(k) => {
+                offset += k as u64;
+                *sent += k as u64;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 wait_writable(stream, timeout).await?
             }
@@ -301,10 +330,10 @@ async fn sendfile_all(
             Err(e) => return Err(e),
         }
     }
-    Ok(len)
+    Ok(())
 }
 
-async fn wait_writable(stream: &TcpStream, timeout: Duration) -> io::Result<()> {
+pub(crate) async fn wait_writable(stream: &TcpStream, timeout: Duration) -> io::Result<()> {
     match tokio::time::timeout(timeout, stream.writable()).await {
         Ok(r) => r,
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "send timeout")),
@@ -356,6 +385,7 @@ mod tests {
             true,
             chunked,
             Duration::from_secs(5),
+            &mut 0,
         )
         .await;
         drop(server);

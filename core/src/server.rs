@@ -27,9 +27,11 @@ pub use crate::cache::replacement::Policy as CachePolicy;
 use crate::config::AccessLogTarget;
 use crate::connection::{WorkerCtx, serve_connection};
 use crate::error::Error;
+use crate::handler::Handler;
 use crate::http::Limits;
 use crate::metrics::Metrics;
-use crate::phases::{Handler, Phases};
+use crate::phases::{Phase, Phases};
+use crate::site::Site;
 use crate::static_files::StaticFiles;
 
 /// Everything `iolite serve` can be told. A plain struct: the command line
@@ -98,23 +100,59 @@ impl Default for ServerOptions {
     }
 }
 
-/// Makes the handlers one worker registers besides the static files
-/// (called once per worker, on the worker's thread). Process modules come
-/// in this way: core never spawns processes itself.
-pub type HandlerFactory = Arc<dyn Fn() -> Vec<Box<dyn Handler>> + Send + Sync>;
+/// Makes a mount's handler for one worker (called once per worker, on the
+/// worker's thread: a handler may keep per-worker state). Process modules
+/// come in this way: core never spawns processes itself.
+pub type HandlerFactory = Arc<dyn Fn() -> Box<dyn Handler> + Send + Sync>;
 
-#[derive(Default, Clone)]
-struct Extra(Vec<HandlerFactory>);
+/// A handler mounted at a prefix of one phase, on every worker.
+#[derive(Clone)]
+pub struct Mount {
+    pub phase: Phase,
+    /// `/` or `/seg[/seg...]` without a trailing slash.
+    pub prefix: String,
+    /// The handler sees paths without the prefix
+    /// ([`RequestCtx::local_path`](crate::handler::RequestCtx::local_path)).
+    pub strip: bool,
+    pub make: HandlerFactory,
+}
 
-impl std::fmt::Debug for Extra {
+impl Mount {
+    /// A content handler at `prefix` (the whole path, not stripped).
+    pub fn content(prefix: &str, make: HandlerFactory) -> Mount {
+        Mount::new(Phase::Content, prefix, make)
+    }
+
+    /// A handler at `prefix` of `phase` (the whole path, not stripped).
+    pub fn new(phase: Phase, prefix: &str, make: HandlerFactory) -> Mount {
+        Mount {
+            phase,
+            prefix: prefix.to_owned(),
+            strip: false,
+            make,
+        }
+    }
+
+    /// The handler sees paths with the prefix stripped.
+    pub fn stripped(mut self) -> Mount {
+        self.strip = true;
+        self
+    }
+}
+
+impl std::fmt::Debug for Mount {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} handler factories", self.0.len())
+        f.debug_struct("Mount")
+            .field("phase", &self.phase)
+            .field("prefix", &self.prefix)
+            .field("strip", &self.strip)
+            .finish_non_exhaustive()
     }
 }
 
 /// A bound server: listeners open, signal handlers installed, not yet serving.
 pub struct Server {
-    extra: Extra,
+    mounts: Vec<Mount>,
     opts: Arc<ServerOptions>,
     local_addrs: Vec<SocketAddr>,
     /// One set per worker: a listener for every address, each bound with
@@ -140,7 +178,7 @@ impl std::fmt::Debug for Server {
             .field("local_addrs", &self.local_addrs)
             .field("admin", &self.admin_addr())
             .field("workers", &self.listeners.len())
-            .field("extra", &self.extra)
+            .field("mounts", &self.mounts)
             .finish_non_exhaustive()
     }
 }
@@ -234,7 +272,7 @@ impl Server {
             )
         };
         Ok(Server {
-            extra: Extra::default(),
+            mounts: Vec::new(),
             opts: Arc::new(opts),
             local_addrs,
             listeners,
@@ -250,11 +288,29 @@ impl Server {
         })
     }
 
-    /// Adds handlers every worker registers before the static files, in
-    /// the order added (a module's prefix wins over a file of that path).
-    pub fn with_handlers(mut self, factory: HandlerFactory) -> Self {
-        self.extra.0.push(factory);
-        self
+    /// Mounts a handler on every worker. In each phase the longest
+    /// matching prefix is asked first; the static files answer what no
+    /// content mount does. A second mount at the same prefix of a phase,
+    /// or a prefix that is not `/` or `/seg[/seg...]`, is refused.
+    pub fn mount(mut self, mount: Mount) -> Result<Self, Error> {
+        if !crate::phases::valid_prefix(&mount.prefix) {
+            return Err(Error::Options(format!(
+                "mount prefix {:?}: expected / or /name[/name...] without a trailing slash",
+                mount.prefix
+            )));
+        }
+        if self
+            .mounts
+            .iter()
+            .any(|m| m.phase == mount.phase && m.prefix == mount.prefix)
+        {
+            return Err(Error::Options(format!(
+                "{:?} is mounted twice in the {:?} phase",
+                mount.prefix, mount.phase
+            )));
+        }
+        self.mounts.push(mount);
+        Ok(self)
     }
 
     /// What process modules need to include cached files by reference: the
@@ -337,7 +393,7 @@ impl Server {
                     .access_log
                     .is_enabled()
                     .then(|| self.access_log.writer()),
-                extra: self.extra.clone(),
+                mounts: self.mounts.clone(),
                 stop: stop_rx.clone(),
             };
             let handle = std::thread::Builder::new()
@@ -448,41 +504,42 @@ fn raise_fd_limit() -> u64 {
     }
 }
 
-/// The handlers every worker registers at start-up: the extra ones first
-/// (process modules and the like), then a static handler per location,
-/// longest prefix first (so the most specific location answers), then the
-/// server's root for everything else.
-fn standard_phases(
+/// One worker's handlers: the mounts, then the static files as the
+/// content phase's fallback, serving the root and each location's own
+/// root ([`Site`]); the locations' settings.
+fn worker_phases(
     opts: &ServerOptions,
     (root, location_roots): (Arc<OwnedFd>, Vec<Option<Arc<OwnedFd>>>),
     cache: Option<Arc<FileCache>>,
-    extra: &Extra,
-) -> Phases {
+    mounts: &[Mount],
+) -> Result<Phases, Error> {
     let mut phases = Phases::new();
-    for factory in &extra.0 {
-        for handler in factory() {
-            phases = phases.register(handler);
-        }
+    for m in mounts {
+        phases = phases.mount(m.phase, &m.prefix, m.strip, (m.make)())?;
     }
-    let mut order: Vec<usize> = (0..opts.locations.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(opts.locations[i].prefix.len()));
-    for i in order {
-        let loc = &opts.locations[i];
-        let (fd, path, strip) = match (&location_roots[i], &loc.root) {
-            (Some(fd), Some(path)) => (fd.clone(), path.clone(), true),
-            _ => (root.clone(), opts.root.clone(), false),
-        };
-        let handler = StaticFiles::new(fd, path, opts.revalidate, opts.open_files)
-            .for_location(&loc.prefix, strip)
-            .with_index(loc.index.as_deref().unwrap_or(&opts.index))
-            .with_headers(&loc.headers)
-            .with_cache(cache.clone().filter(|_| loc.cache));
-        phases = phases.register(Box::new(handler));
-    }
-    let static_files = StaticFiles::new(root, opts.root.clone(), opts.revalidate, opts.open_files)
+    let by_location = opts
+        .locations
+        .iter()
+        .zip(location_roots)
+        .map(|(loc, own_root)| {
+            let (fd, path, strip) = match (own_root, &loc.root) {
+                (Some(fd), Some(path)) => (fd, path.clone(), true),
+                _ => (root.clone(), opts.root.clone(), false),
+            };
+            let files = StaticFiles::new(fd, path, opts.revalidate, opts.open_files)
+                .for_location(&loc.prefix, strip)
+                .with_index(loc.index.as_deref().unwrap_or(&opts.index))
+                .with_headers(&loc.headers)
+                .with_cache(cache.clone().filter(|_| loc.cache));
+            (loc.prefix.clone(), files)
+        })
+        .collect();
+    let root = StaticFiles::new(root, opts.root.clone(), opts.revalidate, opts.open_files)
         .with_index(&opts.index)
         .with_cache(cache);
-    phases.register(Box::new(static_files))
+    Ok(phases
+        .fallback(Box::new(Site::new(root, by_location)))
+        .with_locations(opts.locations.clone()))
 }
 
 /// What one worker thread starts with.
@@ -495,7 +552,7 @@ struct WorkerParts {
     location_roots: Vec<Option<Arc<OwnedFd>>>,
     cache: Option<Arc<FileCache>>,
     access_log: Option<AccessLogWriter>,
-    extra: Extra,
+    mounts: Vec<Mount>,
     stop: watch::Receiver<bool>,
 }
 
@@ -508,7 +565,7 @@ fn worker(parts: WorkerParts) {
         location_roots,
         cache,
         access_log,
-        extra,
+        mounts,
         mut stop,
     } = parts;
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -534,8 +591,15 @@ fn worker(parts: WorkerParts) {
                 return;
             }
         };
+        let phases = match worker_phases(&opts, (root, location_roots), cache, &mounts) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "worker handlers");
+                return;
+            }
+        };
         let ctx = Rc::new(WorkerCtx {
-            phases: standard_phases(&opts, (root, location_roots), cache, &extra),
+            phases,
             metrics,
             opts: opts.clone(),
             access_log: access_log.map(std::cell::RefCell::new),

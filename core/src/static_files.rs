@@ -30,13 +30,13 @@ use rustix::io::Errno;
 
 use crate::cache::{CachedBody, FileCache, FileKey, FileVersion};
 use crate::error::Error;
+use crate::handler::{Handler, Outcome, RequestCtx};
 use crate::http::conditional::{
     RangeRequest, if_range_matches, none_match, not_modified_since, parse_range,
 };
 use crate::http::date::format_http_date;
 use crate::http::request::Method;
 use crate::http::response::push_decimal;
-use crate::phases::{Handler, Outcome, Phase, RequestCtx};
 use crate::response::{Body, FileRange, HeaderLines, Response};
 
 /// Files larger than this are answered from the file with `sendfile`, not
@@ -504,12 +504,8 @@ impl Handler for StaticFiles {
         "static"
     }
 
-    fn phase(&self) -> Phase {
-        Phase::Content
-    }
-
-    /// Declines paths outside its location; answers GET and HEAD under it
-    /// (`Done`), and 405 for other methods.
+    /// Answers GET and HEAD (`Done`), and 405 for other methods; declines
+    /// paths outside its location (the site hands it only those inside).
     fn handle(&self, req: &mut RequestCtx<'_>) -> Result<Outcome, Error> {
         if !self.serves(req.path) {
             return Ok(Outcome::Declined);

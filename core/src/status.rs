@@ -175,6 +175,7 @@ mod tests {
             cache_bytes: 200 << 20,
             cache_entries: 2_000,
             body_bytes_copied: 0,
+            ..Snapshot::default()
         }
     }
 

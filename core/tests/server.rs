@@ -78,19 +78,16 @@ fn limits_from_options_and_run_until() {
     assert!(TcpStream::connect(addr).is_err());
 }
 
-/// A rewrite, an access rule and a content handler, registered through
-/// `Server::with_handlers`, run in their phases ahead of the static files.
+/// A rewrite, an access rule and a content handler, mounted through
+/// `Server::mount`, run in their phases ahead of the static files.
 mod extra {
-    use iolite_core::phases::{Handler, Outcome, Phase, RequestCtx};
+    use iolite_core::handler::{Handler, Outcome, RequestCtx};
     use iolite_core::{Body, Error, HeaderLines, Response};
 
     pub struct Alias;
     impl Handler for Alias {
         fn name(&self) -> &'static str {
             "alias"
-        }
-        fn phase(&self) -> Phase {
-            Phase::Rewrite
         }
         fn handle(&self, req: &mut RequestCtx<'_>) -> Result<Outcome, Error> {
             if req.path.as_slice() == b"/alias" {
@@ -107,9 +104,6 @@ mod extra {
         fn name(&self) -> &'static str {
             "private"
         }
-        fn phase(&self) -> Phase {
-            Phase::Access
-        }
         fn handle(&self, req: &mut RequestCtx<'_>) -> Result<Outcome, Error> {
             if req.path.starts_with(b"/private") {
                 return Err(Error::Forbidden("private"));
@@ -122,9 +116,6 @@ mod extra {
     impl Handler for Hello {
         fn name(&self) -> &'static str {
             "hello"
-        }
-        fn phase(&self) -> Phase {
-            Phase::Content
         }
         fn handle(&self, req: &mut RequestCtx<'_>) -> Result<Outcome, Error> {
             if req.path.as_slice() != b"/hello" {
@@ -152,16 +143,27 @@ fn extra_handlers_run_in_their_phases_before_static() {
         admin: None,
         ..ServerOptions::default()
     };
+    use iolite_core::Mount;
+    use iolite_core::phases::Phase;
     let server = Server::bind(opts)
         .unwrap()
-        .with_handlers(std::sync::Arc::new(|| {
-            let handlers: Vec<Box<dyn iolite_core::phases::Handler>> = vec![
-                Box::new(extra::Hello),
-                Box::new(extra::Private),
-                Box::new(extra::Alias),
-            ];
-            handlers
-        }));
+        .mount(Mount::content(
+            "/hello",
+            std::sync::Arc::new(|| Box::new(extra::Hello)),
+        ))
+        .unwrap()
+        .mount(Mount::new(
+            Phase::Access,
+            "/",
+            std::sync::Arc::new(|| Box::new(extra::Private)),
+        ))
+        .unwrap()
+        .mount(Mount::new(
+            Phase::Rewrite,
+            "/",
+            std::sync::Arc::new(|| Box::new(extra::Alias)),
+        ))
+        .unwrap();
     let addr = server.local_addr();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let running = std::thread::spawn(move || {

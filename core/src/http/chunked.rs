@@ -78,6 +78,19 @@ impl ChunkedDecoder {
         self.state == State::Done
     }
 
+    /// Skips the rest of the current chunk's data without seeing it, when
+    /// the decoder is inside one: its length (a caller moving the data
+    /// another way, such as `splice(2)`, then feeds the framing that
+    /// follows). `None` outside chunk data.
+    pub fn skip_data(&mut self) -> Option<u64> {
+        if self.state != State::Data || self.remaining == 0 {
+            return None;
+        }
+        let n = std::mem::take(&mut self.remaining);
+        self.state = State::DataCr;
+        Some(n)
+    }
+
     /// Decodes from `input`, giving each run of body data to `on_data` (a
     /// sub-slice of `input`). Stops at the end of the body or of the input.
     pub fn feed(

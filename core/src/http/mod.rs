@@ -10,5 +10,7 @@ pub mod response;
 pub mod target;
 
 pub use chunked::{ChunkedDecoder, Progress};
-pub use request::{BodyFraming, Limits, Method, RequestHead, Span, Version, parse_head};
+pub use request::{
+    BodyFraming, Limits, Method, RequestHead, Span, Version, parse_head, parse_head_fields,
+};
 pub use response::{ConnectionHeader, write_head};

@@ -153,6 +153,27 @@ impl RequestHead {
 /// `Ok(None)`: the head is not complete yet and is still within the limits.
 /// `Err`: the request is malformed or too large; its status says which.
 pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Error> {
+    parse(buf, limits, None)
+}
+
+/// [`parse_head`], also leaving every header field in `fields` as (name,
+/// value) spans of `buf`, in the order sent (cleared first), so handlers
+/// see the fields without parsing the head again. `fields` is reused
+/// across requests: no allocation once it has grown.
+pub fn parse_head_fields(
+    buf: &[u8],
+    limits: &Limits,
+    fields: &mut Vec<(Span, Span)>,
+) -> Result<Option<RequestHead>, Error> {
+    fields.clear();
+    parse(buf, limits, Some(fields))
+}
+
+fn parse(
+    buf: &[u8],
+    limits: &Limits,
+    mut fields: Option<&mut Vec<(Span, Span)>>,
+) -> Result<Option<RequestHead>, Error> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
@@ -210,6 +231,9 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Er
     let mut content_length: Option<u64> = None;
     let mut te = TransferCodings::default();
     for h in req.headers.iter() {
+        if let Some(fields) = fields.as_deref_mut() {
+            fields.push((Span::of(buf, h.name.as_bytes()), Span::of(buf, h.value)));
+        }
         let value = trim(h.value);
         match field(h.name.as_bytes()) {
             Field::Other => {}

@@ -1,0 +1,257 @@
+//! Sending an [`FdBody`]: its prefix from memory, then the source's bytes
+//! (or, for a framed source, its payload) with `splice(2)`: source →
+//! intermediate pipe → client socket. Two stages keep readiness
+//! unambiguous: the intermediate pipe is empty before the source is
+//! spliced into it (`EAGAIN` is the source's), and holds what was moved
+//! before it is spliced out (`EAGAIN` is the socket's). Nothing is read
+//! from the source until the client took what came before, so a slow
+//! client holds the producer back. Chunked framing (an HTTP/1.1 body of
+//! unknown length) is written between the splices.
+
+use std::io::{self, IoSlice};
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::pipe::{PipeFlags, SpliceFlags, pipe_with, splice};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+use super::{chunk_line, wait_writable, write_all_vectored};
+use crate::fd_body::{FdBody, FdSource, Frame};
+
+/// The intermediate pipe's size (asked for; the kernel may give less).
+const PIPE_SIZE: usize = 1 << 20;
+
+fn short(why: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, why)
+}
+
+/// Sends `body` after its head (already written). Fails when the source
+/// ends short of the body's length or of its framing, breaks its framing,
+/// stays silent past its idle timeout, or the client stops reading: the
+/// connection then closes.
+pub(crate) async fn send_fd(
+    stream: &TcpStream,
+    body: &FdBody,
+    chunked: bool,
+    timeout: Duration,
+    sent: &mut u64,
+) -> io::Result<()> {
+    let mut source = body
+        .take()
+        .ok_or_else(|| short("descriptor body sent twice"))?;
+    let mut out = Out::new(stream, chunked, timeout)?;
+    let prefix = std::mem::take(&mut source.prefix);
+    let mut total = prefix.len() as u64;
+    if !prefix.is_empty() {
+        out.memory(&prefix, sent).await?;
+    }
+    match (source.frames.take(), body.len()) {
+        (None, Some(len)) => {
+            let left = len.saturating_sub(total);
+            if out.splice(&source, left, sent).await? < left {
+                return Err(short("the body's source ended short of its length"));
+            }
+        }
+        (None, None) => {
+            out.splice(&source, u64::MAX, sent).await?;
+        }
+        (Some(mut frames), len) => {
+            let mut framing = Vec::new();
+            loop {
+                let frame = frames
+                    .next(&framing)
+                    .map_err(|why| io::Error::new(io::ErrorKind::InvalidData, why))?;
+                framing.clear();
+                match frame {
+                    Frame::Header(n) => read_exact(&source, &mut framing, n).await?,
+                    Frame::Skip(n) => skip(&source, n).await?,
+                    Frame::Payload(n) => {
+                        if len.is_some_and(|l| total + n > l) {
+                            return Err(short("the body's source overran its length"));
+                        }
+                        if out.splice(&source, n, sent).await? < n {
+                            return Err(short("the body's source ended inside a frame"));
+                        }
+                        total += n;
+                    }
+                    Frame::End => break,
+                }
+            }
+            if len.is_some_and(|l| total < l) {
+                return Err(short("the body's source ended short of its length"));
+            }
+        }
+    }
+    out.end(sent).await
+}
+
+/// The client side: the socket, the intermediate pipe, the framing.
+struct Out<'a> {
+    stream: &'a TcpStream,
+    /// Read end, write end, capacity.
+    pipe: (OwnedFd, OwnedFd, usize),
+    chunked: bool,
+    /// No chunk was sent yet.
+    first: bool,
+    timeout: Duration,
+    line: Vec<u8>,
+}
+
+impl<'a> Out<'a> {
+    fn new(stream: &'a TcpStream, chunked: bool, timeout: Duration) -> io::Result<Self> {
+        let (r, w) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+        let size = rustix::pipe::fcntl_setpipe_size(&w, PIPE_SIZE)
+            .or_else(|_| rustix::pipe::fcntl_getpipe_size(&w))?;
+        Ok(Out {
+            stream,
+            pipe: (r, w, size),
+            chunked,
+            first: true,
+            timeout,
+            line: Vec::with_capacity(24),
+        })
+    }
+
+    /// Writes bytes from memory (as a chunk when chunked). Every write
+    /// that may be the body's last goes without `MSG_MORE`, so nothing is
+    /// left corked in the socket.
+    async fn memory(&mut self, bytes: &[u8], sent: &mut u64) -> io::Result<()> {
+        self.chunk_head(bytes.len() as u64);
+        let mut batch = [IoSlice::new(&self.line), IoSlice::new(bytes)];
+        write_all_vectored(self.stream, &mut batch, false, self.timeout, sent).await
+    }
+
+    /// The chunk-size line for `len` bytes into `line` (empty when not
+    /// chunked).
+    fn chunk_head(&mut self, len: u64) {
+        self.line.clear();
+        if self.chunked {
+            chunk_line(&mut self.line, len, self.first);
+            self.first = false;
+        }
+    }
+
+    /// Moves up to `max` bytes from the source to the client; returns how
+    /// many (fewer: the source ended).
+    async fn splice(&mut self, source: &FdSource, max: u64, sent: &mut u64) -> io::Result<u64> {
+        let mut moved = 0;
+        while moved < max {
+            let want = usize::try_from(max - moved)
+                .unwrap_or(usize::MAX)
+                .min(self.pipe.2);
+            let n = self.fill(source, want).await?;
+            if n == 0 {
+                break;
+            }
+            self.chunk_head(n as u64);
+            if !self.line.is_empty() {
+                let mut batch = [IoSlice::new(&self.line)];
+                write_all_vectored(self.stream, &mut batch, true, self.timeout, sent).await?;
+            }
+            self.drain(n, sent).await?;
+            moved += n as u64;
+        }
+        Ok(moved)
+    }
+
+    /// Source → pipe: at most `want` bytes (0: the source ended).
+    async fn fill(&self, source: &FdSource, want: usize) -> io::Result<usize> {
+        read_op(source, |fd| {
+            splice(fd, None, &self.pipe.1, None, want, SpliceFlags::NONBLOCK)
+                .map_err(io::Error::from)
+        })
+        .await
+    }
+
+    /// Pipe → socket: all `n` bytes the pipe holds.
+    async fn drain(&self, mut n: usize, sent: &mut u64) -> io::Result<()> {
+        let stream = self.stream;
+        while n > 0 {
+            let attempt = stream.try_io(Interest::WRITABLE, || {
+                splice(&self.pipe.0, None, stream, None, n, SpliceFlags::NONBLOCK)
+                    .map_err(io::Error::from)
+            });
+            match attempt {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(k) => {
+                    n -= k;
+                    *sent += k as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait_writable(stream, self.timeout).await?
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of the body: the last chunk, when chunked.
+    async fn end(&mut self, sent: &mut u64) -> io::Result<()> {
+        if !self.chunked {
+            return Ok(());
+        }
+        self.chunk_head(0);
+        let mut batch = [IoSlice::new(&self.line)];
+        write_all_vectored(self.stream, &mut batch, false, self.timeout, sent).await
+    }
+}
+
+/// Reads exactly `n` framing bytes into `into`.
+async fn read_exact(source: &FdSource, into: &mut Vec<u8>, n: usize) -> io::Result<()> {
+    let start = into.len();
+    into.resize(start + n, 0);
+    let mut got = 0;
+    while got < n {
+        got += match read_some(source, &mut into[start + got..]).await? {
+            0 => return Err(short("the body's source ended inside its framing")),
+            k => k,
+        };
+    }
+    Ok(())
+}
+
+/// Reads `n` bytes that are not payload, and drops them.
+async fn skip(source: &FdSource, mut n: u64) -> io::Result<()> {
+    let mut scratch = [0u8; 256];
+    while n > 0 {
+        let want = usize::try_from(n).unwrap_or(usize::MAX).min(scratch.len());
+        match read_some(source, &mut scratch[..want]).await? {
+            0 => return Err(short("the body's source ended inside its framing")),
+            k => n -= k as u64,
+        }
+    }
+    Ok(())
+}
+
+async fn read_some(source: &FdSource, into: &mut [u8]) -> io::Result<usize> {
+    read_op(source, |fd| {
+        rustix::io::read(fd, &mut *into).map_err(io::Error::from)
+    })
+    .await
+}
+
+/// Runs `op` on the source once it is readable (each wait bounded by its
+/// idle timeout), until it does not block.
+async fn read_op<R>(
+    source: &FdSource,
+    mut op: impl FnMut(BorrowedFd<'_>) -> io::Result<R>,
+) -> io::Result<R> {
+    loop {
+        tokio::time::timeout(source.idle_timeout, source.fd.ready())
+            .await
+            .map_err(|_| {
+                io::Error::new(io::ErrorKind::TimedOut, "the body's source is silent")
+            })??;
+        match source.fd.try_io(&mut op) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            result => return result,
+        }
+    }
+}
