@@ -93,17 +93,14 @@
 //!   502); a deadline per request costs one tokio timer.
 
 mod error;
-mod link;
 pub mod metrics;
-mod parts;
 mod process;
 pub mod runner;
-mod supervisor;
 
 pub use error::Error;
+pub use metrics::ModuleMetrics;
 /// The `module_answer` fuzz target's entry point (`modules/fuzz`): a
 /// runner's bytes through a data link's receive path and the answer checks.
 #[doc(hidden)]
-pub use link::fuzzing;
-pub use metrics::ModuleMetrics;
+pub use process::link::fuzzing;
 pub use process::{DirectClient, ProcessModule, current_exe, sweep_stale_cgroups};

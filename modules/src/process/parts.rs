@@ -26,7 +26,7 @@ use iolite_sdk::BODY_PART;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::link::Link;
+use crate::process::link::Link;
 
 /// Most parts of one request the runner may hold before the connection
 /// stops reading its body.

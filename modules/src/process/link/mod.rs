@@ -25,7 +25,7 @@ use tokio::io::Interest;
 use tokio::net::UnixStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, oneshot};
 
-use crate::supervisor::{Attached, Cmd, SlotHandle};
+use crate::process::supervisor::{Attached, Cmd, SlotHandle};
 
 #[doc(hidden)]
 pub mod fuzzing;
@@ -108,7 +108,7 @@ pub(crate) struct LinkConfig {
     pub metrics: Option<Arc<crate::metrics::ModuleMetrics>>,
     /// Notified when the runner released buffers (request bodies sent in
     /// parts wait for room).
-    pub room: Option<Arc<crate::parts::Room>>,
+    pub room: Option<Arc<crate::process::parts::Room>>,
 }
 
 #[derive(Debug)]
@@ -317,7 +317,7 @@ impl Link {
         }
     }
 
-    /// Sends the next part of request `id`'s body (see `crate::parts`);
+    /// Sends the next part of request `id`'s body (see `process::parts`);
     /// false when the request is no longer in flight (answered, or the link
     /// closed): the handler takes no more of its body.
     pub(crate) fn send_part(&self, id: u64, part: &Agg) -> bool {

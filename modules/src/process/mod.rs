@@ -25,10 +25,14 @@ use iolite_sdk::BODY_PART;
 use iolite_sdk::wire::{FEATURE_BODY_PARTS, PARTS_UNKNOWN, RequestFrame, ResponseFrame, Transfer};
 
 use crate::error::Error;
-use crate::link::{Answer, Link, LinkConfig, WorkerLinks};
 use crate::metrics::ModuleMetrics;
-use crate::parts::{PartRoute, PartSink};
-use crate::supervisor::{self, Cmd, SlotConfig, SlotHandle};
+use link::{Answer, Link, LinkConfig, WorkerLinks};
+use parts::{PartRoute, PartSink};
+use supervisor::{Cmd, SlotConfig, SlotHandle};
+
+pub(crate) mod link;
+mod parts;
+mod supervisor;
 
 /// Bytes of each runner's output pool.
 const OUTPUT_POOL: u64 = 64 << 20;
@@ -64,7 +68,7 @@ pub struct ProcessModule {
     /// when it was checked: at start and at each reload).
     parts: std::sync::atomic::AtomicBool,
     /// Notified when a runner released request-pool buffers.
-    room: Arc<crate::parts::Room>,
+    room: Arc<parts::Room>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -327,7 +331,7 @@ impl ProcessModule {
     }
 
     /// With `parts`, the body follows the request in parts (see
-    /// `crate::parts`), and the time limit runs from the last part.
+    /// `parts`), and the time limit runs from the last part.
     async fn exchange(
         &self,
         links: &WorkerLinks,
