@@ -26,12 +26,14 @@ use iolite_sdk::wire::{FEATURE_BODY_PARTS, PARTS_UNKNOWN, RequestFrame, Response
 
 use crate::error::Error;
 use crate::metrics::ModuleMetrics;
-use link::{Answer, Link, LinkConfig, WorkerLinks};
+use link::lanes::WorkerLinks;
+use link::{Answer, Link, LinkConfig};
 use parts::{PartRoute, PartSink};
 use supervisor::{Cmd, SlotConfig, SlotHandle};
 
 pub(crate) mod link;
 mod parts;
+mod room;
 mod supervisor;
 
 /// Bytes of each runner's output pool.
@@ -68,7 +70,7 @@ pub struct ProcessModule {
     /// when it was checked: at start and at each reload).
     parts: std::sync::atomic::AtomicBool,
     /// Notified when a runner released request-pool buffers.
-    room: Arc<parts::Room>,
+    room: Arc<room::Room>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);

@@ -16,17 +16,16 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use iolite_core::Error;
 use iolite_core::phases::{BodySink, ReadyFuture};
 use iolite_ipc::{Agg, Buf, BufMut, Pool};
 use iolite_sdk::BODY_PART;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::process::link::Link;
+use super::link::Link;
+use super::room::{Room, Waiting};
 
 /// Most parts of one request the runner may hold before the connection
 /// stops reading its body.
@@ -37,42 +36,6 @@ const ROOM_POLL: Duration = Duration::from_millis(20);
 /// (copy mode: parts go inline, and their buffers are free at once, so the
 /// parts held say nothing of what the runner has taken).
 const MAX_QUEUED: usize = 8 << 20;
-
-/// Wakes uploads that wait for room: in the module's request pool (a
-/// runner released buffers) or in a link's queue to its runner (it was
-/// flushed). Links call [`Room::wake`] on every release and flush, so it
-/// costs one atomic load unless an upload waits.
-#[derive(Debug, Default)]
-pub(crate) struct Room {
-    notify: Notify,
-    /// Sinks in [`PartSink::wait_for_room`].
-    waiting: AtomicUsize,
-}
-
-impl Room {
-    /// Wakes the waiting sinks, if any.
-    pub(crate) fn wake(&self) {
-        if self.waiting.load(Ordering::SeqCst) > 0 {
-            self.notify.notify_waiters();
-        }
-    }
-}
-
-/// Counts a sink as waiting while it lives.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn new(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
-        Waiting(count)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
 
 /// Where a request's parts go.
 #[derive(Debug)]

@@ -34,7 +34,7 @@ use iolite_ipc::{Agg, AggDesc, Buf, BufDesc, Event, Peer, Pool, RemotePool, Wire
 use iolite_sdk::wire::{InlineBytes, Msg, ResponseFrame};
 use tokio::sync::{Semaphore, oneshot};
 
-use super::{Answer, Flight, LinkConfig, State, receive};
+use super::protocol::{Answer, Flight, LinkConfig, State, receive};
 
 /// Header fields only the server writes (a module's are refused).
 pub use crate::process::SERVER_FIELDS;
