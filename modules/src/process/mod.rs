@@ -29,7 +29,8 @@ use crate::metrics::ModuleMetrics;
 use link::lanes::WorkerLinks;
 use link::{Answer, Link, LinkConfig};
 use parts::{PartRoute, PartSink};
-use supervisor::{Cmd, SlotConfig, SlotHandle};
+use supervisor::spawn::check_library;
+use supervisor::{Cmd, SlotConfig, SlotHandle, slot};
 
 pub(crate) mod link;
 mod parts;
@@ -128,13 +129,12 @@ impl ProcessModule {
                 keep: index < cfg.processes_min as usize,
                 ..template.clone()
             };
-            let slot =
-                supervisor::start(slot_cfg, index, started_tx.clone()).map_err(|source| {
-                    Error::Spawn {
-                        what: format!("module {} runner thread", cfg.prefix),
-                        source,
-                    }
-                })?;
+            let slot = slot::start(slot_cfg, index, started_tx.clone()).map_err(|source| {
+                Error::Spawn {
+                    what: format!("module {} runner thread", cfg.prefix),
+                    source,
+                }
+            })?;
             slots.push(slot);
         }
         drop(started_tx);
@@ -205,7 +205,7 @@ impl ProcessModule {
         let index = slots.len();
         // Nobody waits for this runner's start-up: the request queues.
         let (started, _) = std::sync::mpsc::channel();
-        match supervisor::start(self.template.clone(), index, started) {
+        match slot::start(self.template.clone(), index, started) {
             Ok(slot) => {
                 tracing::info!(module = %self.prefix, processes = index + 1, "all runners busy; starting another");
                 slots.push(slot.clone());
@@ -528,66 +528,6 @@ pub(crate) fn to_response(prefix: &str, frame: ResponseFrame, body: Body) -> Res
         lines.extend_from_slice(b"\r\n");
     }
     Response::new(frame.status, HeaderLines::Owned(lines), body)
-}
-
-/// Runs `exe runner --check --module PATH --sandbox SPEC`: the library is
-/// opened in a throw-away process under the module's sandbox, never in the
-/// server. Returns the module's feature bits.
-fn check_library(
-    exe: &Path,
-    prefix: &str,
-    library: &Path,
-    sandbox: &crate::runner::SandboxSpec,
-) -> Result<u32, Error> {
-    use std::process::Stdio;
-    if !library.is_file() {
-        return Err(Error::Missing(library.to_owned()));
-    }
-    let spawn_err = |source| Error::Spawn {
-        what: format!("{} runner --check", exe.display()),
-        source,
-    };
-    let child = std::process::Command::new(exe)
-        .arg("runner")
-        .arg("--check")
-        .arg("--module")
-        .arg(library)
-        .arg("--name")
-        .arg(prefix)
-        .args(sandbox.to_args())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(spawn_err)?;
-    let pid = child.id();
-    let out = child.wait_with_output().map_err(spawn_err)?;
-    if let Some(cgroup) = iolite_sandbox::pids_cgroup_for(pid) {
-        supervisor::remove_cgroup(prefix, pid, &cgroup);
-    }
-    if out.status.success() {
-        let report = String::from_utf8_lossy(&out.stdout);
-        tracing::debug!(module = %prefix, "library checked; {}", report.trim());
-        let features = report
-            .lines()
-            .find_map(|l| l.strip_prefix("features: "))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0);
-        return Ok(features);
-    }
-    let text = String::from_utf8_lossy(&out.stderr);
-    let message = text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .map_or_else(
-            || format!("runner check failed ({})", out.status),
-            str::to_owned,
-        );
-    Err(Error::Check {
-        prefix: prefix.to_owned(),
-        message,
-    })
 }
 
 /// Removes the pids cgroups that runners of a server that died left
