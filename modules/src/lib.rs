@@ -99,8 +99,9 @@ pub mod runner;
 
 pub use error::Error;
 pub use metrics::ModuleMetrics;
+pub use process::exchange::DirectClient;
 /// The `module_answer` fuzz target's entry point (`modules/fuzz`): a
 /// runner's bytes through a data link's receive path and the answer checks.
 #[doc(hidden)]
 pub use process::link::fuzzing;
-pub use process::{DirectClient, ProcessModule, current_exe, sweep_stale_cgroups};
+pub use process::{ProcessModule, current_exe, sweep_stale_cgroups};

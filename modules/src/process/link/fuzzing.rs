@@ -35,9 +35,10 @@ use iolite_sdk::wire::{InlineBytes, Msg, ResponseFrame};
 use tokio::sync::{Semaphore, oneshot};
 
 use super::protocol::{Answer, Flight, LinkConfig, State, receive};
+use crate::process::answer::{plain, to_response};
 
 /// Header fields only the server writes (a module's are refused).
-pub use crate::process::SERVER_FIELDS;
+pub use crate::process::answer::SERVER_FIELDS;
 /// Requests in flight on the link, ids `1..=IN_FLIGHT`.
 pub const IN_FLIGHT: u64 = 4;
 /// The request body each request carries (a slice of the request pool).
@@ -279,11 +280,9 @@ fn run_stream(pools: &Pools, copy: bool, stream: &[u8]) -> Run {
         .map(|(id, mut rx)| {
             // As `ProcessModule::exchange`.
             let (response, answered) = match rx.try_recv() {
-                Ok(Answer::Whole(frame, body)) => {
-                    (crate::process::to_response(PREFIX, frame, body), true)
-                }
+                Ok(Answer::Whole(frame, body)) => (to_response(PREFIX, frame, body), true),
                 Ok(Answer::Stream(head, len, parts)) => (
-                    crate::process::to_response(
+                    to_response(
                         PREFIX,
                         head,
                         Body::Stream(Arc::new(match len {
@@ -293,7 +292,7 @@ fn run_stream(pools: &Pools, copy: bool, stream: &[u8]) -> Run {
                     ),
                     true,
                 ),
-                Err(_) => (crate::process::plain(502, b"502 Bad Gateway\n"), false),
+                Err(_) => (plain(502, b"502 Bad Gateway\n"), false),
             };
             let mut parts = Vec::new();
             if let Body::Stream(s) = &response.body
