@@ -1,7 +1,13 @@
 //! Request bodies in parts, server side: a module whose library takes them
-//! ([`Module::BODY_IN_PARTS`](iolite_sdk::Module::BODY_IN_PARTS)) gets a
-//! body over [`BODY_PART`] as [`Msg::BodyPart`](iolite_sdk::wire::Msg)
-//! frames while the connection reads it, instead of whole after it.
+//! ([`Module::BODY_IN_PARTS`](iolite_sdk::Module::BODY_IN_PARTS), a feature
+//! bit read when the library is checked) gets a body over [`BODY_PART`],
+//! and every chunked body (its length unknown until `Msg::BodyEnd`), as
+//! [`Msg::BodyPart`](iolite_sdk::wire::Msg) frames while the connection
+//! reads it; other modules get bodies whole, in the request pool (2 ×
+//! `max_body`). The request leaves at once, its parts follow it on the same
+//! link, and its time limit runs from its last part. The answer may start,
+//! and end, before the body does (full duplex); a client that leaves
+//! mid-body cancels the request in the runner.
 //!
 //! The connection fills a [`PartSink`] (a part buffer at a time, read
 //! straight into the module's request pool); each full part goes to a
@@ -11,6 +17,11 @@
 //! that does not keep up holds the upload back (TCP flow control does the
 //! rest), so a body of any size goes through the fixed pool and one
 //! request cannot take all of it.
+//!
+//! # Not yet (issue 4)
+//! - A request whose body comes in parts holds its runner thread (a lane)
+//!   and its credit for the whole upload: a slow uploader occupies one of
+//!   the module's `in_flight` slots meanwhile.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
