@@ -38,6 +38,7 @@ pub use metrics::ModuleMetrics;
 pub use process::exchange::DirectClient;
 /// The `module_answer` fuzz target's entry point (`modules/fuzz`): a
 /// runner's bytes through a data link's receive path and the answer checks.
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use process::link::fuzzing;
 pub use process::{ProcessModule, current_exe, sweep_stale_cgroups};

@@ -28,6 +28,10 @@ use crate::process::supervisor::SlotHandle;
 pub(crate) use protocol::{Answer, LinkConfig};
 use protocol::{Flight, State, copy_out, receive};
 
+// Built for the crate's tests too, which check the seeds; there, what
+// only the fuzz target reads (`SERVER_FIELDS`, `Outcome::id`) is unused.
+#[cfg(any(test, feature = "fuzzing"))]
+#[cfg_attr(not(feature = "fuzzing"), allow(dead_code, unused_imports))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod lanes;
