@@ -16,9 +16,10 @@
 //! closed, exits when its last link has closed (SDK runtime, ABI 5). A
 //! drain that outlasts the module's timeout ends with SIGKILL.
 //!
-//! This file holds what the workers and the slot thread share; the slot
-//! thread is `slot`, the runner's command line, handshake and log
-//! `spawn`, its end `reap`, and the reasons to end a healthy one `upkeep`.
+//! This file holds what the workers and the slot thread share, and
+//! imports none of its siblings: the slot thread, [`slot::start`]
+//! included, is `slot`; the runner's command line, handshake and log are
+//! `spawn`, its end `reap`, the reasons to end a healthy one `upkeep`.
 
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
