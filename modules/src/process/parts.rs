@@ -1,7 +1,13 @@
 //! Request bodies in parts, server side: a module whose library takes them
-//! ([`Module::BODY_IN_PARTS`](iolite_sdk::Module::BODY_IN_PARTS)) gets a
-//! body over [`BODY_PART`] as [`Msg::BodyPart`](iolite_sdk::wire::Msg)
-//! frames while the connection reads it, instead of whole after it.
+//! ([`Module::BODY_IN_PARTS`](iolite_sdk::Module::BODY_IN_PARTS), a feature
+//! bit read when the library is checked) gets a body over [`BODY_PART`],
+//! and every chunked body (its length unknown until `Msg::BodyEnd`), as
+//! [`Msg::BodyPart`](iolite_sdk::wire::Msg) frames while the connection
+//! reads it; other modules get bodies whole, in the request pool (2 ×
+//! `max_body`). The request leaves at once, its parts follow it on the same
+//! link, and its time limit runs from its last part. The answer may start,
+//! and end, before the body does (full duplex); a client that leaves
+//! mid-body cancels the request in the runner.
 //!
 //! The connection fills a [`PartSink`] (a part buffer at a time, read
 //! straight into the module's request pool); each full part goes to a
@@ -11,22 +17,26 @@
 //! that does not keep up holds the upload back (TCP flow control does the
 //! rest), so a body of any size goes through the fixed pool and one
 //! request cannot take all of it.
+//!
+//! # Not yet (issue 4)
+//! - A request whose body comes in parts holds its runner thread (a lane)
+//!   and its credit for the whole upload: a slow uploader occupies one of
+//!   the module's `in_flight` slots meanwhile.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use iolite_core::Error;
 use iolite_core::phases::{BodySink, ReadyFuture};
 use iolite_ipc::{Agg, Buf, BufMut, Pool};
 use iolite_sdk::BODY_PART;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::link::Link;
+use super::link::Link;
+use super::room::{Room, Waiting};
 
 /// Most parts of one request the runner may hold before the connection
 /// stops reading its body.
@@ -37,42 +47,6 @@ const ROOM_POLL: Duration = Duration::from_millis(20);
 /// (copy mode: parts go inline, and their buffers are free at once, so the
 /// parts held say nothing of what the runner has taken).
 const MAX_QUEUED: usize = 8 << 20;
-
-/// Wakes uploads that wait for room: in the module's request pool (a
-/// runner released buffers) or in a link's queue to its runner (it was
-/// flushed). Links call [`Room::wake`] on every release and flush, so it
-/// costs one atomic load unless an upload waits.
-#[derive(Debug, Default)]
-pub(crate) struct Room {
-    notify: Notify,
-    /// Sinks in [`PartSink::wait_for_room`].
-    waiting: AtomicUsize,
-}
-
-impl Room {
-    /// Wakes the waiting sinks, if any.
-    pub(crate) fn wake(&self) {
-        if self.waiting.load(Ordering::SeqCst) > 0 {
-            self.notify.notify_waiters();
-        }
-    }
-}
-
-/// Counts a sink as waiting while it lives.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn new(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
-        Waiting(count)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
 
 /// Where a request's parts go.
 #[derive(Debug)]

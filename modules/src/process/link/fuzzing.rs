@@ -1,6 +1,8 @@
 //! Hidden entry point for the `module_answer` fuzz target (`modules/fuzz`):
 //! what a runner process (untrusted) sends on a data link, through the
-//! server's own receive path, without a runner.
+//! server's own receive path, without a runner. Built with the `fuzzing`
+//! feature (`modules/fuzz` enables it; the re-export is
+//! `iolite_modules::fuzzing`) and for this crate's tests (`tests.rs`).
 //!
 //! [`run`] plays one link: the bytes go into one end of a socket pair; the
 //! other end is a server [`Peer`] set up as `Link` sets up its own (the
@@ -8,9 +10,10 @@
 //! [`IN_FLIGHT`] requests in flight, each with a body exported from the
 //! request pool, as `Link::submit` does). Frames are received and handled
 //! by the link's own `receive`, as `Link::read_some` calls it (a
-//! `CacheLookup` as for a module without a cache); the first error ends the link as `Link::fail` does (every request still
-//! in flight is dropped: 502). Each request's outcome then goes through
-//! the real `to_response`, as `ProcessModule::exchange` does.
+//! `CacheLookup` as for a module without a cache); the first error ends
+//! the link as `Link::fail` does (every request still in flight is
+//! dropped: 502). Each request's outcome then goes through the real
+//! `to_response`, as `ProcessModule::exchange` does.
 //!
 //! The input is a flags byte (bit 0: copy mode), then records of a tag
 //! byte, a u16 length (little-endian) and that many bytes. An even tag's
@@ -34,10 +37,11 @@ use iolite_ipc::{Agg, AggDesc, Buf, BufDesc, Event, Peer, Pool, RemotePool, Wire
 use iolite_sdk::wire::{InlineBytes, Msg, ResponseFrame};
 use tokio::sync::{Semaphore, oneshot};
 
-use super::{Answer, Flight, LinkConfig, State, receive};
+use super::protocol::{Answer, Flight, LinkConfig, State, receive};
+use crate::process::answer::{plain, to_response};
 
 /// Header fields only the server writes (a module's are refused).
-pub use crate::process::SERVER_FIELDS;
+pub use crate::process::answer::SERVER_FIELDS;
 /// Requests in flight on the link, ids `1..=IN_FLIGHT`.
 pub const IN_FLIGHT: u64 = 4;
 /// The request body each request carries (a slice of the request pool).
@@ -279,11 +283,9 @@ fn run_stream(pools: &Pools, copy: bool, stream: &[u8]) -> Run {
         .map(|(id, mut rx)| {
             // As `ProcessModule::exchange`.
             let (response, answered) = match rx.try_recv() {
-                Ok(Answer::Whole(frame, body)) => {
-                    (crate::process::to_response(PREFIX, frame, body), true)
-                }
+                Ok(Answer::Whole(frame, body)) => (to_response(PREFIX, frame, body), true),
                 Ok(Answer::Stream(head, len, parts)) => (
-                    crate::process::to_response(
+                    to_response(
                         PREFIX,
                         head,
                         Body::Stream(Arc::new(match len {
@@ -293,7 +295,7 @@ fn run_stream(pools: &Pools, copy: bool, stream: &[u8]) -> Run {
                     ),
                     true,
                 ),
-                Err(_) => (crate::process::plain(502, b"502 Bad Gateway\n"), false),
+                Err(_) => (plain(502, b"502 Bad Gateway\n"), false),
             };
             let mut parts = Vec::new();
             if let Body::Stream(s) = &response.body
@@ -536,152 +538,4 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn seed(name: &str) -> Run {
-        let (_, bytes) = seeds().into_iter().find(|(n, _)| *n == name).unwrap();
-        run(&bytes)
-    }
-
-    fn statuses(r: &Run) -> Vec<(u16, bool)> {
-        r.outcomes
-            .iter()
-            .map(|o| (o.response.status, o.answered))
-            .collect()
-    }
-
-    fn bytes(body: &Body) -> Vec<u8> {
-        match body {
-            Body::Agg(agg) => agg.copy_to_vec(),
-            Body::Bytes(b) => b.clone(),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_good_answer_is_served_and_a_bad_one_is_a_502() {
-        let r = seed("whole");
-        assert_eq!((r.ended.as_str(), r.replace), ("runner gone", false));
-        assert_eq!(
-            statuses(&r),
-            [(200, true), (502, true), (201, true), (502, false)]
-        );
-        let first = &r.outcomes[0].response;
-        assert_eq!(bytes(&first.body), OUTPUT_BODIES[0]);
-        assert_eq!(
-            first.headers.as_bytes(),
-            b"Content-Type: text/plain\r\nX-Module: hello\r\n"
-        );
-        assert_eq!(bytes(&r.outcomes[2].response.body), REQUEST_BODY);
-    }
-
-    #[test]
-    fn streams_arrive_in_parts_and_may_end_short() {
-        let r = seed("stream");
-        assert_eq!(r.ended, "runner gone");
-        assert_eq!(
-            statuses(&r),
-            [(200, true), (206, true), (502, true), (200, true)]
-        );
-        // A stream of unknown length: its parts, then the empty part that
-        // ends it.
-        let open = &r.outcomes[3];
-        assert!(open.response.body.is_open_ended());
-        let lens: Vec<usize> = open.parts.iter().map(Agg::len).collect();
-        assert_eq!(lens, [OUTPUT_BODIES[1].len() / 4, 0]);
-        let s = &r.outcomes[0];
-        // The module's framing field is dropped: the server frames the body.
-        assert_eq!(
-            s.response.headers.as_bytes(),
-            b"Content-Type: application/octet-stream\r\n"
-        );
-        assert_eq!(s.response.body.len(), OUTPUT_BODIES[1].len() as u64);
-        let got: Vec<u8> = s.parts.iter().flat_map(Agg::copy_to_vec).collect();
-        assert_eq!(got, OUTPUT_BODIES[1]);
-        assert!(r.outcomes[1].parts.is_empty());
-    }
-
-    #[test]
-    fn copy_mode_gathers_inline_bytes() {
-        let r = seed("copy");
-        assert_eq!(r.ended, "runner gone");
-        assert_eq!(
-            statuses(&r),
-            [(200, true), (200, true), (404, true), (502, false)]
-        );
-        assert_eq!(bytes(&r.outcomes[0].response.body), b"inline");
-        let s = &r.outcomes[1];
-        assert_eq!(s.response.headers.as_bytes(), b"");
-        let got: Vec<u8> = s.parts.iter().flat_map(Agg::copy_to_vec).collect();
-        assert_eq!(got, b"12345");
-    }
-
-    #[test]
-    fn protocol_errors_end_the_link_and_replace_the_runner() {
-        for (name, why) in [
-            ("release", "runner link: unknown lease 77"),
-            ("stale", "bad response body descriptor: "),
-            ("out_of_order", "request 1: answer out of order"),
-            ("raw", "runner link: "),
-        ] {
-            let r = seed(name);
-            assert!(r.replace, "{name}: {}", r.ended);
-            assert!(r.ended.starts_with(why), "{name}: {}", r.ended);
-        }
-        // Releases of leases the server granted are fine; the answer before
-        // the bad release got through.
-        assert_eq!(
-            statuses(&seed("release")),
-            [(502, false), (502, false), (502, false), (204, true)]
-        );
-    }
-
-    #[test]
-    fn bad_descriptors_are_refused() {
-        let hello = OUTPUT_BODIES[0].len();
-        let mut beyond = output_desc(0, 0..hello, 1);
-        beyond.offset += 2 << 20;
-        let mut foreign = output_desc(0, 0..hello, 1);
-        foreign.pool = 7;
-        let mut unknown_lease = request_desc(1);
-        unknown_lease.lease = 99;
-        let twice = vec![output_desc(0, 0..1, 5), output_desc(0, 1..2, 5)];
-        for (bufs, why) in [
-            (vec![beyond], "out of range"),
-            (vec![foreign], "unknown pool"),
-            (vec![unknown_lease], "unknown lease"),
-            (twice, "one lease twice"),
-        ] {
-            let r = run(&input(false, &[msg_record(&response(1, 200, &[], bufs))]));
-            assert!(r.replace, "{why}: {}", r.ended);
-            assert!(
-                r.ended.starts_with("bad response body descriptor: "),
-                "{why}: {}",
-                r.ended
-            );
-            assert!(r.outcomes.iter().all(|o| o.response.status == 502), "{why}");
-        }
-    }
-
-    #[test]
-    fn seeds_on_disk_are_current() {
-        // IOLITE_WRITE_SEEDS=1 cargo test -p iolite-modules seeds_on_disk
-        // writes them after a change here.
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/module_answer");
-        let write = std::env::var_os("IOLITE_WRITE_SEEDS").is_some();
-        for (name, bytes) in seeds() {
-            let path = dir.join(name);
-            if write {
-                std::fs::create_dir_all(&dir).unwrap();
-                std::fs::write(&path, &bytes).unwrap();
-            }
-            let on_disk = std::fs::read(&path).unwrap_or_default();
-            assert!(
-                on_disk == bytes,
-                "{} is stale: IOLITE_WRITE_SEEDS=1",
-                path.display()
-            );
-        }
-    }
-}
+mod tests;

@@ -1,0 +1,220 @@
+//! Starting a runner. [`runner_command`] is the one place that writes a
+//! runner's command line, for a runner that serves ([`spawn_runner`]:
+//! then [`handshake`], and its output forwarded to the log) and for the
+//! throw-away one that checks a library before it is used, at start and
+//! at each reload ([`check_library`]).
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use iolite_ipc::{Peer, RemotePool};
+use iolite_sdk::wire::{ABI_VERSION, Msg};
+
+use super::SlotConfig;
+use super::reap::remove_cgroup;
+use crate::error::Error;
+use crate::runner::SandboxSpec;
+
+/// Time a new runner has to load its module and say `Ready`.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+/// Longest a runner may take to finish a frame it started on its control
+/// socket, or to take one: past it, the runner is replaced (a slot thread
+/// never blocks on a stuck runner for longer).
+const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a runner is started for.
+#[derive(Debug, Clone, Copy)]
+enum Purpose {
+    /// Serving the module over the inherited control socket `socket_fd`;
+    /// `shared_bytes` of pools it will map on top of the module's memory.
+    Serve { socket_fd: RawFd, shared_bytes: u64 },
+    /// `--check`: load and check the library under its sandbox, print the
+    /// report and the feature bits, exit.
+    Check,
+}
+
+/// `exe runner` for the module `library` named `name` under `sandbox`:
+/// stdin closed, stdout and stderr piped.
+fn runner_command(
+    exe: &Path,
+    library: &Path,
+    name: &str,
+    sandbox: &SandboxSpec,
+    purpose: Purpose,
+) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.arg("runner");
+    match purpose {
+        Purpose::Serve { socket_fd, .. } => cmd.arg("--socket-fd").arg(socket_fd.to_string()),
+        Purpose::Check => cmd.arg("--check"),
+    };
+    cmd.arg("--module").arg(library).arg("--name").arg(name);
+    if let Purpose::Serve { shared_bytes, .. } = purpose {
+        cmd.arg("--shared-bytes").arg(shared_bytes.to_string());
+    }
+    cmd.args(sandbox.to_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Starts a runner to serve on an inherited control socket; its stdout and
+/// stderr go to the log. Returns the server's end of the socket.
+pub(super) fn spawn_runner(cfg: &SlotConfig) -> std::io::Result<(Child, Option<UnixStream>)> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let mut cmd = runner_command(
+        &cfg.exe,
+        &cfg.library,
+        &cfg.name,
+        &cfg.sandbox,
+        Purpose::Serve {
+            socket_fd: theirs.as_raw_fd(),
+            shared_bytes: shared_bytes(cfg),
+        },
+    );
+    if cfg.sandbox.memory.is_some() && std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // glibc reserves 64 MiB of address space per malloc arena, one per
+        // thread that allocates: under an address-space limit, each new
+        // runner thread's arena fails, and every allocation it makes then
+        // tries (and fails) to map one first. Two arenas fit any limit.
+        cmd.env("MALLOC_ARENA_MAX", "2");
+    }
+    // Its own process group: a terminal's ^C stops the server, which then
+    // closes the socket; the runner ends when it sees that.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = iolite_sandbox::spawn_inheriting(&mut cmd, theirs.as_fd())?;
+    drop(theirs);
+    let pid = child.id();
+    if let Some(out) = child.stdout.take() {
+        forward_log(&cfg.name, pid, "stdout", out);
+    }
+    if let Some(err) = child.stderr.take() {
+        forward_log(&cfg.name, pid, "stderr", err);
+    }
+    Ok((child, Some(ours)))
+}
+
+/// Bytes of shared memory the runner will map: the request pool, its output
+/// pool and the cache pool. An address-space limit must leave room for them
+/// on top of the module's own memory.
+fn shared_bytes(cfg: &SlotConfig) -> u64 {
+    cfg.pool.memfd_size()
+        + cfg.output_pool
+        + cfg.cache.as_ref().map_or(0, |c| c.pool().memfd_size())
+}
+
+/// Runs `exe runner --check --module PATH --sandbox SPEC`: the library is
+/// opened in a throw-away process under the module's sandbox, never in the
+/// server. Returns the module's feature bits.
+pub(crate) fn check_library(
+    exe: &Path,
+    prefix: &str,
+    library: &Path,
+    sandbox: &SandboxSpec,
+) -> Result<u32, Error> {
+    if !library.is_file() {
+        return Err(Error::Missing(library.to_owned()));
+    }
+    let spawn_err = |source| Error::Spawn {
+        what: format!("{} runner --check", exe.display()),
+        source,
+    };
+    let child = runner_command(exe, library, prefix, sandbox, Purpose::Check)
+        .spawn()
+        .map_err(spawn_err)?;
+    let pid = child.id();
+    let out = child.wait_with_output().map_err(spawn_err)?;
+    if let Some(cgroup) = iolite_sandbox::pids_cgroup_for(pid) {
+        remove_cgroup(prefix, pid, &cgroup);
+    }
+    if out.status.success() {
+        let report = String::from_utf8_lossy(&out.stdout);
+        tracing::debug!(module = %prefix, "library checked; {}", report.trim());
+        let features = report
+            .lines()
+            .find_map(|l| l.strip_prefix("features: "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        return Ok(features);
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    let message = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map_or_else(
+            || format!("runner check failed ({})", out.status),
+            str::to_owned,
+        );
+    Err(Error::Check {
+        prefix: prefix.to_owned(),
+        message,
+    })
+}
+
+/// The module's stdout and stderr go to the server's log, line by line,
+/// under the module's name.
+fn forward_log(name: &str, pid: u32, stream: &'static str, from: impl Read + Send + 'static) {
+    let name = name.to_owned();
+    let spawned = std::thread::Builder::new()
+        .name(format!("iolite-module-log-{pid}"))
+        .spawn(move || {
+            for line in BufReader::new(from).lines().map_while(Result::ok) {
+                tracing::info!(module = %name, pid, stream, "{line}");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot forward a runner's output");
+    }
+}
+
+/// The runner's sandbox report, then the protocol's Hello/Ready; returns
+/// the peer, the runner's output pool and the report.
+pub(super) fn handshake(
+    cfg: &SlotConfig,
+    sock: Option<UnixStream>,
+) -> Result<(Peer<Msg>, RemotePool, String), String> {
+    let sock = sock.ok_or("no socket")?;
+    sock.set_read_timeout(Some(HANDSHAKE))
+        .map_err(|e| e.to_string())?;
+    let sandbox = crate::runner::read_report(&sock)?;
+    sock.set_write_timeout(Some(FRAME_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let mut peer: Peer<Msg> = Peer::new(sock);
+    peer.share_pool(&cfg.pool).map_err(|e| e.to_string())?;
+    if let Some(cache) = &cfg.cache {
+        peer.share_pool(cache.pool()).map_err(|e| e.to_string())?;
+    }
+    peer.send(&Msg::Hello {
+        abi: ABI_VERSION,
+        name: cfg.name.clone(),
+        output_pool: cfg.output_pool,
+        in_flight: cfg.in_flight,
+        transfer: cfg.transfer,
+    })
+    .map_err(|e| e.to_string())?;
+    let output = match peer.recv() {
+        Ok(Msg::Ready { abi, output_pool }) if abi == ABI_VERSION => peer
+            .remote_pool(output_pool)
+            .cloned()
+            .ok_or("the runner's Ready names a pool it did not share")?,
+        Ok(Msg::Ready { abi, .. }) => {
+            return Err(format!(
+                "runner speaks module ABI {abi}, the server {ABI_VERSION}"
+            ));
+        }
+        Ok(_) => return Err("the runner's first message is not Ready".into()),
+        Err(e) => return Err(format!("no Ready from the runner: {e}")),
+    };
+    // From now on the socket is read only when poll says a frame started.
+    peer.channel()
+        .stream()
+        .set_read_timeout(Some(FRAME_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    Ok((peer, output, sandbox))
+}
