@@ -10,7 +10,7 @@ use std::io::Write as _;
 
 use iolite_cluster::sim::cli::SimArgs;
 use iolite_core::config::{self, ConfigErrors, ServeArgs};
-use iolite_core::{Server, ServerOptions};
+use iolite_core::{Mount, Server, ServerOptions};
 use iolite_modules::ProcessModule;
 
 /// iolite: the Rice design for scalable network servers, for today's Linux.
@@ -234,14 +234,11 @@ fn start_modules(
     }
     let exe = iolite_modules::current_exe()?;
     iolite_modules::sweep_stale_cgroups();
-    let mut modules = config
+    config
         .modules
         .iter()
         .map(|m| ProcessModule::start(m, &exe, config.limits.max_body, cache.clone()))
-        .collect::<Result<Vec<_>, _>>()?;
-    // The first handler that matches answers: the longest prefix first.
-    modules.sort_by_key(|m| std::cmp::Reverse(m.prefix().len()));
-    Ok(modules)
+        .collect()
 }
 
 /// Binds, starts the modules' runners, announces the bound addresses on
@@ -254,11 +251,14 @@ fn run(opts: ServerOptions, config: &config::Config) -> Result<(), Fail> {
     for m in &modules {
         server.metrics().add_source(m.metrics());
     }
+    for m in &modules {
+        let module = m.clone();
+        let mount = Mount::content(m.prefix(), std::sync::Arc::new(move || module.handler()));
+        server = server
+            .mount(mount)
+            .map_err(|e| Fail::Other(e.to_string()))?;
+    }
     if !modules.is_empty() {
-        let handlers = modules.clone();
-        server = server.with_handlers(std::sync::Arc::new(move || {
-            handlers.iter().map(ProcessModule::handler).collect()
-        }));
         // SIGHUP: every module loads its library again, without a failed
         // request (the configuration itself is not read again).
         let reloaded = modules.clone();

@@ -198,7 +198,9 @@ mod tests {
 
     #[test]
     fn chunked_framing_finds_the_payload_and_reads_no_byte_past_the_end_table() {
-        let table: &[(&[u8], Result<(&[u64], usize), ()>)] = &[
+        /// Input; the payload runs and where the body ended, or an error.
+        type Case = (&'static [u8], Result<(&'static [u64], usize), ()>);
+        let table: &[Case] = &[
             (b"5\r\nhello\r\n0\r\n\r\nNEXT", Ok((&[5], 15))),
             (
                 b"3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-T: 1\r\n\r\n",

@@ -87,7 +87,7 @@ impl BodySink for VecSink {
         let left = self
             .left
             .map_or(GROW, |l| usize::try_from(l).unwrap_or(usize::MAX));
-        let want = max.min(left).min(GROW).max(1);
+        let want = max.min(left).clamp(1, GROW);
         self.bytes.resize(self.filled + want, 0);
         &mut self.bytes[self.filled..]
     }

@@ -3,17 +3,10 @@
 //! neither split the response nor frame it (the server's own are
 //! dropped). A leaf: the exchange and the fuzz target both use it.
 
-use iolite_core::{Body, HeaderLines, Response};
-use iolite_sdk::wire::ResponseFrame;
+use std::sync::Arc;
 
-/// A short text answer from the server itself (a 502, 503 or 504).
-pub(crate) fn plain(status: u16, text: &'static [u8]) -> Response {
-    Response::new(
-        status,
-        HeaderLines::Static(b"Content-Type: text/plain; charset=utf-8\r\n"),
-        Body::Static(text),
-    )
-}
+use iolite_core::{Body, Error, HeaderLines, Response, UpstreamFailure, UpstreamKind};
+use iolite_sdk::wire::ResponseFrame;
 
 /// Header fields the server writes itself (a module's are refused).
 pub const SERVER_FIELDS: &[&str] = &[
@@ -25,17 +18,23 @@ pub const SERVER_FIELDS: &[&str] = &[
     "keep-alive",
 ];
 
-/// Turns a module's answer into a core response; an invalid one (status
-/// out of range, a header that could split the response) is a 502.
-pub(crate) fn to_response(prefix: &str, frame: ResponseFrame, body: Body) -> Response {
+/// Turns module `name`'s answer into a core response; an invalid one
+/// (status out of range, a header that could split the response) is an
+/// upstream error (502).
+pub(crate) fn to_response(
+    name: &Arc<str>,
+    frame: ResponseFrame,
+    body: Body,
+) -> Result<Response, Error> {
+    let invalid = |why| Error::upstream(UpstreamKind::Module, name.clone(), UpstreamFailure::InvalidAnswer(why));
     if !(200..=999).contains(&frame.status) {
-        tracing::warn!(module = %prefix, status = frame.status, "module answered an invalid status");
-        return plain(502, b"502 Bad Gateway\n");
+        tracing::warn!(module = %name, status = frame.status, "module answered an invalid status");
+        return Err(invalid("status out of range"));
     }
     let mut lines = Vec::new();
-    for (name, value) in &frame.headers {
-        let token = !name.is_empty()
-            && name
+    for (field, value) in &frame.headers {
+        let token = !field.is_empty()
+            && field
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         // RFC 9110 field-value: visible characters, obs-text, spaces and
@@ -45,18 +44,18 @@ pub(crate) fn to_response(prefix: &str, frame: ResponseFrame, body: Body) -> Res
             .iter()
             .all(|&b| b == b'\t' || (b >= b' ' && b != 0x7f));
         if !token || !clean {
-            tracing::warn!(module = %prefix, header = %name, "module answered an invalid header field");
-            return plain(502, b"502 Bad Gateway\n");
+            tracing::warn!(module = %name, header = %field, "module answered an invalid header field");
+            return Err(invalid("header field"));
         }
-        if SERVER_FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f)) {
+        if SERVER_FIELDS.iter().any(|f| field.eq_ignore_ascii_case(f)) {
             continue;
         }
-        lines.extend_from_slice(name.as_bytes());
+        lines.extend_from_slice(field.as_bytes());
         lines.extend_from_slice(b": ");
         lines.extend_from_slice(value);
         lines.extend_from_slice(b"\r\n");
     }
-    Response::new(frame.status, HeaderLines::Owned(lines), body)
+    Ok(Response::new(frame.status, HeaderLines::Owned(lines), body))
 }
 
 #[cfg(test)]
@@ -132,9 +131,14 @@ mod tests {
             (1000, &[], 502, b""),
             (404, &[], 404, b""),
         ];
+        let name: Arc<str> = Arc::from("/m");
         for (status, headers, want_status, want_lines) in table {
-            let r = to_response("/m", frame(*status, headers), Body::Empty);
+            let r = to_response(&name, frame(*status, headers), Body::Empty)
+                .unwrap_or_else(|e| Response::from_error(&e));
             assert_eq!(r.status, *want_status, "{status} {headers:?}");
+            if *want_status == 502 {
+                assert_eq!(r.error, Some(iolite_core::Side::Upstream), "{status} {headers:?}");
+            }
             if *want_status != 502 {
                 assert_eq!(r.headers.as_bytes(), *want_lines, "{status} {headers:?}");
             }

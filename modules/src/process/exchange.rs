@@ -13,12 +13,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use iolite_core::{Body, Response};
+use iolite_core::{Body, Error, Response, UpstreamFailure, UpstreamKind};
 use iolite_ipc::Agg;
 use iolite_sdk::wire::RequestFrame;
 
 use super::ProcessModule;
-use super::answer::{plain, to_response};
+use super::answer::to_response;
 use super::link::lanes::WorkerLinks;
 use super::link::{Answer, Link};
 use super::parts::PartRoute;
@@ -44,25 +44,33 @@ impl ProcessModule {
         }
     }
 
-    /// Sends a request to the least loaded runner and waits for its answer.
+    /// Sends a request to the least loaded runner and waits for its
+    /// answer; a failure is an upstream error (503 busy, 502 crashed or
+    /// invalid, 504 timed out).
     pub(super) async fn call(
         self: Arc<Self>,
         links: Rc<WorkerLinks>,
         frame: RequestFrame,
         body: Agg,
         parts: Option<Rc<PartRoute>>,
-    ) -> Response {
+    ) -> Result<Response, Error> {
         self.metrics.requests.fetch_add(1, Ordering::Relaxed);
-        let response = self.exchange(&links, frame, body, parts.as_deref()).await;
+        let answer = self.exchange(&links, frame, body, parts.as_deref()).await;
         if let Some(parts) = parts {
             // A whole answer ends the body's parts; a streamed one takes
             // them on (the link knows when it ends).
-            if !matches!(response.body, Body::Stream(_)) {
+            if !matches!(&answer, Ok(r) if matches!(r.body, Body::Stream(_))) {
                 parts.close();
             }
         }
-        self.metrics.answered(response.status);
-        response
+        self.metrics
+            .answered(answer.as_ref().map_or_else(Error::status, |r| r.status));
+        answer
+    }
+
+    /// The module's failure as an error.
+    pub(super) fn failed(&self, failure: UpstreamFailure) -> Error {
+        Error::upstream(UpstreamKind::Module, self.name.clone(), failure)
     }
 
     /// With `parts`, the body follows the request in parts (see
@@ -73,12 +81,12 @@ impl ProcessModule {
         frame: RequestFrame,
         body: Agg,
         parts: Option<&PartRoute>,
-    ) -> Response {
+    ) -> Result<Response, Error> {
         let Some(slot) = self.pick() else {
-            return plain(502, b"502 Bad Gateway\n");
+            return Err(self.failed(UpstreamFailure::Crashed));
         };
         if slot.load.load(Ordering::Relaxed) >= self.in_flight * QUEUE_PER_CREDIT {
-            return plain(503, b"503 Service Unavailable: module busy\n");
+            return Err(self.failed(UpstreamFailure::Unavailable("module busy")));
         }
         let _load = LoadGuard::new(&slot.load);
         // Dropped before the answer (the client went away): cancel.
@@ -133,12 +141,12 @@ impl ProcessModule {
                     slot.retire(link.generation);
                     tracing::warn!(module = %self.prefix, request = sent.id, "request timed out; replacing the runner");
                 }
-                plain(504, b"504 Gateway Timeout\n")
+                Err(self.failed(UpstreamFailure::TimedOut))
             }
-            Ok(None) => plain(502, b"502 Bad Gateway\n"),
-            Ok(Some(Answer::Whole(frame, body))) => to_response(&self.prefix, frame, body),
+            Ok(None) => Err(self.failed(UpstreamFailure::Crashed)),
+            Ok(Some(Answer::Whole(frame, body))) => to_response(&self.name, frame, body),
             Ok(Some(Answer::Stream(head, len, parts))) => to_response(
-                &self.prefix,
+                &self.name,
                 head,
                 Body::Stream(Arc::new(match len {
                     Some(len) => iolite_core::StreamBody::new(len, parts),
@@ -160,7 +168,8 @@ pub struct DirectClient {
 }
 
 impl DirectClient {
-    /// `GET path` with no header fields and no body; the module's answer.
+    /// `GET path` with no header fields and no body; the module's answer
+    /// (a failure as the response a client would get).
     pub async fn get(&self, path: &str) -> Response {
         let frame = RequestFrame {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -176,6 +185,7 @@ impl DirectClient {
             .clone()
             .call(self.links.clone(), frame, Agg::new(), None)
             .await
+            .unwrap_or_else(|e| Response::from_error(&e))
     }
 }
 

@@ -1,18 +1,19 @@
-//! The core [`Handler`] of a process module, one per worker thread. It
-//! routes a request from its head alone ([`Outcome::Pending`]), so that
-//! the connection reads the body straight into the module's request pool:
-//! whole, or in parts (`parts`) when the library takes them. Then the
-//! request goes to a runner (`exchange`).
+//! The core [`Handler`] of a process module, one per worker thread,
+//! mounted at the module's prefix. It routes a request from its head alone
+//! ([`Outcome::Pending`]) and builds the request frame from the header
+//! fields core parsed (the head is never parsed again); the connection
+//! then pumps the body straight into the module's request pool — whole
+//! ([`PoolSink`]), or in parts while the answer is awaited ([`PartSink`],
+//! when the library takes them) — and the request goes to a runner
+//! (`exchange`).
 
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use iolite_core::config::prefix_matches;
-use iolite_core::phases::{
-    BodyMode, Handler, Outcome, PendingResponse, Phase, RequestCtx, ResponseFuture,
-};
-use iolite_ipc::{Agg, BufMut};
+use iolite_core::body::{BodyMode, PoolBody, PoolSink};
+use iolite_core::handler::{Handler, Outcome, PendingResponse, RequestCtx, ResponseFuture};
+use iolite_ipc::Agg;
 use iolite_sdk::BODY_PART;
 use iolite_sdk::wire::{PARTS_UNKNOWN, RequestFrame};
 
@@ -21,9 +22,13 @@ use super::exchange::NEXT_ID;
 use super::link::lanes::WorkerLinks;
 use super::parts::{PartRoute, PartSink};
 
+/// Why a whole body found no room (503).
+const POOL_FULL: &str = "the module's request pool is full";
+
 impl ProcessModule {
     /// A content handler for one worker (call it on the worker's thread:
-    /// the handler keeps that worker's links to the runners).
+    /// the handler keeps that worker's links to the runners). Mount it at
+    /// [`ProcessModule::prefix`], unstripped: a module sees whole paths.
     pub fn handler(self: &Arc<Self>) -> Box<dyn Handler> {
         Box::new(ModuleHandler {
             module: self.clone(),
@@ -44,17 +49,10 @@ impl Handler for ModuleHandler {
         "module"
     }
 
-    fn phase(&self) -> Phase {
-        Phase::Content
-    }
-
     fn handle(&self, req: &mut RequestCtx<'_>) -> Result<Outcome, iolite_core::Error> {
         let Ok(path) = std::str::from_utf8(req.path) else {
             return Ok(Outcome::Declined);
         };
-        if !prefix_matches(&self.module.prefix, path) {
-            return Ok(Outcome::Declined);
-        }
         let frame = request_frame(req, path)?;
         Ok(Outcome::Pending(Box::new(PendingModule {
             module: self.module.clone(),
@@ -62,7 +60,6 @@ impl Handler for ModuleHandler {
             frame,
             parts: None,
             body: None,
-            chunks: Agg::new(),
         })))
     }
 }
@@ -72,23 +69,10 @@ fn request_frame(req: &RequestCtx<'_>, path: &str) -> Result<RequestFrame, iolit
     let method = std::str::from_utf8(req.get(req.head.method_token))
         .map_err(|_| bad("method"))?
         .to_owned();
-    let target = req.target();
-    let query = match target.iter().position(|&b| b == b'?') {
-        Some(q) => String::from_utf8(target[q + 1..].to_vec()).map_err(|_| bad("query"))?,
-        None => String::new(),
-    };
-    // Core parsed this head already (at most MAX_HEADERS fields); the
-    // storage is left uninitialised, as httparse allows.
-    let mut storage = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() };
-        iolite_core::http::request::MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut []);
-    parsed
-        .parse_with_uninit_headers(req.head_bytes, &mut storage)
-        .map_err(|_| bad("request head"))?;
-    let headers = parsed
-        .headers
-        .iter()
-        .map(|h| (h.name.to_owned(), h.value.to_vec()))
+    let query = String::from_utf8(req.query().to_vec()).map_err(|_| bad("query"))?;
+    let headers = req
+        .headers()
+        .map(|(name, value)| (String::from_utf8_lossy(name).into_owned(), value.to_vec()))
         .collect();
     Ok(RequestFrame {
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -102,8 +86,8 @@ fn request_frame(req: &RequestCtx<'_>, path: &str) -> Result<RequestFrame, iolit
     })
 }
 
-/// A routed request whose body the connection is reading into the
-/// module's request pool.
+/// A routed request whose body the connection pumps into the module's
+/// request pool.
 #[derive(Debug)]
 struct PendingModule {
     module: Arc<ProcessModule>,
@@ -111,99 +95,31 @@ struct PendingModule {
     frame: RequestFrame,
     /// Where the parts go, when the body comes in parts.
     parts: Option<Rc<PartRoute>>,
-    /// The body being filled (Content-Length: all of it; chunked: the
-    /// current buffer).
-    body: Option<BufMut>,
-    /// A chunked body's filled buffers.
-    chunks: Agg,
+    /// The whole body, once pumped.
+    body: Option<PoolBody>,
 }
 
-impl PendingModule {
-    /// The body goes to the module in parts: `len` bytes (None: chunked,
-    /// its length unknown until its end).
-    fn in_parts(&mut self, len: Option<u64>) -> BodyMode {
+impl PendingResponse for PendingModule {
+    /// Over [`BODY_PART`] (or chunked) to a library that takes parts: in
+    /// parts, duplex; otherwise whole, into the request pool.
+    fn body(&mut self, len: Option<u64>) -> Result<BodyMode, iolite_core::Error> {
+        let in_parts = self.module.parts.load(Ordering::Relaxed)
+            && len.is_none_or(|n| n > BODY_PART);
+        if !in_parts {
+            let (sink, body) = PoolSink::new(&self.module.pool, len, POOL_FULL)?;
+            self.body = Some(body);
+            return Ok(BodyMode::Whole(Box::new(sink)));
+        }
         let route = PartRoute::new();
         self.frame.parts = len.unwrap_or(PARTS_UNKNOWN);
         self.parts = Some(route.clone());
-        BodyMode::Parts(Box::new(PartSink::new(
+        Ok(BodyMode::Duplex(Box::new(PartSink::new(
             self.module.pool.clone(),
             self.module.room.clone(),
             route,
             len,
             self.module.timeout,
-        )))
-    }
-}
-
-/// Smallest buffer a chunked body is copied into.
-const CHUNK_BUF: usize = 64 << 10;
-
-impl PendingResponse for PendingModule {
-    fn body_start(&mut self, len: u64) -> Result<BodyMode, iolite_core::Error> {
-        if len > BODY_PART && self.module.parts.load(Ordering::Relaxed) {
-            return Ok(self.in_parts(Some(len)));
-        }
-        let len = usize::try_from(len).map_err(|_| iolite_core::Error::BodyTooLarge)?;
-        let buf =
-            self.module.pool.alloc(len).map_err(|_| {
-                iolite_core::Error::Unavailable("the module's request pool is full")
-            })?;
-        self.body = Some(buf);
-        Ok(BodyMode::Whole)
-    }
-
-    fn body_start_chunked(&mut self) -> Result<BodyMode, iolite_core::Error> {
-        Ok(if self.module.parts.load(Ordering::Relaxed) {
-            self.in_parts(None)
-        } else {
-            BodyMode::Whole
-        })
-    }
-
-    fn body_space(&mut self, max: usize) -> &mut [u8] {
-        match self.body.as_mut() {
-            Some(buf) => {
-                let spare = buf.spare_mut();
-                let n = spare.len().min(max);
-                &mut spare[..n]
-            }
-            None => &mut [],
-        }
-    }
-
-    fn body_advance(&mut self, n: usize) {
-        if let Some(buf) = self.body.as_mut() {
-            // `n` came from a read into `body_space`: it fits.
-            let _ = buf.advance(n);
-        }
-    }
-
-    fn body_chunk(&mut self, mut data: &[u8]) -> Result<(), iolite_core::Error> {
-        iolite_ipc::copied::add(data.len());
-        while !data.is_empty() {
-            if self.body.as_ref().is_none_or(|b| b.remaining() == 0) {
-                if let Some(full) = self.body.take() {
-                    self.chunks.push(full.freeze());
-                }
-                let buf = self
-                    .module
-                    .pool
-                    .alloc(data.len().max(CHUNK_BUF))
-                    .map_err(|_| {
-                        iolite_core::Error::Unavailable("the module's request pool is full")
-                    })?;
-                self.body = Some(buf);
-            }
-            let Some(buf) = self.body.as_mut() else {
-                break;
-            };
-            let n = buf.remaining().min(data.len());
-            buf.extend_from_slice(&data[..n]).map_err(|_| {
-                iolite_core::Error::Unavailable("the module's request pool is full")
-            })?;
-            data = &data[n..];
-        }
-        Ok(())
+        ))))
     }
 
     fn respond(self: Box<Self>) -> ResponseFuture {
@@ -213,11 +129,8 @@ impl PendingResponse for PendingModule {
             frame,
             parts,
             body,
-            mut chunks,
         } = *self;
-        if let Some(last) = body {
-            chunks.push(last.freeze());
-        }
-        Box::pin(module.call(links, frame, chunks, parts))
+        let body = body.and_then(|b| b.take()).unwrap_or_else(Agg::new);
+        Box::pin(module.call(links, frame, body, parts))
     }
 }

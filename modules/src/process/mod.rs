@@ -78,6 +78,8 @@ const MAX_LANES: usize = 4;
 #[derive(Debug)]
 pub struct ProcessModule {
     prefix: String,
+    /// The prefix, as upstream errors name the module.
+    name: Arc<str>,
     timeout: Duration,
     in_flight: usize,
     pool: Pool,
@@ -170,6 +172,7 @@ impl ProcessModule {
         tracing::info!(module = %cfg.prefix, library = %cfg.path.display(), processes = n, "module mounted");
         Ok(Arc::new(ProcessModule {
             prefix: cfg.prefix.clone(),
+            name: Arc::from(cfg.prefix.as_str()),
             timeout: cfg.timeout,
             in_flight: cfg.in_flight.max(1) as usize,
             pool,

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iolite_core::Error;
-use iolite_core::phases::{BodySink, ReadyFuture};
+use iolite_core::body::{BodySink, FinishFuture, ReadyFuture};
 use iolite_ipc::{Agg, Buf, BufMut, Pool};
 use iolite_sdk::BODY_PART;
 use tokio::time::Instant;
@@ -289,12 +289,15 @@ impl BodySink for PartSink {
         self.pass_part();
     }
 
-    fn finish(&mut self) {
+    /// A body of unknown length ends with an empty part; one of known
+    /// length was counted to its end already.
+    fn finish(&mut self) -> FinishFuture<'_> {
         if self.open && !self.ended {
             self.ended = true;
             self.pass_part();
             self.route.push(Agg::new());
         }
+        Box::pin(async { Ok(()) })
     }
 }
 

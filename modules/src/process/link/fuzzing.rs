@@ -38,7 +38,7 @@ use iolite_sdk::wire::{InlineBytes, Msg, ResponseFrame};
 use tokio::sync::{Semaphore, oneshot};
 
 use super::protocol::{Answer, Flight, LinkConfig, State, receive};
-use crate::process::answer::{plain, to_response};
+use crate::process::answer::to_response;
 
 /// Header fields only the server writes (a module's are refused).
 pub use crate::process::answer::SERVER_FIELDS;
@@ -278,15 +278,16 @@ fn run_stream(pools: &Pools, copy: bool, stream: &[u8]) -> Run {
     st.peer.close();
     drop(std::mem::take(&mut st.inflight));
 
+    let name: Arc<str> = Arc::from(PREFIX);
+    // As `ProcessModule::exchange`, then the connection's error path.
     let outcomes = replies
         .into_iter()
         .map(|(id, mut rx)| {
-            // As `ProcessModule::exchange`.
-            let (response, answered) = match rx.try_recv() {
-                Ok(Answer::Whole(frame, body)) => (to_response(PREFIX, frame, body), true),
+            let (answer, answered) = match rx.try_recv() {
+                Ok(Answer::Whole(frame, body)) => (to_response(&name, frame, body), true),
                 Ok(Answer::Stream(head, len, parts)) => (
                     to_response(
-                        PREFIX,
+                        &name,
                         head,
                         Body::Stream(Arc::new(match len {
                             Some(len) => StreamBody::new(len, parts),
@@ -295,8 +296,16 @@ fn run_stream(pools: &Pools, copy: bool, stream: &[u8]) -> Run {
                     ),
                     true,
                 ),
-                Err(_) => (plain(502, b"502 Bad Gateway\n"), false),
+                Err(_) => (
+                    Err(iolite_core::Error::upstream(
+                        iolite_core::UpstreamKind::Module,
+                        name.clone(),
+                        iolite_core::UpstreamFailure::Crashed,
+                    )),
+                    false,
+                ),
             };
+            let response = answer.unwrap_or_else(|e| Response::from_error(&e));
             let mut parts = Vec::new();
             if let Body::Stream(s) = &response.body
                 && let Some(mut rx) = s.take_parts()
