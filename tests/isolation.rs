@@ -1,5 +1,5 @@
 //! Isolation of process modules, through the real binary and real runner
-//! processes: the `hostile` example module attacks the machine (a thread
+//! processes: the `hostile` fixture module attacks the machine (a thread
 //! bomb, a fork bomb, a descriptor hog, an unbounded allocation, a network
 //! socket, ptrace, fork, a CPU spin, a dead runner whose socket stays open,
 //! files outside its landlock trees), and each attack is stopped by the
@@ -26,7 +26,7 @@ use iolite_modules::runner::RUNNER_ALLOWANCE;
 use support::{Iolite, get};
 
 fn lib(name: &str) -> String {
-    support::example_lib(support::example_modules(&["hello", "hostile"]), name)
+    support::module_lib(&["iolite-example-hello", "iolite-fixture-hostile"], name)
 }
 
 /// Limits of the attacked module, small so each attack ends quickly.

@@ -1,6 +1,6 @@
 //! Process modules through the real binary and real runner processes: the
-//! example cdylibs (hello, echo, template, jsonapi, faulty, abi-mismatch)
-//! answer through the server, a 64 MiB body is echoed by reference, a
+//! example cdylibs (hello, echo, template, jsonapi) and fixtures (faulty,
+//! abi-mismatch) answer through the server, a 64 MiB body is echoed by reference, a
 //! 64 MiB cached file is included by reference, a crash or a hang fails
 //! only its own request and the runner comes back, a library built for
 //! another ABI is refused at start-up, copy mode answers the same bytes and
@@ -14,22 +14,22 @@ use std::process::Command;
 
 use support::{Iolite, read_response};
 
-/// The example modules these tests mount.
+/// The module crates these tests mount.
 const MODULES: &[&str] = &[
-    "hello",
-    "echo",
-    "faulty",
-    "abi-mismatch",
-    "template",
-    "jsonapi",
-    "hostile",
-    "forger",
-    "stream",
-    "blob",
+    "iolite-example-hello",
+    "iolite-example-echo",
+    "iolite-example-template",
+    "iolite-example-jsonapi",
+    "iolite-example-stream",
+    "iolite-example-blob",
+    "iolite-fixture-faulty",
+    "iolite-fixture-abi-mismatch",
+    "iolite-fixture-hostile",
+    "iolite-fixture-forger",
 ];
 
 fn lib(name: &str) -> String {
-    support::example_lib(support::example_modules(MODULES), name)
+    support::module_lib(MODULES, name)
 }
 
 /// The sandbox of a module that opens the test's named pipe: the pipe lives

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// A running `iolite serve` on port 0.
@@ -350,32 +350,13 @@ impl Site {
     }
 }
 
-/// Builds the example module crates `iolite-example-NAME` for each of
-/// `names`, once per test binary (cargo's own lock serialises builds that
-/// several test binaries start at once), and returns the directory holding
-/// them: the target directory of the iolite binary under test.
-pub fn example_modules(names: &[&str]) -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let bin = PathBuf::from(env!("CARGO_BIN_EXE_iolite"));
-        let dir = bin.parent().unwrap().to_owned();
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR")).arg("build");
-        for name in names {
-            cmd.args(["-p", &format!("iolite-example-{name}")]);
-        }
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "building the example modules failed");
-        dir
-    })
-}
-
-/// The library of example module `name` in `dir` ([`example_modules`]).
-pub fn example_lib(dir: &Path, name: &str) -> String {
-    dir.join(format!("lib{name}.so"))
+/// The path of `libNAME.so`, the library of one of the module crates
+/// `packages` (examples `iolite-example-*`, fixtures `iolite-fixture-*`),
+/// which are built first, once per test binary, next to the iolite binary
+/// under test.
+pub fn module_lib(packages: &[&str], name: &str) -> String {
+    iolite_fixtures::build(packages)
+        .join(format!("lib{name}.so"))
         .to_string_lossy()
         .into_owned()
 }
