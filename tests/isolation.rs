@@ -20,7 +20,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use iolite_modules::runner::RUNNER_ALLOWANCE;
 use support::{Iolite, get};
@@ -421,20 +420,7 @@ fn a_sandbox_that_cannot_be_applied_refuses_to_start_the_server() {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_iolite"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "none",
-            "--config",
-        ])
-        .arg(&file)
-        .arg("--root")
-        .arg(root.path())
-        .output()
-        .unwrap();
+    let out = support::serve_refused(root.path(), &["--config", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty(), "nothing was announced");
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -1,9 +1,12 @@
 //! The client side: connections, a strict reader of HTTP/1.1 responses
-//! (lengths, chunks, pipelining), and one-request helpers.
+//! (lengths, chunks, pipelining), one-request helpers, a client slow to
+//! read, and curl.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
 
 use super::server::Iolite;
 
@@ -138,4 +141,68 @@ pub fn get(server: &Iolite, target: &str) -> Response {
     let mut s = server.connect();
     write!(s, "GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     read_response(&mut s, &mut Vec::new(), false)
+}
+
+/// `method target` with `body` (its Content-Length, and a Content-Type of
+/// `text/x-test`) on a new connection, and its response.
+pub fn request(server: &Iolite, method: &str, target: &str, body: &[u8]) -> Response {
+    let mut s = server.connect();
+    write!(
+        s,
+        "{method} {target} HTTP/1.1\r\nHost: t\r\nContent-Type: text/x-test\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    read_response(&mut s, &mut Vec::new(), method == "HEAD")
+}
+
+/// A connection to `addr` with room for 8 MiB in its receive queue: a
+/// client that lets answers pile up there before it reads them.
+pub fn connect_slow_reader(addr: SocketAddr) -> TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(8 << 20).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    sock.into()
+}
+
+/// Waits (10 s at most) until `len` bytes are queued for reading on `s`
+/// (peeked: nothing is consumed); whether they are.
+pub fn wait_until_queued(s: &TcpStream, len: usize) -> bool {
+    let mut peek = vec![0; 2 * len];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.peek(&mut peek).unwrap() < len && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    s.peek(&mut peek).unwrap() >= len
+}
+
+/// Runs curl (`-sS`, 60 s at most) with `args`; its exit status, stdout
+/// and stderr.
+pub fn curl(args: &[&str]) -> (ExitStatus, Vec<u8>, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "60"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    (
+        out.status,
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs curl with `body` on its standard input (`-T -`: a chunked upload);
+/// its exit status and stderr.
+pub fn curl_with_stdin(args: &[&str], body: &Path) -> (ExitStatus, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "60"])
+        .args(args)
+        .stdin(std::fs::File::open(body).unwrap())
+        .output()
+        .expect("curl is installed");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -1,5 +1,6 @@
-//! Processes of the machine as `/proc` shows them, and the named pipes a
-//! test holds a module's request with.
+//! Processes of the machine as `/proc` shows them (the parent links, the
+//! memory of one), and the named pipes a test holds a module's request
+//! with.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -74,4 +75,22 @@ pub fn processes() -> Vec<ProcInfo> {
         });
     }
     out
+}
+
+/// The pids of `parent`'s child processes.
+pub fn children(parent: i32) -> Vec<i32> {
+    processes()
+        .into_iter()
+        .filter(|p| p.ppid == parent)
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// A kind of memory of process `pid` from /proc/PID/status, in KiB.
+pub fn proc_status_kib(pid: i32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
 }

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -178,6 +178,30 @@ impl Iolite {
             .unwrap_or_else(|| panic!("{name} missing:\n{text}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()
     }
+
+    /// The value of `name{module="prefix"}`: one module's figure.
+    pub fn module_metric(&self, name: &str, prefix: &str) -> u64 {
+        self.metric(&format!("{name}{{module=\"{prefix}\"}}"))
+    }
+}
+
+/// Runs `iolite serve` on port 0 with no admin listener, serving `root`
+/// with `extra` flags, until it exits: a server that must refuse to start.
+/// Its exit status and output.
+pub fn serve_refused(root: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_iolite"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "none",
+            "--root",
+        ])
+        .arg(root)
+        .args(extra)
+        .output()
+        .expect("run iolite")
 }
 
 impl Drop for Iolite {
