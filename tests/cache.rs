@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{Iolite, read_response};
+use support::{Iolite, connect_slow_reader, read_response, wait_until_queued};
 
 /// Deterministic, position-dependent bytes, so a misplaced slice shows.
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -211,19 +211,11 @@ fn an_answer_queued_in_a_clients_socket_keeps_its_bytes_when_its_space_is_evicte
     let files: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), LEN)).collect();
     let data = write_files(dir.path(), &files);
     let server = Iolite::start(dir.path(), &["--cache-size", "256K", "--workers", "1"]);
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.set_recv_buffer_size(8 << 20).unwrap();
-    sock.connect(&server.addr.into()).unwrap();
-    let mut slow: std::net::TcpStream = sock.into();
+    let mut slow = connect_slow_reader(server.addr);
     slow.write_all(b"GET /f0 HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
-    let mut peek = vec![0; 2 * LEN];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while slow.peek(&mut peek).unwrap() < LEN && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
     assert!(
-        slow.peek(&mut peek).unwrap() >= LEN,
+        wait_until_queued(&slow, LEN),
         "the answer never arrived whole"
     );
     // Seven times the budget of other files: /f0 is evicted, its space reused.

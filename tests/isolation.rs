@@ -1,5 +1,5 @@
 //! Isolation of process modules, through the real binary and real runner
-//! processes: the `hostile` example module attacks the machine (a thread
+//! processes: the `hostile` fixture module attacks the machine (a thread
 //! bomb, a fork bomb, a descriptor hog, an unbounded allocation, a network
 //! socket, ptrace, fork, a CPU spin, a dead runner whose socket stays open,
 //! files outside its landlock trees), and each attack is stopped by the
@@ -20,13 +20,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use iolite_modules::runner::RUNNER_ALLOWANCE;
 use support::{Iolite, get};
 
 fn lib(name: &str) -> String {
-    support::example_lib(support::example_modules(&["hello", "hostile"]), name)
+    support::module_lib(&["iolite-example-hello", "iolite-fixture-hostile"], name)
 }
 
 /// Limits of the attacked module, small so each attack ends quickly.
@@ -421,20 +420,7 @@ fn a_sandbox_that_cannot_be_applied_refuses_to_start_the_server() {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_iolite"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "none",
-            "--config",
-        ])
-        .arg(&file)
-        .arg("--root")
-        .arg(root.path())
-        .output()
-        .unwrap();
+    let out = support::serve_refused(root.path(), &["--config", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty(), "nothing was announced");
     let stderr = String::from_utf8_lossy(&out.stderr);

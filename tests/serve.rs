@@ -6,7 +6,6 @@
 mod support;
 
 use std::io::Write;
-use std::process::Command;
 
 use support::{Iolite, Site, closed, read_response};
 
@@ -408,17 +407,9 @@ fn curl_fetches_pages_and_ranges() {
     let site = Site::new();
     let server = Iolite::start(&site.root(), &[]);
     let curl = |args: &[&str]| {
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "20"])
-            .args(args)
-            .output()
-            .expect("curl is installed");
-        assert!(
-            out.status.success(),
-            "curl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        let (status, out, err) = support::curl(args);
+        assert!(status.success(), "curl {args:?}: {err}");
+        out
     };
     let base = format!("http://{}", server.addr);
     assert_eq!(curl(&[&format!("{base}/hello.txt")]), b"hello, world\n");

@@ -4,9 +4,9 @@
 //!
 //! # Layout
 //! - `site/`: the demo site.
-//! - `modules/{hello,echo,template,jsonapi,stream}`: example modules (cdylib
-//!   crates of the workspace); `modules/{faulty,hostile,forger,abi-mismatch}`:
-//!   modules that misbehave on purpose, for the supervision and isolation
-//!   tests (hostile and forger hold `unsafe` to attack with). See
-//!   `examples/README.md`.
+//! - `modules/{hello,echo,template,jsonapi,stream,blob}`: example modules
+//!   (cdylib crates of the workspace). See `examples/README.md`.
+//!
+//! Modules that only tests run (misbehaving on purpose) are not examples:
+//! they live in `fixtures/`.
 #![forbid(unsafe_code)]

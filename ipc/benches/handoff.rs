@@ -1,7 +1,8 @@
 //! Handing bytes to another process: an aggregate by descriptor against the
 //! same bytes through a unix socket, and a descriptor round trip against a
-//! bare 64-byte socket ping-pong, all with the same child (`iolite-ipc-probe`)
-//! in the same run. The child reads (adds up) every byte in both hand-offs.
+//! bare 64-byte socket ping-pong, all with the same child (`iolite-ipc-probe`,
+//! the fixture `fixtures/probes`, built on first use) in the same run. The
+//! child reads (adds up) every byte in both hand-offs.
 //!
 //! `cargo bench -p iolite-ipc --bench handoff`; `ipc/README.md` has the table.
 
@@ -32,10 +33,13 @@ struct Probed {
 impl Probed {
     fn spawn() -> Probed {
         let (ours, theirs) = UnixStream::pair().expect("socketpair");
-        let child = Command::new(env!("CARGO_BIN_EXE_iolite-ipc-probe"))
-            .stdin(Stdio::from(OwnedFd::from(theirs)))
-            .spawn()
-            .expect("spawn the probe");
+        let child = Command::new(iolite_fixtures::bin(
+            "iolite-fixture-probes",
+            "iolite-ipc-probe",
+        ))
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .spawn()
+        .expect("spawn the probe");
         Probed {
             child,
             peer: Peer::new(ours),

@@ -44,7 +44,9 @@
 //!   leases, blocking or event-loop use), [`Wire`], [`AggDesc`]/[`BufDesc`],
 //!   [`Event`].
 //! - `probe` (hidden): the protocol of `iolite-ipc-probe`, the child process
-//!   of the cross-process tests and benches (`src/bin/probe.rs`).
+//!   of the cross-process tests and benches (the fixture `fixtures/probes`,
+//!   which the tests build on demand; the type stays here because those
+//!   tests speak it too).
 //!
 //! # Performance
 //! `cargo bench -p iolite-ipc --bench handoff` (criterion medians; 2-core

@@ -1,5 +1,6 @@
-//! The protocol of `iolite-ipc-probe`, the child process that this crate's
-//! cross-process tests and benches talk to. Not part of the stable API.
+//! The protocol of `iolite-ipc-probe` (`fixtures/probes`), the child
+//! process that this crate's cross-process tests and benches talk to. Not
+//! part of the stable API.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,6 @@
-//! Sharing with real processes: each test spawns `iolite-ipc-probe`, whose
-//! stdin is a unix socket to this process, and talks to it as a `Peer`.
+//! Sharing with real processes: each test spawns `iolite-ipc-probe` (the
+//! fixture `fixtures/probes`, built on first use), whose stdin is a unix
+//! socket to this process, and talks to it as a `Peer`.
 
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
@@ -17,10 +18,13 @@ struct Probed {
 impl Probed {
     fn spawn() -> Probed {
         let (ours, theirs) = UnixStream::pair().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_iolite-ipc-probe"))
-            .stdin(Stdio::from(OwnedFd::from(theirs)))
-            .spawn()
-            .expect("spawn the probe");
+        let child = Command::new(iolite_fixtures::bin(
+            "iolite-fixture-probes",
+            "iolite-ipc-probe",
+        ))
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .spawn()
+        .expect("spawn the probe");
         Probed {
             child,
             peer: Peer::new(ours),

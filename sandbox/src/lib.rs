@@ -37,9 +37,11 @@
 //!   runner that inherits its socket.
 //! - `pidfd`: [`PidFd`], a child's exit as a pollable descriptor (the
 //!   supervisor's side, not the sandboxed process's).
-//! - `bin/iolite-sandbox-probe`: the test fixture that applies a profile and
-//!   then misbehaves on purpose (used by `tests/profile.rs`);
-//!   `tests/tokio_runner.rs` runs a tokio runtime under the allow-list.
+//!
+//! `tests/profile.rs` runs the fixture `iolite-sandbox-probe`
+//! (`fixtures/probes`), which applies a profile and then misbehaves on
+//! purpose; `tests/tokio_runner.rs` runs a tokio runtime under the
+//! allow-list.
 
 mod cgroup;
 mod error;

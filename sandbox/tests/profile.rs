@@ -10,7 +10,10 @@ use std::process::{Command, ExitStatus};
 
 use iolite_sandbox::{pids_cgroup_for, remove_pids_cgroup, sweep_stale_pids_cgroups};
 
-const PROBE: &str = env!("CARGO_BIN_EXE_iolite-sandbox-probe");
+/// The probe fixture (`fixtures/probes`), built on first use.
+fn probe_bin() -> std::path::PathBuf {
+    iolite_fixtures::bin("iolite-fixture-probes", "iolite-sandbox-probe")
+}
 
 #[derive(Debug)]
 struct Run {
@@ -39,7 +42,7 @@ impl Run {
 }
 
 fn probe(args: &[&str]) -> Run {
-    let child = Command::new(PROBE)
+    let child = Command::new(probe_bin())
         .args(args)
         .env_remove("RUST_BACKTRACE")
         .stdin(std::process::Stdio::null())

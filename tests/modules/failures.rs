@@ -1,0 +1,121 @@
+//! A module that fails, fails only its own requests: a crash (502) or a
+//! request past its timeout (504) gets the runner replaced while other
+//! modules answer on; attacks on the shared pages and forged response
+//! descriptors are refused; a library built for another ABI is refused at
+//! start-up, naming both versions.
+
+use crate::support::{request, serve_refused};
+use crate::{get, lib, site, start_with_config, start_with_modules};
+
+#[test]
+fn a_crash_fails_only_its_request_and_the_runner_restarts() {
+    let (_root, server) = start_with_modules(&[("/faulty", "faulty"), ("/hello", "hello")], &[]);
+    let first = get(&server, "/faulty/x");
+    assert_eq!(first.status, 200);
+    for crash in ["/faulty/panic", "/faulty/exit"] {
+        assert_eq!(get(&server, crash).status, 502, "{crash}");
+        // Another module is untouched.
+        assert_eq!(get(&server, "/hello/z").body, b"Hello, z!\n");
+        // The next request waits for the new runner and succeeds.
+        let next = get(&server, "/faulty/x");
+        assert_eq!(next.status, 200, "after {crash}");
+        assert_ne!(next.body, first.body, "a new process answers");
+    }
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_request_past_its_timeout_gets_504_and_a_new_runner() {
+    let (_root, server) = start_with_config(
+        &format!(
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\ntimeout = \"300ms\"\n",
+            lib("faulty")
+        ),
+        &[],
+    );
+    // The deadline also covers waiting for a (re)starting runner, which a
+    // loaded machine can make longer than 300 ms: those requests get 504
+    // too (without replacing anything), so ask until one is answered.
+    let until_ok = || {
+        (0..100)
+            .map(|_| get(&server, "/faulty/x"))
+            .find(|r| r.status != 504)
+            .expect("an answer within 100 tries")
+    };
+    let first = until_ok();
+    assert_eq!(first.status, 200);
+    assert_eq!(get(&server, "/faulty/sleep").status, 504);
+    let next = until_ok();
+    assert_eq!(next.status, 200);
+    assert_ne!(next.body, first.body, "the hung process was replaced");
+    assert!(server.module_metric("iolite_module_timeouts_total", "/faulty") >= 1);
+    assert!(server.module_metric("iolite_module_restarts_total", "/faulty") >= 1);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_module_built_for_another_abi_is_refused_naming_both_versions() {
+    let root = site();
+    let out = serve_refused(
+        root.path(),
+        &["--module", &format!("/old={}", lib("abi_mismatch"))],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "nothing was announced");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("module at /old:")
+            && stderr.contains("module ABI version 9999")
+            && stderr.contains(&format!(
+                "this server speaks ABI version {}",
+                iolite_sdk::wire::ABI_VERSION
+            )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn attacks_on_the_shared_pages_fail_only_their_own_request() {
+    let (_root, server) = start_with_modules(&[("/hostile", "hostile"), ("/echo", "echo")], &[]);
+    for attack in ["write", "mprotect", "truncate"] {
+        let r = request(
+            &server,
+            "POST",
+            &format!("/hostile/{attack}"),
+            b"victim bytes",
+        );
+        assert_eq!(r.header("x-attack"), None, "{attack} succeeded");
+        assert_eq!(r.status, 502, "{attack}");
+        // The other module, and the pool's bytes, are untouched.
+        let r = request(&server, "POST", "/echo", b"still here");
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"still here"[..]));
+        // The attacker's runner comes back.
+        assert_eq!(
+            get(&server, "/hostile/nothing").status,
+            204,
+            "after {attack}"
+        );
+    }
+    assert!(server.stop().success());
+}
+
+#[test]
+fn forged_response_descriptors_are_refused() {
+    let (_root, server) = start_with_modules(&[("/forger", "forger")], &[]);
+    for forgery in ["pool", "range", "lease"] {
+        let r = request(
+            &server,
+            "POST",
+            &format!("/forger/{forgery}"),
+            b"0123456789abcdef",
+        );
+        assert_eq!(r.status, 502, "{forgery}");
+        // The replaced runner answers honestly.
+        assert_eq!(
+            get(&server, "/forger/honest").status,
+            200,
+            "after {forgery}"
+        );
+    }
+    assert!(server.stop().success());
+}
