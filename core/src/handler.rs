@@ -40,10 +40,11 @@ pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response, Error>>>>
 
 /// A content handler's answer that needs the request body. The connection
 /// calls [`body`](PendingResponse::body) once if the request has a body,
-/// pumps the body into the sink it returns, and awaits
-/// [`respond`](PendingResponse::respond): after the body for
-/// [`BodyMode::Whole`], alongside it for [`BodyMode::Duplex`]. Dropping the
-/// answer's future (the client went away) cancels the request.
+/// pumps the body into the sink it returns, and calls and awaits
+/// [`respond`](PendingResponse::respond): once the whole body is in for
+/// [`BodyMode::Whole`] (or when there is no body), at once for
+/// [`BodyMode::Duplex`]. Dropping the answer's future (the client went
+/// away) cancels the request.
 pub trait PendingResponse: std::fmt::Debug {
     /// The request has a body of `len` bytes (`None`: chunked, its length
     /// unknown until its end; a `Content-Length` over the body limit never

@@ -25,7 +25,7 @@ use super::{Conn, WorkerCtx};
 use crate::body::pump::{BodyIo, pump};
 use crate::body::{BodyMode, BodySink, Discard};
 use crate::error::Error;
-use crate::handler::{Ending, ResponseFuture};
+use crate::handler::{Ending, PendingResponse, ResponseFuture};
 use crate::http::request::{BodyFraming, Method, RequestHead, Span, Version};
 use crate::http::response::{ConnectionHeader, Framing, status_has_body, write_head_framed};
 use crate::http::{date, parse_head_fields};
@@ -105,19 +105,29 @@ impl Ask {
     }
 }
 
-/// The answer while it is awaited: known already, or a future.
+/// The answer while it is awaited: known already, a handler not asked
+/// yet (it is asked once a whole body is in, or at once for a duplex one),
+/// or its future.
 enum Pending {
     Ready(Option<Response>),
+    Asking(Option<Box<dyn PendingResponse>>),
     Later(ResponseFuture),
 }
 
 impl Pending {
     async fn answer(&mut self) -> Response {
+        if let Pending::Asking(later) = self {
+            match later.take() {
+                Some(later) => *self = Pending::Later(later.respond()),
+                None => return Response::from_error(&Error::NotFound),
+            }
+        }
         match self {
             Pending::Ready(r) => r
                 .take()
                 .unwrap_or_else(|| Response::from_error(&Error::NotFound)),
             Pending::Later(f) => f.await.unwrap_or_else(|e| Response::from_error(&e)),
+            Pending::Asking(_) => Response::from_error(&Error::NotFound),
         }
     }
 }
@@ -165,7 +175,7 @@ impl Conn {
                     Some(BodyMode::Duplex(s)) => (Some(s), true),
                     None => (None, false),
                 };
-                (sink, duplex, Pending::Later(later.respond()))
+                (sink, duplex, Pending::Asking(Some(later)))
             }
         };
         let body_left = sink.is_some();

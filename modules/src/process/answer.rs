@@ -26,7 +26,13 @@ pub(crate) fn to_response(
     frame: ResponseFrame,
     body: Body,
 ) -> Result<Response, Error> {
-    let invalid = |why| Error::upstream(UpstreamKind::Module, name.clone(), UpstreamFailure::InvalidAnswer(why));
+    let invalid = |why| {
+        Error::upstream(
+            UpstreamKind::Module,
+            name.clone(),
+            UpstreamFailure::InvalidAnswer(why),
+        )
+    };
     if !(200..=999).contains(&frame.status) {
         tracing::warn!(module = %name, status = frame.status, "module answered an invalid status");
         return Err(invalid("status out of range"));
@@ -137,7 +143,11 @@ mod tests {
                 .unwrap_or_else(|e| Response::from_error(&e));
             assert_eq!(r.status, *want_status, "{status} {headers:?}");
             if *want_status == 502 {
-                assert_eq!(r.error, Some(iolite_core::Side::Upstream), "{status} {headers:?}");
+                assert_eq!(
+                    r.error,
+                    Some(iolite_core::Side::Upstream),
+                    "{status} {headers:?}"
+                );
             }
             if *want_status != 502 {
                 assert_eq!(r.headers.as_bytes(), *want_lines, "{status} {headers:?}");

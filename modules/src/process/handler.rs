@@ -103,8 +103,8 @@ impl PendingResponse for PendingModule {
     /// Over [`BODY_PART`] (or chunked) to a library that takes parts: in
     /// parts, duplex; otherwise whole, into the request pool.
     fn body(&mut self, len: Option<u64>) -> Result<BodyMode, iolite_core::Error> {
-        let in_parts = self.module.parts.load(Ordering::Relaxed)
-            && len.is_none_or(|n| n > BODY_PART);
+        let in_parts =
+            self.module.parts.load(Ordering::Relaxed) && len.is_none_or(|n| n > BODY_PART);
         if !in_parts {
             let (sink, body) = PoolSink::new(&self.module.pool, len, POOL_FULL)?;
             self.body = Some(body);
