@@ -113,6 +113,21 @@ mod tests {
         assert_eq!(c.used(), 30);
     }
 
+    /// Equal priorities (same size, cost and frequency, same L) leave in
+    /// the order they were set, whatever the objects' numbers: numbers are
+    /// popularity ranks in synthetic workloads, so breaking ties by number
+    /// would evict the most popular of the tied objects first.
+    #[test]
+    fn gdsf_breaks_ties_by_age_not_by_object_number() {
+        let mut c = NodeCache::new(CacheKind::Gdsf, 30, 4);
+        for o in [2, 1, 0] {
+            c.insert(o, 10, 100);
+        }
+        c.insert(3, 10, 100);
+        assert!(!c.contains(2));
+        assert!(c.contains(0) && c.contains(1) && c.contains(3));
+    }
+
     #[test]
     fn oversized_objects_are_not_kept() {
         let sizes = [100];
