@@ -3,12 +3,15 @@
 //! is the served one and a change to the policy shows up in both.
 //!
 //! Two things are the simulator's. The cost GDSF weighs is the object's
-//! disk read time, the penalty a miss pays here (the server weighs every
-//! miss as 1, since its misses cost about the same CPU). And an object that
-//! is already held when a second, concurrent miss's disk read ends is left
-//! as it is: the simulator does not coalesce pending reads, and the second
-//! read is not a use. Objects are dense indices `0..objects`, found through
-//! an array ([`DenseIndex`]), so the simulator's hot path does no hashing.
+//! disk read time, the penalty a miss pays in this model (the server weighs
+//! every miss as 1, for the request hit ratio). And an object that is
+//! already held when a second, concurrent miss's disk read ends is left as
+//! it is: the simulator does not coalesce pending reads, and the second
+//! read is not a use (the server's `FileCache::load` replaces the entry
+//! instead, restarting its frequency; like the uncoalesced reads, this
+//! matters mostly while caches are cold). Objects are dense indices
+//! `0..objects`, found through an array ([`DenseIndex`]), so the
+//! simulator's hot path does no hashing.
 
 use iolite_core::cache::replacement::{DenseIndex, Policy, Replacement};
 
