@@ -17,7 +17,8 @@
 //!   consistent hashing ([`ConsistentHash`]) and consistent hashing with
 //!   bounded loads ([`BoundedLoadHash`]).
 //! - [`sim`]: the closed-loop discrete-event simulator behind `iolite sim`:
-//!   node caches (LRU, GDSF), the LARD paper's cost model, synthetic and
+//!   node caches (core's LRU and GDSF replacement, the code the server's
+//!   cache runs), the LARD paper's cost model, synthetic and
 //!   trace workloads, scenarios, the report (table, JSON lines, SVG), and
 //!   its command-line arguments ([`sim::cli::SimArgs`]).
 //! - `error`: [`ClusterError`], the crate's one error type.

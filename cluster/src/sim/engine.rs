@@ -91,10 +91,6 @@ pub fn run(cfg: &SimConfig, workload: &Workload) -> RunResult {
     let sizes = workload.sizes();
     let keys = workload.keys();
     let cost = cfg.cost;
-    let values: Vec<f64> = sizes
-        .iter()
-        .map(|&s| cost.disk_ns(s) as f64 / s.max(1) as f64)
-        .collect();
     let disk_ns: Vec<u64> = sizes.iter().map(|&s| cost.disk_ns(s)).collect();
     let back_ns: Vec<u64> = sizes.iter().map(|&s| cost.cpu_back_ns(s)).collect();
     let front_ns = cost.cpu_front_ns();
@@ -194,7 +190,7 @@ pub fn run(cfg: &SimConfig, workload: &Workload) -> RunResult {
                     }
                 }
             }
-            let hit = caches[n].access(obj, values[obj as usize]);
+            let hit = caches[n].access(obj);
             slots[c] = Slot {
                 obj,
                 node: node.0,
@@ -246,7 +242,8 @@ pub fn run(cfg: &SimConfig, workload: &Workload) -> RunResult {
             }
             Stage::Front | Stage::Disk => {
                 if stage == Stage::Disk {
-                    caches[n].insert(slot.obj, values[slot.obj as usize], sizes);
+                    let o = slot.obj as usize;
+                    caches[n].insert(slot.obj, sizes[o], disk_ns[o]);
                 }
                 let start = now.max(cpu_free[n]);
                 let d = back_ns[slot.obj as usize];

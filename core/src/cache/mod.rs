@@ -30,7 +30,10 @@
 //! path.
 //!
 //! # Layout
-//! - [`replacement`]: Greedy-Dual-Size-Frequency and LRU bookkeeping.
+//! - [`replacement`]: Greedy-Dual-Size-Frequency and LRU bookkeeping. Its
+//!   entries carry a miss cost (1 here) and find keys through a pluggable
+//!   map, because the cluster simulator runs the same code over numbered
+//!   objects with disk time as the cost.
 
 pub mod replacement;
 

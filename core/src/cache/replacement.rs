@@ -4,10 +4,18 @@
 //! Greedy-Dual-Size-Frequency (Cherkasova 1998, the successor of the
 //! Greedy-Dual-Size that Flash-Lite plugged into IO-Lite) gives each entry the
 //! priority `H = L + freq × cost / size`, where `L` is the cache's inflation
-//! value: the priority of the last victim. Small, often-requested files stay;
-//! large, rarely-requested ones leave first; and an entry that was hot long ago
-//! ages out because `L` keeps rising. `cost` is 1, so the policy maximises the
-//! request hit ratio, which is what a web server's CPU cost follows.
+//! value: the priority of the last victim, and `freq` counts the entry's uses
+//! since it was admitted (an evicted entry comes back with 1). Small,
+//! often-requested files stay; large, rarely-requested ones leave first; and
+//! an entry that was hot long ago ages out because `L` keeps rising. Equal
+//! priorities leave in the order they were set, oldest first.
+//!
+//! `cost` is what a miss on the entry costs, given per entry. The server
+//! admits with cost 1 ([`Replacement::admit`]), so the policy maximises the
+//! request hit ratio, which is what a web server's CPU cost follows; the
+//! cluster simulator runs this same code with a miss's disk time as the
+//! cost ([`Replacement::admit_with_cost`]), so what it measures is the
+//! policy the server runs.
 //!
 //! LRU is kept for comparison (`cache.policy = "lru"`): its priority is the
 //! time of the last use.
@@ -17,14 +25,22 @@
 //! drops the cache's reference to the entry's buffers, and the pool recycles
 //! the space only when the last reference (for example an in-flight send) is
 //! gone.
+//!
+//! Entries live in a slab and the priority order names them by slot, so
+//! nothing but the key-to-slot map ([`KeyIndex`]) depends on the kind of key:
+//! a hash map by default, an array ([`DenseIndex`]) for keys numbered `0..n`.
+
+mod keys;
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
 
+pub use keys::{DenseIndex, KeyIndex};
+
 /// Which entries to evict first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Policy {
-    /// Greedy-Dual-Size-Frequency: evict the lowest `L + freq / size`.
+    /// Greedy-Dual-Size-Frequency: evict the lowest `L + freq × cost / size`.
     #[default]
     Gdsf,
     /// Least recently used.
@@ -48,20 +64,27 @@ impl Priority {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Meta {
+/// (priority, tick): the tick is unique, so ranks never tie and equal
+/// priorities leave oldest first.
+type Rank = (Priority, u64);
+
+#[derive(Debug, Clone)]
+struct Entry<K> {
+    /// Kept for handing the key back when the entry is evicted.
+    key: K,
     size: u64,
+    cost: f64,
     freq: u64,
-    /// (priority, tie-breaker): the entry's key in `order`, as of when it
-    /// was last placed there.
-    rank: (Priority, u64),
+    /// The entry's key in `order`, as of when it was last placed there.
+    rank: Rank,
     /// The rank the policy gives the entry now. A hit only updates this
     /// (O(1), no reordering); `evict_one` moves an entry whose `rank` is
     /// stale when it reaches the front. Ranks only grow (GDSF's `L` never
-    /// falls, LRU's clock only ticks), so every key in `order` is at most
-    /// its entry's current rank, and the first entry popped whose key is
-    /// current is the true minimum: the same victims as eager reordering.
-    current: (Priority, u64),
+    /// falls and an entry's cost is fixed until it is admitted again, LRU's
+    /// clock only ticks), so every key in `order` is at most its entry's
+    /// current rank, and the first entry popped whose key is current is the
+    /// true minimum: the same victims as eager reordering.
+    current: Rank,
 }
 
 /// Why an entry was not admitted.
@@ -71,9 +94,10 @@ pub enum Refusal {
     TooLarge,
 }
 
-/// The replacement state of a cache holding keys `K` within a byte budget.
+/// The replacement state of a cache holding keys `K` within a byte budget;
+/// `I` finds a key's entry.
 #[derive(Debug)]
-pub struct Replacement<K> {
+pub struct Replacement<K, I = HashMap<K, u32>> {
     policy: Policy,
     budget: u64,
     used: u64,
@@ -81,20 +105,33 @@ pub struct Replacement<K> {
     inflation: f64,
     /// A counter that breaks priority ties by age and is LRU's clock.
     tick: u64,
-    entries: HashMap<K, Meta>,
-    order: BTreeSet<((Priority, u64), K)>,
+    index: I,
+    /// Entries by slot; a slot in `free` holds a stale entry.
+    entries: Vec<Entry<K>>,
+    free: Vec<u32>,
+    order: BTreeSet<(Rank, u32)>,
 }
 
-impl<K: Hash + Eq + Ord + Clone> Replacement<K> {
+impl<K: Hash + Eq + Clone> Replacement<K> {
     /// An empty cache state with `budget` bytes.
     pub fn new(policy: Policy, budget: u64) -> Self {
+        Replacement::with_index(policy, budget, HashMap::new())
+    }
+}
+
+impl<K: Clone, I: KeyIndex<K>> Replacement<K, I> {
+    /// An empty cache state with `budget` bytes that finds keys with `index`
+    /// (which must hold no keys).
+    pub fn with_index(policy: Policy, budget: u64, index: I) -> Self {
         Replacement {
             policy,
             budget,
             used: 0,
             inflation: 0.0,
             tick: 0,
-            entries: HashMap::new(),
+            index,
+            entries: Vec::new(),
+            free: Vec::new(),
             order: BTreeSet::new(),
         }
     }
@@ -116,23 +153,26 @@ impl<K: Hash + Eq + Ord + Clone> Replacement<K> {
 
     /// Entries held.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() - self.free.len()
     }
 
     /// True when nothing is held.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// True when `key` is held.
     pub fn contains(&self, key: &K) -> bool {
-        self.entries.contains_key(key)
+        self.index.slot(key).is_some()
     }
 
-    fn rank(&mut self, size: u64, freq: u64) -> (Priority, u64) {
+    fn rank(&mut self, size: u64, cost: f64, freq: u64) -> Rank {
         self.tick += 1;
         let priority = match self.policy {
-            Policy::Gdsf => self.inflation + freq as f64 / size.max(1) as f64,
+            // `freq × cost` first: exact for any realistic count and cost,
+            // so the one division is the only rounding, and with cost 1 the
+            // priority is exactly `L + freq / size`.
+            Policy::Gdsf => self.inflation + freq as f64 * cost / size.max(1) as f64,
             Policy::Lru => self.tick as f64,
         };
         (Priority::from_f64(priority), self.tick)
@@ -140,78 +180,118 @@ impl<K: Hash + Eq + Ord + Clone> Replacement<K> {
 
     /// Records a hit on `key`. Returns false when the key is not held.
     pub fn touch(&mut self, key: &K) -> bool {
-        let Some((size, freq)) = self.entries.get(key).map(|m| (m.size, m.freq)) else {
+        let Some(slot) = self.index.slot(key) else {
             return false;
         };
-        let freq = freq.saturating_add(1);
-        let current = self.rank(size, freq);
-        if let Some(meta) = self.entries.get_mut(key) {
-            meta.freq = freq;
-            meta.current = current;
-        }
+        let entry = &self.entries[slot as usize];
+        let (size, cost, freq) = (entry.size, entry.cost, entry.freq.saturating_add(1));
+        let current = self.rank(size, cost, freq);
+        let entry = &mut self.entries[slot as usize];
+        entry.freq = freq;
+        entry.current = current;
         true
     }
 
-    /// Admits `key` of `size` bytes, evicting as many entries as needed to
-    /// stay within the budget. Returns the evicted keys, lowest priority
-    /// first; the caller drops them from its index. A key already held is
-    /// replaced (its old size released first) and keeps its frequency.
+    /// Admits `key` of `size` bytes at cost 1, evicting as many entries as
+    /// needed to stay within the budget. Returns the evicted keys, lowest
+    /// priority first; the caller drops them from its index. A key already
+    /// held is replaced (its old size released first) and keeps its
+    /// frequency.
     pub fn admit(&mut self, key: K, size: u64) -> Result<Vec<K>, Refusal> {
+        let mut evicted = Vec::new();
+        self.admit_with_cost(key, size, 1.0, |victim| evicted.push(victim))?;
+        Ok(evicted)
+    }
+
+    /// [`admit`](Self::admit) with the cost of a miss on `key` (finite,
+    /// at least 0), handing each evicted key to `evicted` instead of
+    /// collecting them.
+    pub fn admit_with_cost(
+        &mut self,
+        key: K,
+        size: u64,
+        cost: f64,
+        mut evicted: impl FnMut(K),
+    ) -> Result<(), Refusal> {
+        debug_assert!(cost.is_finite() && cost >= 0.0, "cost {cost}");
         if size > self.budget {
             return Err(Refusal::TooLarge);
         }
-        let freq = match self.entries.remove(&key) {
-            Some(old) => {
-                self.order.remove(&(old.rank, key.clone()));
+        let held = self.index.slot(&key);
+        let freq = match held {
+            Some(slot) => {
+                let old = &self.entries[slot as usize];
+                self.order.remove(&(old.rank, slot));
                 self.used -= old.size;
                 old.freq
             }
             None => 1,
         };
-        let mut evicted = Vec::new();
         while self.used + size > self.budget {
             let Some(victim) = self.evict_one() else {
                 break;
             };
-            evicted.push(victim);
+            evicted(victim);
         }
-        let rank = self.rank(size, freq);
-        self.order.insert((rank, key.clone()));
-        self.entries.insert(
+        let rank = self.rank(size, cost, freq);
+        let entry = Entry {
             key,
-            Meta {
-                size,
-                freq,
-                rank,
-                current: rank,
-            },
-        );
+            size,
+            cost,
+            freq,
+            rank,
+            current: rank,
+        };
+        let slot = match held {
+            Some(slot) => {
+                self.entries[slot as usize] = entry;
+                slot
+            }
+            None => {
+                let key = entry.key.clone();
+                let slot = self.fill_slot(entry);
+                self.index.insert(key, slot);
+                slot
+            }
+        };
+        self.order.insert((rank, slot));
         self.used += size;
-        Ok(evicted)
+        Ok(())
+    }
+
+    fn fill_slot(&mut self, entry: Entry<K>) -> u32 {
+        match self.free.pop() {
+            Some(slot) => {
+                self.entries[slot as usize] = entry;
+                slot
+            }
+            None => {
+                let slot = u32::try_from(self.entries.len()).expect("under 2^32 entries");
+                self.entries.push(entry);
+                slot
+            }
+        }
     }
 
     /// Evicts the lowest-priority entry (raising GDSF's inflation value as an
     /// admission-time eviction would) and returns its key, or `None` when
     /// empty. Used when the pool, not the budget, is short of room.
     pub fn evict_one(&mut self) -> Option<K> {
-        let (rank, victim) = loop {
-            let (rank, key) = self.order.pop_first()?;
-            let meta = self
-                .entries
-                .get_mut(&key)
-                .expect("order and entries hold the same keys");
-            if meta.current == rank {
-                break (rank, key);
+        let (rank, slot) = loop {
+            let (rank, slot) = self.order.pop_first()?;
+            let entry = &mut self.entries[slot as usize];
+            if entry.current == rank {
+                break (rank, slot);
             }
             // Hit since it was placed: move it to where it belongs now.
-            meta.rank = meta.current;
-            self.order.insert((meta.current, key));
+            entry.rank = entry.current;
+            self.order.insert((entry.current, slot));
         };
-        let meta = self
-            .entries
-            .remove(&victim)
-            .expect("order and entries hold the same keys");
-        self.used -= meta.size;
+        let entry = &self.entries[slot as usize];
+        self.used -= entry.size;
+        let victim = entry.key.clone();
+        self.index.remove(&victim);
+        self.free.push(slot);
         if self.policy == Policy::Gdsf {
             self.inflation = rank.0.to_f64();
         }
@@ -220,10 +300,12 @@ impl<K: Hash + Eq + Ord + Clone> Replacement<K> {
 
     /// Forgets `key` (a file that changed or disappeared). Returns its size.
     pub fn remove(&mut self, key: &K) -> Option<u64> {
-        let meta = self.entries.remove(key)?;
-        self.order.remove(&(meta.rank, key.clone()));
-        self.used -= meta.size;
-        Some(meta.size)
+        let slot = self.index.remove(key)?;
+        let entry = &self.entries[slot as usize];
+        self.order.remove(&(entry.rank, slot));
+        self.used -= entry.size;
+        self.free.push(slot);
+        Some(entry.size)
     }
 }
 
@@ -298,6 +380,41 @@ mod tests {
         assert_eq!(r.used(), 0);
     }
 
+    #[test]
+    fn gdsf_keeps_the_entry_whose_miss_costs_more() {
+        let mut r = Replacement::new(Policy::Gdsf, 300);
+        let mut gone = Vec::new();
+        r.admit_with_cost("slow", 100, 30.0, |k| gone.push(k))
+            .unwrap();
+        r.admit_with_cost("fast", 100, 10.0, |k| gone.push(k))
+            .unwrap();
+        r.admit_with_cost("mid", 100, 20.0, |k| gone.push(k))
+            .unwrap();
+        // Same size, same frequency: the cheapest miss leaves, and L rises
+        // to its priority (10 / 100).
+        r.admit_with_cost("new", 100, 20.0, |k| gone.push(k))
+            .unwrap();
+        assert_eq!(gone, vec!["fast"]);
+        // "new" was placed at 0.1 + 0.2, above "mid" at 0.2.
+        assert_eq!(r.evict_one(), Some("mid"));
+    }
+
+    #[test]
+    fn dense_keys_grow_past_their_size_and_forget() {
+        let mut r = Replacement::with_index(Policy::Lru, 100, DenseIndex::new(2));
+        r.admit(7, 40).unwrap();
+        r.admit(1, 40).unwrap();
+        assert!(r.contains(&7) && r.contains(&1) && !r.contains(&5));
+        assert_eq!(r.admit(5, 40).unwrap(), vec![7]);
+        assert!(!r.contains(&7));
+        assert_eq!(r.remove(&1), Some(40));
+        assert_eq!(r.remove(&1), None);
+        assert_eq!((r.len(), r.used()), (1, 40));
+        // Freed slots are reused: the slab does not grow past its peak.
+        r.admit(9, 60).unwrap();
+        assert_eq!(r.entries.len(), 2);
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Admit(u8, u64),
@@ -323,30 +440,35 @@ mod tests {
         used: u64,
         inflation: f64,
         tick: u64,
-        entries: HashMap<u8, (u64, u64, f64, u64)>,
+        /// key -> (size, freq, priority, tick, cost)
+        entries: HashMap<u8, (u64, u64, f64, u64, f64)>,
     }
 
     impl Eager {
-        fn prio(&mut self, size: u64, freq: u64) -> (f64, u64) {
+        fn prio(&mut self, size: u64, freq: u64, cost: f64) -> (f64, u64) {
             self.tick += 1;
             let p = if self.lru {
                 self.tick as f64
             } else {
-                self.inflation + freq as f64 / size.max(1) as f64
+                self.inflation + freq as f64 * cost / size.max(1) as f64
             };
             (p, self.tick)
         }
 
         fn touch(&mut self, k: u8) {
-            if let Some(&(size, freq, _, _)) = self.entries.get(&k) {
-                let (p, t) = self.prio(size, freq + 1);
-                self.entries.insert(k, (size, freq + 1, p, t));
+            if let Some(&(size, freq, _, _, cost)) = self.entries.get(&k) {
+                let (p, t) = self.prio(size, freq + 1, cost);
+                self.entries.insert(k, (size, freq + 1, p, t, cost));
             }
         }
 
         fn admit(&mut self, k: u8, size: u64) -> Vec<u8> {
+            self.admit_with_cost(k, size, 1.0)
+        }
+
+        fn admit_with_cost(&mut self, k: u8, size: u64, cost: f64) -> Vec<u8> {
             let freq = match self.entries.remove(&k) {
-                Some((old, freq, _, _)) => {
+                Some((old, freq, _, _, _)) => {
                     self.used -= old;
                     freq
                 }
@@ -354,7 +476,7 @@ mod tests {
             };
             let mut out = Vec::new();
             while self.used + size > self.budget && !self.entries.is_empty() {
-                let (&victim, &(vsize, _, p, _)) = self
+                let (&victim, &(vsize, _, p, _, _)) = self
                     .entries
                     .iter()
                     .min_by(|a, b| (a.1.2, a.1.3).partial_cmp(&(b.1.2, b.1.3)).unwrap())
@@ -366,8 +488,8 @@ mod tests {
                 }
                 out.push(victim);
             }
-            let (p, t) = self.prio(size, freq);
-            self.entries.insert(k, (size, freq, p, t));
+            let (p, t) = self.prio(size, freq, cost);
+            self.entries.insert(k, (size, freq, p, t, cost));
             self.used += size;
             out
         }
@@ -428,6 +550,49 @@ mod tests {
                 prop_assert!(r.used() <= r.budget());
                 prop_assert_eq!(r.used(), model.values().sum::<u64>());
                 prop_assert_eq!(r.len(), model.len());
+            }
+        }
+
+        /// Per-entry costs keep the lazy order exact, and finding entries
+        /// through an array instead of a hash map changes nothing.
+        #[test]
+        fn costs_and_dense_keys_evict_like_eager_reordering(
+            lru in any::<bool>(),
+            ops in proptest::collection::vec(
+                prop_oneof![
+                    (0u8..24, 1u64..300, 0u32..50_000)
+                        .prop_map(|(k, s, c)| (k, Some((s, f64::from(c) * 7.3)))),
+                    (0u8..24).prop_map(|k| (k, None)),
+                ],
+                1..400,
+            ),
+        ) {
+            let policy = if lru { Policy::Lru } else { Policy::Gdsf };
+            let mut hashed = Replacement::new(policy, 1000);
+            let mut dense = Replacement::with_index(policy, 1000, DenseIndex::new(8));
+            let mut eager = Eager { lru, budget: 1000, ..Eager::default() };
+            for (k, admit) in ops {
+                match admit {
+                    Some((s, c)) => {
+                        let want = eager.admit_with_cost(k, s, c);
+                        let mut got = Vec::new();
+                        hashed.admit_with_cost(k, s, c, |v| got.push(v)).unwrap();
+                        prop_assert_eq!(&got, &want);
+                        let mut got = Vec::new();
+                        dense
+                            .admit_with_cost(u32::from(k), s, c, |v| got.push(v as u8))
+                            .unwrap();
+                        prop_assert_eq!(&got, &want);
+                    }
+                    None => {
+                        let held = eager.entries.contains_key(&k);
+                        eager.touch(k);
+                        prop_assert_eq!(hashed.touch(&k), held);
+                        prop_assert_eq!(dense.touch(&u32::from(k)), held);
+                    }
+                }
+                prop_assert_eq!(dense.used(), eager.used);
+                prop_assert_eq!(dense.len(), eager.entries.len());
             }
         }
     }
