@@ -24,7 +24,6 @@ mod exchange;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,33 +31,21 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::access_log::{AccessLogWriter, Entry};
+use crate::access_log::Entry;
 use crate::error::Error;
 use crate::handler::{Ending, Finished};
 use crate::http::parse_head_fields;
 use crate::http::request::{RequestHead, Span, Version};
-use crate::metrics::Metrics;
-use crate::phases::{Answer, Phases, Reply};
+use crate::phases::{Answer, Reply};
 use crate::response::Response;
-use crate::server::ServerOptions;
-use exchange::Done;
+use crate::worker::WorkerCtx;
+use exchange::{Done, Io, exchange};
 
 /// Free space kept in the read buffer before each read.
 const READ_RESERVE: usize = 4096;
 /// How long, and how many bytes, a closing connection drains the client.
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1 << 20;
-
-/// What one worker shares between its connections.
-#[derive(Debug)]
-pub(crate) struct WorkerCtx {
-    pub phases: Phases,
-    pub metrics: Arc<Metrics>,
-    pub opts: Arc<ServerOptions>,
-    /// This worker's access-log writer (none when the log is off). The
-    /// worker's connections share its thread, so a `RefCell` suffices.
-    pub access_log: Option<std::cell::RefCell<AccessLogWriter>>,
-}
 
 enum HeadRead {
     Head(RequestHead),
@@ -148,9 +135,13 @@ impl Conn {
             if let Some(h) = handler {
                 handlers.push((h, context));
             }
-            let done = self
-                .exchange(ctx, head.as_ref(), reply, &mut handlers, shutdown)
-                .await;
+            let io = Io {
+                stream: &self.stream,
+                buf: &mut self.buf,
+                out: &mut self.out,
+                path: &mut self.path,
+            };
+            let done = exchange(ctx, io, head.as_ref(), reply, &mut handlers, shutdown).await;
             self.log(ctx, head.as_ref(), &done);
             for (handler, context) in handlers {
                 ctx.phases.finished(

@@ -38,8 +38,8 @@
 //! - [`static_files`]: the static file handler (root-confined resolution,
 //!   per-worker path/fd/response-head cache, conditionals, ranges);
 //!   [`site`]: it as the content fallback, per location.
-//! - [`server`]: `ServerOptions`, `Server` (bind, mounts, run), listeners,
-//!   worker threads, shutdown.
+//! - [`server`]: `Server` (bind, mounts, run), listeners, worker threads,
+//!   shutdown; [`options`]: `ServerOptions`, what it is told.
 //! - `connection` (private): one connection's loop — keep-alive,
 //!   pipelining, the exchange (body ‖ answer, then the one send site),
 //!   timeouts, lingering close.
@@ -67,6 +67,7 @@ pub mod fd_body;
 pub mod handler;
 pub mod http;
 pub mod metrics;
+pub mod options;
 pub mod phases;
 pub mod response;
 pub mod send;
@@ -74,6 +75,7 @@ pub mod server;
 pub mod site;
 pub mod static_files;
 pub mod status;
+mod worker;
 
 pub use error::{Error, Side, UpstreamFailure, UpstreamKind};
 pub use fd_body::FdBody;

@@ -20,7 +20,7 @@ use rustix::pipe::{PipeFlags, SpliceFlags, pipe_with, splice};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::{BodySink, FinishFuture, ReadyFuture};
+use super::sink::{BodySink, FinishFuture, ReadyFuture, SpliceFuture};
 use crate::descriptor::Descriptor;
 use crate::error::{Error, UpstreamFailure, UpstreamKind};
 
@@ -125,7 +125,7 @@ impl FdSink {
     /// Splices `len` body bytes from `stream` into the target, each wait
     /// for the client bounded by `read_timeout` (408); false when the
     /// target closed first.
-    pub(crate) async fn splice_from(
+    async fn splice_in(
         &mut self,
         stream: &TcpStream,
         mut len: u64,
@@ -221,7 +221,12 @@ impl BodySink for FdSink {
         })
     }
 
-    fn splice_target(&mut self) -> Option<&mut FdSink> {
-        Some(self)
+    fn splice_from<'a>(
+        &'a mut self,
+        stream: &'a TcpStream,
+        len: u64,
+        read_timeout: Duration,
+    ) -> Option<SpliceFuture<'a>> {
+        Some(Box::pin(self.splice_in(stream, len, read_timeout)))
     }
 }

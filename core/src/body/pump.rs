@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::BodySink;
+use super::sink::BodySink;
 use crate::error::Error;
 use crate::http::ChunkedDecoder;
 use crate::http::request::BodyFraming;
@@ -138,8 +138,8 @@ async fn pump_length(
     if left > 0 {
         io.send_continue().await?;
     }
-    if let Some(fd) = sink.splice_target() {
-        return fd.splice_from(io.stream, left, io.read_timeout).await;
+    if let Some(spliced) = sink.splice_from(io.stream, left, io.read_timeout) {
+        return spliced.await;
     }
     while left > 0 {
         if !sink.ready().await? {

@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use iolite_ipc::{Agg, BufMut, Pool};
 
-use super::{BodySink, FinishFuture, ReadyFuture};
+use super::sink::{BodySink, FinishFuture, ReadyFuture};
 use crate::error::Error;
 
 /// Most bytes a whole sink of unknown length grows by at a time.

@@ -21,7 +21,6 @@ use std::io;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::{Conn, WorkerCtx};
 use crate::body::pump::{BodyIo, pump};
 use crate::body::{BodyMode, BodySink, Discard};
 use crate::error::Error;
@@ -32,6 +31,7 @@ use crate::http::{date, parse_head_fields};
 use crate::phases::{HandlerId, Reply};
 use crate::response::Response;
 use crate::send::send_response_framed;
+use crate::worker::WorkerCtx;
 
 /// Most internal redirects one request may follow.
 const MAX_REDIRECTS: usize = 10;
@@ -132,146 +132,153 @@ impl Pending {
     }
 }
 
-impl Conn {
-    /// Serves one routed request: its body, its answer, the answer sent.
-    /// `handlers` gains the handler of each internal redirect followed.
-    pub(super) async fn exchange(
-        &mut self,
-        ctx: &WorkerCtx,
-        head: Option<&RequestHead>,
-        reply: Reply,
-        handlers: &mut Vec<(HandlerId, Option<Box<dyn Any>>)>,
-        shutdown: &watch::Receiver<bool>,
-    ) -> Done {
-        let ask = Ask::of(head);
-        let buffered = self.buf.len().saturating_sub(ask.head_len) as u64;
-        // Where the body goes, and the answer (or its future).
-        let mut refused = None;
-        let (sink, duplex, mut pending): (Option<Box<dyn BodySink>>, bool, Pending) = match reply {
-            Reply::Now(response) => {
-                let waits = ask.expects_continue
-                    && !matches!(ask.framing, BodyFraming::Length(n) if buffered >= n);
-                let sink: Option<Box<dyn BodySink>> = match ask.body_len() {
-                    // The client waits for our word before it sends the
-                    // body; a final status is that word: the body never
-                    // comes onto this connection.
-                    Some(_) if waits && response.status >= 300 => None,
-                    Some(_) => Some(Box::new(Discard)),
-                    None => None,
-                };
-                (sink, false, Pending::Ready(Some(response)))
+/// The connection's parts an exchange uses.
+#[derive(Debug)]
+pub(super) struct Io<'a> {
+    pub stream: &'a TcpStream,
+    /// The read buffer: the head, then what came after it.
+    pub buf: &'a mut Vec<u8>,
+    /// Where the response head is written.
+    pub out: &'a mut Vec<u8>,
+    /// Scratch space for the normalized path (internal redirects).
+    pub path: &'a mut Vec<u8>,
+}
+
+/// Serves one routed request: its body, its answer, the answer sent.
+/// `handlers` gains the handler of each internal redirect followed.
+pub(super) async fn exchange(
+    ctx: &WorkerCtx,
+    io: Io<'_>,
+    head: Option<&RequestHead>,
+    reply: Reply,
+    handlers: &mut Vec<(HandlerId, Option<Box<dyn Any>>)>,
+    shutdown: &watch::Receiver<bool>,
+) -> Done {
+    let ask = Ask::of(head);
+    let buffered = io.buf.len().saturating_sub(ask.head_len) as u64;
+    // Where the body goes, and the answer (or its future).
+    let mut refused = None;
+    let (sink, duplex, mut pending): (Option<Box<dyn BodySink>>, bool, Pending) = match reply {
+        Reply::Now(response) => {
+            let waits = ask.expects_continue
+                && !matches!(ask.framing, BodyFraming::Length(n) if buffered >= n);
+            let sink: Option<Box<dyn BodySink>> = match ask.body_len() {
+                // The client waits for our word before it sends the
+                // body; a final status is that word: the body never
+                // comes onto this connection.
+                Some(_) if waits && response.status >= 300 => None,
+                Some(_) => Some(Box::new(Discard)),
+                None => None,
+            };
+            (sink, false, Pending::Ready(Some(response)))
+        }
+        Reply::Later(mut later) => {
+            let mode = match ask.body_len() {
+                None => None,
+                Some(Some(n)) if n > ctx.opts.limits.max_body => {
+                    refused = Some(Error::BodyTooLarge);
+                    None
+                }
+                Some(len) => later.body(len).map_err(|e| refused = Some(e)).ok(),
+            };
+            let (sink, duplex) = match mode {
+                Some(BodyMode::Whole(s)) => (Some(s), false),
+                Some(BodyMode::Duplex(s)) => (Some(s), true),
+                None => (None, false),
+            };
+            (sink, duplex, Pending::Asking(Some(later)))
+        }
+    };
+    let body_left = sink.is_some();
+    // A Now answer whose body is skipped is "duplex" with no pump: the
+    // body stays unread and the connection closes.
+    let skipped = sink.is_none() && ask.body_len().is_some() && refused.is_none();
+    let Io {
+        stream,
+        buf,
+        out,
+        path,
+    } = io;
+    let body_io = BodyIo {
+        stream,
+        buf,
+        start: ask.head_len,
+        max_body: ctx.opts.limits.max_body,
+        read_timeout: ctx.opts.header_timeout,
+        send_timeout: ctx.opts.send_timeout,
+        continue_owed: ask.expects_continue,
+    };
+    let pump = pump_owned(body_io, ask.framing, sink, duplex);
+    tokio::pin!(pump);
+    // None while the body is being read; then whether all of it was.
+    let mut pumped: Option<bool> = (!body_left).then_some(!skipped);
+    if let Some(error) = refused {
+        pending = Pending::Ready(Some(Response::from_error(&error)));
+        pumped = Some(false);
+    } else if body_left && !duplex {
+        match (&mut pump).await {
+            Ok(complete) => pumped = Some(complete),
+            Err(Error::Io(_)) => return Done::gone(),
+            Err(error) => {
+                pending = Pending::Ready(Some(Response::from_error(&error)));
+                pumped = Some(false);
             }
-            Reply::Later(mut later) => {
-                let mode = match ask.body_len() {
-                    None => None,
-                    Some(Some(n)) if n > ctx.opts.limits.max_body => {
-                        refused = Some(Error::BodyTooLarge);
-                        None
-                    }
-                    Some(len) => later.body(len).map_err(|e| refused = Some(e)).ok(),
-                };
-                let (sink, duplex) = match mode {
-                    Some(BodyMode::Whole(s)) => (Some(s), false),
-                    Some(BodyMode::Duplex(s)) => (Some(s), true),
-                    None => (None, false),
-                };
-                (sink, duplex, Pending::Asking(Some(later)))
-            }
-        };
-        let body_left = sink.is_some();
-        // A Now answer whose body is skipped is "duplex" with no pump: the
-        // body stays unread and the connection closes.
-        let skipped = sink.is_none() && ask.body_len().is_some() && refused.is_none();
-        let Conn {
-            stream,
-            buf,
-            out,
-            path,
-            ..
-        } = self;
-        let stream = &*stream;
-        let io = BodyIo {
-            stream,
-            buf,
-            start: ask.head_len,
-            max_body: ctx.opts.limits.max_body,
-            read_timeout: ctx.opts.header_timeout,
-            send_timeout: ctx.opts.send_timeout,
-            continue_owed: ask.expects_continue,
-        };
-        let pump = pump_owned(io, ask.framing, sink, duplex);
-        tokio::pin!(pump);
-        // None while the body is being read; then whether all of it was.
-        let mut pumped: Option<bool> = (!body_left).then_some(!skipped);
-        if let Some(error) = refused {
-            pending = Pending::Ready(Some(Response::from_error(&error)));
-            pumped = Some(false);
-        } else if body_left && !duplex {
-            match (&mut pump).await {
+        }
+    }
+    let answered = matches!(pending, Pending::Ready(_));
+    let response = loop {
+        tokio::select! {
+            biased;
+            read = &mut pump, if pumped.is_none() => match read {
                 Ok(complete) => pumped = Some(complete),
                 Err(Error::Io(_)) => return Done::gone(),
                 Err(error) => {
-                    pending = Pending::Ready(Some(Response::from_error(&error)));
                     pumped = Some(false);
+                    break Response::from_error(&error);
                 }
+            },
+            response = pending.answer() => break response,
+            () = client_gone(stream), if pumped == Some(true) && !answered => {
+                return Done::gone();
             }
         }
-        let answered = matches!(pending, Pending::Ready(_));
-        let response = loop {
+    };
+    // Answered: a future still pending (its body failed) is cancelled.
+    drop(pending);
+    let Some(mut response) = follow_redirects(ctx, response, handlers, stream, path).await else {
+        return Done::gone();
+    };
+    if pumped == Some(false) {
+        // The connection cannot be reused with body bytes left unread.
+        response.close = true;
+    }
+    let keep_alive = pumped == Some(true) && keeps_alive(&ask, &response, shutdown);
+    let connection = connection_header(keep_alive, ask.version);
+    let mut sent = 0;
+    let result = {
+        let send = send_answer(ctx, stream, out, &response, ask, connection, &mut sent);
+        tokio::pin!(send);
+        // The handler may still need body parts to finish its answer
+        // (a streamed echo): keep reading them.
+        loop {
             tokio::select! {
-                biased;
-                read = &mut pump, if pumped.is_none() => match read {
-                    Ok(complete) => pumped = Some(complete),
-                    Err(Error::Io(_)) => return Done::gone(),
-                    Err(error) => {
-                        pumped = Some(false);
-                        break Response::from_error(&error);
-                    }
-                },
-                response = pending.answer() => break response,
-                () = client_gone(stream), if pumped == Some(true) && !answered => {
-                    return Done::gone();
-                }
+                read = &mut pump, if pumped.is_none() => pumped = Some(read.unwrap_or(false)),
+                result = &mut send => break result,
             }
-        };
-        // Answered: a future still pending (its body failed) is cancelled.
-        drop(pending);
-        let Some(mut response) = follow_redirects(ctx, response, handlers, stream, path).await
-        else {
-            return Done::gone();
-        };
-        if pumped == Some(false) {
-            // The connection cannot be reused with body bytes left unread.
-            response.close = true;
         }
-        let keep_alive = pumped == Some(true) && keeps_alive(&ask, &response, shutdown);
-        let connection = connection_header(keep_alive, ask.version);
-        let mut sent = 0;
-        let result = {
-            let send = send_answer(ctx, stream, out, &response, ask, connection, &mut sent);
-            tokio::pin!(send);
-            // The handler may still need body parts to finish its answer
-            // (a streamed echo): keep reading them.
-            loop {
-                tokio::select! {
-                    read = &mut pump, if pumped.is_none() => pumped = Some(read.unwrap_or(false)),
-                    result = &mut send => break result,
-                }
-            }
-        };
-        ctx.metrics.request_finished(response.status, sent);
-        let ending = match (&result, response.error) {
-            (Err(_), _) => Ending::ClientGone,
-            (Ok(()), Some(side)) => Ending::Error(side),
-            (Ok(()), None) => Ending::Complete,
-        };
-        Done {
-            status: response.status,
-            sent,
-            head_bytes: out.len() as u64,
-            keep_alive: keep_alive && result.is_ok(),
-            ending,
-        }
+    };
+    ctx.metrics.request_finished(response.status, sent);
+    let ending = match (&result, response.error) {
+        (Err(_), _) => Ending::ClientGone,
+        (Ok(()), Some(side)) => Ending::Error(side),
+        (Ok(()), None) => Ending::Complete,
+    };
+    Done {
+        status: response.status,
+        sent,
+        head_bytes: out.len() as u64,
+        keep_alive: keep_alive && result.is_ok(),
+        ending,
     }
 }
 

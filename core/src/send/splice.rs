@@ -16,7 +16,7 @@ use rustix::pipe::{PipeFlags, SpliceFlags, pipe_with, splice};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::{chunk_line, wait_writable, write_all_vectored};
+use super::write::{chunk_line, wait_writable, write_all_vectored};
 use crate::fd_body::{FdBody, FdSource, Frame};
 
 /// The intermediate pipe's size (asked for; the kernel may give less).

@@ -1,0 +1,76 @@
+//! The send path's writes: gathered memory with `sendmsg` (partial writes
+//! resumed, `EAGAIN` waited on with the send timeout), and chunked
+//! framing lines (a leaf: bodies of every kind write through it).
+
+use std::io::{self, IoSlice};
+use std::time::Duration;
+
+use rustix::net::{SendAncillaryBuffer, SendFlags, sendmsg};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+/// Appends the line that starts a chunk of `len` bytes (0: the last chunk
+/// and the end of the body), after the CRLF that ends the previous chunk's
+/// data unless this is the `first`.
+pub(crate) fn chunk_line(out: &mut Vec<u8>, len: u64, first: bool) {
+    if !first {
+        out.extend_from_slice(b"\r\n");
+    }
+    if len == 0 {
+        out.extend_from_slice(b"0\r\n\r\n");
+    } else {
+        push_hex(out, len);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Appends `n` in lower-case hexadecimal (a chunk size).
+pub(crate) fn push_hex(out: &mut Vec<u8>, n: u64) {
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        out.push(b"0123456789abcdef"[((n >> (4 * i)) & 0xf) as usize]);
+    }
+}
+
+/// Writes every byte of `bufs` with `sendmsg`, `MSG_MORE` if more follows;
+/// adds what it wrote to `sent`.
+pub(crate) async fn write_all_vectored(
+    stream: &TcpStream,
+    mut bufs: &mut [IoSlice<'_>],
+    more: bool,
+    timeout: Duration,
+    sent: &mut u64,
+) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    let flags = if more {
+        SendFlags::MORE | SendFlags::NOSIGNAL
+    } else {
+        SendFlags::NOSIGNAL
+    };
+    while !bufs.is_empty() {
+        let attempt = stream.try_io(Interest::WRITABLE, || {
+            sendmsg(stream, bufs, &mut SendAncillaryBuffer::default(), flags)
+                .map_err(io::Error::from)
+        });
+        match attempt {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(k) => {
+                *sent += k as u64;
+                IoSlice::advance_slices(&mut bufs, k);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait_writable(stream, timeout).await?
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn wait_writable(stream: &TcpStream, timeout: Duration) -> io::Result<()> {
+    match tokio::time::timeout(timeout, stream.writable()).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "send timeout")),
+    }
+}
