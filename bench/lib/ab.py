@@ -5,7 +5,7 @@ round. The figure compared is the server's CPU per request (utime+stime of
 the server's process tree over the run, divided by the requests wrk
 completed), not req/s: wrk shares the machine's CPUs with the server, so
 req/s moves with the client and with whatever else runs, while the CPU a
-server spends per request does not depend on who else gets the CPUs.
+server spends per request moves far less.
 
 Verdict per workload: within TOLERANCE when |median CPU of A / median CPU
 of B - 1| <= TOLERANCE. Imported by report.py and modules_report.py.
