@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Process-module benchmark: the module data path against its own baselines,
-# in one iolite, on loopback.
+# in one iolite, on loopback; or, with --against, the same workloads on two
+# builds of iolite (A/B).
 #
 #   bench/modules.sh [--rounds N] [--duration S] [--warmup S] [--quick]
 #                    [--connections N] [--workers N] [--in-flight N]
 #                    [--check lua|light]
 #                    [--rtt-iters N] [--no-rtt] [--no-build] [--out DIR]
+#                    [--against DIR [--workloads LIST]]
 #
 # See bench/README.md ("Process modules"). In short: it builds iolite and the
 # example modules (cargo build --release --workspace), starts ONE iolite on a
@@ -32,15 +34,30 @@
 # bench/out/modules-DATE.md) with the issue's targets:
 # hello >= 0.75x static 1 KiB; zero-copy >= 3x copy mode; RTT <= 1.5x.
 #
+# --against DIR: DIR holds another build's iolite and its example module
+# libraries (libhello.so, libblob.so, libecho.so), as `cargo build --release
+# --workspace` leaves them in target/release; see bench/README.md "A/B
+# against another build". Then TWO iolites run, the same config each but
+# each loading its own build's libraries, and every workload above
+# (hello, static-1KiB, blob, blob-copy, echo, echo-copy; --workloads picks
+# some) is measured on both, A then B or B then A by round. The report
+# compares the two sides' server CPU per request (iolite and its runners)
+# and says, per workload, whether it is within 3%. (c) is skipped: the RTT
+# bench builds only the current tree.
+#
 # Every process it starts is stopped by pid when it exits, however it exits.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 lib=$here/lib
+# shellcheck source=bench/lib/ab.sh
+. "$lib/ab.sh"
 
 rounds=5 duration=5 warmup=1 connections=64 workers=2 check=lua
 rtt_iters=5000 rtt=1 build=1 out=$here/out in_flight=64
+against="" ab_workloads=hello,static-1KiB,blob,blob-copy,echo,echo-copy
+argv=("$@")  # for the rerun command an A/B report prints
 
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
@@ -61,6 +78,8 @@ while [ $# -gt 0 ]; do
     --no-rtt) rtt=0; shift ;;
     --no-build) build=0; shift ;;
     --out) out=$2; shift 2 ;;
+    --against) against=$2; shift 2 ;;
+    --workloads) ab_workloads=$2; workloads_given=1; shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "modules.sh: unknown option $1" >&2; usage 2 >&2 ;;
   esac
@@ -76,6 +95,22 @@ is_uint "$workers" && [ "$workers" -ge 1 ] || die "--workers must be a positive 
 is_uint "$rtt_iters" && [ "$rtt_iters" -ge 100 ] || die "--rtt-iters must be at least 100"
 is_uint "$in_flight" && [ "$in_flight" -ge 1 ] || die "--in-flight must be a positive integer"
 case $check in lua|light) ;; *) die "--check must be lua or light" ;; esac
+if [ -n "$against" ]; then
+  [ -d "$against" ] || die "--against $against is not a directory"
+  against=$(cd "$against" && pwd)
+  for f in iolite libhello.so libblob.so libecho.so; do
+    [ -e "$against/$f" ] || die "$against/$f is missing (--against takes another build's target/release)"
+  done
+  rtt=0 # the RTT bench builds only the current tree
+  IFS=, read -r -a ab_list <<<"$ab_workloads"
+  for w in "${ab_list[@]}"; do
+    case $w in hello|static-1KiB|blob|blob-copy|echo|echo-copy) ;;
+      *) die "unknown workload $w (hello,static-1KiB,blob,blob-copy,echo,echo-copy)" ;;
+    esac
+  done
+elif [ -n "${workloads_given:-}" ]; then
+  die "--workloads goes with --against"
+fi
 
 # ------------------------------------------------------------------ tools
 command -v python3 >/dev/null || die "python3 is needed"
@@ -144,70 +179,95 @@ walk blob-copy '/blob-copy?kib=1024' "$mib"
 walk echo /echo "$mib"
 walk echo-copy /echo-copy "$mib"
 
-config=$run/iolite.toml
 # One runner process per module, taking all the requests the 64
 # connections can have in flight: on 2 CPUs more processes only add wake-ups
 # (each runner already serves every worker thread on a thread of its own).
-module() { # prefix library transfer
+module() { # libdir prefix library transfer
   cat <<EOF
 
 [[module]]
-prefix = "$1"
-path = "$bin/lib$2.so"
-transfer = "$3"
+prefix = "$2"
+path = "$1/lib$3.so"
+transfer = "$4"
 processes_max = 1
 in_flight = $in_flight
 EOF
 }
-{
-  echo "root = \"$corpus\""
-  module /hello hello shared
-  module /blob blob shared
-  module /blob-copy blob copy
-  module /echo echo shared
-  module /echo-copy echo copy
-} >"$config"
+# A build's libraries are loaded by that build's binary only (their ABI may
+# differ between builds): each side of an A/B run has its own config.
+write_config() { # LIBDIR FILE
+  {
+    echo "root = \"$corpus\""
+    module "$1" /hello hello shared
+    module "$1" /blob blob shared
+    module "$1" /blob-copy blob copy
+    module "$1" /echo echo shared
+    module "$1" /echo-copy echo copy
+  } >"$2"
+}
+config=$run/iolite.toml
+write_config "$bin" "$config"
+if [ -n "$against" ]; then
+  config_b=$run/baseline.toml
+  write_config "$against" "$config_b"
+fi
 
 # ------------------------------------------------------------------ server
-start_iolite() {
-  local line="" deadline
-  "$bin/iolite" serve --config "$config" --listen 127.0.0.1:0 --workers "$workers" \
+# Starts BIN with CONFIG; its output goes to $run/NAME.stdout and .stderr.
+# Sets srv_pid, srv_url and srv_admin.
+start_iolite() { # BIN CONFIG NAME
+  local bin=$1 config=$2 name=$3 line="" deadline
+  # Made first, so that the wait below never reads a file the redirection
+  # of the background process has not created yet.
+  : >"$run/$name.stdout"
+  "$bin" serve --config "$config" --listen 127.0.0.1:0 --workers "$workers" \
     --admin 127.0.0.1:0 --cache-size 64M --access-log off \
-    </dev/null >"$run/iolite.stdout" 2>"$run/iolite.stderr" &
-  iolite_pid=$!
-  started+=("$iolite_pid")
+    </dev/null >"$run/$name.stdout" 2>"$run/$name.stderr" &
+  srv_pid=$!
+  started+=("$srv_pid")
   deadline=$((SECONDS + 60))
   while [ "$SECONDS" -lt "$deadline" ]; do
-    if [ "$(wc -l <"$run/iolite.stdout")" -ge 2 ]; then
-      line=$(head -n 1 "$run/iolite.stdout")
+    if [ "$(wc -l <"$run/$name.stdout")" -ge 2 ]; then
+      line=$(head -n 1 "$run/$name.stdout")
       break
     fi
-    kill -0 "$iolite_pid" 2>/dev/null || break
+    kill -0 "$srv_pid" 2>/dev/null || break
     sleep 0.05
   done
   [[ $line =~ ^listening\ on\ http://(127\.[0-9.]+):([0-9]+)$ ]] || {
-    echo "--- $run/iolite.stdout"; head -c 2000 "$run/iolite.stdout"
-    echo "--- $run/iolite.stderr"; head -c 2000 "$run/iolite.stderr"
-    die "iolite did not print 'listening on http://127.0.0.1:PORT' (got: '${line}')"
+    echo "--- $run/$name.stdout"; head -c 2000 "$run/$name.stdout"
+    echo "--- $run/$name.stderr"; head -c 2000 "$run/$name.stderr"
+    die "$bin did not print 'listening on http://127.0.0.1:PORT' (got: '${line}')"
   } >&2
   local host=${BASH_REMATCH[1]} port=${BASH_REMATCH[2]}
-  url=http://$host:$port
-  admin=$(sed -n 's/^admin on //p' "$run/iolite.stdout")
+  srv_url=http://$host:$port
+  srv_admin=$(sed -n 's/^admin on //p' "$run/$name.stdout")
   python3 "$lib/measure.py" wait-port "$host" "$port" 15 ||
-    die "iolite announced $url but nothing accepts there"
-  python3 "$lib/measure.py" owner "$port" "$iolite_pid" ||
-    die "port $port is not served by iolite (pid $iolite_pid)"
+    die "$bin announced $srv_url but nothing accepts there"
+  python3 "$lib/measure.py" owner "$port" "$srv_pid" ||
+    die "port $port is not served by $bin (pid $srv_pid)"
 }
 
 load_start=$(cut -d' ' -f1 /proc/loadavg)
-start_iolite
+start_iolite "$bin/iolite" "$config" iolite
+iolite_pid=$srv_pid url=$srv_url admin=$srv_admin
 echo "modules.sh: iolite on $url (pid $iolite_pid), admin $admin" >&2
+if [ -n "$against" ]; then
+  start_iolite "$against/iolite" "$config_b" baseline
+  b_pid=$srv_pid b_url=$srv_url b_admin=$srv_admin
+  echo "modules.sh: baseline ($against) on $b_url (pid $b_pid), admin $b_admin" >&2
+fi
 
 # Before any timing: every mount answers exactly what it should, and copy
 # mode copies (the counter grows by the body bytes) while zero-copy does not.
-python3 - "$url" "$admin" "$corpus" <<'PY'
+# With STRICT 0 (the other build of an A/B run, which may count copies
+# differently or not at all) a counter that does not match is a warning;
+# the bytes must match on both sides.
+verify_mounts() { # URL ADMIN STRICT
+python3 - "$1" "$2" "$corpus" "$3" <<'PY'
 import http.client, sys, urllib.parse
-url, admin, corpus = sys.argv[1:4]
+url, admin, corpus, strict = sys.argv[1:5]
+strict = strict == "1"
 u = urllib.parse.urlsplit(url)
 a = urllib.parse.urlsplit(admin)
 pattern = bytes(i % 251 for i in range(1 << 20))
@@ -228,11 +288,22 @@ def copied():
     for line in text.splitlines():
         if line.startswith("iolite_body_bytes_copied_total "):
             return int(line.split()[1])
-    sys.exit("verify: no iolite_body_bytes_copied_total on /metrics")
+    if strict:
+        sys.exit("verify: no iolite_body_bytes_copied_total on /metrics")
+    return None
 
 def check(what, got, want):
     if got != want:
         sys.exit(f"verify: {what}: got {got!r:.80} want {want!r:.80}")
+
+def warn_or_exit(msg):
+    if strict:
+        sys.exit(f"verify: {msg}")
+    print(f"verify: {url}: warning: {msg}", file=sys.stderr)
+
+def grew(before):
+    after = copied()
+    return None if before is None or after is None else after - before
 
 with open(f"{corpus}/f/1KiB.bin", "rb") as f:
     check("static 1 KiB", ask("GET", "/f/1KiB.bin"), (200, f.read()))
@@ -245,18 +316,23 @@ for prefix, per_request in (("/blob", 0), ("/blob-copy", answer_copies)):
     ask("GET", f"{prefix}?kib=1024")  # the first answer writes the buffer
     before = copied()
     check(prefix, ask("GET", f"{prefix}?kib=1024"), (200, pattern))
-    check(f"{prefix} bytes copied", copied() - before, per_request)
+    n = grew(before)
+    if n != per_request:
+        warn_or_exit(f"{prefix} bytes copied: got {n} want {per_request}")
 for prefix, per_request in (("/echo", 0), ("/echo-copy", (2 << 20) + answer_copies)):
     before = copied()
     check(prefix, ask("POST", prefix, pattern), (200, pattern))
-    grew = copied() - before
+    n = grew(before)
     # The body bytes that came with the head are copied into the request
     # pool in both modes (at most one 64 KiB read).
-    if not per_request <= grew <= per_request + (64 << 10):
-        sys.exit(f"verify: {prefix} copied {grew} bytes, want {per_request} (+ up to 64 KiB)")
-print("verify: every mount answers byte for byte; copy mode copies, zero-copy does not",
-      file=sys.stderr)
+    if n is None or not per_request <= n <= per_request + (64 << 10):
+        warn_or_exit(f"{prefix} copied {n} bytes, want {per_request} (+ up to 64 KiB)")
+print(f"verify: {url}: every mount answers byte for byte; copy mode copies, "
+      "zero-copy does not", file=sys.stderr)
 PY
+}
+verify_mounts "$url" "$admin" 1
+if [ -n "$against" ]; then verify_mounts "$b_url" "$b_admin" 0; fi
 
 # ------------------------------------------------------------------ rounds
 runs=$run/runs.jsonl
@@ -271,23 +347,54 @@ pairs=(
   "blob:walk:light blob-copy:walk:light"
   "echo:post:light echo-copy:post:light"
 )
-total=$((rounds * ${#pairs[@]} * 2))
+spec() { # workload -> name:script:check, as in the pairs above
+  case $1 in
+    hello|static-1KiB) echo "$1:walk:$check" ;;
+    blob|blob-copy) echo "$1:walk:light" ;;
+    echo|echo-copy) echo "$1:post:light" ;;
+  esac
+}
+if [ -n "$against" ]; then
+  total=$((rounds * ${#ab_list[@]} * 2)) after="no RTT bench (--against)"
+else
+  total=$((rounds * ${#pairs[@]} * 2)) after="then the RTT bench"
+fi
 echo "modules.sh: $total runs of ${duration}s (+${warmup}s warm-up) each," \
-  "about $(((total * (duration + warmup + 1) + 59) / 60)) min, then the RTT bench" >&2
-measure() { # name:script:check round
+  "about $(((total * (duration + warmup + 1) + 59) / 60)) min, $after" >&2
+# One measured run of a workload. The target (the label in the runs) is the
+# workload's name on the one server, the side's label in an A/B run.
+measure() { # name:script:check round [target url pid]
   local rc=0 name script chk
   IFS=: read -r name script chk <<<"$1"
-  python3 "$lib/measure.py" run --url "$url" --pid "$iolite_pid" --target "$name" \
+  local target=${3:-$name} to=${4:-$url} pid=${5:-$iolite_pid}
+  python3 "$lib/measure.py" run --url "$to" --pid "$pid" --target "$target" \
     --workload "$name" --walk "$walks/$name.walk" --script "$lib/$script.lua" \
     --threads 2 --connections "$connections" --duration "$duration" \
     --warmup "$warmup" --round "$2" --check "$chk" --out "$runs" &
   helper=$!
   wait "$helper" || rc=$?
   helper=""
-  [ "$rc" = 0 ] || die "run $name/r$2 failed (see above); no report"
+  [ "$rc" = 0 ] || die "run $target/$name/r$2 failed (see above); no report"
 }
+if [ -n "$against" ]; then
+  label_a=$(ab_label iolite "$bin/iolite")
+  label_b=$(ab_label baseline "$against/iolite")
+fi
 for ((r = 1; r <= rounds; r++)); do
   echo "modules.sh: round $r of $rounds" >&2
+  if [ -n "$against" ]; then
+    # Each workload on both servers back to back, A first in odd rounds.
+    for w in "${ab_list[@]}"; do
+      if ((r % 2)); then
+        measure "$(spec "$w")" "$r" "$label_a" "$url" "$iolite_pid"
+        measure "$(spec "$w")" "$r" "$label_b" "$b_url" "$b_pid"
+      else
+        measure "$(spec "$w")" "$r" "$label_b" "$b_url" "$b_pid"
+        measure "$(spec "$w")" "$r" "$label_a" "$url" "$iolite_pid"
+      fi
+    done
+    continue
+  fi
   for p in "${pairs[@]}"; do
     read -r a b <<<"$p"
     if ((r % 2)); then
@@ -301,6 +408,13 @@ for ((r = 1; r <= rounds; r++)); do
 done
 load_end=$(cut -d' ' -f1 /proc/loadavg)
 curl -s "$admin/metrics" >"$run/metrics.txt" 2>/dev/null || true
+if [ -n "$against" ]; then
+  curl -s "$b_admin/metrics" >"$run/baseline-metrics.txt" 2>/dev/null || true
+  # Processes and memory of each side's tree (iolite and its runners) at the
+  # end: the report shows that both sides' CPU covers the same processes.
+  mem_a=$(python3 "$lib/measure.py" mem "$iolite_pid")
+  mem_b=$(python3 "$lib/measure.py" mem "$b_pid")
+fi
 stop_all
 
 # ------------------------------------------------------------------ RTT
@@ -321,10 +435,21 @@ rev=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null | head -c1)
 wrk_version=$( (wrk -v 2>&1 || true) | head -n 1 | awk '{print $1, $2}')
 report=$out/modules-$stamp.md
+ab_args=()
+if [ -n "$against" ]; then
+  rerun=$(ab_rerun bench/modules.sh "${argv[@]}")
+  rev_a=$(ab_rev "$bin/iolite") rev_b=$(ab_rev "$against/iolite")
+  ab_args=(--label-a "$label_a" --label-b "$label_b"
+    --bin-a "${bin#"$repo"/}/iolite" --bin-b "$against/iolite"
+    --version-a "git ${rev_a:-unknown}, sha256 $(ab_sha "$bin/iolite")"
+    --version-b "git ${rev_b:-unknown}, sha256 $(ab_sha "$against/iolite")"
+    --config-b "$config_b" --mem-a "$mem_a" --mem-b "$mem_b"
+    --workloads "$ab_workloads" --rerun "$rerun")
+fi
 python3 "$lib/modules_report.py" --runs "$runs" --rtt "$rtt_line" \
   --version "git $rev${dirty:+ + local changes}" --wrk "$wrk_version" \
   --workers "$workers" --connections "$connections" --rounds "$rounds" \
   --duration "$duration" --warmup "$warmup" --check "$check" \
-  --loadavg "$load_start/$load_end" --config "$config" >"$report"
+  --loadavg "$load_start/$load_end" --config "$config" "${ab_args[@]}" >"$report"
 cat "$report"
 echo "modules.sh: report saved as ${report#"$repo"/}; raw runs in ${runs#"$repo"/}" >&2

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Static-file benchmark: iolite against a tuned nginx from Debian, on loopback.
+# Static-file benchmark: iolite against a tuned nginx from Debian, on loopback;
+# or, with --against, against another build of iolite (A/B).
 #
 #   bench/static.sh [--rounds N] [--duration S] [--warmup S] [--quick]
 #                   [--client-threads LIST] [--connections N] [--workers N]
 #                   [--cache-size SIZE] [--check lua|light] [--workloads LIST]
-#                   [--nice N] [--self-check] [--no-build] [--out DIR]
+#                   [--nice N] [--self-check | --against PATH] [--no-build]
+#                   [--out DIR]
 #
 # See bench/README.md. In short: it installs nginx and wrk from Debian when
 # they are missing, builds iolite (cargo build --release) unless IOLITE_BIN
@@ -12,6 +14,12 @@
 # starts both servers on free 127.0.0.1 ports with the same number of
 # workers, drives them with wrk in interleaved rounds, and prints a Markdown
 # report (also saved as bench/out/static-DATE.md).
+#
+# --against PATH: PATH is another iolite binary (say the previous main's
+# target/release/iolite, see bench/README.md "A/B against another build").
+# It takes nginx's place as side B, started with side A's command line; the
+# report compares the two sides' server CPU per request and says, per
+# workload, whether it is within 3% (|CPU ratio - 1| <= 0.03).
 #
 # Environment:
 #   IOLITE_BIN         the binary to run as iolite (default target/release/iolite,
@@ -29,10 +37,14 @@ repo=$(cd "$here/.." && pwd)
 lib=$here/lib
 # shellcheck source=bench/lib/nginx.sh
 . "$lib/nginx.sh"
+# shellcheck source=bench/lib/ab.sh
+. "$lib/ab.sh"
 
 rounds=5 duration=5 warmup=1 client_threads=2,1 connections=64 workers=2
 cache_size=64M check=lua workloads=100B,1KiB,16KiB,256KiB,4MiB,zipf
-self_check=0 build=1 out=$here/out nice_level=0
+self_check=0 build=1 out=$here/out nice_level=0 against=""
+argv=("$@")  # for the rerun command an A/B report prints
+user_bin=${IOLITE_BIN:-}
 
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
@@ -53,6 +65,7 @@ while [ $# -gt 0 ]; do
     --workloads) workloads=$2; shift 2 ;;
     --nice) nice_level=$2; shift 2 ;;
     --self-check) self_check=1; shift ;;
+    --against) against=$2; shift 2 ;;
     --no-build) build=0; shift ;;
     --out) out=$2; shift 2 ;;
     -h|--help) usage 0 ;;
@@ -87,11 +100,18 @@ done
 for t in "${threads_list[@]}"; do
   [ "$t" -le "$connections" ] || die "wrk needs at least as many connections as threads"
 done
+if [ -n "$against" ]; then
+  [ "$self_check" = 0 ] || die "--against and --self-check exclude each other"
+  [ -f "$against" ] && [ -x "$against" ] || die "--against $against is not an executable"
+  against=$(cd "$(dirname "$against")" && pwd)/$(basename "$against")
+fi
 
 # ------------------------------------------------------------------ tools
 need_apt=()
 command -v python3 >/dev/null || die "python3 is needed"
-command -v nginx >/dev/null || need_apt+=(nginx-light)
+if [ -z "$against" ]; then
+  command -v nginx >/dev/null || need_apt+=(nginx-light)
+fi
 command -v wrk >/dev/null || need_apt+=(wrk)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   sudo=""
@@ -118,6 +138,10 @@ else
   label_b="nginx"
 fi
 [ -x "$IOLITE_BIN" ] || die "IOLITE_BIN=$IOLITE_BIN is not an executable"
+if [ -n "$against" ]; then
+  label_a=$(ab_label iolite "$IOLITE_BIN")
+  label_b=$(ab_label baseline "$against")
+fi
 
 # Servers and wrk inherit this shell's niceness: a negative one (root only)
 # keeps other work on a shared machine from taking their CPU mid-run.
@@ -177,49 +201,62 @@ start_nginx() {
   nginx_url=http://127.0.0.1:$port
 }
 
-start_iolite() {
-  local line="" deadline
+# Starts BIN with iolite's command line; its output goes to $run/NAME.stdout
+# and .stderr. Sets srv_pid and srv_url.
+start_iolite() { # BIN NAME
+  local bin=$1 name=$2 line="" deadline
+  # Made first, so that the wait below never reads a file the redirection
+  # of the background process has not created yet.
+  : >"$run/$name.stdout"
   # shellcheck disable=SC2086
-  NGINX_STANDIN_DIR=$run/nginx-as-iolite \
-    "$IOLITE_BIN" serve --listen 127.0.0.1:0 --root "$corpus" --workers "$workers" \
+  NGINX_STANDIN_DIR=$run/nginx-as-$name \
+    "$bin" serve --listen 127.0.0.1:0 --root "$corpus" --workers "$workers" \
     --admin none --cache-size "$cache_size" --access-log off ${IOLITE_EXTRA_ARGS:-} \
-    </dev/null >"$run/iolite.stdout" 2>"$run/iolite.stderr" &
-  iolite_pid=$!
-  started+=("$iolite_pid")
+    </dev/null >"$run/$name.stdout" 2>"$run/$name.stderr" &
+  srv_pid=$!
+  started+=("$srv_pid")
   deadline=$((SECONDS + 60))
   while [ "$SECONDS" -lt "$deadline" ]; do
     # wc -l counts newlines: 1 means the first line is complete.
-    if [ "$(wc -l <"$run/iolite.stdout")" -ge 1 ]; then
-      line=$(head -n 1 "$run/iolite.stdout")
+    if [ "$(wc -l <"$run/$name.stdout")" -ge 1 ]; then
+      line=$(head -n 1 "$run/$name.stdout")
       break
     fi
-    kill -0 "$iolite_pid" 2>/dev/null || break
+    kill -0 "$srv_pid" 2>/dev/null || break
     sleep 0.05
   done
   [[ $line =~ ^listening\ on\ http://(127\.[0-9.]+):([0-9]+)$ ]] || {
-    echo "--- $run/iolite.stdout"; head -c 2000 "$run/iolite.stdout"
-    echo "--- $run/iolite.stderr"; head -c 2000 "$run/iolite.stderr"
-    die "$IOLITE_BIN did not print 'listening on http://127.0.0.1:PORT' (got: '${line}')"
+    echo "--- $run/$name.stdout"; head -c 2000 "$run/$name.stdout"
+    echo "--- $run/$name.stderr"; head -c 2000 "$run/$name.stderr"
+    die "$bin did not print 'listening on http://127.0.0.1:PORT' (got: '${line}')"
   } >&2
   local host=${BASH_REMATCH[1]} port=${BASH_REMATCH[2]}
-  iolite_url=http://$host:$port
+  srv_url=http://$host:$port
   python3 "$lib/measure.py" wait-port "$host" "$port" 15 ||
-    die "$IOLITE_BIN announced $iolite_url but nothing accepts there"
-  kill -0 "$iolite_pid" 2>/dev/null || die "$IOLITE_BIN exited; see $run/iolite.stderr"
-  python3 "$lib/measure.py" owner "$port" "$iolite_pid" ||
-    die "port $port is not served by $IOLITE_BIN (pid $iolite_pid)"
+    die "$bin announced $srv_url but nothing accepts there"
+  kill -0 "$srv_pid" 2>/dev/null || die "$bin exited; see $run/$name.stderr"
+  python3 "$lib/measure.py" owner "$port" "$srv_pid" ||
+    die "port $port is not served by $bin (pid $srv_pid)"
 }
 
 load_start=$(cut -d' ' -f1 /proc/loadavg)
-start_nginx
-start_iolite
-echo "static.sh: $label_a on $iolite_url (pid $iolite_pid), $label_b on $nginx_url (pid $nginx_pid)" >&2
+# Side B: nginx, or in A/B mode the other iolite build.
+if [ -n "$against" ]; then
+  start_iolite "$against" baseline
+  b_pid=$srv_pid b_url=$srv_url
+else
+  start_nginx
+  b_pid=$nginx_pid b_url=$nginx_url
+fi
+start_iolite "$IOLITE_BIN" iolite
+iolite_pid=$srv_pid iolite_url=$srv_url
+echo "static.sh: $label_a on $iolite_url (pid $iolite_pid), $label_b on $b_url (pid $b_pid)" >&2
 
 # Before any timing: both must serve every file of every walk byte for byte.
 walks=()
 for w in "${workload_list[@]}"; do walks+=("$out/walks/$w.walk"); done
 python3 "$lib/measure.py" verify "$iolite_url" "$corpus" "${walks[@]}"
-python3 "$lib/measure.py" verify "$nginx_url" "$corpus" "${walks[@]}"
+python3 "$lib/measure.py" verify "$b_url" "$corpus" "${walks[@]}"
 
 # ------------------------------------------------------------------ rounds
 runs=$run/runs.jsonl
@@ -247,9 +284,9 @@ for ((r = 1; r <= rounds; r++)); do
     for w in "${workload_list[@]}"; do
       if ((r % 2)); then
         measure "$label_a" "$iolite_url" "$iolite_pid" "$w" "$t" "$r"
-        measure "$label_b" "$nginx_url" "$nginx_pid" "$w" "$t" "$r"
+        measure "$label_b" "$b_url" "$b_pid" "$w" "$t" "$r"
       else
-        measure "$label_b" "$nginx_url" "$nginx_pid" "$w" "$t" "$r"
+        measure "$label_b" "$b_url" "$b_pid" "$w" "$t" "$r"
         measure "$label_a" "$iolite_url" "$iolite_pid" "$w" "$t" "$r"
       fi
     done
@@ -259,7 +296,7 @@ done
 # ------------------------------------------------------------------ report
 load_end=$(cut -d' ' -f1 /proc/loadavg)
 mem_a=$(python3 "$lib/measure.py" mem "$iolite_pid")
-mem_b=$(python3 "$lib/measure.py" mem "$nginx_pid")
+mem_b=$(python3 "$lib/measure.py" mem "$b_pid")
 stop_all
 
 if [ "$self_check" = 1 ]; then
@@ -272,11 +309,25 @@ else
   cmd_a="${IOLITE_BIN#"$repo"/} serve --workers $workers --cache-size $cache_size --admin none --access-log off ${IOLITE_EXTRA_ARGS:-}"
   cmd_a=${cmd_a% }
 fi
-nginx_version=$(nginx -v 2>&1 | sed 's/^nginx version: //')
+cmd_b="" rerun=""
+if [ -n "$against" ]; then
+  rev_a=$(ab_rev "$IOLITE_BIN") rev_b=$(ab_rev "$against")
+  version_a="git ${rev_a:-unknown}, sha256 $(ab_sha "$IOLITE_BIN")"
+  version_b="git ${rev_b:-unknown}, sha256 $(ab_sha "$against")"
+  cmd_b="$against serve --workers $workers --cache-size $cache_size --admin none --access-log off ${IOLITE_EXTRA_ARGS:-}"
+  cmd_b=${cmd_b% }
+  rerun=$(ab_rerun bench/static.sh "${argv[@]}")
+  if [ -n "${IOLITE_EXTRA_ARGS:-}" ]; then rerun="IOLITE_EXTRA_ARGS=$(printf '%q' "$IOLITE_EXTRA_ARGS") $rerun"; fi
+  if [ -n "$user_bin" ]; then rerun="IOLITE_BIN=$(printf '%q' "$user_bin") $rerun"; fi
+else
+  nginx_version=$(nginx -v 2>&1 | sed 's/^nginx version: //')
+  version_b="$nginx_version (Debian)"
+fi
 wrk_version=$( (wrk -v 2>&1 || true) | head -n 1 | awk '{print $1, $2}')
 
 label_a=$label_a label_b=$label_b self_check=$self_check cmd_a=$cmd_a \
-  version_a=$version_a version_b="$nginx_version (Debian)" wrk_version=$wrk_version \
+  against=$against cmd_b=$cmd_b rerun=$rerun \
+  version_a=$version_a version_b=$version_b wrk_version=$wrk_version \
   workers=$workers connections=$connections rounds=$rounds duration=$duration \
   warmup=$warmup check=$check client_threads=$client_threads nice=$nice_level \
   cache_size=$cache_size cache_bytes=$cache_bytes manifest=$out/manifest.json \
@@ -289,6 +340,8 @@ meta.update({k: int(e[k]) for k in ("workers", "connections", "rounds",
                                     "duration", "warmup", "cache_bytes",
                                     "nice")})
 meta["self_check"] = e["self_check"] == "1"
+if e["against"]:
+    meta.update({k: e[k] for k in ("against", "cmd_b", "rerun")})
 meta["loadavg"] = [e["load_start"], e["load_end"]]
 meta["client_threads"] = [int(t) for t in e["client_threads"].split(",")]
 with open(e["manifest"]) as f:

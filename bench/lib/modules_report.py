@@ -4,18 +4,31 @@
   modules_report.py --runs RUNS.jsonl --rtt "RTT ..." --version V --wrk W
                     --workers N --connections N --rounds N --duration S
                     --warmup S --check C --loadavg A/B --config FILE
+                    [--label-a L --label-b L --bin-a P --bin-b P
+                     --version-a V --version-b V --config-b FILE
+                     --mem-a JSON --mem-b JSON --workloads LIST --rerun CMD]
 
 Each pair (module vs its baseline) gets medians over rounds of req/s and of
 server CPU per request (the whole process tree: iolite and its runner
 processes), the ratio of the medians, the per-round ratios (median, lowest,
 highest) and the issue's target.
+
+With --label-b (modules.sh --against), the runs are every workload on two
+builds of iolite, and the report is ab.py's table: CPU per request of the
+two sides compared within 3%.
 """
 
 import argparse
+import json
+import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
+
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
+import ab  # noqa: E402  (bench/lib/ab.py, beside this file)
 
 # (label, measured, baseline, what the target is, target ratio measured/baseline)
 PAIRS = [
@@ -49,15 +62,74 @@ def fmt_us(x):
     return f"{x:.2f}" if x < 100 else f"{x:.0f}"
 
 
+def ab_report(a, runs):
+    """The A/B report: every workload on two builds, CPU per request."""
+    A, B = a.label_a, a.label_b
+    out = [f"# Process modules: A/B, {A} vs {B}", ""]
+    out.append(f"- Machine: {machine()}")
+    out.append(f"- Load average (1 min) before / after: {a.loadavg} "
+               "(above 0 = other work shared the CPUs)")
+    for label, binary, version, config in ((A, a.bin_a, a.version_a, a.config),
+                                           (B, a.bin_b, a.version_b, a.config_b)):
+        out.append(f"- {label}: `{binary} serve --config {os.path.basename(config)} --workers "
+                   f"{a.workers} --cache-size 64M --access-log off` "
+                   f"({version}), loading its own build's module libraries "
+                   "(configs below)")
+    out.append(f"- Client: {a.wrk}, 2 threads, {a.connections} keep-alive "
+               f"connections; {a.rounds} rounds of {a.duration} s per run after "
+               f"a {a.warmup} s warm-up; each workload on the two servers back "
+               f"to back, {A} first in odd rounds and {B} first in even ones; "
+               f"response check `{a.check}` for hello and static-1KiB, `light` "
+               "for the 1 MiB workloads (bodies checked byte for byte on both "
+               "servers before the rounds)")
+    out.append(ab.explain(A, B))
+    procs = []
+    for label, mem in ((A, a.mem_a), (B, a.mem_b)):
+        if mem:
+            procs.append(f"{label} {json.loads(mem)['pids']}")
+    out.append("- CPU = utime+stime of iolite and every runner process "
+               "(/proc/PID/stat of the process tree, plus the time of reaped "
+               "children) over the run ÷ requests, the same definition on "
+               "both sides"
+               + (f"; processes in each tree at the end: {', '.join(procs)}"
+                  if procs else "") + ".")
+    out.append("")
+    names = [w for w in a.workloads.split(",") if w]
+    lines, outside = ab.table(runs, A, B, names)
+    out.extend(lines)
+    out.append("")
+    out.extend(ab.summary(len(lines) - 2, outside,
+                          lambda ws: a.rerun and
+                          f"{a.rerun} --workloads {','.join(ws)}"))
+    out.append("")
+    out.append("(c), the round trip (`cargo bench --bench module_rtt`), is "
+               "skipped with --against: it builds and runs the current tree "
+               "only. Run bench/modules.sh without --against for it.")
+    out.append("")
+    for label, config in ((A, a.config), (B, a.config_b)):
+        with open(config) as f:
+            out.append(f"Config of {label} (`--config`):")
+            out.append("")
+            out.append("```toml")
+            out.append(f.read().strip())
+            out.append("```")
+            out.append("")
+    print("\n".join(out))
+
+
 def main():
     p = argparse.ArgumentParser()
     for k in ("runs", "rtt", "version", "wrk", "workers", "connections", "rounds",
-              "duration", "warmup", "check", "loadavg", "config"):
+              "duration", "warmup", "check", "loadavg", "config",
+              "label-a", "label-b", "bin-a", "bin-b", "version-a", "version-b",
+              "config-b", "mem-a", "mem-b", "workloads", "rerun"):
         p.add_argument("--" + k, default="")
     a = p.parse_args()
-    import json
     with open(a.runs) as f:
         runs = [json.loads(line) for line in f if line.strip()]
+    if a.label_b:
+        ab_report(a, runs)
+        return
     by = {}
     for r in runs:
         by.setdefault(r["target"], []).append(r)

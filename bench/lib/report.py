@@ -5,6 +5,8 @@
 
 META.json (written by bench/static.sh) holds the parameters, the versions,
 the corpus manifest and the memory readings. The report goes to stdout.
+With "against" in META.json (static.sh --against), side B is another build
+of iolite and the tables are ab.py's: CPU per request compared within 3%.
 """
 
 import argparse
@@ -15,6 +17,9 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
+import ab  # noqa: E402  (bench/lib/ab.py, beside this file)
 
 WORKLOAD_ORDER = ["100B", "1KiB", "16KiB", "256KiB", "4MiB", "zipf"]
 # The issue's targets for iolite / nginx req/s with 2 client threads.
@@ -115,11 +120,12 @@ def main(argv):
     m = machine()
     A, B = meta["label_a"], meta["label_b"]
     self_check = meta.get("self_check", False)
+    against = meta.get("against")  # side B is another iolite build
     z = meta["corpus"]["zipf"]
     cp = meta["corpus"]["params"]
     out = []
     title = "harness self-check (nginx against nginx)" if self_check \
-        else f"{A} vs {B}"
+        else f"A/B, {A} vs {B}" if against else f"{A} vs {B}"
     out.append(f"# Static files: {title}")
     out.append("")
     out.append(f"- Machine: {m['nproc']} CPUs (`nproc`), {m['cpu']}, "
@@ -129,9 +135,13 @@ def main(argv):
                    f"after: {meta['loadavg'][0]} / {meta['loadavg'][1]} "
                    f"(above 0 = other work shared the CPUs)")
     out.append(f"- {A}: `{meta['cmd_a']}` ({meta['version_a']})")
-    out.append(f"- {B}: {meta['version_b']}, {meta['workers']} workers, "
-               "sendfile, tcp_nopush, tcp_nodelay, open_file_cache "
-               "max=10000, keepalive_requests 1e9, access_log off")
+    if against:
+        out.append(f"- {B}: `{meta['cmd_b']}` ({meta['version_b']}), the same "
+                   "command line")
+    else:
+        out.append(f"- {B}: {meta['version_b']}, {meta['workers']} workers, "
+                   "sendfile, tcp_nopush, tcp_nodelay, open_file_cache "
+                   "max=10000, keepalive_requests 1e9, access_log off")
     out.append(f"- Client: {meta['wrk_version']}, {meta['connections']} "
                f"keep-alive connections; {meta['rounds']} interleaved rounds "
                f"of {meta['duration']} s per run after a {meta['warmup']} s "
@@ -145,30 +155,47 @@ def main(argv):
                f"{z['size_max']} B, {mib(z['bytes'] / 1024)} in all) walked in "
                f"Zipf({cp['alpha']}) order, {cp['requests']} entries, mean "
                f"response body {z['mean_request_bytes'] / 1024:.1f} KiB")
-    out.append("- req/s and CPU µs/req are medians over rounds; ratio = "
-               f"{A} / {B} of the medians; per-round ratio = the median "
-               "(lowest–highest) of the ratios of the two runs of each round, "
-               "which were made back to back. CPU = utime+stime of all the server's "
-               "processes (/proc/PID/stat) over the run ÷ requests wrk "
-               "completed. wrk CPU = the client's own CPU per request. "
-               f"CPU-bound ratio = ({B} CPU + its wrk CPU) / ({A} CPU + its "
-               "wrk CPU) per request: the req/s ratio to expect when server "
-               "and client have the CPUs to themselves, and far steadier "
-               "than req/s when other work shares them.")
+    if against:
+        out.append(ab.explain(A, B))
+        out.append("- CPU = utime+stime of the server's process tree "
+                   "(/proc/PID/stat: iolite's one process counts all its "
+                   "threads) over the run ÷ requests wrk completed, the same "
+                   "definition on both sides.")
+    else:
+        out.append("- req/s and CPU µs/req are medians over rounds; ratio = "
+                   f"{A} / {B} of the medians; per-round ratio = the median "
+                   "(lowest–highest) of the ratios of the two runs of each round, "
+                   "which were made back to back. CPU = utime+stime of all the server's "
+                   "processes (/proc/PID/stat) over the run ÷ requests wrk "
+                   "completed. wrk CPU = the client's own CPU per request. "
+                   f"CPU-bound ratio = ({B} CPU + its wrk CPU) / ({A} CPU + its "
+                   "wrk CPU) per request: the req/s ratio to expect when server "
+                   "and client have the CPUs to themselves, and far steadier "
+                   "than req/s when other work shares them.")
     out.append("")
     all_ok = []
+    ab_rows, ab_outside = 0, []
     for t in meta["client_threads"]:
-        note = " (the targets)" if t == 2 else \
-            " (client-bound: ratios collapse toward 1)" if t == 1 else ""
-        lines, verdicts, n = table(runs, A, B, t,
-                                   with_targets=(t == 2 and not self_check))
+        if against:
+            note = " (client-bound: req/s is wrk's limit)" if t == 1 else ""
+            names = WORKLOAD_ORDER + sorted({r["workload"] for r in runs}
+                                            - set(WORKLOAD_ORDER))
+            lines, outside = ab.table([r for r in runs if r["threads"] == t],
+                                      A, B, names)
+            ab_rows += len(lines) - 2
+            ab_outside += outside
+        else:
+            note = " (the targets)" if t == 2 else \
+                " (client-bound: ratios collapse toward 1)" if t == 1 else ""
+            lines, verdicts, n = table(runs, A, B, t,
+                                       with_targets=(t == 2 and not self_check))
+            all_ok += verdicts
         if len(lines) <= 2:
             continue
         out.append(f"## wrk {t} thread{'s' if t != 1 else ''}{note}")
         out.append("")
         out.extend(lines)
         out.append("")
-        all_ok += verdicts
 
     mem = meta.get("memory")
     if mem:
@@ -186,16 +213,23 @@ def main(argv):
             zr = [x.get("rss_max_kib", 0) for x in runs
                   if x["target"] == label and x["workload"] == "zipf"]
             peak = max(zr) if zr else 0
-            is_a = key == "a"
-            lim = mib(limit_kib) if is_a else "–"
+            # The limit is iolite's: side A's, or both sides' in A/B mode.
+            limited = key == "a" or bool(against)
+            lim = mib(limit_kib) if limited else "–"
             within = ("✓" if max(peak, mm["hwm_kib"]) <= limit_kib else "✗") \
-                if is_a else "–"
+                if limited else "–"
             procs = f" ({mm['pids']} processes)" if mm["pids"] > 1 else ""
             out.append(f"| {label}{procs} | {mib(peak)} | {mib(mm['rss_kib'])} "
                        f"| {mib(mm['hwm_kib'])} | {lim} | {within} |")
         out.append("")
         out.append("RSS is summed over the server's processes; VmHWM is each "
                    "process's peak over the whole benchmark, summed.")
+        out.append("")
+    if against:
+        rerun = meta.get("rerun")
+        out.extend(ab.summary(
+            ab_rows, ab_outside,
+            lambda names: rerun and f"{rerun} --workloads {','.join(names)}"))
         out.append("")
     if all_ok:
         met = sum(all_ok)
