@@ -29,6 +29,10 @@ pub struct ModuleMetrics {
     /// Runner processes recycled (CPU budget or request count reached)
     /// or retired (idle): each finished its requests and exited.
     pub(crate) recycled: AtomicU64,
+    /// Times a stream's runner went its whole timeout without a part
+    /// while the server held it back (a client slow to read, an upload
+    /// still arriving): not a stall, the runner is kept.
+    pub(crate) stream_waits: AtomicU64,
 }
 
 impl ModuleMetrics {
@@ -52,7 +56,7 @@ impl ModuleMetrics {
 
 impl MetricsSource for ModuleMetrics {
     fn samples(&self, out: &mut Vec<Sample>) {
-        let figures: [(&'static str, &'static str, &'static str, &AtomicU64); 9] = [
+        let figures: [(&'static str, &'static str, &'static str, &AtomicU64); 10] = [
             (
                 "iolite_module_requests_total",
                 "counter",
@@ -106,6 +110,12 @@ impl MetricsSource for ModuleMetrics {
                 "counter",
                 "Runner processes drained and ended on purpose (CPU budget, max_requests, idle).",
                 &self.recycled,
+            ),
+            (
+                "iolite_module_stream_waits_total",
+                "counter",
+                "Stream timeouts passed while the server held the runner back (slow client, upload); the runner is kept.",
+                &self.stream_waits,
             ),
         ];
         for (name, kind, help, value) in figures {

@@ -4,7 +4,9 @@
 //! descriptors are refused; a library built for another ABI is refused at
 //! start-up, naming both versions.
 
-use crate::support::{request, serve_refused};
+use std::io::Write;
+
+use crate::support::{read_response, request, serve_refused};
 use crate::{get, lib, site, start_with_config, start_with_modules};
 
 #[test]
@@ -118,4 +120,42 @@ fn forged_response_descriptors_are_refused() {
         );
     }
     assert!(server.stop().success());
+}
+
+#[test]
+fn failures_are_told_apart_by_side_on_metrics_and_in_the_access_log() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("access.log");
+    let (_root, server) = start_with_modules(
+        &[("/faulty", "faulty")],
+        &["--access-log", log.to_str().unwrap()],
+    );
+    let side = |s: &str| server.metric(&format!("iolite_request_errors_total{{side=\"{s}\"}}"));
+    assert_eq!(get(&server, "/faulty/x").status, 200);
+    // A module that crashes is the upstream's failure; a missing file and
+    // a body over the limit are the client's.
+    assert_eq!(get(&server, "/faulty/panic").status, 502);
+    assert_eq!(get(&server, "/missing").status, 404);
+    let mut s = server.connect();
+    s.write_all(b"POST /faulty/x HTTP/1.1\r\nHost: t\r\nContent-Length: 999999999999\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s, &mut Vec::new(), false).status, 413);
+    assert_eq!(
+        (side("upstream"), side("client"), side("internal")),
+        (1, 2, 0)
+    );
+    assert!(server.stop().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle} in {text}"))
+    };
+    assert!(line("GET /faulty/x ").ends_with('"'), "{text}");
+    assert!(
+        line("/faulty/panic").ends_with(" 502 16 \"-\" \"-\" error=upstream"),
+        "{text}"
+    );
+    assert!(line("/missing").ends_with(" error=client"), "{text}");
+    assert!(line("POST /faulty/x").ends_with(" error=client"), "{text}");
 }

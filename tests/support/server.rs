@@ -183,6 +183,23 @@ impl Iolite {
     pub fn module_metric(&self, name: &str, prefix: &str) -> u64 {
         self.metric(&format!("{name}{{module=\"{prefix}\"}}"))
     }
+
+    /// Waits until module `prefix`'s figure `name` reaches `at_least`
+    /// (a fact the server reports), failing the test after 30 s.
+    pub fn wait_for_module_metric(&self, name: &str, prefix: &str, at_least: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let now = self.module_metric(name, prefix);
+            if now >= at_least {
+                return now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} of {prefix} stayed at {now}, below {at_least}, for 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 /// Runs `iolite serve` on port 0 with no admin listener, serving `root`

@@ -337,6 +337,7 @@ impl Link {
     /// replaced. Returns the next stream deadline.
     fn expire_streams(&self) -> Option<Instant> {
         let now = Instant::now();
+        let mut excused = 0;
         let stalled = {
             let mut st = self.state.borrow_mut();
             let timeout = self.cfg.timeout;
@@ -348,11 +349,16 @@ impl Link {
                     // The client or the upload holds the runner back: the
                     // connection's own timeouts deal with that.
                     f.deadline = now + timeout;
+                    excused += 1;
                     return false;
                 }
                 true
             })
         };
+        if let (Some(m), true) = (&self.cfg.metrics, excused > 0) {
+            m.stream_waits
+                .fetch_add(excused, std::sync::atomic::Ordering::Relaxed);
+        }
         if stalled {
             self.fail("a streamed answer stalled", true);
             return None;
