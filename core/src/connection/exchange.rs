@@ -190,8 +190,8 @@ pub(super) async fn exchange(
         }
     };
     let body_left = sink.is_some();
-    // A Now answer whose body is skipped is "duplex" with no pump: the
-    // body stays unread and the connection closes.
+    // A body never asked for (a final answer to a client that waits for
+    // `100 Continue`) stays unread, and the connection closes.
     let skipped = sink.is_none() && ask.body_len().is_some() && refused.is_none();
     let Io {
         stream,

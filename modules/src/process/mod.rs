@@ -3,10 +3,15 @@
 //! sandboxed runner processes.
 //!
 //! # The request path
-//! The core handler (`handler`) routes a request from its head alone, so
-//! the connection reads the body with `read(2)` straight into the module's
-//! request pool (shared read-only with its runners only): whole, or in
-//! parts (`parts`). The worker thread writes the request frame into its
+//! The request flow itself — mount, body path, send, hook, log — is
+//! core's (`iolite_core`'s crate doc). A module's part: its core handler
+//! (`handler`), mounted at the module's prefix, routes a request from its
+//! head alone and builds the request frame from the fields core parsed;
+//! core's body pump then reads the body with `read(2)` straight into the
+//! module's request pool (shared read-only with its runners only): whole
+//! (core's `PoolSink`), or in parts while the answer is awaited (`parts`).
+//! Failures are core upstream errors (503 busy, 502 crashed or invalid,
+//! 504 timed out). The worker thread writes the request frame into its
 //! own data link to a runner (`link`: one per worker and runner process,
 //! more lanes when slow requests hold one up) and awaits the answer
 //! (`exchange`); the runner serves each link on a thread of its own. The
