@@ -6,8 +6,8 @@ use std::ops::{Bound, Deref, DerefMut, RangeBounds};
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
+use crate::arena::Region;
 use crate::error::{Error, Result};
-use crate::pool::Region;
 
 /// Resolves `range` against `len`, or says why it does not fit.
 pub(crate) fn resolve(range: impl RangeBounds<usize>, len: usize) -> Result<(usize, usize)> {

@@ -5,70 +5,15 @@
 //! queues the lease id when its last `Buf` of the region is dropped; the
 //! queue goes back as one release frame per batch. When the peer dies or its
 //! channel closes, its whole table is dropped and the regions are reclaimed.
+//!
+//! This file holds the sending side's table ([`LeaseTable`]); the receiving
+//! side's queue is `release`'s `ReleaseQueue`.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::HashMap;
+use std::sync::Arc;
 
+use crate::arena::Region;
 use crate::error::{Error, Result};
-use crate::pool::Region;
-
-/// The receiving side's record of imported leases and of releases not yet sent.
-#[derive(Debug, Default)]
-pub(crate) struct ReleaseQueue {
-    inner: Mutex<ReleaseInner>,
-}
-
-#[derive(Debug, Default)]
-struct ReleaseInner {
-    pending: Vec<u64>,
-    imported: HashSet<u64>,
-}
-
-impl ReleaseQueue {
-    fn lock(&self) -> MutexGuard<'_, ReleaseInner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Records that `lease` is now held by a local region.
-    pub(crate) fn import(&self, lease: u64) -> Result<()> {
-        if self.lock().imported.insert(lease) {
-            Ok(())
-        } else {
-            Err(Error::DuplicateLease { lease })
-        }
-    }
-
-    /// Called when the last local `Buf` of `lease`'s region is dropped.
-    pub(crate) fn release(&self, lease: u64) {
-        let mut g = self.lock();
-        g.imported.remove(&lease);
-        g.pending.push(lease);
-    }
-
-    /// Queues a release of `lease` unless a local region holds it; returns
-    /// whether it was queued.
-    pub(crate) fn queue_unheld(&self, lease: u64) -> bool {
-        let mut g = self.lock();
-        if g.imported.contains(&lease) {
-            return false;
-        }
-        g.pending.push(lease);
-        true
-    }
-
-    /// Takes the releases not yet sent.
-    pub(crate) fn take(&self) -> Vec<u64> {
-        std::mem::take(&mut self.lock().pending)
-    }
-
-    pub(crate) fn pending(&self) -> usize {
-        self.lock().pending.len()
-    }
-
-    pub(crate) fn held(&self) -> usize {
-        self.lock().imported.len()
-    }
-}
 
 /// The sending side's leases to one peer.
 #[derive(Debug, Default)]

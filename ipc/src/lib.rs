@@ -31,11 +31,14 @@
 //! - `error`: [`Error`], the crate's one error enum.
 //! - `sys`: the audited `unsafe` (mmap, views into a mapping).
 //! - `alloc`: the pool allocator (page runs + sub-page slabs), pure bookkeeping.
-//! - `pool`: [`Pool`] (owned, sealed memfd; header and generation table),
-//!   [`RemotePool`] (received, checked, mapped read-only).
+//! - `arena`: a pool's memfd as mapped here (header, generation table,
+//!   allocator) and the regions (allocations) that buffers and leases hold.
+//! - `release`: release queues (receiver): leases held here, releases to send.
+//! - `pool`: [`Pool`] (owned, sealed memfd), [`RemotePool`] (received,
+//!   checked, mapped read-only).
 //! - `buf`: [`BufMut`] (the owner's builder) and [`Buf`] (immutable slice).
 //! - `agg`: [`Agg`], the buffer aggregate.
-//! - `lease`: lease tables (sender) and release queues (receiver).
+//! - `lease`: lease tables (sender).
 //! - [`frame`]: the wire format as pure functions over bytes (fuzzed in `fuzz/`).
 //! - `channel`: [`Channel`], frames + fds over a `UnixStream`: blocking, or
 //!   queued and flushed in one `sendmsg` and received without waiting (for
@@ -68,6 +71,7 @@ pub mod copied;
 
 mod agg;
 mod alloc;
+mod arena;
 mod buf;
 mod channel;
 mod error;
@@ -77,11 +81,13 @@ mod peer;
 mod pool;
 #[doc(hidden)]
 pub mod probe;
+mod release;
 mod sys;
 
 pub use agg::Agg;
+pub use arena::MAX_POOL_BYTES;
 pub use buf::{Buf, BufMut};
 pub use channel::{Channel, MAX_FDS_PER_FRAME};
 pub use error::{Error, Result};
 pub use peer::{AggDesc, BufDesc, Event, Peer, RELEASES_PER_FRAME, Wire};
-pub use pool::{MAX_POOL_BYTES, Pool, PoolStats, RemotePool};
+pub use pool::{Pool, PoolStats, RemotePool};

@@ -24,11 +24,13 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::agg::Agg;
+use crate::arena::{Region, RegionKind, Shared};
 use crate::buf::Buf;
 use crate::channel::Channel;
 use crate::error::{Error, Result};
-use crate::lease::{LeaseTable, ReleaseQueue};
-use crate::pool::{Pool, Region, RegionKind, RemotePool, Shared};
+use crate::lease::LeaseTable;
+use crate::pool::{Pool, RemotePool};
+use crate::release::ReleaseQueue;
 
 /// Names one slice of a pool for another process: (pool, offset, len,
 /// generation), plus the lease that keeps it alive and the offset of the

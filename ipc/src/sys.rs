@@ -1,7 +1,8 @@
 //! The audited `unsafe` of the crate: mapping a memfd and viewing the mapping.
 //!
 //! Every other module works through [`Mapping`]'s methods. Three invariants
-//! make the views sound, and the callers in `pool.rs` uphold them:
+//! make the views sound, and the callers in `arena.rs` (regions) and
+//! `buf.rs` (the views) uphold them:
 //! - a `Mapping` is never unmapped while a view of it is alive (views borrow
 //!   the `Mapping`, which lives in an `Arc` held by every buffer);
 //! - bytes of a frozen (published) region are never written by this process

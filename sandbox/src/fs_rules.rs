@@ -15,8 +15,8 @@ use landlock::{
 
 use crate::error::SandboxError;
 use crate::procfs;
-use crate::profile::Landlock;
 use crate::report::Outcome;
+use crate::settings::Landlock;
 
 /// The newest ABI whose rights this crate asks for (and was tested with).
 const TARGET: ABI = ABI::V6;

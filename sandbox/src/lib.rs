@@ -22,7 +22,9 @@
 //! each measure stops and what this machine offers.
 //!
 //! # Layout
-//! - `profile`: [`Profile`] and its settings, the two phases, [`Pending`].
+//! - `profile`: [`Profile`], the two phases, [`Pending`].
+//! - `settings`: the parts of a profile the measures read ([`Rlimits`],
+//!   [`Landlock`], [`OpenPolicy`]).
 //! - `report`: [`Report`], [`Measure`], [`Outcome`] (the log line).
 //! - `limits`: setrlimit.
 //! - `cgroup`: the per-process pids cgroup ([`remove_pids_cgroup`],
@@ -54,6 +56,7 @@ mod procfs;
 mod profile;
 mod report;
 mod seccomp;
+mod settings;
 mod user;
 
 pub use cgroup::{kill_pids_cgroup, pids_cgroup_for, remove_pids_cgroup, sweep_stale_pids_cgroups};
@@ -61,6 +64,7 @@ pub use error::SandboxError;
 pub use fs_rules::landlock_abi;
 pub use loader::{LoadError, ModuleLibrary, spawn_inheriting, take_inherited_socket};
 pub use pidfd::PidFd;
-pub use profile::{Landlock, OpenPolicy, Pending, Profile, Rlimits};
+pub use profile::{Pending, Profile};
 pub use report::{Measure, Outcome, Report};
 pub use seccomp::{SyscallGroup, seccomp_allow_list};
+pub use settings::{Landlock, OpenPolicy, Rlimits};

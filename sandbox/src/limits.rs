@@ -4,8 +4,8 @@
 use nix::sys::resource::{Resource, setrlimit};
 
 use crate::error::SandboxError;
-use crate::profile::Rlimits;
 use crate::report::{Measure, Outcome, Report};
+use crate::settings::Rlimits;
 
 fn set(resource: Resource, name: &'static str, soft: u64, hard: u64) -> Result<(), SandboxError> {
     setrlimit(resource, soft, hard).map_err(|e| SandboxError::Rlimit {

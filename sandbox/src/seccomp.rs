@@ -21,8 +21,8 @@ use seccompiler::{
 };
 
 use crate::error::SandboxError;
-use crate::profile::OpenPolicy;
 use crate::report::Outcome;
+use crate::settings::OpenPolicy;
 
 /// One group of the allow-list: the calls, and why a runner needs them.
 #[derive(Debug, Clone)]

@@ -139,16 +139,20 @@
 //! - `module`: [`Module`], [`Init`], [`Request`], [`Ctx`], [`Writer`],
 //!   [`Response`], [`BodyStream`] (answers produced in parts).
 //! - `parts`: request bodies in parts on the runner side (what
-//!   [`Ctx::body_part`] reads, and parts of answered requests dropped as
-//!   they come).
+//!   [`Ctx::body_part`] reads).
+//! - `link`: the data link a request's handling borrows, and the parts of
+//!   answered requests it drops as they come.
+//! - `transfer`: bodies over the link, by descriptor or (copy mode) inline.
 //! - `runtime`: the runner-side protocol loop the entry point runs.
 //! - `error`: [`Error`].
 #![forbid(unsafe_code)]
 
 mod error;
+mod link;
 mod module;
 mod parts;
 mod runtime;
+mod transfer;
 pub mod wire;
 
 pub use error::Error;

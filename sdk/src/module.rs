@@ -4,11 +4,10 @@
 
 use std::net::SocketAddr;
 
-use std::collections::VecDeque;
+use iolite_ipc::{Agg, BufMut, Pool};
 
-use iolite_ipc::{Agg, BufDesc, BufMut, Peer, Pool};
-
-use crate::parts::{BodyLeft, Owed};
+use crate::link::Link;
+use crate::parts::BodyLeft;
 use crate::wire::{Msg, RequestFrame};
 
 /// A content module. One value serves every request of its runner process,
@@ -151,38 +150,6 @@ pub struct Ctx<'a> {
     /// Bytes a started stream still owes (None: not streamed; Some(None):
     /// a stream of unknown length).
     pub(crate) stream_left: Option<Option<u64>>,
-}
-
-/// The data link a request is handled on, as its handling borrows it.
-#[derive(Debug)]
-pub(crate) struct Link<'a> {
-    /// This process's output pool.
-    pub(crate) pool: &'a Pool,
-    pub(crate) peer: &'a mut Peer<Msg>,
-    /// Descriptors this request may quote back (its body and its parts,
-    /// cached files).
-    pub(crate) quotable: &'a mut Vec<BufDesc>,
-    /// Messages that arrived while waiting for something else (a lookup,
-    /// a body part, releases), for the runtime's loop.
-    pub(crate) pending: &'a mut VecDeque<Msg>,
-    /// Parts of earlier requests still to come, dropped as they arrive.
-    pub(crate) owed: &'a mut Owed,
-    /// Bodies go inline ([`Transfer::Copy`](crate::wire::Transfer::Copy)).
-    pub(crate) copy: bool,
-}
-
-impl Link<'_> {
-    /// The same link, borrowed for a shorter time.
-    fn reborrow(&mut self) -> Link<'_> {
-        Link {
-            pool: self.pool,
-            peer: self.peer,
-            quotable: self.quotable,
-            pending: self.pending,
-            owed: self.owed,
-            copy: self.copy,
-        }
-    }
 }
 
 /// Most parts a stream leaves unreleased by the server before
@@ -409,10 +376,10 @@ impl<'a> BodyStream<'a> {
             }
         }
         let body = if link.copy {
-            crate::runtime::copy_out(link.peer, self.id, part)?;
+            crate::transfer::copy_out(link.peer, self.id, part)?;
             iolite_ipc::AggDesc::default()
         } else {
-            crate::runtime::describe(link.peer, link.pool, part, link.quotable)?
+            crate::transfer::describe(link.peer, link.pool, part, link.quotable)?
         };
         link.peer.send(&Msg::StreamPart { id: self.id, body })?;
         if let Some(left) = self.left.as_mut() {

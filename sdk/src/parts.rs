@@ -1,16 +1,13 @@
 //! Request bodies in parts, the runner's side (item 8 of [`crate::wire`]):
-//! what is left of the body of the request being handled ([`BodyLeft`]),
-//! reading its next part ([`next_part`], behind `Ctx::body_part` and
-//! `BodyStream::body_part`), and the parts of requests answered before
-//! their body's end ([`Owed`]), dropped as they arrive so that the server's
-//! upload goes on.
+//! what is left of the body of the request being handled ([`BodyLeft`])
+//! and reading its next part ([`next_part`], behind `Ctx::body_part` and
+//! `BodyStream::body_part`). The parts of requests answered before their
+//! body's end are the link's to drop (`link`'s `Owed`).
 
-use std::collections::{HashMap, VecDeque};
-
-use iolite_ipc::{Agg, AggDesc, Peer};
+use iolite_ipc::Agg;
 
 use crate::error::Error;
-use crate::module::Link;
+use crate::link::{Link, OVERRUN, desc_len};
 use crate::wire::{Msg, PARTS_UNKNOWN};
 
 /// What is left of a request's body for [`next_part`].
@@ -37,9 +34,6 @@ impl BodyLeft {
         }
     }
 }
-
-/// A part overruns the length its request announced.
-const OVERRUN: &str = "a request body part overruns the announced length";
 
 /// The next part of request `id`'s body (see `Ctx::body_part`): `whole`
 /// once when the body came whole (unless it is empty), else the next
@@ -124,7 +118,7 @@ fn read_part(link: &mut Link<'_>, id: u64, want: u64) -> Result<Agg, Error> {
                             "a body part names shared memory in copy mode",
                         ));
                     }
-                    crate::runtime::copy_in(link.pool, &mut inline)?
+                    crate::transfer::copy_in(link.pool, &mut inline)?
                 } else {
                     let part = link.peer.import(&body)?;
                     link.quotable.extend(body.bufs);
@@ -182,105 +176,6 @@ fn take_pending(link: &mut Link<'_>, id: u64) -> Option<Msg> {
         _ => false,
     })?;
     link.pending.remove(at)
-}
-
-/// The bytes a descriptor names, or a protocol error if they overflow.
-fn desc_len(desc: &AggDesc) -> Result<u64, Error> {
-    desc.bufs
-        .iter()
-        .try_fold(0u64, |sum, d| sum.checked_add(d.len))
-        .ok_or(Error::Protocol(OVERRUN))
-}
-
-/// Requests answered (or refused, or skipped) before the last part of
-/// their body came: id → bytes still to come. Their parts are imported
-/// (which checks them) and dropped on arrival, which releases their
-/// leases. An entry goes with the [`Msg::BodyPart`] that completes the
-/// body, with a [`Msg::Cancel`] (after which no part of that request
-/// comes), or once [`MAX_OWED`] newer entries were made.
-#[derive(Debug, Default)]
-pub(crate) struct Owed {
-    left: HashMap<u64, u64>,
-    /// The ids entered, oldest first (some may have gone already).
-    order: VecDeque<u64>,
-}
-
-/// Most requests a link remembers owing parts. The server may stop sending
-/// a request's parts once it has the answer, without a word: the parts
-/// that still come are those it sent before it read the answer, and they
-/// arrive before any request it sent after. Only requests already in
-/// flight then (at most the module's `in_flight`, at most 65,536) can be
-/// handled, and owe parts, in between; an entry that many entries old can
-/// get no more parts.
-pub(crate) const MAX_OWED: usize = 1 << 16;
-
-impl Owed {
-    /// Request `id` is done with, and `bytes` of its body are still to come.
-    pub(crate) fn insert(&mut self, id: u64, bytes: u64) {
-        if bytes == 0 {
-            return;
-        }
-        self.left.insert(id, bytes);
-        self.order.push_back(id);
-        while self.order.len() > MAX_OWED {
-            if let Some(old) = self.order.pop_front() {
-                self.left.remove(&old);
-            }
-        }
-    }
-
-    /// Whether parts of request `id` are still to come.
-    pub(crate) fn contains(&self, id: u64) -> bool {
-        self.left.contains_key(&id)
-    }
-
-    /// Request `id` was cancelled: no more of its parts come.
-    pub(crate) fn cancel(&mut self, id: u64) {
-        self.left.remove(&id);
-    }
-
-    /// Consumes `msg` when it is a part (or, in copy mode, part bytes) of
-    /// an owed request; gives it back otherwise.
-    ///
-    /// # Errors
-    /// The part overruns its request's length, or names memory this side
-    /// cannot map.
-    pub(crate) fn absorb(&mut self, peer: &mut Peer<Msg>, msg: Msg) -> Result<Option<Msg>, Error> {
-        let (id, len) = match &msg {
-            Msg::BodyPart { id, body } => (*id, desc_len(body)?),
-            Msg::Data { id, bytes } => (*id, bytes.0.len() as u64),
-            Msg::BodyEnd { id } => (*id, 0),
-            _ => return Ok(Some(msg)),
-        };
-        let Some(&left) = self.left.get(&id) else {
-            return Ok(Some(msg));
-        };
-        let left = match (&msg, left == PARTS_UNKNOWN) {
-            // Only its end message ends a body of unknown length.
-            (Msg::BodyEnd { .. }, true) => {
-                self.left.remove(&id);
-                return Ok(None);
-            }
-            (Msg::BodyEnd { .. }, false) => {
-                return Err(Error::Protocol("the end of a body of known length"));
-            }
-            (_, true) => left,
-            (_, false) => left.checked_sub(len).ok_or(Error::Protocol(OVERRUN))?,
-        };
-        let part = matches!(msg, Msg::BodyPart { .. });
-        if let Msg::BodyPart { body, .. } = &msg {
-            // Imported to check it, dropped at once: the lease goes back.
-            drop(peer.import(body)?);
-        }
-        // In copy mode the bytes came in Data frames before it; the part
-        // frame still ends them.
-        if part && left == 0 {
-            self.left.remove(&id);
-        } else {
-            self.left.insert(id, left);
-        }
-        Ok(None)
-    }
 }
 
 #[cfg(test)]

@@ -8,18 +8,20 @@
 //! A request body in parts is read by the module ([`crate::Ctx::body_part`]);
 //! the parts of a request answered before its body's end (or refused with
 //! 413 because the module takes bodies whole, or skipped as cancelled) are
-//! dropped as they come, which releases them to the server (`parts`).
+//! dropped as they come, which releases them to the server (`link`).
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
-use iolite_ipc::{Agg, AggDesc, BufDesc, Event, Peer, Pool, RemotePool};
+use iolite_ipc::{Agg, AggDesc, Event, Peer, Pool, RemotePool};
 
 use crate::error::Error;
-use crate::module::{Ctx, Init, Link, Module, Request};
-use crate::parts::{BodyLeft, Owed};
+use crate::link::{Link, Owed};
+use crate::module::{Ctx, Init, Module, Request};
+use crate::parts::BodyLeft;
+use crate::transfer::{copy_in, copy_out, describe};
 use crate::wire::{ABI_VERSION, Msg, ResponseFrame, Transfer};
 
 /// Most bytes of answers a link queues while more requests are already
@@ -371,66 +373,6 @@ fn take_buffered(peer: &mut Peer<Msg>, pending: &mut VecDeque<Msg>) -> Result<()
         }
     }
     Ok(())
-}
-
-/// Copy mode: an inline request body (or body part), copied once more
-/// into the output pool so the module sees the same [`Agg`] as in shared
-/// mode.
-pub(crate) fn copy_in(pool: &Pool, inline: &mut Vec<u8>) -> Result<Agg, Error> {
-    if inline.is_empty() {
-        return Ok(Agg::new());
-    }
-    let mut buf = pool.alloc(inline.len())?;
-    buf.extend_from_slice(inline)?;
-    iolite_ipc::copied::add(inline.len());
-    inline.clear();
-    Ok(Agg::from(buf.freeze()))
-}
-
-/// Copy mode: the body's bytes, inline in [`Msg::Data`] frames.
-pub(crate) fn copy_out(peer: &mut Peer<Msg>, id: u64, body: &Agg) -> Result<(), Error> {
-    Ok(crate::wire::queue_inline(peer, id, body)?)
-}
-
-/// A body's descriptors: output-pool buffers get fresh leases; slices of
-/// the request body or of cached files quote the lease the server granted
-/// with them.
-pub(crate) fn describe(
-    peer: &mut Peer<Msg>,
-    pool: &Pool,
-    body: &Agg,
-    quotable: &[BufDesc],
-) -> Result<AggDesc, Error> {
-    let mut out = AggDesc::default();
-    for buf in body.bufs() {
-        if buf.pool_id() == pool.id() {
-            let d = peer.export(&Agg::from(buf.clone()))?;
-            out.bufs.extend(d.bufs);
-            continue;
-        }
-        // Newest first: a streamed echo quotes the part it just read.
-        let lease = quotable
-            .iter()
-            .rev()
-            .find(|d| {
-                d.pool == buf.pool_id()
-                    && d.region == buf.region_offset()
-                    && d.generation == buf.generation()
-            })
-            .map(|d| d.lease)
-            .ok_or(Error::ForeignBuffer {
-                pool: buf.pool_id(),
-            })?;
-        out.bufs.push(BufDesc {
-            pool: buf.pool_id(),
-            lease,
-            region: buf.region_offset(),
-            offset: buf.fd_offset(),
-            len: buf.len() as u64,
-            generation: buf.generation(),
-        });
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@
 
 use std::time::Duration;
 
-use super::{Event, LoadTable, NodeId, Policy, TargetKey, stable_hash};
+use super::contract::{Event, Policy};
+use super::hash::stable_hash;
+use super::load::{LoadTable, NodeId, TargetKey};
 
 /// Pure hashing: node = live\[key mod n\], nodes sorted by id. No load, and
 /// when n changes almost every target moves ((n-1)/n of them): the reason

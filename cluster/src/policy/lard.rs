@@ -30,7 +30,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{Event, LoadTable, NodeId, PassThroughBuild, Policy, TargetKey};
+use super::contract::{Event, Policy};
+use super::hash::PassThroughBuild;
+use super::load::{LoadTable, NodeId, TargetKey};
 
 /// LARD's thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

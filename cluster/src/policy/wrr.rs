@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use super::{LoadTable, NodeId, Policy, TargetKey};
+use super::contract::Policy;
+use super::load::{LoadTable, NodeId, TargetKey};
 
 /// Least-loaded dispatch with round-robin tie breaking.
 #[derive(Debug, Clone, Default)]

@@ -4,11 +4,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use super::validate::{Draft, Placed};
-use super::{
-    AccessLogTarget, CgiConfig, Diagnostic, FastCgiAddress, FastCgiConfig, MAX_WORKERS,
-    ModuleConfig, Origin, WasmConfig, value,
+use super::types::{
+    AccessLogTarget, CgiConfig, FastCgiAddress, FastCgiConfig, MAX_WORKERS, ModuleConfig,
+    WasmConfig,
 };
+use super::validate::{Draft, Placed};
+use super::{Diagnostic, Origin, value};
 
 /// `--admin ADDR|none`: `None` turns the admin listener off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

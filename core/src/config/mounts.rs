@@ -4,12 +4,13 @@
 //! and refuses the others until their issues land (see
 //! `Config::not_yet_supported`).
 
+use super::Origin;
 use super::file::{Cx, Val};
-use super::validate::{Draft, Placed};
-use super::{
-    CgiConfig, FastCgiAddress, FastCgiConfig, ModuleConfig, ModuleTransfer, Origin, SandboxConfig,
+use super::types::{
+    CgiConfig, FastCgiAddress, FastCgiConfig, ModuleConfig, ModuleTransfer, SandboxConfig,
     SandboxProfile, WasmConfig, WasmKind,
 };
+use super::validate::{Draft, Placed};
 use toml::de::DeTable;
 
 const MODULE_KEYS: &[&str] = &[

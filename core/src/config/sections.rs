@@ -2,8 +2,9 @@
 //! `[admin]`, `[cache]`, `[limits]`, `[log]` and `[[location]]`.
 
 use super::file::{Cx, Val, is_token_byte};
+use super::types::{AccessLogTarget, CachePolicy, Location, LogLevel, MAX_WORKERS};
 use super::validate::{Draft, Placed};
-use super::{AccessLogTarget, CachePolicy, Location, LogLevel, value};
+use super::value;
 use toml::de::{DeTable, DeValue};
 
 const TOP_KEYS: &[&str] = &[
@@ -40,7 +41,7 @@ impl Cx<'_, '_> {
                     }
                 }
                 "workers" => {
-                    if let Some(n) = self.count(v, "workers", 1, super::MAX_WORKERS as u64) {
+                    if let Some(n) = self.count(v, "workers", 1, MAX_WORKERS as u64) {
                         d.workers = n as usize;
                     }
                 }

@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::{
+use super::types::{
     AccessLogTarget, CacheConfig, CachePolicy, CgiConfig, Config, DEFAULT_ADMIN,
-    DEFAULT_CACHE_SIZE, DEFAULT_LISTEN, DEFAULT_ROOT, Diagnostic, FastCgiConfig, Limits, Listener,
-    Location, LogConfig, LogLevel, ModuleConfig, Origin, WasmConfig,
+    DEFAULT_CACHE_SIZE, DEFAULT_LISTEN, DEFAULT_ROOT, FastCgiConfig, Limits, Listener, Location,
+    LogConfig, LogLevel, MAX_WORKERS, ModuleConfig, WasmConfig,
 };
+use super::{Diagnostic, Origin};
 
 /// A value with the origin of its prefix and of its path setting (the key
 /// whose value must name an existing file or directory).
@@ -59,7 +60,7 @@ impl Draft {
         let default_addr = |s: &str| s.parse::<SocketAddr>().expect("a valid default address");
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
-            .min(super::MAX_WORKERS);
+            .min(MAX_WORKERS);
         Draft {
             listeners: vec![(default_addr(DEFAULT_LISTEN), Origin::Default)],
             root: (PathBuf::from(DEFAULT_ROOT), Origin::Default),

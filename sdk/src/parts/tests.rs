@@ -6,9 +6,10 @@ use std::collections::VecDeque;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use iolite_ipc::{BufDesc, Event, Pool};
+use iolite_ipc::{AggDesc, BufDesc, Event, Peer, Pool};
 
 use super::*;
+use crate::link::Owed;
 use crate::wire::{InlineBytes, RequestFrame};
 
 /// Bytes per copy-mode Data frame here, so that parts come in pieces.
@@ -403,36 +404,6 @@ fn a_whole_body_comes_once_then_the_end() {
     // Nothing was read from the link.
     assert!(bench.pending.is_empty());
     assert!(!bench.runner.has_frame());
-}
-
-#[test]
-fn an_owed_request_is_forgotten_once_max_owed_newer_ones_came() {
-    let (ours, _theirs) = UnixStream::pair().unwrap();
-    let mut peer: Peer<Msg> = Peer::new(ours);
-    let mut owed = Owed::default();
-    owed.insert(u64::MAX, 0);
-    assert!(!owed.contains(u64::MAX), "nothing owed, nothing kept");
-    for id in 0..=MAX_OWED as u64 {
-        owed.insert(id, 1);
-    }
-    assert!(!owed.contains(0));
-    assert!(owed.contains(1) && owed.contains(MAX_OWED as u64));
-    assert_eq!(owed.order.len(), MAX_OWED);
-    // A part of the forgotten request is not absorbed: the link loop
-    // treats it as a part of a request it never owed.
-    let part = |id| Msg::BodyPart {
-        id,
-        body: AggDesc::default(),
-    };
-    assert!(owed.absorb(&mut peer, part(0)).unwrap().is_some());
-    let byte = Msg::Data {
-        id: 1,
-        bytes: InlineBytes(vec![7]),
-    };
-    assert!(owed.absorb(&mut peer, byte).unwrap().is_none());
-    assert!(owed.contains(1), "its part frame has not come");
-    assert!(owed.absorb(&mut peer, part(1)).unwrap().is_none());
-    assert!(!owed.contains(1), "its last byte came");
 }
 
 /// A small deterministic generator (xorshift64*), so that a failing seed

@@ -3,34 +3,6 @@
 //! expect; the runner side runs on a thread of its own.
 use super::*;
 
-#[test]
-fn a_response_may_name_only_its_own_pool_and_quoted_slices() {
-    let (a, _b) = UnixStream::pair().unwrap();
-    let mut peer: Peer<Msg> = Peer::new(a);
-    let output = Pool::new(1 << 20).unwrap();
-    peer.share_pool(&output).unwrap();
-    let mut buf = output.alloc(5).unwrap();
-    buf.extend_from_slice(b"hello").unwrap();
-    let written = Agg::from(buf.freeze());
-
-    let ok = describe(&mut peer, &output, &written, &[]).unwrap();
-    assert_eq!(ok.bufs.len(), 1);
-    assert_eq!((ok.bufs[0].pool, ok.bufs[0].len), (output.id(), 5));
-
-    // A buffer of a pool that is neither the output pool nor quoted (a
-    // slice kept from an earlier request, say) makes the response fail.
-    let other = Pool::new(1 << 20).unwrap();
-    let mut foreign = other.alloc(3).unwrap();
-    foreign.extend_from_slice(b"abc").unwrap();
-    let mut body = written;
-    body.push(foreign.freeze());
-    let err = describe(&mut peer, &output, &body, &[]).unwrap_err();
-    assert!(
-        matches!(err, Error::ForeignBuffer { pool } if pool == other.id()),
-        "{err}"
-    );
-}
-
 use std::time::Duration;
 
 use crate::module::Response;

@@ -1,0 +1,354 @@
+//! A pool's arena as this process maps it: the memfd's header and
+//! generation table, the owner's allocator, and the regions (allocations)
+//! that buffers and leases hold. `pool`, `buf` and `lease` all sit on top of
+//! it, so none of them needs another's types.
+//!
+//! Memfd layout (all offsets absolute in the memfd, which is what descriptors
+//! and `sendfile` use):
+//!
+//! | offset | what |
+//! |---|---|
+//! | 0 | magic `IOLITEP1` (u64) |
+//! | 8 | layout version (u64) |
+//! | 16 | pool id (u64) |
+//! | 24 | memfd size (u64) |
+//! | 32 | data offset (u64) |
+//! | 40 | data length (u64) |
+//! | 48 | granule (u64) |
+//! | 64 | generation table: one u32 per granule of the data area |
+//! | data offset | the data area (page-aligned; 2 MiB-aligned when it is at least 2 MiB) |
+//!
+//! The owner bumps a region's generation word when it allocates the region
+//! and again when it frees it, so a live region's generation differs from every
+//! generation it had before; receivers read the same word through their
+//! read-only mapping to reject stale descriptors.
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use memfd::{FileSeal, MemfdOptions};
+
+use crate::alloc::{Allocator, GRANULE, PAGE};
+use crate::error::{Error, Result};
+use crate::release::ReleaseQueue;
+use crate::sys::{HUGE_PAGE, Mapping};
+
+const MAGIC: u64 = u64::from_le_bytes(*b"IOLITEP1");
+const LAYOUT_VERSION: u64 = 2;
+const H_MAGIC: usize = 0;
+const H_VERSION: usize = 8;
+const H_ID: usize = 16;
+const H_SIZE: usize = 24;
+const H_DATA_OFF: usize = 32;
+const H_DATA_LEN: usize = 40;
+const H_GRANULE: usize = 48;
+const TABLE_OFF: usize = 64;
+
+/// The seals every shared pool carries.
+pub(crate) const REQUIRED_SEALS: i32 =
+    libc::F_SEAL_FUTURE_WRITE | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+
+/// Largest data area a pool may have (the allocator counts pages in u32 and
+/// the generation table must stay a small fraction of memory).
+pub const MAX_POOL_BYTES: usize = 1 << 40;
+
+fn header_len(data_len: usize) -> usize {
+    (TABLE_OFF + 4 * (data_len / GRANULE)).next_multiple_of(PAGE)
+}
+
+/// Where the data area starts: after the header, and at a multiple of
+/// [`HUGE_PAGE`] when the area can hold one, so that large buffers can be
+/// aligned to huge pages (the pages in between are never touched: a memfd
+/// hole costs no memory).
+fn data_offset(data_len: usize) -> usize {
+    let header = header_len(data_len);
+    if data_len >= HUGE_PAGE {
+        header.next_multiple_of(HUGE_PAGE)
+    } else {
+        header
+    }
+}
+
+fn new_pool_id() -> u64 {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    (u64::from(std::process::id()) << 32) | u64::from(NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// One mapping of a pool: the owner's (writable, with its allocator) or a
+/// receiver's (read-only).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) id: u64,
+    pub(crate) map: Mapping,
+    pub(crate) data_off: usize,
+    pub(crate) data_len: usize,
+    alloc: Option<Mutex<Allocator>>,
+    /// Owner only: one flag per whole 2 MiB chunk of the data area, set
+    /// once the chunk has been moved into a huge page.
+    huge: Box<[AtomicBool]>,
+}
+
+impl Shared {
+    /// Moves the whole 2 MiB chunks of the data area that `base..base + len`
+    /// (absolute) touches into huge pages, skipping those already moved;
+    /// returns the bytes of the range's chunks now in huge pages.
+    pub(crate) fn collapse_chunks(&self, base: usize, len: usize) -> usize {
+        if len == 0 || self.huge.is_empty() {
+            return 0;
+        }
+        let first = (base - self.data_off) / HUGE_PAGE;
+        let last = (base - self.data_off + len - 1) / HUGE_PAGE;
+        let mut done = 0;
+        for (i, flag) in self.huge.iter().enumerate().take(last + 1).skip(first) {
+            if flag.load(Ordering::Relaxed)
+                || self.map.collapse(self.data_off + i * HUGE_PAGE, HUGE_PAGE) == HUGE_PAGE
+            {
+                flag.store(true, Ordering::Relaxed);
+                done += HUGE_PAGE;
+            }
+        }
+        done
+    }
+
+    fn generation_word(&self, base: usize) -> &AtomicU32 {
+        self.map
+            .atomic_u32(TABLE_OFF + 4 * ((base - self.data_off) / GRANULE))
+    }
+
+    /// The current generation of the region starting at `base` (absolute).
+    pub(crate) fn generation(&self, base: usize) -> u32 {
+        self.generation_word(base).load(Ordering::Acquire)
+    }
+
+    fn bump_generation(&self, base: usize) -> u32 {
+        let word = self.generation_word(base);
+        let mut next = word.load(Ordering::Relaxed).wrapping_add(1);
+        if next == 0 {
+            next = 1;
+        }
+        word.store(next, Ordering::Release);
+        next
+    }
+
+    pub(crate) fn allocator(&self) -> Option<MutexGuard<'_, Allocator>> {
+        self.alloc
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|poison| poison.into_inner()))
+    }
+
+    /// Checks a descriptor against this mapping: inside the data area, offset
+    /// at or after a granule-aligned base, and the base's generation current.
+    pub(crate) fn check_descriptor(
+        &self,
+        base: u64,
+        offset: u64,
+        len: u64,
+        generation: u32,
+    ) -> Result<()> {
+        let out = || Error::DescriptorOutOfRange {
+            pool: self.id,
+            offset,
+            len,
+        };
+        let (lo, hi) = (self.data_off as u64, (self.data_off + self.data_len) as u64);
+        let end = offset.checked_add(len).ok_or_else(out)?;
+        if base < lo
+            || base >= hi
+            || !(base - lo).is_multiple_of(GRANULE as u64)
+            || offset < base
+            || end > hi
+        {
+            return Err(out());
+        }
+        let current = self.generation(base as usize);
+        if current != generation {
+            return Err(Error::StaleGeneration {
+                pool: self.id,
+                offset: base,
+                found: generation,
+                current,
+            });
+        }
+        Ok(())
+    }
+
+    /// Creates, fills in the header of and seals the memfd of a new owned
+    /// pool whose data area holds `capacity` bytes (behind
+    /// [`Pool::with_name`](crate::Pool::with_name)).
+    pub(crate) fn create(name: &str, capacity: usize) -> Result<Shared> {
+        if capacity == 0 || capacity > MAX_POOL_BYTES {
+            return Err(Error::InvalidConfig(
+                "pool capacity must be 1 byte ..= 1 TiB",
+            ));
+        }
+        if nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            != Some(PAGE as _)
+        {
+            return Err(Error::InvalidConfig("system page size is not 4096"));
+        }
+        let data_len = capacity.next_multiple_of(PAGE);
+        let data_off = data_offset(data_len);
+        let size = data_off + data_len;
+        let memfd = MemfdOptions::default()
+            .allow_sealing(true)
+            .close_on_exec(true)
+            .create(name)
+            .map_err(memfd_error)?;
+        memfd.as_file().set_len(size as u64)?;
+        let fd: OwnedFd = memfd.as_file().try_clone()?.into();
+        let map = Mapping::new(fd, size, true)?;
+        for (off, value) in [
+            (H_MAGIC, MAGIC),
+            (H_VERSION, LAYOUT_VERSION),
+            (H_SIZE, size as u64),
+            (H_DATA_OFF, data_off as u64),
+            (H_DATA_LEN, data_len as u64),
+            (H_GRANULE, GRANULE as u64),
+        ] {
+            map.atomic_u64(off).store(value, Ordering::Relaxed);
+        }
+        let id = new_pool_id();
+        map.atomic_u64(H_ID).store(id, Ordering::Release);
+        memfd
+            .add_seals(&[
+                FileSeal::SealFutureWrite,
+                FileSeal::SealShrink,
+                FileSeal::SealGrow,
+                FileSeal::SealSeal,
+            ])
+            .map_err(memfd_error)?;
+        let pages =
+            u32::try_from(data_len / PAGE).map_err(|_| Error::InvalidConfig("too many pages"))?;
+        Ok(Shared {
+            id,
+            map,
+            data_off,
+            data_len,
+            alloc: Some(Mutex::new(Allocator::new(pages))),
+            huge: (0..data_len / HUGE_PAGE)
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+        })
+    }
+
+    /// Allocates a region of at least `capacity` bytes in an owned pool and
+    /// bumps its generation (behind [`Pool::alloc`](crate::Pool::alloc)).
+    pub(crate) fn alloc(self: &Arc<Self>, capacity: usize) -> Result<Region> {
+        let mut alloc = self
+            .allocator()
+            .ok_or(Error::InvalidConfig("not an owned pool"))?;
+        let exhausted = |a: &Allocator| Error::PoolExhausted {
+            requested: capacity,
+            free: a.capacity() - a.allocated(),
+        };
+        if Allocator::rounded(capacity).is_none_or(|r| r > alloc.capacity()) {
+            return Err(exhausted(&alloc));
+        }
+        let (off, cap) = alloc.alloc(capacity).ok_or_else(|| exhausted(&alloc))?;
+        let base = self.data_off + off;
+        let generation = self.bump_generation(base);
+        drop(alloc);
+        Ok(Region {
+            shared: self.clone(),
+            base,
+            cap,
+            generation,
+            kind: RegionKind::Local,
+        })
+    }
+
+    /// Maps a received pool fd read-only after checking its seals, its size
+    /// against the announcement and its header.
+    pub(crate) fn open_remote(fd: OwnedFd, id: u64, size: u64) -> Result<Shared> {
+        let seals = nix::fcntl::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            nix::fcntl::FcntlArg::F_GET_SEALS,
+        )
+        .map_err(|_| Error::MissingSeals { seals: 0 })?;
+        if seals & REQUIRED_SEALS != REQUIRED_SEALS {
+            return Err(Error::MissingSeals { seals });
+        }
+        let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&fd))?;
+        if st.st_size < 0 || st.st_size as u64 != size {
+            return Err(Error::BadPool("memfd size differs from its announcement"));
+        }
+        let size = usize::try_from(size).map_err(|_| Error::BadPool("size"))?;
+        if size < 2 * PAGE
+            || size % PAGE != 0
+            || size > MAX_POOL_BYTES + data_offset(MAX_POOL_BYTES)
+        {
+            return Err(Error::BadPool("memfd size is not a pool size"));
+        }
+        let map = Mapping::new(fd, size, false)?;
+        let word = |off| map.atomic_u64(off).load(Ordering::Acquire);
+        if word(H_MAGIC) != MAGIC || word(H_VERSION) != LAYOUT_VERSION {
+            return Err(Error::BadPool("not an iolite pool"));
+        }
+        if word(H_ID) != id || word(H_SIZE) != size as u64 || word(H_GRANULE) != GRANULE as u64 {
+            return Err(Error::BadPool("header does not match the announcement"));
+        }
+        let data_off =
+            usize::try_from(word(H_DATA_OFF)).map_err(|_| Error::BadPool("data offset"))?;
+        let data_len =
+            usize::try_from(word(H_DATA_LEN)).map_err(|_| Error::BadPool("data length"))?;
+        if data_len == 0
+            || data_len % PAGE != 0
+            || data_off != data_offset(data_len)
+            || data_off.checked_add(data_len) != Some(size)
+        {
+            return Err(Error::BadPool("inconsistent layout"));
+        }
+        Ok(Shared {
+            id,
+            map,
+            data_off,
+            data_len,
+            alloc: None,
+            huge: Box::new([]),
+        })
+    }
+}
+
+/// What happens when the last `Buf` of a region goes away.
+#[derive(Debug)]
+pub(crate) enum RegionKind {
+    /// Our own pool: free the space.
+    Local,
+    /// Another process's pool: queue a release of this lease.
+    Remote {
+        lease: u64,
+        releases: Arc<ReleaseQueue>,
+    },
+}
+
+/// One allocation, shared by every `Buf` that points into it.
+#[derive(Debug)]
+pub(crate) struct Region {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) base: usize,
+    pub(crate) cap: usize,
+    pub(crate) generation: u32,
+    pub(crate) kind: RegionKind,
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        match &self.kind {
+            RegionKind::Local => {
+                if let Some(mut alloc) = self.shared.allocator() {
+                    self.shared.bump_generation(self.base);
+                    alloc.free(self.base - self.shared.data_off);
+                }
+            }
+            RegionKind::Remote { lease, releases } => releases.release(*lease),
+        }
+    }
+}
+
+fn memfd_error(e: memfd::Error) -> Error {
+    let (memfd::Error::Create(e) | memfd::Error::AddSeals(e) | memfd::Error::GetSeals(e)) = e;
+    Error::Io(e)
+}
