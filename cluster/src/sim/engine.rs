@@ -21,8 +21,8 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
 use super::cache::NodeCache;
+use super::spec::{RunResult, Scenario, ScenarioResult, SimConfig};
 use super::workload::{RequestStream, Workload};
-use super::{RunResult, Scenario, ScenarioResult, SimConfig};
 use crate::policy::{Event, LoadTable, NodeId, Policy};
 
 const NONE: u32 = u32::MAX;
