@@ -15,13 +15,14 @@ use crate::{
 /// request whose client leaves before it is answered; then the pipe ends.
 /// `in_flight` decides where the second waits: 1 — in the server (no
 /// credit), 2 with one worker — in the runner, behind the first on the
-/// worker's one link. Either way it is cancelled: no answer, and the module
-/// counts only the held request and the count requests. Returns the server
-/// (still running) for further checks.
+/// worker's one link (no second lane however long the first is held).
+/// Either way it is cancelled: no answer, and the module counts only the
+/// held request and the count requests. Returns the server (still
+/// running) for further checks.
 fn cancel_while_held(in_flight: u32, extra: &[&str]) -> (tempfile::TempDir, Iolite) {
     let (root, server) = start_with_config(
         &format!(
-            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nin_flight = {in_flight}\nprocesses_max = 1\n{UNCONFINED}",
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nin_flight = {in_flight}\nprocesses_max = 1\nlane_stall = \"1h\"\n{UNCONFINED}",
             lib("faulty")
         ),
         extra,
@@ -88,10 +89,9 @@ fn a_slow_request_does_not_hold_up_the_next_one_in_the_same_runner() {
         pid,
         mut held,
         pipe,
-    } = start_with_a_held_request("", "");
-    // The held request is being handled; once it has been for longer than
-    // a lane may stall (50 ms), the next requests take another lane.
-    std::thread::sleep(std::time::Duration::from_millis(150));
+    } = start_with_a_held_request("lane_stall = \"0ms\"\nlane_idle = \"200ms\"\n", "");
+    // The held request is being handled, longer than a lane may stall
+    // (here 0): the next requests take another lane.
     for _ in 0..3 {
         let mut s = server.connect();
         s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
@@ -111,13 +111,12 @@ fn a_slow_request_does_not_hold_up_the_next_one_in_the_same_runner() {
             .count()
     };
     assert_eq!(threads(), 3);
-    // An extra lane idle for 2 s is closed (at the next request): its
-    // thread ends.
-    std::thread::sleep(std::time::Duration::from_millis(2100));
-    assert_eq!(answer_pid(&get(&server, "/faulty/x")), pid);
+    // An extra lane idle for `lane_idle` is closed (at a next request):
+    // its thread ends.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let links = || server.module_metric("iolite_module_links", "/faulty");
     while (threads() > 2 || links() > 1) && std::time::Instant::now() < deadline {
+        assert_eq!(answer_pid(&get(&server, "/faulty/x")), pid);
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     assert_eq!(threads(), 2);
@@ -134,8 +133,7 @@ fn a_runner_without_a_thread_to_spare_refuses_a_lane_and_keeps_serving() {
         pid,
         mut held,
         pipe,
-    } = start_with_a_held_request("", "tasks = 2\n");
-    std::thread::sleep(std::time::Duration::from_millis(150));
+    } = start_with_a_held_request("lane_stall = \"0ms\"\n", "tasks = 2\n");
     // This one asks for a second lane, which the runner cannot serve: it
     // waits behind the held request instead of failing.
     let mut next = server.connect();

@@ -58,6 +58,8 @@
 //! max_requests = 100000                        # a runner is recycled after this many (default: no limit)
 //! memory_limit = "256M"                        # the module's own memory (RLIMIT_AS)
 //! transfer = "shared"                          # or "copy": bodies inline (bench only)
+//! lane_stall = "50ms"                          # another lane when each is held this long by one request
+//! lane_idle = "2s"                             # an extra lane idle this long closes
 //! [module.sandbox]                             # every key: the strict default
 //! profile = "strict"                           # or "none": every measure off
 //! user = "nobody"                              # a root server drops to it

@@ -24,6 +24,8 @@ const MODULE_KEYS: &[&str] = &[
     "max_requests",
     "memory_limit",
     "transfer",
+    "lane_stall",
+    "lane_idle",
     "sandbox",
 ];
 const SANDBOX_KEYS: &[&str] = &[
@@ -227,6 +229,14 @@ impl Cx<'_, '_> {
                 "idle_timeout" => cx
                     .positive_duration(v, "module.idle_timeout")
                     .map(|t| m.idle_timeout = t)
+                    .is_some(),
+                "lane_stall" => cx
+                    .duration(v, "module.lane_stall")
+                    .map(|t| m.lane_stall = t)
+                    .is_some(),
+                "lane_idle" => cx
+                    .positive_duration(v, "module.lane_idle")
+                    .map(|t| m.lane_idle = t)
                     .is_some(),
                 "max_requests" => cx
                     .count(v, "module.max_requests", 1, 1_000_000_000_000)

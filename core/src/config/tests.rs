@@ -111,7 +111,7 @@ fn bad_files_report_every_error_with_its_position() {
         (
             "root = \"site\"\n[[module]]\nprefix = \"/m\"\npath = \"mod.so\"\nproceses = 2\n[module.sandbox]\nseccom = false\n",
             &[
-                "FILE:5:1: unknown key in [[module]]: `proceses` (expected one of: prefix, path, processes_min, processes_max, in_flight, timeout, idle_timeout, max_requests, memory_limit, transfer, sandbox)",
+                "FILE:5:1: unknown key in [[module]]: `proceses` (expected one of: prefix, path, processes_min, processes_max, in_flight, timeout, idle_timeout, max_requests, memory_limit, transfer, lane_stall, lane_idle, sandbox)",
                 "FILE:7:1: unknown key in [module.sandbox]: `seccom` (did you mean `seccomp`?)",
             ],
         ),
@@ -376,6 +376,8 @@ idle_timeout = "2m"
 max_requests = 5000
 memory_limit = "128M"
 transfer = "copy"
+lane_stall = "0ms"
+lane_idle = "300ms"
 [module.sandbox]
 profile = "none"
 landlock = true
@@ -473,6 +475,8 @@ timeout = "100ms"
             max_requests: Some(5000),
             memory_limit: Some(128 << 20),
             transfer: ModuleTransfer::Copy,
+            lane_stall: Duration::ZERO,
+            lane_idle: Duration::from_millis(300),
             sandbox: SandboxConfig {
                 profile: SandboxProfile::None,
                 user: Some("iolite".into()),

@@ -218,6 +218,13 @@ pub struct ModuleConfig {
     pub memory_limit: Option<u64>,
     /// How request and response bodies travel between server and runner.
     pub transfer: ModuleTransfer,
+    /// A worker opens another lane (a link served by a runner thread of
+    /// its own) to a runner when each of its lanes has been held by one
+    /// request for this long (0: whenever all are busy).
+    pub lane_stall: Duration,
+    /// An extra lane with nothing in flight for this long is closed (at
+    /// the worker's next request to the module).
+    pub lane_idle: Duration,
     pub sandbox: SandboxConfig,
 }
 
@@ -375,6 +382,8 @@ impl Default for ModuleConfig {
             max_requests: None,
             memory_limit: None,
             transfer: ModuleTransfer::Shared,
+            lane_stall: Duration::from_millis(50),
+            lane_idle: Duration::from_secs(2),
             sandbox: SandboxConfig::for_profile(SandboxProfile::Strict),
         }
     }

@@ -86,6 +86,8 @@ pub struct ProcessModule {
     /// The prefix, as upstream errors name the module.
     name: Arc<str>,
     timeout: Duration,
+    lane_stall: Duration,
+    lane_idle: Duration,
     in_flight: usize,
     pool: Pool,
     slots: std::sync::RwLock<Vec<Arc<SlotHandle>>>,
@@ -179,6 +181,8 @@ impl ProcessModule {
             prefix: cfg.prefix.clone(),
             name: Arc::from(cfg.prefix.as_str()),
             timeout: cfg.timeout,
+            lane_stall: cfg.lane_stall,
+            lane_idle: cfg.lane_idle,
             in_flight: cfg.in_flight.max(1) as usize,
             pool,
             slots: std::sync::RwLock::new(slots),
@@ -314,6 +318,8 @@ impl ProcessModule {
             timeout: self.timeout,
             copy: self.template.transfer == Transfer::Copy,
             lanes: self.in_flight.clamp(1, MAX_LANES),
+            lane_stall: self.lane_stall,
+            lane_idle: self.lane_idle,
             metrics: Some(self.metrics.clone()),
             room: Some(self.room.clone()),
         };

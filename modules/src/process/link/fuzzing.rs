@@ -225,6 +225,8 @@ fn run_stream(pools: &Pools, copy: bool, stream: &[u8]) -> Run {
         timeout: Duration::from_secs(30),
         copy,
         lanes: 1,
+        lane_stall: Duration::from_millis(50),
+        lane_idle: Duration::from_secs(2),
         metrics: None,
         room: None,
     };

@@ -8,13 +8,13 @@
 //! - A runner handles a link's requests one after another. A worker opens
 //!   another lane (link, runner thread) to a runner, up to 4 and
 //!   `in_flight`, only once none of its lanes has finished a request for
-//!   [`LANE_STALL`]: a request that came in that time waits behind the
-//!   slow one.
+//!   the module's `lane_stall` (50 ms by default): a request that came in
+//!   that time waits behind the slow one.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use iolite_core::static_files::StaticFiles;
 use tokio::sync::{Notify, oneshot};
@@ -22,17 +22,6 @@ use tokio::sync::{Notify, oneshot};
 use super::Link;
 use super::protocol::LinkConfig;
 use crate::process::supervisor::{Cmd, SlotHandle};
-
-/// How long a busy link may go without its runner finishing a request
-/// before the worker opens another lane to the same runner (requests on
-/// one link are handled one after another: a slow one would hold up those
-/// behind it). Quick modules, however loaded, rarely reach it (a runner
-/// thread kept off the CPU that long by an overloaded machine does) and
-/// keep one lane per worker, whose batching they profit from.
-const LANE_STALL: Duration = Duration::from_millis(50);
-/// A lane other than a worker's first to a runner, idle this long, is
-/// closed (its runner thread ends).
-const LANE_IDLE: Duration = Duration::from_secs(2);
 
 /// One worker thread's links to the runners of one module, by slot: one
 /// or more *lanes* per runner, each served by a runner thread of its own.
@@ -62,7 +51,7 @@ impl WorkerLinks {
 
     /// The lane with the fewest requests in flight, and whether another
     /// lane should be opened: none is open, or every one has been held up
-    /// by a request for longer than [`LANE_STALL`] and the runner may have
+    /// by a request for longer than `lane_stall` and the runner may have
     /// more.
     fn choose(&self, index: usize) -> (Option<Rc<Link>>, bool) {
         let mut links = self.links.borrow_mut();
@@ -75,7 +64,8 @@ impl WorkerLinks {
             let now = Instant::now();
             // Extra lanes that nothing held up for a while go.
             let mut first = true;
-            lanes.retain(|l| std::mem::take(&mut first) || !l.close_if_idle(now, LANE_IDLE));
+            let idle = self.cfg.lane_idle;
+            lanes.retain(|l| std::mem::take(&mut first) || !l.close_if_idle(now, idle));
         }
         let best = lanes.iter().min_by_key(|l| l.in_flight()).cloned();
         let Some(first) = best.as_ref() else {
@@ -97,7 +87,7 @@ impl WorkerLinks {
         let now = Instant::now();
         let stalled = lanes.iter().all(|l| {
             l.held_since()
-                .is_some_and(|t| now.duration_since(t) >= LANE_STALL)
+                .is_some_and(|t| now.duration_since(t) >= self.cfg.lane_stall)
         });
         (best, stalled)
     }

@@ -90,6 +90,17 @@ pub(crate) struct LinkConfig {
     pub copy: bool,
     /// Most lanes a worker opens to one runner.
     pub lanes: usize,
+    /// How long a busy link may go without its runner finishing a request
+    /// before the worker opens another lane to the same runner (requests
+    /// on one link are handled one after another: a slow one would hold
+    /// up those behind it). Quick modules, however loaded, rarely reach
+    /// the default 50 ms (a runner thread kept off the CPU that long by an
+    /// overloaded machine does) and keep one lane per worker, whose
+    /// batching they profit from.
+    pub lane_stall: Duration,
+    /// A lane other than a worker's first to a runner, idle this long, is
+    /// closed (its runner thread ends).
+    pub lane_idle: Duration,
     /// The module's counters (the links gauge).
     pub metrics: Option<Arc<ModuleMetrics>>,
     /// Notified when the runner released buffers (request bodies sent in
