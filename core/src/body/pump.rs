@@ -54,24 +54,10 @@ impl BodyIo<'_> {
     async fn read_more(&mut self) -> Result<(), Error> {
         self.send_continue().await?;
         self.buf.reserve(READ);
-        let (stream, buf) = (self.stream, &mut *self.buf);
-        let read = async {
-            loop {
-                // Through a shared reference: the answer may be written
-                // meanwhile.
-                stream.readable().await?;
-                match stream.try_read_buf(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    result => return result,
-                }
-            }
-        };
-        match tokio::time::timeout(self.read_timeout, read).await {
-            Err(_) => Err(Error::HeaderTimeout),
-            Ok(Ok(0)) => Err(Error::Io(io::ErrorKind::UnexpectedEof.into())),
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(Error::Io(e)),
-        }
+        let buf = &mut *self.buf;
+        read_timed(self.stream, self.read_timeout, |s| s.try_read_buf(buf))
+            .await
+            .map(drop)
     }
 
     fn buffered(&self) -> usize {
@@ -197,16 +183,27 @@ async fn read_some(
     space: &mut [u8],
     timeout: Duration,
 ) -> Result<usize, Error> {
-    let read = async {
+    read_timed(stream, timeout, |s| s.try_read(space)).await
+}
+
+/// One non-blocking `read` of the client once its socket is readable
+/// (through a shared reference: the answer may be written meanwhile),
+/// within `timeout` (408); the client closing is an I/O error.
+async fn read_timed(
+    stream: &TcpStream,
+    timeout: Duration,
+    mut read: impl FnMut(&TcpStream) -> io::Result<usize>,
+) -> Result<usize, Error> {
+    let wait = async {
         loop {
             stream.readable().await?;
-            match stream.try_read(space) {
+            match read(stream) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 result => return result,
             }
         }
     };
-    match tokio::time::timeout(timeout, read).await {
+    match tokio::time::timeout(timeout, wait).await {
         Err(_) => Err(Error::HeaderTimeout),
         Ok(Ok(0)) => Err(Error::Io(io::ErrorKind::UnexpectedEof.into())),
         Ok(Ok(n)) => Ok(n),
