@@ -21,6 +21,7 @@
 
 mod exchange;
 
+use std::any::Any;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -36,7 +37,7 @@ use crate::error::Error;
 use crate::handler::{Ending, Finished};
 use crate::http::parse_head_fields;
 use crate::http::request::{RequestHead, Span, Version};
-use crate::phases::{Answer, Reply};
+use crate::phases::{Answer, HandlerId, Reply};
 use crate::response::Response;
 use crate::worker::WorkerCtx;
 use exchange::{Done, Io, exchange};
@@ -69,6 +70,9 @@ struct Conn {
     out: Vec<u8>,
     /// The normalized path of the current request.
     path: Vec<u8>,
+    /// The handlers that answered the current request (more than one after
+    /// internal redirects), with their contexts: kept to reuse its room.
+    handlers: Vec<(HandlerId, Option<Box<dyn Any>>)>,
 }
 
 /// Serves `stream` until it closes. Failures are the client's business and
@@ -87,6 +91,7 @@ pub(crate) async fn serve_connection(
         fields: Vec::with_capacity(16),
         out: Vec::with_capacity(512),
         path: Vec::with_capacity(128),
+        handlers: Vec::with_capacity(1),
     };
     if let Err(e) = conn.run(&ctx, &mut shutdown).await {
         tracing::debug!(peer = %conn.peer, error = %e, "connection ended");
@@ -131,7 +136,7 @@ impl Conn {
                 handler,
                 context,
             } = answer;
-            let mut handlers = Vec::new();
+            let mut handlers = std::mem::take(&mut self.handlers);
             if let Some(h) = handler {
                 handlers.push((h, context));
             }
@@ -143,7 +148,7 @@ impl Conn {
             };
             let done = exchange(ctx, io, head.as_ref(), reply, &mut handlers, shutdown).await;
             self.log(ctx, head.as_ref(), &done);
-            for (handler, context) in handlers {
+            for (handler, context) in handlers.drain(..) {
                 ctx.phases.finished(
                     handler,
                     Finished {
@@ -155,6 +160,7 @@ impl Conn {
                     },
                 );
             }
+            self.handlers = handlers;
             if !done.keep_alive {
                 // Whatever the client sent beyond this request is not read.
                 return self.linger().await;

@@ -16,6 +16,7 @@
 //!   a `GET` of its target, routed again.
 
 use std::any::Any;
+use std::future::Future;
 use std::io;
 
 use tokio::net::TcpStream;
@@ -155,31 +156,45 @@ pub(super) async fn exchange(
     shutdown: &watch::Receiver<bool>,
 ) -> Done {
     let ask = Ask::of(head);
-    let buffered = io.buf.len().saturating_sub(ask.head_len) as u64;
+    let Some(len) = ask.body_len() else {
+        // No body (most requests): nothing to pump.
+        let response = match reply {
+            Reply::Now(response) => response,
+            Reply::Later(later) => tokio::select! {
+                r = later.respond() => r.unwrap_or_else(|e| Response::from_error(&e)),
+                () = client_gone(io.stream) => return Done::gone(),
+            },
+        };
+        let pump = std::future::pending::<Result<bool, Error>>();
+        tokio::pin!(pump);
+        let to = To {
+            stream: io.stream,
+            out: io.out,
+            path: io.path,
+        };
+        return deliver(ctx, to, ask, response, Some(true), pump, handlers, shutdown).await;
+    };
     // Where the body goes, and the answer (or its future).
+    let buffered = io.buf.len().saturating_sub(ask.head_len) as u64;
     let mut refused = None;
     let (sink, duplex, mut pending): (Option<Box<dyn BodySink>>, bool, Pending) = match reply {
         Reply::Now(response) => {
             let waits = ask.expects_continue
                 && !matches!(ask.framing, BodyFraming::Length(n) if buffered >= n);
-            let sink: Option<Box<dyn BodySink>> = match ask.body_len() {
-                // The client waits for our word before it sends the
-                // body; a final status is that word: the body never
-                // comes onto this connection.
-                Some(_) if waits && response.status >= 300 => None,
-                Some(_) => Some(Box::new(Discard)),
-                None => None,
-            };
+            // The client waits for our word before it sends the body; a
+            // final status is that word: the body never comes onto this
+            // connection.
+            let sink: Option<Box<dyn BodySink>> =
+                (!waits || response.status < 300).then(|| Box::new(Discard) as Box<dyn BodySink>);
             (sink, false, Pending::Ready(Some(response)))
         }
         Reply::Later(mut later) => {
-            let mode = match ask.body_len() {
-                None => None,
-                Some(Some(n)) if n > ctx.opts.limits.max_body => {
+            let mode = match len {
+                Some(n) if n > ctx.opts.limits.max_body => {
                     refused = Some(Error::BodyTooLarge);
                     None
                 }
-                Some(len) => later.body(len).map_err(|e| refused = Some(e)).ok(),
+                len => later.body(len).map_err(|e| refused = Some(e)).ok(),
             };
             let (sink, duplex) = match mode {
                 Some(BodyMode::Whole(s)) => (Some(s), false),
@@ -189,19 +204,12 @@ pub(super) async fn exchange(
             (sink, duplex, Pending::Asking(Some(later)))
         }
     };
-    let body_left = sink.is_some();
-    // A body never asked for (a final answer to a client that waits for
-    // `100 Continue`) stays unread, and the connection closes.
-    let skipped = sink.is_none() && ask.body_len().is_some() && refused.is_none();
-    let Io {
-        stream,
-        buf,
-        out,
-        path,
-    } = io;
+    // None while the body is being read; then whether all of it was (a
+    // body never asked for stays unread, and the connection closes).
+    let mut pumped: Option<bool> = sink.is_none().then_some(false);
     let body_io = BodyIo {
-        stream,
-        buf,
+        stream: io.stream,
+        buf: &mut *io.buf,
         start: ask.head_len,
         max_body: ctx.opts.limits.max_body,
         read_timeout: ctx.opts.header_timeout,
@@ -210,12 +218,9 @@ pub(super) async fn exchange(
     };
     let pump = pump_owned(body_io, ask.framing, sink, duplex);
     tokio::pin!(pump);
-    // None while the body is being read; then whether all of it was.
-    let mut pumped: Option<bool> = (!body_left).then_some(!skipped);
     if let Some(error) = refused {
         pending = Pending::Ready(Some(Response::from_error(&error)));
-        pumped = Some(false);
-    } else if body_left && !duplex {
+    } else if pumped.is_none() && !duplex {
         match (&mut pump).await {
             Ok(complete) => pumped = Some(complete),
             Err(Error::Io(_)) => return Done::gone(),
@@ -238,16 +243,51 @@ pub(super) async fn exchange(
                 }
             },
             response = pending.answer() => break response,
-            () = client_gone(stream), if pumped == Some(true) && !answered => {
+            () = client_gone(io.stream), if pumped == Some(true) && !answered => {
                 return Done::gone();
             }
         }
     };
     // Answered: a future still pending (its body failed) is cancelled.
     drop(pending);
-    let Some(mut response) = follow_redirects(ctx, response, handlers, stream, path).await else {
-        return Done::gone();
+    let to = To {
+        stream: io.stream,
+        out: io.out,
+        path: io.path,
     };
+    deliver(ctx, to, ask, response, pumped, pump, handlers, shutdown).await
+}
+
+/// Where an answer goes (the connection's parts a delivery uses).
+struct To<'a> {
+    stream: &'a TcpStream,
+    out: &'a mut Vec<u8>,
+    path: &'a mut Vec<u8>,
+}
+
+/// Follows the answer's internal redirects, then sends it — the one send
+/// site — while a duplex body goes on being pumped (`pumped` None: not
+/// all read yet). The connection stays open only when the whole body was
+/// read before the answer's head went out.
+#[allow(clippy::too_many_arguments)]
+async fn deliver<P: Future<Output = Result<bool, Error>>>(
+    ctx: &WorkerCtx,
+    to: To<'_>,
+    ask: Ask,
+    response: Response,
+    mut pumped: Option<bool>,
+    mut pump: std::pin::Pin<&mut P>,
+    handlers: &mut Vec<(HandlerId, Option<Box<dyn Any>>)>,
+    shutdown: &watch::Receiver<bool>,
+) -> Done {
+    let To { stream, out, path } = to;
+    let mut response = response;
+    if response.redirect.is_some() {
+        match follow_redirects(ctx, response, handlers, stream, path).await {
+            Some(r) => response = r,
+            None => return Done::gone(),
+        }
+    }
     if pumped == Some(false) {
         // The connection cannot be reused with body bytes left unread.
         response.close = true;
@@ -262,7 +302,7 @@ pub(super) async fn exchange(
         // (a streamed echo): keep reading them.
         loop {
             tokio::select! {
-                read = &mut pump, if pumped.is_none() => pumped = Some(read.unwrap_or(false)),
+                read = pump.as_mut(), if pumped.is_none() => pumped = Some(read.unwrap_or(false)),
                 result = &mut send => break result,
             }
         }
