@@ -130,7 +130,7 @@ impl Conn {
                 }
             };
             first = false;
-            let started = Instant::now();
+            let started = std::time::Instant::now();
             let Answer {
                 reply,
                 handler,
@@ -154,7 +154,7 @@ impl Conn {
                     Finished {
                         status: done.status,
                         bytes_sent: done.sent,
-                        duration: started.elapsed(),
+                        started,
                         ending: done.ending,
                         context,
                     },

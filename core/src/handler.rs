@@ -152,11 +152,20 @@ pub struct Finished {
     pub status: u16,
     /// Response bytes written, head included.
     pub bytes_sent: u64,
-    /// From the head's arrival to the last byte written (or the failure).
-    pub duration: Duration,
+    /// When the request's head had been read (see [`Finished::duration`]).
+    pub started: std::time::Instant,
     pub ending: Ending,
     /// What the handler kept with [`RequestCtx::set_context`].
     pub context: Option<Box<dyn Any>>,
+}
+
+impl Finished {
+    /// From the head's arrival to now: the hook runs right after the last
+    /// byte was written (or the failure). Read the clock only if you need
+    /// it.
+    pub fn duration(&self) -> Duration {
+        self.started.elapsed()
+    }
 }
 
 /// A request handler, mounted at a prefix of one phase (see

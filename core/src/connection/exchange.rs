@@ -161,6 +161,7 @@ pub(super) async fn exchange(
         let response = match reply {
             Reply::Now(response) => response,
             Reply::Later(later) => tokio::select! {
+                biased;
                 r = later.respond() => r.unwrap_or_else(|e| Response::from_error(&e)),
                 () = client_gone(io.stream) => return Done::gone(),
             },
@@ -302,6 +303,7 @@ async fn deliver<P: Future<Output = Result<bool, Error>>>(
         // (a streamed echo): keep reading them.
         loop {
             tokio::select! {
+                biased;
                 read = pump.as_mut(), if pumped.is_none() => pumped = Some(read.unwrap_or(false)),
                 result = &mut send => break result,
             }
@@ -377,6 +379,7 @@ async fn follow_redirects(
         response = match answer.reply {
             Reply::Now(r) => r,
             Reply::Later(later) => tokio::select! {
+                biased;
                 r = later.respond() => r.unwrap_or_else(|e| Response::from_error(&e)),
                 () = client_gone(stream) => return None,
             },
