@@ -790,3 +790,31 @@ fn defaults_for_a_root() {
     assert_eq!(c.cache.large_file_threshold, DEFAULT_CACHE_SIZE / 8);
     assert_eq!(c.source, None);
 }
+
+#[test]
+fn a_mount_ties_only_with_a_mount_at_the_same_prefix_table() {
+    let fx = Fixture::new();
+    // A location's settings apply to whatever handler serves under its
+    // prefix: a location and a mount at one prefix are no tie, and neither
+    // are mounts whose prefixes only share a start.
+    let c = fx.config(
+        "root = \"site\"\n[[location]]\nprefix = \"/app\"\nheaders = { \"X-A\" = \"1\" }\n[[module]]\nprefix = \"/app\"\npath = \"mod.so\"\n[[module]]\nprefix = \"/app/admin\"\npath = \"mod.so\"\n[[cgi]]\nprefix = \"/application\"\ndir = \"cgi-bin\"\n",
+    );
+    assert_eq!(c.modules.len(), 2);
+    assert_eq!(c.locations.len(), 1);
+    // Two mounts at one prefix are, whatever their kinds, each named with
+    // its position and the first one's.
+    let table: &[(&str, &[&str])] = &[
+        (
+            "root = \"site\"\n[[module]]\nprefix = \"/m\"\npath = \"mod.so\"\n[[module]]\nprefix = \"/m\"\npath = \"mod.so\"\n",
+            &["FILE:6:10: module.prefix: \"/m\" is already mounted by the module at 3:10"],
+        ),
+        (
+            "root = \"site\"\n[[cgi]]\nprefix = \"/\"\ndir = \"cgi-bin\"\n[[fastcgi]]\nprefix = \"/\"\naddress = \"unix:/run/php.sock\"\n",
+            &["FILE:6:10: fastcgi.prefix: \"/\" is already mounted by the cgi at 3:10"],
+        ),
+    ];
+    for (text, want) in table {
+        assert_eq!(fx.errors(text), *want, "{text}");
+    }
+}
