@@ -466,3 +466,31 @@ fn every_framing_against_every_sink_table() {
     assert!(stray.is_empty(), "{stray:?}");
     server.stop();
 }
+
+#[test]
+fn an_answer_sent_before_the_body_is_read_closes_the_connection() {
+    let hooks = Hooks::default();
+    let server = start(&hooks);
+    let body = payload();
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut first = format!(
+        "POST /early?id=1 HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    first.extend_from_slice(&body[..1000]);
+    s.write_all(&first).unwrap();
+    // The rest of the body is never sent: the answer cannot wait for it.
+    let mut buf = Vec::new();
+    let r = read_response(&mut s, &mut buf, false);
+    assert_eq!((r.status, r.text().as_str()), (200, "early"));
+    assert_eq!(r.header("connection"), Some("close"), "{}", r.head);
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert!(
+        rest.is_empty() && buf.is_empty(),
+        "the connection closes after the answer"
+    );
+    server.stop();
+}

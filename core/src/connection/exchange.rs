@@ -289,10 +289,7 @@ async fn deliver<P: Future<Output = Result<bool, Error>>>(
             None => return Done::gone(),
         }
     }
-    if pumped == Some(false) {
-        // The connection cannot be reused with body bytes left unread.
-        response.close = true;
-    }
+    // The connection cannot be reused with body bytes left unread.
     let keep_alive = pumped == Some(true) && keeps_alive(&ask, &response, shutdown);
     let connection = connection_header(keep_alive, ask.version);
     let mut sent = 0;
