@@ -7,9 +7,7 @@
 //! `cargo bench -p iolite-ipc --bench handoff`; `ipc/README.md` has the table.
 
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -32,14 +30,8 @@ struct Probed {
 
 impl Probed {
     fn spawn() -> Probed {
-        let (ours, theirs) = UnixStream::pair().expect("socketpair");
-        let child = Command::new(iolite_fixtures::bin(
-            "iolite-fixture-probes",
-            "iolite-ipc-probe",
-        ))
-        .stdin(Stdio::from(OwnedFd::from(theirs)))
-        .spawn()
-        .expect("spawn the probe");
+        let (child, ours) =
+            iolite_fixtures::spawn_on_socket("iolite-fixture-probes", "iolite-ipc-probe");
         Probed {
             child,
             peer: Peer::new(ours),

@@ -2,10 +2,8 @@
 //! fixture `fixtures/probes`, built on first use), whose stdin is a unix
 //! socket to this process, and talks to it as a `Peer`.
 
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 use iolite_ipc::probe::{Probe, sum_bytes};
 use iolite_ipc::{Agg, Buf, Error, Event, Peer, Pool};
@@ -17,14 +15,8 @@ struct Probed {
 
 impl Probed {
     fn spawn() -> Probed {
-        let (ours, theirs) = UnixStream::pair().unwrap();
-        let child = Command::new(iolite_fixtures::bin(
-            "iolite-fixture-probes",
-            "iolite-ipc-probe",
-        ))
-        .stdin(Stdio::from(OwnedFd::from(theirs)))
-        .spawn()
-        .expect("spawn the probe");
+        let (child, ours) =
+            iolite_fixtures::spawn_on_socket("iolite-fixture-probes", "iolite-ipc-probe");
         Probed {
             child,
             peer: Peer::new(ours),
