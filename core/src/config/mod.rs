@@ -91,6 +91,21 @@
 //! kind = "wasi-http"                           # or "wagi", "sdk"
 //! memory_limit = "64M"
 //! timeout = "10s"
+//!
+//! # This node's membership in a cluster (iolite-cluster; README "Deploy a
+//! # cluster"). Gossip is UDP on `peer`, every packet signed with the key.
+//! [cluster]
+//! name = "node1"                               # unique in the cluster
+//! peer = "10.0.0.1:7946"                       # gossip address: a specific IP, not port 0
+//! client = "10.0.0.1:8080"                     # told to peers; default: the first listener
+//! seeds = ["10.0.0.1:7946", "10.0.0.2:7946"]   # announced to at start; own address ignored
+//! key_file = "cluster.key"                     # >= 32 bytes, not world-readable (chmod 600)
+//! policy = "lard-r"                            # or "wrr", "chash", "chash-bl", "local"
+//! probe_period = "1s"                          # timers: foca's Config::new_lan defaults;
+//! probe_rtt = "500ms"                          #   a dead node is down after about
+//! suspect_to_down = "4s"                       #   probe_period + suspect_to_down
+//! gossip_period = "200ms"
+//! replay_window = "10s"                        # clock skew allowed; packets remembered this long
 //! ```
 //!
 //! # Layout
@@ -99,11 +114,14 @@
 //! - `value`: sizes, durations, addresses, prefixes (parse and print).
 //! - `file`: the TOML walker's core (syntax errors, spans → positions,
 //!   typed getters that report wrong types and bad values).
-//! - `sections`: the server-wide tables; `mounts`: module, cgi, fastcgi, wasm.
+//! - `sections`: the server-wide tables; `mounts`: module, cgi, fastcgi, wasm;
+//!   `cluster`: `[cluster]`.
 //! - `args`: [`ServeArgs`], the clap flags of `iolite serve`.
-//! - `validate`: cross-checks (duplicates, conflicts, paths that must exist).
+//! - `validate`: cross-checks (duplicates, conflicts, paths that must exist,
+//!   the cluster key file).
 
 mod args;
+mod cluster;
 mod diag;
 mod file;
 mod mounts;
@@ -120,11 +138,13 @@ use std::path::{Path, PathBuf};
 pub use args::{AdminArg, Mount, ServeArgs};
 pub use diag::{ConfigErrors, Diagnostic, Origin};
 pub use types::{
-    AccessLogTarget, CacheConfig, CachePolicy, CgiConfig, Config, DEFAULT_ADMIN,
-    DEFAULT_CACHE_SIZE, DEFAULT_LISTEN, DEFAULT_MEMORY_LIMIT, DEFAULT_ROOT, FastCgiAddress,
-    FastCgiConfig, Limits, Listener, Location, LogConfig, LogLevel, MAX_WORKERS, ModuleConfig,
-    ModuleTransfer, SandboxConfig, SandboxProfile, WasmConfig, WasmKind, prefix_matches,
+    AccessLogTarget, CacheConfig, CachePolicy, CgiConfig, ClusterConfig, ClusterPolicy,
+    ClusterTimers, Config, DEFAULT_ADMIN, DEFAULT_CACHE_SIZE, DEFAULT_LISTEN, DEFAULT_MEMORY_LIMIT,
+    DEFAULT_ROOT, FastCgiAddress, FastCgiConfig, Limits, Listener, Location, LogConfig, LogLevel,
+    MAX_WORKERS, MIN_CLUSTER_KEY, ModuleConfig, ModuleTransfer, SandboxConfig, SandboxProfile,
+    WasmConfig, WasmKind, prefix_matches,
 };
+pub use validate::read_cluster_key;
 pub use value::{
     format_duration, format_size, parse_addr, parse_duration, parse_prefix, parse_size,
 };

@@ -9,7 +9,7 @@ use toml::de::{DeTable, DeValue};
 
 const TOP_KEYS: &[&str] = &[
     "listen", "root", "index", "workers", "admin", "cache", "limits", "log", "location", "module",
-    "cgi", "fastcgi", "wasm",
+    "cgi", "fastcgi", "wasm", "cluster",
 ];
 const ADMIN_KEYS: &[&str] = &["listen"];
 const CACHE_KEYS: &[&str] = &["size", "revalidate", "large_file_threshold", "policy"];
@@ -49,6 +49,7 @@ impl Cx<'_, '_> {
                 "cache" => self.cache(v, d),
                 "limits" => self.limits(v, d),
                 "log" => self.log(v, d),
+                "cluster" => self.cluster(v, d),
                 "location" => {
                     for (tv, t) in self.tables(v, "location") {
                         self.location(tv, t, d);

@@ -76,7 +76,7 @@ fn bad_files_report_every_error_with_its_position() {
         (
             "root = \"site\"\nserver_name = \"example.com\"\n",
             &[
-                "FILE:2:1: unknown top-level key `server_name` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm)",
+                "FILE:2:1: unknown top-level key `server_name` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm, cluster)",
             ],
         ),
         // A key's line break or control character is shown escaped: every
@@ -84,7 +84,7 @@ fn bad_files_report_every_error_with_its_position() {
         (
             "root = \"site\"\n\"a\\nb\" = 1\n[log]\n\"\\u001b[2J\" = 1\n",
             &[
-                "FILE:2:1: unknown top-level key `a\\nb` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm)",
+                "FILE:2:1: unknown top-level key `a\\nb` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm, cluster)",
                 "FILE:4:1: unknown key in [log]: `\\u{1b}[2J` (expected one of: access, level)",
             ],
         ),
@@ -511,6 +511,7 @@ timeout = "100ms"
             memory_limit: 1 << 20,
             timeout: Duration::from_millis(100),
         }],
+        cluster: None,
     };
     assert_eq!(c, want);
     assert_eq!(
@@ -773,7 +774,7 @@ fn the_documented_format_parses() {
         .filter(|e| !e.contains("does not exist"))
         .collect();
     assert!(other.is_empty(), "{errors:#?}");
-    assert_eq!(errors.len(), 6, "{errors:#?}");
+    assert_eq!(errors.len(), 7, "{errors:#?}");
 }
 
 #[test]
@@ -817,4 +818,140 @@ fn a_mount_ties_only_with_a_mount_at_the_same_prefix_table() {
     for (text, want) in table {
         assert_eq!(fx.errors(text), *want, "{text}");
     }
+}
+
+/// Writes a cluster key file `name` of `len` bytes with `mode`.
+fn key_file(fx: &Fixture, name: &str, len: usize, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = fx.dir.path().join(name);
+    std::fs::write(&path, format!("{}\n", "k".repeat(len))).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn a_cluster_table_parses_with_defaults_and_settings() {
+    let fx = Fixture::new();
+    key_file(&fx, "cluster.key", 64, 0o600);
+    let c = fx.config(
+        "root = \"site\"\nlisten = \"127.0.0.2:0\"\n[cluster]\nname = \"n1\"\npeer = \"127.0.0.2:7946\"\nkey_file = \"cluster.key\"\n",
+    );
+    let cl = c.cluster.expect("a cluster");
+    assert_eq!(cl.name, "n1");
+    assert_eq!(cl.peer, addr("127.0.0.2:7946"));
+    assert_eq!(cl.client, None);
+    assert!(cl.seeds.is_empty());
+    assert_eq!(cl.key_file, fx.dir.path().join("cluster.key"));
+    assert_eq!(cl.policy, ClusterPolicy::LardR);
+    assert_eq!(cl.timers, ClusterTimers::default());
+    assert_eq!(read_cluster_key(&cl.key_file).unwrap(), vec![b'k'; 64]);
+
+    let c = fx.config(
+        "root = \"site\"\n[cluster]\nname = \"node-2.a_b\"\npeer = \"[::1]:7000\"\nclient = \"10.0.0.2:80\"\nseeds = [\"127.0.0.2:7946\", \"[::1]:7000\"]\nkey_file = \"cluster.key\"\npolicy = \"chash-bl\"\nprobe_period = \"200ms\"\nprobe_rtt = \"100ms\"\nsuspect_to_down = \"500ms\"\ngossip_period = \"50ms\"\nreplay_window = \"2s\"\n",
+    );
+    let cl = c.cluster.clone().expect("a cluster");
+    assert_eq!(cl.client, Some(addr("10.0.0.2:80")));
+    assert_eq!(cl.seeds, vec![addr("127.0.0.2:7946"), addr("[::1]:7000")]);
+    assert_eq!(cl.policy, ClusterPolicy::ChashBl);
+    assert_eq!(
+        cl.timers,
+        ClusterTimers {
+            probe_period: Duration::from_millis(200),
+            probe_rtt: Duration::from_millis(100),
+            suspect_to_down: Duration::from_millis(500),
+            gossip_period: Duration::from_millis(50),
+            replay_window: Duration::from_secs(2),
+        }
+    );
+    let summary = c.summary();
+    for line in [
+        "  cluster     node node-2.a_b peer [::1]:7000 client 10.0.0.2:80, policy chash-bl\n",
+        "  seeds       127.0.0.2:7946, [::1]:7000\n",
+        "  timers      probe 200ms (rtt 100ms), suspect to down 500ms, gossip 50ms, replay window 2s\n",
+    ] {
+        assert!(summary.contains(line), "{line:?} in\n{summary}");
+    }
+    for (name, p) in ClusterPolicy::NAMES {
+        let c = fx.config(&format!(
+            "root = \"site\"\n[cluster]\nname = \"n\"\npeer = \"127.0.0.2:1\"\nkey_file = \"cluster.key\"\npolicy = \"{name}\"\n"
+        ));
+        assert_eq!(c.cluster.unwrap().policy, p);
+        assert_eq!(p.as_str(), name);
+    }
+}
+
+#[test]
+fn bad_cluster_tables_report_every_error_with_its_position() {
+    let fx = Fixture::new();
+    key_file(&fx, "good.key", 32, 0o600);
+    key_file(&fx, "short.key", 31, 0o600);
+    key_file(&fx, "open.key", 64, 0o644);
+    let head = "root = \"site\"\n[cluster]\n";
+    let table: &[(&str, &[&str])] = &[
+        (
+            "",
+            &[
+                "FILE:2:1: [cluster]: missing required key `name`",
+                "FILE:2:1: [cluster]: missing required key `peer`",
+                "FILE:2:1: [cluster]: missing required key `key_file`",
+            ],
+        ),
+        (
+            "name = \"a b\"\npeer = \"0.0.0.0:7946\"\nkey_file = \"good.key\"\nseeds = [\"127.0.0.2:0\", \"host:1\", \"127.0.0.3:1\", \"127.0.0.3:1\"]\nclient = \"127.0.0.1\"\n",
+            &[
+                "FILE:3:8: cluster.name: bad node name \"a b\": 1 to 64 letters, digits, '.', '_' or '-' are needed",
+                "FILE:4:8: cluster.peer: 0.0.0.0:7946 cannot be reached by peers: a specific IP and a port other than 0 are needed",
+                "FILE:6:10: cluster.seeds: 127.0.0.2:0 cannot be reached by peers: a specific IP and a port other than 0 are needed",
+                "FILE:6:25: cluster.seeds: bad address \"host:1\": expected IP:PORT such as 127.0.0.1:8080 or [::1]:8080",
+                "FILE:6:50: cluster.seeds: 127.0.0.3:1 is listed twice",
+                "FILE:7:10: cluster.client: bad address \"127.0.0.1\": expected IP:PORT such as 127.0.0.1:8080 or [::1]:8080",
+            ],
+        ),
+        (
+            "name = \"n\"\npeer = \"127.0.0.2:1\"\nkey_file = \"short.key\"\npolicy = \"lard\"\nprobe_period = \"1s\"\nprobe_rtt = \"1s\"\nsuspect_to_down = \"0\"\ngossip_period = 5\nreplay_windw = \"1s\"\n",
+            &[
+                "FILE:5:12: cluster.key_file: the key in \"TMP/short.key\" is 31 bytes, at least 32 are needed (e.g. `openssl rand -hex 32 > FILE`)",
+                "FILE:6:10: cluster.policy: unknown dispatch policy \"lard\": expected \"lard-r\", \"wrr\", \"chash\", \"chash-bl\" or \"local\"",
+                "FILE:8:13: cluster.probe_rtt (1s) must be shorter than cluster.probe_period (1s)",
+                "FILE:9:19: cluster.suspect_to_down: must be longer than 0",
+                "FILE:10:17: cluster.gossip_period: expected a duration such as \"1s\" or \"250ms\", found an integer",
+                "FILE:11:1: unknown key in [cluster]: `replay_windw` (did you mean `replay_window`?)",
+            ],
+        ),
+        (
+            "name = \"n\"\npeer = \"127.0.0.2:1\"\nkey_file = \"open.key\"\nprobe_period = \"400ms\"\n",
+            &[
+                "FILE:5:12: cluster.key_file: \"TMP/open.key\" can be read by every user of this machine (mode 644): chmod 600 it",
+                "FILE:6:16: cluster.probe_rtt (500ms) must be shorter than cluster.probe_period (400ms)",
+            ],
+        ),
+        (
+            "name = \"n\"\npeer = \"127.0.0.2:1\"\nkey_file = \"missing.key\"\n",
+            &["FILE:5:12: cluster.key_file: file \"TMP/missing.key\" does not exist"],
+        ),
+        (
+            "name = \"n\"\npeer = \"127.0.0.2:1\"\nkey_file = \"site\"\n",
+            &["FILE:5:12: cluster.key_file: \"TMP/site\" is not a regular file"],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (body, want) in table {
+        let text = format!("{head}{body}");
+        let got = fx.errors(&text);
+        if got != *want {
+            failures.push(format!(
+                "for file:\n{text}\n got: {got:#?}\nwant: {want:#?}"
+            ));
+        }
+    }
+    // A listener on every address cannot be told to peers: `client` is needed.
+    let got = fx.errors(
+        "root = \"site\"\nlisten = \"0.0.0.0:8080\"\n\n[cluster]\nname = \"n\"\npeer = \"127.0.0.2:1\"\nkey_file = \"good.key\"\n",
+    );
+    let want = [
+        "FILE:4:1: [cluster]: the first listener 0.0.0.0:8080 is not an address peers can reach; set cluster.client",
+    ];
+    if got != want {
+        failures.push(format!("unspecified listener:\n got: {got:#?}"));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

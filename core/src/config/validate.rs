@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::types::{
-    AccessLogTarget, CacheConfig, CachePolicy, CgiConfig, Config, DEFAULT_ADMIN,
+    AccessLogTarget, CacheConfig, CachePolicy, CgiConfig, ClusterConfig, Config, DEFAULT_ADMIN,
     DEFAULT_CACHE_SIZE, DEFAULT_LISTEN, DEFAULT_ROOT, FastCgiConfig, Limits, Listener, Location,
-    LogConfig, LogLevel, MAX_WORKERS, ModuleConfig, WasmConfig,
+    LogConfig, LogLevel, MAX_CLUSTER_KEY_FILE, MAX_WORKERS, MIN_CLUSTER_KEY, ModuleConfig,
+    WasmConfig,
 };
 use super::{Diagnostic, Origin};
 
@@ -20,6 +21,17 @@ pub(crate) struct Placed<T> {
     pub value: T,
     pub prefix_at: Origin,
     pub path_at: Option<Origin>,
+}
+
+/// A parsed `[cluster]` with the origins its cross-checks report at.
+#[derive(Debug)]
+pub(crate) struct ClusterDraft {
+    pub config: ClusterConfig,
+    /// The `[cluster]` table.
+    pub at: Origin,
+    pub key_at: Origin,
+    /// Where a `probe_rtt` not shorter than `probe_period` is reported.
+    pub rtt_at: Origin,
 }
 
 /// The configuration being assembled: defaults, then the file, then flags.
@@ -44,6 +56,7 @@ pub(crate) struct Draft {
     pub cgi: Vec<Placed<CgiConfig>>,
     pub fastcgi: Vec<Placed<FastCgiConfig>>,
     pub wasm: Vec<Placed<WasmConfig>>,
+    pub cluster: Option<ClusterDraft>,
 }
 
 /// `key: ` for a message about a file setting or a default; nothing for a
@@ -87,6 +100,7 @@ impl Draft {
             cgi: Vec::new(),
             fastcgi: Vec::new(),
             wasm: Vec::new(),
+            cluster: None,
         }
     }
 
@@ -237,6 +251,10 @@ impl Draft {
             }
         }
 
+        if let Some(c) = &self.cluster {
+            self.validate_cluster(c, &mut push);
+        }
+
         if let AccessLogTarget::File(path) = &self.log.access {
             let parent = match path.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p,
@@ -263,6 +281,34 @@ impl Draft {
         }
     }
 
+    fn validate_cluster(&self, c: &ClusterDraft, push: &mut impl FnMut(&Origin, String)) {
+        if let Err(problem) = read_cluster_key(&c.config.key_file) {
+            push(&c.key_at, format!("cluster.key_file: {problem}"));
+        }
+        let t = &c.config.timers;
+        if t.probe_rtt >= t.probe_period {
+            push(
+                &c.rtt_at,
+                format!(
+                    "cluster.probe_rtt ({}) must be shorter than cluster.probe_period ({})",
+                    super::format_duration(t.probe_rtt),
+                    super::format_duration(t.probe_period)
+                ),
+            );
+        }
+        if c.config.client.is_none()
+            && let Some((first, _)) = self.listeners.first()
+            && first.ip().is_unspecified()
+        {
+            push(
+                &c.at,
+                format!(
+                    "[cluster]: the first listener {first} is not an address peers can reach; set cluster.client"
+                ),
+            );
+        }
+    }
+
     pub(crate) fn finish(self, source: Option<PathBuf>) -> Config {
         let mut cache = self.cache;
         cache.large_file_threshold = self.cache_threshold.unwrap_or(cache.size / 8);
@@ -285,8 +331,53 @@ impl Draft {
             cgi: self.cgi.into_iter().map(|p| p.value).collect(),
             fastcgi: self.fastcgi.into_iter().map(|p| p.value).collect(),
             wasm: self.wasm.into_iter().map(|p| p.value).collect(),
+            cluster: self.cluster.map(|c| c.config),
         }
     }
+}
+
+/// The cluster key in `path`: the file's bytes without trailing white
+/// space, at least [`MIN_CLUSTER_KEY`] of them. The file must be a regular
+/// file that users other than its owner's group cannot read (anyone who can
+/// read it can join the cluster).
+pub fn read_cluster_key(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("file {path:?} does not exist"),
+        _ => format!("cannot read {path:?}: {e}"),
+    })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read {path:?}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{path:?} is not a regular file"));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o007 != 0 {
+        return Err(format!(
+            "{path:?} can be read by every user of this machine (mode {mode:o}): chmod 600 it"
+        ));
+    }
+    let mut key = Vec::new();
+    file.take(MAX_CLUSTER_KEY_FILE + 1)
+        .read_to_end(&mut key)
+        .map_err(|e| format!("cannot read {path:?}: {e}"))?;
+    if key.len() as u64 > MAX_CLUSTER_KEY_FILE {
+        return Err(format!(
+            "{path:?} is larger than {MAX_CLUSTER_KEY_FILE} bytes: not a key file"
+        ));
+    }
+    while key.last().is_some_and(u8::is_ascii_whitespace) {
+        key.pop();
+    }
+    if key.len() < MIN_CLUSTER_KEY {
+        return Err(format!(
+            "the key in {path:?} is {} bytes, at least {MIN_CLUSTER_KEY} are needed (e.g. `openssl rand -hex 32 > FILE`)",
+            key.len()
+        ));
+    }
+    Ok(key)
 }
 
 fn check_dir(path: &Path) -> Result<(), String> {
