@@ -86,7 +86,8 @@ async fn answer(mut stream: TcpStream, metrics: Arc<Metrics>) {
                     head_only,
                 )
             } else if path == b"/status" {
-                let page = crate::status::render_html(&metrics.snapshot());
+                let page =
+                    crate::status::render_html_with(&metrics.snapshot(), &metrics.status_tables());
                 (
                     200,
                     "text/html; charset=utf-8",

@@ -3,7 +3,8 @@
 //! Every counter is a relaxed atomic: the hot path pays one uncontended
 //! `fetch_add` per event, and readers tolerate figures that are a few events
 //! apart. Rendering happens only on the admin listener. Other crates add
-//! labelled families (process modules, per prefix) as a [`MetricsSource`].
+//! labelled families (process modules, per prefix) as a [`MetricsSource`],
+//! and tables for `/status` (the cluster's members) as a [`StatusSource`].
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -30,6 +31,25 @@ pub trait MetricsSource: Send + Sync + std::fmt::Debug {
     fn samples(&self, out: &mut Vec<Sample>);
 }
 
+/// A table another crate shows on `/status`, below the server's own
+/// figures: plain text (the page escapes it).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatusTable {
+    /// The section's heading.
+    pub title: String,
+    /// One line under the heading, or empty.
+    pub note: String,
+    pub columns: Vec<&'static str>,
+    /// One cell per column.
+    pub rows: Vec<Vec<String>>,
+}
+
+/// Tables another crate keeps and `/status` shows.
+pub trait StatusSource: Send + Sync + std::fmt::Debug {
+    /// Appends the current tables.
+    fn tables(&self, out: &mut Vec<StatusTable>);
+}
+
 /// The lowest and highest status codes counted one by one.
 const STATUS_MIN: u16 = 100;
 const STATUS_MAX: u16 = 599;
@@ -53,6 +73,7 @@ pub struct Metrics {
     /// (client, upstream, internal).
     errors_by_side: [AtomicU64; 3],
     sources: std::sync::RwLock<Vec<Arc<dyn MetricsSource>>>,
+    status_sources: std::sync::RwLock<Vec<Arc<dyn StatusSource>>>,
 }
 
 impl Default for Metrics {
@@ -107,6 +128,7 @@ impl Metrics {
             body_bytes_copied: AtomicU64::new(0),
             errors_by_side: std::array::from_fn(|_| AtomicU64::new(0)),
             sources: std::sync::RwLock::new(Vec::new()),
+            status_sources: std::sync::RwLock::new(Vec::new()),
         }
     }
 
@@ -115,6 +137,24 @@ impl Metrics {
         if let Ok(mut sources) = self.sources.write() {
             sources.push(source);
         }
+    }
+
+    /// Adds tables kept elsewhere to `/status`.
+    pub fn add_status_source(&self, source: Arc<dyn StatusSource>) {
+        if let Ok(mut sources) = self.status_sources.write() {
+            sources.push(source);
+        }
+    }
+
+    /// The tables of every added status source, in the order they were added.
+    pub fn status_tables(&self) -> Vec<StatusTable> {
+        let mut all = Vec::new();
+        if let Ok(sources) = self.status_sources.read() {
+            for s in sources.iter() {
+                s.tables(&mut all);
+            }
+        }
+        all
     }
 
     /// The samples of every added source, grouped by family (in the order

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::config::format_size;
-use crate::metrics::Snapshot;
+use crate::metrics::{Snapshot, StatusTable};
 
 const STYLE: &str = "\
 body{font:15px/1.4 system-ui,sans-serif;margin:2em auto;max-width:46em;color:#222;background:#fafafa}\
@@ -23,6 +23,12 @@ footer{margin-top:2em;color:#888;font-size:.85em}";
 
 /// The status page for `s`.
 pub fn render_html(s: &Snapshot) -> String {
+    render_html_with(s, &[])
+}
+
+/// The status page for `s`, with other crates' `tables` after the
+/// server's own figures.
+pub fn render_html_with(s: &Snapshot, tables: &[StatusTable]) -> String {
     let mut h = String::with_capacity(4096);
     h.push_str(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -114,6 +120,26 @@ pub fn render_html(s: &Snapshot) -> String {
     }
     h.push_str("</div>\n");
 
+    for t in tables {
+        let _ = writeln!(h, "<h2>{}</h2>", escape(&t.title));
+        if !t.note.is_empty() {
+            let _ = writeln!(h, "<p>{}</p>", escape(&t.note));
+        }
+        h.push_str("<table>\n<tr>");
+        for c in &t.columns {
+            let _ = write!(h, "<th>{}</th>", escape(c));
+        }
+        h.push_str("</tr>\n");
+        for row in &t.rows {
+            h.push_str("<tr>");
+            for cell in row {
+                let _ = write!(h, "<td>{}</td>", escape(cell));
+            }
+            h.push_str("</tr>\n");
+        }
+        h.push_str("</table>\n");
+    }
+
     h.push_str(
         "<footer>The same figures, machine-readable: <a href=\"/metrics\">/metrics</a>. \
          This page reloads every 5 seconds.</footer>\n</body>\n</html>\n",
@@ -131,6 +157,22 @@ fn card(h: &mut String, class: &str, value: &str, label: &str) {
         h,
         "<div class=\"{class}\"><b>{value}</b><span>{label}</span></div>"
     );
+}
+
+/// Text as HTML: `&`, `<`, `>` and quotes escaped.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `1234567` → `1,234,567`.
@@ -236,6 +278,34 @@ mod tests {
                 assert_eq!(open, close, "<{tag}> in\n{page}");
             }
         }
+    }
+
+    #[test]
+    fn other_crates_tables_come_after_the_figures_escaped() {
+        let tables = [StatusTable {
+            title: "Cluster <3>".into(),
+            note: "node a & b".into(),
+            columns: vec!["name", "state"],
+            rows: vec![
+                vec!["n1".into(), "alive".into()],
+                vec!["<script>".into(), "\"down\"".into()],
+            ],
+        }];
+        let page = render_html_with(&busy(), &tables);
+        let at = page
+            .find("<h2>Cluster &lt;3&gt;</h2>")
+            .expect("the table's heading");
+        assert!(at > page.find("<h2>Zero copy</h2>").unwrap());
+        for needle in [
+            "<p>node a &amp; b</p>",
+            "<tr><th>name</th><th>state</th></tr>",
+            "<tr><td>n1</td><td>alive</td></tr>",
+            "<tr><td>&lt;script&gt;</td><td>&quot;down&quot;</td></tr>",
+        ] {
+            assert!(page.contains(needle), "missing {needle:?} in\n{page}");
+        }
+        assert!(!page.contains("<script"));
+        assert_eq!(render_html(&busy()), render_html_with(&busy(), &[]));
     }
 
     #[test]
