@@ -37,6 +37,9 @@ pub enum ClusterError {
     /// A simulator parameter is out of range or inconsistent.
     #[error("invalid simulator parameter: {0}")]
     InvalidParam(String),
+    /// Membership could not start (the key file, the peer address).
+    #[error("{0}")]
+    Membership(String),
     /// Writing a result (the SVG plot) failed.
     #[error("cannot write {path}: {source}")]
     Output {

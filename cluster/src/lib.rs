@@ -16,6 +16,10 @@
 //!   round robin by load ([`LeastLoaded`]), pure hashing ([`ModHash`]),
 //!   consistent hashing ([`ConsistentHash`]) and consistent hashing with
 //!   bounded loads ([`BoundedLoadHash`]).
+//! - [`membership`]: membership and failure detection for real: foca's
+//!   SWIM over our own UDP socket, every packet signed with the cluster
+//!   key; the [`Membership`] handle the server (and, later, the
+//!   dispatcher) reads live members and their loads from.
 //! - [`sim`]: the closed-loop discrete-event simulator behind `iolite sim`:
 //!   node caches (core's LRU and GDSF replacement, the code the server's
 //!   cache runs), the LARD paper's cost model, synthetic and
@@ -25,10 +29,12 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod membership;
 pub mod policy;
 pub mod sim;
 
 pub use error::ClusterError;
+pub use membership::{Member, MemberState, Membership, NodeIdentity, Settings, View};
 pub use policy::{
     BoundedLoadHash, ConsistentHash, Event, Lard, LardParams, LeastLoaded, LoadTable, ModHash,
     NodeId, Policy, PolicyKind, PolicyParams, TargetKey,
