@@ -171,6 +171,11 @@ fn serve(args: &ServeArgs) -> ExitCode {
             eprintln!("iolite serve: not started");
             ExitCode::from(2)
         }
+        Err(Fail::Cluster(e)) => {
+            eprintln!("iolite serve: {e}");
+            eprintln!("iolite serve: not started");
+            ExitCode::from(2)
+        }
         Err(Fail::Other(e)) => {
             tracing::error!("{e}");
             ExitCode::FAILURE
@@ -221,6 +226,9 @@ fn mount_demo_modules(config: &mut config::Config) {
 enum Fail {
     /// A module could not be mounted: refused before anything was announced.
     Modules(iolite_modules::Error),
+    /// Membership could not start (the key file, the peer address): refused
+    /// before anything was announced.
+    Cluster(iolite_cluster::ClusterError),
     Other(String),
 }
 
@@ -241,12 +249,34 @@ fn start_modules(
         .collect()
 }
 
+/// Starts membership when the configuration has a `[cluster]` (on its own
+/// thread), with its figures on `/metrics` and its members on `/status`.
+fn start_membership(
+    config: &config::Config,
+    server: &Server,
+) -> Result<Option<iolite_cluster::Membership>, iolite_cluster::ClusterError> {
+    let Some(cluster) = &config.cluster else {
+        return Ok(None);
+    };
+    let settings = iolite_cluster::Settings::from_config(cluster, server.local_addr())?;
+    tracing::info!(
+        node = %settings.name, peer = %settings.peer, client = %settings.client,
+        policy = cluster.policy.as_str(),
+        "cluster: starting membership (dispatch and forwarding are not built yet)"
+    );
+    let membership = iolite_cluster::Membership::start(settings)?;
+    server.metrics().add_source(membership.report());
+    server.metrics().add_status_source(membership.report());
+    Ok(Some(membership))
+}
+
 /// Binds, starts the modules' runners, announces the bound addresses on
 /// stdout (the first line is `listening on http://HOST:PORT`, for scripts
 /// and tests using port 0), then serves until SIGTERM or SIGINT (SIGHUP:
 /// the modules load their libraries again).
 fn run(opts: ServerOptions, config: &config::Config) -> Result<(), Fail> {
     let mut server = Server::bind(opts).map_err(|e| Fail::Other(e.to_string()))?;
+    let membership = start_membership(config, &server).map_err(Fail::Cluster)?;
     let modules = start_modules(config, server.cache_access()).map_err(Fail::Modules)?;
     for m in &modules {
         server.metrics().add_source(m.metrics());
@@ -280,6 +310,9 @@ fn run(opts: ServerOptions, config: &config::Config) -> Result<(), Fail> {
     announce.map_err(|e| Fail::Other(format!("stdout: {e}")))?;
     let served = server.run().map_err(|e| Fail::Other(e.to_string()));
     ProcessModule::stop_all(&modules);
+    if let Some(m) = membership {
+        m.stop();
+    }
     served
 }
 
