@@ -186,6 +186,8 @@ impl Agent {
         if let Err(e) = self.foca.leave_cluster(&mut self.runtime) {
             tracing::debug!(error = %e, "cluster: leaving");
         }
+        // Leaving declares this identity down: not news worth a warning.
+        while self.runtime.to_notify().is_some() {}
         self.flush(&socket).await;
         tracing::info!("cluster: left the cluster");
     }

@@ -43,31 +43,20 @@ impl Cx<'_, '_> {
             policy: ClusterPolicy::default(),
             timers: ClusterTimers::default(),
         };
-        // Whether the required keys are present and good: only then is the
-        // table kept for the cross-checks (other problems are reported
-        // where they are and stop the configuration all the same).
-        let mut ok = true;
         let mut key_at = None;
         let mut rtt_at = None;
         let mut timers_at = Origin::Default;
         for (k, v) in t.iter() {
             let t = &mut c.timers;
             match k.get_ref().as_ref() {
-                "name" => match self.node_name(v) {
-                    Some(n) => c.name = n,
-                    None => ok = false,
-                },
-                "peer" => match self.peer_addr(v, "cluster.peer") {
-                    Some(a) => c.peer = a,
-                    None => ok = false,
-                },
-                "key_file" => match self.path(v, "cluster.key_file") {
-                    Some(p) => {
+                "name" => c.name = self.node_name(v).unwrap_or_default(),
+                "peer" => c.peer = self.peer_addr(v, "cluster.peer").unwrap_or(c.peer),
+                "key_file" => {
+                    if let Some(p) = self.path(v, "cluster.key_file") {
                         c.key_file = p;
                         key_at = Some(self.origin(&v.span()));
                     }
-                    None => ok = false,
-                },
+                }
                 "client" => c.client = self.peer_addr(v, "cluster.client"),
                 "seeds" => c.seeds = self.seeds(v).unwrap_or_default(),
                 "policy" => {
@@ -111,7 +100,9 @@ impl Cx<'_, '_> {
                 self.missing(v, "[cluster]", key);
             }
         }
-        if let (true, Some(key_at)) = (ok, key_at) {
+        // Kept for the cross-checks whenever the key file is named (the
+        // problems found here stop the configuration all the same).
+        if let Some(key_at) = key_at {
             d.cluster = Some(ClusterDraft {
                 config: c,
                 at: self.origin(&v.span()),
