@@ -28,7 +28,27 @@ use super::packet::{self, ClusterKey, MAX_PACKET, OVERHEAD, ReplayGuard};
 use super::report::Counters;
 use super::view::{Member, MemberState, View};
 
-type Swim = Foca<NodeIdentity, PostcardCodec, rand_foca::rngs::SmallRng, LoadBook>;
+/// Foca as a node runs it: our identity, postcard, loads as broadcasts.
+pub type Swim = Foca<NodeIdentity, PostcardCodec, rand_foca::rngs::SmallRng, LoadBook>;
+
+/// A foca instance as a node makes it (the agent; tests and the fuzz
+/// target build theirs here too, so they run what a node runs).
+pub fn new_swim(
+    identity: NodeIdentity,
+    timers: &ClusterTimers,
+    cluster_size: usize,
+    rng_seed: u64,
+    loads: LoadBook,
+) -> Swim {
+    use rand_foca::SeedableRng as _;
+    Foca::with_custom_broadcast(
+        identity,
+        foca_config(timers, cluster_size),
+        rand_foca::rngs::SmallRng::seed_from_u64(rng_seed),
+        PostcardCodec,
+        loads,
+    )
+}
 
 /// Members picked for each periodic gossip (foca's `new_lan` value).
 const GOSSIP_FANOUT: usize = 3;
@@ -129,16 +149,14 @@ impl std::fmt::Debug for Agent {
 
 impl Agent {
     pub fn new(parts: AgentParts) -> Agent {
-        use rand_foca::SeedableRng as _;
         let local = parts.identity.peer;
         let seeds: Vec<SocketAddr> = parts.seeds.into_iter().filter(|s| *s != local).collect();
         let loads = LoadBook::default();
-        let config = foca_config(&parts.timers, seeds.len() + 1);
-        let foca = Foca::with_custom_broadcast(
+        let foca = new_swim(
             parts.identity,
-            config,
-            rand_foca::rngs::SmallRng::seed_from_u64(parts.rng_seed),
-            PostcardCodec,
+            &parts.timers,
+            seeds.len() + 1,
+            parts.rng_seed,
             loads.clone(),
         );
         let window_us = u64::try_from(parts.timers.replay_window.as_micros()).unwrap_or(u64::MAX);

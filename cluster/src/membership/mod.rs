@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use iolite_core::config::{ClusterConfig, ClusterTimers};
 use tokio::sync::{oneshot, watch};
 
-pub use agent::{foca_config, now_us};
+pub use agent::{Swim, foca_config, new_swim, now_us};
 pub use identity::NodeIdentity;
 pub use load::{LoadBook, LoadUpdate};
 pub use report::{Counters, Report};
