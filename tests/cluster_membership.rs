@@ -299,6 +299,32 @@ fn three_nodes_join_a_killed_one_is_down_within_3s_and_rejoins_when_restarted() 
 }
 
 #[test]
+fn a_node_declared_down_while_alive_comes_back_by_itself() {
+    // Paused (SIGSTOP) past the detector, b is declared down; resumed, it
+    // learns so, renews its identity (a new generation) and rejoins, with
+    // no seed of its own and nothing restarted.
+    let lab = Lab::new(5);
+    let peers: Vec<SocketAddr> = (1..=2).map(|i| lab.peer_addr(i)).collect();
+    let a = Node::start(&lab.config("a", peers[0], &[], ""), "a");
+    let b = Node::start(&lab.config("b", peers[1], &peers[..1], ""), "b");
+    wait_for_members(&[&a, &b], 2, 0, SETTLE);
+    kill(b.pid(), Signal::SIGSTOP).unwrap();
+    wait_for_members(&[&a], 1, 1, Duration::from_secs(3));
+    kill(b.pid(), Signal::SIGCONT).unwrap();
+    wait_for_members(&[&a, &b], 2, 0, SETTLE);
+    let log = b.log.lock().unwrap().clone();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("rejoined as a new generation")),
+        "{log:#?}"
+    );
+    drop(log);
+    for n in [a, b] {
+        n.stop();
+    }
+}
+
+#[test]
 fn a_node_with_another_key_never_gets_in_and_is_counted() {
     let lab = Lab::new(2);
     lab.write_key("other.key", &[0xa5; 32]);
