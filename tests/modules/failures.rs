@@ -140,6 +140,10 @@ fn failures_are_told_apart_by_side_on_metrics_and_in_the_access_log() {
     s.write_all(b"POST /faulty/x HTTP/1.1\r\nHost: t\r\nContent-Length: 999999999999\r\n\r\n")
         .unwrap();
     assert_eq!(read_response(&mut s, &mut Vec::new(), false).status, 413);
+    // Counted after the response has left: wait for them, then check that
+    // no other side was blamed.
+    server.wait_for_metric("iolite_request_errors_total{side=\"upstream\"}", 1);
+    server.wait_for_metric("iolite_request_errors_total{side=\"client\"}", 2);
     assert_eq!(
         (side("upstream"), side("client"), side("internal")),
         (1, 2, 0)

@@ -187,15 +187,22 @@ impl Iolite {
     /// Waits until module `prefix`'s figure `name` reaches `at_least`
     /// (a fact the server reports), failing the test after 30 s.
     pub fn wait_for_module_metric(&self, name: &str, prefix: &str, at_least: u64) -> u64 {
+        self.wait_for_metric(&format!("{name}{{module=\"{prefix}\"}}"), at_least)
+    }
+
+    /// Waits until the series `name` (labels included) reaches `at_least`,
+    /// failing the test after 30 s: counters the server bumps after the
+    /// response has left (the log and the request-finished hook run then).
+    pub fn wait_for_metric(&self, name: &str, at_least: u64) -> u64 {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let now = self.module_metric(name, prefix);
+            let now = self.metric(name);
             if now >= at_least {
                 return now;
             }
             assert!(
                 Instant::now() < deadline,
-                "{name} of {prefix} stayed at {now}, below {at_least}, for 30 s"
+                "{name} stayed at {now}, below {at_least}, for 30 s"
             );
             std::thread::sleep(Duration::from_millis(10));
         }
