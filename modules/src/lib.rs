@@ -1,11 +1,14 @@
 //! iolite-modules owns the content handlers that plug into iolite-core
 //! beyond static files: today, native process modules (cdylibs built with
-//! iolite-sdk, run in supervised, sandboxed runner processes); later CGI,
-//! FastCGI and WebAssembly, each in a folder beside `process/`. It must not
-//! know about other nodes, and holds no `unsafe` (forbidden below): loading
-//! libraries and spawning with an inherited descriptor are iolite-sandbox's.
+//! iolite-sdk, run in supervised, sandboxed runner processes); CGI and
+//! FastCGI (their codecs so far) and later WebAssembly, each in a folder
+//! beside `process/`. It must not know about other nodes, and holds no
+//! `unsafe` (forbidden below): loading libraries and spawning with an
+//! inherited descriptor are iolite-sandbox's.
 //!
 //! # Layout
+//! - [`cgi`]: CGI/1.1 programs; today the header block's parser.
+//! - [`fastcgi`]: FastCGI application servers; today the record codec.
 //! - `error`: [`Error`], the crate's one error enum.
 //! - [`metrics`]: [`ModuleMetrics`], per-module figures on `/metrics`.
 //! - [`runner`]: the runner process's side (`iolite runner`): its sandbox.
@@ -28,7 +31,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cgi;
 mod error;
+pub mod fastcgi;
 pub mod metrics;
 mod process;
 pub mod runner;
