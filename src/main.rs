@@ -288,6 +288,14 @@ fn run(opts: ServerOptions, config: &config::Config) -> Result<(), Fail> {
             .mount(mount)
             .map_err(|e| Fail::Other(e.to_string()))?;
     }
+    for f in &config.fastcgi {
+        let fcgi = iolite_modules::fastcgi::FastCgi::new(f, &config.root);
+        let prefix = fcgi.prefix().to_owned();
+        let mount = Mount::content(&prefix, std::sync::Arc::new(move || fcgi.handler()));
+        server = server
+            .mount(mount.stripped())
+            .map_err(|e| Fail::Other(e.to_string()))?;
+    }
     if !modules.is_empty() {
         // SIGHUP: every module loads its library again, without a failed
         // request (the configuration itself is not read again).

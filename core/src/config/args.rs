@@ -74,7 +74,8 @@ pub struct ServeArgs {
     #[arg(long = "cgi", value_name = "PREFIX=DIR", value_parser = parse_mount)]
     pub cgi: Vec<Mount>,
 
-    /// Mount a FastCGI peer (IP:PORT or unix:/path) at a prefix. Repeatable. (Not yet supported.)
+    /// Mount a FastCGI peer (php-fpm, fcgiwrap: IP:PORT or unix:/path) at a prefix; scripts
+    /// are looked up under --root (SCRIPT_FILENAME). Repeatable.
     #[arg(long = "fastcgi", value_name = "PREFIX=ADDR", value_parser = parse_mount)]
     pub fastcgi: Vec<Mount>,
 

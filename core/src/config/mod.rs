@@ -77,13 +77,13 @@
 //! dir = "examples/cgi-bin"
 //! timeout = "30s"
 //!
-//! [[fastcgi]]
-//! prefix = "/php"
+//! [[fastcgi]]                                  # a FastCGI peer: php-fpm, fcgiwrap
+//! prefix = "/php"                              # /php/a.php/x: SCRIPT_NAME /php/a.php, PATH_INFO /x
 //! address = "unix:/run/php/php-fpm.sock"       # or IP:PORT
-//! root = "/srv/php"
-//! index = "index.php"
-//! connections = 8
-//! timeout = "30s"
+//! root = "/srv/php"                            # the document root the peer sees (SCRIPT_FILENAME); default: root
+//! index = "index.php"                          # for paths that end in /
+//! connections = 8                              # idle connections each worker keeps to the peer
+//! timeout = "30s"                              # to the answer's header block (504), and between its bytes
 //!
 //! [[wasm]]
 //! prefix = "/wasm"

@@ -518,7 +518,6 @@ timeout = "100ms"
         c.not_yet_supported(),
         vec![
             "cgi at /cgi-bin (CGI is not yet supported)",
-            "fastcgi at /php (FastCGI is not yet supported)",
             "wasm at /w (WebAssembly is not yet supported)",
             "location /: autoindex = true (directory listings are not yet supported)",
         ]

@@ -44,7 +44,7 @@ pub struct Config {
     pub modules: Vec<ModuleConfig>,
     /// CGI mounts (not yet served).
     pub cgi: Vec<CgiConfig>,
-    /// FastCGI mounts (not yet served).
+    /// FastCGI mounts.
     pub fastcgi: Vec<FastCgiConfig>,
     /// WebAssembly mounts (not yet served).
     pub wasm: Vec<WasmConfig>,
@@ -540,12 +540,6 @@ impl Config {
         let mut out = Vec::new();
         for c in &self.cgi {
             out.push(format!("cgi at {} (CGI is not yet supported)", c.prefix));
-        }
-        for f in &self.fastcgi {
-            out.push(format!(
-                "fastcgi at {} (FastCGI is not yet supported)",
-                f.prefix
-            ));
         }
         for w in &self.wasm {
             out.push(format!(

@@ -10,10 +10,15 @@
 //! Properties: no panic; the STDOUT and STDERR bytes, the end and the
 //! error are the same however the input is split and whether STDOUT
 //! content is read or skipped; a piece's range lies inside the input
-//! given; nothing follows an END_REQUEST without an error; `pairs` never
-//! reads past its input, and pairs written by `params` read back the same.
+//! given; nothing follows an END_REQUEST without an error; driven as the
+//! send path drives it (core's `Deframe`: framing read, payload spliced),
+//! from the start or from wherever `step` stopped, the deframer finds the
+//! same STDOUT bytes and ends exactly when `step` saw the END_REQUEST, and
+//! fails exactly when `step` does; `pairs` never reads past its input, and
+//! pairs written by `params` read back the same.
 #![no_main]
 
+use iolite_core::fd_body::{Deframe, Frame};
 use iolite_modules::fastcgi::record::{self, Deframer, Piece, RecordError};
 use libfuzzer_sys::fuzz_target;
 
@@ -77,6 +82,62 @@ fn run(input: &[u8], piece: usize, skip: bool) -> Seen {
     seen
 }
 
+/// The send path's way: `step` over the first `head` bytes, then
+/// `Deframe::next` over the rest. The STDOUT bytes, whether it ended, and
+/// whether it failed.
+fn send_path(input: &[u8], head: usize) -> (Vec<u8>, bool, bool) {
+    let mut d = Deframer::new(1);
+    let mut stdout = Vec::new();
+    let mut at = 0;
+    while at < head {
+        match d.step(&input[at..head]) {
+            Err(_) => return (stdout, false, true),
+            Ok((used, p)) => {
+                if let Piece::Stdout(r) = p {
+                    stdout.extend_from_slice(&input[at..head][r]);
+                }
+                if let Piece::End(_) = p {
+                    return (stdout, true, false);
+                }
+                at += used;
+            }
+        }
+    }
+    let mut framing: &[u8] = &[];
+    loop {
+        match d.next(framing) {
+            Err(_) => return (stdout, false, true),
+            Ok(Frame::End) => return (stdout, true, false),
+            Ok(Frame::Header(n)) => {
+                assert!(n > 0);
+                if input.len() - at < n {
+                    return (stdout, false, false);
+                }
+                framing = &input[at..at + n];
+                at += n;
+                continue;
+            }
+            Ok(Frame::Payload(n)) => {
+                let n = n as usize;
+                if input.len() - at < n {
+                    stdout.extend_from_slice(&input[at..]);
+                    return (stdout, false, false);
+                }
+                stdout.extend_from_slice(&input[at..at + n]);
+                at += n;
+            }
+            Ok(Frame::Skip(n)) => {
+                let n = n as usize;
+                if input.len() - at < n {
+                    return (stdout, false, false);
+                }
+                at += n;
+            }
+        }
+        framing = &[];
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&knob, input)) = data.split_first() else {
         return;
@@ -93,6 +154,18 @@ fuzz_target!(|data: &[u8]| {
         (&skipped.stderr, &skipped.end, &skipped.error),
         (&whole.stderr, &whole.end, &whole.error)
     );
+    // The send path, from the start and from a point `step` reached:
+    // the same STDOUT bytes, the same end, the same failure.
+    for head in [0, (knob as usize * 7) % (input.len() + 1)] {
+        let (stdout, ended, failed) = send_path(input, head);
+        assert_eq!(stdout, whole.stdout, "from {head}");
+        let want = match (&whole.end, &whole.error) {
+            (Some(_), _) => (true, false),
+            (None, Some(_)) => (false, true),
+            (None, None) => (false, false),
+        };
+        assert_eq!((ended, failed), want, "from {head}: {:?}", whole.error);
+    }
     if let Ok(pairs) = record::pairs(input) {
         let mut out = Vec::new();
         record::params(1, pairs.iter().copied(), &mut out);

@@ -5,4 +5,5 @@
 //! - [`header`]: the program's header block (a leaf; fuzzed in
 //!   `modules/fuzz`, target `cgi_header`).
 
+pub mod env;
 pub mod header;

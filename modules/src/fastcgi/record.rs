@@ -21,6 +21,8 @@
 use std::fmt;
 use std::ops::Range;
 
+use iolite_core::fd_body::{Deframe, Frame};
+
 pub const VERSION_1: u8 = 1;
 pub const HEADER_LEN: usize = 8;
 /// The most content one record carries.
@@ -300,6 +302,9 @@ enum State {
 pub struct Deframer {
     request_id: u16,
     state: State,
+    /// Whom `STDERR` lines are logged for once the deframer drives the
+    /// send path ([`Deframe`]).
+    stderr_name: Option<std::sync::Arc<str>>,
 }
 
 impl Deframer {
@@ -310,7 +315,15 @@ impl Deframer {
                 have: [0; HEADER_LEN],
                 len: 0,
             },
+            stderr_name: None,
         }
+    }
+
+    /// Once it drives the send path, `STDERR` content is logged under
+    /// `name` (a warning a record).
+    pub fn log_stderr_as(mut self, name: std::sync::Arc<str>) -> Deframer {
+        self.stderr_name = Some(name);
+        self
     }
 
     /// Reads from `input` until it yields a piece or needs more bytes:
@@ -490,6 +503,121 @@ impl Deframer {
     /// Whether `END_REQUEST` has been read.
     pub fn is_done(&self) -> bool {
         self.state == State::Done
+    }
+}
+
+/// The rest of the answer on the send path: record headers, `STDERR`
+/// content and padding are read in user space, `STDOUT` content is
+/// spliced to the client. It goes on from wherever [`Deframer::step`]
+/// left off.
+impl Deframe for Deframer {
+    fn next(&mut self, framing: &[u8]) -> Result<Frame, &'static str> {
+        const MALFORMED: &str = "malformed FastCGI records";
+        let mut input = framing;
+        loop {
+            match &mut self.state {
+                State::Done => return Ok(Frame::End),
+                State::Header { have, len } => {
+                    let take = (HEADER_LEN - *len).min(input.len());
+                    have[*len..*len + take].copy_from_slice(&input[..take]);
+                    *len += take;
+                    input = &input[take..];
+                    if *len < HEADER_LEN {
+                        return Ok(Frame::Header(HEADER_LEN - *len));
+                    }
+                    let header = Header::decode(have).map_err(|_| MALFORMED)?;
+                    self.state = self.after_header(header).map_err(|_| MALFORMED)?;
+                }
+                State::Content {
+                    kind,
+                    left,
+                    padding,
+                } => {
+                    let (kind, left_now, padding) = (*kind, *left, *padding);
+                    if kind == STDOUT {
+                        self.state = State::Padding {
+                            left: padding,
+                            then_end: None,
+                        };
+                        return Ok(Frame::Payload(left_now as u64));
+                    }
+                    if kind != STDERR {
+                        self.state = State::Padding {
+                            left: padding,
+                            then_end: None,
+                        };
+                        return Ok(Frame::Skip(left_now as u64));
+                    }
+                    if input.is_empty() {
+                        return Ok(Frame::Header(left_now));
+                    }
+                    let take = left_now.min(input.len());
+                    if let Some(name) = &self.stderr_name {
+                        log_stderr(name, &input[..take]);
+                    }
+                    input = &input[take..];
+                    self.state = if take == left_now {
+                        State::Padding {
+                            left: padding,
+                            then_end: None,
+                        }
+                    } else {
+                        State::Content {
+                            kind,
+                            left: left_now - take,
+                            padding,
+                        }
+                    };
+                }
+                State::End { have, len, padding } => {
+                    let take = (8 - *len).min(input.len());
+                    have[*len..*len + take].copy_from_slice(&input[..take]);
+                    *len += take;
+                    input = &input[take..];
+                    if *len < 8 {
+                        return Ok(Frame::Header(8 - *len));
+                    }
+                    if have[4] != REQUEST_COMPLETE {
+                        return Err("the FastCGI peer refused the request");
+                    }
+                    let end = EndRequest {
+                        app_status: u32::from_be_bytes([have[0], have[1], have[2], have[3]]),
+                        protocol_status: have[4],
+                    };
+                    // Its padding too, as `step` reads it.
+                    self.state = State::Padding {
+                        left: *padding,
+                        then_end: Some(end),
+                    };
+                }
+                State::Padding { left, then_end } => {
+                    if *left > 0 {
+                        let skip = *left as u64;
+                        *left = 0;
+                        return Ok(Frame::Skip(skip));
+                    }
+                    self.state = match then_end.take() {
+                        Some(_) => State::Done,
+                        None => State::Header {
+                            have: [0; HEADER_LEN],
+                            len: 0,
+                        },
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// A peer's `STDERR` content as warnings, a line each (at most 2 KiB).
+pub fn log_stderr(name: &str, content: &[u8]) {
+    for line in content.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        let shown = String::from_utf8_lossy(&line[..line.len().min(2048)]);
+        tracing::warn!(fastcgi = name, "stderr: {shown}");
     }
 }
 

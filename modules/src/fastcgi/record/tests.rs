@@ -193,3 +193,48 @@ fn requests_are_written_as_the_specification_lays_them_out() {
         [1, 5, 0, 1, 0x12, 0x34, 0, 0]
     );
 }
+
+#[test]
+fn the_send_path_goes_on_from_wherever_step_stopped() {
+    let mut input = record(STDOUT, 1, b"Status: 200\r\n\r\nhead", 4);
+    input.extend(record(STDERR, 1, b"warned", 2));
+    input.extend(record(STDOUT, 1, &[b'x'; 5000], 0));
+    input.extend(record(STDOUT, 1, b"", 0));
+    input.extend(end(1, 0, REQUEST_COMPLETE));
+    let mut want = b"Status: 200\r\n\r\nhead".to_vec();
+    want.extend([b'x'; 5000]);
+    for cut in 0..=input.len() {
+        let mut d = Deframer::new(1);
+        let mut out = Vec::new();
+        let mut at = 0;
+        let mut ended = false;
+        while at < cut && !ended {
+            let (used, piece) = d.step(&input[at..cut]).unwrap();
+            match piece {
+                Piece::Stdout(r) => out.extend_from_slice(&input[at..cut][r]),
+                Piece::End(_) => ended = true,
+                _ => {}
+            }
+            at += used;
+        }
+        let mut framing: &[u8] = &[];
+        while !ended {
+            match d.next(framing).unwrap() {
+                Frame::Header(n) => {
+                    framing = &input[at..at + n];
+                    at += n;
+                    continue;
+                }
+                Frame::Payload(n) => {
+                    out.extend_from_slice(&input[at..at + n as usize]);
+                    at += n as usize;
+                }
+                Frame::Skip(n) => at += n as usize,
+                Frame::End => ended = true,
+            }
+            framing = &[];
+        }
+        assert_eq!(out, want, "cut at {cut}");
+        assert_eq!(at, input.len(), "cut at {cut}");
+    }
+}
