@@ -320,3 +320,97 @@ impl std::fmt::LowerHex for Md5 {
         f.write_str(&self.0)
     }
 }
+
+#[test]
+fn fcgiwrap_runs_shell_scripts_as_a_second_kind_of_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    std::fs::create_dir(&site).unwrap();
+    let script = site.join("env.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\nX-Shell: yes\\r\\n\\r\\n'\n\
+         echo \"SCRIPT_NAME=$SCRIPT_NAME QUERY_STRING=$QUERY_STRING METHOD=$REQUEST_METHOD\"\n\
+         head -c \"${CONTENT_LENGTH:-0}\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let sock = dir.path().join("cgi.sock");
+    let mut wrap = Command::new("/usr/sbin/fcgiwrap")
+        .args(["-c", "2", "-s"])
+        .arg(format!("unix:{}", sock.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("fcgiwrap (scripts/install-deps installs it)");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(Instant::now() < deadline, "fcgiwrap did not listen in 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let server = Iolite::start(
+        &site,
+        &["--fastcgi", &format!("/cgi=unix:{}", sock.display())],
+    );
+    let r = get(&server, "/cgi/env.sh?x=1");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-shell"), Some("yes"));
+    assert_eq!(
+        body_text(&r),
+        "SCRIPT_NAME=/cgi/env.sh QUERY_STRING=x=1 METHOD=GET\n"
+    );
+    let upload = b"0123456789".repeat(10_000);
+    let r = request(&server, "POST", "/cgi/env.sh", &upload);
+    assert_eq!(r.status, 200);
+    let mut want = b"SCRIPT_NAME=/cgi/env.sh QUERY_STRING= METHOD=POST\n".to_vec();
+    want.extend_from_slice(&upload);
+    assert!(r.body == want, "{} bytes back", r.body.len());
+    assert!(server.stop().success());
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(wrap.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = wrap.wait();
+}
+
+#[test]
+fn requests_past_the_queue_get_503_and_the_rest_are_served_in_turn() {
+    let fpm = PhpFpm::start();
+    std::fs::write(
+        fpm.site().join("nap.php"),
+        "<?php usleep(2000000); echo \"rested\\n\";",
+    )
+    .unwrap();
+    let config = fpm.dir.path().join("iolite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "workers = 1\n[[fastcgi]]\nprefix = \"/php\"\naddress = \"unix:{}\"\nconnections = 1\n",
+            fpm.socket().display()
+        ),
+    )
+    .unwrap();
+    let server = Iolite::start(
+        &fpm.site(),
+        &["--config", config.to_str().unwrap(), "--workers", "1"],
+    );
+    // One in flight and four waiting at most: of twelve at once (sent
+    // well within the first one's 2 s), seven are turned away at once,
+    // five are served one after another.
+    let addr = server.addr;
+    let clients: Vec<_> = (0..12)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = support::connect(addr);
+                write!(s, "GET /php/nap.php HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+                read_response(&mut s, &mut Vec::new(), false).status
+            })
+        })
+        .collect();
+    let mut statuses: Vec<u16> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    statuses.sort();
+    assert_eq!(statuses, [[200; 5].as_slice(), &[503; 7]].concat());
+    // And then the peer is free again.
+    assert_eq!(get(&server, "/php/nap.php").status, 200);
+    assert!(server.stop().success());
+}

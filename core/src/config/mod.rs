@@ -82,7 +82,8 @@
 //! address = "unix:/run/php/php-fpm.sock"       # or IP:PORT
 //! root = "/srv/php"                            # the document root the peer sees (SCRIPT_FILENAME); default: root
 //! index = "index.php"                          # for paths that end in /
-//! connections = 8                              # idle connections each worker keeps to the peer
+//! connections = 8                              # per worker: requests in flight to the peer (each on a
+//!                                              #   kept-alive connection), 4x as many waiting, then 503
 //! timeout = "30s"                              # to the answer's header block (504), and between its bytes
 //!
 //! [[wasm]]

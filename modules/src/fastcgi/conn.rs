@@ -1,6 +1,7 @@
-//! A connection to a FastCGI peer, unix or TCP, and a worker's idle ones.
+//! A connection to a FastCGI peer, unix or TCP; a worker's idle ones and
+//! its bound on requests in flight to the peer.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::pin::Pin;
@@ -9,6 +10,7 @@ use std::task::{Context, Poll};
 use iolite_core::config::FastCgiAddress;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// One connection to a peer.
 #[derive(Debug)]
@@ -27,6 +29,16 @@ impl Conn {
                 Conn::Tcp(s)
             }
         })
+    }
+
+    /// Tells the peer the request is abandoned (`ABORT_REQUEST`) if the
+    /// socket takes it now; the caller then closes the connection.
+    pub fn abort(&self, request_id: u16) {
+        let record = super::record::abort_request(request_id);
+        let _ = match self {
+            Conn::Unix(s) => s.try_write(&record),
+            Conn::Tcp(s) => s.try_write(&record),
+        };
     }
 
     /// The socket, out of the worker's reactor, for a body read from it
@@ -94,20 +106,44 @@ impl AsyncWrite for Conn {
     }
 }
 
-/// A worker's idle connections to one peer, most recent last.
+/// A worker's side of one peer: its idle connections, most recent last,
+/// and the requests it has in flight to the peer — at most `keep`, each on
+/// a connection of its own, with at most `4 × keep` more waiting.
 #[derive(Debug)]
 pub struct Idle {
     conns: RefCell<Vec<Conn>>,
     keep: usize,
+    slots: std::sync::Arc<Semaphore>,
+    waiting: Cell<usize>,
 }
 
+/// Why a request found no room (503).
+const QUEUE_FULL: &str = "too many requests waiting for the FastCGI peer";
+
 impl Idle {
-    /// Keeps at most `keep` idle connections.
+    /// Keeps at most `keep` idle connections and requests in flight.
     pub fn new(keep: usize) -> Idle {
         Idle {
             conns: RefCell::new(Vec::new()),
             keep,
+            slots: std::sync::Arc::new(Semaphore::new(keep)),
+            waiting: Cell::new(0),
         }
+    }
+
+    /// Waits for a turn to send a request; `Err` at once when the queue is
+    /// full. The turn ends when the permit is dropped.
+    pub async fn turn(&self) -> Result<OwnedSemaphorePermit, &'static str> {
+        let sem = self.slots.clone();
+        if let Ok(p) = sem.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        if self.waiting.get() >= 4 * self.keep {
+            return Err(QUEUE_FULL);
+        }
+        self.waiting.set(self.waiting.get() + 1);
+        let _left = Waiting(&self.waiting);
+        sem.acquire_owned().await.map_err(|_| QUEUE_FULL)
     }
 
     /// An idle connection that the peer has not closed meanwhile.
@@ -126,6 +162,15 @@ impl Idle {
         if conns.len() < self.keep {
             conns.push(conn);
         }
+    }
+}
+
+/// One waiter fewer when dropped (its request got a turn or was given up).
+struct Waiting<'a>(&'a Cell<usize>);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
     }
 }
 

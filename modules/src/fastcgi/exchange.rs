@@ -31,6 +31,30 @@ pub(super) struct Request {
     idle: Rc<Idle>,
     /// The connection once `BEGIN_REQUEST` and `PARAMS` went out.
     conn: Option<Conn>,
+    /// The request's turn among the worker's requests to the peer.
+    turn: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Drop for Request {
+    /// A request given up while its body was going out (the client left,
+    /// or a limit ended it): the peer is told, and the connection closes.
+    fn drop(&mut self) {
+        if let Some(conn) = &self.conn {
+            conn.abort(ID);
+        }
+    }
+}
+
+/// A connection waiting for its answer's header block; given up (the
+/// client left, the timeout struck), it tells the peer and closes.
+struct InFlight(Option<Conn>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(conn) = &self.0 {
+            conn.abort(ID);
+        }
+    }
 }
 
 impl Request {
@@ -39,13 +63,22 @@ impl Request {
             fcgi,
             idle,
             conn: None,
+            turn: None,
         }
     }
 }
 
-/// Takes an idle connection (or makes one) and sends `BEGIN_REQUEST` and
-/// `PARAMS` on it.
-async fn start(fcgi: &FastCgi, idle: &Idle, vars: &[Var]) -> Result<Conn, Error> {
+/// Waits for the request's turn, takes an idle connection (or makes one)
+/// and sends `BEGIN_REQUEST` and `PARAMS` on it.
+async fn start(
+    fcgi: &FastCgi,
+    idle: &Idle,
+    vars: &[Var],
+) -> Result<(Conn, tokio::sync::OwnedSemaphorePermit), Error> {
+    let turn = idle
+        .turn()
+        .await
+        .map_err(|why| fcgi.error(UpstreamFailure::Unavailable(why)))?;
     let mut out = Vec::with_capacity(1024);
     out.extend_from_slice(&record::begin_request(ID, true));
     record::params(
@@ -57,7 +90,7 @@ async fn start(fcgi: &FastCgi, idle: &Idle, vars: &[Var]) -> Result<Conn, Error>
     if let Some(mut conn) = idle.take()
         && conn.write_all(&out).await.is_ok()
     {
-        return Ok(conn);
+        return Ok((conn, turn));
     }
     let connect = Conn::connect(fcgi.address());
     let mut conn = match tokio::time::timeout(fcgi.timeout(), connect).await {
@@ -71,7 +104,7 @@ async fn start(fcgi: &FastCgi, idle: &Idle, vars: &[Var]) -> Result<Conn, Error>
     conn.write_all(&out)
         .await
         .map_err(|_| fcgi.error(UpstreamFailure::Crashed))?;
-    Ok(conn)
+    Ok((conn, turn))
 }
 
 /// A body with a length, as `STDIN` records while it arrives: read into
@@ -107,7 +140,11 @@ impl StdinSink {
         };
         let mut conn = match (conn, self.vars.take()) {
             (Some(c), _) => c,
-            (None, Some(vars)) => start(&fcgi, &idle, &vars).await?,
+            (None, Some(vars)) => {
+                let (c, turn) = start(&fcgi, &idle, &vars).await?;
+                self.request.borrow_mut().turn = Some(turn);
+                c
+            }
             (None, None) => return Err(fcgi.error(UpstreamFailure::Crashed)),
         };
         let len = self.record.len() - record::HEADER_LEN;
@@ -172,16 +209,18 @@ pub(super) async fn answer(
     vars: Vec<Var>,
     body: Option<Vec<u8>>,
 ) -> Result<Response, Error> {
-    let (fcgi, idle, conn) = {
+    let (fcgi, idle, conn, mut turn) = {
         let mut r = request.borrow_mut();
-        (r.fcgi.clone(), r.idle.clone(), r.conn.take())
+        (r.fcgi.clone(), r.idle.clone(), r.conn.take(), r.turn.take())
     };
+    drop(request);
     let work = async {
-        let mut conn = match conn {
+        let conn = match conn {
             // The body's sink sent everything.
             Some(c) => c,
             None => {
-                let mut c = start(&fcgi, &idle, &vars).await?;
+                let (mut c, t) = start(&fcgi, &idle, &vars).await?;
+                turn = Some(t);
                 let mut out = Vec::new();
                 for chunk in body.as_deref().unwrap_or_default().chunks(STDIN_RECORD) {
                     out.extend_from_slice(&record::stream_header(record::STDIN, ID, chunk.len()));
@@ -195,13 +234,20 @@ pub(super) async fn answer(
                 c
             }
         };
-        read_head(&fcgi, &mut conn).await.map(|head| (conn, head))
+        let mut flight = InFlight(Some(conn));
+        let head = read_head(&fcgi, flight.0.as_mut().expect("in flight")).await?;
+        let conn = flight.0.take().expect("in flight");
+        Ok::<_, Error>((conn, head))
     };
     let (conn, head) = match tokio::time::timeout(fcgi.timeout(), work).await {
         Ok(r) => r?,
         Err(_) => return Err(fcgi.error(UpstreamFailure::TimedOut)),
     };
-    respond(&fcgi, &idle, conn, head)
+    // The turn ends with the answer's head: a body spliced from the
+    // socket goes on outside the bound.
+    let response = respond(&fcgi, &idle, conn, head);
+    drop(turn);
+    response
 }
 
 /// What the peer sent up to the end of the program's header block.
