@@ -141,6 +141,10 @@ pub enum Error {
     /// Nothing at that path (404).
     #[error("not found")]
     NotFound,
+    /// An `If-Match` or `If-Unmodified-Since` that the representation
+    /// fails (412, RFC 9110 §13.2.2).
+    #[error("precondition failed")]
+    PreconditionFailed,
     /// A `Range` that selects no byte of a representation of `len` bytes (416).
     #[error("range not satisfiable (representation is {len} bytes)")]
     RangeNotSatisfiable {
@@ -185,6 +189,7 @@ impl Error {
             Error::MethodNotAllowed => 405,
             Error::HeaderTimeout => 408,
             Error::LengthRequired(_) => 411,
+            Error::PreconditionFailed => 412,
             Error::BodyTooLarge => 413,
             Error::UriTooLong => 414,
             Error::RangeNotSatisfiable { .. } => 416,

@@ -234,6 +234,7 @@ fn error_text(status: u16) -> &'static [u8] {
         404 => b"404 Not Found\n",
         405 => b"405 Method Not Allowed\n",
         411 => b"411 Length Required\n",
+        412 => b"412 Precondition Failed\n",
         408 => b"408 Request Timeout\n",
         413 => b"413 Content Too Large\n",
         414 => b"414 URI Too Long\n",

@@ -32,7 +32,7 @@ use crate::cache::{CachedBody, FileCache, FileKey, FileVersion};
 use crate::error::Error;
 use crate::handler::{Handler, Outcome, RequestCtx};
 use crate::http::conditional::{
-    RangeRequest, if_range_matches, none_match, not_modified_since, parse_range,
+    Preconditions, RangeRequest, Verdict, evaluate, if_range_matches, parse_range,
 };
 use crate::http::date::format_http_date;
 use crate::http::request::Method;
@@ -532,17 +532,23 @@ fn respond(
     cached: impl FnOnce(&FileEntry) -> Option<Arc<CachedBody>>,
 ) -> Result<Response, Error> {
     let head = req.head;
-    let not_modified = match (head.if_none_match, head.if_modified_since) {
-        (Some(inm), _) => none_match(req.get(inm), &entry.etag),
-        (None, Some(ims)) => not_modified_since(req.get(ims), entry.mtime),
-        (None, None) => false,
+    let field = |span: Option<crate::http::request::Span>| span.map(|s| req.get(s));
+    let preconditions = Preconditions {
+        if_match: field(head.if_match),
+        if_unmodified_since: field(head.if_unmodified_since),
+        if_none_match: field(head.if_none_match),
+        if_modified_since: field(head.if_modified_since),
     };
-    if not_modified {
-        return Ok(Response::new(
-            304,
-            HeaderLines::Shared(entry.validators.clone()),
-            Body::Empty,
-        ));
+    match evaluate(&preconditions, &entry.etag, entry.mtime, true) {
+        Verdict::Proceed => {}
+        Verdict::NotModified => {
+            return Ok(Response::new(
+                304,
+                HeaderLines::Shared(entry.validators.clone()),
+                Body::Empty,
+            ));
+        }
+        Verdict::Failed => return Err(Error::PreconditionFailed),
     }
     let range = match head.range {
         Some(r) if head.method == Method::Get => {

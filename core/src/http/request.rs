@@ -128,6 +128,8 @@ pub struct RequestHead {
     /// `Expect: 100-continue` was sent.
     pub expect_continue: bool,
     pub host: Option<Span>,
+    pub if_match: Option<Span>,
+    pub if_unmodified_since: Option<Span>,
     pub if_none_match: Option<Span>,
     pub if_modified_since: Option<Span>,
     pub range: Option<Span>,
@@ -221,6 +223,8 @@ fn parse(
         keep_alive: false,
         expect_continue: false,
         host: None,
+        if_match: None,
+        if_unmodified_since: None,
         if_none_match: None,
         if_modified_since: None,
         range: None,
@@ -266,6 +270,12 @@ fn parse(
                     return Err(Error::BadRequest("more than one Host"));
                 }
                 head.host = Some(Span::of(buf, value));
+            }
+            Field::IfMatch => {
+                head.if_match.get_or_insert(Span::of(buf, value));
+            }
+            Field::IfUnmodifiedSince => {
+                head.if_unmodified_since.get_or_insert(Span::of(buf, value));
             }
             Field::IfNoneMatch => {
                 head.if_none_match.get_or_insert(Span::of(buf, value));
@@ -318,6 +328,8 @@ enum Field {
     Connection,
     Expect,
     Host,
+    IfMatch,
+    IfUnmodifiedSince,
     IfNoneMatch,
     IfModifiedSince,
     Range,
@@ -335,6 +347,7 @@ fn field(name: &[u8]) -> Field {
         5 => (b"range", Field::Range),
         6 => (b"expect", Field::Expect),
         7 => (b"referer", Field::Referer),
+        8 if name[3].eq_ignore_ascii_case(&b'm') => (b"if-match", Field::IfMatch),
         8 => (b"if-range", Field::IfRange),
         10 if name[0].eq_ignore_ascii_case(&b'u') => (b"user-agent", Field::UserAgent),
         10 => (b"connection", Field::Connection),
@@ -344,6 +357,7 @@ fn field(name: &[u8]) -> Field {
             (b"transfer-encoding", Field::TransferEncoding)
         }
         17 => (b"if-modified-since", Field::IfModifiedSince),
+        19 => (b"if-unmodified-since", Field::IfUnmodifiedSince),
         _ => return Field::Other,
     };
     if name.eq_ignore_ascii_case(known) {

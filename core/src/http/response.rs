@@ -39,6 +39,7 @@ pub fn status_line(status: u16) -> Option<&'static [u8]> {
         409 => b"HTTP/1.1 409 Conflict\r\n",
         410 => b"HTTP/1.1 410 Gone\r\n",
         411 => b"HTTP/1.1 411 Length Required\r\n",
+        412 => b"HTTP/1.1 412 Precondition Failed\r\n",
         413 => b"HTTP/1.1 413 Content Too Large\r\n",
         414 => b"HTTP/1.1 414 URI Too Long\r\n",
         415 => b"HTTP/1.1 415 Unsupported Media Type\r\n",
