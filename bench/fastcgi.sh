@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# FastCGI benchmark: PHP pages through iolite and through nginx, both in
-# front of the SAME php-fpm pool, on loopback.
+# FastCGI benchmark: PHP pages through iolite and through nginx, each in
+# front of its own php-fpm pool with the same settings, on loopback.
 #
 #   bench/fastcgi.sh [--rounds N] [--duration S] [--connections N]
 #                    [--children N] [--workers N] [--no-build] [--out DIR]
 #
-# Starts one php-fpm (pm = static, --children children, default 4) on a
-# unix socket, one nginx (--workers worker processes, fastcgi_pass to that
-# socket over an upstream with keepalive connections) and one iolite
-# (--workers workers, --fastcgi to the same socket), then measures with wrk
+# Starts two php-fpm pools (pm = static, --children children each, default
+# 4) on unix sockets, one nginx (--workers worker processes, fastcgi_pass
+# to the first over an upstream keeping children/workers connections per
+# worker) and one iolite (--workers workers, a [[fastcgi]] mount on the
+# second with connections = children). One pool each: a kept connection
+# holds a php-fpm child, so two servers on one pool would starve each
+# other of children between runs. Then it measures with wrk
 # (2 threads, --connections keep-alive connections, default 16) two pages:
 #
 #   hello   GET /php/hello.php         a few bytes
@@ -92,23 +95,27 @@ for ($i = 0; $i < intdiv($n, 8192); $i++) echo $chunk;
 echo str_repeat("z", $n % 8192);
 PHP
 
-sock=$run/fpm.sock
 user_lines=""
 [ "$(id -u)" -eq 0 ] && user_lines=$'user = root\ngroup = root'
-cat >"$run/fpm.conf" <<CONF
+start_pool() { # NAME
+  cat >"$run/$1.conf" <<CONF
 [global]
-error_log = $run/fpm.log
+error_log = $run/$1.log
 daemonize = no
 [www]
 $user_lines
-listen = $sock
+listen = $run/$1.sock
 listen.backlog = 1024
 pm = static
 pm.max_children = $children
 pm.max_requests = 0
 CONF
-"$fpm" -R -F -y "$run/fpm.conf" >/dev/null 2>&1 &
-pids+=($!)
+  "$fpm" -R -F -y "$run/$1.conf" >/dev/null 2>&1 &
+  pids+=($!)
+}
+start_pool fpm-nginx
+start_pool fpm-iolite
+keep=$((children / workers)); [ "$keep" -ge 1 ] || keep=1
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 nginx_port=$(free_port)
@@ -129,7 +136,7 @@ http {
     uwsgi_temp_path $run/nginx/tmp;
     scgi_temp_path $run/nginx/tmp;
     keepalive_requests 1000000000;
-    upstream php { server unix:$sock; keepalive $children; }
+    upstream php { server unix:$run/fpm-nginx.sock; keepalive $keep; }
     server {
         listen 127.0.0.1:$nginx_port;
         root $run/site;
@@ -146,9 +153,15 @@ CONF
 nginx -c "$run/nginx/nginx.conf" -p "$run/nginx" &
 pids+=($!)
 
+cat >"$run/iolite.toml" <<CONF
+[[fastcgi]]
+prefix = "/php"
+address = "unix:$run/fpm-iolite.sock"
+connections = $children
+CONF
 : >"$run/iolite.stdout"
 "$iolite" serve --listen 127.0.0.1:0 --admin none --workers "$workers" \
-  --root "$run/site/php" --access-log off --fastcgi "/php=unix:$sock" \
+  --root "$run/site/php" --access-log off --config "$run/iolite.toml" \
   >"$run/iolite.stdout" 2>"$run/iolite.stderr" &
 pids+=($!)
 deadline=$((SECONDS + 30))
@@ -195,7 +208,7 @@ import statistics, sys
 path, rounds, duration, conns, children, workers, l0, l1, rev = sys.argv[1:]
 rows = [l.split("\t") for l in open(path).read().splitlines()]
 goal = {"hello": 1.0, "1MiB": 1.1}
-print(f"### FastCGI: iolite and nginx in front of one php-fpm ({children} children; "
+print(f"### FastCGI: iolite and nginx, each in front of a php-fpm pool of {children} children ("
       f"git {rev}; {rounds} rounds x {duration} s, wrk 2 threads x {conns} connections, "
       f"{workers} workers each; load average {l0} before, {l1} after)\n")
 print("| page | iolite req/s | nginx req/s | iolite/nginx | goal | rounds (iolite/nginx) |")

@@ -289,7 +289,7 @@ fn run(opts: ServerOptions, config: &config::Config) -> Result<(), Fail> {
             .map_err(|e| Fail::Other(e.to_string()))?;
     }
     for f in &config.fastcgi {
-        let fcgi = iolite_modules::fastcgi::FastCgi::new(f, &config.root);
+        let fcgi = iolite_modules::fastcgi::FastCgi::new(f, &config.root, config.workers);
         let prefix = fcgi.prefix().to_owned();
         let mount = Mount::content(&prefix, std::sync::Arc::new(move || fcgi.handler()));
         server = server

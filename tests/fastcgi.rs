@@ -414,3 +414,44 @@ fn requests_past_the_queue_get_503_and_the_rest_are_served_in_turn() {
     assert_eq!(get(&server, "/php/nap.php").status, 200);
     assert!(server.stop().success());
 }
+
+#[test]
+fn kept_connections_never_outnumber_the_peer_s_processes() {
+    // php-fpm serves a kept-alive connection with one child until it
+    // closes: with two children and more connections kept than that, a
+    // new connection would wait behind idle ones until the timeout. The
+    // workers share the mount's two connections, so four requests at a
+    // time, again and again, are all served.
+    let fpm = PhpFpm::start();
+    std::fs::write(
+        fpm.site().join("nap.php"),
+        "<?php usleep(100000); echo \"rested\\n\";",
+    )
+    .unwrap();
+    let config = fpm.dir.path().join("iolite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[fastcgi]]\nprefix = \"/php\"\naddress = \"unix:{}\"\nconnections = 2\ntimeout = \"10s\"\n",
+            fpm.socket().display()
+        ),
+    )
+    .unwrap();
+    let server = Iolite::start(&fpm.site(), &["--config", config.to_str().unwrap()]);
+    let addr = server.addr;
+    for _ in 0..3 {
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    let mut s = support::connect(addr);
+                    write!(s, "GET /php/nap.php HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+                    read_response(&mut s, &mut Vec::new(), false).status
+                })
+            })
+            .collect();
+        for c in clients {
+            assert_eq!(c.join().unwrap(), 200);
+        }
+    }
+    assert!(server.stop().success());
+}

@@ -82,8 +82,10 @@
 //! address = "unix:/run/php/php-fpm.sock"       # or IP:PORT
 //! root = "/srv/php"                            # the document root the peer sees (SCRIPT_FILENAME); default: root
 //! index = "index.php"                          # for paths that end in /
-//! connections = 8                              # per worker: requests in flight to the peer (each on a
-//!                                              #   kept-alive connection), 4x as many waiting, then 503
+//! connections = 4                              # to the peer, in use or kept alive, split among the
+//!                                              #   workers (at least 1 each); at most php-fpm's
+//!                                              #   pm.max_children (a kept connection holds a child);
+//!                                              #   4x as many requests wait, then 503
 //! timeout = "30s"                              # to the answer's header block (504), and between its bytes
 //!
 //! [[wasm]]

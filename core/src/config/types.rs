@@ -420,7 +420,10 @@ pub struct FastCgiConfig {
     /// The document root the peer sees (SCRIPT_FILENAME); default: `root`.
     pub root: Option<PathBuf>,
     pub index: String,
-    /// Persistent connections kept to the peer.
+    /// Connections to the peer, in use or kept alive, across all workers
+    /// (each worker gets its share, at least one): at most the peer's
+    /// processes (php-fpm's `pm.max_children`), since each kept connection
+    /// holds one of them.
     pub connections: u32,
     pub timeout: Duration,
 }
@@ -505,7 +508,7 @@ impl Default for FastCgiConfig {
             address: FastCgiAddress::Unix(PathBuf::new()),
             root: None,
             index: "index.php".to_owned(),
-            connections: 8,
+            connections: 4,
             timeout: Duration::from_secs(30),
         }
     }

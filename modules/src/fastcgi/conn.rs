@@ -108,7 +108,11 @@ impl AsyncWrite for Conn {
 
 /// A worker's side of one peer: its idle connections, most recent last,
 /// and the requests it has in flight to the peer — at most `keep`, each on
-/// a connection of its own, with at most `4 × keep` more waiting.
+/// a connection of its own, with at most `4 × keep` more waiting. A kept
+/// connection holds one of the peer's processes (php-fpm serves a
+/// connection until it closes), so the workers' shares add up to the
+/// mount's `connections`, which must not exceed them: more would leave a
+/// new connection waiting in the peer's backlog behind idle ones.
 #[derive(Debug)]
 pub struct Idle {
     conns: RefCell<Vec<Conn>>,

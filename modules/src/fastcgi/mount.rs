@@ -17,6 +17,7 @@ pub struct FastCgi {
     /// The document root as the peer sees it.
     root: PathBuf,
     index: String,
+    /// A worker's share of the connections.
     connections: usize,
     timeout: Duration,
     /// The peer's address, for errors and logs.
@@ -24,9 +25,10 @@ pub struct FastCgi {
 }
 
 impl FastCgi {
-    /// The mount `config` describes; `site_root` is the document root when
-    /// the mount names none.
-    pub fn new(config: &FastCgiConfig, site_root: &Path) -> Arc<FastCgi> {
+    /// The mount `config` describes, served by `workers` workers (each
+    /// gets its share of the connections, at least one); `site_root` is the
+    /// document root when the mount names none.
+    pub fn new(config: &FastCgiConfig, site_root: &Path, workers: usize) -> Arc<FastCgi> {
         let name: Arc<str> = match &config.address {
             FastCgiAddress::Unix(p) => format!("unix:{}", p.display()).into(),
             FastCgiAddress::Tcp(a) => a.to_string().into(),
@@ -39,7 +41,7 @@ impl FastCgi {
                 .clone()
                 .unwrap_or_else(|| site_root.to_path_buf()),
             index: config.index.clone(),
-            connections: config.connections as usize,
+            connections: (config.connections as usize / workers.max(1)).max(1),
             timeout: config.timeout,
             name,
         })
@@ -54,7 +56,7 @@ impl FastCgi {
         }
     }
 
-    /// Idle connections each worker keeps.
+    /// Connections each worker may have to the peer, in use or idle.
     pub(super) fn connections(&self) -> usize {
         self.connections
     }
