@@ -229,9 +229,11 @@ fn run_stream(pools: &Pools, copy: bool, stream: &[u8]) -> Run {
         lane_idle: Duration::from_secs(2),
         metrics: None,
         room: None,
+        copy_cap: 1 << 20,
     };
     // As `Link::open`.
     let mut peer: Peer<Msg> = Peer::new(server_end);
+    super::reader::bound(&mut peer);
     peer.adopt_pool(&cfg.pool);
     peer.adopt_remote(&pools.output);
     // As `Link::submit`, for requests 1..=IN_FLIGHT.
@@ -264,6 +266,7 @@ fn run_stream(pools: &Pools, copy: bool, stream: &[u8]) -> Run {
         inflight,
         closed: false,
         progress: Instant::now(),
+        lookup_until: 0,
     };
     runner_end
         .write_all(stream)

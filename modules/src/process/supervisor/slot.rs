@@ -172,7 +172,14 @@ fn run_process(
             None
         }
     };
-    let shaken = handshake(cfg, child.1.take());
+    // Err(None): refused for what its handshake brought (logged here).
+    let shaken = match handshake(cfg, child.1.take()) {
+        Ok(h) => hold_to_its_pool(cfg, h).map_err(|why| {
+            tracing::warn!(module = %cfg.name, pid, "{why}; replacing the runner");
+            None
+        }),
+        Err(e) => Err(Some(e)),
+    };
     if let Some(tx) = started.take() {
         let _ = tx.send(());
     }
@@ -205,8 +212,18 @@ fn run_process(
             (end, Some(peer))
         }
         Err(e) => {
-            tracing::error!(module = %cfg.name, pid, error = %e, "runner did not start");
+            let refused = e.is_none();
+            if let Some(e) = e {
+                tracing::error!(module = %cfg.name, pid, error = %e, "runner did not start");
+            }
             let end = drain_commands(rx, waiting).map_or(End::Shutdown, |_| End::Died);
+            if refused {
+                // A runner refused for what it brought is the module's
+                // doing, and its next one will likely do the same: the
+                // requests waiting for it fail now (502) rather than wait
+                // out their timeout.
+                waiting.clear();
+            }
             (end, None)
         }
     };
@@ -242,6 +259,32 @@ fn run_process(
             end
         }
     }
+}
+
+/// A runner's handshake brought its output pool and nothing else: one
+/// pool, no larger than the server asked for. From then on its control
+/// socket takes neither a pool nor a descriptor (one closes it: the runner
+/// is replaced). Err: why the runner is refused.
+fn hold_to_its_pool(
+    cfg: &SlotConfig,
+    (mut peer, output, sandbox): (Peer<Msg>, RemotePool, String),
+) -> Result<(Peer<Msg>, RemotePool, String), String> {
+    let shared = peer.pools_received();
+    if shared != 1 {
+        return Err(format!(
+            "the runner shared {shared} pools in its handshake (only its output pool may be)"
+        ));
+    }
+    let asked = cfg.output_pool.next_multiple_of(4096);
+    if output.capacity() as u64 > asked {
+        return Err(format!(
+            "the runner's output pool holds {} bytes; the server asked for {asked}",
+            output.capacity()
+        ));
+    }
+    peer.set_pool_limit(shared);
+    peer.channel().set_fd_limit(0);
+    Ok((peer, output, sandbox))
 }
 
 /// What the control loop of one runner start needs from its slot.
@@ -377,8 +420,12 @@ fn serve(
                     return End::Died;
                 }
                 Ok(_) => {}
-                Err(e) => {
+                Err(e @ (iolite_ipc::Error::Closed | iolite_ipc::Error::Io(_))) => {
                     tracing::warn!(module = %cfg.name, pid, error = %e, "runner gone");
+                    return End::Died;
+                }
+                Err(e) => {
+                    tracing::warn!(module = %cfg.name, pid, error = %e, "runner broke the protocol on its control socket; replacing it");
                     return End::Died;
                 }
             }
