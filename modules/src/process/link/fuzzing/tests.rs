@@ -1,6 +1,7 @@
 //! What each seed of the fuzz target does, and the seeds on disk kept in
 //! step with [`seeds`].
 
+use super::seeds::*;
 use super::*;
 
 fn seed(name: &str) -> Run {
