@@ -33,6 +33,12 @@ const COMPACT_AT: usize = 1 << 20;
 pub const MAX_FDS_PER_FRAME: usize = 4;
 /// Most received descriptors waiting for their frame.
 const MAX_QUEUED_FDS: usize = 16;
+/// Most descriptors the kernel passes in one message (`SCM_MAX_FD`): a
+/// read has room for them all. With less room the kernel installs what
+/// fits and flags the read truncated, and then the control data cannot be
+/// parsed (nix refuses a truncated buffer): the installed descriptors
+/// would stay open with no owner, one leak per hostile message.
+const SCM_MAX_FD: usize = 253;
 const READ_CHUNK: usize = 64 * 1024;
 
 /// A framed, blocking unix-socket channel.
@@ -354,7 +360,7 @@ impl Channel {
             self.rbuf.resize(grown, 0);
         }
         let old = self.rend;
-        let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_FRAME]);
+        let mut cmsg = nix::cmsg_space!([RawFd; SCM_MAX_FD]);
         let flags = if wait {
             MsgFlags::MSG_CMSG_CLOEXEC
         } else {
@@ -434,6 +440,44 @@ mod tests {
         // Read without descriptors: now it is drained.
         reader.clear_drained();
         assert_eq!(reader.try_recv::<u32>().unwrap(), None);
+    }
+
+    #[test]
+    fn more_descriptors_in_one_message_than_a_frame_may_carry_are_all_closed() {
+        // Seven descriptors with one send (the fuzz target found that
+        // those past the read's room stayed open, with no owner).
+        use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+        let (a, b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let mut reader = Channel::new(a);
+        reader.set_fd_limit(0);
+        let (sent, ends): (Vec<UnixStream>, Vec<UnixStream>) =
+            (0..7).map(|_| UnixStream::pair().unwrap()).unzip();
+        let raw: Vec<RawFd> = sent.iter().map(AsRawFd::as_raw_fd).collect();
+        let mut frame = Vec::new();
+        frame::encode(&1u32, &mut frame, frame::DEFAULT_MAX_PAYLOAD).unwrap();
+        sendmsg::<()>(
+            b.as_raw_fd(),
+            &[IoSlice::new(&frame)],
+            &[ControlMessage::ScmRights(&raw)],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        drop(sent);
+        assert!(matches!(reader.try_recv::<u32>(), Err(Error::TooManyFds)));
+        assert!(reader.is_closed());
+        drop(b);
+        // Every copy closed: each socket's other end sees its peer gone.
+        for (i, end) in ends.iter().enumerate() {
+            end.set_nonblocking(true).unwrap();
+            let mut byte = [0u8; 1];
+            assert_eq!(
+                (&*end).read(&mut byte).unwrap(),
+                0,
+                "descriptor {i} is still open somewhere"
+            );
+        }
     }
 
     #[test]

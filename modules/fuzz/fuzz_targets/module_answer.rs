@@ -46,12 +46,28 @@ fuzz_target!(|data: &[u8]| {
     // The answers hold the pools they name until they are sent; then
     // nothing is left.
     drop(run);
-    assert_eq!(open_fds(), fds, "a descriptor outlived its link");
+    let after = open_fds();
+    assert!(
+        after.len() == fds.len(),
+        "descriptors outlived their link: {:?}",
+        after.iter().filter(|f| !fds.contains(f)).collect::<Vec<_>>()
+    );
 });
 
-/// Descriptors this process holds.
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
+/// Descriptors this process holds, each with what it names.
+fn open_fds() -> Vec<(String, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .map(|e| {
+            let to = std::fs::read_link(e.path()).unwrap_or_default();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                to.to_string_lossy().into_owned(),
+            )
+        })
+        .collect()
 }
 
 fn check(o: &Outcome) {
