@@ -78,7 +78,8 @@
 //!   [`Msg::Hello`] rounded up to whole pages. Another pool, a larger one,
 //!   or a share after [`Msg::Ready`] (on the control socket or on any data
 //!   link) is refused; a refused handshake fails the requests waiting for
-//!   that runner at once rather than at their timeout.
+//!   that runner, and those that come before the next one starts, at once
+//!   (502) rather than at their timeout.
 //! - **Descriptors**: none from the runner after its handshake, on any
 //!   socket; a frame never carries more than
 //!   [`iolite_ipc::MAX_FDS_PER_FRAME`].

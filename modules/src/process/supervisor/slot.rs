@@ -101,8 +101,10 @@ fn slot_main(
             wake,
             handle,
             drains: &mut drains,
+            refused: false,
         };
         let end = run_process(cfg, &mut runner, &mut waiting, &mut first_start, &mut old);
+        let refused = runner.refused;
         dormant = false;
         match end {
             End::Shutdown => {
@@ -129,7 +131,7 @@ fn slot_main(
             backoff = BACKOFF_MIN;
         }
         tracing::info!(module = %cfg.name, pause_ms = backoff.as_millis() as u64, "restarting runner");
-        if pause(rx, &mut waiting, backoff).is_err() {
+        if pause(rx, &mut waiting, backoff, refused).is_err() {
             drains.kill_all();
             return;
         }
@@ -221,8 +223,10 @@ fn run_process(
                 // A runner refused for what it brought is the module's
                 // doing, and its next one will likely do the same: the
                 // requests waiting for it fail now (502) rather than wait
-                // out their timeout.
+                // out their timeout, and so do those that come before the
+                // next one starts (see `pause`).
                 waiting.clear();
+                ctx.refused = true;
             }
             (end, None)
         }
@@ -295,6 +299,8 @@ struct RunnerCtx<'a> {
     wake: &'a UnixStream,
     handle: &'a Weak<SlotHandle>,
     drains: &'a mut Drains,
+    /// Set when the runner was refused for what its handshake brought.
+    refused: bool,
 }
 
 /// One live runner, as the control loop sees it.
@@ -434,15 +440,20 @@ fn serve(
 }
 
 /// Waits `pause` before a restart, keeping the link requests that come
-/// meanwhile; Err when the server stops.
+/// meanwhile (failing them instead after a `refused` runner); Err when the
+/// server stops.
 fn pause(
     rx: &Receiver<Cmd>,
     waiting: &mut Vec<oneshot::Sender<Attached>>,
     pause: Duration,
+    refused: bool,
 ) -> Result<(), ()> {
     let until = Instant::now() + pause;
     loop {
         match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            // After a refused runner, a request fails at once (502) rather
+            // than wait through a back-off that may outlast its timeout.
+            Ok(Cmd::Connect(reply)) if refused => drop(reply),
             Ok(Cmd::Connect(reply)) => waiting.push(reply),
             // The next runner loads the library anew anyway.
             Ok(Cmd::Replace | Cmd::Look | Cmd::Recycle(_)) => {}
