@@ -8,6 +8,7 @@
 #                    [--check lua|light]
 #                    [--rtt-iters N] [--no-rtt] [--no-build] [--out DIR]
 #                    [--against DIR [--workloads LIST]]
+#                    [--attack NAME[,NAME...]]
 #
 # See bench/README.md ("Process modules"). In short: it builds iolite and the
 # example modules (cargo build --release --workspace), starts ONE iolite on a
@@ -45,6 +46,19 @@
 # and says, per workload, whether it is within 3%. (c) is skipped: the RTT
 # bench builds only the current tree.
 #
+# --attack NAME[,NAME...]: a hostile module (a fixture of
+# fixtures/modules, built with the workspace) is mounted beside the others,
+# and only (a) is measured: hello and static 1 KiB, each round unloaded and
+# then while each attack runs (bench/lib/attack.py asks for the attack's
+# paths in a loop, one at a time). The report gives each one's p99 under
+# each attack beside the unloaded run (goal: within 2x), what the
+# attacker's requests got and how often its runner was replaced. Attacks
+# (issue 14): sharer (pool shares on a link and the control socket),
+# flooder (cache lookups, frames that do nothing), hoarder (stream parts
+# for a client that does not read, unwritten pages), impostor (a pool
+# under the server's id, descriptors on a link). One more is one line in
+# attack_spec below.
+#
 # Every process it starts is stopped by pid when it exits, however it exits.
 set -euo pipefail
 
@@ -56,7 +70,7 @@ lib=$here/lib
 
 rounds=5 duration=5 warmup=1 connections=64 workers=2 check=lua
 rtt_iters=5000 rtt=1 build=1 out=$here/out in_flight=64
-against="" ab_workloads=hello,static-1KiB,blob,blob-copy,echo,echo-copy
+attacks="" against="" ab_workloads=hello,static-1KiB,blob,blob-copy,echo,echo-copy
 argv=("$@")  # for the rerun command an A/B report prints
 
 usage() {
@@ -79,6 +93,7 @@ while [ $# -gt 0 ]; do
     --no-build) build=0; shift ;;
     --out) out=$2; shift 2 ;;
     --against) against=$2; shift 2 ;;
+    --attack) attacks=$2; shift 2 ;;
     --workloads) ab_workloads=$2; workloads_given=1; shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "modules.sh: unknown option $1" >&2; usage 2 >&2 ;;
@@ -112,6 +127,27 @@ elif [ -n "${workloads_given:-}" ]; then
   die "--workloads goes with --against"
 fi
 
+# An attack: "library prefix timeout paths...", the paths its attacker asks
+# for in turn ("slow:" first: a client that never reads the answer).
+attack_spec() { # NAME
+  case $1 in
+    sharer) echo "sharer /sharer 10s /sharer/link /sharer/control" ;;
+    flooder) echo "flooder /flooder 2s /flooder/lookups /flooder/noop" ;;
+    hoarder) echo "hoarder /hoarder 5s slow:/hoarder/parts /hoarder/hole" ;;
+    impostor) echo "impostor /impostor 3s /impostor/reshare /impostor/fds" ;;
+    *) return 1 ;;
+  esac
+}
+attack_list=()
+if [ -n "$attacks" ]; then
+  [ -z "$against" ] || die "--attack does not go with --against"
+  IFS=, read -r -a attack_list <<<"$attacks"
+  for a in "${attack_list[@]}"; do
+    attack_spec "$a" >/dev/null || die "unknown attack $a (sharer,flooder,hoarder,impostor)"
+  done
+  rtt=0
+fi
+
 # ------------------------------------------------------------------ tools
 command -v python3 >/dev/null || die "python3 is needed"
 if ! command -v wrk >/dev/null; then
@@ -130,6 +166,10 @@ fi
 for f in iolite libhello.so libblob.so libecho.so; do
   [ -e "$bin/$f" ] || die "$bin/$f is missing (cargo build --release --workspace)"
 done
+for a in "${attack_list[@]}"; do
+  read -r alib _ <<<"$(attack_spec "$a")"
+  [ -e "$bin/lib$alib.so" ] || die "$bin/lib$alib.so is missing (cargo build --release --workspace)"
+done
 
 # ------------------------------------------------------------------ processes
 started=()  # root pids of the servers, stopped by pid on exit
@@ -137,6 +177,11 @@ helper=""   # pid of the measurement running now, if any
 
 stop_all() {
   local pid tree deadline
+  if [ -n "${attacker:-}" ]; then
+    kill -TERM "$attacker" 2>/dev/null || true
+    wait "$attacker" 2>/dev/null || true
+    attacker=""
+  fi
   if [ -n "$helper" ]; then
     kill -TERM "$helper" 2>/dev/null || true # it stops its wrk, see measure.py
     wait "$helper" 2>/dev/null || true
@@ -203,6 +248,11 @@ write_config() { # LIBDIR FILE
     module "$1" /blob-copy blob copy
     module "$1" /echo echo shared
     module "$1" /echo-copy echo copy
+    for a in "${attack_list[@]}"; do
+      read -r alib aprefix atimeout _ <<<"$(attack_spec "$a")"
+      module "$1" "$aprefix" "$alib" shared
+      echo "timeout = \"$atimeout\""
+    done
   } >"$2"
 }
 config=$run/iolite.toml
@@ -354,7 +404,9 @@ spec() { # workload -> name:script:check, as in the pairs above
     echo|echo-copy) echo "$1:post:light" ;;
   esac
 }
-if [ -n "$against" ]; then
+if [ -n "$attacks" ]; then
+  total=$((rounds * 2 * (1 + ${#attack_list[@]}))) after="no RTT bench (--attack)"
+elif [ -n "$against" ]; then
   total=$((rounds * ${#ab_list[@]} * 2)) after="no RTT bench (--against)"
 else
   total=$((rounds * ${#pairs[@]} * 2)) after="then the RTT bench"
@@ -380,8 +432,36 @@ if [ -n "$against" ]; then
   label_a=$(ab_label iolite "$bin/iolite")
   label_b=$(ab_label baseline "$against/iolite")
 fi
+attacker=""  # pid of the attack running now, if any
+restarts() { # PREFIX: the module's runner restarts so far
+  local n
+  n=$(curl -s "$admin/metrics" | sed -n "s/^iolite_module_restarts_total{module=\"${1//\//\\/}\"} //p")
+  echo "${n:-0}"
+}
+# Hello and static 1 KiB, unloaded, then under each attack in turn.
+attack_round() { # ROUND
+  local a w paths alib aprefix before
+  for w in hello static-1KiB; do measure "$(spec "$w")" "$1" unloaded; done
+  for a in "${attack_list[@]}"; do
+    read -r alib aprefix _ paths <<<"$(attack_spec "$a")"
+    before=$(restarts "$aprefix")
+    # shellcheck disable=SC2086 # the paths are words
+    python3 "$lib/attack.py" "$url" "$run/attack-$a-r$1.json" $paths &
+    attacker=$!
+    for w in hello static-1KiB; do measure "$(spec "$w")" "$1" "attack-$a"; done
+    kill -TERM "$attacker" 2>/dev/null || true
+    wait "$attacker" 2>/dev/null || true
+    attacker=""
+    echo $(($(cat "$run/attack-$a-restarts" 2>/dev/null || echo 0) + $(restarts "$aprefix") - before)) \
+      >"$run/attack-$a-restarts"
+  done
+}
 for ((r = 1; r <= rounds; r++)); do
   echo "modules.sh: round $r of $rounds" >&2
+  if [ -n "$attacks" ]; then
+    attack_round "$r"
+    continue
+  fi
   if [ -n "$against" ]; then
     # Each workload on both servers back to back, A first in odd rounds.
     for w in "${ab_list[@]}"; do
@@ -445,6 +525,13 @@ if [ -n "$against" ]; then
     --version-b "git ${rev_b:-unknown}, sha256 $(ab_sha "$against/iolite")"
     --config-b "$config_b" --mem-a "$mem_a" --mem-b "$mem_b"
     --workloads "$ab_workloads" --rerun "$rerun")
+fi
+if [ -n "$attacks" ]; then
+  python3 "$lib/attack_report.py" "$runs" "$run" "git $rev${dirty:+ + local changes}" \
+    "$rounds" "$duration" "${attack_list[@]}" >"$report"
+  cat "$report"
+  echo "modules.sh: report saved as ${report#"$repo"/}; raw runs in ${runs#"$repo"/}" >&2
+  exit 0
 fi
 python3 "$lib/modules_report.py" --runs "$runs" --rtt "$rtt_line" \
   --version "git $rev${dirty:+ + local changes}" --wrk "$wrk_version" \

@@ -93,24 +93,40 @@ impl Agg {
     }
 
     /// Iterates over the bytes, one slice per buffer.
+    ///
+    /// # Panics
+    /// On a buffer of an untrusted peer's pool ([`Buf::as_slice`]).
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
         self.bufs.iter().map(Buf::as_slice)
     }
 
     /// `IoSlice`s for `writev`, one per buffer.
+    ///
+    /// # Panics
+    /// On a buffer of an untrusted peer's pool: use
+    /// [`io_vecs`](Agg::io_vecs).
     pub fn io_slices(&self) -> Vec<IoSlice<'_>> {
         self.iter().map(IoSlice::new).collect()
     }
 
+    /// [`IoVec`](crate::IoVec)s for [`iov::send`](crate::iov::send), one
+    /// per buffer (untrusted ones included).
+    pub fn io_vecs(&self) -> Vec<crate::IoVec<'_>> {
+        self.bufs.iter().map(Buf::io_vec).collect()
+    }
+
     /// Copies every byte into a new `Vec` (and counts them in
     /// [`copied`](crate::copied)): for tests and for consumers that truly need
-    /// contiguous bytes.
+    /// contiguous bytes. An untrusted buffer's bytes are copied by the
+    /// kernel ([`Buf::copy_into`]); if that fails (it cannot while the
+    /// buffer lives), the copy ends short.
     pub fn copy_to_vec(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(self.len);
-        for s in self.iter() {
-            v.extend_from_slice(s);
+        for b in &self.bufs {
+            if b.copy_into(&mut v).is_err() {
+                break;
+            }
         }
-        crate::copied::add(v.len());
         v
     }
 }

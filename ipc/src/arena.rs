@@ -24,8 +24,8 @@
 //! read-only mapping to reject stale descriptors.
 
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use memfd::{FileSeal, MemfdOptions};
 
@@ -87,6 +87,12 @@ pub(crate) struct Shared {
     /// Owner only: one flag per whole 2 MiB chunk of the data area, set
     /// once the chunk has been moved into a huge page.
     huge: Box<[AtomicBool]>,
+    /// Receivers that check what a descriptor names ([`check_written`]):
+    /// one bit per page of the memfd, set once the page was found written
+    /// (made when first needed).
+    ///
+    /// [`check_written`]: Shared::check_written
+    written: OnceLock<Box<[AtomicU64]>>,
 }
 
 impl Shared {
@@ -173,6 +179,49 @@ impl Shared {
         Ok(())
     }
 
+    /// Checks that every page of `offset..offset + len` (absolute, inside
+    /// the memfd) holds bytes its owner wrote: a page never written is a
+    /// hole of the memfd, and reading it through a mapping would make this
+    /// process allocate it (a sparse pool of any size could be named into
+    /// this process's memory). Holes are found with `lseek(SEEK_HOLE)`,
+    /// which counts a written page that was swapped out as written; a page
+    /// found written stays so (the seals forbid punching holes), so each
+    /// page costs a system call at most once in the pool's life.
+    pub(crate) fn check_written(&self, offset: u64, len: u64) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let pages = self.map.len().div_ceil(PAGE);
+        let bits = self
+            .written
+            .get_or_init(|| (0..pages.div_ceil(64)).map(|_| AtomicU64::new(0)).collect());
+        let first = (offset / PAGE as u64) as usize;
+        let end = offset.saturating_add(len);
+        let last = ((end - 1) / PAGE as u64) as usize;
+        let known = |p: usize| bits[p / 64].load(Ordering::Relaxed) & (1 << (p % 64)) != 0;
+        let Some(unknown) = (first..=last).find(|&p| !known(p)) else {
+            return Ok(());
+        };
+        let from = (unknown * PAGE) as i64;
+        let hole = nix::unistd::lseek(
+            std::os::fd::AsRawFd::as_raw_fd(&self.map.fd()),
+            from,
+            nix::unistd::Whence::SeekHole,
+        )
+        .map_err(|e| Error::Io(e.into()))?;
+        let data_end = (hole.max(from) as u64).min(end.next_multiple_of(PAGE as u64));
+        for p in unknown..(data_end / PAGE as u64) as usize {
+            bits[p / 64].fetch_or(1 << (p % 64), Ordering::Relaxed);
+        }
+        if (hole as u64) < end {
+            return Err(Error::NotWritten {
+                pool: self.id,
+                offset: (hole as u64).max(offset),
+            });
+        }
+        Ok(())
+    }
+
     /// Creates, fills in the header of and seals the memfd of a new owned
     /// pool whose data area holds `capacity` bytes (behind
     /// [`Pool::with_name`](crate::Pool::with_name)).
@@ -231,6 +280,7 @@ impl Shared {
             huge: (0..data_len / HUGE_PAGE)
                 .map(|_| AtomicBool::new(false))
                 .collect(),
+            written: OnceLock::new(),
         })
     }
 
@@ -308,6 +358,7 @@ impl Shared {
             data_len,
             alloc: None,
             huge: Box::new([]),
+            written: OnceLock::new(),
         })
     }
 }
@@ -317,9 +368,20 @@ impl Shared {
 pub(crate) enum RegionKind {
     /// Our own pool: free the space.
     Local,
-    /// Another process's pool: queue a release of this lease.
+    /// Another process's pool: queue a release of this lease. With
+    /// `untrusted`, its owner may write the bytes at any time (a module's
+    /// output pool, as the server sees it): they are reached only through
+    /// raw addresses handed to the kernel, never as a `&[u8]`.
     Remote {
         lease: u64,
+        releases: Arc<ReleaseQueue>,
+        untrusted: bool,
+    },
+    /// A slice of this process's own pool that the peer quoted back under
+    /// a lease it holds: `of` keeps the lease's region alive; its drop is
+    /// counted in `releases` (the slices the peer made this side hold).
+    Quoted {
+        of: Arc<Region>,
         releases: Arc<ReleaseQueue>,
     },
 }
@@ -334,6 +396,28 @@ pub(crate) struct Region {
     pub(crate) kind: RegionKind,
 }
 
+impl Region {
+    /// The region itself, or the one a quote stands for.
+    pub(crate) fn origin(&self) -> &Region {
+        match &self.kind {
+            RegionKind::Quoted { of, .. } => of.origin(),
+            _ => self,
+        }
+    }
+
+    /// Whether the bytes may be written by an owner this process does not
+    /// trust, at any time (see [`RegionKind::Remote`]).
+    pub(crate) fn untrusted(&self) -> bool {
+        matches!(
+            self.kind,
+            RegionKind::Remote {
+                untrusted: true,
+                ..
+            }
+        )
+    }
+}
+
 impl Drop for Region {
     fn drop(&mut self) {
         match &self.kind {
@@ -343,7 +427,10 @@ impl Drop for Region {
                     alloc.free(self.base - self.shared.data_off);
                 }
             }
-            RegionKind::Remote { lease, releases } => releases.release(*lease),
+            RegionKind::Remote {
+                lease, releases, ..
+            } => releases.release(*lease),
+            RegionKind::Quoted { releases, .. } => releases.unquote(),
         }
     }
 }

@@ -229,11 +229,70 @@ impl Buf {
     }
 
     /// The bytes.
+    ///
+    /// # Panics
+    /// For a buffer of an untrusted peer's pool ([`Buf::is_untrusted`]):
+    /// its owner may write them at any time, so they are never viewed as a
+    /// `&[u8]` here. Send them with [`io_vec`](Buf::io_vec), or copy them
+    /// with [`copy_into`](Buf::copy_into).
     pub fn as_slice(&self) -> &[u8] {
+        self.try_as_slice().unwrap_or_else(|| {
+            panic!("a slice of an untrusted peer's pool: use io_vec or copy_into")
+        })
+    }
+
+    /// The bytes, unless the buffer is of an untrusted peer's pool (see
+    /// [`as_slice`](Buf::as_slice)).
+    pub fn try_as_slice(&self) -> Option<&[u8]> {
+        if self.region.untrusted() {
+            return None;
+        }
         // SAFETY: the range lies inside the region (kept by construction and
         // by `slice`), the region is frozen, and `self.region` keeps both the
         // region (so it is not freed and rewritten) and the mapping alive.
-        unsafe { self.region.shared.map.bytes(self.start, self.len) }
+        // The pool's owner is this process or a peer trusted not to write
+        // published regions (the untrusted case returned above).
+        Some(unsafe { self.region.shared.map.bytes(self.start, self.len) })
+    }
+
+    /// Whether the buffer is of a pool whose owner this process does not
+    /// trust ([`Peer::distrust`](crate::Peer::distrust)): it offers no
+    /// `&[u8]`, only [`io_vec`](Buf::io_vec) and [`copy_into`](Buf::copy_into).
+    pub fn is_untrusted(&self) -> bool {
+        self.region.untrusted()
+    }
+
+    /// The bytes as an [`IoVec`](crate::IoVec), for the kernel to read
+    /// ([`iov::send`](crate::iov::send)): any buffer, an untrusted one
+    /// included.
+    pub fn io_vec(&self) -> crate::IoVec<'_> {
+        self.region.shared.map.raw(self.start, self.len)
+    }
+
+    /// `len` bytes from `start` of the buffer as an [`IoVec`](crate::IoVec).
+    ///
+    /// # Panics
+    /// If the range is not inside the buffer.
+    pub fn io_vec_range(&self, start: usize, len: usize) -> crate::IoVec<'_> {
+        assert!(
+            start.checked_add(len).is_some_and(|e| e <= self.len),
+            "range {start}+{len} outside a buffer of {}",
+            self.len
+        );
+        self.region.shared.map.raw(self.start + start, len)
+    }
+
+    /// Appends the bytes to `out`, and counts them in
+    /// [`copied`](crate::copied): the copy-out for the few paths that need
+    /// body bytes in user space. An untrusted buffer's bytes are copied by
+    /// the kernel (`pread` from its memfd), never viewed.
+    pub fn copy_into(&self, out: &mut Vec<u8>) -> Result<()> {
+        match self.try_as_slice() {
+            Some(bytes) => out.extend_from_slice(bytes),
+            None => self.region.shared.map.copy_out(self.start, self.len, out)?,
+        }
+        crate::copied::add(self.len);
+        Ok(())
     }
 
     /// A sub-slice sharing the same memory; nothing is copied.
@@ -282,7 +341,7 @@ impl Buf {
 
     /// Whether `other` is the same bytes of the same region (not just equal bytes).
     pub fn same_as(&self, other: &Buf) -> bool {
-        Arc::ptr_eq(&self.region, &other.region)
+        std::ptr::eq(self.region.origin(), other.region.origin())
             && self.start == other.start
             && self.len == other.len
     }

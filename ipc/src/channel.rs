@@ -33,6 +33,12 @@ const COMPACT_AT: usize = 1 << 20;
 pub const MAX_FDS_PER_FRAME: usize = 4;
 /// Most received descriptors waiting for their frame.
 const MAX_QUEUED_FDS: usize = 16;
+/// Most descriptors the kernel passes in one message (`SCM_MAX_FD`): a
+/// read has room for them all. With less room the kernel installs what
+/// fits and flags the read truncated, and then the control data cannot be
+/// parsed (nix refuses a truncated buffer): the installed descriptors
+/// would stay open with no owner, one leak per hostile message.
+const SCM_MAX_FD: usize = 253;
 const READ_CHUNK: usize = 64 * 1024;
 
 /// A framed, blocking unix-socket channel.
@@ -49,9 +55,14 @@ pub struct Channel {
     opos: usize,
     max_payload: u32,
     closed: bool,
-    /// The last read returned less than it had room for: the socket held
-    /// nothing more at that moment.
+    /// The last read returned less than it had room for and carried no
+    /// descriptors: the socket held nothing more at that moment.
     drained: bool,
+    /// Most received descriptors that may wait for their frame; more
+    /// closes the channel (and every one of them).
+    fd_limit: usize,
+    /// Bytes written to the socket since the channel was made.
+    written: u64,
 }
 
 impl Channel {
@@ -74,7 +85,33 @@ impl Channel {
             max_payload,
             closed: false,
             drained: false,
+            fd_limit: MAX_QUEUED_FDS,
+            written: 0,
         }
+    }
+
+    /// Sets how many received descriptors may wait for the frames that
+    /// claim them (16 by default; never more). A read that brings more
+    /// closes the channel with [`Error::TooManyFds`] and closes every
+    /// descriptor it holds; 0 refuses descriptors altogether (a peer that
+    /// is sent none after its handshake).
+    pub fn set_fd_limit(&mut self, n: usize) {
+        self.fd_limit = n.min(MAX_QUEUED_FDS);
+        if self.fds.len() > self.fd_limit {
+            let _ = self.fail::<()>(Error::TooManyFds);
+        }
+    }
+
+    /// Bytes written to the socket since the channel was made: a frame
+    /// queued when [`queued_end`](Channel::queued_end) was `n` has left
+    /// once this reaches `n`.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// [`written`](Channel::written) once everything queued now is written.
+    pub fn queued_end(&self) -> u64 {
+        self.written + self.queued() as u64
     }
 
     /// The socket underneath. Reading or writing it directly bypasses the
@@ -164,7 +201,10 @@ impl Channel {
         while self.opos < self.obuf.len() {
             let iov = [IoSlice::new(&self.obuf[self.opos..])];
             match sendmsg::<()>(self.sock.as_raw_fd(), &iov, &[], flags, None) {
-                Ok(n) => self.opos += n,
+                Ok(n) => {
+                    self.opos += n;
+                    self.written += n as u64;
+                }
                 Err(Errno::EINTR) => {}
                 Err(Errno::EAGAIN) if !wait => return Ok(false),
                 Err(e) => return self.fail(Error::from(e)),
@@ -206,7 +246,10 @@ impl Channel {
                 MsgFlags::MSG_NOSIGNAL,
                 None,
             ) {
-                Ok(n) => sent += n,
+                Ok(n) => {
+                    sent += n;
+                    self.written += n as u64;
+                }
                 Err(Errno::EINTR) => {}
                 Err(e) => return self.fail(Error::from(e)),
             }
@@ -317,7 +360,7 @@ impl Channel {
             self.rbuf.resize(grown, 0);
         }
         let old = self.rend;
-        let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_FRAME]);
+        let mut cmsg = nix::cmsg_space!([RawFd; SCM_MAX_FD]);
         let flags = if wait {
             MsgFlags::MSG_CMSG_CLOEXEC
         } else {
@@ -345,13 +388,16 @@ impl Channel {
         };
         let (n, raw_fds, truncated) = res?;
         self.rend = old + n;
-        self.drained = n < self.rbuf.len() - old;
+        // A read that brought descriptors proves nothing: the kernel ends a
+        // read after the bytes that carried them (it never glues data of
+        // two sends' descriptors), however much more waits in the socket.
+        self.drained = n < self.rbuf.len() - old && raw_fds.is_empty() && !truncated;
         for fd in raw_fds {
             // SAFETY: the kernel just installed this descriptor in our table for
             // us (SCM_RIGHTS); nothing else owns it, so we take ownership once.
             self.fds.push_back(unsafe { OwnedFd::from_raw_fd(fd) });
         }
-        if truncated || self.fds.len() > MAX_QUEUED_FDS {
+        if truncated || self.fds.len() > self.fd_limit {
             return Err(Error::TooManyFds);
         }
         Ok(Some(n))
@@ -366,8 +412,97 @@ impl Channel {
 #[cfg(test)]
 mod tests {
     use std::io::Read;
+    use std::os::fd::AsFd;
 
     use super::*;
+
+    #[test]
+    fn a_read_that_brought_descriptors_does_not_claim_the_socket_drained() {
+        // The kernel ends a read after the bytes that carried descriptors,
+        // with later frames still in the socket: an event loop that took
+        // `drained` at its word would wait for a readiness event that
+        // never comes, and those frames would sit there.
+        let (a, b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let mut reader = Channel::new(a);
+        let mut writer = Channel::new(b);
+        let (keep, _) = UnixStream::pair().unwrap();
+        writer.send(&1u32, &[keep.as_fd()]).unwrap();
+        writer.send(&2u32, &[]).unwrap();
+        reader.clear_drained();
+        assert_eq!(reader.try_recv::<u32>().unwrap(), Some(1));
+        assert!(
+            !reader.drained() || reader.has_frame(),
+            "a frame waits in the socket, yet the channel says it is drained"
+        );
+        assert_eq!(reader.take_fds(1).unwrap().len(), 1);
+        assert_eq!(reader.try_recv::<u32>().unwrap(), Some(2));
+        // Read without descriptors: now it is drained.
+        reader.clear_drained();
+        assert_eq!(reader.try_recv::<u32>().unwrap(), None);
+    }
+
+    #[test]
+    fn more_descriptors_in_one_message_than_a_frame_may_carry_are_all_closed() {
+        // Seven descriptors with one send (the fuzz target found that
+        // those past the read's room stayed open, with no owner).
+        use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+        let (a, b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let mut reader = Channel::new(a);
+        reader.set_fd_limit(0);
+        let (sent, ends): (Vec<UnixStream>, Vec<UnixStream>) =
+            (0..7).map(|_| UnixStream::pair().unwrap()).unzip();
+        let raw: Vec<RawFd> = sent.iter().map(AsRawFd::as_raw_fd).collect();
+        let mut frame = Vec::new();
+        frame::encode(&1u32, &mut frame, frame::DEFAULT_MAX_PAYLOAD).unwrap();
+        sendmsg::<()>(
+            b.as_raw_fd(),
+            &[IoSlice::new(&frame)],
+            &[ControlMessage::ScmRights(&raw)],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        drop(sent);
+        assert!(matches!(reader.try_recv::<u32>(), Err(Error::TooManyFds)));
+        assert!(reader.is_closed());
+        drop(b);
+        // Every copy closed: each socket's other end sees its peer gone.
+        for (i, end) in ends.iter().enumerate() {
+            end.set_nonblocking(true).unwrap();
+            let mut byte = [0u8; 1];
+            assert_eq!(
+                (&*end).read(&mut byte).unwrap(),
+                0,
+                "descriptor {i} is still open somewhere"
+            );
+        }
+    }
+
+    #[test]
+    fn descriptors_past_the_limit_close_the_channel_and_every_one_of_them() {
+        let (a, b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let mut reader = Channel::new(a);
+        reader.set_fd_limit(0);
+        let mut writer = Channel::new(b);
+        let (keep, other) = UnixStream::pair().unwrap();
+        writer.send(&1u32, &[keep.as_fd()]).unwrap();
+        drop(keep);
+        assert!(matches!(reader.try_recv::<u32>(), Err(Error::TooManyFds)));
+        assert!(reader.is_closed());
+        // The received copy was closed with the channel: `other` sees its
+        // peer gone once the writer's frame is gone too.
+        drop(writer);
+        other.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            (&other).read(&mut byte).unwrap(),
+            0,
+            "the descriptor is still open somewhere"
+        );
+    }
 
     #[test]
     fn a_channel_never_flushed_empty_keeps_its_output_buffer_bounded() {

@@ -122,6 +122,29 @@ pub enum Error {
     /// The peer sent more file descriptors than a channel accepts.
     #[error("too many file descriptors from peer")]
     TooManyFds,
+    /// The peer shared more pools than this side accepts from it (none
+    /// after its handshake); the channel is closed.
+    #[error("pool shared past the limit of {limit}")]
+    TooManyPools {
+        /// Pools this side accepts from the peer in all.
+        limit: usize,
+    },
+    /// The peer's descriptors would make this side hold more slices of
+    /// its pools (and of quotes of this side's) than it allows at once.
+    #[error("descriptors past the limit of {limit} slices held")]
+    TooManyHeld {
+        /// Slices this side holds for the peer at most.
+        limit: usize,
+    },
+    /// A descriptor names pages its pool's owner never wrote (holes of a
+    /// sparse memfd): reading them would allocate them here.
+    #[error("descriptor names unwritten pages of pool {pool:#x} at {offset}")]
+    NotWritten {
+        /// The pool.
+        pool: u64,
+        /// The first byte of the first unwritten page it names.
+        offset: u64,
+    },
     /// The channel is closed: the peer went away or an earlier error closed it.
     #[error("channel closed")]
     Closed,
@@ -149,6 +172,9 @@ impl Error {
             | Error::Truncated { .. }
             | Error::MissingFds { .. }
             | Error::TooManyFds
+            | Error::TooManyPools { .. }
+            | Error::TooManyHeld { .. }
+            | Error::NotWritten { .. }
             | Error::Closed => 502,
             _ => 500,
         }

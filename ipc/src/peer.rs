@@ -74,6 +74,11 @@ impl AggDesc {
 /// Most lease ids in one release frame (keeps it far below the frame limit).
 pub const RELEASES_PER_FRAME: usize = 4096;
 
+/// Pools a peer accepts from the other side over its life unless told
+/// otherwise ([`Peer::set_pool_limit`]): each holds a descriptor and a
+/// mapping here for as long as the peer lives.
+pub const DEFAULT_POOL_LIMIT: usize = 8;
+
 /// The frame payload envelope.
 #[derive(Debug, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -117,6 +122,14 @@ pub struct Peer<M> {
     remote: HashMap<u64, RemotePool>,
     releases: Arc<ReleaseQueue>,
     release_batch: usize,
+    /// Pools received on this channel, and how many may be.
+    pools_received: usize,
+    pool_limit: usize,
+    /// The peer is not trusted: see [`Peer::distrust`].
+    untrusted: bool,
+    /// Most slices of the peer's pools (and quotes of this side's) that
+    /// imports may hold at once.
+    held_limit: usize,
     _msg: PhantomData<fn(M) -> M>,
 }
 
@@ -135,8 +148,50 @@ impl<M: Serialize + DeserializeOwned> Peer<M> {
             remote: HashMap::new(),
             releases: Arc::default(),
             release_batch: 64,
+            pools_received: 0,
+            pool_limit: DEFAULT_POOL_LIMIT,
+            untrusted: false,
+            held_limit: usize::MAX,
             _msg: PhantomData,
         }
+    }
+
+    /// Sets how many pools this side accepts from the peer on this channel
+    /// in all, those received so far included ([`DEFAULT_POOL_LIMIT`] at
+    /// first): one more closes the channel with [`Error::TooManyPools`]
+    /// (its descriptor closed, nothing mapped). A server sets it to what
+    /// the handshake brought once it is over, and to 0 on channels that
+    /// take no pool.
+    pub fn set_pool_limit(&mut self, n: usize) {
+        self.pool_limit = n;
+    }
+
+    /// Pools the peer shared on this channel.
+    pub fn pools_received(&self) -> usize {
+        self.pools_received
+    }
+
+    /// Treats the peer as untrusted from now on (a module's runner, as the
+    /// server sees it): buffers imported from its pools
+    /// ([`Buf::is_untrusted`]) offer no `&[u8]`, since it may write them at
+    /// any time, only [`Buf::io_vec`] and [`Buf::copy_into`]; and a
+    /// descriptor must name pages it wrote (a hole of its memfd would be
+    /// allocated here when read: [`Error::NotWritten`]).
+    pub fn distrust(&mut self) {
+        self.untrusted = true;
+    }
+
+    /// Sets how many slices imports may hold at once: of the peer's pools
+    /// (each holds a lease) and quotes of this side's (unlimited at
+    /// first). An import past it fails with [`Error::TooManyHeld`].
+    pub fn set_held_limit(&mut self, n: usize) {
+        self.held_limit = n;
+    }
+
+    /// Slices imports hold now: of the peer's pools and quotes of this
+    /// side's (see [`set_held_limit`](Peer::set_held_limit)).
+    pub fn slices_held(&self) -> usize {
+        self.releases.held() + self.releases.quoted()
     }
 
     /// Sets how many releases [`send`](Peer::send) lets queue up before it
@@ -258,6 +313,11 @@ impl<M: Serialize + DeserializeOwned> Peer<M> {
     /// [`Error::StaleGeneration`], [`Error::UnknownLease`],
     /// [`Error::DuplicateLease`].
     pub fn import(&mut self, desc: &AggDesc) -> Result<Agg> {
+        if self.slices_held().saturating_add(desc.bufs.len()) > self.held_limit {
+            return Err(Error::TooManyHeld {
+                limit: self.held_limit,
+            });
+        }
         let mut agg = Agg::new();
         for d in &desc.bufs {
             agg.push(self.import_one(d)?);
@@ -269,6 +329,9 @@ impl<M: Serialize + DeserializeOwned> Peer<M> {
         if let Some(rp) = self.remote.get(&d.pool) {
             rp.shared
                 .check_descriptor(d.region, d.offset, d.len, d.generation)?;
+            if self.untrusted {
+                rp.shared.check_written(d.offset, d.len)?;
+            }
             self.releases.import(d.lease)?;
             let region = Region {
                 shared: rp.shared.clone(),
@@ -278,6 +341,7 @@ impl<M: Serialize + DeserializeOwned> Peer<M> {
                 kind: RegionKind::Remote {
                     lease: d.lease,
                     releases: self.releases.clone(),
+                    untrusted: self.untrusted,
                 },
             };
             return Ok(Buf::from_region(
@@ -310,8 +374,21 @@ impl<M: Serialize + DeserializeOwned> Peer<M> {
                     len: d.len,
                 });
             }
+            // A quote of its own, counted among the slices held for the
+            // peer while it lives.
+            self.releases.quote();
+            let quote = Region {
+                shared: region.shared.clone(),
+                base: region.base,
+                cap: region.cap,
+                generation: region.generation,
+                kind: RegionKind::Quoted {
+                    of: region.clone(),
+                    releases: self.releases.clone(),
+                },
+            };
             return Ok(Buf::from_region(
-                region.clone(),
+                Arc::new(quote),
                 d.offset as usize,
                 d.len as usize,
             ));
@@ -450,6 +527,16 @@ impl<M: Serialize + DeserializeOwned> Peer<M> {
         self.chan.queued()
     }
 
+    /// See [`Channel::written`].
+    pub fn written(&self) -> u64 {
+        self.chan.written()
+    }
+
+    /// See [`Channel::queued_end`].
+    pub fn queued_end(&self) -> u64 {
+        self.chan.queued_end()
+    }
+
     fn handle_wire(&mut self, wire: Wire<M>) -> Result<Event<M>> {
         match wire {
             Wire::Msg(m) => Ok(Event::Message(m)),
@@ -466,9 +553,22 @@ impl<M: Serialize + DeserializeOwned> Peer<M> {
                     needed: 1,
                     available: 0,
                 })?;
+                if self.pools_received >= self.pool_limit {
+                    let limit = self.pool_limit;
+                    return Err(self.chan.close_with(Error::TooManyPools { limit }));
+                }
                 if self.remote.contains_key(&pool) {
                     return Err(self.chan.close_with(Error::BadPool("pool shared twice")));
                 }
+                // Under one of this side's own ids, its descriptors would be
+                // taken for slices of this side's pool and skip the lease
+                // check (`import_one` looks at the peer's pools first).
+                if self.given.contains_key(&pool) {
+                    return Err(self
+                        .chan
+                        .close_with(Error::BadPool("pool shared under an id of this side's")));
+                }
+                self.pools_received += 1;
                 let shared = match Shared::open_remote(fd, pool, size) {
                     Ok(s) => s,
                     Err(e) => return Err(self.chan.close_with(e)),

@@ -129,6 +129,12 @@ impl RemotePool {
         self.shared.map.len() as u64
     }
 
+    /// Bytes of the data area (what its owner asked for, rounded up to
+    /// whole pages).
+    pub fn capacity(&self) -> usize {
+        self.shared.data_len
+    }
+
     /// Address of the read-only mapping (for tests that probe its protection).
     pub fn mapping_addr(&self) -> std::ptr::NonNull<u8> {
         self.shared.map.addr()

@@ -5,6 +5,7 @@
 //! goes.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
@@ -13,6 +14,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Default)]
 pub(crate) struct ReleaseQueue {
     inner: Mutex<ReleaseInner>,
+    /// Quotes of this side's own pools, imported and alive.
+    quoted: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -64,5 +67,20 @@ impl ReleaseQueue {
 
     pub(crate) fn held(&self) -> usize {
         self.lock().imported.len()
+    }
+
+    /// Counts a quote of this side's pool made alive by an import.
+    pub(crate) fn quote(&self) {
+        self.quoted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The last `Buf` of a quote is gone.
+    pub(crate) fn unquote(&self) {
+        self.quoted.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Quotes alive.
+    pub(crate) fn quoted(&self) -> usize {
+        self.quoted.load(Ordering::Relaxed)
     }
 }

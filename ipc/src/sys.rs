@@ -167,6 +167,38 @@ impl Mapping {
         if rc == 0 { end - start } else { 0 }
     }
 
+    /// The address of byte `off` and `len` bytes from it, for the kernel to
+    /// read ([`IoVec`](crate::IoVec)): no view is made.
+    pub(crate) fn raw(&self, off: usize, len: usize) -> crate::IoVec<'_> {
+        self.check(off, len);
+        crate::iov::IoVec::from_raw(self.ptr.as_ptr().cast_const().wrapping_add(off), len)
+    }
+
+    /// Appends `off..off + len` of the memfd to `out`, copied by the kernel
+    /// (`pread`): for bytes another process may be writing right now, which
+    /// this process must not view.
+    pub(crate) fn copy_out(&self, off: usize, len: usize, out: &mut Vec<u8>) -> Result<()> {
+        self.check(off, len);
+        let start = out.len();
+        out.resize(start + len, 0);
+        let mut done = 0;
+        while done < len {
+            match nix::sys::uio::pread(&self.fd, &mut out[start + done..], (off + done) as i64) {
+                Ok(0) => {
+                    out.truncate(start);
+                    return Err(Error::BadPool("memfd shorter than its mapping"));
+                }
+                Ok(n) => done += n,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    out.truncate(start);
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Copies `off..off + len` with volatile reads: for bytes another process
     /// may be writing right now (an unpublished region).
     pub(crate) fn read_volatile(&self, off: usize, len: usize) -> Vec<u8> {

@@ -65,6 +65,48 @@
 //! bytes go inline instead: [`Msg::Data`] frames with the same id precede
 //! the [`Msg::Request`], [`Msg::Response`] or [`Msg::StreamPart`] they belong
 //! to, whose descriptors are then empty.
+//!
+//! # Bounds
+//!
+//! Everything a runner can make the server hold is bounded per runner; a
+//! runner past a bound broke the contract: the socket it used is closed,
+//! the requests it holds fail (502) and it is replaced. Other modules and
+//! the server never notice.
+//!
+//! - **Pools**: one, its output pool, shared on the control socket in the
+//!   handshake (step 2), no larger than the `output_pool` of
+//!   [`Msg::Hello`] rounded up to whole pages. Another pool, a larger one,
+//!   or a share after [`Msg::Ready`] (on the control socket or on any data
+//!   link) is refused; a refused handshake fails the requests waiting for
+//!   that runner, and those that come before the next one starts, at once
+//!   (502) rather than at their timeout.
+//! - **Descriptors**: none from the runner after its handshake, on any
+//!   socket; a frame never carries more than
+//!   [`iolite_ipc::MAX_FDS_PER_FRAME`].
+//! - **Slices held**: the server holds at most 16,384 slices per data link
+//!   for the runner at once (slices of its output pool under its leases,
+//!   and quotes of the server's pools): whole answers still being sent and
+//!   stream parts its client has not taken yet. A runner that streams to a
+//!   client that does not read must wait for releases.
+//! - **Written pages only**: every page a descriptor names must hold bytes
+//!   the runner wrote (found with `SEEK_HOLE` on its memfd); a descriptor
+//!   naming a hole — which the server would otherwise allocate by reading
+//!   it — is refused.
+//! - **Cache lookups**: one at a time per link (step 5): a
+//!   [`Msg::CacheLookup`] before the [`Msg::Cached`] answering the last one
+//!   is refused.
+//! - **Copy mode**: the [`Msg::Data`] bytes gathered on a link and not yet
+//!   claimed by an answer or part are at most the size of the output pool.
+//! - **Reading**: the server takes at most 64 frames from a link before it
+//!   lets its worker's other connections run, so a runner that keeps its
+//!   socket full delays no one else; frames that do nothing keep the
+//!   request they belong to waiting only until its timeout (504).
+//!
+//! The server reads a runner's output pool only through the kernel (it
+//! hands the pages to `sendmsg`, or copies them out with `pread`, counted in
+//! `iolite_body_bytes_copied_total`): what the runner writes into a slice
+//! it already answered with changes what the client gets, never the
+//! server's behaviour.
 
 use std::net::SocketAddr;
 

@@ -8,10 +8,11 @@
 //! client holds the producer back. Chunked framing (an HTTP/1.1 body of
 //! unknown length) is written between the splices.
 
-use std::io::{self, IoSlice};
+use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::Duration;
 
+use iolite_ipc::IoVec;
 use rustix::pipe::{PipeFlags, SpliceFlags, pipe_with, splice};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -118,7 +119,7 @@ impl<'a> Out<'a> {
     /// left corked in the socket.
     async fn memory(&mut self, bytes: &[u8], sent: &mut u64) -> io::Result<()> {
         self.chunk_head(bytes.len() as u64);
-        let mut batch = [IoSlice::new(&self.line), IoSlice::new(bytes)];
+        let mut batch = [IoVec::from_slice(&self.line), IoVec::from_slice(bytes)];
         write_all_vectored(self.stream, &mut batch, false, self.timeout, sent).await
     }
 
@@ -146,7 +147,7 @@ impl<'a> Out<'a> {
             }
             self.chunk_head(n as u64);
             if !self.line.is_empty() {
-                let mut batch = [IoSlice::new(&self.line)];
+                let mut batch = [IoVec::from_slice(&self.line)];
                 write_all_vectored(self.stream, &mut batch, true, self.timeout, sent).await?;
             }
             self.drain(n, sent).await?;
@@ -194,7 +195,7 @@ impl<'a> Out<'a> {
             return Ok(());
         }
         self.chunk_head(0);
-        let mut batch = [IoSlice::new(&self.line)];
+        let mut batch = [IoVec::from_slice(&self.line)];
         write_all_vectored(self.stream, &mut batch, false, self.timeout, sent).await
     }
 }

@@ -2,10 +2,11 @@
 //! resumed, `EAGAIN` waited on with the send timeout), and chunked
 //! framing lines (a leaf: bodies of every kind write through it).
 
-use std::io::{self, IoSlice};
+use std::io;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
-use rustix::net::{SendAncillaryBuffer, SendFlags, sendmsg};
+use iolite_ipc::IoVec;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
@@ -32,31 +33,26 @@ pub(crate) fn push_hex(out: &mut Vec<u8>, n: u64) {
     }
 }
 
-/// Writes every byte of `bufs` with `sendmsg`, `MSG_MORE` if more follows;
-/// adds what it wrote to `sent`.
+/// Writes every byte of `bufs` with `sendmsg` (by address: the kernel
+/// reads them, `iolite_ipc::iov::send`), `MSG_MORE` if more follows; adds
+/// what it wrote to `sent`.
 pub(crate) async fn write_all_vectored(
     stream: &TcpStream,
-    mut bufs: &mut [IoSlice<'_>],
+    mut bufs: &mut [IoVec<'_>],
     more: bool,
     timeout: Duration,
     sent: &mut u64,
 ) -> io::Result<()> {
-    IoSlice::advance_slices(&mut bufs, 0);
-    let flags = if more {
-        SendFlags::MORE | SendFlags::NOSIGNAL
-    } else {
-        SendFlags::NOSIGNAL
-    };
+    IoVec::advance_slices(&mut bufs, 0);
     while !bufs.is_empty() {
         let attempt = stream.try_io(Interest::WRITABLE, || {
-            sendmsg(stream, bufs, &mut SendAncillaryBuffer::default(), flags)
-                .map_err(io::Error::from)
+            iolite_ipc::iov::send(stream.as_fd(), bufs, more)
         });
         match attempt {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(k) => {
                 *sent += k as u64;
-                IoSlice::advance_slices(&mut bufs, k);
+                IoVec::advance_slices(&mut bufs, k);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 wait_writable(stream, timeout).await?

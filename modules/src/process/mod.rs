@@ -322,6 +322,7 @@ impl ProcessModule {
             lane_idle: self.lane_idle,
             metrics: Some(self.metrics.clone()),
             room: Some(self.room.clone()),
+            copy_cap: OUTPUT_POOL as usize,
         };
         let files = self
             .template

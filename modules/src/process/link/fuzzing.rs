@@ -24,17 +24,30 @@
 //! pool (which a fuzzer could not guess: they hold the process id), so that
 //! descriptors can pass the pool lookup and reach the bounds, generation
 //! and lease checks.
+//!
+//! Descriptors (issue 14): a record whose tag has bit 7 set goes on the
+//! socket with `(tag >> 1) & 7` descriptors attached (`SCM_RIGHTS`), of
+//! kinds [`FdKind::ALL`] taken in turn from `(tag >> 4) & 7`: a sparse
+//! sealed pool (64 MiB, one page written), an unsealed memfd, the output
+//! pool's and the request pool's memfds again, a socket, a pipe. A link
+//! takes none (every one closes it); with flags bit 1 the link plays a
+//! socket still in its handshake instead, which takes
+//! [`HANDSHAKE_POOLS`] pools (each through the seal, size and header
+//! checks), so descriptors into the sparse pool reach the written-page
+//! check. Pool id 2 in a descriptor or a `SharePool` stands for the sparse
+//! pool (`SharePool` ids 0 and 1 as above).
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use iolite_core::{Body, Response, StreamBody};
 use iolite_ipc::frame::{self, HEADER_LEN, VERSION};
-use iolite_ipc::{Agg, AggDesc, Buf, BufDesc, Event, Peer, Pool, RemotePool, Wire};
-use iolite_sdk::wire::{InlineBytes, Msg, ResponseFrame};
+use iolite_ipc::{Agg, AggDesc, Buf, Event, Peer, Pool, RemotePool, Wire};
+use iolite_sdk::wire::Msg;
 use tokio::sync::{Semaphore, oneshot};
 
 use super::protocol::{Answer, Flight, LinkConfig, State, receive};
@@ -55,6 +68,46 @@ pub const OUTPUT_BODIES: [&[u8]; 2] = [b"hello from the module\n", &[b'x'; 5000]
 const MAX_STREAM: usize = 64 << 10;
 /// The mount prefix, in the log lines `to_response` writes.
 const PREFIX: &str = "/fuzz";
+/// Pools a link playing a socket in its handshake (flags bit 1) takes.
+pub const HANDSHAKE_POOLS: usize = 2;
+/// Bytes of the sparse pool's data area (one page of it written).
+pub const SPARSE_POOL: usize = 64 << 20;
+
+/// A kind of descriptor a record may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdKind {
+    /// A sealed pool of [`SPARSE_POOL`] bytes, all holes but one page.
+    SparsePool,
+    /// A memfd without seals (1 MiB).
+    Unsealed,
+    /// The runner's output pool again.
+    OutputPool,
+    /// The module's request pool (the server's own).
+    RequestPool,
+    /// One end of a unix socket pair.
+    Socket,
+    /// The read end of a pipe.
+    Pipe,
+}
+
+impl FdKind {
+    /// Every kind, in the order a record's tag picks them.
+    pub const ALL: [FdKind; 6] = [
+        FdKind::SparsePool,
+        FdKind::Unsealed,
+        FdKind::OutputPool,
+        FdKind::RequestPool,
+        FdKind::Socket,
+        FdKind::Pipe,
+    ];
+}
+
+/// Bytes for the socket, with descriptors attached to their first byte.
+#[derive(Debug, Default)]
+pub struct Piece {
+    pub bytes: Vec<u8>,
+    pub fds: Vec<FdKind>,
+}
 
 /// The pools the harness shares between runs: the module's request pool
 /// (owned, as the server owns it), the runner's output pool (owned here in
@@ -68,6 +121,26 @@ struct Pools {
     /// The output pool's owner side, and its regions (kept allocated).
     output_owner: Pool,
     output_bufs: Vec<Buf>,
+    /// A sparse pool (see [`FdKind::SparsePool`]) and its one written page.
+    sparse: Pool,
+    sparse_buf: Buf,
+    /// Descriptors of the other kinds, kept open for every run.
+    unsealed: OwnedFd,
+    socket: (UnixStream, UnixStream),
+    pipe: (OwnedFd, OwnedFd),
+}
+
+impl Pools {
+    fn fd(&self, kind: FdKind) -> BorrowedFd<'_> {
+        match kind {
+            FdKind::SparsePool => self.sparse.fd(),
+            FdKind::Unsealed => self.unsealed.as_fd(),
+            FdKind::OutputPool => self.output_owner.fd(),
+            FdKind::RequestPool => self.request.fd(),
+            FdKind::Socket => self.socket.0.as_fd(),
+            FdKind::Pipe => self.pipe.0.as_fd(),
+        }
+    }
 }
 
 fn pools() -> &'static Pools {
@@ -96,20 +169,34 @@ fn pools() -> &'static Pools {
             Ok(Event::PoolShared(rp)) => rp,
             other => panic!("the output pool did not arrive: {other:?}"),
         };
+        let sparse = Pool::with_name("iolite-fuzz-sparse", SPARSE_POOL).expect("sparse pool");
+        let mut b = sparse.alloc(4096).expect("sparse page");
+        b.extend_from_slice(&[b's'; 4096]).expect("sparse page");
+        let sparse_buf = b.freeze();
+        let unsealed = memfd::MemfdOptions::default()
+            .close_on_exec(true)
+            .create("iolite-fuzz-unsealed")
+            .expect("unsealed memfd");
+        unsealed.as_file().set_len(1 << 20).expect("unsealed memfd");
         Pools {
             request,
             request_body,
             output,
             output_owner,
             output_bufs,
+            sparse,
+            sparse_buf,
+            unsealed: unsealed.into_file().into(),
+            socket: UnixStream::pair().expect("socket pair"),
+            pipe: nix::unistd::pipe().expect("pipe"),
         }
     })
 }
 
-/// The ids that pool ids 0 and 1 in an odd record stand for.
-pub fn pool_ids() -> [u64; 2] {
+/// The ids that pool ids 0, 1 and 2 in an odd record stand for.
+pub fn pool_ids() -> [u64; 3] {
     let p = pools();
-    [p.output.id(), p.request.id()]
+    [p.output.id(), p.request.id(), p.sparse.id()]
 }
 
 /// What became of one request of the link.
@@ -142,28 +229,42 @@ pub struct Run {
 pub fn run(input: &[u8]) -> Run {
     let pools = pools();
     let Some((&flags, records)) = input.split_first() else {
-        return run_stream(pools, false, &[]);
+        return run_stream(pools, 0, &[]);
     };
     let stream = stream_of(records, pool_ids());
-    run_stream(pools, flags & 1 == 1, &stream)
+    run_stream(pools, flags, &stream)
 }
 
-/// The bytes an input puts on the socket.
-pub fn stream_of(mut records: &[u8], ids: [u64; 2]) -> Vec<u8> {
-    let mut out = Vec::new();
+/// What an input puts on the socket: bytes, with descriptors attached to
+/// some of them.
+pub fn stream_of(mut records: &[u8], ids: [u64; 3]) -> Vec<Piece> {
+    let mut pieces: Vec<Piece> = vec![Piece::default()];
+    let mut total = 0;
     while let [tag, l0, l1, rest @ ..] = records {
         let len = usize::from(u16::from_le_bytes([*l0, *l1])).min(rest.len());
         let (bytes, next) = rest.split_at(len);
         records = next;
+        let count = usize::from((tag >> 1) & 7);
+        if tag & 0x80 != 0 && count > 0 && !bytes.is_empty() {
+            let first = usize::from((tag >> 4) & 7);
+            pieces.push(Piece {
+                bytes: Vec::new(),
+                fds: (0..count)
+                    .map(|i| FdKind::ALL[(first + i) % FdKind::ALL.len()])
+                    .collect(),
+            });
+        }
+        let Some(out) = pieces.last_mut().map(|p| &mut p.bytes) else {
+            break;
+        };
+        let before = out.len();
         if tag & 1 == 0 {
             out.extend_from_slice(bytes);
         } else {
             match frame::decode_payload::<Wire<Msg>>(bytes) {
                 Ok(mut wire) => {
-                    if let Wire::Msg(msg) = &mut wire {
-                        remap(msg, ids);
-                    }
-                    if frame::encode(&wire, &mut out, frame::DEFAULT_MAX_PAYLOAD).is_err() {
+                    remap(&mut wire, ids);
+                    if frame::encode(&wire, out, frame::DEFAULT_MAX_PAYLOAD).is_err() {
                         out.extend_from_slice(bytes);
                     }
                 }
@@ -174,12 +275,15 @@ pub fn stream_of(mut records: &[u8], ids: [u64; 2]) -> Vec<u8> {
                 }
             }
         }
-        if out.len() >= MAX_STREAM {
-            out.truncate(MAX_STREAM);
+        total += out.len() - before;
+        if total >= MAX_STREAM {
+            let over = total - MAX_STREAM;
+            out.truncate(out.len() - over);
             break;
         }
     }
-    out
+    pieces.retain(|p| !p.bytes.is_empty());
+    pieces
 }
 
 /// One record of an input: `tag`, then `bytes` (at most 65535).
@@ -199,7 +303,17 @@ pub fn msg_record(msg: &Msg) -> Vec<u8> {
     record(1, &framed[HEADER_LEN..])
 }
 
-fn remap(msg: &mut Msg, ids: [u64; 2]) {
+fn remap(wire: &mut Wire<Msg>, ids: [u64; 3]) {
+    let msg = match wire {
+        Wire::Msg(msg) => msg,
+        Wire::SharePool { pool, .. } => {
+            if let Some(&id) = ids.get(*pool as usize) {
+                *pool = id;
+            }
+            return;
+        }
+        _ => return,
+    };
     let fix = |d: &mut AggDesc| {
         for b in &mut d.bufs {
             if let Some(&id) = ids.get(b.pool as usize) {
@@ -216,8 +330,9 @@ fn remap(msg: &mut Msg, ids: [u64; 2]) {
     }
 }
 
-fn run_stream(pools: &Pools, copy: bool, stream: &[u8]) -> Run {
-    let (server_end, mut runner_end) = UnixStream::pair().expect("socket pair");
+fn run_stream(pools: &Pools, flags: u8, stream: &[Piece]) -> Run {
+    let copy = flags & 1 == 1;
+    let (server_end, runner_end) = UnixStream::pair().expect("socket pair");
     let cfg = LinkConfig {
         name: Arc::from(PREFIX),
         pool: pools.request.clone(),
@@ -229,9 +344,16 @@ fn run_stream(pools: &Pools, copy: bool, stream: &[u8]) -> Run {
         lane_idle: Duration::from_secs(2),
         metrics: None,
         room: None,
+        copy_cap: 1 << 20,
     };
     // As `Link::open`.
     let mut peer: Peer<Msg> = Peer::new(server_end);
+    super::reader::bound(&mut peer);
+    if flags & 2 != 0 {
+        // A socket in its handshake: pools (and their descriptors) come.
+        peer.set_pool_limit(HANDSHAKE_POOLS);
+        peer.channel().set_fd_limit(usize::MAX);
+    }
     peer.adopt_pool(&cfg.pool);
     peer.adopt_remote(&pools.output);
     // As `Link::submit`, for requests 1..=IN_FLIGHT.
@@ -264,10 +386,11 @@ fn run_stream(pools: &Pools, copy: bool, stream: &[u8]) -> Run {
         inflight,
         closed: false,
         progress: Instant::now(),
+        lookup_until: 0,
     };
-    runner_end
-        .write_all(stream)
-        .expect("the socket buffer holds the stream");
+    for piece in stream {
+        send_piece(&runner_end, pools, piece);
+    }
     drop(runner_end);
 
     let (ended, replace) = loop {
@@ -331,6 +454,28 @@ fn run_stream(pools: &Pools, copy: bool, stream: &[u8]) -> Run {
     }
 }
 
+/// Writes `piece` whole on `sock`, its descriptors with its first bytes
+/// (the socket buffer holds every input: nothing waits).
+fn send_piece(sock: &UnixStream, pools: &Pools, piece: &Piece) {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let raw: Vec<i32> = piece.fds.iter().map(|&k| pools.fd(k).as_raw_fd()).collect();
+    let mut sent = 0;
+    while sent < piece.bytes.len() {
+        let rights = [ControlMessage::ScmRights(&raw)];
+        let cmsgs: &[ControlMessage<'_>] = if sent == 0 && !raw.is_empty() {
+            &rights
+        } else {
+            &[]
+        };
+        let iov = [IoSlice::new(&piece.bytes[sent..])];
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None) {
+            Ok(n) => sent += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => panic!("the socket buffer holds the stream: {e}"),
+        }
+    }
+}
+
 /// One frame, through the link's `receive`. Err: why the link ends, and
 /// whether the runner is replaced.
 fn receive_one(st: &mut State, cfg: &LinkConfig) -> Result<(), (String, bool)> {
@@ -342,211 +487,8 @@ fn receive_one(st: &mut State, cfg: &LinkConfig) -> Result<(), (String, bool)> {
     }
 }
 
-/// A descriptor of `range` of `OUTPUT_BODIES[i]`, as a runner sends it:
-/// pool id 0 (the output pool), lease `lease` (one per slice).
-pub fn output_desc(i: usize, range: std::ops::Range<usize>, lease: u64) -> BufDesc {
-    let pools = pools();
-    let (sock, _other) = UnixStream::pair().expect("socket pair");
-    let mut p: Peer<Msg> = Peer::new(sock);
-    p.adopt_pool(&pools.output_owner);
-    let buf = pools.output_bufs[i]
-        .slice(range)
-        .expect("a range of the body");
-    let d = p.export(&Agg::from(buf)).expect("export").bufs[0];
-    BufDesc {
-        pool: 0,
-        lease,
-        ..d
-    }
-}
-
-/// The request body quoted back: pool id 1 (the request pool) and the
-/// lease its export granted, `id` for request `id` in shared mode.
-pub fn request_desc(id: u64) -> BufDesc {
-    let pools = pools();
-    let (sock, _other) = UnixStream::pair().expect("socket pair");
-    let mut p: Peer<Msg> = Peer::new(sock);
-    p.adopt_pool(&pools.request);
-    let d = p.export(&pools.request_body).expect("export").bufs[0];
-    BufDesc {
-        pool: 1,
-        lease: id,
-        ..d
-    }
-}
-
-fn response(id: u64, status: u16, headers: &[(&str, &[u8])], body: Vec<BufDesc>) -> Msg {
-    Msg::Response(ResponseFrame {
-        id,
-        status,
-        headers: headers
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), v.to_vec()))
-            .collect(),
-        body: AggDesc { bufs: body },
-    })
-}
-
-fn input(copy: bool, records: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = vec![u8::from(copy)];
-    for r in records {
-        out.extend_from_slice(r);
-    }
-    out
-}
-
-fn release(leases: Vec<u64>) -> Vec<u8> {
-    let mut framed = Vec::new();
-    frame::encode(
-        &Wire::<Msg>::Release { leases },
-        &mut framed,
-        frame::DEFAULT_MAX_PAYLOAD,
-    )
-    .expect("a release fits a frame");
-    record(1, &framed[HEADER_LEN..])
-}
-
-/// The fuzz target's seed inputs, by file name (`modules/fuzz/seeds/`;
-/// the unit test `seeds_on_disk_are_current` keeps them in step): one of
-/// each thing a runner says, good and bad.
-pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
-    let hello = OUTPUT_BODIES[0].len();
-    let big = OUTPUT_BODIES[1].len();
-    let mut stale = output_desc(0, 0..hello, 1);
-    stale.generation ^= 1;
-    vec![
-        (
-            "whole",
-            input(
-                false,
-                &[
-                    msg_record(&response(
-                        1,
-                        200,
-                        &[("Content-Type", b"text/plain"), ("X-Module", b"hello")],
-                        vec![output_desc(0, 0..hello, 1)],
-                    )),
-                    msg_record(&response(2, 200, &[("X-Bad", b"a\r\nb")], vec![])),
-                    msg_record(&response(3, 201, &[], vec![request_desc(3)])),
-                ],
-            ),
-        ),
-        (
-            "stream",
-            input(
-                false,
-                &[
-                    msg_record(&Msg::StreamHead {
-                        id: 1,
-                        status: 200,
-                        headers: vec![
-                            ("Content-Type".into(), b"application/octet-stream".to_vec()),
-                            ("Content-Length".into(), b"1".to_vec()),
-                        ],
-                        len: Some(big as u64),
-                    }),
-                    msg_record(&Msg::StreamPart {
-                        id: 1,
-                        body: AggDesc {
-                            bufs: vec![output_desc(1, 0..big / 2, 1)],
-                        },
-                    }),
-                    msg_record(&Msg::StreamPart {
-                        id: 1,
-                        body: AggDesc {
-                            bufs: vec![output_desc(1, big / 2..big, 2)],
-                        },
-                    }),
-                    msg_record(&Msg::StreamHead {
-                        id: 2,
-                        status: 206,
-                        headers: vec![],
-                        len: Some(10),
-                    }),
-                    msg_record(&Msg::StreamAbort { id: 2 }),
-                    msg_record(&Msg::StreamHead {
-                        id: 4,
-                        status: 200,
-                        headers: vec![],
-                        len: None,
-                    }),
-                    msg_record(&Msg::StreamPart {
-                        id: 4,
-                        body: AggDesc {
-                            bufs: vec![output_desc(1, 0..big / 4, 3)],
-                        },
-                    }),
-                    msg_record(&Msg::StreamEnd { id: 4 }),
-                    msg_record(&response(3, 100, &[], vec![])),
-                ],
-            ),
-        ),
-        (
-            "copy",
-            input(
-                true,
-                &[
-                    msg_record(&Msg::Data {
-                        id: 1,
-                        bytes: InlineBytes(b"inline".to_vec()),
-                    }),
-                    msg_record(&response(1, 200, &[], vec![])),
-                    msg_record(&Msg::StreamHead {
-                        id: 2,
-                        status: 200,
-                        headers: vec![("Transfer-Encoding".into(), b"chunked".to_vec())],
-                        len: Some(10),
-                    }),
-                    msg_record(&Msg::Data {
-                        id: 2,
-                        bytes: InlineBytes(b"12345".to_vec()),
-                    }),
-                    msg_record(&Msg::StreamPart {
-                        id: 2,
-                        body: AggDesc::default(),
-                    }),
-                    msg_record(&Msg::CacheLookup { path: "/a".into() }),
-                    msg_record(&response(3, 404, &[], vec![])),
-                ],
-            ),
-        ),
-        (
-            "release",
-            input(
-                false,
-                &[
-                    release(vec![1, 2]),
-                    msg_record(&response(4, 204, &[("ETag", b"\"x\"")], vec![])),
-                    release(vec![77]),
-                ],
-            ),
-        ),
-        (
-            "stale",
-            input(false, &[msg_record(&response(1, 200, &[], vec![stale]))]),
-        ),
-        (
-            "out_of_order",
-            input(
-                false,
-                &[
-                    msg_record(&Msg::StreamPart {
-                        id: 1,
-                        body: AggDesc::default(),
-                    }),
-                    msg_record(&response(9, 200, &[], vec![])),
-                ],
-            ),
-        ),
-        (
-            "raw",
-            input(
-                false,
-                &[record(0, b"\x01\x09\0\0\0\x02\x01"), record(0, b"\x03")],
-            ),
-        ),
-    ]
-}
+/// Seed inputs and the pieces they are built of.
+pub mod seeds;
 
 #[cfg(test)]
 mod tests;

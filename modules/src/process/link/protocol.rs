@@ -106,6 +106,9 @@ pub(crate) struct LinkConfig {
     /// Notified when the runner released buffers (request bodies sent in
     /// parts wait for room).
     pub room: Option<Arc<Room>>,
+    /// Copy mode: most body bytes the link gathers inline at once (the
+    /// runner's output pool: no answer of its fits more).
+    pub copy_cap: usize,
 }
 
 /// A link's side of the protocol: its peer (socket, pools, leases) and
@@ -118,6 +121,10 @@ pub(super) struct State {
     /// When the runner last finished a request on this link (or the link
     /// last became busy): see `Link::held_since`.
     pub(super) progress: Instant,
+    /// The answer to the runner's last cache lookup has left once the
+    /// peer's `written()` reaches this: a lookup before then is a second
+    /// one in flight (the wire contract allows one at a time).
+    pub(super) lookup_until: u64,
 }
 
 /// Takes one frame the runner sent on a link, if one has arrived, and
@@ -148,6 +155,16 @@ pub(super) fn receive(
     };
     match msg {
         Msg::Data { id, bytes } if cfg.copy => {
+            let gathered: usize = st.inflight.values().map(|f| f.inline.len()).sum();
+            if gathered.saturating_add(bytes.0.len()) > cfg.copy_cap {
+                return Err((
+                    format!(
+                        "copy mode: more than {} bytes gathered inline",
+                        cfg.copy_cap
+                    ),
+                    true,
+                ));
+            }
             let flight = st
                 .inflight
                 .get_mut(&id)
@@ -163,6 +180,12 @@ pub(super) fn receive(
             }
         }
         Msg::CacheLookup { path } => {
+            if st.peer.written() < st.lookup_until {
+                return Err((
+                    "a cache lookup while the last one is unanswered".into(),
+                    true,
+                ));
+            }
             let body = files.and_then(|f| match f.cached_agg(path.as_bytes()) {
                 Ok(Some(agg)) => st.peer.export(&agg).ok(),
                 Ok(None) => None,
@@ -175,6 +198,7 @@ pub(super) fn receive(
             st.peer
                 .queue(&Msg::Cached { body })
                 .map_err(|e| (format!("runner link: {e}"), false))?;
+            st.lookup_until = st.peer.queued_end();
         }
         msg => answer(st, msg, cfg).map_err(|why| (why, true))?,
     }

@@ -29,6 +29,14 @@ const RELEASE_TICK: Duration = Duration::from_millis(10);
 /// `read_loop`), and sends that do not poll after polls found nothing.
 const ANSWER_POLLS: usize = 16;
 const SKIP_AFTER_MISS: u32 = 64;
+/// Slices of its pools (and quotes of the server's) that a runner's
+/// answers may make one link hold at once: whole answers its clients are
+/// still being sent, and stream parts not sent yet (about 150 bytes of the
+/// server's memory each).
+pub(super) const MAX_SLICES_HELD: usize = 1 << 14;
+/// Frames the reader takes in one go before it lets the worker's other
+/// tasks run: a runner that keeps its socket full cannot hold a worker.
+const READ_BATCH: usize = 64;
 
 impl Link {
     /// Wraps an attached socket and starts its reader task on this thread.
@@ -41,6 +49,7 @@ impl Link {
         attached.sock.set_nonblocking(true)?;
         let io = UnixStream::from_std(attached.sock.try_clone()?)?;
         let mut peer: Peer<Msg> = Peer::new(attached.sock);
+        bound(&mut peer);
         peer.adopt_pool(&cfg.pool);
         if let Some(cache) = &cfg.cache_pool {
             peer.adopt_pool(cache);
@@ -53,6 +62,7 @@ impl Link {
                 inflight: HashMap::new(),
                 closed: false,
                 progress: Instant::now(),
+                lookup_until: 0,
             }),
             kick: Notify::new(),
             cfg,
@@ -63,6 +73,18 @@ impl Link {
         tokio::task::spawn_local(read_loop(link.clone()));
         Ok(link)
     }
+}
+
+/// What a runner may make the server hold through a link, beyond which it
+/// is replaced (the wire contract, `iolite_sdk::wire`, lists them): no
+/// pool shared (every pool came in the handshake), no descriptor at all,
+/// at most [`MAX_SLICES_HELD`] slices held, and only pages it wrote named;
+/// its pools' bytes are never viewed as `&[u8]` ([`Peer::distrust`]).
+pub(super) fn bound(peer: &mut Peer<Msg>) {
+    peer.set_pool_limit(0);
+    peer.channel().set_fd_limit(0);
+    peer.set_held_limit(MAX_SLICES_HELD);
+    peer.distrust();
 }
 
 /// The reader task of a link: answers in, queued output out, releases on
@@ -120,7 +142,15 @@ async fn read_loop(link: Rc<Link>) {
                 // EAGAIN (data that came after it is a new readiness event,
                 // which clearing does not lose). A read made before proves
                 // nothing: data may have come since, its event already taken.
+                // After a batch, the rest waits for the next turn (the
+                // socket stays readable: nothing was cleared).
+                let mut batch = 0;
                 loop {
+                    if batch == READ_BATCH {
+                        tokio::task::yield_now().await;
+                        break;
+                    }
+                    batch += 1;
                     let r = link.io.try_io(Interest::READABLE, || {
                         link.state.borrow_mut().peer.clear_drained();
                         match link.read_some() {

@@ -101,8 +101,10 @@ fn slot_main(
             wake,
             handle,
             drains: &mut drains,
+            refused: false,
         };
         let end = run_process(cfg, &mut runner, &mut waiting, &mut first_start, &mut old);
+        let refused = runner.refused;
         dormant = false;
         match end {
             End::Shutdown => {
@@ -129,7 +131,7 @@ fn slot_main(
             backoff = BACKOFF_MIN;
         }
         tracing::info!(module = %cfg.name, pause_ms = backoff.as_millis() as u64, "restarting runner");
-        if pause(rx, &mut waiting, backoff).is_err() {
+        if pause(rx, &mut waiting, backoff, refused).is_err() {
             drains.kill_all();
             return;
         }
@@ -172,7 +174,14 @@ fn run_process(
             None
         }
     };
-    let shaken = handshake(cfg, child.1.take());
+    // Err(None): refused for what its handshake brought (logged here).
+    let shaken = match handshake(cfg, child.1.take()) {
+        Ok(h) => hold_to_its_pool(cfg, h).map_err(|why| {
+            tracing::warn!(module = %cfg.name, pid, "{why}; replacing the runner");
+            None
+        }),
+        Err(e) => Err(Some(e)),
+    };
     if let Some(tx) = started.take() {
         let _ = tx.send(());
     }
@@ -205,8 +214,20 @@ fn run_process(
             (end, Some(peer))
         }
         Err(e) => {
-            tracing::error!(module = %cfg.name, pid, error = %e, "runner did not start");
+            let refused = e.is_none();
+            if let Some(e) = e {
+                tracing::error!(module = %cfg.name, pid, error = %e, "runner did not start");
+            }
             let end = drain_commands(rx, waiting).map_or(End::Shutdown, |_| End::Died);
+            if refused {
+                // A runner refused for what it brought is the module's
+                // doing, and its next one will likely do the same: the
+                // requests waiting for it fail now (502) rather than wait
+                // out their timeout, and so do those that come before the
+                // next one starts (see `pause`).
+                waiting.clear();
+                ctx.refused = true;
+            }
             (end, None)
         }
     };
@@ -244,6 +265,32 @@ fn run_process(
     }
 }
 
+/// A runner's handshake brought its output pool and nothing else: one
+/// pool, no larger than the server asked for. From then on its control
+/// socket takes neither a pool nor a descriptor (one closes it: the runner
+/// is replaced). Err: why the runner is refused.
+fn hold_to_its_pool(
+    cfg: &SlotConfig,
+    (mut peer, output, sandbox): (Peer<Msg>, RemotePool, String),
+) -> Result<(Peer<Msg>, RemotePool, String), String> {
+    let shared = peer.pools_received();
+    if shared != 1 {
+        return Err(format!(
+            "the runner shared {shared} pools in its handshake (only its output pool may be)"
+        ));
+    }
+    let asked = cfg.output_pool.next_multiple_of(4096);
+    if output.capacity() as u64 > asked {
+        return Err(format!(
+            "the runner's output pool holds {} bytes; the server asked for {asked}",
+            output.capacity()
+        ));
+    }
+    peer.set_pool_limit(shared);
+    peer.channel().set_fd_limit(0);
+    Ok((peer, output, sandbox))
+}
+
 /// What the control loop of one runner start needs from its slot.
 struct RunnerCtx<'a> {
     generation: u64,
@@ -252,6 +299,8 @@ struct RunnerCtx<'a> {
     wake: &'a UnixStream,
     handle: &'a Weak<SlotHandle>,
     drains: &'a mut Drains,
+    /// Set when the runner was refused for what its handshake brought.
+    refused: bool,
 }
 
 /// One live runner, as the control loop sees it.
@@ -377,8 +426,12 @@ fn serve(
                     return End::Died;
                 }
                 Ok(_) => {}
-                Err(e) => {
+                Err(e @ (iolite_ipc::Error::Closed | iolite_ipc::Error::Io(_))) => {
                     tracing::warn!(module = %cfg.name, pid, error = %e, "runner gone");
+                    return End::Died;
+                }
+                Err(e) => {
+                    tracing::warn!(module = %cfg.name, pid, error = %e, "runner broke the protocol on its control socket; replacing it");
                     return End::Died;
                 }
             }
@@ -387,15 +440,20 @@ fn serve(
 }
 
 /// Waits `pause` before a restart, keeping the link requests that come
-/// meanwhile; Err when the server stops.
+/// meanwhile (failing them instead after a `refused` runner); Err when the
+/// server stops.
 fn pause(
     rx: &Receiver<Cmd>,
     waiting: &mut Vec<oneshot::Sender<Attached>>,
     pause: Duration,
+    refused: bool,
 ) -> Result<(), ()> {
     let until = Instant::now() + pause;
     loop {
         match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            // After a refused runner, a request fails at once (502) rather
+            // than wait through a back-off that may outlast its timeout.
+            Ok(Cmd::Connect(reply)) if refused => drop(reply),
             Ok(Cmd::Connect(reply)) => waiting.push(reply),
             // The next runner loads the library anew anyway.
             Ok(Cmd::Replace | Cmd::Look | Cmd::Recycle(_)) => {}

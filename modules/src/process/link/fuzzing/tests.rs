@@ -1,6 +1,7 @@
 //! What each seed of the fuzz target does, and the seeds on disk kept in
 //! step with [`seeds`].
 
+use super::seeds::*;
 use super::*;
 
 fn seed(name: &str) -> Run {
@@ -125,6 +126,35 @@ fn bad_descriptors_are_refused() {
             r.ended
         );
         assert!(r.outcomes.iter().all(|o| o.response.status == 502), "{why}");
+    }
+}
+
+#[test]
+fn descriptors_on_a_link_end_it() {
+    let r = seed("fds_on_link");
+    assert!(r.replace, "{}", r.ended);
+    assert!(r.ended.contains("file descriptors"), "{}", r.ended);
+    // The frame before them may come in the same read, which fails
+    // whole: the runner broke the protocol, nothing of it counts.
+    assert!(r.outcomes[1..].iter().all(|o| o.response.status == 502));
+}
+
+#[test]
+fn pools_in_a_handshake_are_checked_and_only_written_pages_count() {
+    let r = seed("handshake_pools");
+    assert_eq!(statuses(&r)[0], (200, true), "{}", r.ended);
+    assert_eq!(bytes(&r.outcomes[0].response.body), vec![b's'; 4096]);
+    assert!(r.replace, "{}", r.ended);
+    assert!(r.ended.contains("unwritten pages"), "{}", r.ended);
+    for (name, why) in [
+        ("unsealed_pool", "seal"),
+        ("pool_under_own_id", "an id of this side's"),
+        ("pools_past_the_limit", "pool shared"),
+    ] {
+        let r = seed(name);
+        assert!(r.replace, "{name}: {}", r.ended);
+        assert!(r.ended.to_lowercase().contains(why), "{name}: {}", r.ended);
+        assert!(r.outcomes[1..].iter().all(|o| o.response.status == 502));
     }
 }
 
