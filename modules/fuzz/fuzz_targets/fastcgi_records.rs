@@ -93,11 +93,10 @@ fn send_path(input: &[u8], head: usize) -> (Vec<u8>, bool, bool) {
         match d.step(&input[at..head]) {
             Err(_) => return (stdout, false, true),
             Ok((used, p)) => {
-                if let Piece::Stdout(r) = p {
-                    stdout.extend_from_slice(&input[at..head][r]);
-                }
-                if let Piece::End(_) = p {
-                    return (stdout, true, false);
+                match p {
+                    Piece::Stdout(r) => stdout.extend_from_slice(&input[at..head][r]),
+                    Piece::End(_) => return (stdout, true, false),
+                    Piece::Stderr(_) | Piece::None => {}
                 }
                 at += used;
             }
