@@ -455,3 +455,48 @@ fn kept_connections_never_outnumber_the_peer_s_processes() {
     }
     assert!(server.stop().success());
 }
+
+#[test]
+fn a_script_that_pauses_is_seen_up_to_its_pause() {
+    // The script prints a line, then a second one, then waits until the
+    // test has seen that second line before it prints the last: an answer
+    // held back anywhere (in the server's batching of records, say) never
+    // ends.
+    let fpm = PhpFpm::start();
+    let marker = fpm.dir.path().join("seen");
+    std::fs::write(
+        fpm.site().join("pause.php"),
+        format!(
+            r#"<?php while (ob_get_level()) ob_end_flush();
+header("Content-Type: text/plain");
+echo str_repeat("a", 20000), "\n"; flush();
+usleep(200000);
+echo "second line\n"; flush();
+for ($i = 0; $i < 600 && !file_exists("{}"); $i++) usleep(50000);
+echo "last line\n";
+"#,
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let server = Iolite::start(&fpm.site(), &["--fastcgi", &fpm.mount()]);
+    let mut s = server.connect();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET /php/pause.php HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while !got.windows(12).any(|w| w == b"second line\n") {
+        let n = std::io::Read::read(&mut s, &mut buf).expect("the second line in 30 s");
+        assert!(n > 0, "closed before the second line");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(!got.windows(9).any(|w| w == b"last line"));
+    std::fs::write(&marker, b"").unwrap();
+    std::io::Read::read_to_end(&mut s, &mut got).unwrap();
+    assert!(got.windows(10).any(|w| w == b"last line\n"));
+    assert!(server.stop().success());
+}

@@ -22,6 +22,11 @@ use crate::fd_body::{FdBody, FdSource, Frame};
 
 /// The intermediate pipe's size (asked for; the kernel may give less).
 const PIPE_SIZE: usize = 1 << 20;
+/// A framed source's payloads are sent once this many are in the pipe.
+const BATCH: usize = 256 * 1024;
+/// Bytes to skip that are read like framing (more: read and dropped in
+/// pieces).
+const SKIP_MAX: usize = 64 * 1024;
 
 fn short(why: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, why)
@@ -58,27 +63,50 @@ pub(crate) async fn send_fd(
             out.splice(&source, u64::MAX, sent).await?;
         }
         (Some(mut frames), len) => {
+            // Payloads gather in the pipe (`held` bytes) and go out together,
+            // one chunk and one splice to the client for many small frames
+            // (php-fpm writes 8 KiB records): they leave when the batch is
+            // full, when the pipe would overflow, and whenever the source has
+            // nothing more to read yet, so a source that pauses is seen up
+            // to its pause.
             let mut framing = Vec::new();
+            let mut held = 0usize;
             loop {
                 let frame = frames
                     .next(&framing)
                     .map_err(|why| io::Error::new(io::ErrorKind::InvalidData, why))?;
                 framing.clear();
                 match frame {
-                    Frame::Header(n) => read_exact(&source, &mut framing, n).await?,
-                    Frame::Skip(n) => skip(&source, n).await?,
+                    Frame::Header(n) => {
+                        if held >= BATCH || !try_read_to(&source, &mut framing, n)? {
+                            out.flush(&mut held, sent).await?;
+                            read_to(&source, &mut framing, n).await?;
+                        }
+                    }
+                    Frame::Skip(n) => {
+                        // Small (padding): read as framing, without waiting
+                        // when it is there.
+                        let n = usize::try_from(n).unwrap_or(usize::MAX);
+                        if n > SKIP_MAX {
+                            out.flush(&mut held, sent).await?;
+                            skip(&source, n as u64).await?;
+                        } else if !try_read_to(&source, &mut framing, n)? {
+                            out.flush(&mut held, sent).await?;
+                            read_to(&source, &mut framing, n).await?;
+                        }
+                        framing.clear();
+                    }
                     Frame::Payload(n) => {
                         if len.is_some_and(|l| total + n > l) {
                             return Err(short("the body's source overran its length"));
                         }
-                        if out.splice(&source, n, sent).await? < n {
-                            return Err(short("the body's source ended inside a frame"));
-                        }
+                        out.gather(&source, n, &mut held, sent).await?;
                         total += n;
                     }
                     Frame::End => break,
                 }
             }
+            out.flush(&mut held, sent).await?;
             if len.is_some_and(|l| total < l) {
                 return Err(short("the body's source ended short of its length"));
             }
@@ -156,6 +184,61 @@ impl<'a> Out<'a> {
         Ok(moved)
     }
 
+    /// Source → pipe: a frame's `n` payload bytes, added to the `held`
+    /// bytes already there; what is held goes out first when the pipe
+    /// would overflow or the source has nothing to read yet.
+    async fn gather(
+        &mut self,
+        source: &FdSource,
+        n: u64,
+        held: &mut usize,
+        sent: &mut u64,
+    ) -> io::Result<()> {
+        let mut left = n;
+        while left > 0 {
+            if *held == self.pipe.2 {
+                self.flush(held, sent).await?;
+            }
+            let want = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(self.pipe.2 - *held);
+            let now = source.fd.try_io(|fd| {
+                splice(fd, None, &self.pipe.1, None, want, SpliceFlags::NONBLOCK)
+                    .map_err(io::Error::from)
+            });
+            let k = match now {
+                Ok(k) => k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.flush(held, sent).await?;
+                    self.fill(source, want).await?
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if k == 0 {
+                return Err(short("the body's source ended inside a frame"));
+            }
+            *held += k;
+            left -= k as u64;
+        }
+        Ok(())
+    }
+
+    /// Sends the `held` bytes in the pipe (one chunk when chunked).
+    async fn flush(&mut self, held: &mut usize, sent: &mut u64) -> io::Result<()> {
+        if *held == 0 {
+            return Ok(());
+        }
+        self.chunk_head(*held as u64);
+        if !self.line.is_empty() {
+            let mut batch = [IoVec::from_slice(&self.line)];
+            write_all_vectored(self.stream, &mut batch, true, self.timeout, sent).await?;
+        }
+        self.drain(*held, sent).await?;
+        *held = 0;
+        Ok(())
+    }
+
     /// Source → pipe: at most `want` bytes (0: the source ended).
     async fn fill(&self, source: &FdSource, want: usize) -> io::Result<usize> {
         read_op(source, |fd| {
@@ -200,18 +283,39 @@ impl<'a> Out<'a> {
     }
 }
 
-/// Reads exactly `n` framing bytes into `into`.
-async fn read_exact(source: &FdSource, into: &mut Vec<u8>, n: usize) -> io::Result<()> {
-    let start = into.len();
-    into.resize(start + n, 0);
-    let mut got = 0;
-    while got < n {
-        got += match read_some(source, &mut into[start + got..]).await? {
-            0 => return Err(short("the body's source ended inside its framing")),
-            k => k,
-        };
+/// Reads framing bytes into `into` until it holds `n`.
+async fn read_to(source: &FdSource, into: &mut Vec<u8>, n: usize) -> io::Result<()> {
+    while into.len() < n {
+        let start = into.len();
+        into.resize(n, 0);
+        let got = read_some(source, &mut into[start..]).await;
+        into.truncate(start + *got.as_ref().unwrap_or(&0));
+        if got? == 0 {
+            return Err(short("the body's source ended inside its framing"));
+        }
     }
     Ok(())
+}
+
+/// [`read_to`] without waiting: whether `into` holds `n` bytes; what
+/// could be read is kept.
+fn try_read_to(source: &FdSource, into: &mut Vec<u8>, n: usize) -> io::Result<bool> {
+    while into.len() < n {
+        let start = into.len();
+        into.resize(n, 0);
+        let got = source
+            .fd
+            .try_io(|fd| rustix::io::read(fd, &mut into[start..]).map_err(io::Error::from));
+        into.truncate(start + *got.as_ref().unwrap_or(&0));
+        match got {
+            Ok(0) => return Err(short("the body's source ended inside its framing")),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 /// Reads `n` bytes that are not payload, and drops them.
