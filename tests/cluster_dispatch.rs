@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod support;
+
 use iolite_cluster::dispatch::auth::{Hop, Outgoing, PeerSigner};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -79,12 +81,12 @@ impl Lab {
         }
     }
 
-    fn config(&self, name: &str, peer: SocketAddr, seeds: &[SocketAddr]) -> PathBuf {
+    fn config(&self, name: &str, peer: SocketAddr, seeds: &[SocketAddr], extra: &str) -> PathBuf {
         let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
         let ip = peer.ip();
         let text = format!(
             "listen = \"{ip}:0\"\nadmin = \"{ip}:0\"\nroot = \"site\"\nworkers = 1\n[log]\naccess = \"off\"\n\
-             [cluster]\nname = \"{name}\"\npeer = \"{peer}\"\nseeds = [{}]\nkey_file = \"cluster.key\"\n{FAST_TIMERS}",
+             {extra}[cluster]\nname = \"{name}\"\npeer = \"{peer}\"\nseeds = [{}]\nkey_file = \"cluster.key\"\n{FAST_TIMERS}",
             seeds.join(", ")
         );
         let path = self.dir.path().join(format!("{name}.toml"));
@@ -92,13 +94,18 @@ impl Lab {
         path
     }
 
-    /// `n` nodes n1..nN, each seeded with all, started and joined.
-    fn cluster(&self, n: u8) -> Vec<Node> {
+    /// `n` nodes n1..nN, each seeded with all, started and joined;
+    /// `extra` goes into each configuration before `[cluster]`.
+    fn cluster(&self, n: u8, extra: &str) -> Vec<Node> {
         let peers: Vec<SocketAddr> = (1..=n).map(|i| self.peer_addr(i)).collect();
         let nodes: Vec<Node> = (0..n as usize)
             .map(|i| {
                 let name = format!("n{}", i + 1);
-                Node::start(&self.config(&name, peers[i], &peers), &name, peers[i])
+                Node::start(
+                    &self.config(&name, peers[i], &peers, extra),
+                    &name,
+                    peers[i],
+                )
             })
             .collect();
         wait_for("every node sees every other", SETTLE, || {
@@ -265,7 +272,11 @@ fn wait_for(what: &str, limit: Duration, mut fact: impl FnMut() -> bool) -> Dura
 #[test]
 fn a_targets_requests_stick_to_its_server_set_from_every_node_and_come_back_whole() {
     let lab = Lab::new(40);
-    let nodes = lab.cluster(3);
+    let hello = support::module_lib(&["iolite-example-hello"], "hello");
+    let nodes = lab.cluster(
+        3,
+        &format!("[[module]]\nprefix = \"/hello\"\npath = \"{hello}\"\nprocesses_min = 1\nprocesses_max = 1\n"),
+    );
     let mut servers: Vec<Vec<String>> = vec![Vec::new(); FILES];
     for round in 0..3 {
         for (i, server) in servers.iter_mut().enumerate() {
@@ -304,6 +315,17 @@ fn a_targets_requests_stick_to_its_server_set_from_every_node_and_come_back_whol
     // every three arrived where their target is not served.
     assert_eq!(decisions, (3 * FILES * 3) as u64);
     assert!(forwarded >= (2 * FILES * 3) as u64, "forwarded {forwarded}");
+    // A module mount runs where the request arrives: nothing forwarded.
+    for n in &nodes {
+        let (head, _) = exchange(n.client, &get("/hello"));
+        assert_eq!(status(&head), 200, "/hello via {}: {head}", n.name);
+        assert_eq!(served_by(&head, &n.name), n.name, "{head}");
+    }
+    let after: u64 = nodes
+        .iter()
+        .map(|n| n.metric("iolite_cluster_forwarded_total"))
+        .sum();
+    assert_eq!(after, forwarded, "a module request was forwarded");
     for n in &nodes {
         assert_eq!(
             n.metric("iolite_body_bytes_copied_total"),
@@ -340,7 +362,7 @@ fn now_us() -> u64 {
 #[test]
 fn the_peer_listener_refuses_forged_stale_and_replayed_requests_and_clients_cannot_pose_as_peers() {
     let lab = Lab::new(41);
-    let nodes = lab.cluster(1);
+    let nodes = lab.cluster(1, "");
     let n = &nodes[0];
     let refused = |reason: &str| {
         n.metric(&format!(
@@ -412,7 +434,7 @@ fn the_peer_listener_refuses_forged_stale_and_replayed_requests_and_clients_cann
 #[test]
 fn a_node_killed_under_load_fails_no_get_sent_through_a_survivor() {
     let lab = Lab::new(42);
-    let mut nodes = lab.cluster(3);
+    let mut nodes = lab.cluster(3, "");
     // Which node serves the targets (under light load LARD/R keeps each on
     // one node), and an entry node that is not it.
     let mut serving = std::collections::BTreeMap::new();

@@ -293,4 +293,126 @@ mod tests {
             assert!(owners[0].iter().any(|o| o == n), "{n} owns nothing");
         }
     }
+
+    /// One step of a recorded sequence: a request for `target` at `t` ms
+    /// with every live node's load, or a node leaving or joining.
+    enum Step {
+        Request {
+            target: u64,
+            loads: Vec<u32>,
+            t: u64,
+        },
+        Leave(usize),
+        Join(usize),
+    }
+
+    /// A deterministic sequence over 4 nodes: requests for 50 targets with
+    /// loads that swing past T_high, n4 leaving a third of the way in and
+    /// coming back two thirds in.
+    fn sequence() -> Vec<Step> {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut out = Vec::new();
+        for i in 0..3000u64 {
+            if i == 1000 {
+                out.push(Step::Leave(3));
+            }
+            if i == 2000 {
+                out.push(Step::Join(3));
+            }
+            let loads = (0..4).map(|_| (next() % 150) as u32).collect();
+            out.push(Step::Request {
+                target: next() % 50,
+                loads,
+                t: i * 20,
+            });
+        }
+        out
+    }
+
+    const NAMES: [&str; 4] = ["n1", "n2", "n3", "n4"];
+
+    #[test]
+    fn golden_the_live_owner_decides_as_the_simulator_drives_the_policy() {
+        let params = PolicyParams {
+            lard: crate::policy::LardParams {
+                k: Duration::from_secs(2),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        // The live owner: views from membership, loads from gossip.
+        let mut brain = Brain::new(PolicyKind::LardR, &params);
+        let mut live = [true; 4];
+        let mut epoch = 0;
+        // The simulator's way (sim/engine.rs): a LoadTable, the policy
+        // built by PolicyKind, Joined/Left events, decide.
+        let mut sim_policy = PolicyKind::LardR.build(&[], &params);
+        let mut sim_loads = LoadTable::default();
+        for n in NAMES {
+            sim_loads.join(node_id(n));
+            sim_policy.observe(Event::Joined(node_id(n)), &sim_loads, Duration::ZERO);
+        }
+        let mut chosen = Vec::new();
+        for step in sequence() {
+            match step {
+                Step::Leave(i) | Step::Join(i) => {
+                    let joining = matches!(step, Step::Join(_));
+                    live[i] = joining;
+                    epoch += 1;
+                    let id = node_id(NAMES[i]);
+                    if joining {
+                        sim_loads.join(id);
+                        sim_policy.observe(Event::Joined(id), &sim_loads, Duration::ZERO);
+                    } else {
+                        sim_loads.leave(id);
+                        sim_policy.observe(Event::Left(id), &sim_loads, Duration::ZERO);
+                    }
+                }
+                Step::Request { target, loads, t } => {
+                    let now = Duration::from_millis(t);
+                    let view = View {
+                        members: (0..4)
+                            .map(|i| {
+                                let mut m = member(NAMES[i], i as u8 + 2, loads[i], i == 0);
+                                if !live[i] {
+                                    m.state = MemberState::Down;
+                                }
+                                m
+                            })
+                            .collect(),
+                        epoch,
+                    };
+                    brain.sync(&view, loads[0], now);
+                    let key = TargetKey(stable_hash(&target.to_le_bytes()));
+                    let got = brain.decide(key, b"/t", now).unwrap().name.clone();
+                    for (i, n) in NAMES.iter().enumerate() {
+                        sim_loads.set_load(node_id(n), loads[i]);
+                    }
+                    let want = sim_policy.decide(key, &sim_loads, now).unwrap();
+                    assert_eq!(node_id(&got), want, "request {}", chosen.len());
+                    chosen.push(got);
+                }
+            }
+        }
+        // The recorded vector: a change to the hash, the ring, the id
+        // mapping or the policy changes these.
+        let per_node: Vec<usize> = NAMES
+            .iter()
+            .map(|n| chosen.iter().filter(|c| c == n).count())
+            .collect();
+        let first: Vec<&str> = chosen.iter().take(12).map(String::as_str).collect();
+        assert_eq!(per_node, [936, 820, 791, 453]);
+        assert_eq!(
+            first,
+            [
+                "n3", "n2", "n2", "n1", "n3", "n3", "n3", "n2", "n4", "n3", "n3", "n4"
+            ]
+        );
+    }
 }
