@@ -279,7 +279,14 @@ fn start_cluster(
         name: cluster.name.clone(),
         peer: cluster.peer,
         policy: cluster.policy,
-        params: iolite_cluster::PolicyParams::default(),
+        params: iolite_cluster::PolicyParams {
+            lard: iolite_cluster::LardParams {
+                t_low: cluster.lard.t_low,
+                t_high: cluster.lard.t_high,
+                k: cluster.lard.k,
+            },
+            ..Default::default()
+        },
         key,
         replay_window: cluster.timers.replay_window,
         view: membership.watch(),

@@ -4,7 +4,9 @@
 //! come back whole without a body byte copied in user space; the peer
 //! listener refuses requests that are unsigned, signed with another key,
 //! stale or replayed, and a client's imitation of peer fields is stripped;
-//! a node SIGKILLed under load fails no GET sent through a survivor.
+//! a node SIGKILLed under load fails no GET sent through a survivor; a
+//! target's set grows when its node passes T_high while another is under
+//! T_low, and shrinks back after K (thresholds set by the test).
 //!
 //! Every wait is on a fact the nodes report (their `/metrics`), with a
 //! deadline; every process is stopped by its pid.
@@ -81,12 +83,20 @@ impl Lab {
         }
     }
 
-    fn config(&self, name: &str, peer: SocketAddr, seeds: &[SocketAddr], extra: &str) -> PathBuf {
+    /// Node `name`'s configuration: `extra` before `[cluster]`,
+    /// `cluster_keys` at the end of it.
+    fn config(
+        &self,
+        name: &str,
+        peer: SocketAddr,
+        seeds: &[SocketAddr],
+        (extra, cluster_keys): (&str, &str),
+    ) -> PathBuf {
         let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
         let ip = peer.ip();
         let text = format!(
             "listen = \"{ip}:0\"\nadmin = \"{ip}:0\"\nroot = \"site\"\nworkers = 1\n[log]\naccess = \"off\"\n\
-             {extra}[cluster]\nname = \"{name}\"\npeer = \"{peer}\"\nseeds = [{}]\nkey_file = \"cluster.key\"\n{FAST_TIMERS}",
+             {extra}[cluster]\nname = \"{name}\"\npeer = \"{peer}\"\nseeds = [{}]\nkey_file = \"cluster.key\"\n{FAST_TIMERS}{cluster_keys}",
             seeds.join(", ")
         );
         let path = self.dir.path().join(format!("{name}.toml"));
@@ -95,14 +105,15 @@ impl Lab {
     }
 
     /// `n` nodes n1..nN, each seeded with all, started and joined;
-    /// `extra` goes into each configuration before `[cluster]`.
-    fn cluster(&self, n: u8, extra: &str) -> Vec<Node> {
+    /// `extra` goes into each configuration before `[cluster]`,
+    /// `cluster_keys` into `[cluster]`.
+    fn cluster(&self, n: u8, extra: &str, cluster_keys: &str) -> Vec<Node> {
         let peers: Vec<SocketAddr> = (1..=n).map(|i| self.peer_addr(i)).collect();
         let nodes: Vec<Node> = (0..n as usize)
             .map(|i| {
                 let name = format!("n{}", i + 1);
                 Node::start(
-                    &self.config(&name, peers[i], &peers, extra),
+                    &self.config(&name, peers[i], &peers, (extra, cluster_keys)),
                     &name,
                     peers[i],
                 )
@@ -276,6 +287,7 @@ fn a_targets_requests_stick_to_its_server_set_from_every_node_and_come_back_whol
     let nodes = lab.cluster(
         3,
         &format!("[[module]]\nprefix = \"/hello\"\npath = \"{hello}\"\nprocesses_min = 1\nprocesses_max = 1\n"),
+        "",
     );
     let mut servers: Vec<Vec<String>> = vec![Vec::new(); FILES];
     for round in 0..3 {
@@ -362,7 +374,7 @@ fn now_us() -> u64 {
 #[test]
 fn the_peer_listener_refuses_forged_stale_and_replayed_requests_and_clients_cannot_pose_as_peers() {
     let lab = Lab::new(41);
-    let nodes = lab.cluster(1, "");
+    let nodes = lab.cluster(1, "", "");
     let n = &nodes[0];
     let refused = |reason: &str| {
         n.metric(&format!(
@@ -434,7 +446,7 @@ fn the_peer_listener_refuses_forged_stale_and_replayed_requests_and_clients_cann
 #[test]
 fn a_node_killed_under_load_fails_no_get_sent_through_a_survivor() {
     let lab = Lab::new(42);
-    let mut nodes = lab.cluster(3, "");
+    let mut nodes = lab.cluster(3, "", "");
     // Which node serves the targets (under light load LARD/R keeps each on
     // one node), and an entry node that is not it.
     let mut serving = std::collections::BTreeMap::new();
@@ -508,6 +520,84 @@ fn a_node_killed_under_load_fails_no_get_sent_through_a_survivor() {
         ok.load(Ordering::Relaxed)
     );
     assert!(retries >= 1, "no forward to the killed node was retried");
+    for n in nodes {
+        n.stop();
+    }
+}
+
+/// The server set of `target` as its owner's `/status` shows it (the
+/// node names), or None if no node lists it.
+fn server_set(nodes: &[Node], target: &str) -> Option<Vec<String>> {
+    let cell = format!("<tr><td>{target}</td><td>");
+    nodes.iter().find_map(|n| {
+        let (_, body) = exchange(
+            n.admin,
+            "GET /status HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        );
+        let page = String::from_utf8_lossy(&body).into_owned();
+        let row = &page[page.find(&cell)? + cell.len()..];
+        let set = row.split("</td><td>").nth(1)?.split("</td>").next()?;
+        Some(set.split(", ").map(str::to_owned).collect())
+    })
+}
+
+#[test]
+fn a_set_grows_when_its_node_passes_t_high_and_shrinks_after_k() {
+    let lab = Lab::new(43);
+    let big: Vec<u8> = (0..48u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(lab.dir.path().join("site/big.bin"), &big).unwrap();
+    drop(big);
+    let k = Duration::from_secs(1);
+    // The thresholds of this test: a node over 2 active requests is busy,
+    // one under 1 idle; K = 1 s.
+    let nodes = lab.cluster(3, "", "t_low = 1\nt_high = 2\nk = \"1s\"\n");
+    let head = "HEAD /big.bin HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+    let (h, _) = exchange(nodes[0].client, head);
+    assert_eq!(status(&h), 200, "{h}");
+    let first = served_by(&h, &nodes[0].name);
+    assert_eq!(server_set(&nodes, "/big.bin"), Some(vec![first.clone()]));
+    let busy = nodes.iter().find(|n| n.name == first).unwrap();
+
+    // Three clients that ask for the big file at its node and do not read:
+    // three active requests there, over T_high.
+    let stalled: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = TcpStream::connect(busy.client).unwrap();
+            s.write_all(get("/big.bin").as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    let load = format!("iolite_cluster_member_load{{member=\"{first}\"}}");
+    wait_for("every node sees the busy node's load", SETTLE, || {
+        nodes.iter().all(|n| n.metric(&load) >= 3)
+    });
+    // The next request goes to an idle node, and the set holds both.
+    let (h, _) = exchange(nodes[0].client, head);
+    let second = served_by(&h, &nodes[0].name);
+    let grown = Instant::now();
+    assert_ne!(second, first, "{h}");
+    let mut set = server_set(&nodes, "/big.bin").unwrap();
+    set.sort();
+    let mut want = vec![first.clone(), second.clone()];
+    want.sort();
+    assert_eq!(set, want);
+
+    // Load gone, the set shrinks back to one node, not before K.
+    drop(stalled);
+    wait_for("the busy node's load gone", SETTLE, || {
+        nodes.iter().all(|n| n.metric(&load) == 0)
+    });
+    let took = wait_for("the set shrinks", SETTLE, || {
+        let (h, _) = exchange(nodes[1].client, head);
+        assert_eq!(status(&h), 200, "{h}");
+        server_set(&nodes, "/big.bin").is_some_and(|s| s.len() == 1)
+    });
+    let after = grown.elapsed();
+    eprintln!("set grew to {want:?}, shrank {after:?} later ({took:?} after the load went)");
+    assert!(
+        after + Duration::from_millis(200) >= k,
+        "shrank after {after:?}, K is {k:?}"
+    );
     for n in nodes {
         n.stop();
     }

@@ -47,6 +47,9 @@ pub const HOP: &str = "x-iolite-peer-hop";
 pub const BODY: &str = "x-iolite-peer-body-sha256";
 /// The tag.
 pub const SIG: &str = "x-iolite-peer-sig";
+/// The field of an owner's answer to a `decide` request whose chosen node
+/// is another: serve there (the answer, 421 with no body, is not sent on).
+pub const GO: &str = "x-iolite-peer-go";
 
 /// The fields the tag covers, in order (the tag itself excepted).
 const COVERED: [&str; 12] = [

@@ -389,7 +389,7 @@ fn parse_answer(head: &[u8], prefix: Vec<u8>) -> Result<Answer, ForwardError> {
     let mut named = false;
     for h in r.headers.iter() {
         let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(super::GO.as_bytes()) {
+        if name.eq_ignore_ascii_case(super::auth::GO.as_bytes()) {
             go = Some(String::from_utf8_lossy(h.value).into_owned());
             continue;
         }

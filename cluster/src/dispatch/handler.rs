@@ -16,10 +16,10 @@ use iolite_core::handler::{
 use iolite_core::http::request::{Method, RequestHead, Span};
 use iolite_core::{Body, HeaderLines, Response};
 
-use super::Dispatch;
 use super::auth::{self, Hop, Outgoing};
 use super::brain::Node;
 use super::forward::{ForwardError, Lease, Pool};
+use super::shared::Dispatch;
 use crate::policy::TargetKey;
 
 /// The request-finished hook's record of what this handler did.
@@ -134,7 +134,7 @@ impl Handler for DispatchHandler {
             Some((node, _)) if node.local => self.serve_here(req),
             // Asked to decide: name the chosen node, the asker forwards.
             Some((node, _)) if hop == Some(true) => {
-                let mut lines = format!("{}: {}\r\n", super::GO, node.name).into_bytes();
+                let mut lines = format!("{}: {}\r\n", super::auth::GO, node.name).into_bytes();
                 lines.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
                 Ok(Outcome::Done(Response::new(
                     421,

@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use iolite_core::metrics::{MetricsSource, Sample, StatusSource, StatusTable};
 
-use super::Dispatch;
 use super::auth::Refusal;
+use super::shared::Dispatch;
 
 /// Targets listed on `/status`.
 const HOTTEST: usize = 10;

@@ -107,6 +107,9 @@
 //! suspect_to_down = "4s"                       #   probe_period + suspect_to_down
 //! gossip_period = "200ms"
 //! replay_window = "10s"                        # clock skew allowed; packets and peer requests remembered this long
+//! t_low = 25                                   # LARD/R (active requests per node): a node under t_low is idle,
+//! t_high = 65                                  #   one over t_high makes its targets' sets grow (t_low < t_high);
+//! k = "20s"                                    #   a set unchanged for k loses its most loaded node
 //! ```
 //!
 //! # Layout
@@ -141,9 +144,9 @@ pub use diag::{ConfigErrors, Diagnostic, Origin};
 pub use types::{
     AccessLogTarget, CacheConfig, CachePolicy, CgiConfig, ClusterConfig, ClusterPolicy,
     ClusterTimers, Config, DEFAULT_ADMIN, DEFAULT_CACHE_SIZE, DEFAULT_LISTEN, DEFAULT_MEMORY_LIMIT,
-    DEFAULT_ROOT, FastCgiAddress, FastCgiConfig, Limits, Listener, Location, LogConfig, LogLevel,
-    MAX_WORKERS, MIN_CLUSTER_KEY, ModuleConfig, ModuleTransfer, SandboxConfig, SandboxProfile,
-    WasmConfig, WasmKind, prefix_matches,
+    DEFAULT_ROOT, FastCgiAddress, FastCgiConfig, LardSettings, Limits, Listener, Location,
+    LogConfig, LogLevel, MAX_WORKERS, MIN_CLUSTER_KEY, ModuleConfig, ModuleTransfer, SandboxConfig,
+    SandboxProfile, WasmConfig, WasmKind, prefix_matches,
 };
 pub use validate::read_cluster_key;
 pub use value::{
