@@ -4,7 +4,8 @@
 //! come back whole without a body byte copied in user space; the peer
 //! listener refuses requests that are unsigned, signed with another key,
 //! stale or replayed, and a client's imitation of peer fields is stripped;
-//! a node SIGKILLed under load fails no GET sent through a survivor; a
+//! a node SIGKILLed under load fails no GET sent through a survivor, and
+//! restarted rejoins and takes work; a
 //! target's set grows when its node passes T_high while another is under
 //! T_low, and shrinks back after K (thresholds set by the test).
 //!
@@ -488,6 +489,7 @@ fn a_node_killed_under_load_fails_no_get_sent_through_a_survivor() {
         ok.load(Ordering::Relaxed) >= 50
     });
     let victim = nodes.remove(victim_at);
+    let victim_peer = victim.peer;
     let killed = Instant::now();
     victim.kill();
     let survivors: Vec<&Node> = nodes.iter().collect();
@@ -520,6 +522,27 @@ fn a_node_killed_under_load_fails_no_get_sent_through_a_survivor() {
         ok.load(Ordering::Relaxed)
     );
     assert!(retries >= 1, "no forward to the killed node was retried");
+
+    // Restarted, it rejoins and takes work again: it owns targets once
+    // more, and decides for them.
+    let config = lab.dir.path().join(format!("{victim_name}.toml"));
+    let back = Node::start(&config, &victim_name, victim_peer);
+    wait_for("the restarted node is alive on every node", SETTLE, || {
+        nodes
+            .iter()
+            .chain([&back])
+            .all(|n| n.metric("iolite_cluster_members{state=\"alive\"}") == 3)
+    });
+    for i in 0..FILES {
+        let (head, body) = exchange(entry, &get(&format!("/f{i}.txt")));
+        assert_eq!(status(&head), 200, "{head}");
+        assert!(body == file_body(i), "f{i}: the body differs");
+    }
+    assert!(
+        back.metric("iolite_cluster_decisions_total") > 0,
+        "{victim_name} restarted decides nothing"
+    );
+    nodes.push(back);
     for n in nodes {
         n.stop();
     }
