@@ -250,24 +250,59 @@ fn start_modules(
 }
 
 /// Starts membership when the configuration has a `[cluster]` (on its own
-/// thread), with its figures on `/metrics` and its members on `/status`.
-fn start_membership(
+/// thread), with its figures on `/metrics` and its members on `/status`;
+/// then dispatch: the peer listener on the peer address (TCP, beside
+/// gossip's UDP) behind the signature gate, and the static files wrapped
+/// by the dispatcher.
+fn start_cluster(
     config: &config::Config,
-    server: &Server,
-) -> Result<Option<iolite_cluster::Membership>, iolite_cluster::ClusterError> {
-    let Some(cluster) = &config.cluster else {
-        return Ok(None);
+    mut server: Server,
+) -> Result<(Server, Option<iolite_cluster::Membership>), Fail> {
+    use iolite_cluster::dispatch::{
+        Dispatch, DispatchHandler, DispatchReport, DispatchSettings, Gate,
     };
-    let settings = iolite_cluster::Settings::from_config(cluster, server.local_addr())?;
+    let Some(cluster) = &config.cluster else {
+        return Ok((server, None));
+    };
+    let settings = iolite_cluster::Settings::from_config(cluster, server.local_addr())
+        .map_err(Fail::Cluster)?;
     tracing::info!(
         node = %settings.name, peer = %settings.peer, client = %settings.client,
         policy = cluster.policy.as_str(),
-        "cluster: starting membership (dispatch and forwarding are not built yet)"
+        "cluster: starting membership and dispatch"
     );
-    let membership = iolite_cluster::Membership::start(settings)?;
+    let key = settings.key.clone();
+    let membership = iolite_cluster::Membership::start(settings).map_err(Fail::Cluster)?;
     server.metrics().add_source(membership.report());
     server.metrics().add_status_source(membership.report());
-    Ok(Some(membership))
+    let dispatch = Dispatch::new(DispatchSettings {
+        name: cluster.name.clone(),
+        peer: cluster.peer,
+        policy: cluster.policy,
+        params: iolite_cluster::PolicyParams {
+            lard: iolite_cluster::LardParams {
+                t_low: cluster.lard.t_low,
+                t_high: cluster.lard.t_high,
+                k: cluster.lard.k,
+            },
+            ..Default::default()
+        },
+        key,
+        replay_window: cluster.timers.replay_window,
+        view: membership.watch(),
+        active: membership.load_handle(),
+        limits: Default::default(),
+    });
+    server
+        .peer_listener(cluster.peer, std::sync::Arc::new(Gate(dispatch.clone())))
+        .map_err(|e| Fail::Cluster(iolite_cluster::ClusterError::Membership(e.to_string())))?;
+    let report = std::sync::Arc::new(DispatchReport(dispatch.clone()));
+    server.metrics().add_source(report.clone());
+    server.metrics().add_status_source(report);
+    let server = server.wrap_fallback(std::sync::Arc::new(move |site| {
+        Box::new(DispatchHandler::new(dispatch.clone(), site))
+    }));
+    Ok((server, Some(membership)))
 }
 
 /// Binds, starts the modules' runners, announces the bound addresses on
@@ -275,8 +310,8 @@ fn start_membership(
 /// and tests using port 0), then serves until SIGTERM or SIGINT (SIGHUP:
 /// the modules load their libraries again).
 fn run(opts: ServerOptions, config: &config::Config) -> Result<(), Fail> {
-    let mut server = Server::bind(opts).map_err(|e| Fail::Other(e.to_string()))?;
-    let membership = start_membership(config, &server).map_err(Fail::Cluster)?;
+    let server = Server::bind(opts).map_err(|e| Fail::Other(e.to_string()))?;
+    let (mut server, membership) = start_cluster(config, server)?;
     let modules = start_modules(config, server.cache_access()).map_err(Fail::Modules)?;
     for m in &modules {
         server.metrics().add_source(m.metrics());

@@ -20,6 +20,10 @@
 //!   SWIM over our own UDP socket, every packet signed with the cluster
 //!   key; the [`Membership`] handle the server (and, later, the
 //!   dispatcher) reads live members and their loads from.
+//! - [`dispatch`]: the live cluster's request path: each target's owner
+//!   decides with the policy, requests go to the chosen node over signed,
+//!   pooled peer connections and come back by splice; the peer listener's
+//!   gate.
 //! - [`sim`]: the closed-loop discrete-event simulator behind `iolite sim`:
 //!   node caches (core's LRU and GDSF replacement, the code the server's
 //!   cache runs), the LARD paper's cost model, synthetic and
@@ -28,6 +32,7 @@
 //! - `error`: [`ClusterError`], the crate's one error type.
 #![forbid(unsafe_code)]
 
+pub mod dispatch;
 mod error;
 pub mod membership;
 pub mod policy;

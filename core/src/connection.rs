@@ -25,6 +25,7 @@ use std::any::Any;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,7 +35,7 @@ use tokio::time::Instant;
 
 use crate::access_log::Entry;
 use crate::error::Error;
-use crate::handler::{Ending, Finished};
+use crate::handler::{Ending, Finished, PeerGate, has_prefix_ignore_case};
 use crate::http::parse_head_fields;
 use crate::http::request::{RequestHead, Span, Version};
 use crate::phases::{Answer, HandlerId, Reply};
@@ -73,6 +74,17 @@ struct Conn {
     /// The handlers that answered the current request (more than one after
     /// internal redirects), with their contexts: kept to reuse its room.
     handlers: Vec<(HandlerId, Option<Box<dyn Any>>)>,
+    /// The cluster's gate, and whether this connection came in on the
+    /// peer listener (then every request passes the gate) or on a client
+    /// listener (then the peers' reserved fields are stripped).
+    gate: Option<(Arc<dyn PeerGate>, Listener)>,
+}
+
+/// Which kind of listener accepted a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listener {
+    Client,
+    Peer,
 }
 
 /// Serves `stream` until it closes. Failures are the client's business and
@@ -82,6 +94,7 @@ pub(crate) async fn serve_connection(
     peer: SocketAddr,
     ctx: Rc<WorkerCtx>,
     mut shutdown: watch::Receiver<bool>,
+    gate: Option<(Arc<dyn PeerGate>, Listener)>,
 ) {
     ctx.metrics.connection_opened();
     let mut conn = Conn {
@@ -92,6 +105,7 @@ pub(crate) async fn serve_connection(
         out: Vec::with_capacity(512),
         path: Vec::with_capacity(128),
         handlers: Vec::with_capacity(1),
+        gate,
     };
     if let Err(e) = conn.run(&ctx, &mut shutdown).await {
         tracing::debug!(peer = %conn.peer, error = %e, "connection ended");
@@ -109,16 +123,26 @@ impl Conn {
         loop {
             let (head, answer) = match self.read_head(ctx, first, shutdown).await? {
                 HeadRead::Closed => return Ok(()),
-                HeadRead::Head(head) => {
-                    let answer = ctx.phases.process_request(
-                        &head,
-                        &self.buf[..head.head_len],
-                        &self.fields,
-                        &mut self.path,
-                        self.peer,
-                    );
-                    (Some(head), answer)
-                }
+                HeadRead::Head(head) => match self.pass_gate(&head) {
+                    Ok(()) => {
+                        let answer = ctx.phases.process_request(
+                            &head,
+                            &self.buf[..head.head_len],
+                            &self.fields,
+                            &mut self.path,
+                            self.peer,
+                        );
+                        (Some(head), answer)
+                    }
+                    Err(error) => {
+                        let answer = Answer {
+                            reply: Reply::Now(Response::from_error(&error)),
+                            handler: None,
+                            context: None,
+                        };
+                        (Some(head), answer)
+                    }
+                },
                 HeadRead::Error(error) => {
                     let reply = Reply::Now(Response::from_error(&error));
                     let answer = Answer {
@@ -167,6 +191,24 @@ impl Conn {
             }
             let head_len = head.map_or(0, |h| h.head_len);
             self.buf.drain(..head_len);
+        }
+    }
+
+    /// A request on the peer listener must pass the gate; on a client
+    /// listener of a server with a gate, the peers' fields are stripped.
+    fn pass_gate(&mut self, head: &RequestHead) -> Result<(), Error> {
+        let Some((gate, listener)) = &self.gate else {
+            return Ok(());
+        };
+        let head_bytes = &self.buf[..head.head_len];
+        match listener {
+            Listener::Peer => gate.admit(head, head_bytes, &self.fields),
+            Listener::Client => {
+                let prefix = gate.reserved_prefix();
+                self.fields
+                    .retain(|(name, _)| !has_prefix_ignore_case(name.get(head_bytes), prefix));
+                Ok(())
+            }
         }
     }
 

@@ -191,3 +191,30 @@ pub trait Handler {
         let _ = finished;
     }
 }
+
+/// The check every request on a peer listener passes before it is routed
+/// ([`crate::Server::peer_listener`]): the cluster's signature on it. A
+/// server with a gate also strips, from requests on its client listeners,
+/// every header field whose name starts with
+/// [`reserved_prefix`](PeerGate::reserved_prefix), so no handler ever sees
+/// a client's imitation of a peer's fields.
+pub trait PeerGate: Send + Sync {
+    /// `Ok`: route the request as any other. `Err`: answer that error
+    /// (403 for a missing, wrong, stale or replayed signature) and route
+    /// nothing.
+    fn admit(
+        &self,
+        head: &RequestHead,
+        head_bytes: &[u8],
+        fields: &[(Span, Span)],
+    ) -> Result<(), Error>;
+
+    /// The lower-case prefix of the header names only peers may send.
+    fn reserved_prefix(&self) -> &'static [u8];
+}
+
+/// Whether the header `name` starts with `prefix` (lower case), ignoring
+/// ASCII case.
+pub fn has_prefix_ignore_case(name: &[u8], prefix: &[u8]) -> bool {
+    name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
+}

@@ -80,4 +80,4 @@ mod worker;
 pub use error::{Error, Side, UpstreamFailure, UpstreamKind};
 pub use fd_body::FdBody;
 pub use response::{Body, FileRange, HeaderLines, Response, StreamBody};
-pub use server::{CacheAccess, HandlerFactory, Mount, Server, ServerOptions};
+pub use server::{CacheAccess, FallbackWrap, HandlerFactory, Mount, Server, ServerOptions};

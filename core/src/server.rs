@@ -24,9 +24,10 @@ use tokio::task::{JoinSet, LocalSet};
 use crate::access_log::{AccessLog, AccessLogWriter};
 use crate::cache::FileCache;
 pub use crate::cache::replacement::Policy as CachePolicy;
+use crate::connection::Listener;
 use crate::connection::serve_connection;
 use crate::error::Error;
-use crate::handler::Handler;
+use crate::handler::{Handler, PeerGate};
 use crate::metrics::Metrics;
 pub use crate::options::ServerOptions;
 use crate::phases::{Phase, Phases};
@@ -38,6 +39,18 @@ use crate::worker::WorkerCtx;
 /// worker's thread: a handler may keep per-worker state). Process modules
 /// come in this way: core never spawns processes itself.
 pub type HandlerFactory = Arc<dyn Fn() -> Box<dyn Handler> + Send + Sync>;
+
+/// Wraps the static files (the content phase's fallback) in another
+/// handler, once per worker ([`Server::wrap_fallback`]): the cluster's
+/// dispatcher serves what it keeps here through the handler it is given.
+pub type FallbackWrap = Arc<dyn Fn(Box<dyn Handler>) -> Box<dyn Handler> + Send + Sync>;
+
+/// The peer listener: its gate, its address, one listener per worker.
+struct PeerListen {
+    gate: Arc<dyn PeerGate>,
+    addr: SocketAddr,
+    listeners: Vec<std::net::TcpListener>,
+}
 
 /// A handler mounted at a prefix of one phase, on every worker.
 #[derive(Clone)]
@@ -104,6 +117,8 @@ pub struct Server {
     signals: Option<(Signal, Signal, Signal)>,
     /// What SIGHUP does ([`Server::on_reload`]).
     reload: Option<Box<dyn Fn() + Send>>,
+    peer: Option<PeerListen>,
+    wrap_fallback: Option<FallbackWrap>,
 }
 
 impl std::fmt::Debug for Server {
@@ -219,6 +234,8 @@ impl Server {
             control,
             signals: Some(signals),
             reload: None,
+            peer: None,
+            wrap_fallback: None,
         })
     }
 
@@ -245,6 +262,43 @@ impl Server {
         }
         self.mounts.push(mount);
         Ok(self)
+    }
+
+    /// Binds the peer listener at `addr` (one socket per worker, as the
+    /// client listeners): the same engine serves it, but every request on
+    /// it must pass `gate` first, and requests on the client listeners
+    /// have the gate's reserved fields stripped. Returns the bound address.
+    pub fn peer_listener(
+        &mut self,
+        addr: SocketAddr,
+        gate: Arc<dyn PeerGate>,
+    ) -> Result<SocketAddr, Error> {
+        let first = reuseport_listener(addr)?;
+        let bound = first
+            .local_addr()
+            .map_err(|source| Error::Listen { addr, source })?;
+        let mut listeners = vec![first];
+        for _ in 1..self.listeners.len() {
+            listeners.push(reuseport_listener(bound)?);
+        }
+        self.peer = Some(PeerListen {
+            gate,
+            addr: bound,
+            listeners,
+        });
+        Ok(bound)
+    }
+
+    /// The peer listener's address, if there is one.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer.as_ref().map(|p| p.addr)
+    }
+
+    /// Wraps the static files, the content phase's fallback, in the
+    /// handler `wrap` makes of them on each worker.
+    pub fn wrap_fallback(mut self, wrap: FallbackWrap) -> Self {
+        self.wrap_fallback = Some(wrap);
+        self
     }
 
     /// What process modules need to include cached files by reference: the
@@ -314,6 +368,10 @@ impl Server {
     pub fn run_until(self, stop: impl Future<Output = ()>) -> Result<(), Error> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut workers = Vec::with_capacity(self.listeners.len());
+        let (gate, mut peer_listeners) = match self.peer {
+            Some(p) => (Some(p.gate), p.listeners.into_iter().map(Some).collect()),
+            None => (None, Vec::new()),
+        };
         for (id, listener) in self.listeners.into_iter().enumerate() {
             let opts = self.opts.clone();
             let parts = WorkerParts {
@@ -329,6 +387,9 @@ impl Server {
                     .then(|| self.access_log.writer()),
                 mounts: self.mounts.clone(),
                 stop: stop_rx.clone(),
+                gate: gate.clone(),
+                peer_listener: peer_listeners.get_mut(id).and_then(Option::take),
+                wrap_fallback: self.wrap_fallback.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("iolite-worker-{id}"))
@@ -446,6 +507,7 @@ fn worker_phases(
     (root, location_roots): (Arc<OwnedFd>, Vec<Option<Arc<OwnedFd>>>),
     cache: Option<Arc<FileCache>>,
     mounts: &[Mount],
+    wrap_fallback: Option<&FallbackWrap>,
 ) -> Result<Phases, Error> {
     let mut phases = Phases::new();
     for m in mounts {
@@ -471,8 +533,13 @@ fn worker_phases(
     let root = StaticFiles::new(root, opts.root.clone(), opts.revalidate, opts.open_files)
         .with_index(&opts.index)
         .with_cache(cache);
+    let site: Box<dyn Handler> = Box::new(Site::new(root, by_location));
+    let fallback = match wrap_fallback {
+        Some(wrap) => wrap(site),
+        None => site,
+    };
     Ok(phases
-        .fallback(Box::new(Site::new(root, by_location)))
+        .fallback(fallback)
         .with_locations(opts.locations.clone()))
 }
 
@@ -488,6 +555,11 @@ struct WorkerParts {
     access_log: Option<AccessLogWriter>,
     mounts: Vec<Mount>,
     stop: watch::Receiver<bool>,
+    /// The cluster's gate (none outside a cluster).
+    gate: Option<Arc<dyn PeerGate>>,
+    /// This worker's peer listener (SO_REUSEPORT), if there is one.
+    peer_listener: Option<std::net::TcpListener>,
+    wrap_fallback: Option<FallbackWrap>,
 }
 
 fn worker(parts: WorkerParts) {
@@ -501,6 +573,9 @@ fn worker(parts: WorkerParts) {
         access_log,
         mounts,
         mut stop,
+        gate,
+        peer_listener,
+        wrap_fallback,
     } = parts;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -525,7 +600,20 @@ fn worker(parts: WorkerParts) {
                 return;
             }
         };
-        let phases = match worker_phases(&opts, (root, location_roots), cache, &mounts) {
+        let peer_listener = match peer_listener.map(TcpListener::from_std).transpose() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "worker peer listener");
+                return;
+            }
+        };
+        let phases = match worker_phases(
+            &opts,
+            (root, location_roots),
+            cache,
+            &mounts,
+            wrap_fallback.as_ref(),
+        ) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "worker handlers");
@@ -546,7 +634,8 @@ fn worker(parts: WorkerParts) {
                 accepted = accept_any(&listeners) => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        connections.spawn_local(serve_connection(stream, peer, ctx.clone(), stop.clone()));
+                        let gate = gate.clone().map(|g| (g, Listener::Client));
+                        connections.spawn_local(serve_connection(stream, peer, ctx.clone(), stop.clone(), gate));
                     }
                     Err(e) => {
                         // Out of descriptors or memory: back off instead of spinning.
@@ -554,10 +643,22 @@ fn worker(parts: WorkerParts) {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
+                accepted = accept_any(peer_listener.as_slice()), if peer_listener.is_some() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let gate = gate.clone().map(|g| (g, Listener::Peer));
+                        connections.spawn_local(serve_connection(stream, peer, ctx.clone(), stop.clone(), gate));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "peer accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }
         drop(listeners);
+        drop(peer_listener);
         let drained = tokio::time::timeout(opts.shutdown_grace, async {
             while connections.join_next().await.is_some() {}
         })

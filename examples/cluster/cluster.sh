@@ -3,8 +3,8 @@
 #
 # Starts an N-node iolite cluster on this machine, node i on loopback
 # address 127.0.0.(i+1) (127.0.0.2, 127.0.0.3, ...): clients and admin on
-# free ports of that address, gossip on port 7946, one generated cluster
-# key. Waits until every node sees every other alive (each node's admin
+# free ports of that address, gossip (UDP) and the peer listener (TCP) on
+# port 7946, one generated cluster key. Waits until every node sees every other alive (each node's admin
 # /metrics), then prints one line per node:
 #
 #   node NAME http://CLIENT-ADDR admin http://ADMIN-ADDR pid PID
@@ -14,8 +14,8 @@
 #   cluster.sh stop [--state DIR]
 #
 #   --root DIR     the site every node serves (default: examples/site)
-#   --policy P     lard-r (default), wrr, chash, chash-bl or local (parsed
-#                  and shown; dispatch itself comes with the next step)
+#   --policy P     lard-r (default), wrr, chash, chash-bl, or local (no
+#                  dispatch: each node serves what it receives)
 #   --state DIR    configurations, key, logs and the pid file
 #                  (default: target/cluster)
 #

@@ -193,6 +193,12 @@ impl Membership {
         self.load.store(active, Relaxed);
     }
 
+    /// The counter [`Membership::set_load`] sets, shared: dispatch counts
+    /// this node's active requests in it directly.
+    pub fn load_handle(&self) -> Arc<AtomicU32> {
+        self.load.clone()
+    }
+
     /// Membership's `/metrics` families and `/status` table.
     pub fn report(&self) -> Arc<Report> {
         self.report.clone()

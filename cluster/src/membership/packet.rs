@@ -208,7 +208,12 @@ impl ReplayGuard {
     }
 
     /// Admits an authenticated packet (its tag, its timestamp) at `now_us`.
-    fn admit(&mut self, tag: &[u8], timestamp_us: u64, now_us: u64) -> Result<(), Rejection> {
+    pub(crate) fn admit(
+        &mut self,
+        tag: &[u8],
+        timestamp_us: u64,
+        now_us: u64,
+    ) -> Result<(), Rejection> {
         if timestamp_us.abs_diff(now_us) > self.window_us {
             return Err(Rejection::Stale);
         }

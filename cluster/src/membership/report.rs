@@ -118,7 +118,7 @@ impl StatusSource for Report {
         out.push(StatusTable {
             title: "Cluster".to_owned(),
             note: format!(
-                "This node is {}; {live} of {} members live. Dispatch and forwarding are not built yet: every node serves what it receives.",
+                "This node is {}; {live} of {} members live.",
                 self.local_name,
                 view.members.len()
             ),
@@ -137,7 +137,12 @@ impl StatusSource for Report {
                     } else {
                         "–".to_owned()
                     };
-                    vec![name, m.state.as_str().to_owned(), m.client.to_string(), load]
+                    vec![
+                        name,
+                        m.state.as_str().to_owned(),
+                        m.client.to_string(),
+                        load,
+                    ]
                 })
                 .collect(),
         });

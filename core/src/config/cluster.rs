@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use super::Origin;
 use super::file::{Cx, Val};
-use super::types::{ClusterConfig, ClusterPolicy, ClusterTimers};
+use super::types::{ClusterConfig, ClusterPolicy, ClusterTimers, LardSettings};
 use super::validate::{ClusterDraft, Draft};
 use super::value;
 
@@ -24,6 +24,9 @@ const CLUSTER_KEYS: &[&str] = &[
     "suspect_to_down",
     "gossip_period",
     "replay_window",
+    "t_low",
+    "t_high",
+    "k",
 ];
 
 /// The longest node name.
@@ -41,6 +44,7 @@ impl Cx<'_, '_> {
             seeds: Vec::new(),
             key_file: Default::default(),
             policy: ClusterPolicy::default(),
+            lard: LardSettings::default(),
             timers: ClusterTimers::default(),
         };
         let mut key_at = None;
@@ -92,8 +96,35 @@ impl Cx<'_, '_> {
                         t.replay_window = d;
                     }
                 }
+                "t_low" => {
+                    if let Some(n) = self.count(v, "cluster.t_low", 1, 1_000_000) {
+                        c.lard.t_low = n as u32;
+                    }
+                }
+                "t_high" => {
+                    if let Some(n) = self.count(v, "cluster.t_high", 1, 1_000_000) {
+                        c.lard.t_high = n as u32;
+                    }
+                }
+                "k" => {
+                    if let Some(d) = self.positive_duration(v, "cluster.k") {
+                        c.lard.k = d;
+                    }
+                }
                 _ => self.unknown(k, "[cluster]", CLUSTER_KEYS),
             }
+        }
+        if c.lard.t_low >= c.lard.t_high
+            && let Some(at) = t.get("t_low").or_else(|| t.get("t_high"))
+        {
+            self.bad(
+                at,
+                "cluster.t_low",
+                format!(
+                    "must be below cluster.t_high ({} and {})",
+                    c.lard.t_low, c.lard.t_high
+                ),
+            );
         }
         for key in ["name", "peer", "key_file"] {
             if !t.contains_key(key) {

@@ -96,19 +96,23 @@
 //! timeout = "10s"
 //!
 //! # This node's membership in a cluster (iolite-cluster; README "Deploy a
-//! # cluster"). Gossip is UDP on `peer`, every packet signed with the key.
+//! # cluster"). Gossip is UDP on `peer`, every packet signed with the key;
+//! # the peer listener (forwarded requests, each signed) is TCP on `peer` too.
 //! [cluster]
 //! name = "node1"                               # unique in the cluster
-//! peer = "10.0.0.1:7946"                       # gossip address: a specific IP, not port 0
+//! peer = "10.0.0.1:7946"                       # gossip (UDP) + peer listener (TCP): a specific IP, not port 0
 //! client = "10.0.0.1:8080"                     # told to peers; default: the first listener
 //! seeds = ["10.0.0.1:7946", "10.0.0.2:7946"]   # announced to at start; own address ignored
 //! key_file = "cluster.key"                     # >= 32 bytes, not world-readable (chmod 600)
-//! policy = "lard-r"                            # or "wrr", "chash", "chash-bl", "local"
+//! policy = "lard-r"                            # dispatch of static GET/HEAD: or "wrr", "chash", "chash-bl"; "local": none
 //! probe_period = "1s"                          # timers: foca's Config::new_lan defaults;
 //! probe_rtt = "500ms"                          #   a dead node is down after about
 //! suspect_to_down = "4s"                       #   probe_period + suspect_to_down
 //! gossip_period = "200ms"
-//! replay_window = "10s"                        # clock skew allowed; packets remembered this long
+//! replay_window = "10s"                        # clock skew allowed; packets and peer requests remembered this long
+//! t_low = 25                                   # LARD/R (active requests per node): a node under t_low is idle,
+//! t_high = 65                                  #   one over t_high makes its targets' sets grow (t_low < t_high);
+//! k = "20s"                                    #   a set unchanged for k loses its most loaded node
 //! ```
 //!
 //! # Layout
@@ -143,9 +147,9 @@ pub use diag::{ConfigErrors, Diagnostic, Origin};
 pub use types::{
     AccessLogTarget, CacheConfig, CachePolicy, CgiConfig, ClusterConfig, ClusterPolicy,
     ClusterTimers, Config, DEFAULT_ADMIN, DEFAULT_CACHE_SIZE, DEFAULT_LISTEN, DEFAULT_MEMORY_LIMIT,
-    DEFAULT_ROOT, FastCgiAddress, FastCgiConfig, Limits, Listener, Location, LogConfig, LogLevel,
-    MAX_WORKERS, MIN_CLUSTER_KEY, ModuleConfig, ModuleTransfer, SandboxConfig, SandboxProfile,
-    WasmConfig, WasmKind, prefix_matches,
+    DEFAULT_ROOT, FastCgiAddress, FastCgiConfig, LardSettings, Limits, Listener, Location,
+    LogConfig, LogLevel, MAX_WORKERS, MIN_CLUSTER_KEY, ModuleConfig, ModuleTransfer, SandboxConfig,
+    SandboxProfile, WasmConfig, WasmKind, prefix_matches,
 };
 pub use validate::read_cluster_key;
 pub use value::{

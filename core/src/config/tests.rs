@@ -845,9 +845,17 @@ fn a_cluster_table_parses_with_defaults_and_settings() {
     assert_eq!(read_cluster_key(&cl.key_file).unwrap(), vec![b'k'; 64]);
 
     let c = fx.config(
-        "root = \"site\"\n[cluster]\nname = \"node-2.a_b\"\npeer = \"[::1]:7000\"\nclient = \"10.0.0.2:80\"\nseeds = [\"127.0.0.2:7946\", \"[::1]:7000\"]\nkey_file = \"cluster.key\"\npolicy = \"chash-bl\"\nprobe_period = \"200ms\"\nprobe_rtt = \"100ms\"\nsuspect_to_down = \"500ms\"\ngossip_period = \"50ms\"\nreplay_window = \"2s\"\n",
+        "root = \"site\"\n[cluster]\nname = \"node-2.a_b\"\npeer = \"[::1]:7000\"\nclient = \"10.0.0.2:80\"\nseeds = [\"127.0.0.2:7946\", \"[::1]:7000\"]\nkey_file = \"cluster.key\"\npolicy = \"chash-bl\"\nprobe_period = \"200ms\"\nprobe_rtt = \"100ms\"\nsuspect_to_down = \"500ms\"\ngossip_period = \"50ms\"\nreplay_window = \"2s\"\nt_low = 1\nt_high = 3\nk = \"500ms\"\n",
     );
     let cl = c.cluster.clone().expect("a cluster");
+    assert_eq!(
+        cl.lard,
+        LardSettings {
+            t_low: 1,
+            t_high: 3,
+            k: Duration::from_millis(500)
+        }
+    );
     assert_eq!(cl.client, Some(addr("10.0.0.2:80")));
     assert_eq!(cl.seeds, vec![addr("127.0.0.2:7946"), addr("[::1]:7000")]);
     assert_eq!(cl.policy, ClusterPolicy::ChashBl);
@@ -921,6 +929,14 @@ fn bad_cluster_tables_report_every_error_with_its_position() {
             &[
                 "FILE:5:12: cluster.key_file: \"TMP/open.key\" can be read by every user of this machine (mode 644): chmod 600 it",
                 "FILE:6:16: cluster.probe_rtt (500ms) must be shorter than cluster.probe_period (400ms)",
+            ],
+        ),
+        (
+            "name = \"n\"\npeer = \"127.0.0.2:1\"\nkey_file = \"good.key\"\nt_low = 65\nk = \"0s\"\nt_high = 0\n",
+            &[
+                "FILE:6:9: cluster.t_low: must be below cluster.t_high (65 and 65)",
+                "FILE:7:5: cluster.k: must be longer than 0",
+                "FILE:8:10: cluster.t_high: must be at least 1, found 0",
             ],
         ),
         (

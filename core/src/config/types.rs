@@ -71,9 +71,32 @@ pub struct ClusterConfig {
     /// The cluster key: a file only its owner can read holding at least
     /// [`MIN_CLUSTER_KEY`] bytes (see [`read_cluster_key`](super::read_cluster_key)).
     pub key_file: PathBuf,
-    /// The dispatch policy (used by the dispatcher, which comes later).
+    /// The dispatch policy of static GET and HEAD requests.
     pub policy: ClusterPolicy,
+    /// LARD/R's thresholds (the policy `lard-r`).
+    pub lard: LardSettings,
     pub timers: ClusterTimers,
+}
+
+/// LARD/R's thresholds, in active requests per node, and its K.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LardSettings {
+    /// Below this load a node is underused (paper: 25).
+    pub t_low: u32,
+    /// Above this load a node adds delay: a target's set grows (paper: 65).
+    pub t_high: u32,
+    /// A server set unchanged this long loses its most loaded node (paper: 20 s).
+    pub k: Duration,
+}
+
+impl Default for LardSettings {
+    fn default() -> Self {
+        LardSettings {
+            t_low: 25,
+            t_high: 65,
+            k: Duration::from_secs(20),
+        }
+    }
 }
 
 /// The shortest cluster key accepted, in bytes (an HMAC-SHA256 key of
