@@ -2,6 +2,7 @@
 //! after the user namespace exists (see `Profile::apply_before_load`).
 
 use nix::sys::resource::{Resource, setrlimit};
+use nix::sys::signal::{SigHandler, Signal};
 
 use crate::error::SandboxError;
 use crate::report::{Measure, Outcome, Report};
@@ -46,6 +47,19 @@ pub(crate) fn apply_static(limits: &Rlimits) -> Result<Outcome, SandboxError> {
         set(Resource::RLIMIT_CORE, "core", v, v)?;
         parts.push(format!("core={}", human_bytes(v)));
     }
+    if let Some(v) = limits.file_size {
+        // EFBIG rather than death by SIGXFSZ: a module writing a file past
+        // the limit gets an error it can report.
+        // SAFETY: SIG_IGN for SIGXFSZ installs no handler code.
+        unsafe { nix::sys::signal::signal(Signal::SIGXFSZ, SigHandler::SigIgn) }.map_err(|e| {
+            SandboxError::Prctl {
+                what: "ignoring SIGXFSZ",
+                source: e.into(),
+            }
+        })?;
+        set(Resource::RLIMIT_FSIZE, "fsize", v, v)?;
+        parts.push(format!("fsize={}", human_bytes(v)));
+    }
     Ok(if parts.is_empty() && limits.processes.is_none() {
         Outcome::Skipped("setting".into())
     } else {
@@ -55,6 +69,24 @@ pub(crate) fn apply_static(limits: &Rlimits) -> Result<Outcome, SandboxError> {
 
 pub(crate) fn set_nproc(max: u64) -> Result<(), SandboxError> {
     set(Resource::RLIMIT_NPROC, "nproc", max, max)
+}
+
+/// SCHED_IDLE for the process (its threads inherit it): it runs only when
+/// no normal thread of the machine wants the CPU, so a spinning module
+/// never starves the server. RLIMIT_NICE = 0 keeps it from climbing back
+/// (sched_setscheduler is outside the seccomp allow-list as well).
+pub(crate) fn idle_cpu() -> Result<Outcome, SandboxError> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads one sched_param we own; pid 0 is
+    // the calling thread (the only one: phase 1 runs single-threaded).
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+        return Ok(Outcome::Unavailable(format!(
+            "SCHED_IDLE: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    set(Resource::RLIMIT_NICE, "nice", 0, 0)?;
+    Ok(Outcome::Applied("idle".into()))
 }
 
 /// Adds `part` to the rlimits entry's detail.

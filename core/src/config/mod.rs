@@ -60,6 +60,9 @@
 //! transfer = "shared"                          # or "copy": bodies inline (bench only)
 //! lane_stall = "50ms"                          # another lane when each is held this long by one request
 //! lane_idle = "2s"                             # an extra lane idle this long closes
+//! check_timeout = "10s"                        # loading the library once at start (and on
+//!                                              # SIGHUP) may take this long, or the module
+//!                                              # is refused (the rest is served)
 //! [module.sandbox]                             # every key: the strict default
 //! profile = "strict"                           # or "none": every measure off
 //! user = "nobody"                              # a root server drops to it
@@ -71,6 +74,7 @@
 //! open_files = 256                             # RLIMIT_NOFILE
 //! tasks = 64                                   # processes + threads (pids cgroup, RLIMIT_NPROC)
 //! cpu_time = "60s"                             # RLIMIT_CPU over the runner's life (recycled at 3/4)
+//! idle_cpu = true                              # SCHED_IDLE: runs when the CPU is free
 //!
 //! [[cgi]]
 //! prefix = "/cgi-bin"
@@ -121,9 +125,10 @@ pub use args::{AdminArg, Mount, ServeArgs};
 pub use diag::{ConfigErrors, Diagnostic, Origin};
 pub use types::{
     AccessLogTarget, CacheConfig, CachePolicy, CgiConfig, Config, DEFAULT_ADMIN,
-    DEFAULT_CACHE_SIZE, DEFAULT_LISTEN, DEFAULT_MEMORY_LIMIT, DEFAULT_ROOT, FastCgiAddress,
-    FastCgiConfig, Limits, Listener, Location, LogConfig, LogLevel, MAX_WORKERS, ModuleConfig,
-    ModuleTransfer, SandboxConfig, SandboxProfile, WasmConfig, WasmKind, prefix_matches,
+    DEFAULT_CACHE_SIZE, DEFAULT_CHECK_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MEMORY_LIMIT, DEFAULT_ROOT,
+    FastCgiAddress, FastCgiConfig, Limits, Listener, Location, LogConfig, LogLevel, MAX_WORKERS,
+    ModuleConfig, ModuleTransfer, SandboxConfig, SandboxProfile, WasmConfig, WasmKind,
+    prefix_matches,
 };
 pub use value::{
     format_duration, format_size, parse_addr, parse_duration, parse_prefix, parse_size,

@@ -111,7 +111,7 @@ fn bad_files_report_every_error_with_its_position() {
         (
             "root = \"site\"\n[[module]]\nprefix = \"/m\"\npath = \"mod.so\"\nproceses = 2\n[module.sandbox]\nseccom = false\n",
             &[
-                "FILE:5:1: unknown key in [[module]]: `proceses` (expected one of: prefix, path, processes_min, processes_max, in_flight, timeout, idle_timeout, max_requests, memory_limit, transfer, lane_stall, lane_idle, sandbox)",
+                "FILE:5:1: unknown key in [[module]]: `proceses` (expected one of: prefix, path, processes_min, processes_max, in_flight, timeout, idle_timeout, max_requests, memory_limit, transfer, lane_stall, lane_idle, check_timeout, sandbox)",
                 "FILE:7:1: unknown key in [module.sandbox]: `seccom` (did you mean `seccomp`?)",
             ],
         ),
@@ -477,6 +477,7 @@ timeout = "100ms"
             transfer: ModuleTransfer::Copy,
             lane_stall: Duration::ZERO,
             lane_idle: Duration::from_millis(300),
+            check_timeout: DEFAULT_CHECK_TIMEOUT,
             sandbox: SandboxConfig {
                 profile: SandboxProfile::None,
                 user: Some("iolite".into()),
@@ -489,6 +490,7 @@ timeout = "100ms"
                 open_files: Some(64),
                 tasks: Some(8),
                 cpu_time: Some(Duration::from_secs(10)),
+                idle_cpu: false,
             },
         }],
         cgi: vec![CgiConfig {

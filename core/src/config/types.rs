@@ -225,8 +225,15 @@ pub struct ModuleConfig {
     /// An extra lane with nothing in flight for this long is closed (at
     /// the worker's next request to the module).
     pub lane_idle: Duration,
+    /// Longest the check of the library (a throw-away runner loads it under
+    /// its sandbox) may take: past it the module is refused, and the rest
+    /// of the server is served.
+    pub check_timeout: Duration,
     pub sandbox: SandboxConfig,
 }
+
+/// `check_timeout` of a module by default.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `memory_limit` of a module under the strict sandbox profile.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 256 << 20;
@@ -272,6 +279,9 @@ pub struct SandboxConfig {
     /// RLIMIT_CPU: CPU time over the runner's whole life (SIGXCPU, then the
     /// runner is restarted).
     pub cpu_time: Option<Duration>,
+    /// SCHED_IDLE: the runner gets the CPU only when no normal thread wants
+    /// it, so a spinning module cannot starve the server.
+    pub idle_cpu: bool,
 }
 
 /// A named set of sandbox defaults; single keys override it.
@@ -300,6 +310,7 @@ impl SandboxConfig {
             open_files: on.then_some(256),
             tasks: on.then_some(64),
             cpu_time: on.then_some(Duration::from_secs(60)),
+            idle_cpu: on,
         }
     }
 }
@@ -384,6 +395,7 @@ impl Default for ModuleConfig {
             transfer: ModuleTransfer::Shared,
             lane_stall: Duration::from_millis(50),
             lane_idle: Duration::from_secs(2),
+            check_timeout: DEFAULT_CHECK_TIMEOUT,
             sandbox: SandboxConfig::for_profile(SandboxProfile::Strict),
         }
     }

@@ -2,7 +2,7 @@
 //! runner's command line, for a runner that serves ([`spawn_runner`]:
 //! then [`handshake`], and its output forwarded to the log) and for the
 //! throw-away one that checks a library before it is used, at start and
-//! at each reload ([`check_library`]).
+//! at each reload (`check`).
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -15,8 +15,6 @@ use iolite_ipc::{Peer, RemotePool};
 use iolite_sdk::wire::{ABI_VERSION, Msg};
 
 use super::SlotConfig;
-use super::reap::remove_cgroup;
-use crate::error::Error;
 use crate::runner::SandboxSpec;
 
 /// Time a new runner has to load its module and say `Ready`.
@@ -28,10 +26,15 @@ const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a runner is started for.
 #[derive(Debug, Clone, Copy)]
-enum Purpose {
+pub(super) enum Purpose {
     /// Serving the module over the inherited control socket `socket_fd`;
-    /// `shared_bytes` of pools it will map on top of the module's memory.
-    Serve { socket_fd: RawFd, shared_bytes: u64 },
+    /// `shared_bytes` of pools it will map on top of the module's memory,
+    /// an output pool of `output_pool` bytes.
+    Serve {
+        socket_fd: RawFd,
+        shared_bytes: u64,
+        output_pool: u64,
+    },
     /// `--check`: load and check the library under its sandbox, print the
     /// report and the feature bits, exit.
     Check,
@@ -39,7 +42,7 @@ enum Purpose {
 
 /// `exe runner` for the module `library` named `name` under `sandbox`:
 /// stdin closed, stdout and stderr piped.
-fn runner_command(
+pub(super) fn runner_command(
     exe: &Path,
     library: &Path,
     name: &str,
@@ -53,8 +56,14 @@ fn runner_command(
         Purpose::Check => cmd.arg("--check"),
     };
     cmd.arg("--module").arg(library).arg("--name").arg(name);
-    if let Purpose::Serve { shared_bytes, .. } = purpose {
+    if let Purpose::Serve {
+        shared_bytes,
+        output_pool,
+        ..
+    } = purpose
+    {
         cmd.arg("--shared-bytes").arg(shared_bytes.to_string());
+        cmd.arg("--output-pool").arg(output_pool.to_string());
     }
     cmd.args(sandbox.to_args())
         .stdin(Stdio::null())
@@ -75,6 +84,7 @@ pub(super) fn spawn_runner(cfg: &SlotConfig) -> std::io::Result<(Child, Option<U
         Purpose::Serve {
             socket_fd: theirs.as_raw_fd(),
             shared_bytes: shared_bytes(cfg),
+            output_pool: cfg.output_pool,
         },
     );
     if cfg.sandbox.memory.is_some() && std::env::var_os("MALLOC_ARENA_MAX").is_none() {
@@ -106,55 +116,6 @@ fn shared_bytes(cfg: &SlotConfig) -> u64 {
     cfg.pool.memfd_size()
         + cfg.output_pool
         + cfg.cache.as_ref().map_or(0, |c| c.pool().memfd_size())
-}
-
-/// Runs `exe runner --check --module PATH --sandbox SPEC`: the library is
-/// opened in a throw-away process under the module's sandbox, never in the
-/// server. Returns the module's feature bits.
-pub(crate) fn check_library(
-    exe: &Path,
-    prefix: &str,
-    library: &Path,
-    sandbox: &SandboxSpec,
-) -> Result<u32, Error> {
-    if !library.is_file() {
-        return Err(Error::Missing(library.to_owned()));
-    }
-    let spawn_err = |source| Error::Spawn {
-        what: format!("{} runner --check", exe.display()),
-        source,
-    };
-    let child = runner_command(exe, library, prefix, sandbox, Purpose::Check)
-        .spawn()
-        .map_err(spawn_err)?;
-    let pid = child.id();
-    let out = child.wait_with_output().map_err(spawn_err)?;
-    if let Some(cgroup) = iolite_sandbox::pids_cgroup_for(pid) {
-        remove_cgroup(prefix, pid, &cgroup);
-    }
-    if out.status.success() {
-        let report = String::from_utf8_lossy(&out.stdout);
-        tracing::debug!(module = %prefix, "library checked; {}", report.trim());
-        let features = report
-            .lines()
-            .find_map(|l| l.strip_prefix("features: "))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0);
-        return Ok(features);
-    }
-    let text = String::from_utf8_lossy(&out.stderr);
-    let message = text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .map_or_else(
-            || format!("runner check failed ({})", out.status),
-            str::to_owned,
-        );
-    Err(Error::Check {
-        prefix: prefix.to_owned(),
-        message,
-    })
 }
 
 /// The module's stdout and stderr go to the server's log, line by line,
