@@ -35,6 +35,10 @@ use crate::runner::SandboxSpec;
 /// Most bytes of a checking runner's stdout and stderr kept (a library's
 /// constructor could print without end).
 const OUTPUT_CAP: usize = 64 << 10;
+/// Most lines of a failed check's stderr logged (its last ones).
+const CHECK_LOG_LINES: usize = 20;
+/// Longest line of a failed check's stderr logged.
+const CHECK_LOG_LINE_MAX: usize = 1024;
 /// Longest the output of an ended check is waited for.
 const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 
@@ -145,6 +149,18 @@ fn run_check(
         remove_cgroup(prefix, pid, &cgroup);
     }
     let (out, err) = (joined(stdout), joined(stderr));
+    if !(finished.is_some() && status.success()) {
+        // What the library printed while it loaded (its constructors):
+        // the last lines, each cut, so an operator sees why.
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        for line in &lines[lines.len().saturating_sub(CHECK_LOG_LINES)..] {
+            let mut end = line.len().min(CHECK_LOG_LINE_MAX);
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            tracing::info!(module = %prefix, library = %library.display(), "check: {}", &line[..end]);
+        }
+    }
     if finished.is_none() {
         return Ok(Outcome::Refused(format!(
             "loading its library {} did not finish within the check_timeout of {} (a constructor that does not return?); the module is refused, the rest is served",

@@ -118,20 +118,110 @@ fn shared_bytes(cfg: &SlotConfig) -> u64 {
         + cfg.cache.as_ref().map_or(0, |c| c.pool().memfd_size())
 }
 
+/// Longest line of a runner's output the log takes; the rest of the line
+/// is cut (and counted): a line without end must not grow the server.
+pub(crate) const LOG_LINE_MAX: usize = 4096;
+/// Lines of one runner's stream logged at once before the rate applies.
+const LOG_BURST: u32 = 200;
+/// Lines a second of one runner's stream logged past the burst; the others
+/// are read and dropped (counted in the next line logged), so a module
+/// cannot flood the log nor stall on a full pipe.
+const LOG_RATE: u32 = 100;
+
 /// The module's stdout and stderr go to the server's log, line by line,
-/// under the module's name.
+/// under the module's name: lines cut at [`LOG_LINE_MAX`] bytes, at most
+/// [`LOG_BURST`] at once and [`LOG_RATE`] a second.
 fn forward_log(name: &str, pid: u32, stream: &'static str, from: impl Read + Send + 'static) {
     let name = name.to_owned();
     let spawned = std::thread::Builder::new()
         .name(format!("iolite-module-log-{pid}"))
         .spawn(move || {
-            for line in BufReader::new(from).lines().map_while(Result::ok) {
-                tracing::info!(module = %name, pid, stream, "{line}");
+            let mut reader = BufReader::new(from);
+            let mut bucket = Bucket::new();
+            let mut dropped = 0u64;
+            while let Some((line, cut)) = bounded_line(&mut reader) {
+                if !bucket.take() {
+                    dropped += 1;
+                    continue;
+                }
+                if dropped > 0 {
+                    tracing::warn!(module = %name, pid, stream, "{dropped} lines dropped (more than {LOG_RATE} a second)");
+                    dropped = 0;
+                }
+                if cut > 0 {
+                    tracing::info!(module = %name, pid, stream, "{line} [{cut} more bytes cut]");
+                } else {
+                    tracing::info!(module = %name, pid, stream, "{line}");
+                }
+            }
+            if dropped > 0 {
+                tracing::warn!(module = %name, pid, stream, "{dropped} lines dropped (more than {LOG_RATE} a second)");
             }
         });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot forward a runner's output");
     }
+}
+
+/// A token bucket of [`LOG_BURST`] lines refilled at [`LOG_RATE`] a second.
+struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl Bucket {
+    fn new() -> Bucket {
+        Bucket {
+            tokens: f64::from(LOG_BURST),
+            at: std::time::Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * f64::from(LOG_RATE);
+        self.tokens = (self.tokens + refill).min(f64::from(LOG_BURST));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The next line of `reader` without its end, cut at [`LOG_LINE_MAX`]
+/// bytes, and how many bytes were cut; None at the end (or on an error).
+/// Holds at most [`LOG_LINE_MAX`] bytes however long the line.
+pub(crate) fn bounded_line(reader: &mut impl BufRead) -> Option<(String, u64)> {
+    let mut kept = Vec::new();
+    let mut cut = 0u64;
+    let mut any = false;
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        any = true;
+        let (part, end) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (&chunk[..i], Some(i + 1)),
+            None => (chunk, None),
+        };
+        let room = LOG_LINE_MAX - kept.len();
+        kept.extend_from_slice(&part[..part.len().min(room)]);
+        cut += part.len().saturating_sub(room) as u64;
+        let used = end.unwrap_or(chunk.len());
+        reader.consume(used);
+        if end.is_some() {
+            break;
+        }
+    }
+    any.then(|| (String::from_utf8_lossy(&kept).into_owned(), cut))
 }
 
 /// The runner's sandbox report, then the protocol's Hello/Ready; returns
@@ -178,4 +268,22 @@ pub(super) fn handshake(
         .set_read_timeout(Some(FRAME_TIMEOUT))
         .map_err(|e| e.to_string())?;
     Ok((peer, output, sandbox))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LOG_LINE_MAX, bounded_line};
+
+    #[test]
+    fn lines_are_cut_at_the_bound_and_the_rest_counted() {
+        let long = "y".repeat(3 * LOG_LINE_MAX + 5);
+        let input = format!("short\n{long}\nlast");
+        let mut r = std::io::BufReader::with_capacity(100, input.as_bytes());
+        assert_eq!(bounded_line(&mut r), Some(("short".into(), 0)));
+        let (line, cut) = bounded_line(&mut r).unwrap();
+        assert_eq!(line.len(), LOG_LINE_MAX);
+        assert_eq!(cut, (2 * LOG_LINE_MAX + 5) as u64);
+        assert_eq!(bounded_line(&mut r), Some(("last".into(), 0)));
+        assert_eq!(bounded_line(&mut r), None);
+    }
 }
