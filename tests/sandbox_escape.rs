@@ -14,8 +14,10 @@
 //! - `fcntl(F_SETOWN/F_SETSIG)`, `memfd_create`, a private socket pair to
 //!   park descriptors in flight (`hostile`): SIGSYS, 502, replaced;
 //! - a stderr flood with a line of 1 MiB: lines cut and rate-bounded;
-//! - the runner's scheduling class (SCHED_IDLE) and descriptors the server
-//!   inherited (none reach a runner).
+//! - the runner's scheduling class (SCHED_BATCH, nice 10) and descriptors the server
+//!   inherited (none reach a runner);
+//! - a PID namespace per runner: with seccomp off, a module's kill() of
+//!   another module's runner (or the server) finds no such process.
 //!
 //! `sandbox/README.md` has the table of attacks and these tests.
 
@@ -256,7 +258,7 @@ fn a_runner_flooding_its_stderr_is_cut_and_rate_bounded() {
 }
 
 #[test]
-fn runners_get_the_idle_cpu_class_and_none_of_the_servers_inherited_descriptors() {
+fn runners_get_a_low_cpu_priority_and_none_of_the_servers_inherited_descriptors() {
     // A descriptor the server inherits without close-on-exec, as from a
     // shell or a service manager.
     let dir = tempfile::tempdir().unwrap();
@@ -290,18 +292,21 @@ fn runners_get_the_idle_cpu_class_and_none_of_the_servers_inherited_descriptors(
     let pid = runner_pid(&server, "/hostile", 1);
     let mut runners = vec![pid];
     runners.extend(children(pid));
+    runners.push(sandboxed(pid));
     for p in &runners {
         assert!(
             !held(*p as i32),
             "runner {p} holds the server's inherited descriptor"
         );
     }
-    // SCHED_IDLE (policy 5), field 41 of /proc/PID/stat, for each runner
-    // process (a spinning module yields to the server).
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", runners.last().unwrap())).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let policy: u32 = after.split(' ').nth(38).unwrap().parse().unwrap();
-    assert_eq!(policy, 5, "{stat}");
+    // SCHED_BATCH (policy 3, field 41 of /proc/PID/stat) at nice 10
+    // (field 19) for each runner process: a spinning module yields to the
+    // server.
+    for p in &runners {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
+        let after: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        assert_eq!((after[38], after[16]), ("3", "10"), "{stat}");
+    }
     assert_eq!(get(&server, "/hostile/nothing").status, 204);
     load.finish(50);
     drop(file);
@@ -315,4 +320,49 @@ fn children(pid: u32) -> Vec<u32> {
         .split_whitespace()
         .filter_map(|n| n.parse().ok())
         .collect()
+}
+
+/// The sandboxed process of a runner: the outer process's grandchild when
+/// the runner has a PID namespace of its own (see sandbox's `pidns`).
+fn sandboxed(outer: u32) -> u32 {
+    children(outer)
+        .first()
+        .and_then(|init| children(*init).first().copied())
+        .unwrap_or_else(|| panic!("runner {outer} has no process in a PID namespace"))
+}
+
+#[test]
+fn each_runner_has_a_pid_namespace_of_its_own_and_signals_no_other_module() {
+    // seccomp off: the kernel's PID namespaces alone must hold.
+    let (_root, server) = start(&[("/lax", "hostile", "[module.sandbox]\nseccomp = false")]);
+    let load = Load::start(server.addr);
+    let hello = runner_pid(&server, "/hello", 1);
+    let lax = runner_pid(&server, "/lax", 1);
+    let ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+    let (hello_in, lax_in) = (sandboxed(hello), sandboxed(lax));
+    assert_ne!(ns(hello_in), ns(lax_in));
+    assert_ne!(ns(hello_in), ns(server.pid() as u32));
+    let status = std::fs::read_to_string(format!("/proc/{lax_in}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert_eq!(nspid.split_whitespace().last(), Some("2"), "{nspid}");
+    for target in [hello, hello_in, server.pid() as u32] {
+        let r = get(&server, &format!("/lax/kill?pid={target}"));
+        assert_eq!(r.header("x-attack"), None, "kill {target} succeeded");
+        assert_eq!(r.status, 403, "kill {target}");
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        assert!(text.contains("No such process"), "{text}");
+    }
+    // kill(-1): every process it may signal is in its own namespace.
+    let r = get(&server, "/lax/kill?pid=-1");
+    assert_eq!(r.header("x-attack"), None);
+    assert_eq!(get(&server, "/hello/z").body, b"Hello, z!\n");
+    assert_eq!(runner_pid(&server, "/hello", 1), hello);
+    assert!(std::fs::metadata(format!("/proc/{hello_in}")).is_ok());
+    load.finish(50);
+    let ready = server
+        .log_lines()
+        .iter()
+        .filter(|l| l.contains("runner ready module=/hello "))
+        .count();
+    assert_eq!(ready, 1, "hello's runner was replaced");
 }

@@ -74,8 +74,8 @@ pub struct SandboxSpec {
     /// [`RUNNER_ALLOWANCE`], RLIMIT_FSIZE bounds the files (memfds
     /// included) it may grow.
     pub memory: Option<u64>,
-    /// SCHED_IDLE.
-    pub idle_cpu: bool,
+    /// SCHED_BATCH at nice 10.
+    pub low_priority: bool,
 }
 
 impl SandboxSpec {
@@ -96,7 +96,7 @@ impl SandboxSpec {
             tasks: s.tasks,
             cpu_seconds: s.cpu_time.map(whole_seconds),
             memory: cfg.memory_limit.or(strict.then_some(DEFAULT_MEMORY_LIMIT)),
-            idle_cpu: s.idle_cpu,
+            low_priority: s.low_priority,
         }
     }
 
@@ -130,7 +130,7 @@ impl SandboxSpec {
         let flag = |b: bool| if b { "on" } else { "off" };
         let num = |n: Option<u64>| n.map_or_else(|| "off".to_owned(), |n| n.to_string());
         format!(
-            "user={},seccomp={},landlock={},namespaces={},nnp={},core={},nofile={},tasks={},cpu={},memory={},idle={}",
+            "user={},seccomp={},landlock={},namespaces={},nnp={},core={},nofile={},tasks={},cpu={},memory={},lowprio={}",
             self.user.as_deref().unwrap_or("off"),
             flag(self.seccomp),
             flag(self.landlock),
@@ -141,7 +141,7 @@ impl SandboxSpec {
             num(self.tasks),
             num(self.cpu_seconds),
             num(self.memory),
-            flag(self.idle_cpu),
+            flag(self.low_priority),
         )
     }
 
@@ -160,7 +160,7 @@ impl SandboxSpec {
             "tasks",
             "cpu",
             "memory",
-            "idle",
+            "lowprio",
         ];
         let bad = |why: String| Error::Runner(format!("--sandbox {arg:?}: {why}"));
         let mut values: [Option<&str>; 11] = [None; 11];
@@ -207,7 +207,7 @@ impl SandboxSpec {
             tasks: num(7)?,
             cpu_seconds: num(8)?,
             memory: num(9)?,
-            idle_cpu: flag(10)?,
+            low_priority: flag(10)?,
         })
     }
 
@@ -237,7 +237,7 @@ impl SandboxSpec {
                 file_size: self.memory,
             },
             seccomp: self.seccomp,
-            idle_cpu: self.idle_cpu,
+            low_priority: self.low_priority,
             open: OpenPolicy::UnderLandlock,
             landlock: self.landlock.then(|| Landlock {
                 read_only: std::iter::once(library.to_owned())
@@ -399,17 +399,17 @@ mod tests {
         let table = [
             (
                 &strict,
-                "user=nobody,seccomp=on,landlock=on,namespaces=on,nnp=on,core=on,nofile=256,tasks=64,cpu=60,memory=268435456,idle=on",
+                "user=nobody,seccomp=on,landlock=on,namespaces=on,nnp=on,core=on,nofile=256,tasks=64,cpu=60,memory=268435456,lowprio=on",
                 Some(DEFAULT_MEMORY_LIMIT + (1 << 20) + RUNNER_ALLOWANCE),
             ),
             (
                 &none,
-                "user=off,seccomp=off,landlock=off,namespaces=off,nnp=off,core=off,nofile=off,tasks=off,cpu=off,memory=off,idle=off",
+                "user=off,seccomp=off,landlock=off,namespaces=off,nnp=off,core=off,nofile=off,tasks=off,cpu=off,memory=off,lowprio=off",
                 None,
             ),
             (
                 &mixed,
-                "user=65534,seccomp=off,landlock=on,namespaces=off,nnp=off,core=off,nofile=off,tasks=8,cpu=2,memory=67108864,idle=off",
+                "user=65534,seccomp=off,landlock=on,namespaces=off,nnp=off,core=off,nofile=off,tasks=8,cpu=2,memory=67108864,lowprio=off",
                 Some((64 << 20) + (1 << 20) + RUNNER_ALLOWANCE),
             ),
         ];
@@ -498,7 +498,7 @@ mod tests {
             ),
             (good.replace("nofile=256", "nofile=-1"), "is not a number"),
             (good.replace(",memory=268435456", ""), "memory missing"),
-            (good.replace(",idle=on", ""), "idle missing"),
+            (good.replace(",lowprio=on", ""), "lowprio missing"),
             (format!("{good},tasks=1"), "tasks given twice"),
             (format!("{good},jail=on"), "unknown key \"jail\""),
             (good.replace("user=nobody", "user="), "user: empty"),

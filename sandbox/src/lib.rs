@@ -31,6 +31,8 @@
 //! - `cgroup`: the per-process pids cgroup ([`remove_pids_cgroup`],
 //!   [`kill_pids_cgroup`], [`sweep_stale_pids_cgroups`]).
 //! - `namespaces`: user/net/ipc/uts namespaces, best effort.
+//! - `pidns`: a PID namespace of its own (two forks: waiters outside and
+//!   as its init, the sandboxed process as its pid 2).
 //! - `user`: dropping root and checking it stuck.
 //! - `fs_rules`: landlock rules ([`landlock_abi`]).
 //! - `seccomp`: the allow-list ([`seccomp_allow_list`]).
@@ -53,6 +55,7 @@ mod limits;
 pub mod loader;
 mod namespaces;
 mod pidfd;
+mod pidns;
 mod procfs;
 mod profile;
 mod report;
@@ -65,6 +68,7 @@ pub use error::SandboxError;
 pub use fs_rules::landlock_abi;
 pub use loader::{LoadError, ModuleLibrary, spawn_closed, spawn_inheriting, take_inherited_socket};
 pub use pidfd::PidFd;
+pub use pidns::RUNNER_PID_VAR;
 pub use profile::{Confined, Pending, Profile};
 pub use report::{Measure, Outcome, Report};
 pub use seccomp::{SyscallGroup, seccomp_allow_list};

@@ -5,7 +5,7 @@
 use crate::error::SandboxError;
 use crate::report::{Measure, Outcome, Report};
 use crate::settings::{Landlock, OpenPolicy, Rlimits};
-use crate::{cgroup, fs_rules, limits, namespaces, procfs, seccomp, user};
+use crate::{cgroup, fs_rules, limits, namespaces, pidns, procfs, seccomp, user};
 
 /// What to apply to a runner process. `Default` is the safe profile: every
 /// measure on.
@@ -46,9 +46,9 @@ pub struct Profile {
     /// Install the seccomp allow-list ([`crate::seccomp_allow_list`]):
     /// anything else kills the process with SIGSYS.
     pub seccomp: bool,
-    /// Run under SCHED_IDLE: only when no normal thread of the machine
-    /// wants the CPU (a spinning module never starves the server).
-    pub idle_cpu: bool,
+    /// Run under SCHED_BATCH at nice 10: a spinning module gets about a
+    /// tenth of what a normal thread of the server gets on the same CPU.
+    pub low_priority: bool,
     /// What the seccomp filter does with path-based file calls.
     pub open: OpenPolicy,
     /// Landlock rules; `None` applies none.
@@ -67,7 +67,7 @@ impl Default for Profile {
             no_new_privs: true,
             rlimits: Rlimits::default(),
             seccomp: true,
-            idle_cpu: true,
+            low_priority: true,
             open: OpenPolicy::default(),
             landlock: Some(Landlock::default()),
             namespaces: true,
@@ -190,8 +190,8 @@ impl Profile {
         report.push(Measure::Rlimits, limits::apply_static(&self.rlimits)?);
         report.push(
             Measure::Scheduling,
-            if self.idle_cpu {
-                limits::idle_cpu()?
+            if self.low_priority {
+                limits::low_priority()?
             } else {
                 Outcome::Skipped("setting".into())
             },
@@ -211,6 +211,12 @@ impl Profile {
         }
 
         let mut ns = namespaces::Progress::default();
+        if self.namespaces {
+            // After the cgroup (the waiters stay in it, under the pid the
+            // supervisor knows), before anything else: only the process
+            // that returns here goes on.
+            ns.note_pid(pidns::enter(was_root));
+        }
         if self.namespaces && was_root {
             ns.unshare_as_root();
         }
@@ -275,7 +281,7 @@ impl Profile {
                 file_size: None,
             },
             seccomp: false,
-            idle_cpu: false,
+            low_priority: false,
             open: OpenPolicy::Always,
             landlock: None,
             namespaces: false,
@@ -320,7 +326,7 @@ mod tests {
     fn default_profile_is_the_safe_one() {
         let p = Profile::default();
         assert_eq!(p.user.as_deref(), Some("nobody"));
-        assert!(p.no_new_privs && p.seccomp && p.namespaces && p.idle_cpu);
+        assert!(p.no_new_privs && p.seccomp && p.namespaces && p.low_priority);
         assert_eq!(p.open, OpenPolicy::UnderLandlock);
         assert_eq!(p.landlock, Some(Landlock::default()));
         assert_eq!(

@@ -11,7 +11,7 @@ pub enum Measure {
     /// Resource limits (address space, open files, CPU, core size, file
     /// size, processes).
     Rlimits,
-    /// The CPU scheduling class (SCHED_IDLE).
+    /// The CPU scheduling class (SCHED_BATCH, nice 10).
     Scheduling,
     /// A pids cgroup holding the process, with `pids.max`.
     PidsCgroup,

@@ -74,7 +74,7 @@
 //! open_files = 256                             # RLIMIT_NOFILE
 //! tasks = 64                                   # processes + threads (pids cgroup, RLIMIT_NPROC)
 //! cpu_time = "60s"                             # RLIMIT_CPU over the runner's life (recycled at 3/4)
-//! idle_cpu = true                              # SCHED_IDLE: runs when the CPU is free
+//! low_priority = true                          # SCHED_BATCH, nice 10: yields to the server
 //!
 //! [[cgi]]
 //! prefix = "/cgi-bin"

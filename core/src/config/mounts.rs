@@ -40,7 +40,7 @@ const SANDBOX_KEYS: &[&str] = &[
     "open_files",
     "tasks",
     "cpu_time",
-    "idle_cpu",
+    "low_priority",
 ];
 const CGI_KEYS: &[&str] = &["prefix", "dir", "timeout"];
 const FASTCGI_KEYS: &[&str] = &[
@@ -116,9 +116,9 @@ impl Cx<'_, '_> {
                     .positive_duration(v, "module.sandbox.cpu_time")
                     .map(|t| s.cpu_time = Some(t))
                     .is_some(),
-                "idle_cpu" => self
-                    .boolean(v, "module.sandbox.idle_cpu")
-                    .map(|b| s.idle_cpu = b)
+                "low_priority" => self
+                    .boolean(v, "module.sandbox.low_priority")
+                    .map(|b| s.low_priority = b)
                     .is_some(),
                 _ => {
                     self.unknown(k, "[module.sandbox]", SANDBOX_KEYS);

@@ -490,7 +490,7 @@ timeout = "100ms"
                 open_files: Some(64),
                 tasks: Some(8),
                 cpu_time: Some(Duration::from_secs(10)),
-                idle_cpu: false,
+                low_priority: false,
             },
         }],
         cgi: vec![CgiConfig {

@@ -279,9 +279,9 @@ pub struct SandboxConfig {
     /// RLIMIT_CPU: CPU time over the runner's whole life (SIGXCPU, then the
     /// runner is restarted).
     pub cpu_time: Option<Duration>,
-    /// SCHED_IDLE: the runner gets the CPU only when no normal thread wants
-    /// it, so a spinning module cannot starve the server.
-    pub idle_cpu: bool,
+    /// SCHED_BATCH at nice 10: a spinning runner gets about a tenth of
+    /// the CPU a server thread gets, so it cannot starve the server.
+    pub low_priority: bool,
 }
 
 /// A named set of sandbox defaults; single keys override it.
@@ -310,7 +310,7 @@ impl SandboxConfig {
             open_files: on.then_some(256),
             tasks: on.then_some(64),
             cpu_time: on.then_some(Duration::from_secs(60)),
-            idle_cpu: on,
+            low_priority: on,
         }
     }
 }
