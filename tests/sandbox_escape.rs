@@ -16,6 +16,7 @@
 //! - a stderr flood with a line of 1 MiB: lines cut and rate-bounded;
 //! - the runner's scheduling class (SCHED_BATCH, nice 10) and descriptors the server
 //!   inherited (none reach a runner);
+//! - each module's runners as a uid of their own (`runner_uids`, root);
 //! - a PID namespace per runner: with seccomp off, a module's kill() of
 //!   another module's runner (or the server) finds no such process.
 //!
@@ -45,10 +46,15 @@ fn lib(name: &str) -> String {
 /// A server with a static `index.html`, hello at /hello and each
 /// `(prefix, library, extra [[module]] lines)`.
 fn start(modules: &[(&str, &str, &str)]) -> (tempfile::TempDir, Iolite) {
+    start_with("", modules)
+}
+
+/// [`start`] with `top` (top-level keys) first in the file.
+fn start_with(top: &str, modules: &[(&str, &str, &str)]) -> (tempfile::TempDir, Iolite) {
     let root = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("index.html"), b"static\n").unwrap();
     let mut config = format!(
-        "[[module]]\nprefix = \"/hello\"\npath = \"{}\"\n",
+        "{top}\n[[module]]\nprefix = \"/hello\"\npath = \"{}\"\n",
         lib("hello")
     );
     for (prefix, library, extra) in modules {
@@ -365,4 +371,34 @@ fn each_runner_has_a_pid_namespace_of_its_own_and_signals_no_other_module() {
         .filter(|l| l.contains("runner ready module=/hello "))
         .count();
     assert_eq!(ready, 1, "hello's runner was replaced");
+}
+
+#[test]
+fn a_root_server_runs_each_modules_runners_as_their_own_uid() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: runner_uids applies to a server run as root");
+        return;
+    }
+    let (_root, server) = start_with(
+        "runner_uids = \"61000-61099\"",
+        &[("/hostile", "hostile", "")],
+    );
+    let load = Load::start(server.addr);
+    let uid = |prefix: &str| -> String {
+        let p = sandboxed(runner_pid(&server, prefix, 1));
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        line.split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(uid("/hello"), "61000 61000 61000 61000");
+    assert_eq!(uid("/hostile"), "61001 61001 61001 61001");
+    let report = server
+        .wait_for_lines(1, |l| l.contains("runner ready module=/hostile "))
+        .remove(0);
+    assert!(report.contains("user=61001("), "{report}");
+    assert_eq!(get(&server, "/hostile/nothing").status, 204);
+    load.finish(50);
 }

@@ -16,6 +16,9 @@
 //! index = ["index.html"]
 //! workers = 2                                  # default: the number of CPUs
 //! admin = "127.0.0.1:8081"                     # or "none"; or [admin] listen = ...
+//! runner_uids = "61000-61999"                  # a root server runs each module's runners
+//!                                              # as its own uid of these (file order),
+//!                                              # in place of module.sandbox.user
 //!
 //! [cache]
 //! size = "256M"                                # bytes, or K/M/G/T suffixes

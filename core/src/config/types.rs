@@ -48,6 +48,10 @@ pub struct Config {
     pub fastcgi: Vec<FastCgiConfig>,
     /// WebAssembly mounts (not yet served).
     pub wasm: Vec<WasmConfig>,
+    /// `runner_uids`: the uids (first, last) given out one per module, in
+    /// file order, to the modules whose sandbox drops root (already put
+    /// in their `sandbox.user`).
+    pub runner_uids: Option<(u32, u32)>,
 }
 
 /// One client listener.
@@ -526,6 +530,38 @@ impl Config {
             .collect();
         if !mounts.is_empty() {
             line("mounts", mounts.join(", "));
+        }
+        let dropping: Vec<&ModuleConfig> = self
+            .modules
+            .iter()
+            .filter(|m| m.sandbox.user.is_some())
+            .collect();
+        match self.runner_uids {
+            Some((first, last)) => {
+                let each: Vec<String> = dropping
+                    .iter()
+                    .map(|m| format!("{} {}", m.prefix, m.sandbox.user.as_deref().unwrap_or("")))
+                    .collect();
+                line(
+                    "runner uids",
+                    format!("{first}-{last}, one per module: {}", each.join(", ")),
+                );
+            }
+            None if dropping.len() > 1 => {
+                let users: std::collections::BTreeSet<&str> = dropping
+                    .iter()
+                    .filter_map(|m| m.sandbox.user.as_deref())
+                    .collect();
+                if users.len() < dropping.len() {
+                    line(
+                        "runner uids",
+                        "none: modules share a user when the server runs as root (set \
+                         runner_uids = \"FIRST-LAST\" to give each module its own)"
+                            .to_owned(),
+                    );
+                }
+            }
+            None => {}
         }
         s
     }
