@@ -221,6 +221,12 @@ fn a_constructor_runs_inside_landlock_and_seccomp() {
 #[test]
 fn signals_by_fcntl_memfds_and_descriptors_parked_in_flight_kill_only_the_attacker() {
     let (_root, server) = start(&[("/hostile", "hostile", "")]);
+    // Each worker's links to both modules open at their first requests.
+    for _ in 0..8 {
+        assert_eq!(get(&server, "/hostile/nothing").status, 204);
+        assert_eq!(get(&server, "/hello/z").status, 200);
+    }
+    let baseline = open_fds(server.pid());
     let load = Load::start(server.addr);
     for (i, attack) in ["setown", "memfd", "park"].into_iter().enumerate() {
         let r = get(&server, &format!("/hostile/{attack}"));
@@ -236,6 +242,24 @@ fn signals_by_fcntl_memfds_and_descriptors_parked_in_flight_kill_only_the_attack
         );
     }
     load.finish(50);
+    // The server's descriptors come back to where they were (three
+    // runners replaced; the load's connections closed).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while open_fds(server.pid()) > baseline + 4 && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    let now = open_fds(server.pid());
+    assert!(
+        now <= baseline + 4,
+        "{now} descriptors, {baseline} at start"
+    );
+}
+
+/// How many descriptors process `pid` holds.
+fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }
 
 #[test]
@@ -306,13 +330,11 @@ fn runners_get_a_low_cpu_priority_and_none_of_the_servers_inherited_descriptors(
         );
     }
     // SCHED_BATCH (policy 3, field 41 of /proc/PID/stat) at nice 10
-    // (field 19) for each runner process: a spinning module yields to the
-    // server.
-    for p in &runners {
-        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
-        let after: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-        assert_eq!((after[38], after[16]), ("3", "10"), "{stat}");
-    }
+    // (field 19) for the process that runs the module: a spinning module
+    // yields to the server.
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", sandboxed(pid))).unwrap();
+    let after: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    assert_eq!((after[38], after[16]), ("3", "10"), "{stat}");
     assert_eq!(get(&server, "/hostile/nothing").status, 204);
     load.finish(50);
     drop(file);

@@ -188,14 +188,6 @@ impl Profile {
         };
 
         report.push(Measure::Rlimits, limits::apply_static(&self.rlimits)?);
-        report.push(
-            Measure::Scheduling,
-            if self.low_priority {
-                limits::low_priority()?
-            } else {
-                Outcome::Skipped("setting".into())
-            },
-        );
 
         let mut cgroup_applied = false;
         match self.rlimits.processes {
@@ -217,6 +209,16 @@ impl Profile {
             // that returns here goes on.
             ns.note_pid(pidns::enter(was_root));
         }
+        // After the PID namespace's forks: its waiters keep the normal
+        // priority, so a dead runner's status is passed on at once.
+        report.push(
+            Measure::Scheduling,
+            if self.low_priority {
+                limits::low_priority()?
+            } else {
+                Outcome::Skipped("setting".into())
+            },
+        );
         if self.namespaces && was_root {
             ns.unshare_as_root();
         }
@@ -303,8 +305,8 @@ mod tests {
             measures,
             [
                 Measure::Rlimits,
-                Measure::Scheduling,
                 Measure::PidsCgroup,
+                Measure::Scheduling,
                 Measure::User,
                 Measure::Namespaces,
                 Measure::NoNewPrivs,

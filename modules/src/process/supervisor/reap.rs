@@ -21,7 +21,7 @@ const CGROUP_REMOVAL: Duration = Duration::from_secs(2);
 
 /// Longest a dead runner's outer process is given to end by itself before
 /// SIGKILL (see `sandbox`'s pidns: it passes on how the runner ended).
-const EXIT_GRACE: Duration = Duration::from_millis(250);
+const EXIT_GRACE: Duration = Duration::from_secs(1);
 
 /// A runner being ended on purpose, and what it is ended for.
 pub(super) struct Old {
