@@ -349,6 +349,14 @@ fn an_unprivileged_server_still_bounds_tasks_with_rlimit_nproc() {
             || report.contains(&format!("nproc={TASKS}/uid")),
         "{report}"
     );
+    // A PID namespace of its own, made inside a user namespace (where the
+    // machine allows unprivileged ones, as the user namespace shows).
+    let namespaces = field(&report, "namespaces(");
+    if namespaces.contains("user") {
+        assert!(namespaces.contains("pid"), "{report}");
+    } else {
+        eprintln!("skipped: no unprivileged user namespaces here ({report})");
+    }
     attack_fails_alone(&server, "/hostile", "threads");
     let (threads, line) = stopped_after(&server, "threads");
     assert!(threads > 0 && threads < TASKS, "{line}");
