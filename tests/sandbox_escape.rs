@@ -13,6 +13,7 @@
 //!   check runner by SIGSYS): the module is refused, no child exists;
 //! - `fcntl(F_SETOWN/F_SETSIG)`, `memfd_create`, a private socket pair to
 //!   park descriptors in flight (`hostile`): SIGSYS, 502, replaced;
+//! - a file grown past the module's memory (RLIMIT_FSIZE: EFBIG);
 //! - a stderr flood with a line of 1 MiB: lines cut and rate-bounded;
 //! - the runner's scheduling class (SCHED_BATCH, nice 10) and descriptors the server
 //!   inherited (none reach a runner);
@@ -421,6 +422,28 @@ fn a_root_server_runs_each_modules_runners_as_their_own_uid() {
         .wait_for_lines(1, |l| l.contains("runner ready module=/hostile "))
         .remove(0);
     assert!(report.contains("user=61001("), "{report}");
+    assert_eq!(get(&server, "/hostile/nothing").status, 204);
+    load.finish(50);
+}
+
+#[test]
+fn a_module_cannot_grow_a_file_past_its_memory() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let extra = format!(
+        "[module.sandbox]\nwrite_paths = [\"{}\"]",
+        dir.path().display()
+    );
+    let (_root, server) = start(&[("/hostile", "hostile", &extra)]);
+    let load = Load::start(server.addr);
+    let file = dir.path().join("big");
+    let r = get(&server, &format!("/hostile/grow?path={}", file.display()));
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!(r.header("x-attack"), None, "{text}");
+    assert_eq!(r.status, 403, "{text}");
+    assert!(text.contains("File too large"), "{text}");
+    assert!(std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) <= 64 << 20);
     assert_eq!(get(&server, "/hostile/nothing").status, 204);
     load.finish(50);
 }
