@@ -54,15 +54,18 @@ pub(crate) fn enter(was_root: bool) -> Result<(), String> {
         let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
         unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWPID)
             .map_err(|e| e.desc().to_owned())?;
-        namespaces::write_identity_maps(uid.as_raw(), gid.as_raw())
-            .map_err(|e| format!("no id map: {e}"))?;
+        if let Err(e) = namespaces::write_identity_maps(uid.as_raw(), gid.as_raw()) {
+            fatal(&format!("no id map: {e}"));
+        }
     }
+    // From here on the process could no longer start threads (its
+    // children's PID namespace is not its own): a failure ends it.
     let outer_pid = std::process::id();
-    let (status_rx, status_tx) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.desc().to_owned())?;
+    let (status_rx, status_tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .unwrap_or_else(|e| fatal(&format!("pipe: {e}")));
     // SAFETY: the process is single-threaded (checked above), so the child
     // may run any code after fork.
-    match unsafe { fork() }.map_err(|e| e.desc().to_owned())? {
+    match unsafe { fork() }.unwrap_or_else(|e| fatal(&format!("fork: {e}"))) {
         ForkResult::Parent { child } => {
             drop(status_tx);
             outer(child, status_rx)
@@ -74,11 +77,7 @@ pub(crate) fn enter(was_root: bool) -> Result<(), String> {
             match unsafe { fork() } {
                 Ok(ForkResult::Parent { child }) => init(child, status_tx),
                 Ok(ForkResult::Child) => {}
-                Err(e) => {
-                    eprintln!("iolite sandbox: pid namespace: fork: {e}");
-                    // SAFETY: _exit takes an integer and never returns.
-                    unsafe { libc::_exit(70) }
-                }
+                Err(e) => fatal(&format!("fork: {e}")),
             }
             drop(status_tx);
             die_with_parent();
@@ -89,13 +88,19 @@ pub(crate) fn enter(was_root: bool) -> Result<(), String> {
                 // The user namespace made for the PID namespace granted
                 // every capability in it: none is kept.
                 if let Err(e) = namespaces::drop_all_caps() {
-                    eprintln!("iolite sandbox: pid namespace: {e}");
-                    exit(70);
+                    fatal(&e);
                 }
             }
             Ok(())
         }
     }
+}
+
+/// Ends the process with `why` on stderr (the supervisor logs it): it is
+/// half in a PID namespace and must not go on.
+fn fatal(why: &str) -> ! {
+    eprintln!("iolite sandbox: pid namespace: {why}");
+    exit(70)
 }
 
 /// The kernel kills this process when its parent ends.
