@@ -60,6 +60,9 @@ struct RunnerArgs {
     /// Bytes of shared pools the runner will map (for its memory limit).
     #[arg(long, default_value_t = 0)]
     shared_bytes: u64,
+    /// Bytes of the output pool, whose memfd the runner makes for the module.
+    #[arg(long, default_value_t = 0)]
+    output_pool: u64,
     /// The sandbox to apply before loading the module (the server's
     /// `SandboxSpec::to_arg` form; required, so no runner starts unconfined
     /// by mistake).
@@ -101,7 +104,13 @@ fn runner(args: &RunnerArgs) -> ExitCode {
             println!("features: {}", checked.features);
             0
         }),
-        (false, Some(fd)) => runner::run(fd, &args.module, &sandbox, args.shared_bytes),
+        (false, Some(fd)) => runner::run(
+            fd,
+            &args.module,
+            &sandbox,
+            args.shared_bytes,
+            args.output_pool,
+        ),
         (false, None) => Err(iolite_modules::Error::Runner(
             "--socket-fd or --check is required".into(),
         )),

@@ -161,3 +161,37 @@ fn serve_refuses_bad_flags_and_unusable_mounts() {
     );
     assert!(stderr.contains("iolite serve: not started"), "{stderr}");
 }
+
+#[test]
+fn check_config_names_the_uid_each_module_gets_or_that_they_share_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("site")).unwrap();
+    std::fs::write(dir.path().join("mod.so"), b"").unwrap();
+    let modules = "[[module]]\nprefix = \"/a\"\npath = \"mod.so\"\n\
+                   [[module]]\nprefix = \"/b\"\npath = \"mod.so\"\n";
+    std::fs::write(
+        dir.path().join("uids.toml"),
+        format!("root = \"site\"\nrunner_uids = \"61000-61001\"\n{modules}"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("shared.toml"),
+        format!("root = \"site\"\n{modules}"),
+    )
+    .unwrap();
+    let out = iolite(&["check-config", "uids.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout)
+            .contains("  runner uids 61000-61001, one per module: /a 61000, /b 61001\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = iolite(&["check-config", "shared.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("  runner uids none: modules share a user"),
+        "{}",
+        text(&out.stdout)
+    );
+}

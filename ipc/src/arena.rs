@@ -70,6 +70,43 @@ fn data_offset(data_len: usize) -> usize {
     }
 }
 
+/// The data offset, data length and memfd size of a pool of `capacity`.
+fn layout(capacity: usize) -> Result<(usize, usize, usize)> {
+    if capacity == 0 || capacity > MAX_POOL_BYTES {
+        return Err(Error::InvalidConfig(
+            "pool capacity must be 1 byte ..= 1 TiB",
+        ));
+    }
+    if nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        != Some(PAGE as _)
+    {
+        return Err(Error::InvalidConfig("system page size is not 4096"));
+    }
+    let data_len = capacity.next_multiple_of(PAGE);
+    let data_off = data_offset(data_len);
+    Ok((data_off, data_len, data_off + data_len))
+}
+
+/// A memfd for a pool of `capacity` bytes, sized and sealed against
+/// shrinking and growing, not yet written: the process that makes it can
+/// hand it to another one (a runner to its module) that makes it its pool
+/// ([`Shared::adopt`]) without being able to make memfds itself.
+pub(crate) fn memfd_for(name: &str, capacity: usize) -> Result<OwnedFd> {
+    let (_, _, size) = layout(capacity)?;
+    let memfd = MemfdOptions::default()
+        .allow_sealing(true)
+        .close_on_exec(true)
+        .create(name)
+        .map_err(memfd_error)?;
+    memfd.as_file().set_len(size as u64)?;
+    memfd
+        .add_seals(&[FileSeal::SealShrink, FileSeal::SealGrow])
+        .map_err(memfd_error)?;
+    Ok(memfd.into_file().into())
+}
+
 fn new_pool_id() -> u64 {
     static NEXT: AtomicU32 = AtomicU32::new(1);
     (u64::from(std::process::id()) << 32) | u64::from(NEXT.fetch_add(1, Ordering::Relaxed))
@@ -226,28 +263,28 @@ impl Shared {
     /// pool whose data area holds `capacity` bytes (behind
     /// [`Pool::with_name`](crate::Pool::with_name)).
     pub(crate) fn create(name: &str, capacity: usize) -> Result<Shared> {
-        if capacity == 0 || capacity > MAX_POOL_BYTES {
-            return Err(Error::InvalidConfig(
-                "pool capacity must be 1 byte ..= 1 TiB",
-            ));
-        }
-        if nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-            .ok()
-            .flatten()
-            != Some(PAGE as _)
+        Shared::adopt(memfd_for(name, capacity)?, capacity)
+    }
+
+    /// Makes `fd`, a memfd from [`memfd_for`] for a pool of `capacity`
+    /// bytes, this process's pool: maps it writable, fills in its header
+    /// and adds the seals that make it shareable (behind
+    /// [`Pool::adopt`](crate::Pool::adopt)).
+    pub(crate) fn adopt(fd: OwnedFd, capacity: usize) -> Result<Shared> {
+        let (data_off, data_len, size) = layout(capacity)?;
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        let seals = nix::fcntl::fcntl(raw, nix::fcntl::FcntlArg::F_GET_SEALS)
+            .map_err(|_| Error::MissingSeals { seals: 0 })?;
+        let size_seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
+        if seals & size_seals != size_seals
+            || seals & (libc::F_SEAL_FUTURE_WRITE | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL) != 0
         {
-            return Err(Error::InvalidConfig("system page size is not 4096"));
+            return Err(Error::BadPool("not a memfd made for a pool (its seals)"));
         }
-        let data_len = capacity.next_multiple_of(PAGE);
-        let data_off = data_offset(data_len);
-        let size = data_off + data_len;
-        let memfd = MemfdOptions::default()
-            .allow_sealing(true)
-            .close_on_exec(true)
-            .create(name)
-            .map_err(memfd_error)?;
-        memfd.as_file().set_len(size as u64)?;
-        let fd: OwnedFd = memfd.as_file().try_clone()?.into();
+        let st = nix::sys::stat::fstat(raw)?;
+        if st.st_size < 0 || st.st_size as u64 != size as u64 {
+            return Err(Error::BadPool("memfd size is not the pool's"));
+        }
         let map = Mapping::new(fd, size, true)?;
         for (off, value) in [
             (H_MAGIC, MAGIC),
@@ -261,14 +298,12 @@ impl Shared {
         }
         let id = new_pool_id();
         map.atomic_u64(H_ID).store(id, Ordering::Release);
-        memfd
-            .add_seals(&[
-                FileSeal::SealFutureWrite,
-                FileSeal::SealShrink,
-                FileSeal::SealGrow,
-                FileSeal::SealSeal,
-            ])
-            .map_err(memfd_error)?;
+        nix::fcntl::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&map.fd()),
+            nix::fcntl::FcntlArg::F_ADD_SEALS(nix::fcntl::SealFlag::from_bits_truncate(
+                REQUIRED_SEALS,
+            )),
+        )?;
         let pages =
             u32::try_from(data_len / PAGE).map_err(|_| Error::InvalidConfig("too many pages"))?;
         Ok(Shared {

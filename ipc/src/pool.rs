@@ -49,6 +49,24 @@ impl Pool {
         })
     }
 
+    /// A memfd for a pool of `capacity` bytes that another process will
+    /// own ([`Pool::adopt`]): sized, sealed against shrinking and growing,
+    /// nothing written yet. A runner makes its module's output pool this
+    /// way, before its sandbox forbids `memfd_create`.
+    pub fn memfd(name: &str, capacity: usize) -> Result<std::os::fd::OwnedFd> {
+        crate::arena::memfd_for(name, capacity)
+    }
+
+    /// Makes the memfd `fd` ([`Pool::memfd`] with the same `capacity`) a
+    /// pool this process owns: maps it, writes its header, adds the seals
+    /// that make it shareable. Refuses a memfd of another size, or one
+    /// already sealed otherwise.
+    pub fn adopt(fd: std::os::fd::OwnedFd, capacity: usize) -> Result<Pool> {
+        Ok(Pool {
+            shared: Arc::new(Shared::adopt(fd, capacity)?),
+        })
+    }
+
     /// The pool's id, unique on this host while the pool lives.
     pub fn id(&self) -> u64 {
         self.shared.id

@@ -15,6 +15,16 @@ pub enum Error {
         /// What the checking runner printed.
         message: String,
     },
+    /// The module library could not be checked in time, or its loading
+    /// died (a constructor that sleeps, or that its sandbox killed): that
+    /// module is refused, the rest of the server is served.
+    #[error("module at {prefix}: {message}")]
+    Refused {
+        /// The mount prefix.
+        prefix: String,
+        /// What happened, naming the library and the limit.
+        message: String,
+    },
     /// The request pool could not be created.
     #[error("module at {prefix}: request pool: {source}")]
     Pool {

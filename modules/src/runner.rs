@@ -6,6 +6,17 @@
 //! "runner ready") and hands the socket to the module's entry point, which
 //! speaks the protocol with its own copy of iolite-sdk.
 //!
+//! The runner, not the module, makes the output pool's memfd (before its
+//! sandbox, which forbids `memfd_create` and `socketpair` to the module's
+//! code for its whole life) and hands it to the module's entry point with
+//! the socket; the module's own copy of the SDK speaks the handshake with
+//! it. So the sandbox can be complete before the library is loaded:
+//! nothing the handshake needs is denied later, and no filter has to be
+//! stacked "after the handshake" by code the module controls. (The other
+//! way, the runner speaking the handshake and handing the module a ready
+//! link, would need the pools' state to cross the C ABI: every pool, id
+//! and lease table rebuilt in the module's copy of ipc.)
+//!
 //! `iolite runner --check --module PATH --sandbox SPEC` only loads and
 //! checks the library, under the same sandbox (the server does this once
 //! per module before it starts, so a library built for another ABI, or a
@@ -60,8 +71,11 @@ pub struct SandboxSpec {
     /// RLIMIT_CPU in whole seconds.
     pub cpu_seconds: Option<u64>,
     /// The module's own memory; RLIMIT_AS adds the shared pools and
-    /// [`RUNNER_ALLOWANCE`].
+    /// [`RUNNER_ALLOWANCE`], RLIMIT_FSIZE bounds the files (memfds
+    /// included) it may grow.
     pub memory: Option<u64>,
+    /// SCHED_BATCH at nice 10.
+    pub low_priority: bool,
 }
 
 impl SandboxSpec {
@@ -82,6 +96,7 @@ impl SandboxSpec {
             tasks: s.tasks,
             cpu_seconds: s.cpu_time.map(whole_seconds),
             memory: cfg.memory_limit.or(strict.then_some(DEFAULT_MEMORY_LIMIT)),
+            low_priority: s.low_priority,
         }
     }
 
@@ -115,7 +130,7 @@ impl SandboxSpec {
         let flag = |b: bool| if b { "on" } else { "off" };
         let num = |n: Option<u64>| n.map_or_else(|| "off".to_owned(), |n| n.to_string());
         format!(
-            "user={},seccomp={},landlock={},namespaces={},nnp={},core={},nofile={},tasks={},cpu={},memory={}",
+            "user={},seccomp={},landlock={},namespaces={},nnp={},core={},nofile={},tasks={},cpu={},memory={},lowprio={}",
             self.user.as_deref().unwrap_or("off"),
             flag(self.seccomp),
             flag(self.landlock),
@@ -126,6 +141,7 @@ impl SandboxSpec {
             num(self.tasks),
             num(self.cpu_seconds),
             num(self.memory),
+            flag(self.low_priority),
         )
     }
 
@@ -133,7 +149,7 @@ impl SandboxSpec {
     /// so a runner of another version fails loudly instead of running
     /// with less isolation than the server asked for.
     pub fn parse(arg: &str) -> Result<SandboxSpec, Error> {
-        const KEYS: [&str; 10] = [
+        const KEYS: [&str; 11] = [
             "user",
             "seccomp",
             "landlock",
@@ -144,9 +160,10 @@ impl SandboxSpec {
             "tasks",
             "cpu",
             "memory",
+            "lowprio",
         ];
         let bad = |why: String| Error::Runner(format!("--sandbox {arg:?}: {why}"));
-        let mut values: [Option<&str>; 10] = [None; 10];
+        let mut values: [Option<&str>; 11] = [None; 11];
         for pair in arg.split(',') {
             let (key, value) = pair
                 .split_once('=')
@@ -190,6 +207,7 @@ impl SandboxSpec {
             tasks: num(7)?,
             cpu_seconds: num(8)?,
             memory: num(9)?,
+            low_priority: flag(10)?,
         })
     }
 
@@ -212,8 +230,14 @@ impl SandboxSpec {
                 cpu_seconds: self.cpu_seconds,
                 processes: self.tasks,
                 core_size: self.no_core.then_some(0),
+                // The pools are sized before the limit applies (the output
+                // pool's memfd by the runner); a file (a memfd: memory
+                // RLIMIT_AS does not see while unmapped) may not grow past
+                // the module's memory.
+                file_size: self.memory,
             },
             seccomp: self.seccomp,
+            low_priority: self.low_priority,
             open: OpenPolicy::UnderLandlock,
             landlock: self.landlock.then(|| Landlock {
                 read_only: std::iter::once(library.to_owned())
@@ -247,9 +271,12 @@ pub struct Checked {
 /// sandbox report and the module's feature bits.
 pub fn check(module: &Path, sandbox: &SandboxSpec) -> Result<Checked, Error> {
     let file = open_library(module)?;
-    let pending = sandbox.profile(&by_fd(&file), 0).apply_before_load()?;
+    let confined = sandbox
+        .profile(&by_fd(&file), 0)
+        .apply_before_load()?
+        .confine()?;
     let lib = ModuleLibrary::open_file(&file, module)?;
-    let report = pending.apply_after_load()?;
+    let report = confined.after_load()?;
     lib.check_abi(ABI_SYMBOL, ABI_VERSION)?;
     // Optional: a library that speaks the protocol itself may have none.
     let features = match lib.call_u32(FEATURES_SYMBOL) {
@@ -263,26 +290,36 @@ pub fn check(module: &Path, sandbox: &SandboxSpec) -> Result<Checked, Error> {
 /// Serves the module on inherited descriptor `socket_fd` under `sandbox`;
 /// returns the exit code the module's entry point returned. `shared_bytes`
 /// is how much shared memory (request, output and cache pools) the runner
-/// will map: its address-space limit leaves room for them.
+/// will map: its address-space limit leaves room for them. `output_pool`
+/// is the size of the output pool, whose memfd the runner makes for the
+/// module (whose sandbox makes none).
 pub fn run(
     socket_fd: i32,
     module: &Path,
     sandbox: &SandboxSpec,
     shared_bytes: u64,
+    output_pool: u64,
 ) -> Result<i32, Error> {
     let sock = iolite_sandbox::take_inherited_socket(socket_fd)
         .map_err(|e| Error::Runner(format!("--socket-fd {socket_fd}: {e}")))?;
-    // Phase 1 before the library is opened: its initialisers are module
-    // code. Phase 2 (landlock, seccomp) once it is mapped.
+    let output = usize::try_from(output_pool)
+        .map_err(|_| Error::Runner(format!("--output-pool {output_pool}: too large")))
+        .and_then(|size| {
+            iolite_ipc::Pool::memfd("iolite-output", size)
+                .map_err(|e| Error::Runner(format!("the output pool's memfd: {e}")))
+        })?;
+    // The whole sandbox before the library is loaded: its initialisers
+    // are module code. Only the post-load hardening (no PROT_EXEC) after.
     let file = open_library(module)?;
-    let pending = sandbox
+    let confined = sandbox
         .profile(&by_fd(&file), shared_bytes)
-        .apply_before_load()?;
+        .apply_before_load()?
+        .confine()?;
     let lib = ModuleLibrary::open_file(&file, module)?;
-    let report = pending.apply_after_load()?;
+    let report = confined.after_load()?;
     lib.check_abi(ABI_SYMBOL, ABI_VERSION)?;
     let sock = send_report(sock, &report)?;
-    Ok(lib.run_main(MAIN_SYMBOL, sock)?)
+    Ok(lib.run_main(MAIN_SYMBOL, sock, output)?)
 }
 
 /// Opens the library file while the runner still has the server's
@@ -362,17 +399,17 @@ mod tests {
         let table = [
             (
                 &strict,
-                "user=nobody,seccomp=on,landlock=on,namespaces=on,nnp=on,core=on,nofile=256,tasks=64,cpu=60,memory=268435456",
+                "user=nobody,seccomp=on,landlock=on,namespaces=on,nnp=on,core=on,nofile=256,tasks=64,cpu=60,memory=268435456,lowprio=on",
                 Some(DEFAULT_MEMORY_LIMIT + (1 << 20) + RUNNER_ALLOWANCE),
             ),
             (
                 &none,
-                "user=off,seccomp=off,landlock=off,namespaces=off,nnp=off,core=off,nofile=off,tasks=off,cpu=off,memory=off",
+                "user=off,seccomp=off,landlock=off,namespaces=off,nnp=off,core=off,nofile=off,tasks=off,cpu=off,memory=off,lowprio=off",
                 None,
             ),
             (
                 &mixed,
-                "user=65534,seccomp=off,landlock=on,namespaces=off,nnp=off,core=off,nofile=off,tasks=8,cpu=2,memory=67108864",
+                "user=65534,seccomp=off,landlock=on,namespaces=off,nnp=off,core=off,nofile=off,tasks=8,cpu=2,memory=67108864,lowprio=off",
                 Some((64 << 20) + (1 << 20) + RUNNER_ALLOWANCE),
             ),
         ];
@@ -461,6 +498,7 @@ mod tests {
             ),
             (good.replace("nofile=256", "nofile=-1"), "is not a number"),
             (good.replace(",memory=268435456", ""), "memory missing"),
+            (good.replace(",lowprio=on", ""), "lowprio missing"),
             (format!("{good},tasks=1"), "tasks given twice"),
             (format!("{good},jail=on"), "unknown key \"jail\""),
             (good.replace("user=nobody", "user="), "user: empty"),

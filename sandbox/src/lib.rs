@@ -11,8 +11,9 @@
 //! # fn load_module() {}
 //! let profile = iolite_sandbox::Profile::default();
 //! let pending = profile.apply_before_load()?; // still single-threaded
-//! load_module(); // dlopen: needs openat and PROT_EXEC mappings
-//! let report = pending.apply_after_load()?; // landlock, then seccomp
+//! let confined = pending.confine()?; // landlock, then seccomp
+//! load_module(); // dlopen: its constructors run inside the sandbox
+//! let report = confined.after_load()?; // no PROT_EXEC from here on
 //! eprintln!("sandbox: {report}");
 //! # Ok::<(), iolite_sandbox::SandboxError>(())
 //! ```
@@ -22,7 +23,7 @@
 //! each measure stops and what this machine offers.
 //!
 //! # Layout
-//! - `profile`: [`Profile`], the two phases, [`Pending`].
+//! - `profile`: [`Profile`], its phases, [`Pending`], [`Confined`].
 //! - `settings`: the parts of a profile the measures read ([`Rlimits`],
 //!   [`Landlock`], [`OpenPolicy`]).
 //! - `report`: [`Report`], [`Measure`], [`Outcome`] (the log line).
@@ -30,6 +31,8 @@
 //! - `cgroup`: the per-process pids cgroup ([`remove_pids_cgroup`],
 //!   [`kill_pids_cgroup`], [`sweep_stale_pids_cgroups`]).
 //! - `namespaces`: user/net/ipc/uts namespaces, best effort.
+//! - `pidns`: a PID namespace of its own (two forks: waiters outside and
+//!   as its init, the sandboxed process as its pid 2).
 //! - `user`: dropping root and checking it stuck.
 //! - `fs_rules`: landlock rules ([`landlock_abi`]).
 //! - `seccomp`: the allow-list ([`seccomp_allow_list`]).
@@ -52,6 +55,7 @@ mod limits;
 pub mod loader;
 mod namespaces;
 mod pidfd;
+mod pidns;
 mod procfs;
 mod profile;
 mod report;
@@ -62,9 +66,10 @@ mod user;
 pub use cgroup::{kill_pids_cgroup, pids_cgroup_for, remove_pids_cgroup, sweep_stale_pids_cgroups};
 pub use error::SandboxError;
 pub use fs_rules::landlock_abi;
-pub use loader::{LoadError, ModuleLibrary, spawn_inheriting, take_inherited_socket};
+pub use loader::{LoadError, ModuleLibrary, spawn_closed, spawn_inheriting, take_inherited_socket};
 pub use pidfd::PidFd;
-pub use profile::{Pending, Profile};
+pub use pidns::RUNNER_PID_VAR;
+pub use profile::{Confined, Pending, Profile};
 pub use report::{Measure, Outcome, Report};
 pub use seccomp::{SyscallGroup, seccomp_allow_list};
 pub use settings::{Landlock, OpenPolicy, Rlimits};

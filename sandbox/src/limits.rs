@@ -2,6 +2,7 @@
 //! after the user namespace exists (see `Profile::apply_before_load`).
 
 use nix::sys::resource::{Resource, setrlimit};
+use nix::sys::signal::{SigHandler, Signal};
 
 use crate::error::SandboxError;
 use crate::report::{Measure, Outcome, Report};
@@ -46,6 +47,19 @@ pub(crate) fn apply_static(limits: &Rlimits) -> Result<Outcome, SandboxError> {
         set(Resource::RLIMIT_CORE, "core", v, v)?;
         parts.push(format!("core={}", human_bytes(v)));
     }
+    if let Some(v) = limits.file_size {
+        // EFBIG rather than death by SIGXFSZ: a module writing a file past
+        // the limit gets an error it can report.
+        // SAFETY: SIG_IGN for SIGXFSZ installs no handler code.
+        unsafe { nix::sys::signal::signal(Signal::SIGXFSZ, SigHandler::SigIgn) }.map_err(|e| {
+            SandboxError::Prctl {
+                what: "ignoring SIGXFSZ",
+                source: e.into(),
+            }
+        })?;
+        set(Resource::RLIMIT_FSIZE, "fsize", v, v)?;
+        parts.push(format!("fsize={}", human_bytes(v)));
+    }
     Ok(if parts.is_empty() && limits.processes.is_none() {
         Outcome::Skipped("setting".into())
     } else {
@@ -55,6 +69,36 @@ pub(crate) fn apply_static(limits: &Rlimits) -> Result<Outcome, SandboxError> {
 
 pub(crate) fn set_nproc(max: u64) -> Result<(), SandboxError> {
     set(Resource::RLIMIT_NPROC, "nproc", max, max)
+}
+
+/// Nice value of a runner (and the threads it starts, which inherit it).
+pub(crate) const RUNNER_NICE: i32 = 10;
+
+/// SCHED_BATCH at nice [`RUNNER_NICE`] for the process (its threads
+/// inherit both): a spinning module gets about a tenth of the CPU a
+/// server thread at nice 0 gets on the same core, never the machine, yet
+/// is never starved outright by a busy machine (as SCHED_IDLE would be).
+/// RLIMIT_NICE = 0 keeps it from climbing back (setpriority and
+/// sched_setscheduler are outside the seccomp allow-list as well).
+pub(crate) fn low_priority() -> Result<Outcome, SandboxError> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads one sched_param we own; pid 0 is
+    // the calling thread (the only one: phase 1 runs single-threaded).
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+        return Ok(Outcome::Unavailable(format!(
+            "SCHED_BATCH: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: setpriority takes integers; who 0 is the calling thread.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, RUNNER_NICE) } != 0 {
+        return Ok(Outcome::Unavailable(format!(
+            "nice {RUNNER_NICE}: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    set(Resource::RLIMIT_NICE, "nice", 0, 0)?;
+    Ok(Outcome::Applied(format!("batch,nice={RUNNER_NICE}")))
 }
 
 /// Adds `part` to the rlimits entry's detail.

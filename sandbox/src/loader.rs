@@ -123,31 +123,45 @@ impl ModuleLibrary {
         Ok(f())
     }
 
-    /// Calls the main symbol (`unsafe extern "C" fn(i32) -> i32`), handing
-    /// it `sock`; returns what it returns (the exit code). Check the ABI
-    /// first.
-    pub fn run_main(&self, symbol: &[u8], sock: OwnedFd) -> Result<i32, LoadError> {
+    /// Calls the main symbol (`unsafe extern "C" fn(i32, i32) -> i32`),
+    /// handing it `sock` and `output`; returns what it returns (the exit
+    /// code). Check the ABI first.
+    pub fn run_main(
+        &self,
+        symbol: &[u8],
+        sock: OwnedFd,
+        output: OwnedFd,
+    ) -> Result<i32, LoadError> {
         // SAFETY: the type is fixed by the module ABI, whose version
-        // `check_abi` verified: `unsafe extern "C" fn(i32) -> i32`.
-        let f = unsafe { self.lib.get::<unsafe extern "C" fn(i32) -> i32>(symbol) }
-            .map_err(|_| self.missing(symbol))?;
-        let fd = sock.into_raw_fd();
-        // SAFETY: the entry point's contract is an open unix socket that no
-        // one else owns; `into_raw_fd` just gave up our ownership of it.
-        Ok(unsafe { f(fd) })
+        // `check_abi` verified: `unsafe extern "C" fn(i32, i32) -> i32`.
+        let f = unsafe {
+            self.lib
+                .get::<unsafe extern "C" fn(i32, i32) -> i32>(symbol)
+        }
+        .map_err(|_| self.missing(symbol))?;
+        let (fd, output) = (sock.into_raw_fd(), output.into_raw_fd());
+        // SAFETY: the entry point's contract is an open unix socket and a
+        // memfd that no one else owns; `into_raw_fd` just gave up our
+        // ownership of both.
+        Ok(unsafe { f(fd, output) })
     }
 }
 
-/// Spawns `cmd` with `fd` inherited under the same number (every other
-/// descriptor the server opened is close-on-exec, and `fd` stays
-/// close-on-exec in this process, so a concurrent spawn never inherits it).
+/// Spawns `cmd` with `fd` inherited under the same number and no other
+/// descriptor but stdin, stdout and stderr: every other descriptor is made
+/// close-on-exec in the child first (`close_range(2)`), so descriptors the
+/// server itself inherited without close-on-exec (from a shell, a service
+/// manager) never reach a runner. `fd` stays close-on-exec in this process,
+/// so a concurrent spawn never inherits it.
 pub fn spawn_inheriting(cmd: &mut Command, fd: BorrowedFd<'_>) -> io::Result<Child> {
     let raw: RawFd = fd.as_raw_fd();
     // SAFETY: the hook runs in the child between fork and exec and calls
-    // only fcntl(2), which is async-signal-safe; it touches no memory of the
-    // parent's other threads (no allocation, no locks).
+    // only close_range(2), fcntl(2) and getrlimit(2), which are
+    // async-signal-safe; it touches no memory of the parent's other
+    // threads (no allocation, no locks).
     unsafe {
         cmd.pre_exec(move || {
+            cloexec_all_but(Some(raw))?;
             // SAFETY (of the call): fcntl on a descriptor number is harmless
             // when the number is invalid (EBADF, reported to the parent).
             let r = libc::fcntl(raw, libc::F_SETFD, 0);
@@ -158,6 +172,57 @@ pub fn spawn_inheriting(cmd: &mut Command, fd: BorrowedFd<'_>) -> io::Result<Chi
         });
     }
     cmd.spawn()
+}
+
+/// Spawns `cmd` with no descriptor but stdin, stdout and stderr (see
+/// [`spawn_inheriting`]).
+pub fn spawn_closed(cmd: &mut Command) -> io::Result<Child> {
+    // SAFETY: as in `spawn_inheriting`: only async-signal-safe calls.
+    unsafe {
+        cmd.pre_exec(|| cloexec_all_but(None));
+    }
+    cmd.spawn()
+}
+
+/// Marks every descriptor from 3 up close-on-exec, except `keep`. Runs in a
+/// forked child before exec: async-signal-safe calls only. (Close-on-exec
+/// rather than closed: the standard library's own error pipe, already
+/// close-on-exec, must stay open until the exec.)
+fn cloexec_all_but(keep: Option<RawFd>) -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    let (below, above) = match keep.and_then(|k| libc::c_uint::try_from(k).ok()) {
+        Some(k) if k >= 3 => (Some((3, k - 1)), k + 1),
+        _ => (None, 3),
+    };
+    for (first, last) in below
+        .into_iter()
+        .chain(std::iter::once((above, libc::c_uint::MAX)))
+    {
+        if first > last {
+            continue;
+        }
+        // SAFETY: close_range takes integers and touches no memory.
+        let r = unsafe { libc::syscall(libc::SYS_close_range, first, last, CLOSE_RANGE_CLOEXEC) };
+        if r == 0 {
+            continue;
+        }
+        // Before Linux 5.11 (no CLOSE_RANGE_CLOEXEC): one descriptor at a
+        // time, up to the descriptor limit.
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one struct we own.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let top = limit.rlim_cur.min(u64::from(last)).min(1 << 20);
+        for n in u64::from(first)..top {
+            // SAFETY: fcntl on a number that may not be open: EBADF, ignored.
+            unsafe { libc::fcntl(n as RawFd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
+    Ok(())
 }
 
 /// Takes ownership of the unix socket a runner inherited as descriptor `n`

@@ -6,10 +6,9 @@
 //! map for that one uid/gid, and the capabilities it grants inside are
 //! dropped at once. A non-root process unshares net/ipc/uts from inside it.
 //!
-//! Not done: a PID namespace (unshare moves only future children into it, and
-//! the kernel then refuses to create threads in the caller: a runner could
-//! not start its thread pool) and a mount namespace (landlock already fences
-//! the filesystem, without needing privilege).
+//! The PID namespace is `pidns` (it takes two forks). Not done: a mount
+//! namespace (landlock already fences the filesystem, without needing
+//! privilege).
 
 use std::fs;
 
@@ -34,6 +33,8 @@ pub(crate) struct Progress {
     user_created: bool,
     /// Why dropping the capabilities granted by the user namespace failed.
     caps_error: Option<String>,
+    /// How entering the PID namespace went (reported last).
+    pid: Option<Result<(), String>>,
 }
 
 impl Progress {
@@ -58,6 +59,11 @@ impl Progress {
                 }
             }
         }
+    }
+
+    /// Records how entering the PID namespace went (`pidns::enter`).
+    pub(crate) fn note_pid(&mut self, entered: Result<(), String>) {
+        self.pid = Some(entered);
     }
 
     /// net, ipc, uts with root's own CAP_SYS_ADMIN.
@@ -98,18 +104,22 @@ impl Progress {
                 source: std::io::Error::other(e.clone()),
             });
         }
-        let failed = self
-            .failed
+        let mut done = self.done.clone();
+        let mut failed = self.failed.clone();
+        match &self.pid {
+            Some(Ok(())) => done.push("pid"),
+            Some(Err(why)) => failed.push(("pid", why.clone())),
+            None => {}
+        }
+        let failed = failed
             .iter()
             .map(|(n, why)| format!("{n}: {why}"))
             .collect::<Vec<_>>()
             .join("; ");
-        Ok(match (self.done.is_empty(), failed.is_empty()) {
+        Ok(match (done.is_empty(), failed.is_empty()) {
             (true, _) => Outcome::Unavailable(failed),
-            (false, true) => Outcome::Applied(self.done.join(",")),
-            (false, false) => {
-                Outcome::Applied(format!("{}; unavailable {failed}", self.done.join(",")))
-            }
+            (false, true) => Outcome::Applied(done.join(",")),
+            (false, false) => Outcome::Applied(format!("{}; unavailable {failed}", done.join(","))),
         })
     }
 }
@@ -117,7 +127,7 @@ impl Progress {
 /// Maps this one uid/gid to itself. /proc/self files of a non-dumpable
 /// process (any process that changed uid) are root's, so the process is made
 /// dumpable for the writes and put back.
-fn write_identity_maps(uid: u32, gid: u32) -> std::io::Result<()> {
+pub(crate) fn write_identity_maps(uid: u32, gid: u32) -> std::io::Result<()> {
     let was_dumpable = nix::sys::prctl::get_dumpable()?;
     if !was_dumpable {
         nix::sys::prctl::set_dumpable(true)?;
@@ -135,7 +145,7 @@ fn write_identity_maps(uid: u32, gid: u32) -> std::io::Result<()> {
 
 /// Empties the permitted, effective and inheritable sets (the new user
 /// namespace granted all of them inside it) and checks the result.
-fn drop_all_caps() -> Result<(), String> {
+pub(crate) fn drop_all_caps() -> Result<(), String> {
     #[repr(C)]
     struct Header {
         version: u32,

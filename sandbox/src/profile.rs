@@ -5,25 +5,27 @@
 use crate::error::SandboxError;
 use crate::report::{Measure, Outcome, Report};
 use crate::settings::{Landlock, OpenPolicy, Rlimits};
-use crate::{cgroup, fs_rules, limits, namespaces, procfs, seccomp, user};
+use crate::{cgroup, fs_rules, limits, namespaces, pidns, procfs, seccomp, user};
 
 /// What to apply to a runner process. `Default` is the safe profile: every
 /// measure on.
 ///
-/// The profile is applied in the current process, in two phases around the
-/// loading of the module's code:
+/// The profile is applied in the current process, all of it before the
+/// module's code is loaded (a library's constructors run inside `dlopen`):
 ///
-/// 1. [`Profile::apply_before_load`]: rlimits, the pids cgroup, namespaces,
-///    the user drop and no_new_privs. None of these stops the process from
-///    opening and mapping the module's shared object.
-/// 2. the runner dlopens the module (openat, mmap with PROT_EXEC, mprotect of
-///    its relocations);
-/// 3. [`Pending::apply_after_load`]: landlock, then the seccomp allow-list
-///    (last, since it forbids the calls the other steps make). After this no
-///    new code can be mapped executable and no new path can be opened outside
-///    the landlock lists.
+/// 1. [`Profile::apply_before_load`]: rlimits, the scheduling class, the
+///    pids cgroup, namespaces, the user drop and no_new_privs;
+/// 2. [`Pending::confine`]: landlock, then the seccomp allow-list (last,
+///    since it forbids the calls the other steps make). What the dynamic
+///    loader needs stays allowed: opening paths landlock allows (the
+///    module's own library), mapping a file with PROT_EXEC;
+/// 3. the runner dlopens the module: its constructors run fully sandboxed;
+/// 4. [`Confined::after_load`]: a filter stacked on the allow-list forbids
+///    PROT_EXEC and further filters, and path calls when the open policy
+///    denies them. It hardens the loaded module (no new code); the sandbox
+///    proper was in force before.
 ///
-/// [`Profile::apply`] runs both phases back to back for a process that loads
+/// [`Profile::apply`] runs it all back to back for a process that loads
 /// nothing. Call the phases from the main thread **before any other thread
 /// starts**: the user namespace and landlock act on the calling thread only
 /// (a multi-threaded process gets namespaces "unavailable" and a landlock
@@ -44,6 +46,9 @@ pub struct Profile {
     /// Install the seccomp allow-list ([`crate::seccomp_allow_list`]):
     /// anything else kills the process with SIGSYS.
     pub seccomp: bool,
+    /// Run under SCHED_BATCH at nice 10: a spinning module gets about a
+    /// tenth of what a normal thread of the server gets on the same CPU.
+    pub low_priority: bool,
     /// What the seccomp filter does with path-based file calls.
     pub open: OpenPolicy,
     /// Landlock rules; `None` applies none.
@@ -62,6 +67,7 @@ impl Default for Profile {
             no_new_privs: true,
             rlimits: Rlimits::default(),
             seccomp: true,
+            low_priority: true,
             open: OpenPolicy::default(),
             landlock: Some(Landlock::default()),
             namespaces: true,
@@ -69,13 +75,23 @@ impl Default for Profile {
     }
 }
 
-/// A profile whose first phase has been applied; the module may now be
-/// loaded, then [`Pending::apply_after_load`] finishes the job.
+/// A profile whose first phase has been applied; [`Pending::confine`] is
+/// next, before the module is loaded.
 #[derive(Debug)]
-#[must_use = "the profile is only half applied until apply_after_load is called"]
+#[must_use = "the profile is only half applied until confine is called"]
 pub struct Pending {
     profile: Profile,
     report: Report,
+}
+
+/// A profile fully applied but for the post-load hardening: load the
+/// module, then call [`Confined::after_load`].
+#[derive(Debug)]
+#[must_use = "call after_load once the module is loaded"]
+pub struct Confined {
+    profile: Profile,
+    report: Report,
+    landlock_on: bool,
 }
 
 impl Pending {
@@ -84,32 +100,69 @@ impl Pending {
         &self.report
     }
 
-    /// Phase 2: landlock, then seccomp. Call right after the module's shared
-    /// object is loaded and before any of its code runs.
-    pub fn apply_after_load(self) -> Result<Report, SandboxError> {
+    /// Phase 2, before the module is loaded: landlock, then the seccomp
+    /// allow-list (with what the loader needs). From here on, every line
+    /// of the module's library runs sandboxed.
+    pub fn confine(self) -> Result<Confined, SandboxError> {
         let Pending {
             profile,
             mut report,
         } = self;
-
         let landlock_outcome = match &profile.landlock {
             None => Outcome::Skipped("setting".into()),
             Some(rules) => fs_rules::apply(rules)?,
         };
         let landlock_on = landlock_outcome.is_applied();
         report.push(Measure::Landlock, landlock_outcome);
-
         let seccomp_outcome = if profile.seccomp {
+            seccomp::apply_for_load()?
+        } else {
+            Outcome::Skipped("setting".into())
+        };
+        report.push(Measure::Seccomp, seccomp_outcome);
+        Ok(Confined {
+            profile,
+            report,
+            landlock_on,
+        })
+    }
+
+    /// [`Pending::confine`] then [`Confined::after_load`], for a process
+    /// that loads nothing in between.
+    pub fn apply_after_load(self) -> Result<Report, SandboxError> {
+        self.confine()?.after_load()
+    }
+}
+
+impl Confined {
+    /// What has been applied so far.
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+
+    /// Once the module is loaded: no PROT_EXEC and no new seccomp filter
+    /// any more, and path calls refused (EACCES) unless the open policy
+    /// allows them.
+    pub fn after_load(self) -> Result<Report, SandboxError> {
+        let Confined {
+            profile,
+            mut report,
+            landlock_on,
+        } = self;
+        if profile.seccomp && report.is_applied(Measure::Seccomp) {
             let allow_open = match profile.open {
                 OpenPolicy::Never => false,
                 OpenPolicy::UnderLandlock => landlock_on,
                 OpenPolicy::Always => true,
             };
-            seccomp::apply(allow_open, profile.open)?
-        } else {
-            Outcome::Skipped("setting".into())
-        };
-        report.push(Measure::Seccomp, seccomp_outcome);
+            let detail = seccomp::apply_after_load(allow_open, profile.open)?;
+            report.edit(Measure::Seccomp, |o| {
+                if let Outcome::Applied(d) = o {
+                    d.push_str(", ");
+                    d.push_str(&detail);
+                }
+            });
+        }
         Ok(report)
     }
 }
@@ -150,6 +203,22 @@ impl Profile {
         }
 
         let mut ns = namespaces::Progress::default();
+        if self.namespaces {
+            // After the cgroup (the waiters stay in it, under the pid the
+            // supervisor knows), before anything else: only the process
+            // that returns here goes on.
+            ns.note_pid(pidns::enter(was_root));
+        }
+        // After the PID namespace's forks: its waiters keep the normal
+        // priority, so a dead runner's status is passed on at once.
+        report.push(
+            Measure::Scheduling,
+            if self.low_priority {
+                limits::low_priority()?
+            } else {
+                Outcome::Skipped("setting".into())
+            },
+        );
         if self.namespaces && was_root {
             ns.unshare_as_root();
         }
@@ -211,8 +280,10 @@ impl Profile {
                 cpu_seconds: None,
                 processes: None,
                 core_size: None,
+                file_size: None,
             },
             seccomp: false,
+            low_priority: false,
             open: OpenPolicy::Always,
             landlock: None,
             namespaces: false,
@@ -235,6 +306,7 @@ mod tests {
             [
                 Measure::Rlimits,
                 Measure::PidsCgroup,
+                Measure::Scheduling,
                 Measure::User,
                 Measure::Namespaces,
                 Measure::NoNewPrivs,
@@ -256,7 +328,7 @@ mod tests {
     fn default_profile_is_the_safe_one() {
         let p = Profile::default();
         assert_eq!(p.user.as_deref(), Some("nobody"));
-        assert!(p.no_new_privs && p.seccomp && p.namespaces);
+        assert!(p.no_new_privs && p.seccomp && p.namespaces && p.low_priority);
         assert_eq!(p.open, OpenPolicy::UnderLandlock);
         assert_eq!(p.landlock, Some(Landlock::default()));
         assert_eq!(
@@ -267,6 +339,7 @@ mod tests {
                 cpu_seconds: Some(60),
                 processes: Some(64),
                 core_size: Some(0),
+                file_size: Some(1 << 30),
             }
         );
     }

@@ -8,8 +8,11 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Measure {
-    /// Resource limits (address space, open files, CPU, core size, processes).
+    /// Resource limits (address space, open files, CPU, core size, file
+    /// size, processes).
     Rlimits,
+    /// The CPU scheduling class (SCHED_BATCH, nice 10).
+    Scheduling,
     /// A pids cgroup holding the process, with `pids.max`.
     PidsCgroup,
     /// Dropping root to the configured user.
@@ -29,6 +32,7 @@ impl Measure {
     pub fn name(self) -> &'static str {
         match self {
             Measure::Rlimits => "rlimits",
+            Measure::Scheduling => "sched",
             Measure::PidsCgroup => "pids",
             Measure::User => "user",
             Measure::Namespaces => "namespaces",

@@ -1,17 +1,28 @@
 //! The seccomp allow-list, built with seccompiler.
 //!
-//! Three filters are installed on every thread (TSYNC), the allow-list last
-//! because it forbids `seccomp` itself:
+//! The filters are installed on every thread (TSYNC), in two steps around
+//! the loading of the module, so that the library's constructors already
+//! run under the allow-list ([`apply_for_load`]):
 //!
 //! 1. `clone3` fails with ENOSYS: its flags sit in memory a filter cannot
 //!    read, so glibc is sent back to `clone`, whose flags can be checked.
-//! 2. path calls fail with EACCES when the [`OpenPolicy`] denies them.
-//! 3. the allow-list: everything in [`seccomp_allow_list`] (some calls only
+//! 2. the allow-list: everything in [`seccomp_allow_list`] (some calls only
 //!    with the arguments noted there) is let through; any other call kills the
-//!    whole process with SIGSYS (SECCOMP_RET_KILL_PROCESS).
+//!    whole process with SIGSYS (SECCOMP_RET_KILL_PROCESS). What the
+//!    dynamic loader needs is in it: path calls (landlock decides which
+//!    paths), and `mmap` with PROT_EXEC of a file.
 //!
-//! The kernel takes the strictest answer of all filters, so 1 and 2 win over
-//! the allow-list for the calls they name and the allow-list kills the rest.
+//! then, once the module is loaded ([`apply_after_load`]):
+//!
+//! 3. `mmap`/`mprotect` with PROT_EXEC and `seccomp` itself kill: no new
+//!    code, no more filters;
+//! 4. path calls fail with EACCES when the [`OpenPolicy`] denies them.
+//!
+//! The kernel takes the strictest answer of all filters, so 1, 3 and 4 win
+//! over the allow-list for the calls they name. Filters only ever take
+//! rights away: a library's constructor that stacks filters of its own
+//! (it may, between the two steps) can restrict itself, never loosen
+//! anything, and 3 and 4 guard its own process only.
 
 use std::collections::BTreeMap;
 
@@ -59,7 +70,9 @@ const GROUPS: &[(&str, &str, Calls, Calls)] = &[
     (
         "fd-io",
         "read, write and inspect descriptors the runner already holds (its socket, pools, \
-         stdout/stderr); ioctl only FIONBIO, FIOCLEX, FIONCLEX, FIONREAD, TCGETS",
+         stdout/stderr); ioctl only FIONBIO, FIOCLEX, FIONCLEX, FIONREAD, TCGETS; fcntl only \
+         to duplicate, read and set descriptor and status flags, lock, add and read seals \
+         and read a pipe's size (no F_SETOWN, F_SETSIG, F_SETLEASE, F_NOTIFY, F_SETPIPE_SZ)",
         calls![
             SYS_read,
             SYS_write,
@@ -91,9 +104,9 @@ const GROUPS: &[(&str, &str, Calls, Calls)] = &[
     ),
     (
         "socket-io",
-        "messages and descriptors (SCM_RIGHTS) over sockets already open; socketpair only \
-         AF_UNIX (an async runtime's self-pipe; it reaches nothing); no socket, connect, \
-         bind, listen or accept",
+        "messages and descriptors (SCM_RIGHTS) over the sockets the server gave it; no \
+         socket, socketpair, connect, bind, listen or accept (no private socket pair to \
+         park descriptors in flight in)",
         calls![
             SYS_recvmsg,
             SYS_sendmsg,
@@ -105,14 +118,13 @@ const GROUPS: &[(&str, &str, Calls, Calls)] = &[
             SYS_getsockopt,
             SYS_getsockname,
             SYS_getpeername,
-            SYS_socketpair,
         ],
         x86_only![],
     ),
     (
         "memory",
-        "heap, thread stacks and mapping received pools; mmap and mprotect never with \
-         PROT_EXEC, so no new code after the module is loaded",
+        "heap, thread stacks and mapping received pools; mprotect never with PROT_EXEC, \
+         mmap with PROT_EXEC only of a file while the module is loaded, never after",
         calls![
             SYS_mmap,
             SYS_munmap,
@@ -125,16 +137,17 @@ const GROUPS: &[(&str, &str, Calls, Calls)] = &[
         x86_only![],
     ),
     (
-        "buffers",
-        "memfd_create for the output pool (sealed with fcntl)",
-        calls![SYS_memfd_create],
+        "loading",
+        "the runner stacks its post-load filter (seccomp SET_MODE_FILTER only; forbidden \
+         once the module is loaded); no memfd_create: the runner made the output pool",
+        calls![SYS_seccomp],
         x86_only![],
     ),
     (
         "threads",
         "thread pools: clone only with CLONE_THREAD and no namespace flag (clone3 gets \
          ENOSYS so glibc falls back to clone), futexes, rseq, thread names through \
-         prctl(PR_SET_NAME/PR_GET_NAME) only",
+         prctl(PR_SET_NAME/PR_GET_NAME) only (and PR_SET_NO_NEW_PRIVS, already set)",
         calls![
             SYS_clone,
             SYS_clone3,
@@ -298,7 +311,25 @@ fn rules_for(nr: libc::c_long, pid: u32) -> Result<Vec<SeccompRule>, SandboxErro
         )?])
     };
     Ok(match nr {
-        libc::SYS_mmap | libc::SYS_mprotect => vec![no_exec(2)?],
+        // PROT_EXEC only for a file (the loader's segments): not anonymous.
+        libc::SYS_mmap => vec![
+            no_exec(2)?,
+            rule(vec![
+                cond(3, Len::Dword, Op::MaskedEq(u(libc::MAP_ANONYMOUS)), 0)?,
+                cond(4, Len::Dword, Op::Ne, u64::from(u32::MAX))?,
+            ])?,
+        ],
+        libc::SYS_mprotect => vec![no_exec(2)?],
+        libc::SYS_seccomp => vec![rule(vec![cond(
+            0,
+            Len::Dword,
+            Op::Eq,
+            u(libc::SECCOMP_SET_MODE_FILTER),
+        )?])?],
+        libc::SYS_fcntl => FCNTL_COMMANDS
+            .iter()
+            .map(|&cmd| rule(vec![cond(1, Len::Dword, Op::Eq, u(cmd))?]))
+            .collect::<Result<_, _>>()?,
         libc::SYS_clone => {
             let ns = libc::CLONE_NEWNS
                 | libc::CLONE_NEWCGROUP
@@ -328,11 +359,15 @@ fn rules_for(nr: libc::c_long, pid: u32) -> Result<Vec<SeccompRule>, SandboxErro
         .into_iter()
         .map(|cmd| rule(vec![cond(1, Len::Dword, Op::Eq, cmd)?]))
         .collect::<Result<_, _>>()?,
-        libc::SYS_prctl => [u(libc::PR_SET_NAME), u(libc::PR_GET_NAME)]
-            .into_iter()
-            .map(|op| rule(vec![cond(0, Len::Dword, Op::Eq, op)?]))
-            .collect::<Result<_, _>>()?,
-        libc::SYS_socketpair => vec![rule(vec![cond(0, Len::Dword, Op::Eq, u(libc::AF_UNIX))?])?],
+        libc::SYS_prctl => [
+            u(libc::PR_SET_NAME),
+            u(libc::PR_GET_NAME),
+            // Already set; seccompiler sets it before installing a filter.
+            u(libc::PR_SET_NO_NEW_PRIVS),
+        ]
+        .into_iter()
+        .map(|op| rule(vec![cond(0, Len::Dword, Op::Eq, op)?]))
+        .collect::<Result<_, _>>()?,
         libc::SYS_prlimit64 => vec![rule(vec![
             cond(0, Len::Dword, Op::Eq, 0)?,
             cond(2, Len::Qword, Op::Eq, 0)?,
@@ -340,6 +375,29 @@ fn rules_for(nr: libc::c_long, pid: u32) -> Result<Vec<SeccompRule>, SandboxErro
         _ => Vec::new(),
     })
 }
+
+/// The fcntl commands a module may use: descriptor and status flags,
+/// duplication, record locks, seals, the size of a pipe. Not the ones that
+/// make the kernel signal a process (F_SETOWN, F_SETOWN_EX, F_SETSIG,
+/// F_SETLEASE, F_NOTIFY: landlock's signal scope does not cover them before
+/// Linux 6.12) nor F_SETPIPE_SZ (kernel memory).
+const FCNTL_COMMANDS: &[libc::c_int] = &[
+    libc::F_DUPFD,
+    libc::F_DUPFD_CLOEXEC,
+    libc::F_GETFD,
+    libc::F_SETFD,
+    libc::F_GETFL,
+    libc::F_SETFL,
+    libc::F_GETLK,
+    libc::F_SETLK,
+    libc::F_SETLKW,
+    libc::F_OFD_GETLK,
+    libc::F_OFD_SETLK,
+    libc::F_OFD_SETLKW,
+    libc::F_ADD_SEALS,
+    libc::F_GET_SEALS,
+    libc::F_GETPIPE_SZ,
+];
 
 fn errno(e: libc::c_int) -> u32 {
     u32::try_from(e).unwrap_or(u32::from(u16::MAX))
@@ -356,64 +414,108 @@ fn compile(
         .map_err(|e| SandboxError::Seccomp(e.to_string()))
 }
 
-/// The three BPF programs in installation order, and the allow-list size.
-fn build(
-    allow_paths: bool,
+/// The programs installed before the module is loaded, in installation
+/// order (clone3, the allow-list), and the allow-list's size.
+fn build_for_load(
     pid: u32,
     arch: TargetArch,
 ) -> Result<(Vec<seccompiler::BpfProgram>, usize), SandboxError> {
-    let mut programs = Vec::new();
-    let only = |nrs: &mut dyn Iterator<Item = libc::c_long>| {
-        nrs.map(|n| (n, Vec::new())).collect::<BTreeMap<_, _>>()
-    };
-    programs.push(compile(
-        only(&mut std::iter::once(libc::SYS_clone3)),
+    let clone3 = compile(
+        BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
         SeccompAction::Allow,
         SeccompAction::Errno(errno(libc::ENOSYS)),
         arch,
-    )?);
-    if !allow_paths {
-        programs.push(compile(
-            only(&mut path_calls()),
-            SeccompAction::Allow,
-            SeccompAction::Errno(errno(libc::EACCES)),
-            arch,
-        )?);
-    }
+    )?;
     let mut allow = BTreeMap::new();
     for (_, nr) in all_calls() {
         allow.insert(nr, rules_for(nr, pid)?);
     }
     let count = allow.len();
-    programs.push(compile(
+    let allow = compile(
         allow,
         SeccompAction::KillProcess,
         SeccompAction::Allow,
         arch,
-    )?);
-    Ok((programs, count))
+    )?;
+    Ok((vec![clone3, allow], count))
 }
 
-pub(crate) fn apply(allow_paths: bool, policy: OpenPolicy) -> Result<Outcome, SandboxError> {
-    let arch = match TargetArch::try_from(std::env::consts::ARCH) {
-        Ok(a) => a,
-        Err(_) => {
-            return Ok(Outcome::Unavailable(format!(
-                "no filter for {}",
-                std::env::consts::ARCH
-            )));
-        }
+/// The programs stacked once the module is loaded: no PROT_EXEC and no
+/// more filters (kill), and, when paths are denied, EACCES for path calls.
+fn build_after_load(
+    allow_paths: bool,
+    arch: TargetArch,
+) -> Result<Vec<seccompiler::BpfProgram>, SandboxError> {
+    let exec = |arg| -> Result<Vec<SeccompRule>, SandboxError> {
+        Ok(vec![rule(vec![cond(
+            arg,
+            Len::Dword,
+            Op::MaskedEq(u(libc::PROT_EXEC)),
+            u(libc::PROT_EXEC),
+        )?])?])
     };
-    let (programs, count) = build(allow_paths, std::process::id(), arch)?;
-    for program in &programs {
+    let closed = BTreeMap::from([
+        (libc::SYS_mmap, exec(2)?),
+        (libc::SYS_mprotect, exec(2)?),
+        (libc::SYS_seccomp, Vec::new()),
+    ]);
+    let mut programs = Vec::new();
+    if !allow_paths {
+        programs.push(compile(
+            path_calls().map(|n| (n, Vec::new())).collect(),
+            SeccompAction::Allow,
+            SeccompAction::Errno(errno(libc::EACCES)),
+            arch,
+        )?);
+    }
+    // Last: it forbids `seccomp` itself.
+    programs.push(compile(
+        closed,
+        SeccompAction::Allow,
+        SeccompAction::KillProcess,
+        arch,
+    )?);
+    Ok(programs)
+}
+
+fn target_arch() -> Option<TargetArch> {
+    TargetArch::try_from(std::env::consts::ARCH).ok()
+}
+
+fn install(programs: &[seccompiler::BpfProgram]) -> Result<(), SandboxError> {
+    for program in programs {
         seccompiler::apply_filter_all_threads(program)
             .map_err(|e| SandboxError::Seccomp(e.to_string()))?;
     }
+    Ok(())
+}
+
+/// Step one, before the module is loaded: clone3 and the allow-list. Its
+/// detail names the allow-list's size.
+pub(crate) fn apply_for_load() -> Result<Outcome, SandboxError> {
+    let Some(arch) = target_arch() else {
+        return Ok(Outcome::Unavailable(format!(
+            "no filter for {}",
+            std::env::consts::ARCH
+        )));
+    };
+    let (programs, count) = build_for_load(std::process::id(), arch)?;
+    install(&programs)?;
+    Ok(Outcome::Applied(format!("allow-list, {count} syscalls")))
+}
+
+/// Step two, once the module is loaded: PROT_EXEC and seccomp closed, and
+/// path calls denied unless `allow_paths`. Returns the detail to add.
+pub(crate) fn apply_after_load(
+    allow_paths: bool,
+    policy: OpenPolicy,
+) -> Result<String, SandboxError> {
+    let Some(arch) = target_arch() else {
+        return Ok(String::new());
+    };
+    install(&build_after_load(allow_paths, arch)?)?;
     let paths = if allow_paths { "allowed" } else { "EACCES" };
-    Ok(Outcome::Applied(format!(
-        "allow-list, {count} syscalls, open={}: paths {paths}",
-        policy.name()
-    )))
+    Ok(format!("open={}: paths {paths}", policy.name()))
 }
 
 #[cfg(test)]
@@ -448,24 +550,19 @@ mod tests {
             "io_uring_setup",
             "userfaultfd",
             "tkill",
-            "seccomp",
             "setuid",
             "setresuid",
             "pidfd_open",
             "pidfd_send_signal",
             "keyctl",
             "perf_event_open",
+            "socketpair",
+            "memfd_create",
+            "landlock_restrict_self",
         ] {
             assert!(!names.contains(&bad), "{bad} is in the allow-list");
         }
-        for needed in [
-            "read",
-            "mmap",
-            "futex",
-            "clone",
-            "memfd_create",
-            "exit_group",
-        ] {
+        for needed in ["read", "mmap", "futex", "clone", "fcntl", "exit_group"] {
             assert!(names.contains(&needed), "{needed} missing");
         }
     }
@@ -491,10 +588,10 @@ mod tests {
     #[test]
     fn filters_compile_for_this_arch() {
         let arch = TargetArch::try_from(std::env::consts::ARCH).unwrap();
-        let (with_paths, count) = build(true, 1, arch).unwrap();
-        assert_eq!(with_paths.len(), 2);
+        let (load, count) = build_for_load(1, arch).unwrap();
+        assert_eq!(load.len(), 2);
         assert_eq!(count, all_calls().count());
-        let (without, _) = build(false, 1, arch).unwrap();
-        assert_eq!(without.len(), 3);
+        assert_eq!(build_after_load(true, arch).unwrap().len(), 1);
+        assert_eq!(build_after_load(false, arch).unwrap().len(), 2);
     }
 }

@@ -25,6 +25,11 @@ pub struct Rlimits {
     pub processes: Option<u64>,
     /// RLIMIT_CORE in bytes; 0 means no core dumps (they could leak request data).
     pub core_size: Option<u64>,
+    /// RLIMIT_FSIZE in bytes: the largest file the process may make or grow
+    /// (`write`, `ftruncate`, `fallocate`), a memfd included: memory that
+    /// RLIMIT_AS does not count while it is not mapped. Past it the call
+    /// fails with EFBIG (SIGXFSZ is ignored).
+    pub file_size: Option<u64>,
 }
 
 impl Default for Rlimits {
@@ -35,6 +40,7 @@ impl Default for Rlimits {
             cpu_seconds: Some(60),
             processes: Some(64),
             core_size: Some(0),
+            file_size: Some(1 << 30),
         }
     }
 }

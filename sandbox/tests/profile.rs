@@ -374,8 +374,9 @@ fn the_kernel_confirms_what_the_report_claims() {
     };
     assert_eq!(field("NoNewPrivs:"), "1");
     assert_eq!(field("Seccomp:"), "2", "filter mode");
-    // clone3 (ENOSYS) and the allow-list; paths are allowed, so no third.
-    assert_eq!(field("Seccomp_filters:"), "2");
+    // clone3 (ENOSYS), the allow-list and the post-load one (no
+    // PROT_EXEC); paths are allowed, so no fourth.
+    assert_eq!(field("Seccomp_filters:"), "3");
     assert_eq!(field("CapEff:"), "0000000000000000");
     assert_eq!(field("CapPrm:"), "0000000000000000");
     if is_root() {

@@ -55,6 +55,18 @@ fn tokio_runtime_works_under_seccomp() {
 fn child() {
     println!("child pid: {}", std::process::id());
     let (a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
+    // tokio's signal driver makes a socket pair once per process, and the
+    // allow-list has no socketpair (a module could park descriptors in
+    // flight in one): a runtime built before the sandbox made it; the
+    // runtime below reuses it. A module cannot do this (its code runs
+    // only once the sandbox is in force): it builds tokio without the
+    // `signal` and `process` features, whose I/O driver needs none.
+    drop(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("warm-up runtime"),
+    );
     let profile = Profile {
         landlock: None,
         ..Profile::default()

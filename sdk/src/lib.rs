@@ -168,8 +168,8 @@ pub use runtime::run as __run;
 
 /// Exports `$module` (a type implementing [`Module`] and [`Default`]) as the
 /// library's module: makes `iolite_module_abi_version() -> u32` and
-/// `iolite_module_main(sock_fd: i32) -> i32`, the two symbols the runner
-/// looks up. Use it once per library.
+/// `iolite_module_main(sock_fd: i32, output_fd: i32) -> i32`, the two
+/// symbols the runner looks up. Use it once per library.
 #[macro_export]
 macro_rules! export {
     ($module:ty) => {
@@ -192,24 +192,30 @@ macro_rules! export {
         }
 
         /// Serves the module protocol on `sock_fd` until the server closes
-        /// it; returns the process exit code.
+        /// it, with `output_fd` as the output pool's memfd; returns the
+        /// process exit code.
         ///
         /// # Safety
-        /// `sock_fd` must be an open, connected unix stream socket that
-        /// nothing else in the process owns: this call takes ownership of it.
+        /// `sock_fd` must be an open, connected unix stream socket, and
+        /// `output_fd` a memfd made with `iolite_ipc::Pool::memfd`, that
+        /// nothing else in the process owns: this call takes ownership of
+        /// both.
         #[allow(unsafe_code)]
         #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn iolite_module_main(sock_fd: i32) -> i32 {
-            if sock_fd < 0 {
+        pub unsafe extern "C" fn iolite_module_main(sock_fd: i32, output_fd: i32) -> i32 {
+            if sock_fd < 0 || output_fd < 0 || sock_fd == output_fd {
                 return 2;
             }
-            // SAFETY: by this function's contract the runner hands over a
-            // descriptor it inherited and keeps no other handle to; ownership
-            // moves here exactly once.
-            let fd = unsafe {
-                <::std::os::fd::OwnedFd as ::std::os::fd::FromRawFd>::from_raw_fd(sock_fd)
+            // SAFETY: by this function's contract the runner hands over two
+            // distinct descriptors it keeps no other handle to; ownership
+            // moves here exactly once each.
+            let (fd, output) = unsafe {
+                (
+                    <::std::os::fd::OwnedFd as ::std::os::fd::FromRawFd>::from_raw_fd(sock_fd),
+                    <::std::os::fd::OwnedFd as ::std::os::fd::FromRawFd>::from_raw_fd(output_fd),
+                )
             };
-            $crate::__run::<$module>(fd)
+            $crate::__run::<$module>(fd, output)
         }
     };
 }

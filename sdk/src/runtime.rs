@@ -1,5 +1,6 @@
 //! The runner side of the protocol, compiled into each module: receive the
-//! pools, create and share the output pool, then serve every data link the
+//! pools, make the memfd the runner made into the output pool and share
+//! it, then serve every data link the
 //! server attaches on a thread of its own. When the server closes the
 //! control socket (it drains this runner: recycled, or idle), the process
 //! ends once every link has been closed by the server, which closes each
@@ -31,12 +32,13 @@ const DEFER_BYTES: usize = 64 << 10;
 /// `next_message`).
 const SPIN_POLLS: usize = 16;
 
-/// Runs module `M` on the socket the server gave the runner. Returns the
-/// process exit code: 0 when the server closed the control socket and then
-/// every link, 1 on an error
-/// (written to stderr, which the server logs under the module's name).
-pub fn run<M: Module + Default + 'static>(sock: OwnedFd) -> i32 {
-    match serve::<M>(sock) {
+/// Runs module `M` on the socket the server gave the runner, with the
+/// output pool's memfd the runner made for it. Returns the process exit
+/// code: 0 when the server closed the control socket and then every link,
+/// 1 on an error (written to stderr, which the server logs under the
+/// module's name).
+pub fn run<M: Module + Default + 'static>(sock: OwnedFd, output: OwnedFd) -> i32 {
+    match serve::<M>(sock, output) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("iolite module: {e}");
@@ -53,7 +55,7 @@ struct Shared<M> {
     transfer: Transfer,
 }
 
-fn serve<M: Module + Default + 'static>(sock: OwnedFd) -> Result<(), Error> {
+fn serve<M: Module + Default + 'static>(sock: OwnedFd, output: OwnedFd) -> Result<(), Error> {
     let mut control: Peer<Msg> = Peer::new(UnixStream::from(sock));
     let (name, output_pool, transfer) = match control.recv()? {
         Msg::Hello {
@@ -74,7 +76,9 @@ fn serve<M: Module + Default + 'static>(sock: OwnedFd) -> Result<(), Error> {
         _ => return Err(Error::Protocol("the first message is not Hello")),
     };
     let size = usize::try_from(output_pool).map_err(|_| Error::Protocol("output pool size"))?;
-    let pool = Pool::with_name("iolite-output", size)?;
+    // The runner made the memfd (a module may not: no memfd_create in its
+    // sandbox); it becomes this process's pool here.
+    let pool = Pool::adopt(output, size)?;
     control.share_pool(&pool)?;
     let mut module = M::default();
     module.init(&Init { name }).map_err(Error::Init)?;

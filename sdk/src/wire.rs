@@ -11,10 +11,18 @@
 //! (a worker opens another lane when its lanes are held up by slow
 //! requests).
 //!
+//! 0. Before any of the module's code runs, the runner (the server's own
+//!    binary, trusted) applies the whole sandbox and makes the memfd of the
+//!    output pool (`--output-pool` bytes; [`iolite_ipc::Pool::memfd`]),
+//!    which it hands to [`MAIN_SYMBOL`] with the control socket: the
+//!    module's sandbox has no `memfd_create` and no `socketpair`, so a
+//!    module holds no memory the server did not size and no socket but the
+//!    server's (no private pair to park descriptors in flight in).
 //! 1. control, server → runner: `SharePool` (the module's request pool and
 //!    the cache pool, read-only), then [`Msg::Hello`].
-//! 2. control, runner → server: `SharePool` (the runner's output pool), then
-//!    [`Msg::Ready`] — or the runner exits with a message on stderr.
+//! 2. control, runner → server: `SharePool` (the runner's output pool, made
+//!    from that memfd), then [`Msg::Ready`] — or the runner exits with a
+//!    message on stderr.
 //! 3. control, server → runner: [`Msg::Attach`] with a socket: a new data
 //!    link; the runner answers [`Msg::Attach`] (no descriptor) once a
 //!    thread serves it, or [`Msg::AttachRefused`] when it cannot start one. Both ends use the pools shared at steps 1 and 2 on
@@ -120,13 +128,17 @@ use serde::{Deserialize, Serialize};
 /// its links were sent and exits only once the server has closed them all
 /// (draining). 6: request bodies in parts ([`Msg::BodyPart`],
 /// [`RequestFrame::parts`], [`FEATURES_SYMBOL`]), streams of unknown length
-/// ([`Msg::StreamEnd`]).
-pub const ABI_VERSION: u32 = 6;
+/// ([`Msg::StreamEnd`]). 7: the runner makes the output pool's memfd and
+/// hands it to [`MAIN_SYMBOL`] (the module's sandbox, in force before its
+/// library is loaded, makes no memfds and no sockets).
+pub const ABI_VERSION: u32 = 7;
 
 /// The symbol of `extern "C" fn() -> u32` returning [`ABI_VERSION`].
 pub const ABI_SYMBOL: &[u8] = b"iolite_module_abi_version";
-/// The symbol of `unsafe extern "C" fn(sock_fd: i32) -> i32`: serves the
-/// socket until the server closes it; 0 on a clean end.
+/// The symbol of `unsafe extern "C" fn(sock_fd: i32, output_fd: i32) ->
+/// i32`: serves the socket until the server closes it, with `output_fd`
+/// (a memfd from [`iolite_ipc::Pool::memfd`] of [`Msg::Hello`]'s
+/// `output_pool` bytes) as its output pool; 0 on a clean end.
 pub const MAIN_SYMBOL: &[u8] = b"iolite_module_main";
 /// The symbol of `extern "C" fn() -> u32` returning the module's feature
 /// bits ([`FEATURE_BODY_PARTS`]), read by the server when it checks the

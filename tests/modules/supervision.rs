@@ -116,7 +116,7 @@ fn max_requests_recycles_the_runner_and_the_old_one_answers_what_it_holds() {
 fn a_runner_near_its_cpu_time_limit_is_recycled_before_the_limit_kills_it() {
     let (_root, server) = start_with_config(
         &format!(
-            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nprocesses_max = 1\n{UNCONFINED}cpu_time = \"2s\"\n",
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nprocesses_max = 1\n[module.sandbox]\ncpu_time = \"2s\"\n",
             lib("faulty")
         ),
         &[],

@@ -16,6 +16,9 @@
 //! index = ["index.html"]
 //! workers = 2                                  # default: the number of CPUs
 //! admin = "127.0.0.1:8081"                     # or "none"; or [admin] listen = ...
+//! runner_uids = "61000-61999"                  # a root server runs each module's runners
+//!                                              # as its own uid of these (file order),
+//!                                              # in place of module.sandbox.user
 //!
 //! [cache]
 //! size = "256M"                                # bytes, or K/M/G/T suffixes
@@ -60,6 +63,9 @@
 //! transfer = "shared"                          # or "copy": bodies inline (bench only)
 //! lane_stall = "50ms"                          # another lane when each is held this long by one request
 //! lane_idle = "2s"                             # an extra lane idle this long closes
+//! check_timeout = "10s"                        # loading the library once at start (and on
+//!                                              # SIGHUP) may take this long, or the module
+//!                                              # is refused (the rest is served)
 //! [module.sandbox]                             # every key: the strict default
 //! profile = "strict"                           # or "none": every measure off
 //! user = "nobody"                              # a root server drops to it
@@ -71,6 +77,7 @@
 //! open_files = 256                             # RLIMIT_NOFILE
 //! tasks = 64                                   # processes + threads (pids cgroup, RLIMIT_NPROC)
 //! cpu_time = "60s"                             # RLIMIT_CPU over the runner's life (recycled at 3/4)
+//! low_priority = true                          # SCHED_BATCH, nice 10: yields to the server
 //!
 //! [[cgi]]
 //! prefix = "/cgi-bin"
@@ -146,10 +153,11 @@ pub use args::{AdminArg, Mount, ServeArgs};
 pub use diag::{ConfigErrors, Diagnostic, Origin};
 pub use types::{
     AccessLogTarget, CacheConfig, CachePolicy, CgiConfig, ClusterConfig, ClusterPolicy,
-    ClusterTimers, Config, DEFAULT_ADMIN, DEFAULT_CACHE_SIZE, DEFAULT_LISTEN, DEFAULT_MEMORY_LIMIT,
-    DEFAULT_ROOT, FastCgiAddress, FastCgiConfig, LardSettings, Limits, Listener, Location,
-    LogConfig, LogLevel, MAX_WORKERS, MIN_CLUSTER_KEY, ModuleConfig, ModuleTransfer, SandboxConfig,
-    SandboxProfile, WasmConfig, WasmKind, prefix_matches,
+    ClusterTimers, Config, DEFAULT_ADMIN, DEFAULT_CACHE_SIZE, DEFAULT_CHECK_TIMEOUT,
+    DEFAULT_LISTEN, DEFAULT_MEMORY_LIMIT, DEFAULT_ROOT, FastCgiAddress, FastCgiConfig,
+    LardSettings, Limits, Listener, Location, LogConfig, LogLevel, MAX_WORKERS, MIN_CLUSTER_KEY,
+    ModuleConfig, ModuleTransfer, SandboxConfig, SandboxProfile, WasmConfig, WasmKind,
+    prefix_matches,
 };
 pub use validate::read_cluster_key;
 pub use value::{

@@ -26,6 +26,7 @@ const MODULE_KEYS: &[&str] = &[
     "transfer",
     "lane_stall",
     "lane_idle",
+    "check_timeout",
     "sandbox",
 ];
 const SANDBOX_KEYS: &[&str] = &[
@@ -39,6 +40,7 @@ const SANDBOX_KEYS: &[&str] = &[
     "open_files",
     "tasks",
     "cpu_time",
+    "low_priority",
 ];
 const CGI_KEYS: &[&str] = &["prefix", "dir", "timeout"];
 const FASTCGI_KEYS: &[&str] = &[
@@ -113,6 +115,10 @@ impl Cx<'_, '_> {
                 "cpu_time" => self
                     .positive_duration(v, "module.sandbox.cpu_time")
                     .map(|t| s.cpu_time = Some(t))
+                    .is_some(),
+                "low_priority" => self
+                    .boolean(v, "module.sandbox.low_priority")
+                    .map(|b| s.low_priority = b)
                     .is_some(),
                 _ => {
                     self.unknown(k, "[module.sandbox]", SANDBOX_KEYS);
@@ -237,6 +243,10 @@ impl Cx<'_, '_> {
                 "lane_idle" => cx
                     .positive_duration(v, "module.lane_idle")
                     .map(|t| m.lane_idle = t)
+                    .is_some(),
+                "check_timeout" => cx
+                    .positive_duration(v, "module.check_timeout")
+                    .map(|t| m.check_timeout = t)
                     .is_some(),
                 "max_requests" => cx
                     .count(v, "module.max_requests", 1, 1_000_000_000_000)

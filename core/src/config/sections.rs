@@ -8,8 +8,21 @@ use super::value;
 use toml::de::{DeTable, DeValue};
 
 const TOP_KEYS: &[&str] = &[
-    "listen", "root", "index", "workers", "admin", "cache", "limits", "log", "location", "module",
-    "cgi", "fastcgi", "wasm", "cluster",
+    "listen",
+    "root",
+    "index",
+    "workers",
+    "admin",
+    "cache",
+    "limits",
+    "log",
+    "location",
+    "module",
+    "cgi",
+    "fastcgi",
+    "wasm",
+    "cluster",
+    "runner_uids",
 ];
 const ADMIN_KEYS: &[&str] = &["listen"];
 const CACHE_KEYS: &[&str] = &["size", "revalidate", "large_file_threshold", "policy"];
@@ -46,6 +59,14 @@ impl Cx<'_, '_> {
                     }
                 }
                 "admin" => self.admin(v, d),
+                "runner_uids" => {
+                    if let Some(text) = self.string(v, "runner_uids") {
+                        match parse_uid_range(text) {
+                            Ok(range) => d.runner_uids = Some((range, self.origin(&v.span()))),
+                            Err(problem) => self.bad(v, "runner_uids", problem),
+                        }
+                    }
+                }
                 "cache" => self.cache(v, d),
                 "limits" => self.limits(v, d),
                 "log" => self.log(v, d),
@@ -350,4 +371,21 @@ impl Cx<'_, '_> {
             });
         }
     }
+}
+
+/// `FIRST-LAST`, two uids, 0 < FIRST <= LAST.
+pub(super) fn parse_uid_range(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("expected \"FIRST-LAST\" (uids, e.g. \"61000-61999\"), found {text:?}");
+    let (a, b) = text.split_once('-').ok_or_else(bad)?;
+    let (first, last): (u32, u32) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if first == 0 {
+        return Err("must not include uid 0 (root)".into());
+    }
+    if first > last {
+        return Err(format!("{first} is above {last}"));
+    }
+    Ok((first, last))
 }

@@ -76,7 +76,7 @@ fn bad_files_report_every_error_with_its_position() {
         (
             "root = \"site\"\nserver_name = \"example.com\"\n",
             &[
-                "FILE:2:1: unknown top-level key `server_name` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm, cluster)",
+                "FILE:2:1: unknown top-level key `server_name` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm, cluster, runner_uids)",
             ],
         ),
         // A key's line break or control character is shown escaped: every
@@ -84,7 +84,7 @@ fn bad_files_report_every_error_with_its_position() {
         (
             "root = \"site\"\n\"a\\nb\" = 1\n[log]\n\"\\u001b[2J\" = 1\n",
             &[
-                "FILE:2:1: unknown top-level key `a\\nb` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm, cluster)",
+                "FILE:2:1: unknown top-level key `a\\nb` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm, cluster, runner_uids)",
                 "FILE:4:1: unknown key in [log]: `\\u{1b}[2J` (expected one of: access, level)",
             ],
         ),
@@ -111,7 +111,7 @@ fn bad_files_report_every_error_with_its_position() {
         (
             "root = \"site\"\n[[module]]\nprefix = \"/m\"\npath = \"mod.so\"\nproceses = 2\n[module.sandbox]\nseccom = false\n",
             &[
-                "FILE:5:1: unknown key in [[module]]: `proceses` (expected one of: prefix, path, processes_min, processes_max, in_flight, timeout, idle_timeout, max_requests, memory_limit, transfer, lane_stall, lane_idle, sandbox)",
+                "FILE:5:1: unknown key in [[module]]: `proceses` (expected one of: prefix, path, processes_min, processes_max, in_flight, timeout, idle_timeout, max_requests, memory_limit, transfer, lane_stall, lane_idle, check_timeout, sandbox)",
                 "FILE:7:1: unknown key in [module.sandbox]: `seccom` (did you mean `seccomp`?)",
             ],
         ),
@@ -407,6 +407,7 @@ timeout = "100ms"
     let c = fx.config(text);
     let dir = fx.dir.path();
     let want = Config {
+        runner_uids: None,
         source: Some(fx.file()),
         listeners: vec![
             Listener {
@@ -477,6 +478,7 @@ timeout = "100ms"
             transfer: ModuleTransfer::Copy,
             lane_stall: Duration::ZERO,
             lane_idle: Duration::from_millis(300),
+            check_timeout: DEFAULT_CHECK_TIMEOUT,
             sandbox: SandboxConfig {
                 profile: SandboxProfile::None,
                 user: Some("iolite".into()),
@@ -489,6 +491,7 @@ timeout = "100ms"
                 open_files: Some(64),
                 tasks: Some(8),
                 cpu_time: Some(Duration::from_secs(10)),
+                low_priority: false,
             },
         }],
         cgi: vec![CgiConfig {
@@ -969,4 +972,65 @@ fn bad_cluster_tables_report_every_error_with_its_position() {
         failures.push(format!("unspecified listener:\n got: {got:#?}"));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn runner_uids_give_each_module_that_drops_root_its_own_uid() {
+    let fx = Fixture::new();
+    let module = |prefix: &str, extra: &str| {
+        format!("[[module]]\nprefix = \"{prefix}\"\npath = \"mod.so\"\n{extra}")
+    };
+    let text = format!(
+        "{ROOT}runner_uids = \"61000-61002\"\n{}{}{}",
+        module("/a", ""),
+        module("/open", "[module.sandbox]\nprofile = \"none\"\n"),
+        module("/b", ""),
+    );
+    let c = fx.config(&text);
+    let users: Vec<Option<&str>> = c
+        .modules
+        .iter()
+        .map(|m| m.sandbox.user.as_deref())
+        .collect();
+    assert_eq!(users, [Some("61000"), None, Some("61001")]);
+    assert_eq!(c.runner_uids, Some((61000, 61002)));
+    assert!(
+        c.summary()
+            .contains("  runner uids 61000-61002, one per module: /a 61000, /b 61001\n"),
+        "{}",
+        c.summary()
+    );
+    // Without a range, modules that share a user are pointed at it.
+    let shared = fx.config(&format!("{ROOT}{}{}", module("/a", ""), module("/b", "")));
+    assert!(
+        shared
+            .summary()
+            .contains("runner uids none: modules share a user"),
+        "{}",
+        shared.summary()
+    );
+
+    let table: &[(&str, &str)] = &[
+        (
+            "\"61000\"",
+            "FILE:2:15: runner_uids: expected \"FIRST-LAST\" (uids, e.g. \"61000-61999\"), found \"61000\"",
+        ),
+        (
+            "\"0-10\"",
+            "FILE:2:15: runner_uids: must not include uid 0 (root)",
+        ),
+        ("\"20-10\"", "FILE:2:15: runner_uids: 20 is above 10"),
+        (
+            "\"61000-61000\"",
+            "FILE:2:15: runner_uids: 1 uids for 2 modules that drop root: one each is needed",
+        ),
+    ];
+    for (value, want) in table {
+        let text = format!(
+            "{ROOT}runner_uids = {value}\n{}{}",
+            module("/a", ""),
+            module("/b", "")
+        );
+        assert_eq!(fx.errors(&text), [*want], "{value}");
+    }
 }

@@ -48,6 +48,10 @@ pub struct Config {
     pub fastcgi: Vec<FastCgiConfig>,
     /// WebAssembly mounts (not yet served).
     pub wasm: Vec<WasmConfig>,
+    /// `runner_uids`: the uids (first, last) given out one per module, in
+    /// file order, to the modules whose sandbox drops root (already put
+    /// in their `sandbox.user`).
+    pub runner_uids: Option<(u32, u32)>,
     /// `[cluster]`: this node's membership in a cluster, or `None` for a
     /// single server.
     pub cluster: Option<ClusterConfig>,
@@ -347,8 +351,15 @@ pub struct ModuleConfig {
     /// An extra lane with nothing in flight for this long is closed (at
     /// the worker's next request to the module).
     pub lane_idle: Duration,
+    /// Longest the check of the library (a throw-away runner loads it under
+    /// its sandbox) may take: past it the module is refused, and the rest
+    /// of the server is served.
+    pub check_timeout: Duration,
     pub sandbox: SandboxConfig,
 }
+
+/// `check_timeout` of a module by default.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `memory_limit` of a module under the strict sandbox profile.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 256 << 20;
@@ -394,6 +405,9 @@ pub struct SandboxConfig {
     /// RLIMIT_CPU: CPU time over the runner's whole life (SIGXCPU, then the
     /// runner is restarted).
     pub cpu_time: Option<Duration>,
+    /// SCHED_BATCH at nice 10: a spinning runner gets about a tenth of
+    /// the CPU a server thread gets, so it cannot starve the server.
+    pub low_priority: bool,
 }
 
 /// A named set of sandbox defaults; single keys override it.
@@ -422,6 +436,7 @@ impl SandboxConfig {
             open_files: on.then_some(256),
             tasks: on.then_some(64),
             cpu_time: on.then_some(Duration::from_secs(60)),
+            low_priority: on,
         }
     }
 }
@@ -509,6 +524,7 @@ impl Default for ModuleConfig {
             transfer: ModuleTransfer::Shared,
             lane_stall: Duration::from_millis(50),
             lane_idle: Duration::from_secs(2),
+            check_timeout: DEFAULT_CHECK_TIMEOUT,
             sandbox: SandboxConfig::for_profile(SandboxProfile::Strict),
         }
     }
@@ -633,6 +649,38 @@ impl Config {
             .collect();
         if !mounts.is_empty() {
             line("mounts", mounts.join(", "));
+        }
+        let dropping: Vec<&ModuleConfig> = self
+            .modules
+            .iter()
+            .filter(|m| m.sandbox.user.is_some())
+            .collect();
+        match self.runner_uids {
+            Some((first, last)) => {
+                let each: Vec<String> = dropping
+                    .iter()
+                    .map(|m| format!("{} {}", m.prefix, m.sandbox.user.as_deref().unwrap_or("")))
+                    .collect();
+                line(
+                    "runner uids",
+                    format!("{first}-{last}, one per module: {}", each.join(", ")),
+                );
+            }
+            None if dropping.len() > 1 => {
+                let users: std::collections::BTreeSet<&str> = dropping
+                    .iter()
+                    .filter_map(|m| m.sandbox.user.as_deref())
+                    .collect();
+                if users.len() < dropping.len() {
+                    line(
+                        "runner uids",
+                        "none: modules share a user when the server runs as root (set \
+                         runner_uids = \"FIRST-LAST\" to give each module its own)"
+                            .to_owned(),
+                    );
+                }
+            }
+            None => {}
         }
         if let Some(c) = &self.cluster {
             let seeds: Vec<String> = c.seeds.iter().map(ToString::to_string).collect();

@@ -57,6 +57,8 @@ pub(crate) struct Draft {
     pub fastcgi: Vec<Placed<FastCgiConfig>>,
     pub wasm: Vec<Placed<WasmConfig>>,
     pub cluster: Option<ClusterDraft>,
+    /// `runner_uids` and where it was set.
+    pub runner_uids: Option<((u32, u32), Origin)>,
 }
 
 /// `key: ` for a message about a file setting or a default; nothing for a
@@ -97,6 +99,7 @@ impl Draft {
             },
             access_at: Origin::Default,
             modules: Vec::new(),
+            runner_uids: None,
             cgi: Vec::new(),
             fastcgi: Vec::new(),
             wasm: Vec::new(),
@@ -228,6 +231,23 @@ impl Draft {
             }
         }
 
+        if let Some(((first, last), at)) = &self.runner_uids {
+            let wanted = self
+                .modules
+                .iter()
+                .filter(|m| m.value.sandbox.user.is_some())
+                .count() as u64;
+            let have = u64::from(last - first) + 1;
+            if wanted > have {
+                push(
+                    at,
+                    format!(
+                        "{}{have} uids for {wanted} modules that drop root: one each is needed",
+                        label(at, "runner_uids")
+                    ),
+                );
+            }
+        }
         for m in &self.modules {
             if let (Err(problem), Some(at)) = (check_file(&m.value.path), &m.path_at) {
                 push(at, format!("{}{problem}", label(at, "module.path")));
@@ -327,7 +347,11 @@ impl Draft {
             limits: self.limits,
             locations: self.locations.into_iter().map(|p| p.value).collect(),
             log: self.log,
-            modules: self.modules.into_iter().map(|p| p.value).collect(),
+            modules: with_runner_uids(
+                self.modules.into_iter().map(|p| p.value).collect(),
+                self.runner_uids.as_ref().map(|(r, _)| *r),
+            ),
+            runner_uids: self.runner_uids.map(|(r, _)| r),
             cgi: self.cgi.into_iter().map(|p| p.value).collect(),
             fastcgi: self.fastcgi.into_iter().map(|p| p.value).collect(),
             wasm: self.wasm.into_iter().map(|p| p.value).collect(),
@@ -378,6 +402,27 @@ pub fn read_cluster_key(path: &Path) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(key)
+}
+
+/// Gives each module whose sandbox drops root (a `user`) its own uid of
+/// `range`, in file order; the rest as they are. Validation checked that
+/// the range is large enough; past its end a module keeps its user.
+fn with_runner_uids(
+    mut modules: Vec<ModuleConfig>,
+    range: Option<(u32, u32)>,
+) -> Vec<ModuleConfig> {
+    let Some((first, last)) = range else {
+        return modules;
+    };
+    let mut next = first;
+    for m in modules.iter_mut().filter(|m| m.sandbox.user.is_some()) {
+        if next > last {
+            break;
+        }
+        m.sandbox.user = Some(next.to_string());
+        next = next.saturating_add(1);
+    }
+    modules
 }
 
 fn check_dir(path: &Path) -> Result<(), String> {

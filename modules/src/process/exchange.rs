@@ -83,6 +83,9 @@ impl ProcessModule {
         parts: Option<&PartRoute>,
     ) -> Result<Response, Error> {
         let Some(slot) = self.pick() else {
+            if self.refused().is_some() {
+                return Err(self.failed(UpstreamFailure::Unavailable("module refused")));
+            }
             return Err(self.failed(UpstreamFailure::Crashed));
         };
         if slot.load.load(Ordering::Relaxed) >= self.in_flight * QUEUE_PER_CREDIT {

@@ -57,7 +57,7 @@ use crate::error::Error;
 use crate::metrics::ModuleMetrics;
 use link::LinkConfig;
 use link::lanes::WorkerLinks;
-use supervisor::spawn::check_library;
+use supervisor::check::check_library;
 use supervisor::{Cmd, SlotConfig, SlotHandle, slot};
 
 mod answer;
@@ -101,6 +101,12 @@ pub struct ProcessModule {
     parts: std::sync::atomic::AtomicBool,
     /// Notified when a runner released request-pool buffers.
     room: Arc<room::Room>,
+    /// Why the module is refused (its library's check timed out or died):
+    /// its requests get 503 until a reload finds the library fixed.
+    refused: std::sync::RwLock<Option<String>>,
+    /// `processes_min`, for starting the runners of a refused module that
+    /// a reload found fixed.
+    processes_min: u32,
 }
 
 impl ProcessModule {
@@ -109,6 +115,11 @@ impl ProcessModule {
     /// request pool (room for two bodies of `max_body`) and starts
     /// `processes_min` runners; with `processes_min = 0`, one runner starts
     /// on the first request. `exe` is the iolite binary.
+    ///
+    /// A library whose check does not finish within `check_timeout`, or
+    /// dies (a constructor that sleeps, or that its sandbox kills), gives a
+    /// *refused* module (logged): its requests get 503, the rest of the
+    /// server is served, and a reload starts it once the library passes.
     ///
     /// With `cache`, the runners can include files of the document root
     /// from the unified cache by reference (`Ctx::cached`).
@@ -119,7 +130,15 @@ impl ProcessModule {
         cache: Option<iolite_core::CacheAccess>,
     ) -> Result<Arc<Self>, Error> {
         let sandbox = crate::runner::SandboxSpec::from_config(cfg);
-        let features = check_library(exe, &cfg.prefix, &cfg.path, &sandbox)?;
+        let checked = check_library(exe, &cfg.prefix, &cfg.path, &sandbox, cfg.check_timeout);
+        let (features, refused) = match checked {
+            Ok(features) => (features, None),
+            Err(Error::Refused { message, .. }) => {
+                tracing::error!(module = %cfg.prefix, library = %cfg.path.display(), "module refused: {message}");
+                (0, Some(message))
+            }
+            Err(e) => return Err(e),
+        };
         let size = max_body.saturating_mul(2).clamp(16 << 20, 1 << 36);
         let pool =
             Pool::with_name("iolite-requests", size as usize).map_err(|source| Error::Pool {
@@ -127,8 +146,6 @@ impl ProcessModule {
                 source,
             })?;
         let n = cfg.processes_min.max(1) as usize;
-        let mut slots = Vec::with_capacity(n);
-        let (started_tx, started_rx) = std::sync::mpsc::channel();
         let metrics = Arc::new(ModuleMetrics::new(&cfg.prefix));
         let template = SlotConfig {
             name: cfg.prefix.clone(),
@@ -149,23 +166,58 @@ impl ProcessModule {
             idle_timeout: cfg.idle_timeout,
             max_requests: cfg.max_requests,
             drain_limit: cfg.timeout,
+            check_timeout: cfg.check_timeout,
         };
+        let module = Arc::new(ProcessModule {
+            prefix: cfg.prefix.clone(),
+            name: Arc::from(cfg.prefix.as_str()),
+            timeout: cfg.timeout,
+            lane_stall: cfg.lane_stall,
+            lane_idle: cfg.lane_idle,
+            in_flight: cfg.in_flight.max(1) as usize,
+            pool,
+            slots: std::sync::RwLock::new(Vec::with_capacity(n)),
+            max: (cfg.processes_max as usize).max(n),
+            template,
+            metrics,
+            parts: std::sync::atomic::AtomicBool::new(features & FEATURE_BODY_PARTS != 0),
+            room: Arc::default(),
+            refused: std::sync::RwLock::new(refused.clone()),
+            processes_min: cfg.processes_min,
+        });
+        if refused.is_none() {
+            module.start_slots()?;
+        }
+        Ok(module)
+    }
+
+    /// Starts the module's first `processes_min` slots (at least one; lazy
+    /// when `processes_min` is 0) and, when there are any to wait for,
+    /// waits until their runners are ready or failed to start.
+    fn start_slots(&self) -> Result<(), Error> {
+        let n = self.processes_min.max(1) as usize;
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let mut slots = Vec::with_capacity(n);
+        let template = &self.template;
         for index in 0..n {
             let slot_cfg = SlotConfig {
-                lazy: cfg.processes_min == 0,
-                keep: index < cfg.processes_min as usize,
+                lazy: self.processes_min == 0,
+                keep: index < self.processes_min as usize,
                 ..template.clone()
             };
             let slot = slot::start(slot_cfg, index, started_tx.clone()).map_err(|source| {
                 Error::Spawn {
-                    what: format!("module {} runner thread", cfg.prefix),
+                    what: format!("module {} runner thread", self.prefix),
                     source,
                 }
             })?;
             slots.push(slot);
         }
         drop(started_tx);
-        if cfg.processes_min > 0 {
+        if let Ok(mut mine) = self.slots.write() {
+            *mine = slots;
+        }
+        if self.processes_min > 0 {
             // Announce the server only once its runners are ready (or failed
             // to start, logged): no first request waits for a cold start.
             let deadline = std::time::Instant::now() + STARTUP_WAIT;
@@ -176,22 +228,13 @@ impl ProcessModule {
                 }
             }
         }
-        tracing::info!(module = %cfg.prefix, library = %cfg.path.display(), processes = n, "module mounted");
-        Ok(Arc::new(ProcessModule {
-            prefix: cfg.prefix.clone(),
-            name: Arc::from(cfg.prefix.as_str()),
-            timeout: cfg.timeout,
-            lane_stall: cfg.lane_stall,
-            lane_idle: cfg.lane_idle,
-            in_flight: cfg.in_flight.max(1) as usize,
-            pool,
-            slots: std::sync::RwLock::new(slots),
-            max: (cfg.processes_max as usize).max(n),
-            template,
-            metrics,
-            parts: std::sync::atomic::AtomicBool::new(features & FEATURE_BODY_PARTS != 0),
-            room: Arc::default(),
-        }))
+        tracing::info!(module = %self.prefix, library = %template.library.display(), processes = n, "module mounted");
+        Ok(())
+    }
+
+    /// Why the module is refused, if it is (its requests get 503).
+    pub(crate) fn refused(&self) -> Option<String> {
+        self.refused.read().ok().and_then(|r| r.clone())
     }
 
     /// The module's counters, for `/metrics` (labelled by prefix).
@@ -280,7 +323,9 @@ impl ProcessModule {
             .name("iolite-reload".into())
             .spawn(move || {
                 let t = &module.template;
-                match check_library(&t.exe, &module.prefix, &t.library, &t.sandbox) {
+                let checked =
+                    check_library(&t.exe, &module.prefix, &t.library, &t.sandbox, t.check_timeout);
+                match checked {
                     Ok(features) => module
                         .parts
                         .store(features & FEATURE_BODY_PARTS != 0, Ordering::Relaxed),
@@ -288,6 +333,17 @@ impl ProcessModule {
                         tracing::warn!(module = %module.prefix, error = %e, "not reloaded: its runners keep the library they loaded");
                         return;
                     }
+                }
+                if module.refused().is_some() {
+                    tracing::info!(module = %module.prefix, library = %t.library.display(), "the library passes its check now: starting its runners");
+                    if let Err(e) = module.start_slots() {
+                        tracing::error!(module = %module.prefix, error = %e, "cannot start the runners");
+                        return;
+                    }
+                    if let Ok(mut r) = module.refused.write() {
+                        *r = None;
+                    }
+                    return;
                 }
                 let slots = module.slots.read().map(|s| s.clone()).unwrap_or_default();
                 tracing::info!(module = %module.prefix, library = %t.library.display(), "reloading: recycling every runner");

@@ -19,7 +19,8 @@
 //! This file holds what the workers and the slot thread share, and
 //! imports none of its siblings: the slot thread, [`slot::start`]
 //! included, is `slot`; the runner's command line, handshake and log are
-//! `spawn`, its end `reap`, the reasons to end a healthy one `upkeep`.
+//! `spawn`, the check of a library before it is used `check`, a runner's
+//! end `reap`, the reasons to end a healthy one `upkeep`.
 
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ use tokio::sync::oneshot;
 use crate::metrics::ModuleMetrics;
 use crate::runner::SandboxSpec;
 
+pub(crate) mod check;
 mod reap;
 pub(crate) mod slot;
 pub(crate) mod spawn;
@@ -199,6 +201,8 @@ pub(crate) struct SlotConfig {
     /// Longest a recycled or retired runner may take to finish what it
     /// holds (the module's request timeout).
     pub drain_limit: Duration,
+    /// Longest the check of the library may take (at a reload).
+    pub check_timeout: Duration,
 }
 
 /// How one runner's time in its slot ended: what the slot thread does next.

@@ -19,6 +19,10 @@ use super::{SlotConfig, SlotHandle};
 /// pids cgroup before giving up on removing it.
 const CGROUP_REMOVAL: Duration = Duration::from_secs(2);
 
+/// Longest a dead runner's outer process is given to end by itself before
+/// SIGKILL (see `sandbox`'s pidns: it passes on how the runner ended).
+const EXIT_GRACE: Duration = Duration::from_secs(1);
+
 /// A runner being ended on purpose, and what it is ended for.
 pub(super) struct Old {
     pub(super) child: Child,
@@ -51,6 +55,12 @@ pub(super) fn reap(name: &str, child: &mut Child, how: How) {
     // The group is the runner's pid (`process_group(0)`): the number cannot
     // be reused while the unreaped runner holds it.
     let group = nix::unistd::Pid::from_raw(pid as i32);
+    if how == How::Died {
+        // A runner in a PID namespace ends a moment after the process
+        // that died in it (its waiters pass the status on): that status,
+        // SIGSYS say, is what the log must name, not our SIGKILL.
+        wait_exit(child, PidFd::open(pid).ok().as_ref(), EXIT_GRACE);
+    }
     let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
     let _ = child.kill();
     match (child.wait(), how) {

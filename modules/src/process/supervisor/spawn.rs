@@ -2,7 +2,7 @@
 //! runner's command line, for a runner that serves ([`spawn_runner`]:
 //! then [`handshake`], and its output forwarded to the log) and for the
 //! throw-away one that checks a library before it is used, at start and
-//! at each reload ([`check_library`]).
+//! at each reload (`check`).
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -15,8 +15,6 @@ use iolite_ipc::{Peer, RemotePool};
 use iolite_sdk::wire::{ABI_VERSION, Msg};
 
 use super::SlotConfig;
-use super::reap::remove_cgroup;
-use crate::error::Error;
 use crate::runner::SandboxSpec;
 
 /// Time a new runner has to load its module and say `Ready`.
@@ -28,10 +26,15 @@ const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a runner is started for.
 #[derive(Debug, Clone, Copy)]
-enum Purpose {
+pub(super) enum Purpose {
     /// Serving the module over the inherited control socket `socket_fd`;
-    /// `shared_bytes` of pools it will map on top of the module's memory.
-    Serve { socket_fd: RawFd, shared_bytes: u64 },
+    /// `shared_bytes` of pools it will map on top of the module's memory,
+    /// an output pool of `output_pool` bytes.
+    Serve {
+        socket_fd: RawFd,
+        shared_bytes: u64,
+        output_pool: u64,
+    },
     /// `--check`: load and check the library under its sandbox, print the
     /// report and the feature bits, exit.
     Check,
@@ -39,7 +42,7 @@ enum Purpose {
 
 /// `exe runner` for the module `library` named `name` under `sandbox`:
 /// stdin closed, stdout and stderr piped.
-fn runner_command(
+pub(super) fn runner_command(
     exe: &Path,
     library: &Path,
     name: &str,
@@ -53,8 +56,14 @@ fn runner_command(
         Purpose::Check => cmd.arg("--check"),
     };
     cmd.arg("--module").arg(library).arg("--name").arg(name);
-    if let Purpose::Serve { shared_bytes, .. } = purpose {
+    if let Purpose::Serve {
+        shared_bytes,
+        output_pool,
+        ..
+    } = purpose
+    {
         cmd.arg("--shared-bytes").arg(shared_bytes.to_string());
+        cmd.arg("--output-pool").arg(output_pool.to_string());
     }
     cmd.args(sandbox.to_args())
         .stdin(Stdio::null())
@@ -75,6 +84,7 @@ pub(super) fn spawn_runner(cfg: &SlotConfig) -> std::io::Result<(Child, Option<U
         Purpose::Serve {
             socket_fd: theirs.as_raw_fd(),
             shared_bytes: shared_bytes(cfg),
+            output_pool: cfg.output_pool,
         },
     );
     if cfg.sandbox.memory.is_some() && std::env::var_os("MALLOC_ARENA_MAX").is_none() {
@@ -108,69 +118,110 @@ fn shared_bytes(cfg: &SlotConfig) -> u64 {
         + cfg.cache.as_ref().map_or(0, |c| c.pool().memfd_size())
 }
 
-/// Runs `exe runner --check --module PATH --sandbox SPEC`: the library is
-/// opened in a throw-away process under the module's sandbox, never in the
-/// server. Returns the module's feature bits.
-pub(crate) fn check_library(
-    exe: &Path,
-    prefix: &str,
-    library: &Path,
-    sandbox: &SandboxSpec,
-) -> Result<u32, Error> {
-    if !library.is_file() {
-        return Err(Error::Missing(library.to_owned()));
-    }
-    let spawn_err = |source| Error::Spawn {
-        what: format!("{} runner --check", exe.display()),
-        source,
-    };
-    let child = runner_command(exe, library, prefix, sandbox, Purpose::Check)
-        .spawn()
-        .map_err(spawn_err)?;
-    let pid = child.id();
-    let out = child.wait_with_output().map_err(spawn_err)?;
-    if let Some(cgroup) = iolite_sandbox::pids_cgroup_for(pid) {
-        remove_cgroup(prefix, pid, &cgroup);
-    }
-    if out.status.success() {
-        let report = String::from_utf8_lossy(&out.stdout);
-        tracing::debug!(module = %prefix, "library checked; {}", report.trim());
-        let features = report
-            .lines()
-            .find_map(|l| l.strip_prefix("features: "))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0);
-        return Ok(features);
-    }
-    let text = String::from_utf8_lossy(&out.stderr);
-    let message = text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .map_or_else(
-            || format!("runner check failed ({})", out.status),
-            str::to_owned,
-        );
-    Err(Error::Check {
-        prefix: prefix.to_owned(),
-        message,
-    })
-}
+/// Longest line of a runner's output the log takes; the rest of the line
+/// is cut (and counted): a line without end must not grow the server.
+pub(crate) const LOG_LINE_MAX: usize = 4096;
+/// Lines of one runner's stream logged at once before the rate applies.
+const LOG_BURST: u32 = 200;
+/// Lines a second of one runner's stream logged past the burst; the others
+/// are read and dropped (counted in the next line logged), so a module
+/// cannot flood the log nor stall on a full pipe.
+const LOG_RATE: u32 = 100;
 
 /// The module's stdout and stderr go to the server's log, line by line,
-/// under the module's name.
+/// under the module's name: lines cut at [`LOG_LINE_MAX`] bytes, at most
+/// [`LOG_BURST`] at once and [`LOG_RATE`] a second.
 fn forward_log(name: &str, pid: u32, stream: &'static str, from: impl Read + Send + 'static) {
     let name = name.to_owned();
     let spawned = std::thread::Builder::new()
         .name(format!("iolite-module-log-{pid}"))
         .spawn(move || {
-            for line in BufReader::new(from).lines().map_while(Result::ok) {
-                tracing::info!(module = %name, pid, stream, "{line}");
+            let mut reader = BufReader::new(from);
+            let mut bucket = Bucket::new();
+            let mut dropped = 0u64;
+            while let Some((line, cut)) = bounded_line(&mut reader) {
+                if !bucket.take() {
+                    dropped += 1;
+                    continue;
+                }
+                if dropped > 0 {
+                    tracing::warn!(module = %name, pid, stream, "{dropped} lines dropped (more than {LOG_RATE} a second)");
+                    dropped = 0;
+                }
+                if cut > 0 {
+                    tracing::info!(module = %name, pid, stream, "{line} [{cut} more bytes cut]");
+                } else {
+                    tracing::info!(module = %name, pid, stream, "{line}");
+                }
+            }
+            if dropped > 0 {
+                tracing::warn!(module = %name, pid, stream, "{dropped} lines dropped (more than {LOG_RATE} a second)");
             }
         });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot forward a runner's output");
     }
+}
+
+/// A token bucket of [`LOG_BURST`] lines refilled at [`LOG_RATE`] a second.
+struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl Bucket {
+    fn new() -> Bucket {
+        Bucket {
+            tokens: f64::from(LOG_BURST),
+            at: std::time::Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * f64::from(LOG_RATE);
+        self.tokens = (self.tokens + refill).min(f64::from(LOG_BURST));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The next line of `reader` without its end, cut at [`LOG_LINE_MAX`]
+/// bytes, and how many bytes were cut; None at the end (or on an error).
+/// Holds at most [`LOG_LINE_MAX`] bytes however long the line.
+pub(crate) fn bounded_line(reader: &mut impl BufRead) -> Option<(String, u64)> {
+    let mut kept = Vec::new();
+    let mut cut = 0u64;
+    let mut any = false;
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        any = true;
+        let (part, end) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (&chunk[..i], Some(i + 1)),
+            None => (chunk, None),
+        };
+        let room = LOG_LINE_MAX - kept.len();
+        kept.extend_from_slice(&part[..part.len().min(room)]);
+        cut += part.len().saturating_sub(room) as u64;
+        let used = end.unwrap_or(chunk.len());
+        reader.consume(used);
+        if end.is_some() {
+            break;
+        }
+    }
+    any.then(|| (String::from_utf8_lossy(&kept).into_owned(), cut))
 }
 
 /// The runner's sandbox report, then the protocol's Hello/Ready; returns
@@ -217,4 +268,22 @@ pub(super) fn handshake(
         .set_read_timeout(Some(FRAME_TIMEOUT))
         .map_err(|e| e.to_string())?;
     Ok((peer, output, sandbox))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LOG_LINE_MAX, bounded_line};
+
+    #[test]
+    fn lines_are_cut_at_the_bound_and_the_rest_counted() {
+        let long = "y".repeat(3 * LOG_LINE_MAX + 5);
+        let input = format!("short\n{long}\nlast");
+        let mut r = std::io::BufReader::with_capacity(100, input.as_bytes());
+        assert_eq!(bounded_line(&mut r), Some(("short".into(), 0)));
+        let (line, cut) = bounded_line(&mut r).unwrap();
+        assert_eq!(line.len(), LOG_LINE_MAX);
+        assert_eq!(cut, (2 * LOG_LINE_MAX + 5) as u64);
+        assert_eq!(bounded_line(&mut r), Some(("last".into(), 0)));
+        assert_eq!(bounded_line(&mut r), None);
+    }
 }

@@ -114,9 +114,49 @@ impl Upkeep {
     }
 }
 
-/// CPU time (user + system, all threads) a process has used, from
-/// `/proc/PID/stat`.
+/// Most processes of a runner's tree whose CPU time is summed.
+const TREE_MAX: usize = 64;
+
+/// CPU time (user + system, all threads) the runner `pid` and the
+/// processes below it have used: in a PID namespace of its own the module
+/// runs in the runner's grandchild (see iolite-sandbox's `pidns`), whose
+/// time the outer process does not see until it is reaped.
 fn cpu_time(pid: u32) -> Option<Duration> {
+    let mut total = process_cpu_time(pid)?;
+    let mut queue = vec![pid];
+    let mut seen = 1;
+    while let Some(p) = queue.pop() {
+        for child in children(p) {
+            if seen >= TREE_MAX {
+                return Some(total);
+            }
+            seen += 1;
+            total += process_cpu_time(child).unwrap_or_default();
+            queue.push(child);
+        }
+    }
+    Some(total)
+}
+
+/// The children of every thread of process `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_ascii_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// CPU time (user + system, all threads) one process has used, from
+/// `/proc/PID/stat`.
+fn process_cpu_time(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: the
     // fields after it start after its last ')'. utime and stime are the
