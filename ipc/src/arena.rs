@@ -107,9 +107,21 @@ pub(crate) fn memfd_for(name: &str, capacity: usize) -> Result<OwnedFd> {
     Ok(memfd.into_file().into())
 }
 
+/// A pool id: a random half drawn once per process, then a count. Not the
+/// pid: runners each live in a PID namespace of their own, where every
+/// runner is pid 2, and a runner's ids must not be taken for the server's
+/// (a pool shared under one of this side's ids is refused).
 fn new_pool_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
     static NEXT: AtomicU32 = AtomicU32::new(1);
-    (u64::from(std::process::id()) << 32) | u64::from(NEXT.fetch_add(1, Ordering::Relaxed))
+    static HIGH: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let high = *HIGH.get_or_init(|| {
+        // RandomState's keys come from the OS's random source.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        (h.finish() >> 32).max(1)
+    });
+    (high << 32) | u64::from(NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// One mapping of a pool: the owner's (writable, with its allocator) or a
