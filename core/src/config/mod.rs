@@ -129,13 +129,14 @@
 //! - `file`: the TOML walker's core (syntax errors, spans → positions,
 //!   typed getters that report wrong types and bad values).
 //! - `sections`: the server-wide tables; `mounts`: module, cgi, fastcgi, wasm;
-//!   `cluster`: `[cluster]`.
+//!   `cluster`: `[cluster]`, its types in `cluster_types`.
 //! - `args`: [`ServeArgs`], the clap flags of `iolite serve`.
 //! - `validate`: cross-checks (duplicates, conflicts, paths that must exist,
 //!   the cluster key file).
 
 mod args;
 mod cluster;
+mod cluster_types;
 mod diag;
 mod file;
 mod mounts;
