@@ -214,20 +214,18 @@ fn run_process(
             (end, Some(peer))
         }
         Err(e) => {
-            let refused = e.is_none();
             if let Some(e) = e {
                 tracing::error!(module = %cfg.name, pid, error = %e, "runner did not start");
             }
             let end = drain_commands(rx, waiting).map_or(End::Shutdown, |_| End::Died);
-            if refused {
-                // A runner refused for what it brought is the module's
-                // doing, and its next one will likely do the same: the
-                // requests waiting for it fail now (502) rather than wait
-                // out their timeout, and so do those that come before the
-                // next one starts (see `pause`).
-                waiting.clear();
-                ctx.refused = true;
-            }
+            // A runner refused for what it brought, or dead before its
+            // handshake (its library failed, or a limit of its sandbox
+            // stopped it), is the module's doing, and its next one will
+            // likely do the same: the requests waiting for it fail now
+            // (502) rather than wait out their timeout, and so do those
+            // that come before the next one starts (see `pause`).
+            waiting.clear();
+            ctx.refused = true;
             (end, None)
         }
     };
@@ -299,7 +297,8 @@ struct RunnerCtx<'a> {
     wake: &'a UnixStream,
     handle: &'a Weak<SlotHandle>,
     drains: &'a mut Drains,
-    /// Set when the runner was refused for what its handshake brought.
+    /// Set when the runner was refused for what its handshake brought, or
+    /// died before it.
     refused: bool,
 }
 
