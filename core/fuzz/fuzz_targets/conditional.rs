@@ -22,6 +22,18 @@ use libfuzzer_sys::fuzz_target;
 
 const MTIME: u64 = 784_111_777;
 
+/// A field value without its optional white space (space and tab only, as
+/// RFC 9110 has it; a CR never reaches a value: the head parser refuses it).
+fn ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
 /// `v` when bit `bit` of `knob` is set.
 fn on(knob: u8, bit: u8, v: &[u8]) -> Option<&[u8]> {
     (knob & bit != 0).then_some(v)
@@ -53,12 +65,12 @@ fuzz_target!(|data: &[u8]| {
         assert!(none_match(im, &etag), "strong but not weak");
     }
     if weak {
-        assert_eq!(strong_match(im, &etag), im.trim_ascii() == b"*");
+        assert_eq!(strong_match(im, &etag), ows(im) == b"*");
     }
-    if im.trim_ascii() == b"*" {
+    if ows(im) == b"*" {
         assert!(strong_match(im, &etag) && none_match(im, &etag));
     }
-    if weak && ir.trim_ascii().starts_with(b"\"") {
+    if weak && ows(ir).starts_with(b"\"") {
         assert!(!if_range_matches(ir, &etag, MTIME));
     }
 
