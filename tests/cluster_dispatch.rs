@@ -512,6 +512,16 @@ fn a_node_killed_under_load_fails_no_get_sent_through_a_survivor() {
         c.join().unwrap();
     }
     let failures = failures.lock().unwrap();
+    if !failures.is_empty() {
+        for n in &nodes {
+            let log = n.log.lock().unwrap();
+            let notable: Vec<&String> = log
+                .iter()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("forward"))
+                .collect();
+            eprintln!("{}'s log: {notable:#?}", n.name);
+        }
+    }
     assert!(failures.is_empty(), "failed GETs: {failures:#?}");
     let retries: u64 = nodes
         .iter()

@@ -340,9 +340,12 @@ async fn read_answer_head(conn: &mut TcpStream) -> Result<Answer, ForwardError> 
             .await
             .map_err(ForwardError::BeforeAnswer)?;
         if n == 0 {
-            return Err(ForwardError::Invalid(
+            // It died writing the head (a node killed under load): nothing
+            // reached the client yet, so the request may go elsewhere.
+            return Err(ForwardError::BeforeAnswer(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
                 "the peer closed inside an answer head",
-            ));
+            )));
         }
         taken.extend_from_slice(&buf[..n]);
         if let Some(end) = head_end(&taken) {

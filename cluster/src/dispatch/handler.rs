@@ -266,18 +266,19 @@ impl PendingResponse for Forwarding {
                             // The owner chose another node: forward there.
                             followed = true;
                             let node = s.brain.lock().ok().and_then(|b| b.node(&go).cloned());
-                            let Some(node) = node else {
-                                s.counters.peer_errors.fetch_add(1, Relaxed);
-                                return Err(upstream(
-                                    &to.name,
-                                    UpstreamFailure::InvalidAnswer(
-                                        "named a node that is not a member",
-                                    ),
-                                ));
-                            };
-                            to = node;
-                            head = serve_head;
-                            continue;
+                            match node {
+                                Some(node) => {
+                                    to = node;
+                                    head = serve_head;
+                                    continue;
+                                }
+                                // Not a live member here: the owner's view
+                                // lags this node's (a node just died). A
+                                // failed hop: retried below.
+                                None => ForwardError::BeforeAnswer(std::io::Error::other(
+                                    "the owner named a node that is not a live member",
+                                )),
+                            }
                         }
                         Some(_) => {
                             s.counters.peer_errors.fetch_add(1, Relaxed);
