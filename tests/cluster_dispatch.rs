@@ -12,10 +12,9 @@
 //! Every wait is on a fact the nodes report (their `/metrics`), with a
 //! deadline; every process is stopped by its pid.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,8 +22,7 @@ use std::time::{Duration, Instant};
 mod support;
 
 use iolite_cluster::dispatch::auth::{Hop, Outgoing, PeerSigner};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use support::{Node, wait_for};
 
 const FAST_TIMERS: &str = "probe_period = \"200ms\"\nprobe_rtt = \"100ms\"\nsuspect_to_down = \"600ms\"\ngossip_period = \"100ms\"\nreplay_window = \"2s\"\n";
 const SETTLE: Duration = Duration::from_secs(20);
@@ -116,8 +114,8 @@ impl Lab {
                 Node::start(
                     &self.config(&name, peers[i], &peers, (extra, cluster_keys)),
                     &name,
-                    peers[i],
                 )
+                .with_peer(peers[i])
             })
             .collect();
         wait_for("every node sees every other", SETTLE, || {
@@ -126,109 +124,6 @@ impl Lab {
                 .all(|x| x.metric("iolite_cluster_members{state=\"alive\"}") == u64::from(n))
         });
         nodes
-    }
-}
-
-struct Node {
-    name: String,
-    child: Child,
-    client: SocketAddr,
-    admin: SocketAddr,
-    peer: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Node {
-    fn start(config: &Path, name: &str, peer: SocketAddr) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_iolite"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start iolite");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        let err = child.stderr.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let (mut client, mut admin) = (None, None);
-        for _ in 0..2 {
-            let mut line = String::new();
-            stdout.read_line(&mut line).unwrap();
-            let line = line.trim();
-            if let Some(a) = line.strip_prefix("admin on http://") {
-                admin = Some(a.parse().unwrap());
-            } else if let Some(a) = line.strip_prefix("listening on http://") {
-                client = Some(a.parse().unwrap());
-            }
-        }
-        let (Some(client), Some(admin)) = (client, admin) else {
-            panic!(
-                "{name} announced no addresses; log: {:#?}",
-                log.lock().unwrap()
-            );
-        };
-        Node {
-            name: name.to_owned(),
-            child,
-            client,
-            admin,
-            peer,
-            log,
-            reader: Some(reader),
-        }
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
-    }
-
-    fn metric(&self, series: &str) -> u64 {
-        let (_, body) = exchange(self.admin, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n");
-        let text = String::from_utf8_lossy(&body).into_owned();
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-            .map_or(0, |v| v.trim().parse().unwrap())
-    }
-
-    fn kill(mut self) {
-        kill(self.pid(), Signal::SIGKILL).unwrap();
-        self.child.wait().unwrap();
-        self.reader.take().map(|r| r.join());
-    }
-
-    /// SIGTERM and the exit; the log must hold no ERROR line.
-    fn stop(mut self) {
-        kill(self.pid(), Signal::SIGTERM).unwrap();
-        let status = self.child.wait().unwrap();
-        self.reader.take().map(|r| r.join());
-        let log = self.log.lock().unwrap();
-        assert!(
-            status.success(),
-            "{} exited {status}; log: {log:#?}",
-            self.name
-        );
-        let errors: Vec<&String> = log.iter().filter(|l| l.contains("ERROR")).collect();
-        assert!(
-            errors.is_empty(),
-            "{} logged errors: {errors:#?}",
-            self.name
-        );
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = kill(self.pid(), Signal::SIGKILL);
-            let _ = self.child.wait();
-        }
     }
 }
 
@@ -268,17 +163,6 @@ fn served_by(head: &str, asked: &str) -> String {
 
 fn get(target: &str) -> String {
     format!("GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-}
-
-fn wait_for(what: &str, limit: Duration, mut fact: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if fact() {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -384,24 +268,24 @@ fn the_peer_listener_refuses_forged_stale_and_replayed_requests_and_clients_cann
     };
 
     // No signature at all, on the peer listener.
-    let (head, _) = exchange(n.peer, &get("/f1.txt"));
+    let (head, _) = exchange(n.peer(), &get("/f1.txt"));
     assert_eq!(status(&head), 403, "{head}");
     assert_eq!(refused("malformed"), 1);
 
     // Signed with another key; then peer fields a client made up.
-    let (head, _) = exchange(n.peer, &signed(&[b'a'; 64], "/f1.txt", now_us(), 1));
+    let (head, _) = exchange(n.peer(), &signed(&[b'a'; 64], "/f1.txt", now_us(), 1));
     assert_eq!(status(&head), 403, "{head}");
     assert_eq!(refused("bad_signature"), 1);
     let forged = "GET /f1.txt HTTP/1.1\r\nhost: peer\r\nconnection: close\r\nx-iolite-peer-node: n1\r\n\
                   x-iolite-peer-time: 1\r\nx-iolite-peer-nonce: 00000000000000000000000000000001\r\n\
                   x-iolite-peer-hop: serve\r\nx-iolite-peer-sig: 0000000000000000000000000000000000000000000000000000000000000000\r\n\r\n";
-    let (head, _) = exchange(n.peer, forged);
+    let (head, _) = exchange(n.peer(), forged);
     assert_eq!(status(&head), 403, "{head}");
     assert_eq!(refused("bad_signature"), 2);
 
     // Signed with the key: served once; the same bytes again are refused.
     let good = signed(KEY.as_bytes(), "/f1.txt", now_us(), 2);
-    let (head, body) = exchange(n.peer, &good);
+    let (head, body) = exchange(n.peer(), &good);
     assert_eq!(
         status(&head),
         200,
@@ -409,18 +293,18 @@ fn the_peer_listener_refuses_forged_stale_and_replayed_requests_and_clients_cann
         ["malformed", "bad_signature", "stale", "replay", "body"].map(|r| (r, refused(r)))
     );
     assert_eq!(body, file_body(1));
-    let (head, _) = exchange(n.peer, &good);
+    let (head, _) = exchange(n.peer(), &good);
     assert_eq!(status(&head), 403, "{head}");
     assert_eq!(refused("replay"), 1);
 
     // Captured and replayed after the window (2 s here), or made to look
     // older: stale.
     let old = signed(KEY.as_bytes(), "/f1.txt", now_us() - 5_000_000, 3);
-    let (head, _) = exchange(n.peer, &old);
+    let (head, _) = exchange(n.peer(), &old);
     assert_eq!(status(&head), 403, "{head}");
     assert_eq!(refused("stale"), 1);
     let (head, _) = exchange(
-        n.peer,
+        n.peer(),
         &signed(KEY.as_bytes(), "/f1.txt", now_us() + 5_000_000, 4),
     );
     assert_eq!(status(&head), 403, "{head}");
@@ -489,7 +373,7 @@ fn a_node_killed_under_load_fails_no_get_sent_through_a_survivor() {
         ok.load(Ordering::Relaxed) >= 50
     });
     let victim = nodes.remove(victim_at);
-    let victim_peer = victim.peer;
+    let victim_peer = victim.peer();
     let killed = Instant::now();
     victim.kill();
     let survivors: Vec<&Node> = nodes.iter().collect();
@@ -536,7 +420,7 @@ fn a_node_killed_under_load_fails_no_get_sent_through_a_survivor() {
     // Restarted, it rejoins and takes work again: it owns targets once
     // more, and decides for them.
     let config = lab.dir.path().join(format!("{victim_name}.toml"));
-    let back = Node::start(&config, &victim_name, victim_peer);
+    let back = Node::start(&config, &victim_name).with_peer(victim_peer);
     wait_for("the restarted node is alive on every node", SETTLE, || {
         nodes
             .iter()

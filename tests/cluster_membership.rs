@@ -9,15 +9,16 @@
 //! Every wait is on a fact the nodes report (their `/metrics`), with a
 //! deadline; every process is stopped by its pid.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+
+mod support;
+
+use support::{Node, metric_in, wait_for};
 
 /// The failure detector's timers every test node runs with: a dead node
 /// is down about probe_period + probe_rtt + suspect_to_down after its last
@@ -97,139 +98,6 @@ impl Lab {
     }
 }
 
-/// A running node: `iolite serve --config FILE`.
-struct Node {
-    name: String,
-    child: Child,
-    admin: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Node {
-    fn start(config: &Path, name: &str) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_iolite"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start iolite");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        let err = child.stderr.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut admin = None;
-        for _ in 0..2 {
-            let mut line = String::new();
-            stdout.read_line(&mut line).unwrap();
-            if let Some(a) = line.trim().strip_prefix("admin on http://") {
-                admin = Some(a.parse().unwrap());
-            }
-        }
-        let admin = admin.unwrap_or_else(|| {
-            panic!(
-                "{name} announced no admin address; log: {:#?}",
-                log.lock().unwrap()
-            )
-        });
-        Node {
-            name: name.to_owned(),
-            child,
-            admin,
-            log,
-            reader: Some(reader),
-        }
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
-    }
-
-    fn metrics(&self) -> String {
-        let mut s = TcpStream::connect(self.admin).expect("admin listener");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(s, "GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n").unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        text
-    }
-
-    /// One sample of `/metrics`: `name{labels}` (0 when absent).
-    fn metric(&self, series: &str) -> u64 {
-        metric_in(&self.metrics(), series)
-    }
-
-    fn members(&self, state: &str) -> u64 {
-        self.metric(&format!("iolite_cluster_members{{state=\"{state}\"}}"))
-    }
-
-    fn rejected(&self, reason: &str) -> u64 {
-        self.metric(&format!(
-            "iolite_cluster_gossip_rejected_total{{reason=\"{reason}\"}}"
-        ))
-    }
-
-    /// SIGKILL, and the exit collected.
-    fn kill(mut self) {
-        kill(self.pid(), Signal::SIGKILL).unwrap();
-        self.child.wait().unwrap();
-        self.reader.take().map(|r| r.join());
-    }
-
-    /// SIGTERM and the exit; the log must hold no ERROR line.
-    fn stop(mut self) {
-        kill(self.pid(), Signal::SIGTERM).unwrap();
-        let status = self.child.wait().unwrap();
-        self.reader.take().map(|r| r.join());
-        let log = self.log.lock().unwrap();
-        assert!(
-            status.success(),
-            "{} exited {status}; log: {log:#?}",
-            self.name
-        );
-        let errors: Vec<&String> = log.iter().filter(|l| l.contains("ERROR")).collect();
-        assert!(
-            errors.is_empty(),
-            "{} logged errors: {errors:#?}",
-            self.name
-        );
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = kill(self.pid(), Signal::SIGKILL);
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn metric_in(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0, |v| v.trim().parse().unwrap())
-}
-
-/// Waits until `fact` holds (checked every 20 ms), failing after `limit`;
-/// returns how long it took.
-fn wait_for(what: &str, limit: Duration, mut fact: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if fact() {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Waits until every node sees `alive` members alive and none otherwise.
 fn wait_for_members(nodes: &[&Node], alive: u64, down: u64, limit: Duration) -> Duration {
     wait_for(
@@ -244,6 +112,16 @@ fn wait_for_members(nodes: &[&Node], alive: u64, down: u64, limit: Duration) -> 
             })
         },
     )
+}
+
+fn members(n: &Node, state: &str) -> u64 {
+    n.metric(&format!("iolite_cluster_members{{state=\"{state}\"}}"))
+}
+
+fn rejected(n: &Node, reason: &str) -> u64 {
+    n.metric(&format!(
+        "iolite_cluster_gossip_rejected_total{{reason=\"{reason}\"}}"
+    ))
 }
 
 #[test]
@@ -340,16 +218,20 @@ fn a_node_with_another_key_never_gets_in_and_is_counted() {
     let intruder = Node::start(&intruder_config, "intruder");
     // It announces to both seeds again and again; both refuse every packet.
     wait_for("both refuse the intruder's packets", SETTLE, || {
-        a.rejected("bad_mac") >= 5 && b.rejected("bad_mac") >= 5
+        rejected(&a, "bad_mac") >= 5 && rejected(&b, "bad_mac") >= 5
     });
     for n in [&a, &b] {
         assert_eq!(
-            (n.members("alive"), n.members("suspect"), n.members("down")),
+            (
+                members(n, "alive"),
+                members(n, "suspect"),
+                members(n, "down")
+            ),
             (2, 0, 0)
         );
         assert!(!n.metrics().contains("member=\"intruder\""));
     }
-    assert_eq!(intruder.members("alive"), 1, "the intruder knows nobody");
+    assert_eq!(members(&intruder, "alive"), 1, "the intruder knows nobody");
     assert_eq!(
         intruder.metric("iolite_cluster_gossip_packets_total{direction=\"in\"}"),
         0
@@ -386,23 +268,23 @@ fn a_captured_packet_is_taken_once_and_its_replay_refused() {
     );
     // Delivered once, it is a's announce: b takes a in.
     forger.send_to(&captured, b_peer).unwrap();
-    wait_for("b takes the announce", SETTLE, || b.members("alive") == 2);
-    assert_eq!(b.rejected("replay"), 0);
+    wait_for("b takes the announce", SETTLE, || members(&b, "alive") == 2);
+    assert_eq!(rejected(&b, "replay"), 0);
     // Every later copy is refused, and nothing else is.
     for _ in 0..3 {
         forger.send_to(&captured, b_peer).unwrap();
     }
     wait_for("b refuses the replays", SETTLE, || {
-        b.rejected("replay") == 3
+        rejected(&b, "replay") == 3
     });
     // Altered by one bit, it fails the MAC.
     let mut altered = captured.clone();
     altered[20] ^= 1;
     forger.send_to(&altered, b_peer).unwrap();
     wait_for("b refuses the altered copy", SETTLE, || {
-        b.rejected("bad_mac") == 1
+        rejected(&b, "bad_mac") == 1
     });
-    assert_eq!(b.rejected("malformed") + b.rejected("stale"), 0);
+    assert_eq!(rejected(&b, "malformed") + rejected(&b, "stale"), 0);
     b.stop();
 }
 

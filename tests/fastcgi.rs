@@ -126,6 +126,23 @@ fn body_text(r: &support::Response) -> String {
     String::from_utf8_lossy(&r.body).into_owned()
 }
 
+/// `GET target` from `n` clients at once, each on a connection of its
+/// own: their statuses.
+fn at_once(server: &Iolite, target: &str, n: usize) -> Vec<u16> {
+    let addr = server.addr;
+    let clients: Vec<_> = (0..n)
+        .map(|_| {
+            let target = target.to_owned();
+            std::thread::spawn(move || {
+                let mut s = support::connect(addr);
+                write!(s, "GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+                read_response(&mut s, &mut Vec::new(), false).status
+            })
+        })
+        .collect();
+    clients.into_iter().map(|c| c.join().unwrap()).collect()
+}
+
 fn big_body(n: usize) -> Vec<u8> {
     let mut b = b"abcdefgh".repeat(1024 * (n / 8192));
     b.extend(std::iter::repeat_n(b'z', n % 8192));
@@ -397,17 +414,7 @@ fn requests_past_the_queue_get_503_and_the_rest_are_served_in_turn() {
     // One in flight and four waiting at most: of twelve at once (sent
     // well within the first one's 2 s), seven are turned away at once,
     // five are served one after another.
-    let addr = server.addr;
-    let clients: Vec<_> = (0..12)
-        .map(|_| {
-            std::thread::spawn(move || {
-                let mut s = support::connect(addr);
-                write!(s, "GET /php/nap.php HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-                read_response(&mut s, &mut Vec::new(), false).status
-            })
-        })
-        .collect();
-    let mut statuses: Vec<u16> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let mut statuses = at_once(&server, "/php/nap.php", 12);
     statuses.sort();
     assert_eq!(statuses, [[200; 5].as_slice(), &[503; 7]].concat());
     // And then the peer is free again.
@@ -438,20 +445,8 @@ fn kept_connections_never_outnumber_the_peer_s_processes() {
     )
     .unwrap();
     let server = Iolite::start(&fpm.site(), &["--config", config.to_str().unwrap()]);
-    let addr = server.addr;
     for _ in 0..3 {
-        let clients: Vec<_> = (0..4)
-            .map(|_| {
-                std::thread::spawn(move || {
-                    let mut s = support::connect(addr);
-                    write!(s, "GET /php/nap.php HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-                    read_response(&mut s, &mut Vec::new(), false).status
-                })
-            })
-            .collect();
-        for c in clients {
-            assert_eq!(c.join().unwrap(), 200);
-        }
+        assert_eq!(at_once(&server, "/php/nap.php", 4), [200; 4]);
     }
     assert!(server.stop().success());
 }
