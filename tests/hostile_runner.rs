@@ -259,3 +259,33 @@ fn forged_pools_and_descriptors_on_a_link_are_refused() {
     });
     assert!(server.stop().success());
 }
+
+#[test]
+fn a_module_whose_runner_never_starts_answers_503_at_once() {
+    // The crafted 64 GiB pool meets RLIMIT_FSIZE (the default memory
+    // limit): every runner dies before its handshake. Its requests never
+    // reach a runner: 503 with Retry-After, at once, not a 504 after the
+    // module's timeout nor a 502 as if a runner had crashed with them.
+    let site = Site::new();
+    let server = start(
+        &site,
+        &hostile(
+            "/sparse",
+            "hoarder",
+            &format!("timeout = \"10s\"\n{NO_SECCOMP}"),
+        ),
+    );
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let r = support::get(&server, "/sparse/x");
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(get(&server, "/hello/x"), 200);
+    }
+    assert!(
+        server
+            .stop_expecting(|l| l.contains("module=/sparse") && l.contains("runner did not start"))
+            .success()
+    );
+}

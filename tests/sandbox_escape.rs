@@ -176,6 +176,7 @@ fn a_constructor_that_never_returns_refuses_its_module_alone() {
     assert!(line.contains("check_timeout of 2s"), "{line}");
     let r = get(&server, "/sleepy/x");
     assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
     assert_eq!(r.header("x-attack"), None);
     // The checking runner was killed with what it started.
     assert!(

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 use crate::cache::CachedBody;
-use crate::error::{Error, Side};
+use crate::error::{Error, Side, UpstreamFailure};
 use crate::fd_body::FdBody;
 
 /// Header fields of a response, each line ending in CRLF. `Server`, `Date`,
@@ -205,6 +205,14 @@ impl Response {
         let headers = match error {
             Error::MethodNotAllowed => HeaderLines::Static(
                 b"Allow: GET, HEAD\r\nContent-Type: text/plain; charset=utf-8\r\n",
+            ),
+            // Unavailable for now: a retry may succeed (RFC 9110 §10.2.3).
+            Error::Unavailable(_)
+            | Error::Upstream {
+                failure: UpstreamFailure::Unavailable(_),
+                ..
+            } => HeaderLines::Static(
+                b"Retry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\n",
             ),
             Error::RangeNotSatisfiable { len } => {
                 let mut lines = b"Content-Range: bytes */".to_vec();

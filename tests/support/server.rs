@@ -103,6 +103,26 @@ impl Iolite {
         self.wait()
     }
 
+    /// [`Iolite::stop`] for a test that makes the server log errors on
+    /// purpose: every ERROR line must be one `expected` accepts.
+    pub fn stop_expecting(mut self, expected: impl Fn(&str) -> bool) -> ExitStatus {
+        self.terminate();
+        let status = self.child.wait().unwrap();
+        if let Some(reader) = self.stderr_reader.take() {
+            reader.join().unwrap();
+        }
+        let unexpected: Vec<String> = self
+            .error_lines()
+            .into_iter()
+            .filter(|l| !expected(l))
+            .collect();
+        assert!(
+            unexpected.is_empty(),
+            "the server logged other errors: {unexpected:#?}"
+        );
+        status
+    }
+
     pub fn terminate(&self) {
         self.signal(nix::sys::signal::Signal::SIGTERM);
     }

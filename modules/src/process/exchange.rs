@@ -146,6 +146,11 @@ impl ProcessModule {
                 }
                 Err(self.failed(UpstreamFailure::TimedOut))
             }
+            // No runner took it (none could start, or the module's runner
+            // is in its restart back-off): try again later (503).
+            Ok(None) if link.is_none() => Err(self.failed(UpstreamFailure::Unavailable(
+                "no runner of the module is up",
+            ))),
             Ok(None) => Err(self.failed(UpstreamFailure::Crashed)),
             Ok(Some(Answer::Whole(frame, body))) => to_response(&self.name, frame, body),
             Ok(Some(Answer::Stream(head, len, parts))) => to_response(
