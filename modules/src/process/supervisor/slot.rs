@@ -222,7 +222,7 @@ fn run_process(
             // handshake (its library failed, or a limit of its sandbox
             // stopped it), is the module's doing, and its next one will
             // likely do the same: the requests waiting for it fail now
-            // (502) rather than wait out their timeout, and so do those
+            // (503) rather than wait out their timeout, and so do those
             // that come before the next one starts (see `pause`).
             waiting.clear();
             ctx.refused = true;
@@ -450,7 +450,7 @@ fn pause(
     let until = Instant::now() + pause;
     loop {
         match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
-            // After a refused runner, a request fails at once (502) rather
+            // After a refused runner, a request fails at once (503) rather
             // than wait through a back-off that may outlast its timeout.
             Ok(Cmd::Connect(reply)) if refused => drop(reply),
             Ok(Cmd::Connect(reply)) => waiting.push(reply),
