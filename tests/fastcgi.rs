@@ -353,13 +353,19 @@ fn fcgiwrap_runs_shell_scripts_as_a_second_kind_of_peer() {
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let sock = dir.path().join("cgi.sock");
-    let mut wrap = Command::new("/usr/sbin/fcgiwrap")
-        .args(["-c", "2", "-s"])
-        .arg(format!("unix:{}", sock.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    // In a process group of its own: its preforked children go with it.
+    let wrap = Group(
+        std::os::unix::process::CommandExt::process_group(
+            Command::new("/usr/sbin/fcgiwrap")
+                .args(["-c", "2", "-s"])
+                .arg(format!("unix:{}", sock.display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            0,
+        )
         .spawn()
-        .expect("fcgiwrap (scripts/install-deps installs it)");
+        .expect("fcgiwrap (scripts/install-deps installs it)"),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::os::unix::net::UnixStream::connect(&sock).is_err() {
         assert!(Instant::now() < deadline, "fcgiwrap did not listen in 20 s");
@@ -383,11 +389,22 @@ fn fcgiwrap_runs_shell_scripts_as_a_second_kind_of_peer() {
     want.extend_from_slice(&upload);
     assert!(r.body == want, "{} bytes back", r.body.len());
     assert!(server.stop().success());
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(wrap.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let _ = wrap.wait();
+    drop(wrap);
+}
+
+/// A process started as the leader of its own group: SIGTERM to the whole
+/// group by its id when dropped (a failing test included), then the
+/// leader's exit collected.
+struct Group(Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
