@@ -221,16 +221,18 @@ pub(super) async fn answer(
             None => {
                 let (mut c, t) = start(&fcgi, &idle, &vars).await?;
                 turn = Some(t);
-                let mut out = Vec::new();
+                // Each record's header, then its content from the body as
+                // it is (not gathered into another buffer first).
+                let crashed = |_| fcgi.error(UpstreamFailure::Crashed);
                 for chunk in body.as_deref().unwrap_or_default().chunks(STDIN_RECORD) {
-                    out.extend_from_slice(&record::stream_header(record::STDIN, ID, chunk.len()));
-                    out.extend_from_slice(chunk);
-                    iolite_ipc::copied::add(chunk.len());
+                    c.write_all(&record::stream_header(record::STDIN, ID, chunk.len()))
+                        .await
+                        .map_err(crashed)?;
+                    c.write_all(chunk).await.map_err(crashed)?;
                 }
-                out.extend_from_slice(&record::stream_header(record::STDIN, ID, 0));
-                c.write_all(&out)
+                c.write_all(&record::stream_header(record::STDIN, ID, 0))
                     .await
-                    .map_err(|_| fcgi.error(UpstreamFailure::Crashed))?;
+                    .map_err(crashed)?;
                 c
             }
         };
@@ -309,13 +311,14 @@ async fn read_head(fcgi: &FastCgi, conn: &mut Conn) -> Result<Head, Error> {
 
 /// The response for a parsed head: from memory when the answer is
 /// complete, else the socket as a descriptor body.
-fn respond(fcgi: &FastCgi, idle: &Idle, conn: Conn, head: Head) -> Result<Response, Error> {
+fn respond(fcgi: &FastCgi, idle: &Idle, conn: Conn, mut head: Head) -> Result<Response, Error> {
     let invalid = |why| fcgi.error(UpstreamFailure::InvalidAnswer(why));
     let cgi = header::parse(&head.stdout[..head.block_end]).map_err(|e| {
         tracing::warn!(fastcgi = %fcgi.name(), "{e}");
         invalid("malformed header block")
     })?;
-    let rest = head.stdout[head.block_end..].to_vec();
+    // The body's first bytes: moved out of the buffer they were read into.
+    let rest = head.stdout.split_off(head.block_end);
     if let Kind::LocalRedirect(target) = &cgi.kind {
         if head.ended {
             idle.put(conn);
