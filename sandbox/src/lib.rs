@@ -42,6 +42,10 @@
 //!   runner that inherits its socket.
 //! - `pidfd`: [`PidFd`], a child's exit as a pollable descriptor (the
 //!   supervisor's side, not the sandboxed process's).
+//! - `spawn`: [`Spawn`], a program started by a `CLONE_VM | CLONE_VFORK`
+//!   child that applies the limits with raw system calls, then execs (a
+//!   CGI program per request: no copy of the server's page tables; its
+//!   doc says why this and not `posix_spawn` of a helper); [`Spawned`].
 //!
 //! `tests/profile.rs` runs the fixture `iolite-sandbox-probe`
 //! (`fixtures/probes`), which applies a profile and then misbehaves on
@@ -61,6 +65,7 @@ mod profile;
 mod report;
 mod seccomp;
 mod settings;
+mod spawn;
 mod user;
 
 pub use cgroup::{kill_pids_cgroup, pids_cgroup_for, remove_pids_cgroup, sweep_stale_pids_cgroups};
@@ -73,3 +78,4 @@ pub use profile::{Confined, Pending, Profile};
 pub use report::{Measure, Outcome, Report};
 pub use seccomp::{SyscallGroup, seccomp_allow_list};
 pub use settings::{Landlock, OpenPolicy, Rlimits};
+pub use spawn::{Spawn, Spawned};
