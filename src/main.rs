@@ -340,6 +340,15 @@ fn run(opts: ServerOptions, config: &config::Config) -> Result<(), Fail> {
             .mount(mount.stripped())
             .map_err(|e| Fail::Other(e.to_string()))?;
     }
+    for c in &config.cgi {
+        let cgi = iolite_modules::cgi::Cgi::new(c, &config.root);
+        let prefix = cgi.prefix().to_owned();
+        // Not stripped: the program is found from the whole path.
+        let mount = Mount::content(&prefix, std::sync::Arc::new(move || cgi.handler()));
+        server = server
+            .mount(mount)
+            .map_err(|e| Fail::Other(e.to_string()))?;
+    }
     if !modules.is_empty() {
         // SIGHUP: every module loads its library again, without a failed
         // request (the configuration itself is not read again).

@@ -513,6 +513,21 @@ impl Spawned {
         self.pidfd.as_fd()
     }
 
+    /// Completes when the program has exited (it is not reaped: drop or
+    /// [`Spawned::try_wait`] does that). Call within a tokio runtime;
+    /// completes at once outside one.
+    pub async fn exited(&self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the pidfd is ours and stays open, the same descriptor,
+        // for as long as `self` is borrowed, which outlives the AsyncFd
+        // (dropped, so deregistered, before this returns).
+        let Ok(watch) = (unsafe { tokio::io::unix::AsyncFd::register(self.pidfd.as_raw_fd()) })
+        else {
+            return;
+        };
+        let _ = watch.readable().await;
+    }
+
     /// Sends `SIGKILL` to the program's process group (the program and
     /// every process it started that stayed in the group). Does nothing
     /// once the program was reaped (its id may name another group then).

@@ -326,13 +326,32 @@ impl SandboxConfig {
     }
 }
 
-/// A directory of CGI/1.1 programs.
+/// CGI/1.1 programs: the executables of a folder, or one program for the
+/// whole prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgiConfig {
     pub prefix: String,
-    /// An existing directory.
+    /// An existing directory of programs (`/prefix/name.cgi/path/info`);
+    /// empty when `program` is set.
     pub dir: PathBuf,
+    /// One program for the prefix (Apache's ScriptAlias): what follows the
+    /// prefix is `PATH_INFO`.
+    pub program: Option<PathBuf>,
+    /// To the program's header block (504 past it), and between its bytes.
     pub timeout: Duration,
+    /// Variables set for every program (after the request's own: these win).
+    pub env: Vec<(String, String)>,
+    /// Variables of the server's own environment passed on (none by default).
+    pub pass_env: Vec<String>,
+    /// Programs of this mount running at once, across workers.
+    pub max_processes: u32,
+    /// Requests waiting for a program to end, past which 503.
+    pub queue: u32,
+    /// Pass `Authorization` as `HTTP_AUTHORIZATION` (Apache's CGIPassAuth).
+    pub pass_authorization: bool,
+    /// A chunked request body goes to stdin as it arrives, without
+    /// `CONTENT_LENGTH` (else it is read whole first and its length given).
+    pub stream_chunked: bool,
 }
 
 /// A FastCGI peer (php-fpm, say).
@@ -420,7 +439,14 @@ impl Default for CgiConfig {
         CgiConfig {
             prefix: String::new(),
             dir: PathBuf::new(),
+            program: None,
             timeout: Duration::from_secs(30),
+            env: Vec::new(),
+            pass_env: Vec::new(),
+            max_processes: 64,
+            queue: 256,
+            pass_authorization: false,
+            stream_chunked: false,
         }
     }
 }
@@ -465,9 +491,6 @@ impl Config {
     /// when it is not empty.
     pub fn not_yet_supported(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for c in &self.cgi {
-            out.push(format!("cgi at {} (CGI is not yet supported)", c.prefix));
-        }
         for w in &self.wasm {
             out.push(format!(
                 "wasm at {} (WebAssembly is not yet supported)",
