@@ -20,6 +20,8 @@ use crate::cgi::env::Var;
 
 /// The longest stderr line logged whole (longer ones are cut).
 const STDERR_LINE: usize = 1024;
+/// The stdout pipe's size asked for.
+const STDOUT_PIPE: i32 = 1 << 20;
 /// stderr lines logged per program and second; the rest are counted.
 const STDERR_RATE: u32 = 20;
 
@@ -95,6 +97,12 @@ pub(super) fn start(
     spawn.rlimit(libc_core(), 0);
     let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| failed("pipe", e.into()));
     let (out_r, out_w) = pipe()?;
+    // A large answer moves in pipe-fulls: 1 MiB where the kernel allows
+    // it (pipe-user-pages-soft), else its default 64 KiB.
+    let _ = nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&out_w),
+        nix::fcntl::FcntlArg::F_SETPIPE_SZ(STDOUT_PIPE),
+    );
     let (err_r, err_w) = pipe()?;
     let (stdin, child) = if with_body {
         let (in_r, in_w) = pipe()?;
