@@ -1,9 +1,13 @@
 //! iolite-sandbox owns isolating a process from the rest of the machine:
 //! rlimits, a pids cgroup, namespaces, the drop from root, NO_NEW_PRIVS,
 //! landlock and a seccomp allow-list, applied *in the current process* (a
-//! module runner, right around loading the module's code). It must not open
-//! sockets or route requests, and it knows nothing of modules or the wire
-//! protocol: callers hand it a [`Profile`] and get a [`Report`].
+//! module runner, right around loading the module's code) or to a program
+//! it starts ([`Spawn`]: a CGI program, rlimits, a session, the user,
+//! NO_NEW_PRIVS and its folder applied between clone and exec, without
+//! copying the server's page tables). It must not open sockets or route
+//! requests, and it knows nothing of modules or the wire protocol: callers
+//! hand it a [`Profile`] and get a [`Report`], or a [`Spawn`] and get a
+//! [`Spawned`].
 //!
 //! # Using it from a runner
 //!
