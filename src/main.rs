@@ -357,7 +357,7 @@ fn run(opts: ServerOptions, config: &config::Config) -> Result<(), Fail> {
             .map_err(|e| Fail::Other(e.to_string()))?;
     }
     for c in &config.cgi {
-        let cgi = iolite_modules::cgi::Cgi::new(c, &config.root);
+        let cgi = iolite_modules::cgi::Cgi::new(c, &config.root).map_err(Fail::Other)?;
         let prefix = cgi.prefix().to_owned();
         // Not stripped: the program is found from the whole path.
         let mount = Mount::content(&prefix, std::sync::Arc::new(move || cgi.handler()));

@@ -95,6 +95,14 @@ sys.stdout.write("two\n")
         "#!/bin/sh\nprintf 'Content-Type: application/octet-stream\\r\\n\\r\\n'\nwhile [ ! -e big.flag ]; do sleep 0.02; done\nexec head -c 67108864 /dev/zero\n",
     ),
     (
+        "ids.sh",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\nid -u\nid -g\nid -G\n",
+    ),
+    (
+        "stream.sh",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nlength=%s\\n' \"${CONTENT_LENGTH-(unset)}\"\nwc -c\n",
+    ),
+    (
         "sum.sh",
         "#!/bin/sh\nsum=$(md5sum | cut -d' ' -f1)\nprintf 'Status: 200 OK\\r\\nX-Md5: %s\\r\\n\\r\\n' \"$sum\"\n",
     ),
@@ -308,6 +316,27 @@ fn authorization_and_the_servers_variables_pass_only_when_the_mount_says_so() {
 }
 
 #[test]
+fn programs_run_as_the_mount_s_user() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: the server must start as root to run programs as another user");
+        return;
+    }
+    let setup = Setup::new();
+    // The user must reach its program's folder.
+    std::fs::set_permissions(setup.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let server = setup.start("user = \"nobody\"");
+    let r = get(&server, "/cgi-bin/ids.sh");
+    let want = vec![
+        nobody.uid.to_string(),
+        nobody.gid.to_string(),
+        nobody.gid.to_string(),
+    ];
+    assert_eq!(lines(&r.body), want);
+    server.stop();
+}
+
+#[test]
 fn statuses_redirects_and_nph_answers() {
     let setup = Setup::new();
     let server = setup.start("");
@@ -375,6 +404,36 @@ fn a_post_body_reaches_stdin_and_an_http10_answer_ends_at_close() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(!text.contains("Transfer-Encoding"), "{text}");
     assert!(text.contains("SERVER_PROTOCOL=HTTP/1.0"), "{text}");
+    server.stop();
+}
+
+#[test]
+fn a_chunked_body_streams_to_stdin_without_a_length_when_the_mount_says_so() {
+    let setup = Setup::new();
+    let server = setup.start("stream_chunked = true");
+    let mut s = server.connect();
+    s.write_all(b"POST /cgi-bin/stream.sh HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n").unwrap();
+    // The program has its answer's head out before the body ends: it
+    // reads stdin as the chunks arrive.
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("length=(unset)") {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    s.write_all(b"6\r\n world\r\n0\r\n\r\n").unwrap();
+    let mut rest = Vec::new();
+    while !String::from_utf8_lossy(&rest).contains("0\r\n\r\n") {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&rest));
+        rest.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        String::from_utf8_lossy(&rest).contains("11\n"),
+        "{:?}",
+        String::from_utf8_lossy(&rest)
+    );
     server.stop();
 }
 

@@ -354,8 +354,17 @@ fn mask_bits(set: &libc::sigset_t) -> u64 {
 }
 
 /// The signals whose disposition is not the default (handled or
-/// ignored): the child resets them.
+/// ignored): the child resets them. Read once, at the first spawn (62
+/// `sigaction` calls): a server installs its handlers at start-up. A
+/// handler installed later is reset by `execve` itself; only the window
+/// between the child's last step and its exec, with the server's signal
+/// mask back, could run it, for a signal sent to a pid nobody knows yet.
 fn handled_signals() -> u64 {
+    static HANDLED: OnceLock<u64> = OnceLock::new();
+    *HANDLED.get_or_init(read_dispositions)
+}
+
+fn read_dispositions() -> u64 {
     // 32 and 33 are glibc's own: its sigaction refuses them, so they are
     // reset whatever they are.
     let mut bits = (1u64 << 31) | (1u64 << 32);
@@ -526,6 +535,16 @@ impl Spawned {
             return;
         };
         let _ = watch.readable().await;
+    }
+
+    /// Whether the program has exited (a zombie counts), without waiting.
+    pub fn has_exited(&self) -> bool {
+        use std::os::fd::AsFd;
+        let mut fds = [nix::poll::PollFd::new(
+            self.pidfd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0)
     }
 
     /// Sends `SIGKILL` to the program's process group (the program and

@@ -5,7 +5,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::file::{Cx, Val};
 use super::mounts::placed;
-use super::types::CgiConfig;
+use super::types::{CgiConfig, RunAs};
 use super::validate::Draft;
 
 const CGI_KEYS: &[&str] = &[
@@ -19,6 +19,7 @@ const CGI_KEYS: &[&str] = &[
     "queue",
     "pass_authorization",
     "stream_chunked",
+    "user",
 ];
 
 /// Whether `name` can be an environment variable's name: not empty, no
@@ -88,6 +89,7 @@ impl Cx<'_, '_> {
                     .boolean(v, "cgi.stream_chunked")
                     .map(|b| c.stream_chunked = b)
                     .is_some(),
+                "user" => cx.cgi_user(v).map(|u| c.user = Some(u)).is_some(),
                 _ => return None,
             })
         });
@@ -121,6 +123,26 @@ impl Cx<'_, '_> {
             }
         }
         ok.then_some(out)
+    }
+
+    /// `user = "name"`: a user of the user database.
+    fn cgi_user(&mut self, v: &Val<'_>) -> Option<RunAs> {
+        let name = self.string(v, "cgi.user")?;
+        match nix::unistd::User::from_name(name) {
+            Ok(Some(u)) => Some(RunAs {
+                name: name.to_owned(),
+                uid: u.uid.as_raw(),
+                gid: u.gid.as_raw(),
+            }),
+            Ok(None) => {
+                self.bad(v, "cgi.user", format!("no user named {name:?}"));
+                None
+            }
+            Err(e) => {
+                self.bad(v, "cgi.user", format!("looking up {name:?}: {e}"));
+                None
+            }
+        }
     }
 
     /// `pass_env = ["NAME", ...]`.

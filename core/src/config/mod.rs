@@ -92,6 +92,7 @@
 //! pass_authorization = false                   # HTTP_AUTHORIZATION (Apache's CGIPassAuth)
 //! stream_chunked = false                       # a chunked body streams to stdin without CONTENT_LENGTH
 //!                                              #   (else it is read whole, up to max_body, first)
+//! user = "www-data"                            # programs run as this user (a root server)
 //!
 //! [[fastcgi]]                                  # a FastCGI peer: php-fpm, fcgiwrap
 //! prefix = "/php"                              # /php/a.php/x: SCRIPT_NAME /php/a.php, PATH_INFO /x
@@ -168,7 +169,7 @@ pub use types::{
     ClusterTimers, Config, DEFAULT_ADMIN, DEFAULT_CACHE_SIZE, DEFAULT_CHECK_TIMEOUT,
     DEFAULT_LISTEN, DEFAULT_MEMORY_LIMIT, DEFAULT_ROOT, FastCgiAddress, FastCgiConfig,
     LardSettings, Limits, Listener, Location, LogConfig, LogLevel, MAX_WORKERS, MIN_CLUSTER_KEY,
-    ModuleConfig, ModuleTransfer, SandboxConfig, SandboxProfile, WasmConfig, WasmKind,
+    ModuleConfig, ModuleTransfer, RunAs, SandboxConfig, SandboxProfile, WasmConfig, WasmKind,
     prefix_matches,
 };
 pub use validate::read_cluster_key;

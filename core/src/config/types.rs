@@ -352,6 +352,18 @@ pub struct CgiConfig {
     /// A chunked request body goes to stdin as it arrives, without
     /// `CONTENT_LENGTH` (else it is read whole first and its length given).
     pub stream_chunked: bool,
+    /// The user programs run as (the server must be root), found in the
+    /// user database when the configuration is read.
+    pub user: Option<RunAs>,
+}
+
+/// A user to run programs as: its uid and primary group (no
+/// supplementary groups).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// A FastCGI peer (php-fpm, say).
@@ -447,6 +459,7 @@ impl Default for CgiConfig {
             queue: 256,
             pass_authorization: false,
             stream_chunked: false,
+            user: None,
         }
     }
 }

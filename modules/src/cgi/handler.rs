@@ -90,6 +90,7 @@ impl Handler for CgiHandler {
             return;
         };
         match finished.ending {
+            Ending::Complete if program.has_exited() => drop(program),
             Ending::Complete => {
                 tokio::task::spawn_local(program.finish(self.cgi.timeout()));
             }

@@ -41,6 +41,8 @@ pub struct Cgi {
     slots: Arc<Semaphore>,
     queue: usize,
     waiting: AtomicUsize,
+    /// The uid and gid programs run as.
+    user: Option<(u32, u32)>,
 }
 
 /// What a request's path names under a mount.
@@ -57,8 +59,17 @@ pub(super) struct Script {
 }
 
 impl Cgi {
-    /// The mount `config` describes; `site_root` is `DOCUMENT_ROOT`.
-    pub fn new(config: &CgiConfig, site_root: &Path) -> Arc<Cgi> {
+    /// The mount `config` describes; `site_root` is `DOCUMENT_ROOT`. A
+    /// mount with a `user` needs a server running as root.
+    pub fn new(config: &CgiConfig, site_root: &Path) -> Result<Arc<Cgi>, String> {
+        if let Some(user) = &config.user
+            && !nix::unistd::geteuid().is_root()
+        {
+            return Err(format!(
+                "cgi at {}: user = {:?} needs a server started as root",
+                config.prefix, user.name
+            ));
+        }
         let target = match &config.program {
             Some(p) => Target::Program(absolute(p)),
             None => Target::Dir(absolute(&config.dir)),
@@ -77,7 +88,7 @@ impl Cgi {
         fixed_env.reverse();
         fixed_env.retain(|(n, _)| seen.insert(n.clone()));
         fixed_env.reverse();
-        Arc::new(Cgi {
+        Ok(Arc::new(Cgi {
             prefix: config.prefix.trim_end_matches('/').to_string(),
             target,
             document_root: absolute(site_root),
@@ -88,7 +99,8 @@ impl Cgi {
             slots: Arc::new(Semaphore::new(config.max_processes.max(1) as usize)),
             queue: config.queue as usize,
             waiting: AtomicUsize::new(0),
-        })
+            user: config.user.as_ref().map(|u| (u.uid, u.gid)),
+        }))
     }
 
     /// The mount's prefix.
@@ -114,6 +126,10 @@ impl Cgi {
 
     pub(super) fn pass_authorization(&self) -> bool {
         self.pass_authorization
+    }
+
+    pub(super) fn user(&self) -> Option<(u32, u32)> {
+        self.user
     }
 
     pub(super) fn stream_chunked(&self) -> bool {

@@ -34,6 +34,11 @@ pub(super) struct Program {
 }
 
 impl Program {
+    /// Whether the program has exited (not reaped yet: dropping does it).
+    pub fn has_exited(&self) -> bool {
+        self.child.has_exited()
+    }
+
     /// Waits up to `grace` for the program to exit by itself (its answer
     /// was sent whole), then kills what is left of its group and reaps it.
     pub async fn finish(self, grace: Duration) {
@@ -95,6 +100,9 @@ pub(super) fn start(
         spawn.dir(dir).map_err(|e| failed("folder", e))?;
     }
     spawn.rlimit(libc_core(), 0);
+    if let Some((uid, gid)) = cgi.user() {
+        spawn.user(uid, gid);
+    }
     let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| failed("pipe", e.into()));
     let (out_r, out_w) = pipe()?;
     // A large answer moves in pipe-fulls: 1 MiB where the kernel allows
