@@ -99,6 +99,23 @@ sys.stdout.write("two\n")
         "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\nid -u\nid -g\nid -G\n",
     ),
     (
+        "noisy.py",
+        r#"#!/usr/bin/python3
+import sys
+sys.stderr.write("x" * 5000 + "\n")
+for i in range(100):
+    sys.stderr.write(f"noise {i}\n")
+sys.stderr.flush()
+sys.stdout.write("Content-Ty")
+sys.stdout.flush()
+sys.stdout.write("pe: text/plain\r")
+sys.stdout.flush()
+sys.stdout.write("\nX-A: 1\n")
+sys.stdout.flush()
+sys.stdout.write("\r\nquiet body\n")
+"#,
+    ),
+    (
         "stream.sh",
         "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nlength=%s\\n' \"${CONTENT_LENGTH-(unset)}\"\nwc -c\n",
     ),
@@ -333,6 +350,45 @@ fn programs_run_as_the_mount_s_user() {
         nobody.gid.to_string(),
     ];
     assert_eq!(lines(&r.body), want);
+    server.stop();
+}
+
+#[test]
+fn stderr_goes_to_the_log_line_by_line_cut_and_bounded() {
+    let setup = Setup::new();
+    let server = setup.start("");
+    // Its header block comes in pieces, with LF and CRLF line ends.
+    let r = get(&server, "/cgi-bin/noisy.py");
+    assert_eq!(
+        (r.status, r.header("X-A"), &r.body[..]),
+        (200, Some("1"), &b"quiet body\n"[..])
+    );
+    server.wait_for_lines(1, |l| {
+        l.contains("noisy.py") && l.contains("more lines not logged")
+    });
+    let lines = server.log_lines();
+    let logged: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("noisy.py") && l.contains("stderr:") && !l.contains("more lines"))
+        .collect();
+    // The 5000-byte line cut at 1 KiB; 20 lines a second logged (the
+    // program writes all 101 within one, unless the machine stalls), the
+    // others counted: every line is one or the other.
+    let cut = logged
+        .iter()
+        .find(|l| l.contains("[cut]"))
+        .expect("a cut line");
+    assert!(cut.matches('x').count() <= 1100, "{cut}");
+    assert!(logged.len() >= 20 && logged.len() < 101, "{logged:#?}");
+    let counted: usize = lines
+        .iter()
+        .filter(|l| l.contains("noisy.py") && l.contains("more lines not logged"))
+        .map(|l| {
+            let at = l.find("stderr: ").unwrap() + 8;
+            l[at..].split(' ').next().unwrap().parse::<usize>().unwrap()
+        })
+        .sum();
+    assert_eq!(logged.len() + counted, 101, "{lines:#?}");
     server.stop();
 }
 
