@@ -7,9 +7,10 @@
 #
 # Starts one iolite (--workers workers; [[cgi]] mounts with max_processes
 # = --processes, default 8), one nginx (--workers worker processes)
-# passing to one fcgiwrap with --processes preforked children, and
-# measures with wrk (2 threads, --connections keep-alive connections,
-# default 8, as many as processes):
+# passing to one fcgiwrap with --processes preforked children, one Apache
+# (mpm_event, mod_cgid; its programs run as www-data, Apache refusing
+# root), and measures with wrk (2 threads, --connections keep-alive
+# connections, default 8, as many as processes):
 #
 #   hello-sh  GET /cgi-bin/hello.sh   a shell script, a few bytes
 #   hello-c   GET /cgi-bin/hello      a compiled program, a few bytes
@@ -25,8 +26,8 @@
 # rounds, the ratios with the issue's goals (hello >= 0.85x the floor and
 # >= 1.1x nginx + fcgiwrap; 16 MiB >= 1.5x; gitweb >= 1.1x) and the whole
 # machine's CPU time per request (server, programs and wrk; the same
-# client for both servers). Apache mod_cgid is not run (Debian's apache2
-# package starts a system service when installed). The Markdown report is
+# client for every server). Apache is reported beside, without a goal.
+# The Markdown report is
 # printed and saved as bench/out/cgi-DATE.md. Every process it starts is
 # stopped by pid (fcgiwrap by its process group) however it exits.
 set -euo pipefail
@@ -62,6 +63,7 @@ command -v nginx >/dev/null || need+=(nginx)
 command -v fcgiwrap >/dev/null || need+=(fcgiwrap)
 command -v wrk >/dev/null || need+=(wrk)
 command -v cc >/dev/null || need+=(gcc)
+[ -x /usr/sbin/apache2 ] && [ -f /usr/lib/apache2/modules/mod_cgid.so ] || need+=(apache2)
 [ -x /usr/share/gitweb/gitweb.cgi ] && perl -MCGI -e1 2>/dev/null || need+=(gitweb)
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
@@ -79,7 +81,8 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 run=$out/cgi-run-$stamp
-mkdir -p "$run/cgi-bin" "$run/site" "$run/repos" "$run/tmp" "$run/nginx/logs" "$run/nginx/tmp"
+mkdir -p "$run/cgi-bin" "$run/site" "$run/repos" "$run/tmp" "$run/nginx/logs" "$run/nginx/tmp" \
+  "$run/apache"
 
 pids=() groups=()
 stop_all() {
@@ -166,6 +169,42 @@ CONF
 nginx -c "$run/nginx/nginx.conf" -p "$run/nginx" &
 pids+=($!)
 
+# Apache with mod_cgid, in the foreground; as root it runs its programs
+# as www-data (git would call the root-owned repository dubious: allowed).
+apache_port=$(free_port)
+mods=/usr/lib/apache2/modules
+cat >"$run/apache/apache.conf" <<CONF
+ServerRoot $run/apache
+DefaultRuntimeDir $run/apache
+PidFile $run/apache/apache.pid
+ServerName localhost
+Listen 127.0.0.1:$apache_port
+ErrorLog $run/apache/error.log
+LogLevel warn
+LoadModule mpm_event_module $mods/mod_mpm_event.so
+LoadModule authz_core_module $mods/mod_authz_core.so
+LoadModule alias_module $mods/mod_alias.so
+LoadModule env_module $mods/mod_env.so
+LoadModule cgid_module $mods/mod_cgid.so
+User www-data
+Group www-data
+ScriptSock $run/apache/cgid.sock
+KeepAlive On
+MaxKeepAliveRequests 0
+StartServers $workers
+<Directory />
+    Require all granted
+</Directory>
+ScriptAlias /cgi-bin/ $run/cgi-bin/
+ScriptAlias /gitweb $run/gitweb.cgi
+SetEnv GITWEB_CONFIG $run/gitweb.conf
+SetEnv GIT_CONFIG_PARAMETERS "'safe.directory'='*'"
+CONF
+ln -s /usr/share/gitweb/gitweb.cgi "$run/gitweb.cgi"
+chmod 755 "$run"
+/usr/sbin/apache2 -f "$run/apache/apache.conf" -DFOREGROUND &
+pids+=($!)
+
 # iolite.
 cat >"$run/iolite.toml" <<CONF
 [[cgi]]
@@ -189,10 +228,11 @@ until grep -q '^listening on' "$run/iolite.stdout"; do
 done
 iolite_url=$(sed -n 's/^listening on //p' "$run/iolite.stdout" | head -1)
 nginx_url=http://127.0.0.1:$nginx_port
+apache_url=http://127.0.0.1:$apache_port
 
 declare -A path=([hello-sh]=/cgi-bin/hello.sh [hello-c]=/cgi-bin/hello
                  [16MiB]=/cgi-bin/big.sh [gitweb]=/gitweb/)
-for url in "$iolite_url" "$nginx_url"; do
+for url in "$iolite_url" "$nginx_url" "$apache_url"; do
   deadline=$((SECONDS + 30))
   until curl -sf -o /dev/null "$url/cgi-bin/hello"; do
     [ "$SECONDS" -lt "$deadline" ] || die "$url/cgi-bin/hello does not answer"
@@ -211,9 +251,10 @@ measure() { # SIDE WORKLOAD -> "req/s cpu-ticks"
   case $1 in
     floor)
       rps=$("$run/cgi_floor" "$connections" "$duration" "$run/cgi-bin/${path[$2]#/cgi-bin/}") ;;
-    iolite|nginx)
+    iolite|nginx|apache)
       local url=$iolite_url
       [ "$1" = nginx ] && url=$nginx_url
+      [ "$1" = apache ] && url=$apache_url
       rps=$(wrk -t 2 -c "$connections" -d "${duration}s" "$url${path[$2]}" 2>/dev/null |
         awk '/^Requests\/sec:/ {print $2}') ;;
   esac
@@ -225,7 +266,7 @@ results=$run/results.tsv
 load_start=$(cut -d' ' -f1 /proc/loadavg)
 for ((r = 1; r <= rounds; r++)); do
   for w in hello-sh hello-c 16MiB gitweb; do
-    sides=(iolite nginx)
+    sides=(iolite nginx apache)
     case $w in hello-*) sides+=(floor) ;; esac
     if ((r % 2 == 0)); then
       for ((i = 0, j = ${#sides[@]} - 1; i < j; i++, j--)); do
@@ -259,27 +300,29 @@ def med(xs):
 def cpu_us(xs):
     # Busy CPU of the whole machine per request, in µs.
     return med([c / int(hz) * 1e6 / (rps * int(duration)) for rps, c in xs if rps])
-print(f"### CGI: iolite, nginx + fcgiwrap and the bare floor ({nproc}-core {cpu}, "
+print(f"### CGI: iolite, nginx + fcgiwrap, Apache mod_cgid and the bare floor ({nproc}-core {cpu}, "
       f"Linux {kernel}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, git {rev}; "
       f"{rounds} rounds x {duration} s, wrk 2 threads x {conns} connections, "
       f"{procs} processes, {workers} workers each; load average {l0} before, {l1} after)\n")
-print("| workload | iolite req/s | nginx+fcgiwrap req/s | floor runs/s | iolite/nginx | goal | "
-      "iolite/floor | goal | CPU µs/req iolite / nginx / floor | rounds iolite/nginx |")
-print("|---|---:|---:|---:|---:|---|---:|---|---|---|")
+print("| workload | iolite req/s | nginx+fcgiwrap req/s | Apache mod_cgid req/s | floor runs/s "
+      "| iolite/nginx | goal | iolite/floor | goal | iolite/Apache "
+      "| CPU µs/req iolite / nginx / Apache / floor | rounds iolite/nginx |")
+print("|---|---:|---:|---:|---:|---:|---|---:|---|---:|---|---|")
 for w in ["hello-sh", "hello-c", "16MiB", "gitweb"]:
-    i, n, f = side(w, "iolite"), side(w, "nginx"), side(w, "floor")
-    mi, mn, mf = med([x for x, _ in i]), med([x for x, _ in n]), med([x for x, _ in f])
-    per = ", ".join(f"{a[0] / b[0]:.2f}" for a, b in zip(i, n))
+    i, n, a, f = side(w, "iolite"), side(w, "nginx"), side(w, "apache"), side(w, "floor")
+    mi, mn, ma = med([x for x, _ in i]), med([x for x, _ in n]), med([x for x, _ in a])
+    mf = med([x for x, _ in f])
+    per = ", ".join(f"{x[0] / y[0]:.2f}" for x, y in zip(i, n))
     gn = goal_nginx[w]
     ok_n = "met" if mi / mn >= gn else "not met"
     if f:
         gf = goal_floor[w]
         ok_f = "met" if mi / mf >= gf else "not met"
-        floor_cols = f"{mf:,.0f} | {mi / mn:.2f} | >= {gn} ({ok_n}) | {mi / mf:.2f} | >= {gf} ({ok_f})"
-        cpus = f"{cpu_us(i):.0f} / {cpu_us(n):.0f} / {cpu_us(f):.0f}"
+        floor = (f"{mf:,.0f}", f"{mi / mf:.2f}", f">= {gf} ({ok_f})", f"{cpu_us(f):.0f}")
     else:
-        floor_cols = f"– | {mi / mn:.2f} | >= {gn} ({ok_n}) | – | –"
-        cpus = f"{cpu_us(i):.0f} / {cpu_us(n):.0f} / –"
-    print(f"| {w} | {mi:,.0f} | {mn:,.0f} | {floor_cols} | {cpus} | {per} |")
+        floor = ("–", "–", "–", "–")
+    print(f"| {w} | {mi:,.0f} | {mn:,.0f} | {ma:,.0f} | {floor[0]} | {mi / mn:.2f} | "
+          f">= {gn} ({ok_n}) | {floor[1]} | {floor[2]} | {mi / ma:.2f} | "
+          f"{cpu_us(i):.0f} / {cpu_us(n):.0f} / {cpu_us(a):.0f} / {floor[3]} | {per} |")
 PY
 cat "$report"
