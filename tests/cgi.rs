@@ -116,6 +116,29 @@ sys.stdout.write("\r\nquiet body\n")
 "#,
     ),
     (
+        "forker.py",
+        r#"#!/usr/bin/python3
+import os, time
+kids = []
+for i in range(10):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        time.sleep(30)
+        os._exit(0)
+    kids.append(pid)
+pids_line = [l for l in open("/proc/self/cgroup").read().splitlines() if ":pids:" in l or l.startswith("0::")]
+print("Content-Type: text/plain\r\n\r", end="\n")
+print(len(kids))
+print(pids_line[0].split(":", 2)[2])
+for k in kids:
+    os.kill(k, 9)
+    os.waitpid(k, 0)
+"#,
+    ),
+    (
         "stream.sh",
         "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nlength=%s\\n' \"${CONTENT_LENGTH-(unset)}\"\nwc -c\n",
     ),
@@ -389,6 +412,39 @@ fn stderr_goes_to_the_log_line_by_line_cut_and_bounded() {
         })
         .sum();
     assert_eq!(logged.len() + counted, 101, "{lines:#?}");
+    server.stop();
+}
+
+#[test]
+fn a_mount_s_programs_share_one_pids_cgroup() {
+    let root_pids = std::fs::read_to_string("/proc/self/cgroup")
+        .map(|c| {
+            c.lines()
+                .any(|l| l.contains(":pids:") || l.starts_with("0::"))
+        })
+        .unwrap_or(false);
+    if !nix::unistd::geteuid().is_root() || !root_pids {
+        eprintln!("skipped: a pids cgroup needs root and a pids hierarchy");
+        return;
+    }
+    let setup = Setup::new();
+    let server = setup.start("tasks = 4");
+    let made = server.wait_for_lines(1, |l| {
+        l.contains("pids.max 4") || l.contains("no pids cgroup")
+    });
+    if made[0].contains("no pids cgroup") {
+        eprintln!("skipped: {}", made[0]);
+        server.stop();
+        return;
+    }
+    // The program and 3 of its children: the fourth fork fails.
+    let r = get(&server, "/cgi-bin/forker.py");
+    let got = lines(&r.body);
+    assert_eq!(got[0], "3", "{got:?}");
+    assert!(
+        got[1].contains(&format!("iolite-cgi-{}-", server.pid())),
+        "{got:?}"
+    );
     server.stop();
 }
 

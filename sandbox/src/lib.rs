@@ -33,7 +33,8 @@
 //! - `report`: [`Report`], [`Measure`], [`Outcome`] (the log line).
 //! - `limits`: setrlimit.
 //! - `cgroup`: the per-process pids cgroup ([`remove_pids_cgroup`],
-//!   [`kill_pids_cgroup`], [`sweep_stale_pids_cgroups`]).
+//!   [`kill_pids_cgroup`], [`sweep_stale_pids_cgroups`]) and the
+//!   per-mount one of programs ([`ProgramCgroup`]).
 //! - `namespaces`: user/net/ipc/uts namespaces, best effort.
 //! - `pidns`: a PID namespace of its own (two forks: waiters outside and
 //!   as its init, the sandboxed process as its pid 2).
@@ -72,7 +73,9 @@ mod settings;
 mod spawn;
 mod user;
 
-pub use cgroup::{kill_pids_cgroup, pids_cgroup_for, remove_pids_cgroup, sweep_stale_pids_cgroups};
+pub use cgroup::{
+    ProgramCgroup, kill_pids_cgroup, pids_cgroup_for, remove_pids_cgroup, sweep_stale_pids_cgroups,
+};
 pub use error::SandboxError;
 pub use fs_rules::landlock_abi;
 pub use loader::{LoadError, ModuleLibrary, spawn_closed, spawn_inheriting, take_inherited_socket};

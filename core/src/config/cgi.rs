@@ -20,6 +20,7 @@ const CGI_KEYS: &[&str] = &[
     "pass_authorization",
     "stream_chunked",
     "user",
+    "tasks",
 ];
 
 /// Whether `name` can be an environment variable's name: not empty, no
@@ -90,6 +91,10 @@ impl Cx<'_, '_> {
                     .map(|b| c.stream_chunked = b)
                     .is_some(),
                 "user" => cx.cgi_user(v).map(|u| c.user = Some(u)).is_some(),
+                "tasks" => cx
+                    .count(v, "cgi.tasks", 1, 1 << 22)
+                    .map(|n| c.tasks = Some(n))
+                    .is_some(),
                 _ => return None,
             })
         });

@@ -93,6 +93,8 @@
 //! stream_chunked = false                       # a chunked body streams to stdin without CONTENT_LENGTH
 //!                                              #   (else it is read whole, up to max_body, first)
 //! user = "www-data"                            # programs run as this user (a root server)
+//! tasks = 1024                                 # pids.max of the mount's pids cgroup, all its programs
+//!                                              #   together (default: 16 x max_processes; root)
 //!
 //! [[fastcgi]]                                  # a FastCGI peer: php-fpm, fcgiwrap
 //! prefix = "/php"                              # /php/a.php/x: SCRIPT_NAME /php/a.php, PATH_INFO /x

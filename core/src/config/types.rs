@@ -355,6 +355,9 @@ pub struct CgiConfig {
     /// The user programs run as (the server must be root), found in the
     /// user database when the configuration is read.
     pub user: Option<RunAs>,
+    /// `pids.max` of the mount's pids cgroup: the tasks of all its
+    /// programs together (None: 16 per process of `max_processes`).
+    pub tasks: Option<u64>,
 }
 
 /// A user to run programs as: its uid and primary group (no
@@ -460,6 +463,7 @@ impl Default for CgiConfig {
             pass_authorization: false,
             stream_chunked: false,
             user: None,
+            tasks: None,
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use iolite_core::config::CgiConfig;
 use iolite_core::{Error, UpstreamFailure, UpstreamKind};
+use iolite_sandbox::ProgramCgroup;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// `PATH` when the mount sets none: the server's own is not passed.
@@ -43,6 +44,8 @@ pub struct Cgi {
     waiting: AtomicUsize,
     /// The uid and gid programs run as.
     user: Option<(u32, u32)>,
+    /// The pids cgroup of the mount's programs, where one can be made.
+    cgroup: Option<ProgramCgroup>,
 }
 
 /// What a request's path names under a mount.
@@ -100,6 +103,7 @@ impl Cgi {
             queue: config.queue as usize,
             waiting: AtomicUsize::new(0),
             user: config.user.as_ref().map(|u| (u.uid, u.gid)),
+            cgroup: mount_cgroup(config),
         }))
     }
 
@@ -130,6 +134,10 @@ impl Cgi {
 
     pub(super) fn user(&self) -> Option<(u32, u32)> {
         self.user
+    }
+
+    pub(super) fn cgroup(&self) -> Option<&ProgramCgroup> {
+        self.cgroup.as_ref()
     }
 
     pub(super) fn stream_chunked(&self) -> bool {
@@ -218,6 +226,26 @@ impl Cgi {
         match tokio::time::timeout(self.timeout, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(busy("no process slot came free in time")),
+        }
+    }
+}
+
+/// The mount's pids cgroup (`pids.max`: `tasks`, else 16 per process),
+/// or none, logged once with the reason (not root, no pids hierarchy).
+fn mount_cgroup(config: &CgiConfig) -> Option<ProgramCgroup> {
+    static MOUNTS: AtomicUsize = AtomicUsize::new(0);
+    let label = MOUNTS.fetch_add(1, Ordering::Relaxed).to_string();
+    let max = config
+        .tasks
+        .unwrap_or(16 * u64::from(config.max_processes.max(1)));
+    match ProgramCgroup::create(&label, max) {
+        Ok(c) => {
+            tracing::info!(cgi = %config.prefix, "programs in {} (pids.max {max})", c.path().display());
+            Some(c)
+        }
+        Err(why) => {
+            tracing::info!(cgi = %config.prefix, "no pids cgroup for the programs: {why}");
+            None
         }
     }
 }

@@ -103,6 +103,9 @@ pub(super) fn start(
     if let Some((uid, gid)) = cgi.user() {
         spawn.user(uid, gid);
     }
+    if let Some(cgroup) = cgi.cgroup() {
+        spawn.cgroup(cgroup);
+    }
     let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| failed("pipe", e.into()));
     let (out_r, out_w) = pipe()?;
     // A large answer moves in pipe-fulls: 1 MiB where the kernel allows
