@@ -99,7 +99,7 @@ pub(super) fn start(
     if let Some(dir) = script.filename.parent() {
         spawn.dir(dir).map_err(|e| failed("folder", e))?;
     }
-    spawn.rlimit(libc_core(), 0);
+    spawn.rlimit(rlimit_core(), 0);
     if let Some((uid, gid)) = cgi.user() {
         spawn.user(uid, gid);
     }
@@ -133,8 +133,8 @@ pub(super) fn start(
     })
 }
 
-/// RLIMIT_CORE: a program's core dump could hold request data.
-fn libc_core() -> i32 {
+/// RLIMIT_CORE, set to 0: a program's core dump could hold request data.
+fn rlimit_core() -> i32 {
     nix::sys::resource::Resource::RLIMIT_CORE as i32
 }
 
