@@ -200,6 +200,12 @@ impl Setup {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         std::fs::write(bin.join("plain.txt"), b"not a program\n").unwrap();
+        // Not executable: runs only through an interpreter by extension.
+        std::fs::write(
+            bin.join("plain.py"),
+            "print(\"Content-Type: text/plain\\r\\n\\r\\nran by python\", end=\"\\n\")\n",
+        )
+        .unwrap();
         Setup { dir }
     }
 
@@ -445,6 +451,20 @@ fn a_mount_s_programs_share_one_pids_cgroup() {
         got[1].contains(&format!("iolite-cgi-{}-", server.pid())),
         "{got:?}"
     );
+    server.stop();
+}
+
+#[test]
+fn a_script_runs_through_the_interpreter_its_extension_names() {
+    let setup = Setup::new();
+    let server = setup.start("interpreters = { py = \"/usr/bin/python3\" }");
+    let r = get(&server, "/cgi-bin/plain.py");
+    assert_eq!((r.status, &r.body[..]), (200, &b"ran by python\n"[..]));
+    assert_eq!(get(&server, "/cgi-bin/plain.txt").status, 403);
+    server.stop();
+    // Without the mount's word, a file that is not executable is refused.
+    let server = setup.start("");
+    assert_eq!(get(&server, "/cgi-bin/plain.py").status, 403);
     server.stop();
 }
 

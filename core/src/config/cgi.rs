@@ -21,6 +21,7 @@ const CGI_KEYS: &[&str] = &[
     "stream_chunked",
     "user",
     "tasks",
+    "interpreters",
 ];
 
 /// Whether `name` can be an environment variable's name: not empty, no
@@ -95,6 +96,7 @@ impl Cx<'_, '_> {
                     .count(v, "cgi.tasks", 1, 1 << 22)
                     .map(|n| c.tasks = Some(n))
                     .is_some(),
+                "interpreters" => cx.cgi_interpreters(v).map(|i| c.interpreters = i).is_some(),
                 _ => return None,
             })
         });
@@ -126,6 +128,43 @@ impl Cx<'_, '_> {
                     ok = false;
                 }
             }
+        }
+        ok.then_some(out)
+    }
+
+    /// `interpreters = { py = "/usr/bin/python3" }`: extensions (no dot)
+    /// and executable files.
+    fn cgi_interpreters(&mut self, v: &Val<'_>) -> Option<Vec<(String, std::path::PathBuf)>> {
+        use std::os::unix::fs::PermissionsExt;
+        let t = self.table(v, "cgi.interpreters")?;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (k, value) in t.iter() {
+            let ext = k.get_ref().as_ref();
+            if ext.is_empty() || ext.contains(['.', '/', '\0']) {
+                self.error(
+                    k.span(),
+                    format!(
+                        "cgi.interpreters: {:?} is not a file extension (no dot)",
+                        ext.escape_debug().to_string()
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            let key = format!("cgi.interpreters.{ext}");
+            let Some(path) = self.path(value, &key) else {
+                ok = false;
+                continue;
+            };
+            let executable = std::fs::metadata(&path)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+            if !executable {
+                self.bad(value, &key, format!("{path:?} is not an executable file"));
+                ok = false;
+                continue;
+            }
+            out.push((ext.to_owned(), path));
         }
         ok.then_some(out)
     }

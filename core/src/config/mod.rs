@@ -95,6 +95,7 @@
 //! user = "www-data"                            # programs run as this user (a root server)
 //! tasks = 1024                                 # pids.max of the mount's pids cgroup, all its programs
 //!                                              #   together (default: 16 x max_processes; root)
+//! interpreters = { py = "/usr/bin/python3" }   # a.py runs as `/usr/bin/python3 a.py`, executable or not
 //!
 //! [[fastcgi]]                                  # a FastCGI peer: php-fpm, fcgiwrap
 //! prefix = "/php"                              # /php/a.php/x: SCRIPT_NAME /php/a.php, PATH_INFO /x

@@ -116,9 +116,9 @@ fn bad_files_report_every_error_with_its_position() {
             ],
         ),
         (
-            "root = \"site\"\n[[cgi]]\nprefix = \"/c\"\ndir = \"cgi-bin\"\ninterpreter = 1\n[[fastcgi]]\nprefix = \"/p\"\naddress = \"127.0.0.1:9000\"\npool = 2\n[[wasm]]\nprefix = \"/w\"\npath = \"app.wasm\"\nfuel = 1\n",
+            "root = \"site\"\n[[cgi]]\nprefix = \"/c\"\ndir = \"cgi-bin\"\nhandler = 1\n[[fastcgi]]\nprefix = \"/p\"\naddress = \"127.0.0.1:9000\"\npool = 2\n[[wasm]]\nprefix = \"/w\"\npath = \"app.wasm\"\nfuel = 1\n",
             &[
-                "FILE:5:1: unknown key in [[cgi]]: `interpreter` (expected one of: prefix, dir, program, timeout, env, pass_env, max_processes, queue, pass_authorization, stream_chunked, user, tasks)",
+                "FILE:5:1: unknown key in [[cgi]]: `handler` (expected one of: prefix, dir, program, timeout, env, pass_env, max_processes, queue, pass_authorization, stream_chunked, user, tasks, interpreters)",
                 "FILE:9:1: unknown key in [[fastcgi]]: `pool` (expected one of: prefix, address, root, index, connections, timeout)",
                 "FILE:13:1: unknown key in [[wasm]]: `fuel` (expected one of: prefix, path, kind, memory_limit, timeout)",
             ],
@@ -276,7 +276,7 @@ fn bad_files_report_every_error_with_its_position() {
             ],
         ),
         (
-            "root = \"site\"\n[[cgi]]\nprefix = \"/c\"\ndir = \"cgi-bin\"\nenv = { \"A=B\" = \"1\", C = 2, \"\" = \"x\" }\npass_env = [\"\", 3]\nmax_processes = 0\nqueue = -1\npass_authorization = \"yes\"\nstream_chunked = 1\ntimeout = \"0s\"\n[[cgi]]\nprefix = \"/d\"\ndir = \"cgi-bin\"\nenv = [\"A\"]\npass_env = [\"X=Y\"]\nuser = \"no-such-user-here\"\n[[cgi]]\nprefix = \"/e\"\nuser = 0\ndir = \"cgi-bin\"\ntasks = 0\n",
+            "root = \"site\"\n[[cgi]]\nprefix = \"/c\"\ndir = \"cgi-bin\"\nenv = { \"A=B\" = \"1\", C = 2, \"\" = \"x\" }\npass_env = [\"\", 3]\nmax_processes = 0\nqueue = -1\npass_authorization = \"yes\"\nstream_chunked = 1\ntimeout = \"0s\"\n[[cgi]]\nprefix = \"/d\"\ndir = \"cgi-bin\"\nenv = [\"A\"]\npass_env = [\"X=Y\"]\nuser = \"no-such-user-here\"\n[[cgi]]\nprefix = \"/e\"\nuser = 0\ndir = \"cgi-bin\"\ntasks = 0\ninterpreters = { \".py\" = \"/usr/bin/python3\", sh = \"/nonexistent/sh\", pl = 3 }\n",
             &[
                 "FILE:5:9: cgi.env: an environment variable's name cannot hold '='",
                 "FILE:5:26: cgi.env.C: expected a string, found an integer",
@@ -292,6 +292,9 @@ fn bad_files_report_every_error_with_its_position() {
                 "FILE:17:8: cgi.user: no user named \"no-such-user-here\"",
                 "FILE:20:8: cgi.user: expected a string, found an integer",
                 "FILE:22:9: cgi.tasks: must be at least 1, found 0",
+                "FILE:23:18: cgi.interpreters: \".py\" is not a file extension (no dot)",
+                "FILE:23:51: cgi.interpreters.sh: \"/nonexistent/sh\" is not an executable file",
+                "FILE:23:75: cgi.interpreters.pl: expected a string, found an integer",
             ],
         ),
         (

@@ -358,6 +358,9 @@ pub struct CgiConfig {
     /// `pids.max` of the mount's pids cgroup: the tasks of all its
     /// programs together (None: 16 per process of `max_processes`).
     pub tasks: Option<u64>,
+    /// Interpreters by file extension (without its dot): a program with
+    /// one of these runs as `interpreter program`, executable or not.
+    pub interpreters: Vec<(String, PathBuf)>,
 }
 
 /// A user to run programs as: its uid and primary group (no
@@ -464,6 +467,7 @@ impl Default for CgiConfig {
             stream_chunked: false,
             user: None,
             tasks: None,
+            interpreters: Vec::new(),
         }
     }
 }

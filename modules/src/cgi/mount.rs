@@ -46,6 +46,8 @@ pub struct Cgi {
     user: Option<(u32, u32)>,
     /// The pids cgroup of the mount's programs, where one can be made.
     cgroup: Option<ProgramCgroup>,
+    /// Interpreters by extension.
+    interpreters: Vec<(String, PathBuf)>,
 }
 
 /// What a request's path names under a mount.
@@ -59,6 +61,8 @@ pub(super) struct Script {
     pub filename: PathBuf,
     /// Its name starts with `nph-`: its output goes to the client as it is.
     pub nph: bool,
+    /// The interpreter its extension names, which runs it.
+    pub interpreter: Option<PathBuf>,
 }
 
 impl Cgi {
@@ -104,6 +108,7 @@ impl Cgi {
             waiting: AtomicUsize::new(0),
             user: config.user.as_ref().map(|u| (u.uid, u.gid)),
             cgroup: mount_cgroup(config),
+            interpreters: config.interpreters.clone(),
         }))
     }
 
@@ -161,6 +166,7 @@ impl Cgi {
                     name: self.prefix.as_bytes().to_vec(),
                     path_info: below.to_vec(),
                     nph: is_nph(p),
+                    interpreter: self.interpreter(p).cloned(),
                     filename: p.clone(),
                 });
             }
@@ -182,7 +188,8 @@ impl Cgi {
             let filename = dir.join(std::ffi::OsStr::from_bytes(&below[1..next]));
             let meta = std::fs::metadata(&filename).map_err(|_| Error::NotFound)?;
             if meta.is_file() {
-                if meta.permissions().mode() & 0o111 == 0 {
+                let interpreter = self.interpreter(&filename).cloned();
+                if interpreter.is_none() && meta.permissions().mode() & 0o111 == 0 {
                     return Err(Error::Forbidden("not an executable program"));
                 }
                 let mut name = self.prefix.as_bytes().to_vec();
@@ -191,6 +198,7 @@ impl Cgi {
                     name,
                     path_info: below[next..].to_vec(),
                     nph: is_nph(&filename),
+                    interpreter,
                     filename,
                 });
             }
@@ -199,6 +207,15 @@ impl Cgi {
             }
             end = next + 1;
         }
+    }
+
+    /// The interpreter for `program`'s extension, if the mount names one.
+    fn interpreter(&self, program: &Path) -> Option<&PathBuf> {
+        let ext = program.extension()?.to_str()?;
+        self.interpreters
+            .iter()
+            .find(|(e, _)| e == ext)
+            .map(|(_, i)| i)
     }
 
     /// A turn to run a program: at once when fewer than `max_processes`

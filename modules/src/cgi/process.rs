@@ -83,7 +83,14 @@ pub(super) fn start(
         tracing::warn!(cgi = %name, "cannot start the program: {what}: {e}");
         Cgi::error(name, UpstreamFailure::Crashed)
     };
-    let mut spawn = Spawn::new(&script.filename).map_err(|e| failed("spawn", e))?;
+    let mut spawn = match &script.interpreter {
+        Some(interpreter) => {
+            let mut s = Spawn::new(interpreter).map_err(|e| failed("spawn", e))?;
+            s.arg(&script.filename).map_err(|e| failed("argv", e))?;
+            s
+        }
+        None => Spawn::new(&script.filename).map_err(|e| failed("spawn", e))?,
+    };
     for word in search_words(query) {
         spawn
             .arg(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&word))
