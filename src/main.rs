@@ -48,9 +48,12 @@ struct RunnerArgs {
     /// The inherited unix socket to the server.
     #[arg(long)]
     socket_fd: Option<i32>,
-    /// The module library.
+    /// The module library (the server's sealed copy of it).
     #[arg(long)]
     module: PathBuf,
+    /// The library's configured path, for messages.
+    #[arg(long)]
+    shown_as: Option<PathBuf>,
     /// The module's name (its prefix), for messages.
     #[arg(long)]
     name: Option<String>,
@@ -98,15 +101,16 @@ fn runner(args: &RunnerArgs) -> ExitCode {
     let name = args.name.as_deref().unwrap_or("module");
     let spec = runner::SandboxSpec::parse(&args.sandbox)
         .map(|s| s.with_paths(args.landlock_read.clone(), args.landlock_write.clone()));
+    let shown = args.shown_as.as_deref().unwrap_or(&args.module);
     let result = spec.and_then(|sandbox| match (args.check, args.socket_fd) {
-        (true, _) => runner::check(&args.module, &sandbox).map(|checked| {
+        (true, _) => runner::check(&args.module, shown, &sandbox).map(|checked| {
             println!("sandbox: {}", checked.report);
             println!("features: {}", checked.features);
             0
         }),
         (false, Some(fd)) => runner::run(
             fd,
-            &args.module,
+            (&args.module, shown),
             &sandbox,
             args.shared_bytes,
             args.output_pool,

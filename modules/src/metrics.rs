@@ -16,6 +16,9 @@ pub struct ModuleMetrics {
     pub(crate) bad_gateway: AtomicU64,
     /// Answered 503 (too many requests queued for the module).
     pub(crate) busy: AtomicU64,
+    /// Answered 503 because no runner was up (a restart's back-off pause,
+    /// runners that cannot start, a refused library).
+    pub(crate) unavailable: AtomicU64,
     /// Answered 504 (past the module's timeout).
     pub(crate) timed_out: AtomicU64,
     /// Requests whose client went away before the answer.
@@ -43,7 +46,8 @@ impl ModuleMetrics {
         }
     }
 
-    /// Counts a finished request by the status it got.
+    /// Counts a finished request by the status it got (503: busy; the
+    /// caller counts `unavailable` itself).
     pub(crate) fn answered(&self, status: u16) {
         match status {
             502 => self.bad_gateway.fetch_add(1, Relaxed),
@@ -56,7 +60,7 @@ impl ModuleMetrics {
 
 impl MetricsSource for ModuleMetrics {
     fn samples(&self, out: &mut Vec<Sample>) {
-        let figures: [(&'static str, &'static str, &'static str, &AtomicU64); 10] = [
+        let figures: [(&'static str, &'static str, &'static str, &AtomicU64); 11] = [
             (
                 "iolite_module_requests_total",
                 "counter",
@@ -74,6 +78,12 @@ impl MetricsSource for ModuleMetrics {
                 "counter",
                 "Module requests answered 503 (too many queued).",
                 &self.busy,
+            ),
+            (
+                "iolite_module_unavailable_total",
+                "counter",
+                "Module requests answered 503 at once because no runner was up (restart back-off, refused library).",
+                &self.unavailable,
             ),
             (
                 "iolite_module_timeouts_total",

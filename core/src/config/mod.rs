@@ -66,6 +66,9 @@
 //! check_timeout = "10s"                        # loading the library once at start (and on
 //!                                              # SIGHUP) may take this long, or the module
 //!                                              # is refused (the rest is served)
+//! restart_backoff = "50ms"                     # pause before restarting a runner that died;
+//! restart_backoff_max = "10s"                  # doubles up to this; requests wait through
+//!                                              # pauses up to 250ms, else 503 + Retry-After
 //! [module.sandbox]                             # every key: the strict default
 //! profile = "strict"                           # or "none": every measure off
 //! user = "nobody"                              # a root server drops to it

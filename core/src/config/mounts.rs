@@ -27,6 +27,8 @@ const MODULE_KEYS: &[&str] = &[
     "lane_stall",
     "lane_idle",
     "check_timeout",
+    "restart_backoff",
+    "restart_backoff_max",
     "sandbox",
 ];
 const SANDBOX_KEYS: &[&str] = &[
@@ -248,6 +250,14 @@ impl Cx<'_, '_> {
                     .positive_duration(v, "module.check_timeout")
                     .map(|t| m.check_timeout = t)
                     .is_some(),
+                "restart_backoff" => cx
+                    .positive_duration(v, "module.restart_backoff")
+                    .map(|t| m.restart_backoff = t)
+                    .is_some(),
+                "restart_backoff_max" => cx
+                    .positive_duration(v, "module.restart_backoff_max")
+                    .map(|t| m.restart_backoff_max = t)
+                    .is_some(),
                 "max_requests" => cx
                     .count(v, "module.max_requests", 1, 1_000_000_000_000)
                     .map(|n| m.max_requests = Some(n))
@@ -283,6 +293,18 @@ impl Cx<'_, '_> {
                 format!(
                     "module.processes_min ({}) is larger than module.processes_max ({})",
                     m.processes_min, m.processes_max
+                ),
+            );
+            ok = false;
+        }
+        if ok && m.restart_backoff > m.restart_backoff_max {
+            let at = t.get("restart_backoff").map_or(tv.span(), |v| v.span());
+            self.error(
+                at,
+                format!(
+                    "module.restart_backoff ({}) is longer than module.restart_backoff_max ({})",
+                    super::format_duration(m.restart_backoff),
+                    super::format_duration(m.restart_backoff_max)
                 ),
             );
             ok = false;

@@ -111,7 +111,7 @@ fn bad_files_report_every_error_with_its_position() {
         (
             "root = \"site\"\n[[module]]\nprefix = \"/m\"\npath = \"mod.so\"\nproceses = 2\n[module.sandbox]\nseccom = false\n",
             &[
-                "FILE:5:1: unknown key in [[module]]: `proceses` (expected one of: prefix, path, processes_min, processes_max, in_flight, timeout, idle_timeout, max_requests, memory_limit, transfer, lane_stall, lane_idle, check_timeout, sandbox)",
+                "FILE:5:1: unknown key in [[module]]: `proceses` (expected one of: prefix, path, processes_min, processes_max, in_flight, timeout, idle_timeout, max_requests, memory_limit, transfer, lane_stall, lane_idle, check_timeout, restart_backoff, restart_backoff_max, sandbox)",
                 "FILE:7:1: unknown key in [module.sandbox]: `seccom` (did you mean `seccomp`?)",
             ],
         ),
@@ -247,6 +247,16 @@ fn bad_files_report_every_error_with_its_position() {
             ],
         ),
         (
+            "root = \"site\"\n[[module]]\nprefix = \"/app\"\npath = \"mod.so\"\nrestart_backoff = \"20s\"\nrestart_backoff_max = \"0s\"\n",
+            &["FILE:6:23: module.restart_backoff_max: must be longer than 0"],
+        ),
+        (
+            "root = \"site\"\n[[module]]\nprefix = \"/app\"\npath = \"mod.so\"\nrestart_backoff = \"20s\"\n",
+            &[
+                "FILE:5:19: module.restart_backoff (20s) is longer than module.restart_backoff_max (10s)",
+            ],
+        ),
+        (
             "root = \"site\"\n[[module]]\nprefix = \"/app\"\npath = \"gone.so\"\n",
             &["FILE:4:8: module.path: file \"TMP/gone.so\" does not exist"],
         ),
@@ -378,6 +388,8 @@ memory_limit = "128M"
 transfer = "copy"
 lane_stall = "0ms"
 lane_idle = "300ms"
+restart_backoff = "100ms"
+restart_backoff_max = "3s"
 [module.sandbox]
 profile = "none"
 landlock = true
@@ -479,6 +491,8 @@ timeout = "100ms"
             lane_stall: Duration::ZERO,
             lane_idle: Duration::from_millis(300),
             check_timeout: DEFAULT_CHECK_TIMEOUT,
+            restart_backoff: Duration::from_millis(100),
+            restart_backoff_max: Duration::from_secs(3),
             sandbox: SandboxConfig {
                 profile: SandboxProfile::None,
                 user: Some("iolite".into()),

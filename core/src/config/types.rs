@@ -240,6 +240,14 @@ pub struct ModuleConfig {
     /// its sandbox) may take: past it the module is refused, and the rest
     /// of the server is served.
     pub check_timeout: Duration,
+    /// The first pause before a runner that died is started again; it
+    /// doubles at each death in a row, up to `restart_backoff_max`, and
+    /// starts over once a runner lived 10 s. Requests wait through a pause
+    /// of up to 250 ms; during a longer one, with no other runner up, they
+    /// get 503 with `Retry-After` at once.
+    pub restart_backoff: Duration,
+    /// The longest such pause.
+    pub restart_backoff_max: Duration,
     pub sandbox: SandboxConfig,
 }
 
@@ -410,6 +418,8 @@ impl Default for ModuleConfig {
             lane_stall: Duration::from_millis(50),
             lane_idle: Duration::from_secs(2),
             check_timeout: DEFAULT_CHECK_TIMEOUT,
+            restart_backoff: Duration::from_millis(50),
+            restart_backoff_max: Duration::from_secs(10),
             sandbox: SandboxConfig::for_profile(SandboxProfile::Strict),
         }
     }

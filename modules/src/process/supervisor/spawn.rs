@@ -15,6 +15,7 @@ use iolite_ipc::{Peer, RemotePool};
 use iolite_sdk::wire::{ABI_VERSION, Msg};
 
 use super::SlotConfig;
+use super::library::Snapshot;
 use crate::runner::SandboxSpec;
 
 /// Time a new runner has to load its module and say `Ready`.
@@ -40,11 +41,12 @@ pub(super) enum Purpose {
     Check,
 }
 
-/// `exe runner` for the module `library` named `name` under `sandbox`:
-/// stdin closed, stdout and stderr piped.
+/// `exe runner` for the module library `library` (the snapshot: hold it
+/// until the runner has opened it) named `name` under `sandbox`: stdin
+/// closed, stdout and stderr piped.
 pub(super) fn runner_command(
     exe: &Path,
-    library: &Path,
+    library: &Snapshot,
     name: &str,
     sandbox: &SandboxSpec,
     purpose: Purpose,
@@ -55,7 +57,12 @@ pub(super) fn runner_command(
         Purpose::Serve { socket_fd, .. } => cmd.arg("--socket-fd").arg(socket_fd.to_string()),
         Purpose::Check => cmd.arg("--check"),
     };
-    cmd.arg("--module").arg(library).arg("--name").arg(name);
+    cmd.arg("--module")
+        .arg(library.open_path())
+        .arg("--shown-as")
+        .arg(library.origin())
+        .arg("--name")
+        .arg(name);
     if let Purpose::Serve {
         shared_bytes,
         output_pool,
@@ -72,13 +79,17 @@ pub(super) fn runner_command(
     cmd
 }
 
-/// Starts a runner to serve on an inherited control socket; its stdout and
-/// stderr go to the log. Returns the server's end of the socket.
-pub(super) fn spawn_runner(cfg: &SlotConfig) -> std::io::Result<(Child, Option<UnixStream>)> {
+/// Starts a runner of `library` to serve on an inherited control socket;
+/// its stdout and stderr go to the log. Returns the server's end of the
+/// socket.
+pub(super) fn spawn_runner(
+    cfg: &SlotConfig,
+    library: &Snapshot,
+) -> std::io::Result<(Child, Option<UnixStream>)> {
     let (ours, theirs) = UnixStream::pair()?;
     let mut cmd = runner_command(
         &cfg.exe,
-        &cfg.library,
+        library,
         &cfg.name,
         &cfg.sandbox,
         Purpose::Serve {
