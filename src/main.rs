@@ -15,7 +15,7 @@ use iolite_modules::ProcessModule;
 
 /// iolite: the Rice design for scalable network servers, for today's Linux.
 #[derive(Debug, Parser)]
-#[command(name = "iolite", version, about)]
+#[command(name = "iolite", version = version_line(), about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -77,6 +77,19 @@ struct RunnerArgs {
     /// A tree the module may read and write under landlock (repeated).
     #[arg(long)]
     landlock_write: Vec<PathBuf>,
+}
+
+/// `iolite --version`: the release and the module ABI its runners speak
+/// (a module library must be built against an SDK of the same ABI).
+fn version_line() -> &'static str {
+    static LINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LINE.get_or_init(|| {
+        format!(
+            "{} (module ABI {})",
+            env!("CARGO_PKG_VERSION"),
+            iolite_modules::MODULE_ABI
+        )
+    })
 }
 
 fn main() -> ExitCode {
@@ -143,6 +156,30 @@ fn report(errors: &ConfigErrors) {
 fn check_config(file: &std::path::Path) -> ExitCode {
     match config::check_file(file) {
         Ok(c) => {
+            // Each module's library, as `serve` checks it before it starts
+            // (its constructors are untrusted code: a sandboxed runner with
+            // a time limit loads it); every failure is reported.
+            let mut failed = 0;
+            if !c.modules.is_empty() {
+                match iolite_modules::current_exe() {
+                    Ok(exe) => {
+                        for m in &c.modules {
+                            if let Err(e) = iolite_modules::check_module_library(m, &exe) {
+                                eprintln!("{}: {e}", file.display());
+                                failed += 1;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("{}: module libraries not checked: {e}", file.display());
+                        failed += 1;
+                    }
+                }
+            }
+            if failed > 0 {
+                eprintln!("{failed} module library check(s) failed");
+                return ExitCode::FAILURE;
+            }
             println!("{}: ok", file.display());
             print!("{}", c.summary());
             for what in c.not_yet_supported() {
@@ -329,6 +366,9 @@ fn run(opts: ServerOptions, config: &config::Config) -> Result<(), Fail> {
     for m in &modules {
         server.metrics().add_source(m.metrics());
     }
+    server.metrics().add_status_source(std::sync::Arc::new(
+        iolite_modules::metrics::ModulesStatus(modules.iter().map(|m| m.metrics()).collect()),
+    ));
     for m in &modules {
         let module = m.clone();
         let mount = Mount::content(m.prefix(), std::sync::Arc::new(move || module.handler()));

@@ -1,9 +1,16 @@
 //! [`ModuleMetrics`]: one module's counters, shown on `/metrics` labelled
-//! by the module's mount prefix.
+//! by the module's mount prefix, and [`ModulesStatus`], every module's row
+//! on `/status`.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
-use iolite_core::metrics::{MetricsSource, Sample};
+use iolite_core::metrics::{MetricsSource, Sample, StatusSource, StatusTable};
+
+/// Latency buckets: bucket `i` counts answers that took less than 2^i µs
+/// (the last one: any longer).
+const BUCKETS: usize = 28;
 
 /// One module's counters (relaxed atomics, like core's).
 #[derive(Debug, Default)]
@@ -36,6 +43,9 @@ pub struct ModuleMetrics {
     /// while the server held it back (a client slow to read, an upload
     /// still arriving): not a stall, the runner is kept.
     pub(crate) stream_waits: AtomicU64,
+    /// How long requests took (routed to answered head), by power of two
+    /// of microseconds.
+    latency: [AtomicU64; BUCKETS],
 }
 
 impl ModuleMetrics {
@@ -44,6 +54,33 @@ impl ModuleMetrics {
             prefix: prefix.to_owned(),
             ..ModuleMetrics::default()
         }
+    }
+
+    /// Counts how long a request took, from its routing to its answer's
+    /// head (or its failure).
+    pub(crate) fn took(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
+        let i = (64 - us.leading_zeros() as usize).min(BUCKETS - 1);
+        self.latency[i].fetch_add(1, Relaxed);
+    }
+
+    /// The latency under which a share `q` of requests finished (the upper
+    /// bound of its power-of-two bucket); None before any request.
+    pub fn latency_quantile(&self, q: f64) -> Option<Duration> {
+        let counts: Vec<u64> = self.latency.iter().map(|c| c.load(Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let want = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in counts.iter().enumerate() {
+            seen += n;
+            if seen >= want {
+                return Some(Duration::from_micros(1u64 << i));
+            }
+        }
+        None
     }
 
     /// Counts a finished request by the status it got (503: busy; the
@@ -137,5 +174,52 @@ impl MetricsSource for ModuleMetrics {
                 value: value.load(Relaxed),
             });
         }
+    }
+}
+
+/// Every process module's row on `/status`.
+#[derive(Debug, Default)]
+pub struct ModulesStatus(pub Vec<Arc<ModuleMetrics>>);
+
+impl StatusSource for ModulesStatus {
+    fn tables(&self, out: &mut Vec<StatusTable>) {
+        if self.0.is_empty() {
+            return;
+        }
+        let ms = |d: Option<Duration>| {
+            d.map_or_else(
+                || "–".to_owned(),
+                |d| format!("≤ {:.1} ms", d.as_secs_f64() * 1000.0),
+            )
+        };
+        out.push(StatusTable {
+            title: "Process modules".to_owned(),
+            note: "Errors by kind: 502 the runner failed or answered invalidly; 503 busy (its queue was full) or no runner up (restart back-off, refused library); 504 past its timeout. Latency from routing to the answer's head, by power-of-two buckets.".to_owned(),
+            columns: vec![
+                "module", "requests", "502", "503 busy", "503 no runner", "504", "cancelled",
+                "runners", "restarts", "recycled", "p50", "p99",
+            ],
+            rows: self
+                .0
+                .iter()
+                .map(|m| {
+                    let n = |c: &AtomicU64| c.load(Relaxed).to_string();
+                    vec![
+                        m.prefix.clone(),
+                        n(&m.requests),
+                        n(&m.bad_gateway),
+                        n(&m.busy),
+                        n(&m.unavailable),
+                        n(&m.timed_out),
+                        n(&m.cancelled),
+                        n(&m.runners),
+                        n(&m.restarts),
+                        n(&m.recycled),
+                        ms(m.latency_quantile(0.5)),
+                        ms(m.latency_quantile(0.99)),
+                    ]
+                })
+                .collect(),
+        });
     }
 }

@@ -26,6 +26,38 @@ fn a_crash_fails_only_its_request_and_the_runner_restarts() {
     assert!(server.stop().success());
 }
 
+/// A module's panic is a warning in the log under its name, and
+/// `/status` shows each module's requests, errors by kind, runners,
+/// restarts and latency.
+#[test]
+fn a_panic_is_logged_as_a_warning_and_status_shows_each_module() {
+    let (_root, server) = start_with_modules(&[("/faulty", "faulty"), ("/hello", "hello")], &[]);
+    assert_eq!(get(&server, "/faulty/panic").status, 502);
+    let warned = server.wait_for_lines(2, |l| l.contains("WARN") && l.contains("module=/faulty"));
+    assert!(
+        warned.iter().any(|l| l.contains("panicked at")),
+        "{warned:#?}"
+    );
+    assert!(
+        warned
+            .iter()
+            .any(|l| l.contains("faulty module: asked to panic")),
+        "{warned:#?}"
+    );
+    assert_eq!(get(&server, "/hello/x").status, 200);
+    let page = String::from_utf8(server.admin_get("/status").body).unwrap();
+    assert!(page.contains("Process modules"), "{page}");
+    for cell in [
+        "<td>/faulty</td>",
+        "<td>/hello</td>",
+        "503 no runner",
+        "p99",
+    ] {
+        assert!(page.contains(cell), "{cell} not in {page}");
+    }
+    assert!(server.stop().success());
+}
+
 /// Issue 15's third problem: while a crashed module's runner waits out a
 /// long restart pause, its requests get 503 with Retry-After at once
 /// (counted as unavailable), not 504 after the module's timeout.

@@ -61,7 +61,8 @@
 //! max_requests = 100000                        # a runner is recycled after this many (default: no limit)
 //! memory_limit = "256M"                        # the module's own memory (RLIMIT_AS)
 //! transfer = "shared"                          # or "copy": bodies inline (bench only)
-//! lane_stall = "50ms"                          # another lane when each is held this long by one request
+//! lane_stall = "1ms"                           # a request queues behind another in a runner thread
+//!                                              # only if the module's requests take at most this
 //! lane_idle = "2s"                             # an extra lane idle this long closes
 //! check_timeout = "10s"                        # loading the library once at start (and on
 //!                                              # SIGHUP) may take this long, or the module

@@ -229,9 +229,12 @@ pub struct ModuleConfig {
     pub memory_limit: Option<u64>,
     /// How request and response bodies travel between server and runner.
     pub transfer: ModuleTransfer,
-    /// A worker opens another lane (a link served by a runner thread of
-    /// its own) to a runner when each of its lanes has been held by one
-    /// request for this long (0: whenever all are busy).
+    /// A runner thread (a lane) handles its requests one after another:
+    /// a request queues behind another on a lane only when the module's
+    /// requests typically take at most this long and that lane's current
+    /// one started less than this long ago; otherwise it takes an idle
+    /// lane or a new one, up to `in_flight` (0: never queues while another
+    /// lane can be opened).
     pub lane_stall: Duration,
     /// An extra lane with nothing in flight for this long is closed (at
     /// the worker's next request to the module).
@@ -415,7 +418,7 @@ impl Default for ModuleConfig {
             max_requests: None,
             memory_limit: None,
             transfer: ModuleTransfer::Shared,
-            lane_stall: Duration::from_millis(50),
+            lane_stall: Duration::from_millis(1),
             lane_idle: Duration::from_secs(2),
             check_timeout: DEFAULT_CHECK_TIMEOUT,
             restart_backoff: Duration::from_millis(50),

@@ -60,7 +60,9 @@ impl ProcessModule {
         parts: Option<Rc<PartRoute>>,
     ) -> Result<Response, Error> {
         self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+        let start = std::time::Instant::now();
         let answer = self.exchange(&links, frame, body, parts.as_deref()).await;
+        self.metrics.took(start.elapsed());
         if let Some(parts) = parts {
             // A whole answer ends the body's parts; a streamed one takes
             // them on (the link knows when it ends).

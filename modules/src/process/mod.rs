@@ -77,8 +77,9 @@ const STARTUP_WAIT: Duration = Duration::from_secs(15);
 /// (a slot in a runner's handshake answers only after it).
 const STOP_WAIT: Duration = Duration::from_secs(5);
 /// Most lanes (data links, each served by a runner thread) a worker opens
-/// to one runner; never more than `in_flight`.
-const MAX_LANES: usize = 4;
+/// to one runner; never more than `in_flight` (a runner refuses a lane it
+/// has no thread for: its `tasks` limit).
+const MAX_LANES: usize = 64;
 
 /// A module mounted at a prefix, with its runner processes.
 #[derive(Debug)]
@@ -400,6 +401,7 @@ impl ProcessModule {
             copy: self.template.transfer == Transfer::Copy,
             lanes: self.in_flight.clamp(1, MAX_LANES),
             lane_stall: self.lane_stall,
+            pace: Rc::default(),
             lane_idle: self.lane_idle,
             metrics: Some(self.metrics.clone()),
             room: Some(self.room.clone()),
@@ -412,6 +414,16 @@ impl ProcessModule {
             .map(iolite_core::CacheAccess::files);
         Rc::new(WorkerLinks::new(cfg, files))
     }
+}
+
+/// Checks the library of the module `cfg` as `iolite serve` does before it
+/// starts its runners (a copy of it loaded by a throw-away runner under
+/// the module's sandbox, within its `check_timeout`), for `iolite
+/// check-config`; the error names the library and the problem.
+pub fn check_module_library(cfg: &ModuleConfig, exe: &Path) -> Result<(), Error> {
+    let sandbox = crate::runner::SandboxSpec::from_config(cfg);
+    let copy = Snapshot::take(&cfg.path)?;
+    check_library(exe, &cfg.prefix, &copy, &sandbox, cfg.check_timeout).map(|_| ())
 }
 
 /// Removes the pids cgroups that runners of a server that died left

@@ -140,7 +140,7 @@ const LOG_BURST: u32 = 200;
 const LOG_RATE: u32 = 100;
 
 /// The module's stdout and stderr go to the server's log, line by line,
-/// under the module's name: lines cut at [`LOG_LINE_MAX`] bytes, at most
+/// under the module's name (at INFO; a panic's two lines at WARN): lines cut at [`LOG_LINE_MAX`] bytes, at most
 /// [`LOG_BURST`] at once and [`LOG_RATE`] a second.
 fn forward_log(name: &str, pid: u32, stream: &'static str, from: impl Read + Send + 'static) {
     let name = name.to_owned();
@@ -150,6 +150,7 @@ fn forward_log(name: &str, pid: u32, stream: &'static str, from: impl Read + Sen
             let mut reader = BufReader::new(from);
             let mut bucket = Bucket::new();
             let mut dropped = 0u64;
+            let mut after_panic = false;
             while let Some((line, cut)) = bounded_line(&mut reader) {
                 if !bucket.take() {
                     dropped += 1;
@@ -159,10 +160,20 @@ fn forward_log(name: &str, pid: u32, stream: &'static str, from: impl Read + Sen
                     tracing::warn!(module = %name, pid, stream, "{dropped} lines dropped (more than {LOG_RATE} a second)");
                     dropped = 0;
                 }
-                if cut > 0 {
-                    tracing::info!(module = %name, pid, stream, "{line} [{cut} more bytes cut]");
+                // A panic's first line, and the message on the next one,
+                // are warnings: the module failed.
+                let panic = line.starts_with("thread '") && line.contains(" panicked at ");
+                let warn = panic || std::mem::take(&mut after_panic);
+                after_panic = panic;
+                let cut = if cut > 0 {
+                    format!(" [{cut} more bytes cut]")
                 } else {
-                    tracing::info!(module = %name, pid, stream, "{line}");
+                    String::new()
+                };
+                if warn {
+                    tracing::warn!(module = %name, pid, stream, "{line}{cut}");
+                } else {
+                    tracing::info!(module = %name, pid, stream, "{line}{cut}");
                 }
             }
             if dropped > 0 {
