@@ -89,10 +89,11 @@ fn a_slow_request_does_not_hold_up_the_next_one_in_the_same_runner() {
         pid,
         mut held,
         pipe,
-    } = start_with_a_held_request("lane_idle = \"200ms\"\n", "");
-    // The held request is being handled, longer than a quick module's
-    // requests take (`lane_stall`, default): the next requests take
-    // another lane.
+    } = start_with_a_held_request("lane_stall = \"0ms\"\nlane_idle = \"200ms\"\n", "");
+    // The held request is being handled; with `lane_stall = 0` no request
+    // queues behind another while a lane can be opened: the next requests
+    // take another lane. (By default a quick module's request may join a
+    // lane whose current request started within `lane_stall`.)
     for _ in 0..3 {
         let mut s = server.connect();
         s.set_read_timeout(Some(std::time::Duration::from_secs(10)))

@@ -19,7 +19,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use iolite_core::static_files::StaticFiles;
 use tokio::sync::{Notify, oneshot};
@@ -27,6 +27,12 @@ use tokio::sync::{Notify, oneshot};
 use super::Link;
 use super::protocol::LinkConfig;
 use crate::process::supervisor::{Cmd, SlotHandle};
+
+/// How long each lane of a quick module must have been held by one request
+/// before a new lane is opened for it: short hold-ups (a runner thread off
+/// the CPU for a few milliseconds) do not spread its requests over more
+/// lanes, whose batching they would lose.
+const QUICK_HELD: Duration = Duration::from_millis(50);
 
 /// One worker thread's links to the runners of one module, by slot: one
 /// or more *lanes* per runner, each served by a runner thread of its own.
@@ -57,12 +63,14 @@ impl WorkerLinks {
     /// The lane a request takes, and whether another lane should be
     /// opened for it instead (the lane returned is then the fallback). A
     /// runner thread handles a lane's requests one after another, so:
-    /// - for a quick module (its requests take at most `lane_stall`, as
-    ///   this worker saw them), the first lane that is idle or *moving* (its
+    /// - the first lane that is idle, or, for a quick module (its requests
+    ///   take at most `lane_stall`, as this worker saw them), *moving* (its
     ///   current request started within `lane_stall`): requests are packed
     ///   onto the first lanes, whose batches save wake-ups, and the others
     ///   go idle and close;
-    /// - for another module, an idle lane;
+    /// - for a quick module with two lanes or more, the one whose current
+    ///   request is the youngest, unless all have been held for
+    ///   [`QUICK_HELD`];
     /// - failing that, a new lane while the runner may have more (up to
     ///   `in_flight`), or else the least loaded lane.
     fn choose(&self, index: usize) -> (Option<Rc<Link>>, bool) {
@@ -90,12 +98,29 @@ impl WorkerLinks {
         let stall = self.cfg.lane_stall;
         let quick = self.cfg.pace.quick(stall);
         let now = Instant::now();
-        let takes = |l: &&Rc<Link>| match l.held_since() {
-            None => true,
-            Some(t) => quick && now.saturating_duration_since(t) < stall,
-        };
-        if let Some(lane) = lanes.iter().find(takes) {
+        let age = |l: &Rc<Link>| l.held_since().map(|t| now.saturating_duration_since(t));
+        if let Some(lane) = lanes
+            .iter()
+            .find(|l| age(l).is_none_or(|a| quick && a < stall))
+        {
             return (Some(lane.clone()), false);
+        }
+        if quick && lanes.len() >= 2 {
+            // Every lane is held a little (a runner thread kept off the CPU
+            // by a loaded machine is, now and then; or one lane's request
+            // is a slow one): the lane whose current request is the
+            // youngest, unless even that one has been held for
+            // `QUICK_HELD`: then a slow request holds each, and a new lane
+            // is due. (A second lane is opened at once: the youngest then
+            // avoids a lane a slow request holds.)
+            let youngest = lanes.iter().min_by_key(|l| age(l)).cloned();
+            if youngest
+                .as_ref()
+                .and_then(age)
+                .is_some_and(|a| a < QUICK_HELD)
+            {
+                return (youngest, false);
+            }
         }
         let cap = self
             .cap
