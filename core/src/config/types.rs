@@ -283,7 +283,7 @@ pub struct SandboxConfig {
     /// The seccomp allow-list (anything else kills the runner with SIGSYS).
     pub seccomp: bool,
     /// Landlock: after the module is loaded, no filesystem path is
-    /// reachable but its own library and the two lists below.
+    /// reachable but the two lists below.
     pub landlock: bool,
     /// Trees (or files) the module may read under landlock; existing paths.
     pub read_paths: Vec<PathBuf>,
