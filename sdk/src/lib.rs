@@ -52,10 +52,10 @@
 //!   mount; [`Request::path`] is the whole path, [`Request::mount`] the
 //!   prefix); 405 with `Allow`, 404, HEAD answered by the GET route.
 //! - [`Request::query_params`], [`Request::form`] and (feature `json`)
-//!   [`Request::json`] decode in place; [`Request::reader`] reads the body
+//!   `Request::json` decode in place; [`Request::reader`] reads the body
 //!   with `io::Read` and `io::BufRead`.
 //! - [`Response::text`], [`html`](Response::html), (feature `json`)
-//!   [`json`](Response::json), [`bytes`](Response::bytes) and
+//!   `json`, [`bytes`](Response::bytes) and
 //!   [`redirect`](Response::redirect); [`Response::body`] for shared
 //!   buffers: the output pool ([`Ctx::writer`]), the request body, cached
 //!   files of the document root ([`Ctx::cached`]).
@@ -68,7 +68,7 @@
 //! |---|---|
 //! | [`Response::body`] with [`Writer`] output, request-body slices, [`Ctx::cached`] files | nothing: sent from the same pages |
 //! | [`Response::text`], `html`, `json`, `bytes` | the body once, from the module's memory into the output pool (write a large body with [`Ctx::writer`] instead) |
-//! | [`Request::form`], [`Request::json`] | nothing when the body is one slice (a body the server read in one go); the body once when it is in several |
+//! | [`Request::form`], `Request::json` | nothing when the body is one slice (a body the server read in one go); the body once when it is in several |
 //! | [`Request::query_params`] | nothing (the query string is in the request frame) |
 //! | [`BodyReader`]: `BufRead::fill_buf`, `lines`, `read_until` | nothing: the slices themselves |
 //! | [`BodyReader`]: `Read::read` | into the caller's buffer, as `Read` must |

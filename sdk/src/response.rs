@@ -16,7 +16,7 @@ use crate::writer::Writer;
 /// ([`Request::body`](crate::Request::body)) and cached files
 /// ([`Ctx::cached`](crate::Ctx::cached)), none of them copied; or bytes in
 /// the module's memory ([`text`](Response::text), [`html`](Response::html),
-/// [`json`](Response::json), [`bytes`](Response::bytes)), which the runtime
+/// `json`, [`bytes`](Response::bytes)), which the runtime
 /// copies once into the output pool when it sends the answer (counted in
 /// the runner's `iolite_ipc::copied::total`). For a large generated body,
 /// write it with [`Ctx::writer`](crate::Ctx::writer) instead: it lands in
@@ -125,7 +125,7 @@ impl Response {
     }
 
     /// The body of bytes set with [`text`](Response::text),
-    /// [`html`](Response::html), [`json`](Response::json) or
+    /// [`html`](Response::html), `json` or
     /// [`bytes`](Response::bytes), not yet in the output pool.
     pub fn body_bytes(&self) -> Option<&[u8]> {
         self.inline.as_deref()
