@@ -242,6 +242,7 @@ const DEMO_MODULES: &[(&str, &str)] = &[
     ("/echo", "echo"),
     ("/template", "template"),
     ("/api", "jsonapi"),
+    ("/guestbook", "guestbook"),
 ];
 
 fn mount_demo_modules(config: &mut config::Config) {

@@ -76,6 +76,9 @@ pub struct SandboxSpec {
     pub memory: Option<u64>,
     /// SCHED_BATCH at nice 10.
     pub low_priority: bool,
+    /// Environment variables the server sets in the runner (`[module.env]`;
+    /// not an argument: the runner gets them as its environment).
+    pub env: Vec<(String, String)>,
 }
 
 impl SandboxSpec {
@@ -97,6 +100,7 @@ impl SandboxSpec {
             cpu_seconds: s.cpu_time.map(whole_seconds),
             memory: cfg.memory_limit.or(strict.then_some(DEFAULT_MEMORY_LIMIT)),
             low_priority: s.low_priority,
+            env: cfg.env.clone(),
         }
     }
 
@@ -208,6 +212,7 @@ impl SandboxSpec {
             cpu_seconds: num(8)?,
             memory: num(9)?,
             low_priority: flag(10)?,
+            env: Vec::new(),
         })
     }
 

@@ -92,9 +92,13 @@
 //! | `max_requests` | none | a runner is recycled after this many requests |
 //! | `memory_limit` | `"256M"` (strict), none (`profile = "none"`) | the runner's own memory (RLIMIT_AS, plus the pools it maps) |
 //! | `transfer` | `"shared"` | or `"copy"`: bodies inline, copied (to measure zero-copy) |
-//! | `lane_stall` | `"50ms"` | another lane (a runner thread) when each is held this long by one request |
+//! | `lane_stall` | `"1ms"` | a request waits behind another in a runner thread only when the module's requests take at most this long (otherwise it gets a thread of its own, up to `in_flight`) |
 //! | `lane_idle` | `"2s"` | an extra lane idle this long closes |
 //! | `check_timeout` | `"10s"` | longest the check of the library (at start, on SIGHUP) may take |
+//! | `restart_backoff` | `"50ms"` | pause before a runner that died starts again; doubles at each death in a row |
+//! | `restart_backoff_max` | `"10s"` | the longest pause (requests wait through pauses up to 250 ms, else get 503 with `Retry-After`) |
+//! | `max_body` | `limits.max_body` | the largest request body the module takes (413 past it) |
+//! | `env` | none | a table of environment variables set in its runners: per-module settings |
 //! | `sandbox.profile` | `"strict"` | or `"none"`: every measure below off unless set |
 //! | `sandbox.user` | `"nobody"` | the user a root server's runners drop to |
 //! | `sandbox.seccomp` | true | the system-call allow-list |
@@ -108,15 +112,20 @@
 //! | `sandbox.low_priority` | true | SCHED_BATCH at nice 10 |
 //!
 //! (`sandbox.*` keys go in a `[module.sandbox]` table after their
-//! `[[module]]`.) There is no per-module settings table yet: a module
-//! learns only its name ([`Init::name`]) in [`Module::init`].
+//! `[[module]]`.) **Settings.** A module learns its name
+//! ([`Init::name`]) in [`Module::init`]; anything else it reads from its
+//! environment there, which `env = { NAME = "value" }` (or a
+//! `[module.env]` table) sets in its runners:
+//! `std::env::var("DB_URL")`. The runners also inherit the server's own
+//! environment.
 //!
-//! **Body size.** There is no per-module `max_body`: the server's
-//! `[limits] max_body` (default `"64M"`) bounds every request body, and a
-//! larger one gets 413 before the module sees it. A module refuses smaller
-//! ones itself from [`Request::body_len`] (with [`Module::BODY_IN_PARTS`],
-//! before the body is read: `examples/modules/echo`). Each runner writes
-//! its answers into an output pool of 64 MiB.
+//! **Body size.** A body larger than the module's `max_body` (by
+//! default the server's `[limits] max_body`, `"64M"`, which applies to
+//! every body first) gets 413 before the module sees it; a chunked one as
+//! soon as it grows past it. A module refuses smaller ones itself from
+//! [`Request::body_len`] (with [`Module::BODY_IN_PARTS`], before the body
+//! is read: `examples/modules/echo`). Each runner writes its answers into
+//! an output pool of 64 MiB.
 //!
 //! **State.** A module's value (and its statics) lives in one runner
 //! process: each runner has its own copy, and loses it when it ends —

@@ -371,3 +371,47 @@ fn module_output_goes_to_the_server_log_under_its_name() {
     );
     assert!(log.contains("runner exited"), "{log}");
 }
+
+/// Per-module settings: `max_body` (413 past it, chunked bodies too, while
+/// another module takes more) and `env` (variables its runners see).
+#[test]
+fn a_module_has_its_own_max_body_and_environment() {
+    let (_root, server) = start_with_config(
+        &format!(
+            "[[module]]\nprefix = \"/echo\"\npath = \"{}\"\nmax_body = \"1K\"\n\
+             [[module]]\nprefix = \"/big\"\npath = \"{}\"\n\
+             [[module]]\nprefix = \"/faulty\"\npath = \"{}\"\n[module.env]\nGREETING = \"hello from the config\"\n",
+            lib("echo"),
+            lib("echo"),
+            lib("faulty")
+        ),
+        &[],
+    );
+    let small = vec![b'a'; 1024];
+    let large = vec![b'b'; 1025];
+    assert_eq!(request(&server, "POST", "/echo", &small).body, small);
+    assert_eq!(request(&server, "POST", "/echo", &large).status, 413);
+    assert_eq!(request(&server, "POST", "/big", &large).body, large);
+    // Chunked: its length is known only as it comes.
+    for (prefix, status) in [("/echo", 413), ("/big", 200)] {
+        let mut s = server.connect();
+        write!(
+            s,
+            "POST {prefix} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .unwrap();
+        for _ in 0..3 {
+            write!(s, "200\r\n").unwrap();
+            s.write_all(&[b'c'; 0x200]).unwrap();
+            write!(s, "\r\n").unwrap();
+        }
+        write!(s, "0\r\n\r\n").unwrap();
+        let r = read_response(&mut s, &mut Vec::new(), false);
+        assert_eq!(r.status, status, "{prefix}");
+    }
+    assert_eq!(
+        get(&server, "/faulty/env?name=GREETING").body,
+        b"hello from the config\n"
+    );
+    assert!(server.stop().success());
+}

@@ -70,6 +70,8 @@
 //! restart_backoff = "50ms"                     # pause before restarting a runner that died;
 //! restart_backoff_max = "10s"                  # doubles up to this; requests wait through
 //!                                              # pauses up to 250ms, else 503 + Retry-After
+//! max_body = "8M"                              # larger request bodies: 413 (default: limits.max_body)
+//! env = { GREETING = "hello" }                 # set in its runners (std::env::var in init)
 //! [module.sandbox]                             # every key: the strict default
 //! profile = "strict"                           # or "none": every measure off
 //! user = "nobody"                              # a root server drops to it

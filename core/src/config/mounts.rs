@@ -11,7 +11,7 @@ use super::types::{
     SandboxProfile, WasmConfig, WasmKind,
 };
 use super::validate::{Draft, Placed};
-use toml::de::DeTable;
+use toml::de::{DeTable, DeValue};
 
 const MODULE_KEYS: &[&str] = &[
     "prefix",
@@ -29,6 +29,8 @@ const MODULE_KEYS: &[&str] = &[
     "check_timeout",
     "restart_backoff",
     "restart_backoff_max",
+    "max_body",
+    "env",
     "sandbox",
 ];
 const SANDBOX_KEYS: &[&str] = &[
@@ -56,6 +58,37 @@ const FASTCGI_KEYS: &[&str] = &[
 const WASM_KEYS: &[&str] = &["prefix", "path", "kind", "memory_limit", "timeout"];
 
 impl Cx<'_, '_> {
+    /// A table of environment variables, `{ NAME = "value" }`: names
+    /// without `=` or NUL, string values without NUL.
+    pub(super) fn env_table(&mut self, v: &Val<'_>, key: &str) -> Option<Vec<(String, String)>> {
+        let t = self.table(v, key)?;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (k, value) in t.iter() {
+            let name = k.get_ref().as_ref();
+            if name.is_empty() || name.contains(['=', '\0']) {
+                self.error(
+                    k.span(),
+                    format!("{key}: {name:?} is not an environment variable name"),
+                );
+                ok = false;
+                continue;
+            }
+            match value.get_ref() {
+                DeValue::String(s) if s.contains('\0') => {
+                    self.bad(value, key, "a value cannot hold a NUL byte");
+                    ok = false;
+                }
+                DeValue::String(s) => out.push((name.to_owned(), s.to_string())),
+                _ => {
+                    self.wrong_type(value, &format!("{key}.{name}"), "a string");
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
     pub(super) fn sandbox(&mut self, v: &Val<'_>) -> Option<SandboxConfig> {
         let t = self.table(v, "module.sandbox")?;
         let profile = match t.get("profile") {
@@ -258,6 +291,11 @@ impl Cx<'_, '_> {
                     .positive_duration(v, "module.restart_backoff_max")
                     .map(|t| m.restart_backoff_max = t)
                     .is_some(),
+                "max_body" => cx
+                    .size(v, "module.max_body")
+                    .map(|n| m.max_body = Some(n))
+                    .is_some(),
+                "env" => cx.env_table(v, "module.env").map(|e| m.env = e).is_some(),
                 "max_requests" => cx
                     .count(v, "module.max_requests", 1, 1_000_000_000_000)
                     .map(|n| m.max_requests = Some(n))

@@ -251,6 +251,15 @@ pub struct ModuleConfig {
     pub restart_backoff: Duration,
     /// The longest such pause.
     pub restart_backoff_max: Duration,
+    /// The largest request body this module takes (413 past it, before
+    /// the module sees the request); None: the server's `limits.max_body`,
+    /// which applies first anyway. It also sizes the module's request pool
+    /// (two bodies).
+    pub max_body: Option<u64>,
+    /// Environment variables set in the module's runner processes (beside
+    /// those of the server they inherit): per-module settings a module
+    /// reads with `std::env::var` in `init`.
+    pub env: Vec<(String, String)>,
     pub sandbox: SandboxConfig,
 }
 
@@ -423,6 +432,8 @@ impl Default for ModuleConfig {
             check_timeout: DEFAULT_CHECK_TIMEOUT,
             restart_backoff: Duration::from_millis(50),
             restart_backoff_max: Duration::from_secs(10),
+            max_body: None,
+            env: Vec::new(),
             sandbox: SandboxConfig::for_profile(SandboxProfile::Strict),
         }
     }

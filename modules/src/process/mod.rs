@@ -109,6 +109,8 @@ pub struct ProcessModule {
     /// `processes_min`, for starting the runners of a refused module that
     /// a reload found fixed.
     processes_min: u32,
+    /// The largest request body the module takes (413 past it).
+    max_body: u64,
 }
 
 impl ProcessModule {
@@ -148,6 +150,8 @@ impl ProcessModule {
             }
             Err(e) => return Err(e),
         };
+        // The module's own limit, under the server's (which applies first).
+        let max_body = cfg.max_body.map_or(max_body, |m| m.min(max_body));
         let size = max_body.saturating_mul(2).clamp(16 << 20, 1 << 36);
         let pool =
             Pool::with_name("iolite-requests", size as usize).map_err(|source| Error::Pool {
@@ -195,6 +199,7 @@ impl ProcessModule {
             room: Arc::default(),
             refused: std::sync::RwLock::new(refused.clone()),
             processes_min: cfg.processes_min,
+            max_body,
         });
         if refused.is_none() {
             module.start_slots()?;

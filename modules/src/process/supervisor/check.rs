@@ -81,7 +81,7 @@ pub(crate) fn check_library(
     let key = Key {
         hash: library.hash,
         len: library.len,
-        sandbox: format!("{:?}", sandbox.to_args()),
+        sandbox: format!("{:?} {:?}", sandbox.to_args(), sandbox.env),
     };
     let cached = cache().lock().ok().and_then(|c| c.get(&key).cloned());
     let outcome = match cached {

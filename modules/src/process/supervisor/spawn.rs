@@ -73,6 +73,7 @@ pub(super) fn runner_command(
         cmd.arg("--output-pool").arg(output_pool.to_string());
     }
     cmd.args(sandbox.to_args())
+        .envs(sandbox.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
