@@ -16,6 +16,8 @@ import platform
 import statistics
 import sys
 
+from machine import cpu_model
+
 runs_path, version, rounds, duration, procs, in_flight = sys.argv[1:7]
 procs, in_flight = int(procs), int(in_flight)
 rows = [json.loads(line) for line in open(runs_path) if line.strip()]
@@ -23,16 +25,6 @@ rows = [json.loads(line) for line in open(runs_path) if line.strip()]
 
 def figures(target, key):
     return [r[key] for r in rows if r["target"] == target]
-
-
-def cpu_model():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def span(vals, scale=1.0, fmt="{:.0f}"):
