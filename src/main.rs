@@ -213,6 +213,9 @@ fn serve(args: &ServeArgs) -> ExitCode {
     init_tracing(config.log.level.as_str());
     if args.config.is_none() && args.root.is_none() && args.modules.is_empty() {
         mount_demo_modules(&mut config);
+        if args.cgi.is_empty() {
+            mount_demo_cgi(&mut config);
+        }
     }
     match run(ServerOptions::from_config(&config), &config) {
         Ok(()) => ExitCode::SUCCESS,
@@ -270,6 +273,19 @@ fn mount_demo_modules(config: &mut config::Config) {
             "demo modules {} not built: `cargo build --workspace` (add --release for a release binary) builds them next to this binary",
             missing.join(", ")
         );
+    }
+}
+
+/// The example CGI programs (`examples/cgi-bin`, beside the demo site)
+/// at `/cgi-bin`, on the embedded default when the folder is there.
+fn mount_demo_cgi(config: &mut config::Config) {
+    let dir = std::path::Path::new("examples/cgi-bin");
+    if dir.is_dir() && !config.cgi.iter().any(|c| c.prefix == "/cgi-bin") {
+        config.cgi.push(config::CgiConfig {
+            prefix: "/cgi-bin".to_owned(),
+            dir: dir.to_owned(),
+            ..config::CgiConfig::default()
+        });
     }
 }
 
@@ -383,6 +399,15 @@ fn run(opts: ServerOptions, config: &config::Config) -> Result<(), Fail> {
         let mount = Mount::content(&prefix, std::sync::Arc::new(move || fcgi.handler()));
         server = server
             .mount(mount.stripped())
+            .map_err(|e| Fail::Other(e.to_string()))?;
+    }
+    for c in &config.cgi {
+        let cgi = iolite_modules::cgi::Cgi::new(c, &config.root).map_err(Fail::Other)?;
+        let prefix = cgi.prefix().to_owned();
+        // Not stripped: the program is found from the whole path.
+        let mount = Mount::content(&prefix, std::sync::Arc::new(move || cgi.handler()));
+        server = server
+            .mount(mount)
             .map_err(|e| Fail::Other(e.to_string()))?;
     }
     if !modules.is_empty() {

@@ -17,6 +17,9 @@
 //! - A source that ends short of the length (or of its framing's end)
 //!   fails the send, and the connection closes: the client sees the cut.
 //!
+//! - It may be the whole answer, head included ([`FdBody::raw`]: a CGI
+//!   program's non-parsed header output), sent as it comes.
+//!
 //! A handler that has not answered yet may drop an `FdBody` and redirect
 //! internally instead ([`crate::Response::internal_redirect`]).
 
@@ -94,6 +97,8 @@ pub(crate) struct FdSource {
 /// An answer body read from a pipe or socket (see the module doc).
 pub struct FdBody {
     len: Option<u64>,
+    /// The source's bytes are the whole answer, head included.
+    raw: bool,
     source: Mutex<Option<FdSource>>,
 }
 
@@ -116,6 +121,7 @@ impl FdBody {
         let fd = Descriptor::reader(fd)?;
         Ok(FdBody {
             len,
+            raw: false,
             source: Mutex::new(Some(FdSource {
                 fd,
                 prefix: Vec::new(),
@@ -130,6 +136,20 @@ impl FdBody {
     pub fn with_prefix(self, prefix: Vec<u8>) -> FdBody {
         iolite_ipc::copied::add(prefix.len());
         self.edit(|s| s.prefix = prefix)
+    }
+
+    /// The source's bytes are the whole answer, status line and header
+    /// fields included (a CGI program whose name starts with `nph-`): the
+    /// server writes no head of its own, sends the bytes as they come,
+    /// and closes the connection after them.
+    pub fn raw(mut self) -> FdBody {
+        self.raw = true;
+        self
+    }
+
+    /// Whether the body is the whole answer ([`FdBody::raw`]).
+    pub fn is_raw(&self) -> bool {
+        self.raw
     }
 
     /// The source is framed: only the payload `frames` finds is sent.

@@ -166,6 +166,92 @@ fn try_enter(parent: &Path, dir: &Path, v2: bool, max: u64) -> Result<(), (Error
         .map_err(fail(format!("joining {}", dir.display())))
 }
 
+/// A pids cgroup for the programs of one mount (a CGI mount: a process
+/// per request, all in one cgroup, not one cgroup each): `pids.max`
+/// bounds the tasks of all of them together. [`Spawn::cgroup`]
+/// (crate::Spawn::cgroup) puts a program in it before it runs. Named
+/// `iolite-cgi-<server pid>-<label>` under the server's pids cgroup;
+/// removed when dropped (if empty). Empty ones of servers that are gone
+/// are removed when another is made.
+#[derive(Debug)]
+pub struct ProgramCgroup {
+    dir: PathBuf,
+    procs: fs::File,
+}
+
+impl ProgramCgroup {
+    /// Makes the cgroup with `pids.max = max`. An error is the reason
+    /// there is none (no pids hierarchy, not root).
+    pub fn create(label: &str, max: u64) -> Result<ProgramCgroup, String> {
+        let (parent, v2) = pids_parent()?;
+        sweep_gone_servers(&parent);
+        let dir = parent.join(format!("iolite-cgi-{}-{label}", std::process::id()));
+        let fail = |what: &str, e: io::Error| format!("{what} {}: {e}", dir.display());
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(fail("creating", e)),
+        }
+        if v2 {
+            let has_pids = fs::read_to_string(dir.join("cgroup.controllers"))
+                .map(|c| c.split_whitespace().any(|c| c == "pids"))
+                .unwrap_or(false);
+            if !has_pids {
+                fs::write(parent.join("cgroup.subtree_control"), "+pids")
+                    .map_err(|e| fail("enabling pids above", e))?;
+            }
+        }
+        fs::write(dir.join("pids.max"), max.to_string()).map_err(|e| fail("pids.max of", e))?;
+        let procs = fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"))
+            .map_err(|e| fail("cgroup.procs of", e))?;
+        Ok(ProgramCgroup { dir, procs })
+    }
+
+    /// The cgroup's folder.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Its `cgroup.procs`, open for writing (close-on-exec).
+    pub(crate) fn procs(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.procs.as_fd()
+    }
+}
+
+impl Drop for ProgramCgroup {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.dir);
+    }
+}
+
+/// Removes the empty `iolite-cgi-<pid>-*` cgroups of servers no longer
+/// running.
+fn sweep_gone_servers(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("iolite-cgi-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let gone = matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        if gone {
+            let _ = fs::remove_dir(e.path());
+        }
+    }
+}
+
 /// The pids cgroup a sandboxed child with this pid got, when it was started
 /// from the caller's cgroup. `None` when this machine has no pids hierarchy.
 pub fn pids_cgroup_for(pid: u32) -> Option<PathBuf> {

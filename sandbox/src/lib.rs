@@ -1,9 +1,13 @@
 //! iolite-sandbox owns isolating a process from the rest of the machine:
 //! rlimits, a pids cgroup, namespaces, the drop from root, NO_NEW_PRIVS,
 //! landlock and a seccomp allow-list, applied *in the current process* (a
-//! module runner, right around loading the module's code). It must not open
-//! sockets or route requests, and it knows nothing of modules or the wire
-//! protocol: callers hand it a [`Profile`] and get a [`Report`].
+//! module runner, right around loading the module's code) or to a program
+//! it starts ([`Spawn`]: a CGI program, rlimits, a session, the user,
+//! NO_NEW_PRIVS and its folder applied between clone and exec, without
+//! copying the server's page tables). It must not open sockets or route
+//! requests, and it knows nothing of modules or the wire protocol: callers
+//! hand it a [`Profile`] and get a [`Report`], or a [`Spawn`] and get a
+//! [`Spawned`].
 //!
 //! # Using it from a runner
 //!
@@ -29,7 +33,8 @@
 //! - `report`: [`Report`], [`Measure`], [`Outcome`] (the log line).
 //! - `limits`: setrlimit.
 //! - `cgroup`: the per-process pids cgroup ([`remove_pids_cgroup`],
-//!   [`kill_pids_cgroup`], [`sweep_stale_pids_cgroups`]).
+//!   [`kill_pids_cgroup`], [`sweep_stale_pids_cgroups`]) and the
+//!   per-mount one of programs ([`ProgramCgroup`]).
 //! - `namespaces`: user/net/ipc/uts namespaces, best effort.
 //! - `pidns`: a PID namespace of its own (two forks: waiters outside and
 //!   as its init, the sandboxed process as its pid 2).
@@ -42,6 +47,10 @@
 //!   runner that inherits its socket.
 //! - `pidfd`: [`PidFd`], a child's exit as a pollable descriptor (the
 //!   supervisor's side, not the sandboxed process's).
+//! - `spawn`: [`Spawn`], a program started by a `CLONE_VM | CLONE_VFORK`
+//!   child that applies the limits with raw system calls, then execs (a
+//!   CGI program per request: no copy of the server's page tables; its
+//!   doc says why this and not `posix_spawn` of a helper); [`Spawned`].
 //!
 //! `tests/profile.rs` runs the fixture `iolite-sandbox-probe`
 //! (`fixtures/probes`), which applies a profile and then misbehaves on
@@ -61,9 +70,12 @@ mod profile;
 mod report;
 mod seccomp;
 mod settings;
+mod spawn;
 mod user;
 
-pub use cgroup::{kill_pids_cgroup, pids_cgroup_for, remove_pids_cgroup, sweep_stale_pids_cgroups};
+pub use cgroup::{
+    ProgramCgroup, kill_pids_cgroup, pids_cgroup_for, remove_pids_cgroup, sweep_stale_pids_cgroups,
+};
 pub use error::SandboxError;
 pub use fs_rules::landlock_abi;
 pub use loader::{LoadError, ModuleLibrary, spawn_closed, spawn_inheriting, take_inherited_socket};
@@ -73,3 +85,4 @@ pub use profile::{Confined, Pending, Profile};
 pub use report::{Measure, Outcome, Report};
 pub use seccomp::{SyscallGroup, seccomp_allow_list};
 pub use settings::{Landlock, OpenPolicy, Rlimits};
+pub use spawn::{Spawn, Spawned};

@@ -70,8 +70,9 @@ pub struct ServeArgs {
     #[arg(long = "module", value_name = "PREFIX=PATH", value_parser = parse_mount)]
     pub modules: Vec<Mount>,
 
-    /// Mount a directory of CGI programs at a prefix. Repeatable. (Not yet supported.)
-    #[arg(long = "cgi", value_name = "PREFIX=DIR", value_parser = parse_mount)]
+    /// Mount CGI programs at a prefix: the executables of a directory, or one program (what
+    /// follows the prefix is PATH_INFO). Repeatable.
+    #[arg(long = "cgi", value_name = "PREFIX=DIR|PROGRAM", value_parser = parse_mount)]
     pub cgi: Vec<Mount>,
 
     /// Mount a FastCGI peer (php-fpm, fcgiwrap: IP:PORT or unix:/path) at a prefix; scripts
@@ -175,10 +176,18 @@ impl ServeArgs {
         }
         for c in &self.cgi {
             let at = Origin::Flag("--cgi");
+            // A file is one program for the prefix, anything else a folder.
+            let path = PathBuf::from(&c.target);
+            let (dir, program) = if path.is_file() {
+                (PathBuf::new(), Some(path))
+            } else {
+                (path, None)
+            };
             d.cgi.push(Placed {
                 value: CgiConfig {
                     prefix: c.prefix.clone(),
-                    dir: PathBuf::from(&c.target),
+                    dir,
+                    program,
                     ..CgiConfig::default()
                 },
                 prefix_at: at.clone(),

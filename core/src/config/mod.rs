@@ -85,10 +85,22 @@
 //! cpu_time = "60s"                             # RLIMIT_CPU over the runner's life (recycled at 3/4)
 //! low_priority = true                          # SCHED_BATCH, nice 10: yields to the server
 //!
-//! [[cgi]]
-//! prefix = "/cgi-bin"
-//! dir = "examples/cgi-bin"
-//! timeout = "30s"
+//! [[cgi]]                                      # CGI/1.1 programs, a process per request
+//! prefix = "/cgi-bin"                          # /cgi-bin/a.sh/x: SCRIPT_NAME /cgi-bin/a.sh, PATH_INFO /x
+//! dir = "examples/cgi-bin"                     # its executables; or instead:
+//! # program = "/usr/lib/git-core/git-http-backend"  # one program: all after the prefix is PATH_INFO
+//! timeout = "30s"                              # to the header block (504, group killed), and between its bytes
+//! env = { GIT_PROJECT_ROOT = "/srv/git" }      # set for every program
+//! pass_env = ["TZ"]                            # of the server's environment (nothing passes by default;
+//!                                              #   PATH is /usr/local/bin:/usr/bin:/bin unless set here)
+//! max_processes = 64                           # programs at once, across workers
+//! queue = 256                                  # requests waiting for one of them, then 503
+//! pass_authorization = false                   # HTTP_AUTHORIZATION (Apache's CGIPassAuth)
+//! stream_chunked = false                       # a chunked body streams to stdin without CONTENT_LENGTH
+//!                                              #   (else it is read whole, up to max_body, first)
+//! user = "www-data"                            # programs run as this user (a root server)
+//! tasks = 1024                                 # pids.max of the mount's pids cgroup, all its programs
+//!                                              #   together (default: 16 x max_processes; root)
 //!
 //! [[fastcgi]]                                  # a FastCGI peer: php-fpm, fcgiwrap
 //! prefix = "/php"                              # /php/a.php/x: SCRIPT_NAME /php/a.php, PATH_INFO /x
@@ -134,13 +146,15 @@
 //! - `value`: sizes, durations, addresses, prefixes (parse and print).
 //! - `file`: the TOML walker's core (syntax errors, spans → positions,
 //!   typed getters that report wrong types and bad values).
-//! - `sections`: the server-wide tables; `mounts`: module, cgi, fastcgi, wasm;
+//! - `sections`: the server-wide tables; `mounts`: module, fastcgi, wasm;
+//!   `cgi`: `[[cgi]]`;
 //!   `cluster`: `[cluster]`, its types in `cluster_types`.
 //! - `args`: [`ServeArgs`], the clap flags of `iolite serve`.
 //! - `validate`: cross-checks (duplicates, conflicts, paths that must exist,
 //!   the cluster key file).
 
 mod args;
+mod cgi;
 mod cluster;
 mod cluster_types;
 mod diag;
@@ -163,7 +177,7 @@ pub use types::{
     ClusterTimers, Config, DEFAULT_ADMIN, DEFAULT_CACHE_SIZE, DEFAULT_CHECK_TIMEOUT,
     DEFAULT_LISTEN, DEFAULT_MEMORY_LIMIT, DEFAULT_ROOT, FastCgiAddress, FastCgiConfig,
     LardSettings, Limits, Listener, Location, LogConfig, LogLevel, MAX_WORKERS, MIN_CLUSTER_KEY,
-    ModuleConfig, ModuleTransfer, SandboxConfig, SandboxProfile, WasmConfig, WasmKind,
+    ModuleConfig, ModuleTransfer, RunAs, SandboxConfig, SandboxProfile, WasmConfig, WasmKind,
     prefix_matches,
 };
 pub use validate::read_cluster_key;

@@ -1,14 +1,14 @@
 //! The mount tables of a configuration file: `[[module]]` (with
-//! `[module.sandbox]`), `[[cgi]]`, `[[fastcgi]]` and `[[wasm]]`. They are
-//! parsed and validated now so the format is stable; `serve` runs modules
-//! and refuses the others until their issues land (see
+//! `[module.sandbox]`), `[[fastcgi]]` and `[[wasm]]` (`[[cgi]]` is in
+//! `cgi`). They are parsed and validated now so the format is stable;
+//! `serve` refuses what is not served yet (see
 //! `Config::not_yet_supported`).
 
 use super::Origin;
 use super::file::{Cx, Val};
 use super::types::{
-    CgiConfig, FastCgiAddress, FastCgiConfig, ModuleConfig, ModuleTransfer, SandboxConfig,
-    SandboxProfile, WasmConfig, WasmKind,
+    FastCgiAddress, FastCgiConfig, ModuleConfig, ModuleTransfer, SandboxConfig, SandboxProfile,
+    WasmConfig, WasmKind,
 };
 use super::validate::{Draft, Placed};
 use toml::de::{DeTable, DeValue};
@@ -46,7 +46,6 @@ const SANDBOX_KEYS: &[&str] = &[
     "cpu_time",
     "low_priority",
 ];
-const CGI_KEYS: &[&str] = &["prefix", "dir", "timeout"];
 const FASTCGI_KEYS: &[&str] = &[
     "prefix",
     "address",
@@ -217,7 +216,7 @@ impl Cx<'_, '_> {
     /// [`mount_head`](Cx::mount_head); `each` reads the others, answering
     /// whether the value was good, or None for a key it does not know (then
     /// reported as unknown among `known`). Whether every value was good.
-    fn mount_keys(
+    pub(super) fn mount_keys(
         &mut self,
         t: &DeTable<'_>,
         header: &str,
@@ -352,31 +351,6 @@ impl Cx<'_, '_> {
             .extend(placed(head, complete, m, path_at, |m| &mut m.prefix));
     }
 
-    pub(super) fn cgi(&mut self, tv: &Val<'_>, t: &DeTable<'_>, d: &mut Draft) {
-        let head = self.mount_head(tv, t, "[[cgi]]", "cgi", "dir");
-        let mut c = CgiConfig::default();
-        let mut path_at = None;
-        let ok = self.mount_keys(t, "[[cgi]]", CGI_KEYS, |cx, key, v| {
-            Some(match key {
-                "dir" => cx
-                    .path(v, "cgi.dir")
-                    .map(|p| {
-                        c.dir = p;
-                        path_at = Some(cx.origin(&v.span()));
-                    })
-                    .is_some(),
-                "timeout" => cx
-                    .positive_duration(v, "cgi.timeout")
-                    .map(|t| c.timeout = t)
-                    .is_some(),
-                _ => return None,
-            })
-        });
-        let complete = ok && path_at.is_some();
-        d.cgi
-            .extend(placed(head, complete, c, path_at, |c| &mut c.prefix));
-    }
-
     pub(super) fn fastcgi(&mut self, tv: &Val<'_>, t: &DeTable<'_>, d: &mut Draft) {
         let head = self.mount_head(tv, t, "[[fastcgi]]", "fastcgi", "address");
         let mut f = FastCgiConfig::default();
@@ -495,7 +469,7 @@ impl Cx<'_, '_> {
 
 /// A mount that was read whole (`complete`: every value good and the
 /// required keys there) and has a prefix, placed for validation.
-fn placed<T>(
+pub(super) fn placed<T>(
     head: Option<(String, Origin)>,
     complete: bool,
     mut value: T,

@@ -116,9 +116,9 @@ fn bad_files_report_every_error_with_its_position() {
             ],
         ),
         (
-            "root = \"site\"\n[[cgi]]\nprefix = \"/c\"\ndir = \"cgi-bin\"\nenv = 1\n[[fastcgi]]\nprefix = \"/p\"\naddress = \"127.0.0.1:9000\"\npool = 2\n[[wasm]]\nprefix = \"/w\"\npath = \"app.wasm\"\nfuel = 1\n",
+            "root = \"site\"\n[[cgi]]\nprefix = \"/c\"\ndir = \"cgi-bin\"\ninterpreter = 1\n[[fastcgi]]\nprefix = \"/p\"\naddress = \"127.0.0.1:9000\"\npool = 2\n[[wasm]]\nprefix = \"/w\"\npath = \"app.wasm\"\nfuel = 1\n",
             &[
-                "FILE:5:1: unknown key in [[cgi]]: `env` (expected one of: prefix, dir, timeout)",
+                "FILE:5:1: unknown key in [[cgi]]: `interpreter` (expected one of: prefix, dir, program, timeout, env, pass_env, max_processes, queue, pass_authorization, stream_chunked, user, tasks)",
                 "FILE:9:1: unknown key in [[fastcgi]]: `pool` (expected one of: prefix, address, root, index, connections, timeout)",
                 "FILE:13:1: unknown key in [[wasm]]: `fuel` (expected one of: prefix, path, kind, memory_limit, timeout)",
             ],
@@ -285,6 +285,34 @@ fn bad_files_report_every_error_with_its_position() {
             ],
         ),
         (
+            "root = \"site\"\n[[cgi]]\nprefix = \"/c\"\ndir = \"cgi-bin\"\nprogram = \"mod.so\"\n[[cgi]]\nprefix = \"/d\"\n[[cgi]]\nprefix = \"/e\"\nprogram = \"mod.so\"\n[[cgi]]\nprefix = \"/f\"\nprogram = \"cgi-bin\"\n",
+            &[
+                "FILE:5:11: cgi.program: give `dir` or `program`, not both",
+                "FILE:6:1: [[cgi]]: missing required key `dir` or `program`",
+                "FILE:10:11: cgi.program: \"TMP/mod.so\" is not executable",
+                "FILE:13:11: cgi.program: \"TMP/cgi-bin\" is not a regular file",
+            ],
+        ),
+        (
+            "root = \"site\"\n[[cgi]]\nprefix = \"/c\"\ndir = \"cgi-bin\"\nenv = { \"A=B\" = \"1\", C = 2, \"\" = \"x\" }\npass_env = [\"\", 3]\nmax_processes = 0\nqueue = -1\npass_authorization = \"yes\"\nstream_chunked = 1\ntimeout = \"0s\"\n[[cgi]]\nprefix = \"/d\"\ndir = \"cgi-bin\"\nenv = [\"A\"]\npass_env = [\"X=Y\"]\nuser = \"no-such-user-here\"\n[[cgi]]\nprefix = \"/e\"\nuser = 0\ndir = \"cgi-bin\"\ntasks = 0\n",
+            &[
+                "FILE:5:9: cgi.env: an environment variable's name cannot hold '='",
+                "FILE:5:26: cgi.env.C: expected a string, found an integer",
+                "FILE:5:29: cgi.env: an environment variable's name is empty",
+                "FILE:6:17: cgi.pass_env: expected a string, found an integer",
+                "FILE:7:17: cgi.max_processes: must be at least 1, found 0",
+                "FILE:8:9: cgi.queue: must be at least 0, found -1",
+                "FILE:9:22: cgi.pass_authorization: expected true or false, found a string",
+                "FILE:10:18: cgi.stream_chunked: expected true or false, found an integer",
+                "FILE:11:11: cgi.timeout: must be longer than 0",
+                "FILE:15:7: cgi.env: expected a table ([cgi.env]), found an array",
+                "FILE:16:13: cgi.pass_env: an environment variable's name cannot hold '='",
+                "FILE:17:8: cgi.user: no user named \"no-such-user-here\"",
+                "FILE:20:8: cgi.user: expected a string, found an integer",
+                "FILE:22:9: cgi.tasks: must be at least 1, found 0",
+            ],
+        ),
+        (
             "root = \"site\"\n[[wasm]]\nprefix = \"/x\"\npath = \"app.wasm\"\n[[module]]\nprefix = \"/x\"\npath = \"mod.so\"\n",
             &["FILE:6:10: module.prefix: \"/x\" is already mounted by the wasm at 3:10"],
         ),
@@ -412,6 +440,12 @@ cpu_time = "10s"
 [[cgi]]
 prefix = "/cgi-bin"
 dir = "cgi-bin"
+env = { A = "1", B_C = "x y" }
+pass_env = ["TZ"]
+max_processes = 8
+queue = 0
+pass_authorization = true
+stream_chunked = true
 
 [[fastcgi]]
 prefix = "/php"
@@ -526,7 +560,13 @@ timeout = "100ms"
         cgi: vec![CgiConfig {
             prefix: "/cgi-bin".into(),
             dir: dir.join("cgi-bin"),
-            timeout: Duration::from_secs(30),
+            env: vec![("A".into(), "1".into()), ("B_C".into(), "x y".into())],
+            pass_env: vec!["TZ".into()],
+            max_processes: 8,
+            queue: 0,
+            pass_authorization: true,
+            stream_chunked: true,
+            ..CgiConfig::default()
         }],
         fastcgi: vec![FastCgiConfig {
             prefix: "/php".into(),
@@ -549,7 +589,6 @@ timeout = "100ms"
     assert_eq!(
         c.not_yet_supported(),
         vec![
-            "cgi at /cgi-bin (CGI is not yet supported)",
             "wasm at /w (WebAssembly is not yet supported)",
             "location /: autoindex = true (directory listings are not yet supported)",
         ]
@@ -749,7 +788,7 @@ fn bad_flags_are_refused_by_clap_or_reported_with_the_flag() {
             "--listen: 127.0.0.1:9999 is listed twice (first at --listen)".to_owned(),
             "--admin: 127.0.0.1:9999 is also a client listener; the admin listener needs its own address".to_owned(),
             "--wasm: \"/a\" is already mounted by the module at --module".to_owned(),
-            format!("--cgi: {so:?} is not a directory"),
+            format!("--cgi: {so:?} is not executable"),
             "--wasm: file \"missing.wasm\" does not exist".to_owned(),
             "--access-log: the access log's directory \"/no/such/dir\" does not exist".to_owned(),
         ]

@@ -346,13 +346,47 @@ impl SandboxConfig {
     }
 }
 
-/// A directory of CGI/1.1 programs.
+/// CGI/1.1 programs: the executables of a folder, or one program for the
+/// whole prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgiConfig {
     pub prefix: String,
-    /// An existing directory.
+    /// An existing directory of programs (`/prefix/name.cgi/path/info`);
+    /// empty when `program` is set.
     pub dir: PathBuf,
+    /// One program for the prefix (Apache's ScriptAlias): what follows the
+    /// prefix is `PATH_INFO`.
+    pub program: Option<PathBuf>,
+    /// To the program's header block (504 past it), and between its bytes.
     pub timeout: Duration,
+    /// Variables set for every program (after the request's own: these win).
+    pub env: Vec<(String, String)>,
+    /// Variables of the server's own environment passed on (none by default).
+    pub pass_env: Vec<String>,
+    /// Programs of this mount running at once, across workers.
+    pub max_processes: u32,
+    /// Requests waiting for a program to end, past which 503.
+    pub queue: u32,
+    /// Pass `Authorization` as `HTTP_AUTHORIZATION` (Apache's CGIPassAuth).
+    pub pass_authorization: bool,
+    /// A chunked request body goes to stdin as it arrives, without
+    /// `CONTENT_LENGTH` (else it is read whole first and its length given).
+    pub stream_chunked: bool,
+    /// The user programs run as (the server must be root), found in the
+    /// user database when the configuration is read.
+    pub user: Option<RunAs>,
+    /// `pids.max` of the mount's pids cgroup: the tasks of all its
+    /// programs together (None: 16 per process of `max_processes`).
+    pub tasks: Option<u64>,
+}
+
+/// A user to run programs as: its uid and primary group (no
+/// supplementary groups).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// A FastCGI peer (php-fpm, say).
@@ -444,7 +478,16 @@ impl Default for CgiConfig {
         CgiConfig {
             prefix: String::new(),
             dir: PathBuf::new(),
+            program: None,
             timeout: Duration::from_secs(30),
+            env: Vec::new(),
+            pass_env: Vec::new(),
+            max_processes: 64,
+            queue: 256,
+            pass_authorization: false,
+            stream_chunked: false,
+            user: None,
+            tasks: None,
         }
     }
 }
@@ -489,9 +532,6 @@ impl Config {
     /// when it is not empty.
     pub fn not_yet_supported(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for c in &self.cgi {
-            out.push(format!("cgi at {} (CGI is not yet supported)", c.prefix));
-        }
         for w in &self.wasm {
             out.push(format!(
                 "wasm at {} (WebAssembly is not yet supported)",

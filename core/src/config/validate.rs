@@ -254,8 +254,12 @@ impl Draft {
             }
         }
         for c in &self.cgi {
-            if let (Err(problem), Some(at)) = (check_dir(&c.value.dir), &c.path_at) {
-                push(at, format!("{}{problem}", label(at, "cgi.dir")));
+            let (checked, key) = match &c.value.program {
+                Some(p) => (check_program(p), "cgi.program"),
+                None => (check_dir(&c.value.dir), "cgi.dir"),
+            };
+            if let (Err(problem), Some(at)) = (checked, &c.path_at) {
+                push(at, format!("{}{problem}", label(at, key)));
             }
         }
         for f in &self.fastcgi {
@@ -433,6 +437,16 @@ fn check_dir(path: &Path) -> Result<(), String> {
             Err(format!("directory {:?} does not exist", path))
         }
         Err(e) => Err(format!("cannot access {:?}: {e}", path)),
+    }
+}
+
+/// A CGI program: an executable regular file.
+fn check_program(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    check_file(path)?;
+    match std::fs::metadata(path) {
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(format!("{path:?} is not executable")),
+        _ => Ok(()),
     }
 }
 

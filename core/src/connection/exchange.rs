@@ -30,7 +30,7 @@ use crate::http::request::{BodyFraming, Method, RequestHead, Span, Version};
 use crate::http::response::{ConnectionHeader, Framing, status_has_body, write_head_framed};
 use crate::http::{date, parse_head_fields};
 use crate::phases::{HandlerId, Reply};
-use crate::response::Response;
+use crate::response::{Body, Response};
 use crate::send::send_response_framed;
 use crate::worker::WorkerCtx;
 
@@ -416,20 +416,25 @@ async fn send_answer(
     sent: &mut u64,
 ) -> io::Result<()> {
     out.clear();
+    // An NPH program's answer is its own head and body, sent as they come.
+    let raw = matches!(&response.body, Body::Fd(fd) if fd.is_raw());
     let framing = match (response.body.is_open_ended(), ask.version) {
+        _ if raw => Framing::UntilClose,
         (false, _) => Framing::Length(response.body.len()),
         (true, Version::Http11) => Framing::Chunked,
         (true, Version::Http10) => Framing::UntilClose,
     };
-    write_head_framed(
-        out,
-        response.status,
-        &date::now(),
-        response.headers.as_bytes(),
-        framing,
-        connection,
-    );
-    let with_body = !ask.head_only && status_has_body(response.status);
+    if !raw {
+        write_head_framed(
+            out,
+            response.status,
+            &date::now(),
+            response.headers.as_bytes(),
+            framing,
+            connection,
+        );
+    }
+    let with_body = raw || (!ask.head_only && status_has_body(response.status));
     send_response_framed(
         stream,
         out,
@@ -445,7 +450,8 @@ async fn send_answer(
 /// Whether the connection stays open after `response`.
 fn keeps_alive(ask: &Ask, response: &Response, shutdown: &watch::Receiver<bool>) -> bool {
     // Only the connection's end can end an open-ended body for HTTP/1.0.
-    let ends_at_close = response.body.is_open_ended() && ask.version == Version::Http10;
+    let ends_at_close = (response.body.is_open_ended() && ask.version == Version::Http10)
+        || matches!(&response.body, Body::Fd(fd) if fd.is_raw());
     ask.wants_keep_alive && !response.close && !*shutdown.borrow() && !ends_at_close
 }
 

@@ -80,7 +80,7 @@ pub(crate) async fn send_fd(
                     Frame::Header(n) => {
                         if held >= BATCH || !try_read_to(&source, &mut framing, n)? {
                             out.flush(&mut held, sent).await?;
-                            read_to(&source, &mut framing, n).await?;
+                            read_to(stream, &source, &mut framing, n).await?;
                         }
                     }
                     Frame::Skip(n) => {
@@ -89,10 +89,10 @@ pub(crate) async fn send_fd(
                         let n = usize::try_from(n).unwrap_or(usize::MAX);
                         if n > SKIP_MAX {
                             out.flush(&mut held, sent).await?;
-                            skip(&source, n as u64).await?;
+                            skip(stream, &source, n as u64).await?;
                         } else if !try_read_to(&source, &mut framing, n)? {
                             out.flush(&mut held, sent).await?;
-                            read_to(&source, &mut framing, n).await?;
+                            read_to(stream, &source, &mut framing, n).await?;
                         }
                         framing.clear();
                     }
@@ -241,7 +241,7 @@ impl<'a> Out<'a> {
 
     /// Source → pipe: at most `want` bytes (0: the source ended).
     async fn fill(&self, source: &FdSource, want: usize) -> io::Result<usize> {
-        read_op(source, |fd| {
+        read_op(self.stream, source, |fd| {
             splice(fd, None, &self.pipe.1, None, want, SpliceFlags::NONBLOCK)
                 .map_err(io::Error::from)
         })
@@ -284,11 +284,16 @@ impl<'a> Out<'a> {
 }
 
 /// Reads framing bytes into `into` until it holds `n`.
-async fn read_to(source: &FdSource, into: &mut Vec<u8>, n: usize) -> io::Result<()> {
+async fn read_to(
+    stream: &TcpStream,
+    source: &FdSource,
+    into: &mut Vec<u8>,
+    n: usize,
+) -> io::Result<()> {
     while into.len() < n {
         let start = into.len();
         into.resize(n, 0);
-        let got = read_some(source, &mut into[start..]).await;
+        let got = read_some(stream, source, &mut into[start..]).await;
         into.truncate(start + *got.as_ref().unwrap_or(&0));
         if got? == 0 {
             return Err(short("the body's source ended inside its framing"));
@@ -319,11 +324,11 @@ fn try_read_to(source: &FdSource, into: &mut Vec<u8>, n: usize) -> io::Result<bo
 }
 
 /// Reads `n` bytes that are not payload, and drops them.
-async fn skip(source: &FdSource, mut n: u64) -> io::Result<()> {
+async fn skip(stream: &TcpStream, source: &FdSource, mut n: u64) -> io::Result<()> {
     let mut scratch = [0u8; 256];
     while n > 0 {
         let want = usize::try_from(n).unwrap_or(usize::MAX).min(scratch.len());
-        match read_some(source, &mut scratch[..want]).await? {
+        match read_some(stream, source, &mut scratch[..want]).await? {
             0 => return Err(short("the body's source ended inside its framing")),
             k => n -= k as u64,
         }
@@ -331,25 +336,33 @@ async fn skip(source: &FdSource, mut n: u64) -> io::Result<()> {
     Ok(())
 }
 
-async fn read_some(source: &FdSource, into: &mut [u8]) -> io::Result<usize> {
-    read_op(source, |fd| {
+async fn read_some(stream: &TcpStream, source: &FdSource, into: &mut [u8]) -> io::Result<usize> {
+    read_op(stream, source, |fd| {
         rustix::io::read(fd, &mut *into).map_err(io::Error::from)
     })
     .await
 }
 
 /// Runs `op` on the source once it is readable (each wait bounded by its
-/// idle timeout), until it does not block.
+/// idle timeout), until it does not block. A client that closes its side
+/// while the source is silent ends the wait (a CGI program that pauses
+/// is stopped when its client leaves, not at its next write).
 async fn read_op<R>(
+    stream: &TcpStream,
     source: &FdSource,
     mut op: impl FnMut(BorrowedFd<'_>) -> io::Result<R>,
 ) -> io::Result<R> {
     loop {
-        tokio::time::timeout(source.idle_timeout, source.fd.ready())
-            .await
-            .map_err(|_| {
+        let ready = tokio::time::timeout(source.idle_timeout, source.fd.ready());
+        tokio::select! {
+            biased;
+            ready = ready => ready.map_err(|_| {
                 io::Error::new(io::ErrorKind::TimedOut, "the body's source is silent")
-            })??;
+            })??,
+            () = client_left(stream) => {
+                return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "the client went away"));
+            }
+        }
         match source.fd.try_io(&mut op) {
             Err(e)
                 if matches!(
@@ -358,5 +371,15 @@ async fn read_op<R>(
                 ) => {}
             result => return result,
         }
+    }
+}
+
+/// Completes when the client has closed (or reset) its side; never when
+/// it sent more (a pipelined request is not a departure).
+async fn client_left(stream: &TcpStream) {
+    let mut probe = [0u8; 1];
+    match stream.peek(&mut probe).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
     }
 }

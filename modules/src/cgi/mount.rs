@@ -1,0 +1,262 @@
+//! [`Cgi`], one `[[cgi]]` mount: where its programs are, what every
+//! program is told besides the request, and the bound on its programs
+//! running at once (a leaf).
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use iolite_core::config::CgiConfig;
+use iolite_core::{Error, UpstreamFailure, UpstreamKind};
+use iolite_sandbox::ProgramCgroup;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// `PATH` when the mount sets none: the server's own is not passed.
+const DEFAULT_PATH: &[u8] = b"/usr/local/bin:/usr/bin:/bin";
+
+/// Where a mount's programs are.
+#[derive(Debug)]
+enum Target {
+    /// The executables of a folder.
+    Dir(PathBuf),
+    /// One program for the whole prefix.
+    Program(PathBuf),
+}
+
+/// One CGI mount (see the module doc).
+#[derive(Debug)]
+pub struct Cgi {
+    /// Without its trailing `/` (empty for `/`).
+    prefix: String,
+    target: Target,
+    document_root: PathBuf,
+    timeout: Duration,
+    /// `PATH`, the variables passed from the server's environment, then
+    /// the mount's `env`: set after the request's own, so these win.
+    fixed_env: Vec<(Vec<u8>, Vec<u8>)>,
+    pass_authorization: bool,
+    stream_chunked: bool,
+    slots: Arc<Semaphore>,
+    queue: usize,
+    waiting: AtomicUsize,
+    /// The uid and gid programs run as.
+    user: Option<(u32, u32)>,
+    /// The pids cgroup of the mount's programs, where one can be made.
+    cgroup: Option<ProgramCgroup>,
+}
+
+/// What a request's path names under a mount.
+#[derive(Debug)]
+pub(super) struct Script {
+    /// `SCRIPT_NAME`: the prefix and the program's path below it.
+    pub name: Vec<u8>,
+    /// `PATH_INFO`: what follows, empty or from a `/`.
+    pub path_info: Vec<u8>,
+    /// The program.
+    pub filename: PathBuf,
+    /// Its name starts with `nph-`: its output goes to the client as it is.
+    pub nph: bool,
+}
+
+impl Cgi {
+    /// The mount `config` describes; `site_root` is `DOCUMENT_ROOT`. A
+    /// mount with a `user` needs a server running as root.
+    pub fn new(config: &CgiConfig, site_root: &Path) -> Result<Arc<Cgi>, String> {
+        if let Some(user) = &config.user
+            && !nix::unistd::geteuid().is_root()
+        {
+            return Err(format!(
+                "cgi at {}: user = {:?} needs a server started as root",
+                config.prefix, user.name
+            ));
+        }
+        let target = match &config.program {
+            Some(p) => Target::Program(absolute(p)),
+            None => Target::Dir(absolute(&config.dir)),
+        };
+        let mut fixed_env = vec![(b"PATH".to_vec(), DEFAULT_PATH.to_vec())];
+        for name in &config.pass_env {
+            if let Some(value) = std::env::var_os(name) {
+                fixed_env.push((name.as_bytes().to_vec(), value.as_bytes().to_vec()));
+            }
+        }
+        for (name, value) in &config.env {
+            fixed_env.push((name.as_bytes().to_vec(), value.as_bytes().to_vec()));
+        }
+        // The last setting of a name wins.
+        let mut seen = std::collections::HashSet::new();
+        fixed_env.reverse();
+        fixed_env.retain(|(n, _)| seen.insert(n.clone()));
+        fixed_env.reverse();
+        Ok(Arc::new(Cgi {
+            prefix: config.prefix.trim_end_matches('/').to_string(),
+            target,
+            document_root: absolute(site_root),
+            timeout: config.timeout,
+            fixed_env,
+            pass_authorization: config.pass_authorization,
+            stream_chunked: config.stream_chunked,
+            slots: Arc::new(Semaphore::new(config.max_processes.max(1) as usize)),
+            queue: config.queue as usize,
+            waiting: AtomicUsize::new(0),
+            user: config.user.as_ref().map(|u| (u.uid, u.gid)),
+            cgroup: mount_cgroup(config),
+        }))
+    }
+
+    /// The mount's prefix.
+    pub fn prefix(&self) -> &str {
+        if self.prefix.is_empty() {
+            "/"
+        } else {
+            &self.prefix
+        }
+    }
+
+    pub(super) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub(super) fn document_root(&self) -> &Path {
+        &self.document_root
+    }
+
+    pub(super) fn fixed_env(&self) -> &[(Vec<u8>, Vec<u8>)] {
+        &self.fixed_env
+    }
+
+    pub(super) fn pass_authorization(&self) -> bool {
+        self.pass_authorization
+    }
+
+    pub(super) fn user(&self) -> Option<(u32, u32)> {
+        self.user
+    }
+
+    pub(super) fn cgroup(&self) -> Option<&ProgramCgroup> {
+        self.cgroup.as_ref()
+    }
+
+    pub(super) fn stream_chunked(&self) -> bool {
+        self.stream_chunked
+    }
+
+    /// The error of `program` failing this way.
+    pub(super) fn error(program: &Arc<str>, failure: UpstreamFailure) -> Error {
+        Error::upstream(UpstreamKind::Cgi, program.clone(), failure)
+    }
+
+    /// The program a request's path names. `path` is the whole decoded
+    /// path (it starts with the prefix). A folder mount looks for the
+    /// first segment below the prefix that is a file (404 when none, or
+    /// when a segment starts with `.`; 403 when it is not executable).
+    pub(super) fn script(&self, path: &[u8]) -> Result<Script, Error> {
+        let below = path.get(self.prefix.len()..).unwrap_or_default();
+        let dir = match &self.target {
+            Target::Program(p) => {
+                return Ok(Script {
+                    name: self.prefix.as_bytes().to_vec(),
+                    path_info: below.to_vec(),
+                    nph: is_nph(p),
+                    filename: p.clone(),
+                });
+            }
+            Target::Dir(d) => d,
+        };
+        if below.len() < 2 || below[0] != b'/' {
+            return Err(Error::NotFound);
+        }
+        let mut end = 1;
+        loop {
+            let next = below[end..]
+                .iter()
+                .position(|&b| b == b'/')
+                .map_or(below.len(), |i| end + i);
+            let segment = &below[end..next];
+            if segment.is_empty() || segment[0] == b'.' {
+                return Err(Error::NotFound);
+            }
+            let filename = dir.join(std::ffi::OsStr::from_bytes(&below[1..next]));
+            let meta = std::fs::metadata(&filename).map_err(|_| Error::NotFound)?;
+            if meta.is_file() {
+                if meta.permissions().mode() & 0o111 == 0 {
+                    return Err(Error::Forbidden("not an executable program"));
+                }
+                let mut name = self.prefix.as_bytes().to_vec();
+                name.extend_from_slice(&below[..next]);
+                return Ok(Script {
+                    name,
+                    path_info: below[next..].to_vec(),
+                    nph: is_nph(&filename),
+                    filename,
+                });
+            }
+            if !meta.is_dir() || next == below.len() {
+                return Err(Error::NotFound);
+            }
+            end = next + 1;
+        }
+    }
+
+    /// A turn to run a program: at once when fewer than `max_processes`
+    /// run, else after a wait in the queue (bounded by the timeout);
+    /// 503 when the queue is full or the wait too long. Held until the
+    /// program is reaped.
+    pub(super) async fn slot(&self, program: &Arc<str>) -> Result<OwnedSemaphorePermit, Error> {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let busy = |why| Self::error(program, UpstreamFailure::Unavailable(why));
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.queue {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(busy("every process slot busy and the queue full"));
+        }
+        /// Leaves the queue however the wait ends (a client that leaves
+        /// drops it).
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        let _waiting = Waiting(&self.waiting);
+        match tokio::time::timeout(self.timeout, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(busy("no process slot came free in time")),
+        }
+    }
+}
+
+/// The mount's pids cgroup (`pids.max`: `tasks`, else 16 per process),
+/// or none, logged once with the reason (not root, no pids hierarchy).
+fn mount_cgroup(config: &CgiConfig) -> Option<ProgramCgroup> {
+    static MOUNTS: AtomicUsize = AtomicUsize::new(0);
+    let label = MOUNTS.fetch_add(1, Ordering::Relaxed).to_string();
+    let max = config
+        .tasks
+        .unwrap_or(16 * u64::from(config.max_processes.max(1)));
+    match ProgramCgroup::create(&label, max) {
+        Ok(c) => {
+            tracing::info!(cgi = %config.prefix, "programs in {} (pids.max {max})", c.path().display());
+            Some(c)
+        }
+        Err(why) => {
+            tracing::info!(cgi = %config.prefix, "no pids cgroup for the programs: {why}");
+            None
+        }
+    }
+}
+
+fn is_nph(p: &Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n.as_bytes().starts_with(b"nph-"))
+}
+
+/// `p` made absolute against the working directory (programs run in
+/// their own folder, so a relative name would not hold there).
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
