@@ -56,20 +56,32 @@ const FASTCGI_KEYS: &[&str] = &[
 ];
 const WASM_KEYS: &[&str] = &["prefix", "path", "kind", "memory_limit", "timeout"];
 
+/// What is wrong with `name` as an environment variable's name, if
+/// anything.
+pub(super) fn env_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("an environment variable's name is empty")
+    } else if name.contains('=') {
+        Some("an environment variable's name cannot hold '='")
+    } else if name.contains('\0') {
+        Some("an environment variable's name cannot hold a NUL byte")
+    } else {
+        None
+    }
+}
+
 impl Cx<'_, '_> {
-    /// A table of environment variables, `{ NAME = "value" }`: names
-    /// without `=` or NUL, string values without NUL.
+    /// A table of environment variables, `{ NAME = "value" }` (`key` names
+    /// it in messages: `module.env`, `cgi.env`): names without `=` or NUL,
+    /// string values without NUL.
     pub(super) fn env_table(&mut self, v: &Val<'_>, key: &str) -> Option<Vec<(String, String)>> {
         let t = self.table(v, key)?;
         let mut out = Vec::new();
         let mut ok = true;
         for (k, value) in t.iter() {
             let name = k.get_ref().as_ref();
-            if name.is_empty() || name.contains(['=', '\0']) {
-                self.error(
-                    k.span(),
-                    format!("{key}: {name:?} is not an environment variable name"),
-                );
+            if let Some(problem) = env_name_problem(name) {
+                self.error(k.span(), format!("{key}: {problem}"));
                 ok = false;
                 continue;
             }

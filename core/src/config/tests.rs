@@ -254,7 +254,7 @@ fn bad_files_report_every_error_with_its_position() {
             "root = \"site\"\n[[module]]\nprefix = \"/app\"\npath = \"mod.so\"\nmax_body = \"big\"\nenv = { \"A=B\" = \"x\", N = 3 }\n",
             &[
                 "FILE:5:12: module.max_body: bad size \"big\": expected a number of bytes with an optional suffix K, M, G or T (such as 256M)",
-                "FILE:6:9: module.env: \"A=B\" is not an environment variable name",
+                "FILE:6:9: module.env: an environment variable's name cannot hold '='",
                 "FILE:6:26: module.env.N: expected a string, found an integer",
             ],
         ),
