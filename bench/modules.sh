@@ -8,7 +8,7 @@
 #                    [--check lua|light]
 #                    [--rtt-iters N] [--no-rtt] [--no-build] [--out DIR]
 #                    [--against DIR [--workloads LIST]]
-#                    [--attack NAME[,NAME...]]
+#                    [--attack NAME[,NAME...]] [--slow]
 #
 # See bench/README.md ("Process modules"). In short: it builds iolite and the
 # example modules (cargo build --release --workspace), starts ONE iolite on a
@@ -63,6 +63,16 @@
 # never returns: refused when its check times out). One more is one line
 # in attack_spec below.
 #
+# --slow (issue 15): the faulty fixture is mounted at /nap with
+# processes_min = 1, processes_max = 4, in_flight = 4 and default lane
+# settings, and only two things are measured: (d) a handler that sleeps
+# 20 ms (GET /nap/nap?ms=20, a call to a database, say) with 16 = 4 x 4
+# connections: goal >= 0.9 x 4 x 4 / 20 ms = 720 req/s; (e) the module's
+# quick answer (GET /nap/x) with 8 connections, unloaded and then while 4
+# more connections keep slow requests (GET /nap/nap?ms=200) going on the
+# same module: goal, its p99 within 2x the unloaded p99 (a quick request
+# does not wait behind a slow one).
+#
 # Every process it starts is stopped by pid when it exits, however it exits.
 set -euo pipefail
 
@@ -74,7 +84,7 @@ lib=$here/lib
 
 rounds=5 duration=5 warmup=1 connections=64 workers=2 check=lua
 rtt_iters=5000 rtt=1 build=1 out=$here/out in_flight=64
-attacks="" against="" ab_workloads=hello,static-1KiB,blob,blob-copy,echo,echo-copy
+attacks="" against="" slow=0 ab_workloads=hello,static-1KiB,blob,blob-copy,echo,echo-copy
 argv=("$@")  # for the rerun command an A/B report prints
 
 usage() {
@@ -98,6 +108,7 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift 2 ;;
     --against) against=$2; shift 2 ;;
     --attack) attacks=$2; shift 2 ;;
+    --slow) slow=1; shift ;;
     --workloads) ab_workloads=$2; workloads_given=1; shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "modules.sh: unknown option $1" >&2; usage 2 >&2 ;;
@@ -165,6 +176,12 @@ if [ -n "$attacks" ]; then
   rtt=0
 fi
 
+if [ "$slow" = 1 ]; then
+  [ -z "$against" ] && [ -z "$attacks" ] || die "--slow goes alone (not with --against or --attack)"
+  rtt=0
+fi
+slow_procs=4 slow_in_flight=4
+
 # ------------------------------------------------------------------ tools
 command -v python3 >/dev/null || die "python3 is needed"
 if ! command -v wrk >/dev/null; then
@@ -187,6 +204,9 @@ for a in "${attack_list[@]}"; do
   read -r alib _ <<<"$(attack_spec "$a")"
   [ -e "$bin/lib$alib.so" ] || die "$bin/lib$alib.so is missing (cargo build --release --workspace)"
 done
+if [ "$slow" = 1 ]; then
+  [ -e "$bin/libfaulty.so" ] || die "$bin/libfaulty.so is missing (cargo build --release --workspace)"
+fi
 
 # ------------------------------------------------------------------ processes
 started=()  # root pids of the servers, stopped by pid on exit
@@ -240,6 +260,10 @@ walk blob '/blob?kib=1024' "$mib"
 walk blob-copy '/blob-copy?kib=1024' "$mib"
 walk echo /echo "$mib"
 walk echo-copy /echo-copy "$mib"
+# The faulty module's answers ("ok pid N", "napped pid N") vary in length:
+# 8 bytes is a floor (checked light).
+walk nap20 '/nap/nap?ms=20' 8
+walk quick /nap/x 8
 
 # One runner process per module, taking all the requests the 64
 # connections can have in flight: on 2 CPUs more processes only add wake-ups
@@ -271,6 +295,10 @@ write_config() { # LIBDIR FILE
       echo "timeout = \"$atimeout\""
       attack_extra "$a"
     done
+    if [ "$slow" = 1 ]; then
+      printf '\n[[module]]\nprefix = "/nap"\npath = "%s/libfaulty.so"\n' "$1"
+      printf 'processes_min = 1\nprocesses_max = %s\nin_flight = %s\n' "$slow_procs" "$slow_in_flight"
+    fi
   } >"$2"
 }
 config=$run/iolite.toml
@@ -422,7 +450,9 @@ spec() { # workload -> name:script:check, as in the pairs above
     echo|echo-copy) echo "$1:post:light" ;;
   esac
 }
-if [ -n "$attacks" ]; then
+if [ "$slow" = 1 ]; then
+  total=$((rounds * 3)) after="no RTT bench (--slow)"
+elif [ -n "$attacks" ]; then
   total=$((rounds * 2 * (1 + ${#attack_list[@]}))) after="no RTT bench (--attack)"
 elif [ -n "$against" ]; then
   total=$((rounds * ${#ab_list[@]} * 2)) after="no RTT bench (--against)"
@@ -474,8 +504,26 @@ attack_round() { # ROUND
       >"$run/attack-$a-restarts"
   done
 }
+# (d) the 20 ms handler at 4 x 4 connections; (e) the quick answer alone,
+# then beside 4 connections of 200 ms requests (a wrk of its own, stopped
+# by pid).
+slow_round() { # ROUND
+  connections=$((slow_procs * slow_in_flight)) measure nap20:walk:light "$1"
+  connections=8 measure quick:walk:light "$1" quick-unloaded
+  wrk -t 1 -c 4 -d $((duration + warmup + 5))s --timeout 10s "$url/nap/nap?ms=200" \
+    >"$run/slow-load-r$1.txt" 2>&1 &
+  attacker=$!
+  connections=8 measure quick:walk:light "$1" quick-beside-slow
+  kill -TERM "$attacker" 2>/dev/null || true
+  wait "$attacker" 2>/dev/null || true
+  attacker=""
+}
 for ((r = 1; r <= rounds; r++)); do
   echo "modules.sh: round $r of $rounds" >&2
+  if [ "$slow" = 1 ]; then
+    slow_round "$r"
+    continue
+  fi
   if [ -n "$attacks" ]; then
     attack_round "$r"
     continue
@@ -543,6 +591,13 @@ if [ -n "$against" ]; then
     --version-b "git ${rev_b:-unknown}, sha256 $(ab_sha "$against/iolite")"
     --config-b "$config_b" --mem-a "$mem_a" --mem-b "$mem_b"
     --workloads "$ab_workloads" --rerun "$rerun")
+fi
+if [ "$slow" = 1 ]; then
+  python3 "$lib/slow_report.py" "$runs" "git $rev${dirty:+ + local changes}" \
+    "$rounds" "$duration" "$slow_procs" "$slow_in_flight" >"$report"
+  cat "$report"
+  echo "modules.sh: report saved as ${report#"$repo"/}; raw runs in ${runs#"$repo"/}" >&2
+  exit 0
 fi
 if [ -n "$attacks" ]; then
   python3 "$lib/attack_report.py" "$runs" "$run" "git $rev${dirty:+ + local changes}" \

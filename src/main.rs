@@ -15,7 +15,7 @@ use iolite_modules::ProcessModule;
 
 /// iolite: the Rice design for scalable network servers, for today's Linux.
 #[derive(Debug, Parser)]
-#[command(name = "iolite", version, about)]
+#[command(name = "iolite", version = version_line(), about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -48,9 +48,12 @@ struct RunnerArgs {
     /// The inherited unix socket to the server.
     #[arg(long)]
     socket_fd: Option<i32>,
-    /// The module library.
+    /// The module library (the server's sealed copy of it).
     #[arg(long)]
     module: PathBuf,
+    /// The library's configured path, for messages.
+    #[arg(long)]
+    shown_as: Option<PathBuf>,
     /// The module's name (its prefix), for messages.
     #[arg(long)]
     name: Option<String>,
@@ -76,6 +79,19 @@ struct RunnerArgs {
     landlock_write: Vec<PathBuf>,
 }
 
+/// `iolite --version`: the release and the module ABI its runners speak
+/// (a module library must be built against an SDK of the same ABI).
+fn version_line() -> &'static str {
+    static LINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LINE.get_or_init(|| {
+        format!(
+            "{} (module ABI {})",
+            env!("CARGO_PKG_VERSION"),
+            iolite_modules::MODULE_ABI
+        )
+    })
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(&args),
@@ -98,15 +114,16 @@ fn runner(args: &RunnerArgs) -> ExitCode {
     let name = args.name.as_deref().unwrap_or("module");
     let spec = runner::SandboxSpec::parse(&args.sandbox)
         .map(|s| s.with_paths(args.landlock_read.clone(), args.landlock_write.clone()));
+    let shown = args.shown_as.as_deref().unwrap_or(&args.module);
     let result = spec.and_then(|sandbox| match (args.check, args.socket_fd) {
-        (true, _) => runner::check(&args.module, &sandbox).map(|checked| {
+        (true, _) => runner::check(&args.module, shown, &sandbox).map(|checked| {
             println!("sandbox: {}", checked.report);
             println!("features: {}", checked.features);
             0
         }),
         (false, Some(fd)) => runner::run(
             fd,
-            &args.module,
+            (&args.module, shown),
             &sandbox,
             args.shared_bytes,
             args.output_pool,
@@ -139,6 +156,30 @@ fn report(errors: &ConfigErrors) {
 fn check_config(file: &std::path::Path) -> ExitCode {
     match config::check_file(file) {
         Ok(c) => {
+            // Each module's library, as `serve` checks it before it starts
+            // (its constructors are untrusted code: a sandboxed runner with
+            // a time limit loads it); every failure is reported.
+            let mut failed = 0;
+            if !c.modules.is_empty() {
+                match iolite_modules::current_exe() {
+                    Ok(exe) => {
+                        for m in &c.modules {
+                            if let Err(e) = iolite_modules::check_module_library(m, &exe) {
+                                eprintln!("{}: {e}", file.display());
+                                failed += 1;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("{}: module libraries not checked: {e}", file.display());
+                        failed += 1;
+                    }
+                }
+            }
+            if failed > 0 {
+                eprintln!("{failed} module library check(s) failed");
+                return ExitCode::FAILURE;
+            }
             println!("{}: ok", file.display());
             print!("{}", c.summary());
             for what in c.not_yet_supported() {
@@ -204,6 +245,7 @@ const DEMO_MODULES: &[(&str, &str)] = &[
     ("/echo", "echo"),
     ("/template", "template"),
     ("/api", "jsonapi"),
+    ("/guestbook", "guestbook"),
 ];
 
 fn mount_demo_modules(config: &mut config::Config) {
@@ -341,6 +383,9 @@ fn run(opts: ServerOptions, config: &config::Config) -> Result<(), Fail> {
     for m in &modules {
         server.metrics().add_source(m.metrics());
     }
+    server.metrics().add_status_source(std::sync::Arc::new(
+        iolite_modules::metrics::ModulesStatus(modules.iter().map(|m| m.metrics()).collect()),
+    ));
     for m in &modules {
         let module = m.clone();
         let mount = Mount::content(m.prefix(), std::sync::Arc::new(move || module.handler()));

@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod support;
+
 fn iolite(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_iolite"))
         .args(args)
@@ -166,7 +168,12 @@ fn serve_refuses_bad_flags_and_unusable_mounts() {
 fn check_config_names_the_uid_each_module_gets_or_that_they_share_one() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("site")).unwrap();
-    std::fs::write(dir.path().join("mod.so"), b"").unwrap();
+    // A real module: check-config loads it.
+    std::fs::copy(
+        support::module_lib(&["iolite-example-hello"], "hello"),
+        dir.path().join("mod.so"),
+    )
+    .unwrap();
     let modules = "[[module]]\nprefix = \"/a\"\npath = \"mod.so\"\n\
                    [[module]]\nprefix = \"/b\"\npath = \"mod.so\"\n";
     std::fs::write(
@@ -194,4 +201,63 @@ fn check_config_names_the_uid_each_module_gets_or_that_they_share_one() {
         "{}",
         text(&out.stdout)
     );
+}
+
+/// Module libraries are checked as `serve` checks them (a sandboxed runner
+/// with a time limit loads each), and every failure is reported: one built
+/// for another ABI, and one whose constructor never returns.
+#[test]
+fn module_libraries_are_checked_and_every_failure_reported() {
+    let libs = |name: &str| {
+        support::module_lib(
+            &[
+                "iolite-example-hello",
+                "iolite-fixture-abi-mismatch",
+                "iolite-fixture-ctor-sleep",
+            ],
+            name,
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("site")).unwrap();
+    let module = |prefix: &str, name: &str| {
+        format!(
+            "[[module]]\nprefix = \"{prefix}\"\npath = \"{}\"\ncheck_timeout = \"2s\"\n",
+            libs(name)
+        )
+    };
+    std::fs::write(
+        dir.path().join("mods.toml"),
+        format!("root = \"site\"\n{}", module("/ok", "hello")),
+    )
+    .unwrap();
+    let out = iolite(&["check-config", "mods.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    std::fs::write(
+        dir.path().join("mods.toml"),
+        format!(
+            "root = \"site\"\n{}{}{}",
+            module("/ok", "hello"),
+            module("/abi", "abi_mismatch"),
+            module("/sleepy", "ctor_sleep")
+        ),
+    )
+    .unwrap();
+    let out = iolite(&["check-config", "mods.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(
+        lines[0].starts_with("mods.toml: module at /abi: ")
+            && lines[0].contains("ABI version 9999"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with("mods.toml: module at /sleepy: ")
+            && lines[1].contains("did not finish within the check_timeout of 2s"),
+        "{stderr}"
+    );
+    assert_eq!(lines[2], "2 module library check(s) failed");
+    assert_eq!(text(&out.stdout), "");
 }

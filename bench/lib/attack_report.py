@@ -18,6 +18,8 @@ import platform
 import statistics
 import sys
 
+from machine import cpu_model
+
 runs_path, rundir, version, rounds, duration = sys.argv[1:6]
 attacks = sys.argv[6:]
 rows = [json.loads(line) for line in open(runs_path) if line.strip()]
@@ -27,16 +29,6 @@ def p99(target, workload):
     vals = [r["p99_us"] for r in rows
             if r["target"] == target and r["workload"] == workload]
     return statistics.median(vals) if vals else None
-
-
-def cpu_model():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 print(f"# Process modules under attack ({version})\n")

@@ -56,4 +56,12 @@ pub enum Error {
     /// The module library path.
     #[error("module library {0:?} does not exist")]
     Missing(PathBuf),
+    /// The module library could not be read into the server's copy.
+    #[error("module library {path:?}: {reason}")]
+    Library {
+        /// The configured path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }

@@ -10,7 +10,8 @@
 //! - [`cgi`]: CGI/1.1 programs; today the header block's parser.
 //! - [`fastcgi`]: FastCGI application servers; today the record codec.
 //! - `error`: [`Error`], the crate's one error enum.
-//! - [`metrics`]: [`ModuleMetrics`], per-module figures on `/metrics`.
+//! - [`metrics`]: [`ModuleMetrics`], per-module figures on `/metrics`;
+//!   `ModulesStatus`, their rows on `/status`.
 //! - [`runner`]: the runner process's side (`iolite runner`): its sandbox.
 //! - `process/`: [`ProcessModule`]; its doc has the request path.
 //!   - `handler`: the core `Handler`: routes from the head, reads the body.
@@ -39,6 +40,8 @@ mod process;
 pub mod runner;
 
 pub use error::Error;
+/// The module ABI this server's runners speak (`iolite --version`).
+pub use iolite_sdk::wire::ABI_VERSION as MODULE_ABI;
 pub use metrics::ModuleMetrics;
 pub use process::exchange::DirectClient;
 /// The `module_answer` fuzz target's entry point (`modules/fuzz`): a
@@ -46,4 +49,4 @@ pub use process::exchange::DirectClient;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use process::link::fuzzing;
-pub use process::{ProcessModule, current_exe, sweep_stale_cgroups};
+pub use process::{ProcessModule, check_module_library, current_exe, sweep_stale_cgroups};

@@ -1,9 +1,16 @@
 //! [`ModuleMetrics`]: one module's counters, shown on `/metrics` labelled
-//! by the module's mount prefix.
+//! by the module's mount prefix, and [`ModulesStatus`], every module's row
+//! on `/status`.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
-use iolite_core::metrics::{MetricsSource, Sample};
+use iolite_core::metrics::{MetricsSource, Sample, StatusSource, StatusTable};
+
+/// Latency buckets: bucket `i` counts answers that took less than 2^i µs
+/// (the last one: any longer).
+const BUCKETS: usize = 28;
 
 /// One module's counters (relaxed atomics, like core's).
 #[derive(Debug, Default)]
@@ -16,6 +23,9 @@ pub struct ModuleMetrics {
     pub(crate) bad_gateway: AtomicU64,
     /// Answered 503 (too many requests queued for the module).
     pub(crate) busy: AtomicU64,
+    /// Answered 503 because no runner was up (a restart's back-off pause,
+    /// runners that cannot start, a refused library).
+    pub(crate) unavailable: AtomicU64,
     /// Answered 504 (past the module's timeout).
     pub(crate) timed_out: AtomicU64,
     /// Requests whose client went away before the answer.
@@ -33,6 +43,9 @@ pub struct ModuleMetrics {
     /// while the server held it back (a client slow to read, an upload
     /// still arriving): not a stall, the runner is kept.
     pub(crate) stream_waits: AtomicU64,
+    /// How long requests took (routed to answered head), by power of two
+    /// of microseconds.
+    latency: [AtomicU64; BUCKETS],
 }
 
 impl ModuleMetrics {
@@ -43,7 +56,35 @@ impl ModuleMetrics {
         }
     }
 
-    /// Counts a finished request by the status it got.
+    /// Counts how long a request took, from its routing to its answer's
+    /// head (or its failure).
+    pub(crate) fn took(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
+        let i = (64 - us.leading_zeros() as usize).min(BUCKETS - 1);
+        self.latency[i].fetch_add(1, Relaxed);
+    }
+
+    /// The latency under which a share `q` of requests finished (the upper
+    /// bound of its power-of-two bucket); None before any request.
+    pub fn latency_quantile(&self, q: f64) -> Option<Duration> {
+        let counts: Vec<u64> = self.latency.iter().map(|c| c.load(Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let want = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in counts.iter().enumerate() {
+            seen += n;
+            if seen >= want {
+                return Some(Duration::from_micros(1u64 << i));
+            }
+        }
+        None
+    }
+
+    /// Counts a finished request by the status it got (503: busy; the
+    /// caller counts `unavailable` itself).
     pub(crate) fn answered(&self, status: u16) {
         match status {
             502 => self.bad_gateway.fetch_add(1, Relaxed),
@@ -56,7 +97,7 @@ impl ModuleMetrics {
 
 impl MetricsSource for ModuleMetrics {
     fn samples(&self, out: &mut Vec<Sample>) {
-        let figures: [(&'static str, &'static str, &'static str, &AtomicU64); 10] = [
+        let figures: [(&'static str, &'static str, &'static str, &AtomicU64); 11] = [
             (
                 "iolite_module_requests_total",
                 "counter",
@@ -74,6 +115,12 @@ impl MetricsSource for ModuleMetrics {
                 "counter",
                 "Module requests answered 503 (too many queued).",
                 &self.busy,
+            ),
+            (
+                "iolite_module_unavailable_total",
+                "counter",
+                "Module requests answered 503 at once because no runner was up (restart back-off, refused library).",
+                &self.unavailable,
             ),
             (
                 "iolite_module_timeouts_total",
@@ -127,5 +174,52 @@ impl MetricsSource for ModuleMetrics {
                 value: value.load(Relaxed),
             });
         }
+    }
+}
+
+/// Every process module's row on `/status`.
+#[derive(Debug, Default)]
+pub struct ModulesStatus(pub Vec<Arc<ModuleMetrics>>);
+
+impl StatusSource for ModulesStatus {
+    fn tables(&self, out: &mut Vec<StatusTable>) {
+        if self.0.is_empty() {
+            return;
+        }
+        let ms = |d: Option<Duration>| {
+            d.map_or_else(
+                || "–".to_owned(),
+                |d| format!("≤ {:.1} ms", d.as_secs_f64() * 1000.0),
+            )
+        };
+        out.push(StatusTable {
+            title: "Process modules".to_owned(),
+            note: "Errors by kind: 502 the runner failed or answered invalidly; 503 busy (its queue was full) or no runner up (restart back-off, refused library); 504 past its timeout. Latency from routing to the answer's head, by power-of-two buckets.".to_owned(),
+            columns: vec![
+                "module", "requests", "502", "503 busy", "503 no runner", "504", "cancelled",
+                "runners", "restarts", "recycled", "p50", "p99",
+            ],
+            rows: self
+                .0
+                .iter()
+                .map(|m| {
+                    let n = |c: &AtomicU64| c.load(Relaxed).to_string();
+                    vec![
+                        m.prefix.clone(),
+                        n(&m.requests),
+                        n(&m.bad_gateway),
+                        n(&m.busy),
+                        n(&m.unavailable),
+                        n(&m.timed_out),
+                        n(&m.cancelled),
+                        n(&m.runners),
+                        n(&m.restarts),
+                        n(&m.recycled),
+                        ms(m.latency_quantile(0.5)),
+                        ms(m.latency_quantile(0.99)),
+                    ]
+                })
+                .collect(),
+        });
     }
 }

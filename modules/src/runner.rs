@@ -76,6 +76,9 @@ pub struct SandboxSpec {
     pub memory: Option<u64>,
     /// SCHED_BATCH at nice 10.
     pub low_priority: bool,
+    /// Environment variables the server sets in the runner (`[module.env]`;
+    /// not an argument: the runner gets them as its environment).
+    pub env: Vec<(String, String)>,
 }
 
 impl SandboxSpec {
@@ -97,6 +100,7 @@ impl SandboxSpec {
             cpu_seconds: s.cpu_time.map(whole_seconds),
             memory: cfg.memory_limit.or(strict.then_some(DEFAULT_MEMORY_LIMIT)),
             low_priority: s.low_priority,
+            env: cfg.env.clone(),
         }
     }
 
@@ -208,16 +212,17 @@ impl SandboxSpec {
             cpu_seconds: num(8)?,
             memory: num(9)?,
             low_priority: flag(10)?,
+            env: Vec::new(),
         })
     }
 
-    /// The sandbox profile for a runner of `library` that maps
-    /// `shared_bytes` of pools. Landlock lets the module read its own
-    /// library file and the configured paths, nothing else: dlopen has
-    /// mapped the library (and its dependencies) before landlock applies,
-    /// and a module reaches its usual data through the server (cache and
-    /// request pools over the socket).
-    pub fn profile(&self, library: &Path, shared_bytes: u64) -> Profile {
+    /// The sandbox profile for a runner that maps `shared_bytes` of pools
+    /// and loads a library that landlock must let it read (`library`: a
+    /// file's; None for the server's memfd copy, which landlock does not
+    /// restrict). Landlock lets the module read that and the configured
+    /// paths, nothing else; a module reaches its usual data through the
+    /// server (cache and request pools over the socket).
+    pub fn profile(&self, library: Option<&Path>, shared_bytes: u64) -> Profile {
         Profile {
             user: self.user.clone(),
             no_new_privs: self.no_new_privs,
@@ -240,7 +245,9 @@ impl SandboxSpec {
             low_priority: self.low_priority,
             open: OpenPolicy::UnderLandlock,
             landlock: self.landlock.then(|| Landlock {
-                read_only: std::iter::once(library.to_owned())
+                read_only: library
+                    .map(Path::to_owned)
+                    .into_iter()
                     .chain(self.read_paths.iter().cloned())
                     .collect(),
                 read_write: self.write_paths.clone(),
@@ -267,15 +274,16 @@ pub struct Checked {
     pub features: u32,
 }
 
-/// Loads `module` under `sandbox` and checks its ABI version; returns the
-/// sandbox report and the module's feature bits.
-pub fn check(module: &Path, sandbox: &SandboxSpec) -> Result<Checked, Error> {
-    let file = open_library(module)?;
+/// Loads `module` (named `shown` in messages: the server hands runners a
+/// copy) under `sandbox` and checks its ABI version; returns the sandbox
+/// report and the module's feature bits.
+pub fn check(module: &Path, shown: &Path, sandbox: &SandboxSpec) -> Result<Checked, Error> {
+    let file = open_library(module, shown)?;
     let confined = sandbox
-        .profile(&by_fd(&file), 0)
+        .profile(library_rule(&file).as_deref(), 0)
         .apply_before_load()?
         .confine()?;
-    let lib = ModuleLibrary::open_file(&file, module)?;
+    let lib = ModuleLibrary::open_file(&file, shown)?;
     let report = confined.after_load()?;
     lib.check_abi(ABI_SYMBOL, ABI_VERSION)?;
     // Optional: a library that speaks the protocol itself may have none.
@@ -295,7 +303,7 @@ pub fn check(module: &Path, sandbox: &SandboxSpec) -> Result<Checked, Error> {
 /// module (whose sandbox makes none).
 pub fn run(
     socket_fd: i32,
-    module: &Path,
+    (module, shown): (&Path, &Path),
     sandbox: &SandboxSpec,
     shared_bytes: u64,
     output_pool: u64,
@@ -310,12 +318,12 @@ pub fn run(
         })?;
     // The whole sandbox before the library is loaded: its initialisers
     // are module code. Only the post-load hardening (no PROT_EXEC) after.
-    let file = open_library(module)?;
+    let file = open_library(module, shown)?;
     let confined = sandbox
-        .profile(&by_fd(&file), shared_bytes)
+        .profile(library_rule(&file).as_deref(), shared_bytes)
         .apply_before_load()?
         .confine()?;
-    let lib = ModuleLibrary::open_file(&file, module)?;
+    let lib = ModuleLibrary::open_file(&file, shown)?;
     let report = confined.after_load()?;
     lib.check_abi(ABI_SYMBOL, ABI_VERSION)?;
     let sock = send_report(sock, &report)?;
@@ -324,20 +332,28 @@ pub fn run(
 
 /// Opens the library file while the runner still has the server's
 /// credentials: the sandbox user may not be able to reach its directory.
-fn open_library(module: &Path) -> Result<std::fs::File, Error> {
+fn open_library(module: &Path, shown: &Path) -> Result<std::fs::File, Error> {
     std::fs::File::open(module).map_err(|e| {
         Error::Load(iolite_sandbox::LoadError::Open {
-            path: module.to_owned(),
+            path: shown.to_owned(),
             reason: e.to_string(),
         })
     })
 }
 
-/// `/proc/self/fd/N` for the open library: landlock's rule for it is made
-/// after the user drop, through this process's own descriptor table.
-fn by_fd(file: &std::fs::File) -> PathBuf {
+/// The landlock rule the open library needs: `/proc/self/fd/N` (made
+/// after the user drop, through this process's own descriptor table) for
+/// a file; none for a memfd (the server's sealed copy), which is on no
+/// file system landlock restricts, and for which it takes no rule.
+fn library_rule(file: &std::fs::File) -> Option<PathBuf> {
     use std::os::fd::AsRawFd;
-    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+    let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    let target = std::fs::read_link(&by_fd).ok()?;
+    (!target
+        .as_os_str()
+        .as_encoded_bytes()
+        .starts_with(b"/memfd:"))
+    .then_some(by_fd)
 }
 
 /// The runner's first bytes on the socket, before the module speaks: the
@@ -430,7 +446,7 @@ mod tests {
                 .with_paths(after("--landlock-read"), after("--landlock-write"));
             assert_eq!(parsed, spec, "{arg}");
             assert_eq!(
-                spec.profile(Path::new("/m.so"), 1 << 20)
+                spec.profile(Some(Path::new("/m.so")), 1 << 20)
                     .rlimits
                     .address_space,
                 address_space,
@@ -438,13 +454,13 @@ mod tests {
             );
         }
         assert_eq!(
-            SandboxSpec::from_config(&none).profile(Path::new("/m.so"), 0),
+            SandboxSpec::from_config(&none).profile(Some(Path::new("/m.so")), 0),
             Profile {
                 open: OpenPolicy::UnderLandlock,
                 ..Profile::none()
             }
         );
-        let strict_profile = SandboxSpec::from_config(&strict).profile(Path::new("/m.so"), 0);
+        let strict_profile = SandboxSpec::from_config(&strict).profile(Some(Path::new("/m.so")), 0);
         assert_eq!(strict_profile.rlimits.core_size, Some(0));
         assert_eq!(
             strict_profile.landlock,
@@ -453,7 +469,7 @@ mod tests {
                 read_write: vec![],
             })
         );
-        let mixed_profile = SandboxSpec::from_config(&mixed).profile(Path::new("/m.so"), 0);
+        let mixed_profile = SandboxSpec::from_config(&mixed).profile(Some(Path::new("/m.so")), 0);
         assert_eq!(
             mixed_profile.landlock,
             Some(Landlock {

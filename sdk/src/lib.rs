@@ -1,86 +1,177 @@
 //! iolite-sdk is what a content-module author depends on: the [`Module`]
 //! trait, the [`Request`] view over a body in shared memory, the output-pool
-//! [`Writer`], [`Response`], and the [`export!`] macro that makes the C-ABI
-//! entry points. It also owns the wire contract between the server and a
-//! runner process ([`wire`]). It depends on iolite-ipc and never on
+//! [`Writer`], [`Response`], [`HttpError`], a small [`Router`], decoded
+//! [`Params`], a [`BodyReader`], and the [`export!`] macro that makes the
+//! C-ABI entry points. It also owns the wire contract between the server
+//! and a runner process ([`wire`]). It depends on iolite-ipc and never on
 //! iolite-core (the server).
 //!
-//! # Writing a module
+//! # A module from an empty folder
 //!
-//! `cargo new --lib mymod`, then in its `Cargo.toml`:
+//! The crate is not published: depend on it by path. Next to a checkout of
+//! iolite (`iolite/`), make a folder `app/` with this `Cargo.toml`:
 //!
 //! ```toml
-//! [lib]
-//! crate-type = ["cdylib"]
-//!
-//! [dependencies]
-//! iolite-sdk = "0.1"
+#![doc = include_str!("../doc/app.toml")]
 //! ```
 //!
-//! and in `src/lib.rs`:
+//! and this `src/lib.rs`:
 //!
 //! ```
-//! use std::fmt::Write as _;
-//! use iolite_sdk::{Ctx, Module, Request, Response};
-//!
-//! #[derive(Default)]
-//! struct Greeter;
-//!
-//! impl Module for Greeter {
-//!     fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Response {
-//!         // Bytes written here land once in the output pool; the server
-//!         // sends them from the same pages.
-//!         let mut out = ctx.writer();
-//!         let _ = writeln!(out, "hello from {} {}", req.method(), req.path());
-//!         let mut body = out.finish();
-//!         // The request body goes back by reference, never copied.
-//!         body.append(&mut req.body().clone());
-//!         Response::new(200)
-//!             .header("Content-Type", "text/plain; charset=utf-8")
-//!             .body(body)
-//!     }
-//! }
-//!
-//! iolite_sdk::export!(Greeter);
+#![doc = include_str!("../doc/app.rs")]
 //! ```
 //!
-//! Build it (`cargo build --release`) and mount it:
-//! `iolite serve --module /greet=target/release/libmymod.so`. The server
-//! starts runner processes that load the library, check its ABI version
-//! (a module built for another version is refused, both versions named)
-//! and call its entry point with the socket they inherited.
+//! Build it, and serve it with the iolite binary built from the checkout
+//! (a relative `--module` path is taken from the working directory):
+//!
+//! ```sh
+//! cd app && cargo build --release
+//! cd ../iolite && cargo run --release -- serve --listen 127.0.0.1:8080 \
+//!     --module /app=../app/target/release/libapp.so
+//! curl http://127.0.0.1:8080/app/hello?name=you     # Hello, you!
+//! curl -d a=1 -d b=2 http://127.0.0.1:8080/app/sum   # 3
+//! curl -X DELETE -i http://127.0.0.1:8080/app/sum    # 405, Allow: POST
+//! ```
+//!
+//! The server starts runner processes (sandboxed first) that load the
+//! library, check its ABI version (a module built for another version is
+//! refused, both versions named) and serve the mount: every request whose
+//! path is the prefix or below it (`/app`, `/app/…`). The test
+//! `tests/sdk.rs` builds exactly this crate, outside the workspace, and
+//! asks it these questions through the real binary.
+//!
+//! # Requests and answers
+//!
+//! - [`Module::handle`] returns `Result<Response, HttpError>`: an error is
+//!   answered with its status and message (a 5xx's cause goes to the
+//!   module's stderr, which the server logs under the module's name, not
+//!   to the client). `?` converts `io::Error` (500; a full output pool:
+//!   503 with `Retry-After`), `fmt::Error` (a [`Writer`] whose pool is
+//!   full: 503), the SDK's [`Error`] and your own types with a `From` impl.
+//! - [`Router`]: method and [`Request::sub_path`] (the path below the
+//!   mount; [`Request::path`] is the whole path, [`Request::mount`] the
+//!   prefix); 405 with `Allow`, 404, HEAD answered by the GET route.
+//! - [`Request::query_params`], [`Request::form`] and (feature `json`)
+//!   `Request::json` decode in place; [`Request::reader`] reads the body
+//!   with `io::Read` and `io::BufRead`.
+//! - [`Response::text`], [`html`](Response::html), (feature `json`)
+//!   `json`, [`bytes`](Response::bytes) and
+//!   [`redirect`](Response::redirect); [`Response::body`] for shared
+//!   buffers: the output pool ([`Ctx::writer`]), the request body, cached
+//!   files of the document root ([`Ctx::cached`]).
+//!
+//! What copies body bytes in the runner (each counted in its
+//! `iolite_ipc::copied::total`; the server's own copies are on its
+//! `/metrics` as `iolite_body_bytes_copied_total`):
+//!
+//! | what | copies |
+//! |---|---|
+//! | [`Response::body`] with [`Writer`] output, request-body slices, [`Ctx::cached`] files | nothing: sent from the same pages |
+//! | [`Response::text`], `html`, `json`, `bytes` | the body once, from the module's memory into the output pool (write a large body with [`Ctx::writer`] instead) |
+//! | [`Request::form`], `Request::json` | nothing when the body is one slice (a body the server read in one go); the body once when it is in several |
+//! | [`Request::query_params`] | nothing (the query string is in the request frame) |
+//! | [`BodyReader`]: `BufRead::fill_buf`, `lines`, `read_until` | nothing: the slices themselves |
+//! | [`BodyReader`]: `Read::read` | into the caller's buffer, as `Read` must |
+//! | a value decoded with `+` or `%XX` ([`Params`]) | that value, decoded into a `String` |
+//!
+//! # Configuration
+//!
+//! `--module PREFIX=PATH` mounts a module with every default; a
+//! `[[module]]` table in the `--config` file sets the rest (durations such
+//! as `"250ms"`, `"30s"`; sizes such as `"256M"`):
+//!
+//! | key | default | what |
+//! |---|---|---|
+//! | `prefix` | required | the mount; also [`Init::name`] and [`Request::mount`] |
+//! | `path` | required | the cdylib |
+//! | `processes_min` | 1 | runner processes kept started (0: the first request starts one) |
+//! | `processes_max` | 4 | most runner processes |
+//! | `in_flight` | 16 | requests sent to one runner before it answers |
+//! | `timeout` | `"30s"` | a request past it gets 504, and its runner is replaced |
+//! | `idle_timeout` | `"60s"` | a runner above `processes_min` idle this long ends |
+//! | `max_requests` | none | a runner is recycled after this many requests |
+//! | `memory_limit` | `"256M"` (strict), none (`profile = "none"`) | the runner's own memory (RLIMIT_AS, plus the pools it maps) |
+//! | `transfer` | `"shared"` | or `"copy"`: bodies inline, copied (to measure zero-copy) |
+//! | `lane_stall` | `"1ms"` | a request waits behind another in a runner thread only when the module's requests take at most this long (otherwise it gets a thread of its own, up to `in_flight`) |
+//! | `lane_idle` | `"2s"` | an extra lane idle this long closes |
+//! | `check_timeout` | `"10s"` | longest the check of the library (at start, on SIGHUP) may take |
+//! | `restart_backoff` | `"50ms"` | pause before a runner that died starts again; doubles at each death in a row |
+//! | `restart_backoff_max` | `"10s"` | the longest pause (requests wait through pauses up to 250 ms, else get 503 with `Retry-After`) |
+//! | `max_body` | `limits.max_body` | the largest request body the module takes (413 past it) |
+//! | `env` | none | a table of environment variables set in its runners: per-module settings |
+//! | `sandbox.profile` | `"strict"` | or `"none"`: every measure below off unless set |
+//! | `sandbox.user` | `"nobody"` | the user a root server's runners drop to |
+//! | `sandbox.seccomp` | true | the system-call allow-list |
+//! | `sandbox.landlock` | true | no file reachable but the library and the paths below |
+//! | `sandbox.read_paths` | `[]` | trees the module may read |
+//! | `sandbox.write_paths` | `[]` | trees the module may read and write |
+//! | `sandbox.namespaces` | true | new user, network, IPC and UTS namespaces |
+//! | `sandbox.open_files` | 256 | RLIMIT_NOFILE |
+//! | `sandbox.tasks` | 64 | processes and threads |
+//! | `sandbox.cpu_time` | `"60s"` | CPU time over a runner's life (recycled at 3/4 of it) |
+//! | `sandbox.low_priority` | true | SCHED_BATCH at nice 10 |
+//!
+//! (`sandbox.*` keys go in a `[module.sandbox]` table after their
+//! `[[module]]`.) **Settings.** A module learns its name
+//! ([`Init::name`]) in [`Module::init`]; anything else it reads from its
+//! environment there, which `env = { NAME = "value" }` (or a
+//! `[module.env]` table) sets in its runners:
+//! `std::env::var("DB_URL")`. The runners also inherit the server's own
+//! environment.
+//!
+//! **Body size.** A body larger than the module's `max_body` (by
+//! default the server's `[limits] max_body`, `"64M"`, which applies to
+//! every body first) gets 413 before the module sees it; a chunked one as
+//! soon as it grows past it. A module refuses smaller ones itself from
+//! [`Request::body_len`] (with [`Module::BODY_IN_PARTS`], before the body
+//! is read: `examples/modules/echo`). Each runner writes its answers into
+//! an output pool of 64 MiB.
+//!
+//! **State.** A module's value (and its statics) lives in one runner
+//! process: each runner has its own copy, and loses it when it ends —
+//! recycled (`max_requests`, `cpu_time`), idle (`idle_timeout`), restarted
+//! after a crash or a timeout, or replaced by a reload (SIGHUP). Requests
+//! are spread over runners and run on several threads of each: keep
+//! shared state behind a `Mutex` or atomics, and what must last elsewhere.
+//!
+//! **HEAD.** A module sees HEAD requests (method `HEAD`); the server sends
+//! the head of its answer only, with the length of the body it returned.
+//! [`Router`] answers them with the GET route.
+//!
+//! # Beyond one answer of bytes
 //!
 //! Files of the server's document root come from its unified cache by
 //! reference, and a body of any size can be sent in parts through the
 //! fixed output pool:
 //!
 //! ```
-//! use iolite_sdk::{Ctx, Module, Request, Response};
+//! use iolite_sdk::{Ctx, HttpError, Module, Request, Response};
 //!
 //! #[derive(Default)]
 //! struct Page;
 //!
 //! impl Module for Page {
-//!     fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Response {
-//!         if req.path().ends_with("/big") {
+//!     fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Result<Response, HttpError> {
+//!         if req.sub_path() == "/big" {
 //!             // 1 GiB in 1 MiB parts, all naming one buffer written once.
 //!             let mut w = ctx.writer();
-//!             let _ = std::io::Write::write_all(&mut w, &[b'x'; 1 << 20]);
+//!             std::io::Write::write_all(&mut w, &[b'x'; 1 << 20])?;
 //!             let part = w.finish();
 //!             let head = Response::new(200).header("Content-Type", "text/plain");
-//!             if let Ok(mut stream) = ctx.stream(head, 1 << 30) {
-//!                 while stream.remaining() > 0 && stream.send(&part).is_ok() {}
+//!             let mut stream = ctx.stream(head, 1 << 30)?;
+//!             while stream.remaining() > 0 {
+//!                 stream.send(&part)?;
 //!             }
-//!             return Response::new(200); // ignored after a stream
+//!             return Ok(Response::new(200)); // ignored after a stream
 //!         }
 //!         // Header and footer from the cache, never copied.
-//!         match (ctx.cached("/header.html"), ctx.cached("/footer.html")) {
-//!             (Some(mut page), Some(mut footer)) => {
-//!                 page.append(&mut footer);
-//!                 Response::new(200).body(page)
-//!             }
-//!             _ => Response::new(404),
-//!         }
+//!         let (Some(mut page), Some(mut footer)) =
+//!             (ctx.cached("/header.html"), ctx.cached("/footer.html"))
+//!         else {
+//!             return Err(HttpError::not_found());
+//!         };
+//!         page.append(&mut footer);
+//!         Ok(Response::new(200).body(page))
 //!     }
 //! }
 //!
@@ -95,8 +186,7 @@
 //! parts out at a time:
 //!
 //! ```
-//! use std::fmt::Write as _;
-//! use iolite_sdk::{Ctx, Module, Request, Response};
+//! use iolite_sdk::{Ctx, HttpError, Module, Request, Response};
 //!
 //! #[derive(Default)]
 //! struct Sum;
@@ -104,22 +194,14 @@
 //! impl Module for Sum {
 //!     const BODY_IN_PARTS: bool = true;
 //!
-//!     fn handle(&self, _req: &Request, ctx: &mut Ctx<'_>) -> Response {
+//!     fn handle(&self, _req: &Request, ctx: &mut Ctx<'_>) -> Result<Response, HttpError> {
 //!         let mut sum = 0u64;
-//!         loop {
-//!             match ctx.body_part() {
-//!                 Ok(Some(part)) => {
-//!                     sum += part.iter().flatten().map(|&b| u64::from(b)).sum::<u64>();
-//!                 }
-//!                 Ok(None) => break,
-//!                 // The client went away (nobody reads this), or the
-//!                 // server broke the protocol.
-//!                 Err(_) => return Response::new(400),
-//!             }
+//!         // An error: the client went away (nobody reads the answer), or
+//!         // the server broke the protocol.
+//!         while let Some(part) = ctx.body_part()? {
+//!             sum += part.iter().flatten().map(|&b| u64::from(b)).sum::<u64>();
 //!         }
-//!         let mut out = ctx.writer();
-//!         let _ = writeln!(out, "{sum}");
-//!         Response::new(200).body(out.finish())
+//!         Ok(Response::text(200, format!("{sum}\n")))
 //!     }
 //! }
 //!
@@ -128,7 +210,8 @@
 //!
 //! A streamed answer can go out while the body still comes in
 //! ([`BodyStream::body_part`]): `examples/modules/echo` sends each part
-//! back by reference as it arrives.
+//! back by reference as it arrives. `examples/modules/guestbook` is a
+//! whole site: a page with cached parts, a form, JSON.
 //!
 //! A module crate cannot `forbid(unsafe_code)`: the entry point the macro
 //! makes takes ownership of a raw descriptor (one `unsafe` block with its
@@ -136,8 +219,11 @@
 //!
 //! # Layout
 //! - [`wire`]: the ABI version, entry-point symbols and protocol messages.
-//! - `module`: [`Module`], [`Init`], [`Request`], [`Ctx`], [`Writer`],
-//!   [`Response`], [`BodyStream`] (answers produced in parts).
+//! - `module`: [`Module`], [`Init`], [`Request`], [`Ctx`], [`BodyStream`]
+//!   (answers produced in parts).
+//! - `response`: [`Response`]; `status`: [`HttpError`]; `router`:
+//!   [`Router`]; `params`: [`Params`]; `reader`: [`BodyReader`];
+//!   `writer`: [`Writer`].
 //! - `parts`: request bodies in parts on the runner side (what
 //!   [`Ctx::body_part`] reads).
 //! - `link`: the data link a request's handling borrows, and the parts of
@@ -150,14 +236,28 @@
 mod error;
 mod link;
 mod module;
+mod params;
 mod parts;
+mod reader;
+mod response;
+mod router;
 mod runtime;
+mod status;
+#[cfg(test)]
+mod testing;
 mod transfer;
 pub mod wire;
+mod writer;
 
 pub use error::Error;
 pub use iolite_ipc::{Agg, Buf, BufMut};
-pub use module::{BodyStream, Ctx, Init, Module, Request, Response, Writer};
+pub use module::{BodyStream, Ctx, Init, Module, Request};
+pub use params::Params;
+pub use reader::BodyReader;
+pub use response::Response;
+pub use router::Router;
+pub use status::HttpError;
+pub use writer::Writer;
 
 /// The largest part of a request body a module that takes bodies in parts
 /// ([`Module::BODY_IN_PARTS`]) gets; bodies up to this size come whole.

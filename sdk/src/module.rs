@@ -1,19 +1,33 @@
-//! What a module author writes against: [`Module`], the [`Request`] view,
-//! the [`Ctx`] with its output-pool [`Writer`], the request body's parts
-//! ([`Ctx::body_part`]), [`Response`] and streamed answers ([`BodyStream`]).
+//! What a module author writes against: [`Module`], the [`Request`] view
+//! (its path below the mount, decoded parameters, a body reader), the
+//! [`Ctx`] with its output-pool [`Writer`], the request body's parts
+//! ([`Ctx::body_part`]) and streamed answers ([`BodyStream`]).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use iolite_ipc::{Agg, BufMut, Pool};
+use iolite_ipc::{Agg, BufMut};
 
 use crate::link::Link;
+use crate::params::Params;
 use crate::parts::BodyLeft;
+use crate::reader::BodyReader;
+use crate::response::Response;
+use crate::status::HttpError;
 use crate::wire::{Msg, RequestFrame};
+use crate::writer::Writer;
 
 /// A content module. One value serves every request of its runner process,
 /// from several threads at once: the runner serves each of the server's
 /// worker threads on a thread of its own (hence `Send + Sync`); requests
 /// from one server worker are handled one at a time, in order.
+///
+/// State a module keeps in its value (or in statics) lives in one runner
+/// process: each runner has its own, and it is lost when the runner ends —
+/// recycled after `max_requests`, idle past `idle_timeout`, restarted
+/// after a crash or a timeout, or replaced by a reload (SIGHUP). Keep what
+/// must last or be shared between runners elsewhere (files under
+/// `[module.sandbox] write_paths`, another service).
 ///
 /// A panic in [`handle`](Module::handle) ends the process: the server
 /// answers that request (and any other in flight in the process) with 502
@@ -44,8 +58,23 @@ pub trait Module: Send + Sync {
         Ok(())
     }
 
-    /// Answers one request.
-    fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Response;
+    /// Answers one request: `Ok` with the answer, or `Err` with an
+    /// [`HttpError`], which the client gets as its status and message (a
+    /// 5xx's cause goes to stderr, logged by the server under the module's
+    /// name). `?` works on anything that converts into [`HttpError`].
+    ///
+    /// A module sees HEAD requests (method `HEAD`): the server sends the
+    /// head of the answer only, with the length of the body returned
+    /// ([`Router`](crate::Router) answers HEAD with the GET route).
+    fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Result<Response, HttpError>;
+
+    /// The answer to an error [`handle`](Module::handle) returned (a
+    /// 5xx's cause is already on stderr). The default answers the status
+    /// and message as plain text ([`HttpError::into_response`]); a JSON
+    /// API answers them as JSON with [`HttpError::respond`].
+    fn error_response(&self, err: HttpError) -> Response {
+        err.into_response()
+    }
 }
 
 /// What [`Module::init`] is told.
@@ -68,6 +97,8 @@ impl Init {
 pub struct Request {
     pub(crate) frame: RequestFrame,
     pub(crate) body: Agg,
+    /// The module's mount prefix ([`Init::name`]).
+    pub(crate) mount: Arc<str>,
 }
 
 impl Request {
@@ -76,14 +107,98 @@ impl Request {
         &self.frame.method
     }
 
-    /// The percent-decoded, dot-segment-free path, mount prefix included.
+    /// The percent-decoded, dot-segment-free path, mount prefix included
+    /// (`/app/items/7`).
     pub fn path(&self) -> &str {
         &self.frame.path
+    }
+
+    /// The path below the module's mount, starting with `/` (`/items/7`
+    /// for `/app/items/7` under `/app`; `/` for `/app` and `/app/`). What
+    /// [`Router`](crate::Router) matches.
+    pub fn sub_path(&self) -> &str {
+        sub_path(&self.frame.path, &self.mount)
+    }
+
+    /// The module's mount prefix (`/app`; `/` for a module mounted at the
+    /// root), to build links to the module's own pages.
+    pub fn mount(&self) -> &str {
+        &self.mount
     }
 
     /// The raw query string without `?` (empty when absent).
     pub fn query(&self) -> &str {
         &self.frame.query
+    }
+
+    /// The query string's parameters, decoded (`+` and `%XX`; see
+    /// [`Params`]).
+    pub fn query_params(&self) -> Params<'_> {
+        Params::parse(self.frame.query.as_bytes())
+    }
+
+    /// The body's form fields (`application/x-www-form-urlencoded`),
+    /// decoded in place when the body is one slice of the request pool (a
+    /// body read in one go), else gathered into one buffer first (a copy,
+    /// counted in the runner's `iolite_ipc::copied::total`).
+    ///
+    /// # Errors
+    /// 415 when the body has another `Content-Type` (none is taken as a
+    /// form); 413 for a body in parts (over [`BODY_PART`](crate::BODY_PART)
+    /// to a module with [`Module::BODY_IN_PARTS`]).
+    pub fn form(&self) -> Result<Params<'_>, HttpError> {
+        self.whole_body_of(&["application/x-www-form-urlencoded"])?;
+        Ok(Params::from_body(&self.body))
+    }
+
+    /// The body parsed as JSON into a `T` (with the `json` feature), in
+    /// place when it is one slice, else gathered first (a copy, counted).
+    ///
+    /// # Errors
+    /// 400 when the body is not a `T` in JSON (the message says why); 415
+    /// for another `Content-Type` than `application/json` or `…+json`
+    /// (none is taken as JSON); 413 for a body in parts.
+    #[cfg(feature = "json")]
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, HttpError> {
+        self.whole_body_of(&["application/json", "+json"])?;
+        let parsed = match crate::params::contiguous(&self.body) {
+            Some(bytes) => serde_json::from_slice(bytes),
+            None => serde_json::from_slice(&crate::params::gather(&self.body)),
+        };
+        parsed
+            .map_err(|e| HttpError::bad_request(format!("the body is not the JSON expected: {e}")))
+    }
+
+    /// A reader over the body ([`std::io::Read`] and [`std::io::BufRead`],
+    /// slice after slice in place; see [`BodyReader`] for what copies).
+    /// Empty for a body in parts.
+    pub fn reader(&self) -> BodyReader<'_> {
+        BodyReader::new(&self.body)
+    }
+
+    /// Checks that the body came whole and that its media type, if given,
+    /// is one of `types` (a type starting with `+` is a suffix).
+    fn whole_body_of(&self, types: &[&str]) -> Result<(), HttpError> {
+        if self.body_in_parts() {
+            return Err(HttpError::new(413, "the body is too large"));
+        }
+        let Some(value) = self.header("content-type") else {
+            return Ok(());
+        };
+        let media = value.split(|&b| b == b';').next().unwrap_or_default();
+        let media = String::from_utf8_lossy(media.trim_ascii()).to_ascii_lowercase();
+        let fits = types.iter().any(|t| match t.strip_prefix('+') {
+            Some(_) => media.ends_with(t),
+            None => media == *t,
+        });
+        if fits {
+            Ok(())
+        } else {
+            Err(HttpError::new(
+                415,
+                format!("expected a body of type {}", types[0]),
+            ))
+        }
     }
 
     /// Every header field, in the order received.
@@ -157,21 +272,11 @@ pub struct Ctx<'a> {
 /// bounds a stream's share of the output pool).
 const MAX_PARTS_OUTSTANDING: usize = 32;
 
-/// The first chunk a [`Writer`] allocates; later chunks double up to
-/// [`MAX_CHUNK`].
-const MIN_CHUNK: usize = 4096;
-const MAX_CHUNK: usize = 1 << 20;
-
 impl Ctx<'_> {
     /// A writer into this process's output pool. Its bytes are written once,
     /// there, and the server sends them from the same pages.
     pub fn writer(&mut self) -> Writer<'_> {
-        Writer {
-            pool: self.link.pool,
-            cur: None,
-            done: Agg::new(),
-            written: 0,
-        }
+        Writer::new(self.link.pool)
     }
 
     /// The next part of the request body, `None` once all of it came; the
@@ -324,12 +429,7 @@ pub struct BodyStream<'a> {
 impl<'a> BodyStream<'a> {
     /// A writer into the output pool, for the next part.
     pub fn writer(&self) -> Writer<'a> {
-        Writer {
-            pool: self.link.pool,
-            cur: None,
-            done: Agg::new(),
-            written: 0,
-        }
+        Writer::new(self.link.pool)
     }
 
     /// Bytes still owed (`u64::MAX` for a stream of unknown length).
@@ -389,232 +489,18 @@ impl<'a> BodyStream<'a> {
     }
 }
 
-/// Writes into the output pool in chunks; [`finish`](Writer::finish) turns
-/// what was written into an [`Agg`]. Implements [`std::io::Write`] and
-/// [`std::fmt::Write`] (so `write!` works); writes fail only when the pool
-/// is exhausted.
-#[derive(Debug)]
-pub struct Writer<'a> {
-    pool: &'a Pool,
-    cur: Option<BufMut>,
-    done: Agg,
-    written: usize,
-}
-
-impl Writer<'_> {
-    /// Bytes written so far.
-    pub fn len(&self) -> usize {
-        self.written
+/// `path` below `mount` (see [`Request::sub_path`]); `path` itself when it
+/// is not below it.
+pub(crate) fn sub_path<'p>(path: &'p str, mount: &str) -> &'p str {
+    if mount == "/" {
+        return path;
     }
-
-    /// Whether nothing was written.
-    pub fn is_empty(&self) -> bool {
-        self.written == 0
-    }
-
-    /// What was written, as an aggregate of output-pool buffers.
-    pub fn finish(mut self) -> Agg {
-        if let Some(cur) = self.cur.take() {
-            self.done.push(cur.freeze());
-        }
-        std::mem::take(&mut self.done)
-    }
-
-    fn room(&mut self, want: usize) -> std::io::Result<&mut BufMut> {
-        let full = self.cur.as_ref().is_none_or(|c| c.remaining() == 0);
-        if full {
-            if let Some(cur) = self.cur.take() {
-                self.done.push(cur.freeze());
-            }
-            let size = self
-                .written
-                .clamp(MIN_CHUNK, MAX_CHUNK)
-                .max(want.min(MAX_CHUNK));
-            let buf = self
-                .pool
-                .alloc(size)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::OutOfMemory, e))?;
-            self.cur = Some(buf);
-        }
-        Ok(self.cur.as_mut().expect("a chunk was just ensured"))
-    }
-}
-
-impl std::io::Write for Writer<'_> {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if data.is_empty() {
-            return Ok(0);
-        }
-        let cur = self.room(data.len())?;
-        let n = cur.remaining().min(data.len());
-        cur.extend_from_slice(&data[..n])
-            .map_err(std::io::Error::other)?;
-        self.written += n;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl std::fmt::Write for Writer<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        std::io::Write::write_all(self, s.as_bytes()).map_err(|_| std::fmt::Error)
-    }
-}
-
-/// An answer: status, header fields and a body aggregate that may mix
-/// output-pool buffers ([`Writer::finish`]) and slices of the request body
-/// ([`Request::body`]), none of them copied.
-#[derive(Debug, Clone)]
-pub struct Response {
-    pub(crate) status: u16,
-    pub(crate) headers: Vec<(String, Vec<u8>)>,
-    pub(crate) body: Agg,
-}
-
-impl Response {
-    /// An empty response with `status`.
-    pub fn new(status: u16) -> Self {
-        Response {
-            status,
-            headers: Vec::new(),
-            body: Agg::new(),
-        }
-    }
-
-    /// Adds a header field. `Content-Length`, `Date`, `Server` and
-    /// `Connection` belong to the server and are dropped; a name or value
-    /// with CR or LF makes the response a 500.
-    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
-        self.headers
-            .push((name.to_owned(), value.as_ref().to_vec()));
-        self
-    }
-
-    /// Sets the body.
-    pub fn body(mut self, body: Agg) -> Self {
-        self.body = body;
-        self
-    }
-
-    /// The status.
-    pub fn status(&self) -> u16 {
-        self.status
-    }
-
-    /// The body set so far.
-    pub fn body_ref(&self) -> &Agg {
-        &self.body
+    match path.strip_prefix(mount) {
+        Some("") => "/",
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => path,
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write as _;
-
-    fn writer(pool: &Pool) -> Writer<'_> {
-        Writer {
-            pool,
-            cur: None,
-            done: Agg::new(),
-            written: 0,
-        }
-    }
-
-    #[test]
-    fn the_writer_keeps_every_byte_in_order_table() {
-        let pool = Pool::new(16 << 20).unwrap();
-        let cases: &[&[usize]] = &[
-            &[],
-            &[1],
-            &[4096],
-            &[4097],
-            &[3, 4093, 1, 5000],
-            &[1 << 20, 1, (1 << 20) + 7],
-            &[100; 200],
-        ];
-        for sizes in cases {
-            let mut w = writer(&pool);
-            let mut want = Vec::new();
-            for (i, &n) in sizes.iter().enumerate() {
-                let chunk: Vec<u8> = (0..n).map(|j| (i * 31 + j) as u8).collect();
-                w.write_all(&chunk).unwrap();
-                want.extend_from_slice(&chunk);
-            }
-            assert_eq!(w.len(), want.len());
-            let agg = w.finish();
-            assert_eq!(agg.copy_to_vec(), want, "{sizes:?}");
-            // Chunks grow: never more buffers than writes plus doublings.
-            assert!(agg.bufs().len() <= sizes.len() + 12, "{sizes:?}");
-        }
-    }
-
-    #[test]
-    fn the_writer_formats_and_fails_cleanly_when_the_pool_is_full() {
-        let pool = Pool::new(64 << 10).unwrap();
-        let mut w = writer(&pool);
-        std::fmt::Write::write_fmt(&mut w, format_args!("{}-{}", 1, "a")).unwrap();
-        assert_eq!(w.finish().copy_to_vec(), b"1-a");
-        let mut w = writer(&pool);
-        let big = vec![7u8; 1 << 20];
-        let err = w.write_all(&big).unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::OutOfMemory);
-        assert!(std::fmt::Write::write_str(&mut writer(&pool), &"x".repeat(1 << 20)).is_err());
-    }
-
-    fn request(headers: Vec<(String, Vec<u8>)>, body: Agg, parts: u64) -> Request {
-        Request {
-            frame: RequestFrame {
-                id: 1,
-                method: "GET".into(),
-                path: "/a".into(),
-                query: String::new(),
-                headers,
-                client: None,
-                body: iolite_ipc::AggDesc::default(),
-                parts,
-            },
-            body,
-        }
-    }
-
-    #[test]
-    fn request_headers_match_names_case_insensitively() {
-        let req = request(
-            vec![
-                ("Content-Type".into(), b"text/x".to_vec()),
-                ("X-Two".into(), b"1".to_vec()),
-                ("x-two".into(), b"2".to_vec()),
-            ],
-            Agg::new(),
-            0,
-        );
-        assert_eq!(req.header("content-type"), Some(&b"text/x"[..]));
-        assert_eq!(req.header("X-TWO"), Some(&b"1"[..]));
-        assert_eq!(req.header("absent"), None);
-        assert_eq!(req.headers().count(), 3);
-    }
-
-    #[test]
-    fn a_body_has_its_length_whole_or_in_parts_table() {
-        let pool = Pool::new(1 << 20).unwrap();
-        let mut w = writer(&pool);
-        w.write_all(b"hello").unwrap();
-        let five = w.finish();
-        // (body, bytes announced in parts) -> (body_len, body_in_parts)
-        let cases = [
-            (Agg::new(), 0, (Some(0), false)),
-            (five, 0, (Some(5), false)),
-            (Agg::new(), 1, (Some(1), true)),
-            (Agg::new(), 5 << 30, (Some(5 << 30), true)),
-            (Agg::new(), crate::wire::PARTS_UNKNOWN, (None, true)),
-        ];
-        for (body, parts, want) in cases {
-            let req = request(Vec::new(), body, parts);
-            assert_eq!((req.body_len(), req.body_in_parts()), want, "{parts}");
-        }
-    }
-}
+pub(crate) mod tests;

@@ -22,6 +22,8 @@ use crate::error::Error;
 use crate::link::{Link, Owed};
 use crate::module::{Ctx, Init, Module, Request};
 use crate::parts::BodyLeft;
+use crate::response::Response;
+use crate::status::HttpError;
 use crate::transfer::{copy_in, copy_out, describe};
 use crate::wire::{ABI_VERSION, Msg, ResponseFrame, Transfer};
 
@@ -50,6 +52,8 @@ pub fn run<M: Module + Default + 'static>(sock: OwnedFd, output: OwnedFd) -> i32
 /// What every link of a process shares.
 struct Shared<M> {
     module: M,
+    /// The module's mount prefix, for [`Request::sub_path`].
+    mount: Arc<str>,
     pool: Pool,
     remote: Vec<RemotePool>,
     transfer: Transfer,
@@ -81,6 +85,7 @@ fn serve<M: Module + Default + 'static>(sock: OwnedFd, output: OwnedFd) -> Resul
     let pool = Pool::adopt(output, size)?;
     control.share_pool(&pool)?;
     let mut module = M::default();
+    let mount: Arc<str> = Arc::from(name.as_str());
     module.init(&Init { name }).map_err(Error::Init)?;
     control.send(&Msg::Ready {
         abi: ABI_VERSION,
@@ -88,6 +93,7 @@ fn serve<M: Module + Default + 'static>(sock: OwnedFd, output: OwnedFd) -> Resul
     })?;
     let shared = Arc::new(Shared {
         module,
+        mount,
         pool,
         remote: control.remote_pools().cloned().collect(),
         transfer,
@@ -212,7 +218,11 @@ fn serve_link<M: Module>(shared: &Shared<M>, sock: UnixStream) -> Result<(), Err
                 }
                 quotable.clear();
                 quotable.append(&mut std::mem::take(&mut frame.body).bufs);
-                let req = Request { frame, body };
+                let req = Request {
+                    frame,
+                    body,
+                    mount: shared.mount.clone(),
+                };
                 let mut ctx = Ctx {
                     link: Link {
                         pool: &shared.pool,
@@ -227,7 +237,7 @@ fn serve_link<M: Module>(shared: &Shared<M>, sock: UnixStream) -> Result<(), Err
                     body: BodyLeft::new(req.frame.parts),
                     stream_left: None,
                 };
-                let mut resp = shared.module.handle(&req, &mut ctx);
+                let handled = shared.module.handle(&req, &mut ctx);
                 let stream_left = ctx.stream_left;
                 let body_left = std::mem::replace(&mut ctx.body, BodyLeft::Parts(0));
                 // The client went away, or its body ended short: a stream of
@@ -251,13 +261,21 @@ fn serve_link<M: Module>(shared: &Shared<M>, sock: UnixStream) -> Result<(), Err
                             );
                             peer.send(&Msg::StreamAbort { id })?;
                         }
-                        None if cancelled => peer.send(&Msg::StreamAbort { id })?,
+                        // An error cuts it: the client sees it short.
+                        None if cancelled || handled.is_err() => {
+                            peer.send(&Msg::StreamAbort { id })?;
+                        }
                         // Returning ends a stream of unknown length.
                         None => peer.send(&Msg::StreamEnd { id })?,
+                    }
+                    if let Err(e) = handled {
+                        log_failure(id, &e);
                     }
                     drop(req);
                     continue;
                 }
+                let render = |e| shared.module.error_response(e);
+                let mut resp = answer_of(id, handled, &shared.pool, render);
                 let body = if copy {
                     copy_out(&mut peer, id, &resp.body).map(|()| AggDesc::default())
                 } else {
@@ -342,6 +360,40 @@ fn next_message(peer: &mut Peer<Msg>) -> iolite_ipc::Result<Msg> {
         }
     }
     peer.recv()
+}
+
+/// The answer to send for what the module returned: an error becomes its
+/// status and message, a body of bytes goes into the output pool.
+fn answer_of(
+    id: u64,
+    handled: Result<Response, HttpError>,
+    pool: &Pool,
+    render: impl Fn(HttpError) -> Response,
+) -> Response {
+    let mut resp = handled.unwrap_or_else(|e| {
+        log_failure(id, &e);
+        render(e)
+    });
+    if let Err(e) = resp.seal(pool) {
+        // The module's answer (or its rendering of an error) cannot be
+        // sent: the plain answer of why.
+        let e = HttpError::from(e);
+        log_failure(id, &e);
+        resp = e.into_response();
+        if resp.seal(pool).is_err() {
+            // No room even for the message: the status alone.
+            resp.inline = None;
+        }
+    }
+    resp
+}
+
+/// A 5xx is the module's failure: its cause goes to stderr (the server
+/// logs it under the module's name); a 4xx is the client's, not logged.
+fn log_failure(id: u64, e: &HttpError) {
+    if e.worth_logging() {
+        eprintln!("iolite module: request {id}: {e}");
+    }
 }
 
 fn empty_answer(id: u64, status: u16) -> ResponseFrame {

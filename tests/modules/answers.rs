@@ -226,13 +226,7 @@ fn template_and_json_modules_answer() {
             405,
             "{\"error\":\"method not allowed\"}",
         ),
-        (
-            "GET",
-            "/api/nope",
-            b"",
-            404,
-            "{\"error\":\"no such endpoint\"}",
-        ),
+        ("GET", "/api/nope", b"", 404, "{\"error\":\"not found\"}"),
     ];
     for (method, target, body, status, want) in table {
         let r = request(&server, method, target, body);
@@ -248,8 +242,11 @@ fn template_and_json_modules_answer() {
     let r = read_response(&mut s, &mut Vec::new(), false);
     assert_eq!(
         (r.status, String::from_utf8(r.body).unwrap().as_str()),
-        (200, "{\"sum\":6,\"count\":3}")
+        (200, "{\"sum\":6.0,\"count\":3}")
     );
+    // The router's 405 names the methods the path has.
+    let r = request(&server, "DELETE", "/api/info", b"");
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
     let r = get(&server, "/api/info?q=1");
     assert_eq!(r.header("content-type"), Some("application/json"));
     let info: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
@@ -373,4 +370,48 @@ fn module_output_goes_to_the_server_log_under_its_name() {
         "{panic_line}"
     );
     assert!(log.contains("runner exited"), "{log}");
+}
+
+/// Per-module settings: `max_body` (413 past it, chunked bodies too, while
+/// another module takes more) and `env` (variables its runners see).
+#[test]
+fn a_module_has_its_own_max_body_and_environment() {
+    let (_root, server) = start_with_config(
+        &format!(
+            "[[module]]\nprefix = \"/echo\"\npath = \"{}\"\nmax_body = \"1K\"\n\
+             [[module]]\nprefix = \"/big\"\npath = \"{}\"\n\
+             [[module]]\nprefix = \"/faulty\"\npath = \"{}\"\n[module.env]\nGREETING = \"hello from the config\"\n",
+            lib("echo"),
+            lib("echo"),
+            lib("faulty")
+        ),
+        &[],
+    );
+    let small = vec![b'a'; 1024];
+    let large = vec![b'b'; 1025];
+    assert_eq!(request(&server, "POST", "/echo", &small).body, small);
+    assert_eq!(request(&server, "POST", "/echo", &large).status, 413);
+    assert_eq!(request(&server, "POST", "/big", &large).body, large);
+    // Chunked: its length is known only as it comes.
+    for (prefix, status) in [("/echo", 413), ("/big", 200)] {
+        let mut s = server.connect();
+        write!(
+            s,
+            "POST {prefix} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .unwrap();
+        for _ in 0..3 {
+            write!(s, "200\r\n").unwrap();
+            s.write_all(&[b'c'; 0x200]).unwrap();
+            write!(s, "\r\n").unwrap();
+        }
+        write!(s, "0\r\n\r\n").unwrap();
+        let r = read_response(&mut s, &mut Vec::new(), false);
+        assert_eq!(r.status, status, "{prefix}");
+    }
+    assert_eq!(
+        get(&server, "/faulty/env?name=GREETING").body,
+        b"hello from the config\n"
+    );
+    assert!(server.stop().success());
 }

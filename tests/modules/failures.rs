@@ -26,6 +26,77 @@ fn a_crash_fails_only_its_request_and_the_runner_restarts() {
     assert!(server.stop().success());
 }
 
+/// A module's panic is a warning in the log under its name, and
+/// `/status` shows each module's requests, errors by kind, runners,
+/// restarts and latency.
+#[test]
+fn a_panic_is_logged_as_a_warning_and_status_shows_each_module() {
+    let (_root, server) = start_with_modules(&[("/faulty", "faulty"), ("/hello", "hello")], &[]);
+    assert_eq!(get(&server, "/faulty/panic").status, 502);
+    let warned = server.wait_for_lines(2, |l| l.contains("WARN") && l.contains("module=/faulty"));
+    assert!(
+        warned.iter().any(|l| l.contains("panicked at")),
+        "{warned:#?}"
+    );
+    assert!(
+        warned
+            .iter()
+            .any(|l| l.contains("faulty module: asked to panic")),
+        "{warned:#?}"
+    );
+    assert_eq!(get(&server, "/hello/x").status, 200);
+    let page = String::from_utf8(server.admin_get("/status").body).unwrap();
+    assert!(page.contains("Process modules"), "{page}");
+    for cell in [
+        "<td>/faulty</td>",
+        "<td>/hello</td>",
+        "503 no runner",
+        "p99",
+    ] {
+        assert!(page.contains(cell), "{cell} not in {page}");
+    }
+    assert!(server.stop().success());
+}
+
+/// Issue 15's third problem: while a crashed module's runner waits out a
+/// long restart pause, its requests get 503 with Retry-After at once
+/// (counted as unavailable), not 504 after the module's timeout.
+#[test]
+fn requests_during_a_long_restart_pause_get_503_at_once() {
+    let (_root, server) = start_with_config(
+        &format!(
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\ntimeout = \"3s\"\nrestart_backoff = \"4s\"\nrestart_backoff_max = \"4s\"\n",
+            lib("faulty")
+        ),
+        &[],
+    );
+    assert_eq!(get(&server, "/faulty/x").status, 200);
+    assert_eq!(get(&server, "/faulty/panic").status, 502);
+    for _ in 0..3 {
+        let paused = get(&server, "/faulty/x");
+        assert_eq!(
+            paused.status,
+            503,
+            "{:?}",
+            String::from_utf8_lossy(&paused.body)
+        );
+        assert_eq!(paused.header("retry-after"), Some("1"));
+    }
+    assert!(server.module_metric("iolite_module_unavailable_total", "/faulty") >= 3);
+    assert_eq!(
+        server.module_metric("iolite_module_timeouts_total", "/faulty"),
+        0
+    );
+    assert_eq!(
+        server.module_metric("iolite_module_busy_total", "/faulty"),
+        0
+    );
+    // After the pause, a new runner serves.
+    server.wait_for_lines(2, |l| l.contains("runner ready module=/faulty "));
+    assert_eq!(get(&server, "/faulty/x").status, 200);
+    assert!(server.stop().success());
+}
+
 #[test]
 fn a_request_past_its_timeout_gets_504_and_a_new_runner() {
     let (_root, server) = start_with_config(

@@ -90,8 +90,10 @@ fn a_slow_request_does_not_hold_up_the_next_one_in_the_same_runner() {
         mut held,
         pipe,
     } = start_with_a_held_request("lane_stall = \"0ms\"\nlane_idle = \"200ms\"\n", "");
-    // The held request is being handled, longer than a lane may stall
-    // (here 0): the next requests take another lane.
+    // The held request is being handled; with `lane_stall = 0` no request
+    // queues behind another while a lane can be opened: the next requests
+    // take another lane. (By default a quick module's request may join a
+    // lane whose current request started within `lane_stall`.)
     for _ in 0..3 {
         let mut s = server.connect();
         s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
@@ -121,6 +123,38 @@ fn a_slow_request_does_not_hold_up_the_next_one_in_the_same_runner() {
     }
     assert_eq!(threads(), 2);
     assert_eq!(links(), 1);
+    assert!(server.stop().success());
+}
+
+/// Issue 15's second problem: slow handlers (a 2 s wait on a database,
+/// say) run in parallel, `in_flight` per runner on threads of its own and
+/// across runners up to `processes_max`: 8 at once with 4 runners of 2
+/// finish together, where one at a time would take 16 s.
+#[test]
+fn slow_requests_run_in_parallel_up_to_in_flight_per_runner_and_processes_max() {
+    let (_root, server) = start_with_config(
+        &format!(
+            "[[module]]\nprefix = \"/faulty\"\npath = \"{}\"\nprocesses_min = 1\nprocesses_max = 4\nin_flight = 2\n",
+            lib("faulty")
+        ),
+        &[],
+    );
+    answer_pid(&get(&server, "/faulty/x"));
+    let server = std::sync::Arc::new(server);
+    let start = std::time::Instant::now();
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let server = server.clone();
+            std::thread::spawn(move || answer_pid(&get(&server, "/faulty/nap?ms=2000")))
+        })
+        .collect();
+    let mut pids: Vec<i32> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let took = start.elapsed();
+    assert!(took < std::time::Duration::from_secs(4), "took {took:?}");
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(pids.len(), 4, "4 runners of 2 each: {pids:?}");
+    let server = std::sync::Arc::into_inner(server).unwrap();
     assert!(server.stop().success());
 }
 

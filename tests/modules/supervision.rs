@@ -231,6 +231,45 @@ fn sighup_reloads_a_rebuilt_module_and_keeps_the_old_one_when_the_new_is_refused
     assert!(server.stop().success());
 }
 
+/// Issue 15's first problem: a library that does not load, written over
+/// the mounted one (in place, as `cp` does: the same inode), is refused
+/// at SIGHUP; when the running module then crashes, its runner restarts
+/// from the copy that passed its check, not from the file on disk.
+#[test]
+fn a_crash_after_a_refused_reload_restarts_the_library_that_passed() {
+    let root = site();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("libmod.so");
+    std::fs::copy(lib("faulty"), &path).unwrap();
+    let server = Iolite::start(
+        root.path(),
+        &["--module", &format!("/m={}", path.display())],
+    );
+    let first = answer_pid(&get(&server, "/m/x"));
+    std::fs::write(&path, std::fs::read(lib("abi_mismatch")).unwrap()).unwrap();
+    server.signal(nix::sys::signal::Signal::SIGHUP);
+    let refused = server.wait_for_lines(1, |l| l.contains("not reloaded"));
+    assert!(refused[0].contains("9999"), "{refused:?}");
+    assert_eq!(get(&server, "/m/panic").status, 502);
+    // The next runner loads the checked copy: ready, and it answers.
+    server.wait_for_lines(2, |l| l.contains("runner ready module=/m "));
+    let second = answer_pid(&get(&server, "/m/x"));
+    assert_ne!(first, second);
+    assert_eq!(
+        server.module_metric("iolite_module_restarts_total", "/m"),
+        1
+    );
+    assert!(
+        !server
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("runner did not start")),
+        "{:?}",
+        server.log_lines()
+    );
+    assert!(server.stop().success());
+}
+
 #[test]
 fn runners_recycled_under_concurrent_load_fail_no_request() {
     let (_root, server) = start_with_config(

@@ -1,10 +1,10 @@
 //! The `[[cgi]]` table: a folder of programs (`dir`) or one program for
 //! the prefix (`program`), and what every program of the mount gets.
 
-use toml::de::{DeTable, DeValue};
+use toml::de::DeTable;
 
 use super::file::{Cx, Val};
-use super::mounts::placed;
+use super::mounts::{env_name_problem, placed};
 use super::types::{CgiConfig, RunAs};
 use super::validate::Draft;
 
@@ -23,20 +23,6 @@ const CGI_KEYS: &[&str] = &[
     "tasks",
     "interpreters",
 ];
-
-/// Whether `name` can be an environment variable's name: not empty, no
-/// `=`, no NUL.
-fn env_name_problem(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        Some("an environment variable's name is empty")
-    } else if name.contains('=') {
-        Some("an environment variable's name cannot hold '='")
-    } else if name.contains('\0') {
-        Some("an environment variable's name cannot hold a NUL byte")
-    } else {
-        None
-    }
-}
 
 impl Cx<'_, '_> {
     pub(super) fn cgi(&mut self, tv: &Val<'_>, t: &DeTable<'_>, d: &mut Draft) {
@@ -73,7 +59,7 @@ impl Cx<'_, '_> {
                     .positive_duration(v, "cgi.timeout")
                     .map(|t| c.timeout = t)
                     .is_some(),
-                "env" => cx.cgi_env(v).map(|e| c.env = e).is_some(),
+                "env" => cx.env_table(v, "cgi.env").map(|e| c.env = e).is_some(),
                 "pass_env" => cx.cgi_pass_env(v).map(|e| c.pass_env = e).is_some(),
                 "max_processes" => cx
                     .count(v, "cgi.max_processes", 1, 65_536)
@@ -103,33 +89,6 @@ impl Cx<'_, '_> {
         let complete = ok && !both && path_at.is_some();
         d.cgi
             .extend(placed(head, complete, c, path_at, |c| &mut c.prefix));
-    }
-
-    /// `env = { NAME = "value" }`.
-    fn cgi_env(&mut self, v: &Val<'_>) -> Option<Vec<(String, String)>> {
-        let t = self.table(v, "cgi.env")?;
-        let mut out = Vec::new();
-        let mut ok = true;
-        for (k, value) in t.iter() {
-            let name = k.get_ref().as_ref();
-            if let Some(problem) = env_name_problem(name) {
-                self.error(k.span(), format!("cgi.env: {problem}"));
-                ok = false;
-                continue;
-            }
-            match value.get_ref() {
-                DeValue::String(s) if s.contains('\0') => {
-                    self.bad(value, "cgi.env", "a value cannot hold a NUL byte");
-                    ok = false;
-                }
-                DeValue::String(s) => out.push((name.to_owned(), s.to_string())),
-                _ => {
-                    self.wrong_type(value, &format!("cgi.env.{name}"), "a string");
-                    ok = false;
-                }
-            }
-        }
-        ok.then_some(out)
     }
 
     /// `interpreters = { py = "/usr/bin/python3" }`: extensions (no dot)

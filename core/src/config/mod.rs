@@ -61,11 +61,17 @@
 //! max_requests = 100000                        # a runner is recycled after this many (default: no limit)
 //! memory_limit = "256M"                        # the module's own memory (RLIMIT_AS)
 //! transfer = "shared"                          # or "copy": bodies inline (bench only)
-//! lane_stall = "50ms"                          # another lane when each is held this long by one request
+//! lane_stall = "1ms"                           # a request queues behind another in a runner thread
+//!                                              # only if the module's requests take at most this
 //! lane_idle = "2s"                             # an extra lane idle this long closes
 //! check_timeout = "10s"                        # loading the library once at start (and on
 //!                                              # SIGHUP) may take this long, or the module
 //!                                              # is refused (the rest is served)
+//! restart_backoff = "50ms"                     # pause before restarting a runner that died;
+//! restart_backoff_max = "10s"                  # doubles up to this; requests wait through
+//!                                              # pauses up to 250ms, else 503 + Retry-After
+//! max_body = "8M"                              # larger request bodies: 413 (default: limits.max_body)
+//! env = { GREETING = "hello" }                 # set in its runners (std::env::var in init)
 //! [module.sandbox]                             # every key: the strict default
 //! profile = "strict"                           # or "none": every measure off
 //! user = "nobody"                              # a root server drops to it

@@ -11,7 +11,7 @@ use super::types::{
     WasmConfig, WasmKind,
 };
 use super::validate::{Draft, Placed};
-use toml::de::DeTable;
+use toml::de::{DeTable, DeValue};
 
 const MODULE_KEYS: &[&str] = &[
     "prefix",
@@ -27,6 +27,10 @@ const MODULE_KEYS: &[&str] = &[
     "lane_stall",
     "lane_idle",
     "check_timeout",
+    "restart_backoff",
+    "restart_backoff_max",
+    "max_body",
+    "env",
     "sandbox",
 ];
 const SANDBOX_KEYS: &[&str] = &[
@@ -52,7 +56,50 @@ const FASTCGI_KEYS: &[&str] = &[
 ];
 const WASM_KEYS: &[&str] = &["prefix", "path", "kind", "memory_limit", "timeout"];
 
+/// What is wrong with `name` as an environment variable's name, if
+/// anything.
+pub(super) fn env_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("an environment variable's name is empty")
+    } else if name.contains('=') {
+        Some("an environment variable's name cannot hold '='")
+    } else if name.contains('\0') {
+        Some("an environment variable's name cannot hold a NUL byte")
+    } else {
+        None
+    }
+}
+
 impl Cx<'_, '_> {
+    /// A table of environment variables, `{ NAME = "value" }` (`key` names
+    /// it in messages: `module.env`, `cgi.env`): names without `=` or NUL,
+    /// string values without NUL.
+    pub(super) fn env_table(&mut self, v: &Val<'_>, key: &str) -> Option<Vec<(String, String)>> {
+        let t = self.table(v, key)?;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (k, value) in t.iter() {
+            let name = k.get_ref().as_ref();
+            if let Some(problem) = env_name_problem(name) {
+                self.error(k.span(), format!("{key}: {problem}"));
+                ok = false;
+                continue;
+            }
+            match value.get_ref() {
+                DeValue::String(s) if s.contains('\0') => {
+                    self.bad(value, key, "a value cannot hold a NUL byte");
+                    ok = false;
+                }
+                DeValue::String(s) => out.push((name.to_owned(), s.to_string())),
+                _ => {
+                    self.wrong_type(value, &format!("{key}.{name}"), "a string");
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
     pub(super) fn sandbox(&mut self, v: &Val<'_>) -> Option<SandboxConfig> {
         let t = self.table(v, "module.sandbox")?;
         let profile = match t.get("profile") {
@@ -247,6 +294,19 @@ impl Cx<'_, '_> {
                     .positive_duration(v, "module.check_timeout")
                     .map(|t| m.check_timeout = t)
                     .is_some(),
+                "restart_backoff" => cx
+                    .positive_duration(v, "module.restart_backoff")
+                    .map(|t| m.restart_backoff = t)
+                    .is_some(),
+                "restart_backoff_max" => cx
+                    .positive_duration(v, "module.restart_backoff_max")
+                    .map(|t| m.restart_backoff_max = t)
+                    .is_some(),
+                "max_body" => cx
+                    .size(v, "module.max_body")
+                    .map(|n| m.max_body = Some(n))
+                    .is_some(),
+                "env" => cx.env_table(v, "module.env").map(|e| m.env = e).is_some(),
                 "max_requests" => cx
                     .count(v, "module.max_requests", 1, 1_000_000_000_000)
                     .map(|n| m.max_requests = Some(n))
@@ -282,6 +342,18 @@ impl Cx<'_, '_> {
                 format!(
                     "module.processes_min ({}) is larger than module.processes_max ({})",
                     m.processes_min, m.processes_max
+                ),
+            );
+            ok = false;
+        }
+        if ok && m.restart_backoff > m.restart_backoff_max {
+            let at = t.get("restart_backoff").map_or(tv.span(), |v| v.span());
+            self.error(
+                at,
+                format!(
+                    "module.restart_backoff ({}) is longer than module.restart_backoff_max ({})",
+                    super::format_duration(m.restart_backoff),
+                    super::format_duration(m.restart_backoff_max)
                 ),
             );
             ok = false;

@@ -111,7 +111,7 @@ fn bad_files_report_every_error_with_its_position() {
         (
             "root = \"site\"\n[[module]]\nprefix = \"/m\"\npath = \"mod.so\"\nproceses = 2\n[module.sandbox]\nseccom = false\n",
             &[
-                "FILE:5:1: unknown key in [[module]]: `proceses` (expected one of: prefix, path, processes_min, processes_max, in_flight, timeout, idle_timeout, max_requests, memory_limit, transfer, lane_stall, lane_idle, check_timeout, sandbox)",
+                "FILE:5:1: unknown key in [[module]]: `proceses` (expected one of: prefix, path, processes_min, processes_max, in_flight, timeout, idle_timeout, max_requests, memory_limit, transfer, lane_stall, lane_idle, check_timeout, restart_backoff, restart_backoff_max, max_body, env, sandbox)",
                 "FILE:7:1: unknown key in [module.sandbox]: `seccom` (did you mean `seccomp`?)",
             ],
         ),
@@ -244,6 +244,24 @@ fn bad_files_report_every_error_with_its_position() {
                 "FILE:4:17: module.processes_min (4) is larger than module.processes_max (2)",
                 "FILE:6:16: module.memory_limit: must be at least 16M",
                 "FILE:8:11: module.sandbox.profile: unknown sandbox profile \"paranoid\": expected \"strict\" or \"none\"",
+            ],
+        ),
+        (
+            "root = \"site\"\n[[module]]\nprefix = \"/app\"\npath = \"mod.so\"\nrestart_backoff = \"20s\"\nrestart_backoff_max = \"0s\"\n",
+            &["FILE:6:23: module.restart_backoff_max: must be longer than 0"],
+        ),
+        (
+            "root = \"site\"\n[[module]]\nprefix = \"/app\"\npath = \"mod.so\"\nmax_body = \"big\"\nenv = { \"A=B\" = \"x\", N = 3 }\n",
+            &[
+                "FILE:5:12: module.max_body: bad size \"big\": expected a number of bytes with an optional suffix K, M, G or T (such as 256M)",
+                "FILE:6:9: module.env: an environment variable's name cannot hold '='",
+                "FILE:6:26: module.env.N: expected a string, found an integer",
+            ],
+        ),
+        (
+            "root = \"site\"\n[[module]]\nprefix = \"/app\"\npath = \"mod.so\"\nrestart_backoff = \"20s\"\n",
+            &[
+                "FILE:5:19: module.restart_backoff (20s) is longer than module.restart_backoff_max (10s)",
             ],
         ),
         (
@@ -409,6 +427,10 @@ memory_limit = "128M"
 transfer = "copy"
 lane_stall = "0ms"
 lane_idle = "300ms"
+restart_backoff = "100ms"
+restart_backoff_max = "3s"
+max_body = "1M"
+env = { GREETING = "hi", "DB_URL" = "postgres://x" }
 [module.sandbox]
 profile = "none"
 landlock = true
@@ -516,6 +538,13 @@ timeout = "100ms"
             lane_stall: Duration::ZERO,
             lane_idle: Duration::from_millis(300),
             check_timeout: DEFAULT_CHECK_TIMEOUT,
+            restart_backoff: Duration::from_millis(100),
+            restart_backoff_max: Duration::from_secs(3),
+            max_body: Some(1 << 20),
+            env: vec![
+                ("DB_URL".into(), "postgres://x".into()),
+                ("GREETING".into(), "hi".into()),
+            ],
             sandbox: SandboxConfig {
                 profile: SandboxProfile::None,
                 user: Some("iolite".into()),

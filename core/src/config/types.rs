@@ -229,9 +229,12 @@ pub struct ModuleConfig {
     pub memory_limit: Option<u64>,
     /// How request and response bodies travel between server and runner.
     pub transfer: ModuleTransfer,
-    /// A worker opens another lane (a link served by a runner thread of
-    /// its own) to a runner when each of its lanes has been held by one
-    /// request for this long (0: whenever all are busy).
+    /// A runner thread (a lane) handles its requests one after another:
+    /// a request queues behind another on a lane only when the module's
+    /// requests typically take at most this long and that lane's current
+    /// one started less than this long ago; otherwise it takes an idle
+    /// lane or a new one, up to `in_flight` (0: never queues while another
+    /// lane can be opened).
     pub lane_stall: Duration,
     /// An extra lane with nothing in flight for this long is closed (at
     /// the worker's next request to the module).
@@ -240,6 +243,23 @@ pub struct ModuleConfig {
     /// its sandbox) may take: past it the module is refused, and the rest
     /// of the server is served.
     pub check_timeout: Duration,
+    /// The first pause before a runner that died is started again; it
+    /// doubles at each death in a row, up to `restart_backoff_max`, and
+    /// starts over once a runner lived 10 s. Requests wait through a pause
+    /// of up to 250 ms; during a longer one, with no other runner up, they
+    /// get 503 with `Retry-After` at once.
+    pub restart_backoff: Duration,
+    /// The longest such pause.
+    pub restart_backoff_max: Duration,
+    /// The largest request body this module takes (413 past it, before
+    /// the module sees the request); None: the server's `limits.max_body`,
+    /// which applies first anyway. It also sizes the module's request pool
+    /// (two bodies).
+    pub max_body: Option<u64>,
+    /// Environment variables set in the module's runner processes (beside
+    /// those of the server they inherit): per-module settings a module
+    /// reads with `std::env::var` in `init`.
+    pub env: Vec<(String, String)>,
     pub sandbox: SandboxConfig,
 }
 
@@ -272,7 +292,7 @@ pub struct SandboxConfig {
     /// The seccomp allow-list (anything else kills the runner with SIGSYS).
     pub seccomp: bool,
     /// Landlock: after the module is loaded, no filesystem path is
-    /// reachable but its own library and the two lists below.
+    /// reachable but the two lists below.
     pub landlock: bool,
     /// Trees (or files) the module may read under landlock; existing paths.
     pub read_paths: Vec<PathBuf>,
@@ -444,9 +464,13 @@ impl Default for ModuleConfig {
             max_requests: None,
             memory_limit: None,
             transfer: ModuleTransfer::Shared,
-            lane_stall: Duration::from_millis(50),
+            lane_stall: Duration::from_millis(1),
             lane_idle: Duration::from_secs(2),
             check_timeout: DEFAULT_CHECK_TIMEOUT,
+            restart_backoff: Duration::from_millis(50),
+            restart_backoff_max: Duration::from_secs(10),
+            max_body: None,
+            env: Vec::new(),
             sandbox: SandboxConfig::for_profile(SandboxProfile::Strict),
         }
     }

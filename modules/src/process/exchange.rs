@@ -31,6 +31,11 @@ const QUEUE_PER_CREDIT: usize = 4;
 /// runner died refuses it before it leaves).
 const SEND_TRIES: usize = 3;
 
+/// Why a request got 503 with no runner to take it: counted as
+/// unavailable, not as busy.
+const NO_RUNNER: &str = "no runner of the module is up";
+const REFUSED: &str = "module refused";
+
 /// Request ids, one sequence for the server: links and runners key
 /// requests by them.
 pub(super) static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -55,7 +60,9 @@ impl ProcessModule {
         parts: Option<Rc<PartRoute>>,
     ) -> Result<Response, Error> {
         self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+        let start = std::time::Instant::now();
         let answer = self.exchange(&links, frame, body, parts.as_deref()).await;
+        self.metrics.took(start.elapsed());
         if let Some(parts) = parts {
             // A whole answer ends the body's parts; a streamed one takes
             // them on (the link knows when it ends).
@@ -63,8 +70,17 @@ impl ProcessModule {
                 parts.close();
             }
         }
-        self.metrics
-            .answered(answer.as_ref().map_or_else(Error::status, |r| r.status));
+        match &answer {
+            Err(Error::Upstream {
+                failure: UpstreamFailure::Unavailable(why @ (NO_RUNNER | REFUSED)),
+                ..
+            }) => {
+                tracing::debug!(module = %self.prefix, "503: {why}");
+                self.metrics.unavailable.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => self.metrics.answered(e.status()),
+            Ok(r) => self.metrics.answered(r.status),
+        }
         answer
     }
 
@@ -82,9 +98,10 @@ impl ProcessModule {
         body: Agg,
         parts: Option<&PartRoute>,
     ) -> Result<Response, Error> {
+        let unavailable = |why| Err(self.failed(UpstreamFailure::Unavailable(why)));
         let Some(slot) = self.pick() else {
             if self.refused().is_some() {
-                return Err(self.failed(UpstreamFailure::Unavailable("module refused")));
+                return unavailable(REFUSED);
             }
             return Err(self.failed(UpstreamFailure::Crashed));
         };
@@ -148,9 +165,7 @@ impl ProcessModule {
             }
             // No runner took it (none could start, or the module's runner
             // is in its restart back-off): try again later (503).
-            Ok(None) if link.is_none() => Err(self.failed(UpstreamFailure::Unavailable(
-                "no runner of the module is up",
-            ))),
+            Ok(None) if link.is_none() => unavailable(NO_RUNNER),
             Ok(None) => Err(self.failed(UpstreamFailure::Crashed)),
             Ok(Some(Answer::Whole(frame, body))) => to_response(&self.name, frame, body),
             Ok(Some(Answer::Stream(head, len, parts))) => to_response(

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use iolite_core::body::{BodyMode, PoolBody, PoolSink};
+use iolite_core::body::{BodyMode, BodySink, FinishFuture, PoolBody, PoolSink, ReadyFuture};
 use iolite_core::handler::{Handler, Outcome, PendingResponse, RequestCtx, ResponseFuture};
 use iolite_ipc::Agg;
 use iolite_sdk::BODY_PART;
@@ -103,22 +103,29 @@ impl PendingResponse for PendingModule {
     /// Over [`BODY_PART`] (or chunked) to a library that takes parts: in
     /// parts, duplex; otherwise whole, into the request pool.
     fn body(&mut self, len: Option<u64>) -> Result<BodyMode, iolite_core::Error> {
+        let max = self.module.max_body;
+        if len.is_some_and(|n| n > max) {
+            return Err(iolite_core::Error::BodyTooLarge);
+        }
         let in_parts =
             self.module.parts.load(Ordering::Relaxed) && len.is_none_or(|n| n > BODY_PART);
         if !in_parts {
             let (sink, body) = PoolSink::new(&self.module.pool, len, POOL_FULL)?;
             self.body = Some(body);
-            return Ok(BodyMode::Whole(Box::new(sink)));
+            return Ok(BodyMode::Whole(Box::new(Capped::new(sink, max))));
         }
         let route = PartRoute::new();
         self.frame.parts = len.unwrap_or(PARTS_UNKNOWN);
         self.parts = Some(route.clone());
-        Ok(BodyMode::Duplex(Box::new(PartSink::new(
-            self.module.pool.clone(),
-            self.module.room.clone(),
-            route,
-            len,
-            self.module.timeout,
+        Ok(BodyMode::Duplex(Box::new(Capped::new(
+            PartSink::new(
+                self.module.pool.clone(),
+                self.module.room.clone(),
+                route,
+                len,
+                self.module.timeout,
+            ),
+            max,
         ))))
     }
 
@@ -132,5 +139,53 @@ impl PendingResponse for PendingModule {
         } = *self;
         let body = body.and_then(|b| b.take()).unwrap_or_else(Agg::new);
         Box::pin(module.call(links, frame, body, parts))
+    }
+}
+
+/// A sink that refuses a body (413) once more than `max` bytes came: a
+/// chunked body says its length only at its end.
+#[derive(Debug)]
+struct Capped<S> {
+    sink: S,
+    left: u64,
+    over: bool,
+}
+
+impl<S> Capped<S> {
+    fn new(sink: S, max: u64) -> Self {
+        Capped {
+            sink,
+            left: max,
+            over: false,
+        }
+    }
+}
+
+impl<S: BodySink> BodySink for Capped<S> {
+    fn ready(&mut self) -> ReadyFuture<'_> {
+        if self.over {
+            return Box::pin(async { Err(iolite_core::Error::BodyTooLarge) });
+        }
+        self.sink.ready()
+    }
+
+    fn space(&mut self, max: usize) -> &mut [u8] {
+        // One byte past the limit is room enough to tell.
+        let room = usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX);
+        self.sink.space(max.min(room))
+    }
+
+    fn advance(&mut self, n: usize) {
+        let n64 = n as u64;
+        self.over |= n64 > self.left;
+        self.left = self.left.saturating_sub(n64);
+        self.sink.advance(n);
+    }
+
+    fn finish(&mut self) -> FinishFuture<'_> {
+        if self.over {
+            return Box::pin(async { Err(iolite_core::Error::BodyTooLarge) });
+        }
+        self.sink.finish()
     }
 }

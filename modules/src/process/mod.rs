@@ -58,6 +58,7 @@ use crate::metrics::ModuleMetrics;
 use link::LinkConfig;
 use link::lanes::WorkerLinks;
 use supervisor::check::check_library;
+use supervisor::library::{Library, Snapshot};
 use supervisor::{Cmd, SlotConfig, SlotHandle, slot};
 
 mod answer;
@@ -76,8 +77,9 @@ const STARTUP_WAIT: Duration = Duration::from_secs(15);
 /// (a slot in a runner's handshake answers only after it).
 const STOP_WAIT: Duration = Duration::from_secs(5);
 /// Most lanes (data links, each served by a runner thread) a worker opens
-/// to one runner; never more than `in_flight`.
-const MAX_LANES: usize = 4;
+/// to one runner; never more than `in_flight` (a runner refuses a lane it
+/// has no thread for: its `tasks` limit).
+const MAX_LANES: usize = 64;
 
 /// A module mounted at a prefix, with its runner processes.
 #[derive(Debug)]
@@ -107,6 +109,8 @@ pub struct ProcessModule {
     /// `processes_min`, for starting the runners of a refused module that
     /// a reload found fixed.
     processes_min: u32,
+    /// The largest request body the module takes (413 past it).
+    max_body: u64,
 }
 
 impl ProcessModule {
@@ -130,15 +134,24 @@ impl ProcessModule {
         cache: Option<iolite_core::CacheAccess>,
     ) -> Result<Arc<Self>, Error> {
         let sandbox = crate::runner::SandboxSpec::from_config(cfg);
-        let checked = check_library(exe, &cfg.prefix, &cfg.path, &sandbox, cfg.check_timeout);
+        let library = Library::new(&cfg.path);
+        let checked = Snapshot::take(&cfg.path).and_then(|copy| {
+            check_library(exe, &cfg.prefix, &copy, &sandbox, cfg.check_timeout)
+                .map(|features| (features, copy))
+        });
         let (features, refused) = match checked {
-            Ok(features) => (features, None),
+            Ok((features, copy)) => {
+                library.replace(copy);
+                (features, None)
+            }
             Err(Error::Refused { message, .. }) => {
                 tracing::error!(module = %cfg.prefix, library = %cfg.path.display(), "module refused: {message}");
                 (0, Some(message))
             }
             Err(e) => return Err(e),
         };
+        // The module's own limit, under the server's (which applies first).
+        let max_body = cfg.max_body.map_or(max_body, |m| m.min(max_body));
         let size = max_body.saturating_mul(2).clamp(16 << 20, 1 << 36);
         let pool =
             Pool::with_name("iolite-requests", size as usize).map_err(|source| Error::Pool {
@@ -150,7 +163,7 @@ impl ProcessModule {
         let template = SlotConfig {
             name: cfg.prefix.clone(),
             exe: exe.to_owned(),
-            library: cfg.path.clone(),
+            library,
             in_flight: cfg.in_flight.max(1),
             output_pool: OUTPUT_POOL,
             pool: pool.clone(),
@@ -167,6 +180,8 @@ impl ProcessModule {
             max_requests: cfg.max_requests,
             drain_limit: cfg.timeout,
             check_timeout: cfg.check_timeout,
+            backoff_min: cfg.restart_backoff,
+            backoff_max: cfg.restart_backoff_max,
         };
         let module = Arc::new(ProcessModule {
             prefix: cfg.prefix.clone(),
@@ -184,6 +199,7 @@ impl ProcessModule {
             room: Arc::default(),
             refused: std::sync::RwLock::new(refused.clone()),
             processes_min: cfg.processes_min,
+            max_body,
         });
         if refused.is_none() {
             module.start_slots()?;
@@ -228,7 +244,7 @@ impl ProcessModule {
                 }
             }
         }
-        tracing::info!(module = %self.prefix, library = %template.library.display(), processes = n, "module mounted");
+        tracing::info!(module = %self.prefix, library = %template.library.path.display(), processes = n, "module mounted");
         Ok(())
     }
 
@@ -245,15 +261,17 @@ impl ProcessModule {
     /// The least loaded slot with a runner; when even that one has all its
     /// credits in use (or no slot has a runner), a dormant slot is woken, or,
     /// when `processes_max` allows, a new slot added: its runner starts for
-    /// the request (which waits for it).
+    /// the request (which waits for it). A slot pausing before a restart
+    /// takes a request only when no other can (it fails it: 503).
     fn pick(&self) -> Option<Arc<SlotHandle>> {
         let load = |s: &Arc<SlotHandle>| s.load.load(Ordering::Relaxed);
         let dormant = |s: &Arc<SlotHandle>| s.dormant.load(Ordering::Acquire);
+        let paused = |s: &Arc<SlotHandle>| s.paused.load(Ordering::Acquire);
         let (best, grow) = {
             let slots = self.slots.read().ok()?;
             let best = slots
                 .iter()
-                .filter(|s| !dormant(s))
+                .filter(|s| !dormant(s) && !paused(s))
                 .min_by_key(|s| load(s))
                 .cloned();
             if let Some(best) = best.as_ref().filter(|b| load(b) < self.in_flight) {
@@ -265,8 +283,12 @@ impl ProcessModule {
                 sleeper.dormant.store(false, Ordering::Release);
                 return Some(sleeper.clone());
             }
-            let grow = slots.len() < self.max;
-            (best.or_else(|| slots.first().cloned())?, grow)
+            match best {
+                // Every runner is busy: another one, if allowed.
+                Some(best) => (best, slots.len() < self.max),
+                // None is up (each slot pauses before a restart).
+                None => return slots.first().cloned(),
+            }
         };
         if !grow {
             return Some(best);
@@ -313,9 +335,12 @@ impl ProcessModule {
 
     /// Has every runner of the module recycled, so that it loads the
     /// library again from disk (a rebuilt module goes live without a failed
-    /// request): first a throw-away runner checks the library as at start
-    /// (it must load, with this server's ABI); if it fails, the error is
-    /// logged and the runners keep the library they have. Runs on a thread
+    /// request): the file is copied into a sealed memfd, a throw-away
+    /// runner checks that copy as at start (it must load, with this
+    /// server's ABI), and only then does the copy replace the one runners
+    /// start from. If the check fails, the error is logged and the module
+    /// keeps the copy it has: its runners, and any it restarts later, load
+    /// the library that passed. Runs on a thread
     /// of its own: call it from anywhere (`iolite serve` does on SIGHUP).
     pub fn reload(self: &Arc<Self>) {
         let module = self.clone();
@@ -323,19 +348,25 @@ impl ProcessModule {
             .name("iolite-reload".into())
             .spawn(move || {
                 let t = &module.template;
-                let checked =
-                    check_library(&t.exe, &module.prefix, &t.library, &t.sandbox, t.check_timeout);
+                let checked = Snapshot::take(&t.library.path).and_then(|copy| {
+                    check_library(&t.exe, &module.prefix, &copy, &t.sandbox, t.check_timeout)
+                        .map(|features| (features, copy))
+                });
                 match checked {
-                    Ok(features) => module
-                        .parts
-                        .store(features & FEATURE_BODY_PARTS != 0, Ordering::Relaxed),
+                    Ok((features, copy)) => {
+                        module
+                            .parts
+                            .store(features & FEATURE_BODY_PARTS != 0, Ordering::Relaxed);
+                        // From now on every runner start loads this copy.
+                        t.library.replace(copy);
+                    }
                     Err(e) => {
-                        tracing::warn!(module = %module.prefix, error = %e, "not reloaded: its runners keep the library they loaded");
+                        tracing::warn!(module = %module.prefix, error = %e, "not reloaded: its runners keep the library they loaded, and restarts load that one too");
                         return;
                     }
                 }
                 if module.refused().is_some() {
-                    tracing::info!(module = %module.prefix, library = %t.library.display(), "the library passes its check now: starting its runners");
+                    tracing::info!(module = %module.prefix, library = %t.library.path.display(), "the library passes its check now: starting its runners");
                     if let Err(e) = module.start_slots() {
                         tracing::error!(module = %module.prefix, error = %e, "cannot start the runners");
                         return;
@@ -346,7 +377,7 @@ impl ProcessModule {
                     return;
                 }
                 let slots = module.slots.read().map(|s| s.clone()).unwrap_or_default();
-                tracing::info!(module = %module.prefix, library = %t.library.display(), "reloading: recycling every runner");
+                tracing::info!(module = %module.prefix, library = %t.library.path.display(), "reloading: recycling every runner");
                 for slot in slots {
                     slot.send(Cmd::Recycle("reload".into()));
                 }
@@ -375,6 +406,7 @@ impl ProcessModule {
             copy: self.template.transfer == Transfer::Copy,
             lanes: self.in_flight.clamp(1, MAX_LANES),
             lane_stall: self.lane_stall,
+            pace: Rc::default(),
             lane_idle: self.lane_idle,
             metrics: Some(self.metrics.clone()),
             room: Some(self.room.clone()),
@@ -387,6 +419,16 @@ impl ProcessModule {
             .map(iolite_core::CacheAccess::files);
         Rc::new(WorkerLinks::new(cfg, files))
     }
+}
+
+/// Checks the library of the module `cfg` as `iolite serve` does before it
+/// starts its runners (a copy of it loaded by a throw-away runner under
+/// the module's sandbox, within its `check_timeout`), for `iolite
+/// check-config`; the error names the library and the problem.
+pub fn check_module_library(cfg: &ModuleConfig, exe: &Path) -> Result<(), Error> {
+    let sandbox = crate::runner::SandboxSpec::from_config(cfg);
+    let copy = Snapshot::take(&cfg.path)?;
+    check_library(exe, &cfg.prefix, &copy, &sandbox, cfg.check_timeout).map(|_| ())
 }
 
 /// Removes the pids cgroups that runners of a server that died left

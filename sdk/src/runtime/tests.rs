@@ -5,7 +5,8 @@ use super::*;
 
 use std::time::Duration;
 
-use crate::module::Response;
+use crate::response::Response;
+use crate::router::Router;
 use crate::wire::{InlineBytes, PARTS_UNKNOWN, RequestFrame};
 
 /// Takes bodies in parts. `/early` answers 204 without reading the body,
@@ -17,16 +18,13 @@ struct Parts;
 impl Module for Parts {
     const BODY_IN_PARTS: bool = true;
 
-    fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Response {
-        match req.path() {
+    fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Result<Response, HttpError> {
+        Ok(match req.path() {
             "/early" => Response::new(204),
             "/echo" => {
-                let stream = match req.body_len() {
-                    Some(len) => ctx.stream(Response::new(200), len),
-                    None => ctx.stream_open_ended(Response::new(200)),
-                };
-                let Ok(mut stream) = stream else {
-                    return Response::new(500);
+                let mut stream = match req.body_len() {
+                    Some(len) => ctx.stream(Response::new(200), len)?,
+                    None => ctx.stream_open_ended(Response::new(200))?,
                 };
                 while let Ok(Some(part)) = stream.body_part() {
                     if stream.send(&part).is_err() {
@@ -36,7 +34,7 @@ impl Module for Parts {
                 Response::new(200)
             }
             _ => Response::new(200).body(req.body().clone()),
-        }
+        })
     }
 }
 
@@ -45,8 +43,35 @@ impl Module for Parts {
 struct WholeOnly;
 
 impl Module for WholeOnly {
-    fn handle(&self, req: &Request, _ctx: &mut Ctx<'_>) -> Response {
-        Response::new(200).body(req.body().clone())
+    fn handle(&self, req: &Request, _ctx: &mut Ctx<'_>) -> Result<Response, HttpError> {
+        Ok(Response::new(200).body(req.body().clone()))
+    }
+}
+
+/// Routes below its mount (`/m`, as the tests' `Shared` says): answers of
+/// bytes, errors that become statuses, a stream cut by an error.
+#[derive(Debug, Default)]
+struct Routed;
+
+impl Module for Routed {
+    fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Result<Response, HttpError> {
+        Router::new(req)
+            .post("/m/text", || Ok(Response::text(200, "text body")))
+            .post("/", || Ok(Response::text(200, req.sub_path().to_owned())))
+            .post("/bad", || Err(HttpError::bad_request("no good")))
+            .post("/broken", || {
+                Err(std::io::Error::other("secret cause").into())
+            })
+            .post("/huge", || {
+                Ok(Response::bytes(200, "x/y", vec![7u8; 2 << 20]))
+            })
+            .post("/cut", || {
+                let mut stream = ctx.stream_open_ended(Response::new(200))?;
+                stream.send(req.body())?;
+                Err(HttpError::internal("failed mid-way"))
+            })
+            .get("/only-get", || Ok(Response::new(204)))
+            .finish()
     }
 }
 
@@ -221,6 +246,7 @@ fn play<M: Module + Default>(
     server.peer.share_pool(&server.requests).unwrap();
     let shared = Shared {
         module: M::default(),
+        mount: Arc::from("/m"),
         pool: Pool::new(1 << 20).unwrap(),
         remote: Vec::new(),
         transfer: if copy {
@@ -534,5 +560,35 @@ fn the_link_loop_serves_bodies_in_parts_table() {
                 (_, ended) => panic!("{what}: the loop ended with {ended:?}"),
             }
         }
+    }
+}
+
+#[test]
+fn answers_of_bytes_and_errors_become_statuses() {
+    use Act::*;
+    // Copy mode: the test's server sees output-pool bytes inline (it was
+    // never given the runner's pool, which it would need in shared mode).
+    {
+        let acts = [
+            Request(1, "/m", b"", 0),
+            Answer(1, 200, b"/"),
+            Request(2, "/m/text", b"", 0),
+            Answer(2, 404, b"not found\n"),
+            Request(3, "/m/bad", b"", 0),
+            Answer(3, 400, b"no good\n"),
+            Request(4, "/m/broken", b"", 0),
+            Answer(4, 500, b"internal error\n"),
+            Request(5, "/m/only-get", b"", 0),
+            Answer(5, 405, b"method not allowed\n"),
+            // Larger than the whole output pool (1 MiB): no room.
+            Request(6, "/m/huge", b"", 0),
+            Answer(6, 503, b"the module is busy: try again\n"),
+            Request(7, "/m/cut", b"abc", 0),
+            HeadOpen(7),
+            Piece(7, b"abc"),
+            Abort(7),
+            Released,
+        ];
+        play::<Routed>(&acts, true, true, "routed").unwrap();
     }
 }

@@ -10,10 +10,11 @@
 #![deny(unsafe_code)]
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::io::Write as _;
 use std::sync::Mutex;
 
-use iolite_sdk::{Agg, Ctx, Module, Request, Response};
+use iolite_sdk::{Agg, Ctx, HttpError, Module, Request, Response};
 
 /// Answers a pattern of the asked size.
 #[derive(Debug, Default)]
@@ -22,41 +23,25 @@ pub struct Blob {
     made: Mutex<HashMap<u64, Agg>>,
 }
 
-fn kib(query: &str) -> Option<u64> {
-    if query.is_empty() {
-        return Some(1024);
-    }
-    query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == "kib")
-        .and_then(|(_, v)| v.parse().ok())
-        .filter(|n| (1..=16384).contains(n))
-}
-
 impl Module for Blob {
-    fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Response {
-        let Some(kib) = kib(req.query()) else {
-            return Response::new(400);
-        };
+    fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Result<Response, HttpError> {
+        let kib = req.query_params().parse_value("kib")?.unwrap_or(1024);
+        if !(1..=16384).contains(&kib) {
+            return Err(HttpError::bad_request("kib must be 1 to 16384"));
+        }
         let mut made = self.made.lock().unwrap_or_else(|p| p.into_inner());
-        let body = match made.get(&kib) {
-            Some(body) => body.clone(),
-            None => {
-                let len = (kib << 10) as usize;
-                let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let body = match made.entry(kib) {
+            Entry::Occupied(made) => made.get().clone(),
+            Entry::Vacant(slot) => {
+                let bytes: Vec<u8> = (0..kib << 10).map(|i| (i % 251) as u8).collect();
                 let mut out = ctx.writer();
-                if out.write_all(&bytes).is_err() {
-                    return Response::new(503);
-                }
-                let body = out.finish();
-                made.insert(kib, body.clone());
-                body
+                out.write_all(&bytes)?;
+                slot.insert(out.finish()).clone()
             }
         };
-        Response::new(200)
+        Ok(Response::new(200)
             .header("Content-Type", "application/octet-stream")
-            .body(body)
+            .body(body))
     }
 }
 

@@ -18,7 +18,7 @@
 //! announced, is echoed whatever its size (up to the server's `max_body`).
 #![deny(unsafe_code)]
 
-use iolite_sdk::{Ctx, Module, Request, Response};
+use iolite_sdk::{Ctx, HttpError, Module, Request, Response};
 
 /// Echoes the body (and its content type).
 #[derive(Debug, Default)]
@@ -27,47 +27,34 @@ pub struct Echo;
 impl Module for Echo {
     const BODY_IN_PARTS: bool = true;
 
-    fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Response {
-        let too_long = |max| req.body_len().is_some_and(|len| len > max);
-        if max(req.query()).is_some_and(too_long) {
-            return Response::new(413);
+    fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Result<Response, HttpError> {
+        let max = req.query_params().parse_value::<u64>("max")?;
+        if max.is_some_and(|max| req.body_len().is_some_and(|len| len > max)) {
+            // Empty: the client is still sending, and may not read a body.
+            return Ok(Response::new(413));
         }
-        let content_type = req
-            .header("content-type")
-            .unwrap_or(b"application/octet-stream")
-            .to_vec();
-        let head = Response::new(200).header("Content-Type", content_type);
+        let content_type = req.header("content-type");
+        let head = Response::new(200).header(
+            "Content-Type",
+            content_type.unwrap_or(b"application/octet-stream"),
+        );
         if !req.body_in_parts() {
-            return head.body(req.body().clone());
+            return Ok(head.body(req.body().clone()));
         }
         // A chunked upload's length is known only at its end: the answer
         // goes out chunked as well.
-        let stream = match req.body_len() {
-            Some(len) => ctx.stream(head, len),
-            None => ctx.stream_open_ended(head),
-        };
-        let Ok(mut stream) = stream else {
-            return Response::new(500);
+        let mut stream = match req.body_len() {
+            Some(len) => ctx.stream(head, len)?,
+            None => ctx.stream_open_ended(head)?,
         };
         // Each part goes back by reference and is dropped before the next
-        // is read, so the server can read on. A stream left short (the
-        // client went away, the link broke) is ended by the runtime.
-        while let Ok(Some(part)) = stream.body_part() {
-            if stream.send(&part).is_err() {
-                break;
-            }
+        // is read, so the server can read on. An error (the client went
+        // away, the link broke) cuts the stream.
+        while let Some(part) = stream.body_part()? {
+            stream.send(&part)?;
         }
-        Response::new(200)
+        Ok(Response::new(200))
     }
-}
-
-/// The `max` query parameter.
-fn max(query: &str) -> Option<u64> {
-    query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == "max")
-        .and_then(|(_, v)| v.parse().ok())
 }
 
 iolite_sdk::export!(Echo);

@@ -14,57 +14,41 @@
 
 use std::io::Write as _;
 
-use iolite_sdk::{Ctx, Module, Request, Response};
+use iolite_sdk::{Ctx, HttpError, Module, Request, Response};
 
-const MIB: u64 = 1 << 20;
+/// Whole 251-byte periods in a part, so that every part continues the
+/// pattern.
+const PART: u64 = ((1 << 20) / 251) * 251;
 
 /// Streams a pattern.
 #[derive(Debug, Default)]
 pub struct Stream;
 
-fn param(query: &str, name: &str) -> Option<u64> {
-    query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .and_then(|(_, v)| v.parse().ok())
-}
-
 impl Module for Stream {
-    fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Response {
-        let mib = param(req.query(), "mib").unwrap_or(1).min(1 << 20);
-        let short = param(req.query(), "short") == Some(1);
-        let open = param(req.query(), "open") == Some(1);
-        // Whole periods, so that every part continues the pattern.
-        let period_bytes = (MIB / 251) * 251;
+    fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Result<Response, HttpError> {
+        let query = req.query_params();
+        let mib = query.parse_value::<u64>("mib")?.unwrap_or(1).min(1 << 20);
+        let short = query.get("short") == Some("1");
+        let open = query.get("open") == Some("1");
+        let pattern: Vec<u8> = (0..PART).map(|i| (i % 251) as u8).collect();
         let mut out = ctx.writer();
-        let pattern: Vec<u8> = (0..period_bytes).map(|i| (i % 251) as u8).collect();
-        if out.write_all(&pattern).is_err() {
-            return Response::new(503);
-        }
+        out.write_all(&pattern)?;
         let part = out.finish();
-        let len = mib * period_bytes;
         let head = Response::new(200).header("Content-Type", "application/octet-stream");
-        let stream = if open {
-            ctx.stream_open_ended(head)
+        let mut stream = if open {
+            ctx.stream_open_ended(head)?
         } else {
-            ctx.stream(head, len)
+            ctx.stream(head, mib * PART)?
         };
-        let Ok(mut stream) = stream else {
-            return Response::new(500);
-        };
-        let parts = if short { mib.saturating_sub(1) } else { mib };
-        for _ in 0..parts {
-            if stream.send(&part).is_err() {
-                return Response::new(200);
-            }
+        for _ in 0..mib.saturating_sub(u64::from(short)) {
+            stream.send(&part)?;
         }
         // Returning would end an open-ended body as complete.
         assert!(
             !(open && short),
             "stream example: failing mid-way, as asked"
         );
-        Response::new(200)
+        Ok(Response::new(200))
     }
 }
 

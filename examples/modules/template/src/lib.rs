@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use iolite_sdk::{Ctx, Module, Request, Response};
+use iolite_sdk::{Ctx, HttpError, Module, Request, Response};
 
 /// Most rows a page may ask for.
 const MAX_ROWS: u32 = 10_000;
@@ -19,61 +19,39 @@ const MAX_ROWS: u32 = 10_000;
 #[derive(Debug, Default)]
 pub struct Template;
 
-fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
-fn text(ctx: &mut Ctx<'_>, status: u16, message: &str) -> Response {
-    let mut out = ctx.writer();
-    let _ = writeln!(out, "{message}");
-    Response::new(status)
-        .header("Content-Type", "text/plain; charset=utf-8")
-        .body(out.finish())
-}
-
 impl Module for Template {
-    fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Response {
-        if req.path().ends_with("/include") {
-            let Some(path) = query_param(req.query(), "path") else {
-                return text(ctx, 400, "include needs ?path=/file");
-            };
-            return match ctx.cached(path) {
-                Some(body) => Response::new(200)
-                    .header("Content-Type", "application/octet-stream")
-                    .body(body),
-                None => text(ctx, 404, "not in the cache"),
-            };
+    fn handle(&self, req: &Request, ctx: &mut Ctx<'_>) -> Result<Response, HttpError> {
+        let query = req.query_params();
+        if req.sub_path() == "/include" {
+            let path = query.require("path")?;
+            let body = ctx
+                .cached(path)
+                .ok_or(HttpError::new(404, "not in the cache"))?;
+            return Ok(Response::new(200)
+                .header("Content-Type", "application/octet-stream")
+                .body(body));
         }
-        let rows = match query_param(req.query(), "rows").map(str::parse::<u32>) {
-            None => 10,
-            Some(Ok(n)) if n <= MAX_ROWS => n,
-            Some(_) => return text(ctx, 400, "rows must be a number up to 10000"),
-        };
+        let rows = query.parse_value::<u32>("rows")?.unwrap_or(10);
+        if rows > MAX_ROWS {
+            return Err(HttpError::bad_request("rows must be at most 10000"));
+        }
         let (Some(mut page), Some(mut footer)) = (
             ctx.cached("/parts/header.html"),
             ctx.cached("/parts/footer.html"),
         ) else {
-            return text(
-                ctx,
-                500,
-                "the page parts are missing from the document root",
-            );
+            return Err(HttpError::internal(
+                "the page parts are missing from the root",
+            ));
         };
         let mut out = ctx.writer();
         for n in 1..=u64::from(rows) {
-            if writeln!(out, "<tr><td>{n}</td><td>{}</td></tr>", n * n).is_err() {
-                return Response::new(503);
-            }
+            writeln!(out, "<tr><td>{n}</td><td>{}</td></tr>", n * n)?;
         }
         page.append(&mut out.finish());
         page.append(&mut footer);
-        Response::new(200)
+        Ok(Response::new(200)
             .header("Content-Type", "text/html; charset=utf-8")
-            .body(page)
+            .body(page))
     }
 }
 

@@ -341,6 +341,7 @@ fn run_stream(pools: &Pools, flags: u8, stream: &[Piece]) -> Run {
         copy,
         lanes: 1,
         lane_stall: Duration::from_millis(50),
+        pace: Default::default(),
         lane_idle: Duration::from_secs(2),
         metrics: None,
         room: None,

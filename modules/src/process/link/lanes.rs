@@ -4,17 +4,22 @@
 //! the slot for a new one when the runner has none or all are held up,
 //! and closes extra lanes that stay idle.
 //!
-//! # Not yet (issue 4)
-//! - A runner handles a link's requests one after another. A worker opens
-//!   another lane (link, runner thread) to a runner, up to 4 and
-//!   `in_flight`, only once none of its lanes has finished a request for
-//!   the module's `lane_stall` (50 ms by default): a request that came in
-//!   that time waits behind the slow one.
+//! A runner handles a lane's requests one after another: a request joins
+//! a busy lane only when the module is quick and that lane is moving
+//! (`WorkerLinks::choose`); otherwise it gets a lane of its own, up to the
+//! module's `in_flight` lanes per worker and runner, so slow requests run
+//! in parallel and a quick one does not wait behind a slow one.
+//!
+//! # Not yet
+//! - A request that joined a moving lane just as its current request
+//!   turned out slow waits behind it (the quick module's occasional slow
+//!   request): a runner does not yet hand a lane's queued requests to
+//!   another thread.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use iolite_core::static_files::StaticFiles;
 use tokio::sync::{Notify, oneshot};
@@ -22,6 +27,12 @@ use tokio::sync::{Notify, oneshot};
 use super::Link;
 use super::protocol::LinkConfig;
 use crate::process::supervisor::{Cmd, SlotHandle};
+
+/// How long each lane of a quick module must have been held by one request
+/// before a new lane is opened for it: short hold-ups (a runner thread off
+/// the CPU for a few milliseconds) do not spread its requests over more
+/// lanes, whose batching they would lose.
+const QUICK_HELD: Duration = Duration::from_millis(50);
 
 /// One worker thread's links to the runners of one module, by slot: one
 /// or more *lanes* per runner, each served by a runner thread of its own.
@@ -49,10 +60,19 @@ impl WorkerLinks {
         }
     }
 
-    /// The lane with the fewest requests in flight, and whether another
-    /// lane should be opened: none is open, or every one has been held up
-    /// by a request for longer than `lane_stall` and the runner may have
-    /// more.
+    /// The lane a request takes, and whether another lane should be
+    /// opened for it instead (the lane returned is then the fallback). A
+    /// runner thread handles a lane's requests one after another, so:
+    /// - the first lane that is idle, or, for a quick module (its requests
+    ///   take at most `lane_stall`, as this worker saw them), *moving* (its
+    ///   current request started within `lane_stall`): requests are packed
+    ///   onto the first lanes, whose batches save wake-ups, and the others
+    ///   go idle and close;
+    /// - for a quick module with two lanes or more, the one whose current
+    ///   request is the youngest, unless all have been held for
+    ///   [`QUICK_HELD`];
+    /// - failing that, a new lane while the runner may have more (up to
+    ///   `in_flight`), or else the least loaded lane.
     fn choose(&self, index: usize) -> (Option<Rc<Link>>, bool) {
         let mut links = self.links.borrow_mut();
         if links.len() <= index {
@@ -68,34 +88,52 @@ impl WorkerLinks {
             lanes.retain(|l| std::mem::take(&mut first) || !l.close_if_idle(now, idle));
         }
         let best = lanes.iter().min_by_key(|l| l.in_flight()).cloned();
-        let Some(first) = best.as_ref() else {
+        if best.is_none() {
             // A new runner: it may take every lane again.
             if let Some(cap) = self.cap.borrow_mut().get_mut(index) {
                 *cap = self.cfg.lanes;
             }
             return (None, true);
-        };
+        }
+        let stall = self.cfg.lane_stall;
+        let quick = self.cfg.pace.quick(stall);
+        let now = Instant::now();
+        let age = |l: &Rc<Link>| l.held_since().map(|t| now.saturating_duration_since(t));
+        if let Some(lane) = lanes
+            .iter()
+            .find(|l| age(l).is_none_or(|a| quick && a < stall))
+        {
+            return (Some(lane.clone()), false);
+        }
+        if quick && lanes.len() >= 2 {
+            // Every lane is held a little (a runner thread kept off the CPU
+            // by a loaded machine is, now and then; or one lane's request
+            // is a slow one): the lane whose current request is the
+            // youngest, unless even that one has been held for
+            // `QUICK_HELD`: then a slow request holds each, and a new lane
+            // is due. (A second lane is opened at once: the youngest then
+            // avoids a lane a slow request holds.)
+            let youngest = lanes.iter().min_by_key(|l| age(l)).cloned();
+            if youngest
+                .as_ref()
+                .and_then(age)
+                .is_some_and(|a| a < QUICK_HELD)
+            {
+                return (youngest, false);
+            }
+        }
         let cap = self
             .cap
             .borrow()
             .get(index)
             .copied()
             .unwrap_or(self.cfg.lanes);
-        if first.in_flight() == 0 || lanes.len() >= cap {
-            return (best, false);
-        }
-        let now = Instant::now();
-        let stalled = lanes.iter().all(|l| {
-            l.held_since()
-                .is_some_and(|t| now.duration_since(t) >= self.cfg.lane_stall)
-        });
-        (best, stalled)
+        (best, lanes.len() < cap)
     }
 
-    /// A lane of this worker to `slot`'s runner: the least busy one; a new
-    /// one is made (once, however many requests ask at the same time) when
-    /// there is none, or when all are held up and the runner may have more.
-    /// Waits while the runner (re)starts. None: the slot is gone or cannot
+    /// A lane of this worker to `slot`'s runner, as [`Self::choose`] says;
+    /// lanes are made one at a time (the others wait for it, then look
+    /// again). Waits while the runner (re)starts. None: the slot is gone or cannot
     /// attach.
     pub(crate) async fn link(&self, slot: &Arc<SlotHandle>) -> Option<Rc<Link>> {
         let index = slot.index;
@@ -113,10 +151,8 @@ impl WorkerLinks {
             if !busy {
                 break best;
             }
-            if best.is_some() {
-                // Another request is opening a lane: use what there is.
-                return best;
-            }
+            // Another request is opening a lane: look again once it is
+            // open (this one may then open the next).
             self.connected.notified().await;
         };
         let _connecting = Connecting::new(self, index);

@@ -11,7 +11,9 @@
 //!   hold a streamed answer back from a slow client: the runner's parts
 //!   are copied into the request pool as fast as it sends them.
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -90,14 +92,16 @@ pub(crate) struct LinkConfig {
     pub copy: bool,
     /// Most lanes a worker opens to one runner.
     pub lanes: usize,
-    /// How long a busy link may go without its runner finishing a request
-    /// before the worker opens another lane to the same runner (requests
-    /// on one link are handled one after another: a slow one would hold
-    /// up those behind it). Quick modules, however loaded, rarely reach
-    /// the default 50 ms (a runner thread kept off the CPU that long by an
-    /// overloaded machine does) and keep one lane per worker, whose
-    /// batching they profit from.
+    /// Requests on one link are handled one after another, so a request
+    /// joins a busy link only when the module is quick (its requests take
+    /// at most this long, as `pace` saw them) and the link's current
+    /// request started less than this long ago; otherwise it takes an idle
+    /// link or a new one (see `lanes`). Quick modules keep few lanes and
+    /// profit from their batching; slow ones get a runner thread per
+    /// request, up to `in_flight`.
     pub lane_stall: Duration,
+    /// How long this worker's requests to the module take in a runner.
+    pub pace: Rc<Pace>,
     /// A lane other than a worker's first to a runner, idle this long, is
     /// closed (its runner thread ends).
     pub lane_idle: Duration,
@@ -109,6 +113,46 @@ pub(crate) struct LinkConfig {
     /// Copy mode: most body bytes the link gathers inline at once (the
     /// runner's output pool: no answer of its fits more).
     pub copy_cap: usize,
+}
+
+/// How long a module's requests take in a runner thread, as one worker
+/// sees them: the time from a request's start (sent to an idle link, or
+/// the one before it on its link finished) to its answer, averaged
+/// (exponentially, weight 1/8).
+#[derive(Debug, Default)]
+pub(crate) struct Pace {
+    micros: Cell<u64>,
+    samples: Cell<u64>,
+}
+
+impl Pace {
+    fn record(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let n = self.samples.get();
+        let avg = if n == 0 {
+            us
+        } else {
+            let old = self.micros.get();
+            old - old / 8 + us / 8
+        };
+        self.micros.set(avg);
+        self.samples.set(n.saturating_add(1));
+    }
+
+    /// Whether the module's requests typically take at most `limit`
+    /// (false before any was answered).
+    pub(crate) fn quick(&self, limit: Duration) -> bool {
+        self.samples.get() > 0 && u128::from(self.micros.get()) <= limit.as_micros()
+    }
+}
+
+/// Request `id` is finished: its time is counted, the link made
+/// progress.
+fn finish(st: &mut State, cfg: &LinkConfig, id: u64) -> Option<Flight> {
+    let now = Instant::now();
+    cfg.pace.record(now.saturating_duration_since(st.progress));
+    st.progress = now;
+    st.inflight.remove(&id)
 }
 
 /// A link's side of the protocol: its peer (socket, pools, leases) and
@@ -232,8 +276,7 @@ fn answer(st: &mut State, msg: Msg, cfg: &LinkConfig) -> Result<(), String> {
                         .map_err(|e| format!("bad response body descriptor: {e}"))?,
                 )
             };
-            st.progress = Instant::now();
-            if let Some(reply) = st.inflight.remove(&id).and_then(|f| f.reply) {
+            if let Some(reply) = finish(st, cfg, id).and_then(|f| f.reply) {
                 let _ = reply.send(Answer::Whole(frame, body));
             }
         }
@@ -256,8 +299,7 @@ fn answer(st: &mut State, msg: Msg, cfg: &LinkConfig) -> Result<(), String> {
             flight.deadline = Instant::now() + cfg.timeout;
             flight.stream = Some((tx, len));
             if len == Some(0) {
-                st.progress = Instant::now();
-                st.inflight.remove(&id);
+                finish(st, cfg, id);
             }
         }
         Msg::StreamPart { body, .. } if flight.stream.is_some() => {
@@ -298,8 +340,7 @@ fn answer(st: &mut State, msg: Msg, cfg: &LinkConfig) -> Result<(), String> {
             }
             flight.deadline = Instant::now() + cfg.timeout;
             if done {
-                st.progress = Instant::now();
-                st.inflight.remove(&id);
+                finish(st, cfg, id);
             }
         }
         Msg::StreamEnd { .. } if matches!(flight.stream, Some((_, None))) => {
@@ -307,13 +348,11 @@ fn answer(st: &mut State, msg: Msg, cfg: &LinkConfig) -> Result<(), String> {
                 // The empty part ends the body.
                 let _ = tx.send(Agg::new());
             }
-            st.progress = Instant::now();
-            st.inflight.remove(&id);
+            finish(st, cfg, id);
         }
         Msg::StreamAbort { .. } if flight.stream.is_some() => {
             // Dropping the sender closes the client's connection.
-            st.progress = Instant::now();
-            st.inflight.remove(&id);
+            finish(st, cfg, id);
         }
         _ => return Err(format!("request {id}: answer out of order")),
     }

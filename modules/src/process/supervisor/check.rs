@@ -1,9 +1,9 @@
 //! Checking a module library before it is used ([`check_library`]): a
 //! throw-away runner (`iolite runner --check`) loads it under the module's
 //! sandbox, never the server, within the module's `check_timeout`. The
-//! outcome is kept per library (path, device, inode, modification time,
-//! size) and sandbox, so a reload or a second mount of an unchanged
-//! library is not checked again; a new server checks anew (nothing is
+//! outcome is kept per library's bytes (the hash and length of its
+//! snapshot, `library`) and sandbox, so a reload or a second mount of an
+//! unchanged library is not checked again; a new server checks anew (nothing is
 //! kept on disk: a cache file would be one more thing to trust).
 //!
 //! Two kinds of failure: the runner's own refusal (not a module, another
@@ -16,9 +16,8 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::fd::AsFd;
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Child;
 use std::sync::Mutex;
 use std::sync::mpsc::Receiver;
@@ -27,6 +26,7 @@ use std::time::{Duration, Instant};
 use iolite_sandbox::PidFd;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
+use super::library::Snapshot;
 use super::reap::remove_cgroup;
 use super::spawn::{Purpose, runner_command};
 use crate::error::Error;
@@ -42,14 +42,12 @@ const CHECK_LOG_LINE_MAX: usize = 1024;
 /// Longest the output of an ended check is waited for.
 const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 
-/// What identifies a library file and the sandbox it was checked under.
+/// What identifies a library's bytes and the sandbox it was checked
+/// under.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
-    path: PathBuf,
-    dev: u64,
-    ino: u64,
-    mtime_ns: i128,
-    size: u64,
+    hash: u64,
+    len: u64,
     sandbox: String,
 }
 
@@ -69,32 +67,26 @@ fn cache() -> &'static Mutex<HashMap<Key, Outcome>> {
     CACHE.get_or_init(Mutex::default)
 }
 
-/// Checks `library` for the module at `prefix` under `sandbox`, within
-/// `limit`; returns the module's feature bits. An unchanged library
-/// checked before under the same sandbox is answered from the cache.
+/// Checks the snapshot `library` for the module at `prefix` under
+/// `sandbox`, within `limit`; returns the module's feature bits. The same
+/// bytes checked before under the same sandbox are answered from the
+/// cache.
 pub(crate) fn check_library(
     exe: &Path,
     prefix: &str,
-    library: &Path,
+    library: &Snapshot,
     sandbox: &SandboxSpec,
     limit: Duration,
 ) -> Result<u32, Error> {
-    let meta = std::fs::metadata(library)
-        .ok()
-        .filter(std::fs::Metadata::is_file)
-        .ok_or_else(|| Error::Missing(library.to_owned()))?;
     let key = Key {
-        path: library.to_owned(),
-        dev: meta.dev(),
-        ino: meta.ino(),
-        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-        size: meta.size(),
-        sandbox: format!("{:?}", sandbox.to_args()),
+        hash: library.hash,
+        len: library.len,
+        sandbox: format!("{:?} {:?}", sandbox.to_args(), sandbox.env),
     };
     let cached = cache().lock().ok().and_then(|c| c.get(&key).cloned());
     let outcome = match cached {
         Some(outcome) => {
-            tracing::info!(module = %prefix, library = %library.display(), "library unchanged since its last check: not checked again");
+            tracing::info!(module = %prefix, library = %library.origin().display(), "library unchanged since its last check: not checked again");
             outcome
         }
         None => {
@@ -123,7 +115,7 @@ pub(crate) fn check_library(
 fn run_check(
     exe: &Path,
     prefix: &str,
-    library: &Path,
+    snapshot: &Snapshot,
     sandbox: &SandboxSpec,
     limit: Duration,
 ) -> Result<Outcome, Error> {
@@ -131,7 +123,8 @@ fn run_check(
         what: format!("{} runner --check", exe.display()),
         source,
     };
-    let mut cmd = runner_command(exe, library, prefix, sandbox, Purpose::Check);
+    let library = snapshot.origin();
+    let mut cmd = runner_command(exe, snapshot, prefix, sandbox, Purpose::Check);
     // Its own group: what it may have started goes with it.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = iolite_sandbox::spawn_closed(&mut cmd).map_err(spawn_err)?;

@@ -37,6 +37,7 @@ use crate::metrics::ModuleMetrics;
 use crate::runner::SandboxSpec;
 
 pub(crate) mod check;
+pub(crate) mod library;
 mod reap;
 pub(crate) mod slot;
 pub(crate) mod spawn;
@@ -93,6 +94,9 @@ pub(crate) struct SlotHandle {
     /// No runner, and none until a request wants one (idle, or not started
     /// yet): [`ProcessModule`](crate::ProcessModule) prefers live slots.
     pub dormant: AtomicBool,
+    /// No runner, and none until a restart's back-off pause ends: requests
+    /// go to the module's other slots, or get 503 at once.
+    pub paused: AtomicBool,
     /// Requests handed to this slot's runners, ever.
     sent: AtomicU64,
     /// The value of `sent` at which the slot thread is told to look
@@ -176,7 +180,8 @@ impl WriteByte for &UnixStream {
 pub(crate) struct SlotConfig {
     pub name: String,
     pub exe: PathBuf,
-    pub library: PathBuf,
+    /// The checked copy of the library that runners start from.
+    pub library: Arc<library::Library>,
     pub in_flight: u32,
     pub output_pool: u64,
     pub pool: Pool,
@@ -203,6 +208,10 @@ pub(crate) struct SlotConfig {
     pub drain_limit: Duration,
     /// Longest the check of the library may take (at a reload).
     pub check_timeout: Duration,
+    /// The first and the longest pause before a runner that died is
+    /// started again (`restart_backoff`, `restart_backoff_max`).
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
 }
 
 /// How one runner's time in its slot ended: what the slot thread does next.

@@ -23,11 +23,13 @@ use super::spawn::{handshake, spawn_runner};
 use super::upkeep::Upkeep;
 use super::{Attached, Cmd, End, SlotConfig, SlotHandle};
 
-/// First pause before restarting a runner that died; doubles up to
-/// [`BACKOFF_MAX`], and resets after a runner lived [`HEALTHY`].
-const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// The pause before restarting a runner that died starts at the module's
+/// `restart_backoff`, doubles up to `restart_backoff_max`, and starts over
+/// after a runner lived this long.
 const HEALTHY: Duration = Duration::from_secs(10);
+/// Requests wait through a restart's pause up to this long (the first
+/// steps after a single crash); past it they get 503 at once.
+const WAIT_THROUGH: Duration = Duration::from_millis(250);
 
 /// Starts slot `index`'s thread; its runner starts at once (unless lazy).
 /// `started` hears once when the first runner is ready or failed to start.
@@ -51,6 +53,7 @@ pub(crate) fn start(
         retired: retired.clone(),
         draining: tokio::sync::watch::Sender::new(0),
         dormant: AtomicBool::new(cfg.lazy),
+        paused: AtomicBool::new(false),
         sent: AtomicU64::new(0),
         look_at: AtomicU64::new(u64::MAX),
         finished: std::sync::Mutex::new(finished_rx),
@@ -78,7 +81,7 @@ fn slot_main(
     // Runners being drained: (pid, the thread that reaps it).
     let mut drains = Drains::default();
     let mut dormant = cfg.lazy;
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = cfg.backoff_min;
     let mut generation = 0;
     // A runner to drain once its successor is ready.
     let mut old: Option<Old> = None;
@@ -128,16 +131,33 @@ fn slot_main(
             m.restarts.fetch_add(1, Ordering::Relaxed);
         }
         if started.elapsed() >= HEALTHY {
-            backoff = BACKOFF_MIN;
+            backoff = cfg.backoff_min;
         }
-        tracing::info!(module = %cfg.name, pause_ms = backoff.as_millis() as u64, "restarting runner");
-        if pause(rx, &mut waiting, backoff, refused).is_err() {
+        tracing::info!(module = %cfg.name, pause_ms = backoff.as_millis() as u64, refused, "restarting runner");
+        // A short pause is waited through: the requests waiting for the
+        // next runner get it. During a longer one (crashes in a row) they,
+        // and those that come meanwhile, fail at once (503, Retry-After)
+        // rather than wait through a pause that may outlast their timeout;
+        // the module's other slots take what they can.
+        let fail_fast = refused || backoff > WAIT_THROUGH;
+        if fail_fast {
+            waiting.clear();
+        }
+        let h = handle.upgrade().filter(|_| fail_fast);
+        if let Some(h) = &h {
+            h.paused.store(true, Ordering::Release);
+        }
+        let paused = pause(rx, &mut waiting, backoff, fail_fast);
+        if let Some(h) = &h {
+            h.paused.store(false, Ordering::Release);
+        }
+        if paused.is_err() {
             drains.kill_all();
             return;
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
         // Workers that gave up while we slept need no link.
         waiting.retain(|w| !w.is_closed());
+        backoff = (backoff * 2).min(cfg.backoff_max);
     }
 }
 
@@ -154,7 +174,14 @@ fn run_process(
     old: &mut Option<Old>,
 ) -> End {
     let (generation, rx) = (ctx.generation, ctx.rx);
-    let mut child = match spawn_runner(cfg) {
+    // Held while the runner lives: it opens the copy by the server's
+    // descriptor while it starts.
+    let library = cfg.library.current();
+    let spawned = match &library {
+        Some(snapshot) => spawn_runner(cfg, snapshot),
+        None => Err(std::io::Error::other("no library has passed its check")),
+    };
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             started.take();
@@ -439,20 +466,18 @@ fn serve(
 }
 
 /// Waits `pause` before a restart, keeping the link requests that come
-/// meanwhile (failing them instead after a `refused` runner); Err when the
-/// server stops.
+/// meanwhile for the next runner, or failing them (their requests get
+/// 503) when `fail_fast`; Err when the server stops.
 fn pause(
     rx: &Receiver<Cmd>,
     waiting: &mut Vec<oneshot::Sender<Attached>>,
     pause: Duration,
-    refused: bool,
+    fail_fast: bool,
 ) -> Result<(), ()> {
     let until = Instant::now() + pause;
     loop {
         match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
-            // After a refused runner, a request fails at once (503) rather
-            // than wait through a back-off that may outlast its timeout.
-            Ok(Cmd::Connect(reply)) if refused => drop(reply),
+            Ok(Cmd::Connect(reply)) if fail_fast => drop(reply),
             Ok(Cmd::Connect(reply)) => waiting.push(reply),
             // The next runner loads the library anew anyway.
             Ok(Cmd::Replace | Cmd::Look | Cmd::Recycle(_)) => {}

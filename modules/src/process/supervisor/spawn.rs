@@ -15,6 +15,7 @@ use iolite_ipc::{Peer, RemotePool};
 use iolite_sdk::wire::{ABI_VERSION, Msg};
 
 use super::SlotConfig;
+use super::library::Snapshot;
 use crate::runner::SandboxSpec;
 
 /// Time a new runner has to load its module and say `Ready`.
@@ -40,11 +41,12 @@ pub(super) enum Purpose {
     Check,
 }
 
-/// `exe runner` for the module `library` named `name` under `sandbox`:
-/// stdin closed, stdout and stderr piped.
+/// `exe runner` for the module library `library` (the snapshot: hold it
+/// until the runner has opened it) named `name` under `sandbox`: stdin
+/// closed, stdout and stderr piped.
 pub(super) fn runner_command(
     exe: &Path,
-    library: &Path,
+    library: &Snapshot,
     name: &str,
     sandbox: &SandboxSpec,
     purpose: Purpose,
@@ -55,7 +57,12 @@ pub(super) fn runner_command(
         Purpose::Serve { socket_fd, .. } => cmd.arg("--socket-fd").arg(socket_fd.to_string()),
         Purpose::Check => cmd.arg("--check"),
     };
-    cmd.arg("--module").arg(library).arg("--name").arg(name);
+    cmd.arg("--module")
+        .arg(library.open_path())
+        .arg("--shown-as")
+        .arg(library.origin())
+        .arg("--name")
+        .arg(name);
     if let Purpose::Serve {
         shared_bytes,
         output_pool,
@@ -66,19 +73,24 @@ pub(super) fn runner_command(
         cmd.arg("--output-pool").arg(output_pool.to_string());
     }
     cmd.args(sandbox.to_args())
+        .envs(sandbox.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd
 }
 
-/// Starts a runner to serve on an inherited control socket; its stdout and
-/// stderr go to the log. Returns the server's end of the socket.
-pub(super) fn spawn_runner(cfg: &SlotConfig) -> std::io::Result<(Child, Option<UnixStream>)> {
+/// Starts a runner of `library` to serve on an inherited control socket;
+/// its stdout and stderr go to the log. Returns the server's end of the
+/// socket.
+pub(super) fn spawn_runner(
+    cfg: &SlotConfig,
+    library: &Snapshot,
+) -> std::io::Result<(Child, Option<UnixStream>)> {
     let (ours, theirs) = UnixStream::pair()?;
     let mut cmd = runner_command(
         &cfg.exe,
-        &cfg.library,
+        library,
         &cfg.name,
         &cfg.sandbox,
         Purpose::Serve {
@@ -129,7 +141,7 @@ const LOG_BURST: u32 = 200;
 const LOG_RATE: u32 = 100;
 
 /// The module's stdout and stderr go to the server's log, line by line,
-/// under the module's name: lines cut at [`LOG_LINE_MAX`] bytes, at most
+/// under the module's name (at INFO; a panic's two lines at WARN): lines cut at [`LOG_LINE_MAX`] bytes, at most
 /// [`LOG_BURST`] at once and [`LOG_RATE`] a second.
 fn forward_log(name: &str, pid: u32, stream: &'static str, from: impl Read + Send + 'static) {
     let name = name.to_owned();
@@ -139,6 +151,7 @@ fn forward_log(name: &str, pid: u32, stream: &'static str, from: impl Read + Sen
             let mut reader = BufReader::new(from);
             let mut bucket = Bucket::new();
             let mut dropped = 0u64;
+            let mut after_panic = false;
             while let Some((line, cut)) = bounded_line(&mut reader) {
                 if !bucket.take() {
                     dropped += 1;
@@ -148,10 +161,20 @@ fn forward_log(name: &str, pid: u32, stream: &'static str, from: impl Read + Sen
                     tracing::warn!(module = %name, pid, stream, "{dropped} lines dropped (more than {LOG_RATE} a second)");
                     dropped = 0;
                 }
-                if cut > 0 {
-                    tracing::info!(module = %name, pid, stream, "{line} [{cut} more bytes cut]");
+                // A panic's first line, and the message on the next one,
+                // are warnings: the module failed.
+                let panic = line.starts_with("thread '") && line.contains(" panicked at ");
+                let warn = panic || std::mem::take(&mut after_panic);
+                after_panic = panic;
+                let cut = if cut > 0 {
+                    format!(" [{cut} more bytes cut]")
                 } else {
-                    tracing::info!(module = %name, pid, stream, "{line}");
+                    String::new()
+                };
+                if warn {
+                    tracing::warn!(module = %name, pid, stream, "{line}{cut}");
+                } else {
+                    tracing::info!(module = %name, pid, stream, "{line}{cut}");
                 }
             }
             if dropped > 0 {
