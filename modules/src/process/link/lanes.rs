@@ -68,9 +68,8 @@ impl WorkerLinks {
     ///   current request started within `lane_stall`): requests are packed
     ///   onto the first lanes, whose batches save wake-ups, and the others
     ///   go idle and close;
-    /// - for a quick module with two lanes or more, the one whose current
-    ///   request is the youngest, unless all have been held for
-    ///   [`QUICK_HELD`];
+    /// - for a quick module, the lane whose current request is the
+    ///   youngest, unless all have been held for [`QUICK_HELD`];
     /// - failing that, a new lane while the runner may have more (up to
     ///   `in_flight`), or else the least loaded lane.
     fn choose(&self, index: usize) -> (Option<Rc<Link>>, bool) {
@@ -105,14 +104,14 @@ impl WorkerLinks {
         {
             return (Some(lane.clone()), false);
         }
-        if quick && lanes.len() >= 2 {
+        if quick {
             // Every lane is held a little (a runner thread kept off the CPU
             // by a loaded machine is, now and then; or one lane's request
             // is a slow one): the lane whose current request is the
-            // youngest, unless even that one has been held for
+            // youngest (with two lanes or more, it avoids one a slow
+            // request holds), unless even that one has been held for
             // `QUICK_HELD`: then a slow request holds each, and a new lane
-            // is due. (A second lane is opened at once: the youngest then
-            // avoids a lane a slow request holds.)
+            // is due.
             let youngest = lanes.iter().min_by_key(|l| age(l)).cloned();
             if youngest
                 .as_ref()
