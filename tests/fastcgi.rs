@@ -512,3 +512,45 @@ echo "last line\n";
     assert!(got.windows(10).any(|w| w == b"last line\n"));
     assert!(server.stop().success());
 }
+
+/// `[[location]]` headers reach a FastCGI answer, a spliced one too:
+/// `headers` replace the script's field of that name, `headers_default`
+/// leave the script's own.
+#[test]
+fn location_headers_reach_php_answers() {
+    let fpm = PhpFpm::start();
+    let config = fpm.dir.path().join("iolite.toml");
+    std::fs::write(
+        &config,
+        "[[location]]\nprefix = \"/php\"\n\
+         headers = { \"X-Custom\" = \"operator\", \"Cache-Control\" = \"no-store\" }\n\
+         headers_default = { \"Content-Type\" = \"text/x-never\", \"X-Default\" = \"d\" }\n",
+    )
+    .unwrap();
+    let server = Iolite::start(
+        &fpm.site(),
+        &[
+            "--fastcgi",
+            &fpm.mount(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let r = get(&server, "/php/info.php");
+    assert_eq!(r.status, 200);
+    let custom: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("x-custom"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(custom, ["operator"]);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("x-default"), Some("d"));
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    let big = get(&server, "/php/big.php?n=100000");
+    assert_eq!((big.status, big.body.len()), (200, 100_000));
+    assert_eq!(big.header("cache-control"), Some("no-store"));
+    assert_eq!(big.header("content-type"), Some("application/octet-stream"));
+    assert!(server.stop().success());
+}

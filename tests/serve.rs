@@ -90,7 +90,8 @@ fn table() -> Vec<Case> {
         case("suffix range", with("/hello.txt", "Range: bytes=-6"), 206, &[("content-range", "bytes 7-12/13")], Some(b"world\n"), KeepAlive),
         case("open range", with("/hello.txt", "Range: bytes=7-"), 206, &[("content-range", "bytes 7-12/13")], Some(b"world\n"), KeepAlive),
         case("range past the end", with("/hello.txt", "Range: bytes=13-"), 416, &[("content-range", "bytes */13")], None, KeepAlive),
-        case("several ranges: whole", with("/hello.txt", "Range: bytes=0-1,3-4"), 200, &[], Some(b"hello, world\n"), KeepAlive),
+        case("several ranges of a tiny file: whole", with("/hello.txt", "Range: bytes=0-1,3-4"), 200, &[], Some(b"hello, world\n"), KeepAlive),
+        case("several ranges: multipart", with("/big.bin", "Range: bytes=0-1,3-4"), 206, &[("content-type", "multipart/byteranges; boundary="), ("!content-range", "")], None, KeepAlive),
         case("stale If-Range: whole", "GET /hello.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-4\r\nIf-Range: \"old\"\r\n\r\n".into(), 200, &[], Some(b"hello, world\n"), KeepAlive),
         case("HEAD ignores range", "HEAD /hello.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=0-4\r\n\r\n".into(), 200, &[("content-length", "13")], Some(b""), KeepAlive),
         // Methods.

@@ -21,13 +21,15 @@
 //! - [`error`]: the crate's one error enum; client-facing variants carry
 //!   their HTTP status; upstream failures their kind and status.
 //! - [`http`]: the wire format — request-head parser (httparse, limits),
-//!   chunked decoder, target normalization, dates, validators and ranges,
-//!   response-head writer. Pure, allocation-free on the hot path, fuzzed.
+//!   chunked decoder, target normalization, dates, validators, ranges
+//!   (one or several: `multipart/byteranges` framing), response-head writer. Pure, allocation-free on the hot path, fuzzed.
 //! - [`handler`]: the [`handler::Handler`] trait (with its request-finished
 //!   hook), [`handler::RequestCtx`] (the head, its fields as spans, the
 //!   path, the location), outcomes, pending answers.
 //! - [`phases`]: the request flow — one `process_request` running the
 //!   phases in order over the mount table; the static files as fallback.
+//! - [`headers`]: the configured response headers (top level and
+//!   `[[location]]`), resolved per location, put on every handler's answer.
 //! - [`body`]: the one body path — the sink interface, the sinks core
 //!   supplies (discard, whole into memory or a pool, a descriptor by
 //!   splice), the pump over every framing.
@@ -36,7 +38,8 @@
 //! - [`send`]: the send path (writev of head and memory, sendfile of
 //!   files, splice of descriptor bodies).
 //! - [`static_files`]: the static file handler (root-confined resolution,
-//!   per-worker path/fd/response-head cache, conditionals, ranges);
+//!   per-worker path/fd/response-head cache, conditionals, ranges and
+//!   multipart ranges);
 //!   [`site`]: it as the content fallback, per location.
 //! - [`server`]: `Server` (bind, mounts, run), listeners, worker threads,
 //!   shutdown; [`options`]: `ServerOptions`, what it is told.
@@ -65,6 +68,7 @@ mod descriptor;
 pub mod error;
 pub mod fd_body;
 pub mod handler;
+pub mod headers;
 pub mod http;
 pub mod metrics;
 pub mod options;

@@ -50,6 +50,8 @@ pub struct ServerOptions {
     pub index: Vec<String>,
     /// Per-location settings (the longest matching prefix wins).
     pub locations: Vec<crate::config::Location>,
+    /// The top-level response headers (every location inherits them).
+    pub headers: crate::phases::ServerHeaders,
 }
 
 impl Default for ServerOptions {
@@ -65,6 +67,7 @@ impl Default for ServerOptions {
             access_log: AccessLogTarget::Off,
             index: vec!["index.html".to_owned()],
             locations: Vec::new(),
+            headers: Default::default(),
             revalidate: Duration::from_secs(1),
             limits: Limits::default(),
             header_timeout: Duration::from_secs(10),
@@ -110,6 +113,11 @@ impl ServerOptions {
             shutdown_grace: c.limits.shutdown_grace,
             index: c.index.clone(),
             locations: c.locations.clone(),
+            headers: crate::phases::ServerHeaders {
+                set: c.headers.clone(),
+                default: c.headers_default.clone(),
+                always: c.headers_always,
+            },
             ..defaults
         }
     }

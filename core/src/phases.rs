@@ -12,13 +12,17 @@
 //! the order of registration. A mount may strip its prefix for its handler
 //! ([`RequestCtx::local_path`]). `[[location]]` settings are not mounts:
 //! the longest matching location is looked up once the rewrite phase is
-//! over and handed to whichever handler answers ([`RequestCtx::location`]).
+//! over and handed to whichever handler answers ([`RequestCtx::location`]);
+//! its configured response headers ([`crate::headers`]) go on the answer,
+//! whichever handler gave it (the server's own where no location applies).
 
 use std::any::Any;
+use std::sync::Arc;
 
 use crate::config::Location;
 use crate::error::Error;
 use crate::handler::{Finished, Handler, Outcome, PendingResponse, RequestCtx};
+use crate::headers::{HeaderSet, Rules, WithHeaders};
 use crate::http::request::{Method, RequestHead, Span};
 use crate::http::target;
 use crate::response::{Body, HeaderLines, Response};
@@ -111,6 +115,20 @@ pub struct Phases {
     fallback: Option<Box<dyn Handler>>,
     /// Longest prefix first.
     locations: Vec<Location>,
+    /// The top-level headers tables.
+    server_headers: ServerHeaders,
+    /// The headers under each of `locations` (same order), and where no
+    /// location applies.
+    location_headers: Vec<Option<Arc<HeaderSet>>>,
+    root_headers: Option<Arc<HeaderSet>>,
+}
+
+/// The top-level `headers`, `headers_default` and `headers_always`.
+#[derive(Debug, Clone, Default)]
+pub struct ServerHeaders {
+    pub set: Vec<(String, String)>,
+    pub default: Vec<(String, String)>,
+    pub always: bool,
 }
 
 impl std::fmt::Debug for Phases {
@@ -185,7 +203,37 @@ impl Phases {
     pub fn with_locations(mut self, mut locations: Vec<Location>) -> Self {
         locations.sort_by_key(|l| std::cmp::Reverse(l.prefix.len()));
         self.locations = locations;
+        self.resolve_headers();
         self
+    }
+
+    /// The top-level headers tables, under every location.
+    pub fn with_headers(mut self, headers: ServerHeaders) -> Self {
+        self.server_headers = headers;
+        self.resolve_headers();
+        self
+    }
+
+    /// Each location's headers: the server's, then the enclosing
+    /// locations' from the outermost in, then its own.
+    fn resolve_headers(&mut self) {
+        let server = Rules {
+            set: &self.server_headers.set,
+            default: &self.server_headers.default,
+            always: self.server_headers.always,
+        };
+        self.root_headers = HeaderSet::resolve([server]);
+        self.location_headers =
+            self.locations
+                .iter()
+                .map(|l| {
+                    let enclosing =
+                        self.locations.iter().rev().filter(|outer| {
+                            prefix_matches_bytes(&outer.prefix, l.prefix.as_bytes())
+                        });
+                    HeaderSet::resolve(std::iter::once(server).chain(enclosing.map(Rules::of)))
+                })
+                .collect();
     }
 
     /// Answers one request: every outcome, error or not, is a [`Response`]
@@ -210,7 +258,7 @@ impl Phases {
             stripped: 0,
             context: None,
         };
-        match self.run(&mut req) {
+        let mut answer = match self.run(&mut req) {
             Ok(Some((reply, handler))) => Answer {
                 reply,
                 handler,
@@ -222,7 +270,25 @@ impl Phases {
                 context: req.context.take(),
                 ..Answer::error(&error)
             },
+        };
+        let headers = match req.location {
+            Some(l) => self
+                .locations
+                .iter()
+                .position(|x| std::ptr::eq(x, l))
+                .and_then(|i| self.location_headers[i].clone()),
+            None => self.root_headers.clone(),
+        };
+        if let Some(headers) = headers {
+            answer.reply = match answer.reply {
+                Reply::Now(mut response) => {
+                    headers.apply(&mut response);
+                    Reply::Now(response)
+                }
+                Reply::Later(inner) => Reply::Later(Box::new(WithHeaders { inner, headers })),
+            };
         }
+        answer
     }
 
     /// Calls the request-finished hook of the handler that answered.

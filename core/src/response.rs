@@ -73,6 +73,49 @@ pub enum Body {
     /// A body read from a pipe or socket and spliced to the client (a CGI
     /// program's output, a FastCGI or peer connection): see [`FdBody`].
     Fd(Arc<FdBody>),
+    /// A `multipart/byteranges` body: the server's framing around parts
+    /// that are each a cached slice or a file range (see
+    /// [`MultipartBody`]).
+    Multipart(Arc<MultipartBody>),
+}
+
+/// The parts of a [`Body::Multipart`]: the framing bytes the server wrote
+/// (part heads, the close delimiter: `crate::http::multipart`) and each
+/// part's bytes by reference, so nothing of the representation is copied.
+#[derive(Debug)]
+pub struct MultipartBody {
+    framing: Vec<u8>,
+    /// Each part: where its head ends in `framing` (it starts where the
+    /// previous one ended), and its bytes.
+    parts: Vec<(usize, Body)>,
+    len: u64,
+}
+
+impl MultipartBody {
+    /// A body of `parts`, each the end of its head in `framing` and its
+    /// bytes; what follows the last head in `framing` is the close
+    /// delimiter.
+    pub fn new(framing: Vec<u8>, parts: Vec<(usize, Body)>) -> Self {
+        let len = framing.len() as u64 + parts.iter().map(|(_, b)| b.len()).sum::<u64>();
+        MultipartBody {
+            framing,
+            parts,
+            len,
+        }
+    }
+
+    /// The parts, each its head (framing bytes) and its body, then the
+    /// close delimiter.
+    pub fn pieces(&self) -> (impl Iterator<Item = (&[u8], &Body)>, &[u8]) {
+        let mut start = 0;
+        let pieces = self.parts.iter().map(move |(end, body)| {
+            let head = &self.framing[start..*end];
+            start = *end;
+            (head, body)
+        });
+        let tail_start = self.parts.last().map_or(0, |(end, _)| *end);
+        (pieces, &self.framing[tail_start..])
+    }
 }
 
 /// The parts of a [`Body::Stream`]. The sender ends early by dropping its
@@ -132,6 +175,7 @@ impl Body {
             Body::Agg(agg) => agg.len() as u64,
             Body::Stream(s) => s.len().unwrap_or(0),
             Body::Fd(f) => f.len().unwrap_or(0),
+            Body::Multipart(m) => m.len,
         }
     }
 

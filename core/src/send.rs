@@ -65,6 +65,14 @@ impl Body {
                 skip: 0,
                 left: agg.len() as u64,
             },
+            Body::Multipart(m) => {
+                let (parts, tail) = m.pieces();
+                Chunks::Parts(Box::new(PartChunks {
+                    parts: Box::new(parts),
+                    current: Chunks::One(None),
+                    tail: Some(tail),
+                }))
+            }
             // Their parts arrive later: see `send_response_framed`.
             Body::Stream(_) | Body::Fd(_) => Chunks::One(None),
         }
@@ -96,6 +104,41 @@ pub enum Chunks<'a> {
         /// Bytes of the range still to yield.
         left: u64,
     },
+    /// A multipart body: each part's head, then its chunks, then the close
+    /// delimiter.
+    Parts(Box<PartChunks<'a>>),
+}
+
+/// Where [`Chunks::Parts`] is in a [`crate::response::MultipartBody`].
+pub struct PartChunks<'a> {
+    parts: Box<dyn Iterator<Item = (&'a [u8], &'a Body)> + 'a>,
+    /// The chunks of the part whose head went out last.
+    current: Chunks<'a>,
+    /// The close delimiter, until it has gone.
+    tail: Option<&'a [u8]>,
+}
+
+impl std::fmt::Debug for PartChunks<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartChunks")
+            .field("current", &self.current)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> PartChunks<'a> {
+    fn next(&mut self) -> Option<Chunk<'a>> {
+        if let Some(chunk) = self.current.next() {
+            return Some(chunk);
+        }
+        match self.parts.next() {
+            Some((head, body)) => {
+                self.current = body.chunks();
+                Some(Chunk::Mem(IoVec::from_slice(head)))
+            }
+            None => self.tail.take().map(|t| Chunk::Mem(IoVec::from_slice(t))),
+        }
+    }
 }
 
 impl<'a> Iterator for Chunks<'a> {
@@ -104,6 +147,7 @@ impl<'a> Iterator for Chunks<'a> {
     fn next(&mut self) -> Option<Chunk<'a>> {
         match self {
             Chunks::One(chunk) => chunk.take(),
+            Chunks::Parts(parts) => parts.next(),
             Chunks::Pool { bufs, skip, left } => loop {
                 if *left == 0 {
                     return None;

@@ -525,7 +525,6 @@ fn worker_phases(
             let files = StaticFiles::new(fd, path, opts.revalidate, opts.open_files)
                 .for_location(&loc.prefix, strip)
                 .with_index(loc.index.as_deref().unwrap_or(&opts.index))
-                .with_headers(&loc.headers)
                 .with_cache(cache.clone().filter(|_| loc.cache));
             (loc.prefix.clone(), files)
         })
@@ -540,7 +539,8 @@ fn worker_phases(
     };
     Ok(phases
         .fallback(fallback)
-        .with_locations(opts.locations.clone()))
+        .with_locations(opts.locations.clone())
+        .with_headers(opts.headers.clone()))
 }
 
 /// What one worker thread starts with.

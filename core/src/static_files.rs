@@ -39,6 +39,8 @@ use crate::http::request::Method;
 use crate::http::response::push_decimal;
 use crate::response::{Body, FileRange, HeaderLines, Response};
 
+mod multipart;
+
 /// Files larger than this are answered from the file with `sendfile`, not
 /// from the unified cache: the cache's bytes are written to sockets from
 /// memory (the kernel copies them; page references into a pool whose space
@@ -69,8 +71,11 @@ struct FileEntry {
     /// back once the sends using it end).
     body: RefCell<Option<std::sync::Weak<CachedBody>>>,
     etag: Box<[u8]>,
+    content_type: &'static str,
     /// Content-Type, Last-Modified, ETag, Accept-Ranges.
     lines_200: Arc<[u8]>,
+    /// Where the Content-Type line of `lines_200` ends.
+    type_line_end: usize,
     /// Last-Modified and ETag, for 304.
     validators: Arc<[u8]>,
     checked: Cell<Instant>,
@@ -102,8 +107,6 @@ pub struct StaticFiles {
     strip_prefix: bool,
     /// Index files tried in order for a directory.
     index: Vec<Box<[u8]>>,
-    /// Extra header lines (CRLF-terminated) for 200, 206 and 304 answers.
-    extra_headers: Box<[u8]>,
 }
 
 impl StaticFiles {
@@ -137,7 +140,6 @@ impl StaticFiles {
             prefix: Box::from(&b"/"[..]),
             strip_prefix: false,
             index: vec![Box::from(&b"index.html"[..])],
-            extra_headers: Box::default(),
         }
     }
 
@@ -153,20 +155,6 @@ impl StaticFiles {
     /// Index files tried in order for a directory (default: `index.html`).
     pub fn with_index(mut self, names: &[String]) -> Self {
         self.index = names.iter().map(|n| n.as_bytes().into()).collect();
-        self
-    }
-
-    /// Extra response headers for 200, 206 and 304 answers. Names and
-    /// values are checked by the configuration (tokens; no control bytes).
-    pub fn with_headers(mut self, headers: &[(String, String)]) -> Self {
-        let mut lines = Vec::new();
-        for (name, value) in headers {
-            lines.extend_from_slice(name.as_bytes());
-            lines.extend_from_slice(b": ");
-            lines.extend_from_slice(value.as_bytes());
-            lines.extend_from_slice(b"\r\n");
-        }
-        self.extra_headers = lines.into();
         self
     }
 
@@ -277,14 +265,7 @@ impl StaticFiles {
             Some(i) => &self.index[i],
             None => path,
         };
-        let entry = Rc::new(FileEntry::new(
-            file,
-            &meta,
-            identity,
-            type_name,
-            &self.extra_headers,
-            now,
-        ));
+        let entry = Rc::new(FileEntry::new(file, &meta, identity, type_name, now));
         let mut cache = self.cache.borrow_mut();
         if cache.len() >= self.max_entries && !cache.contains_key(path) {
             // Crude but bounded; the unified cache replaces this map.
@@ -387,7 +368,6 @@ impl FileEntry {
         meta: &std::fs::Metadata,
         identity: (u64, u64, i64, i64),
         type_name: &[u8],
-        extra_headers: &[u8],
         now: Instant,
     ) -> Self {
         let mtime = u64::try_from(meta.mtime()).unwrap_or(0);
@@ -403,10 +383,11 @@ impl FileEntry {
         validators.extend_from_slice(b"\r\nETag: ");
         validators.extend_from_slice(&etag);
         validators.extend_from_slice(b"\r\n");
-        validators.extend_from_slice(extra_headers);
+        let content_type = content_type(type_name);
         let mut lines_200 = b"Content-Type: ".to_vec();
-        lines_200.extend_from_slice(content_type(type_name).as_bytes());
+        lines_200.extend_from_slice(content_type.as_bytes());
         lines_200.extend_from_slice(b"\r\n");
+        let type_line_end = lines_200.len();
         lines_200.extend_from_slice(&validators);
         lines_200.extend_from_slice(b"Accept-Ranges: bytes\r\n");
         FileEntry {
@@ -418,7 +399,9 @@ impl FileEntry {
             version: (meta.len(), identity.2, identity.3),
             body: RefCell::new(None),
             etag: etag.into(),
+            content_type,
             lines_200: lines_200.into(),
+            type_line_end,
             validators: validators.into(),
             checked: Cell::new(now),
         }
@@ -570,6 +553,25 @@ fn respond(
             entry.range(cached(entry), 0, entry.len),
         )),
         RangeRequest::Unsatisfiable => Err(Error::RangeNotSatisfiable { len: entry.len }),
+        RangeRequest::Multi(set) => {
+            let body = cached(entry);
+            // None: the framing would outweigh the file; the whole file
+            // goes out (a server may always send it).
+            Ok(multipart::respond(
+                &set,
+                entry.len,
+                entry.content_type,
+                &entry.lines_200[entry.type_line_end..],
+                |offset, len| entry.range(body.clone(), offset, len),
+            )
+            .unwrap_or_else(|| {
+                Response::new(
+                    200,
+                    HeaderLines::Shared(entry.lines_200.clone()),
+                    entry.range(body, 0, entry.len),
+                )
+            }))
+        }
         RangeRequest::Partial { start, end } => {
             let mut lines = Vec::with_capacity(entry.lines_200.len() + 48);
             lines.extend_from_slice(&entry.lines_200);

@@ -63,16 +63,13 @@ fn check_config(c: &Config, file: &Path) {
     assert!(!c.index.is_empty());
     assert!(c.limits.max_uri <= c.limits.max_head);
     assert!(c.limits.max_headers >= 1 && c.limits.max_uri >= 1);
+    check_headers(&c.headers);
+    check_headers(&c.headers_default);
     for l in &c.locations {
         assert!(l.prefix.starts_with('/'));
         assert!(l.prefix == "/" || !l.prefix.ends_with('/'));
-        for (name, value) in &l.headers {
-            assert!(!name.is_empty() && !name.contains([':', ' ', '\r', '\n']));
-            assert!(
-                !value.chars().any(|ch| ch.is_control() && ch != '\t'),
-                "{value:?}"
-            );
-        }
+        check_headers(&l.headers);
+        check_headers(&l.headers_default);
         assert_eq!(
             c.location_for(&l.prefix).map(|x| &x.prefix),
             Some(&l.prefix)
@@ -84,4 +81,23 @@ fn check_config(c: &Config, file: &Path) {
     }
     let _ = c.summary();
     let _ = c.not_yet_supported();
+}
+
+/// A `headers` table: token names, each once (case ignored), none the
+/// server writes itself, values without control characters but tab.
+fn check_headers(table: &[(String, String)]) {
+    for (i, (name, value)) in table.iter().enumerate() {
+        assert!(!name.is_empty() && !name.contains([':', ' ', '\r', '\n']));
+        assert!(
+            !value.chars().any(|ch| ch.is_control() && ch != '\t'),
+            "{value:?}"
+        );
+        assert!(
+            table[..i].iter().all(|(n, _)| !n.eq_ignore_ascii_case(name)),
+            "{name} twice"
+        );
+        for own in ["content-length", "transfer-encoding", "connection", "date", "server"] {
+            assert!(!name.eq_ignore_ascii_case(own), "{name}");
+        }
+    }
 }

@@ -20,6 +20,19 @@
 //!                                              # as its own uid of these (file order),
 //!                                              # in place of module.sandbox.user
 //!
+//! # Response headers on every answer of every handler (static files,
+//! # modules, FastCGI, CGI), here for the whole server, in a [[location]]
+//! # for its prefix. Per header name (case ignored) the innermost location
+//! # wins, whichever of its tables names it: a location inherits the
+//! # server's and its enclosing locations' headers.
+//! headers = { "X-Content-Type-Options" = "nosniff" }   # set: replaces the handler's field of that name
+//! headers_default = { "Cache-Control" = "no-cache" }   # only when the handler did not set that field
+//! headers_always = false                       # true: this table's headers also go on error
+//!                                              # answers (400 and above; nginx's `always`);
+//!                                              # otherwise only on answers below 400
+//!                                              # (Content-Length, Transfer-Encoding, Connection,
+//!                                              # Date, Server, Content-Range... are refused)
+//!
 //! [cache]
 //! size = "256M"                                # bytes, or K/M/G/T suffixes
 //! revalidate = "1s"                            # 0 checks on every request
@@ -47,6 +60,8 @@
 //! autoindex = false
 //! cache = true
 //! headers = { "Cache-Control" = "max-age=60" }
+//! headers_default = { "X-Frame-Options" = "DENY" }
+//! headers_always = false
 //!
 //! # A process module, served by runner processes that are sandboxed before
 //! # the module's code is loaded (`iolite serve` logs what was applied).

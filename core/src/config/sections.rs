@@ -23,6 +23,9 @@ const TOP_KEYS: &[&str] = &[
     "wasm",
     "cluster",
     "runner_uids",
+    "headers",
+    "headers_default",
+    "headers_always",
 ];
 const ADMIN_KEYS: &[&str] = &["listen"];
 const CACHE_KEYS: &[&str] = &["size", "revalidate", "large_file_threshold", "policy"];
@@ -36,8 +39,31 @@ const LIMITS_KEYS: &[&str] = &[
     "send_timeout",
     "shutdown_grace",
 ];
+/// Header fields no `headers` table may set: the server writes them to
+/// frame and route the answer, so a second copy would corrupt it.
+const SERVER_OWNED_HEADERS: &[&str] = &[
+    "Content-Length",
+    "Transfer-Encoding",
+    "Connection",
+    "Keep-Alive",
+    "Upgrade",
+    "TE",
+    "Trailer",
+    "Date",
+    "Server",
+    "Content-Range",
+];
 const LOG_KEYS: &[&str] = &["access", "level"];
-const LOCATION_KEYS: &[&str] = &["prefix", "root", "index", "autoindex", "cache", "headers"];
+const LOCATION_KEYS: &[&str] = &[
+    "prefix",
+    "root",
+    "index",
+    "autoindex",
+    "cache",
+    "headers",
+    "headers_default",
+    "headers_always",
+];
 
 impl Cx<'_, '_> {
     pub(super) fn top(&mut self, doc: &DeTable<'_>, d: &mut Draft) {
@@ -65,6 +91,21 @@ impl Cx<'_, '_> {
                             Ok(range) => d.runner_uids = Some((range, self.origin(&v.span()))),
                             Err(problem) => self.bad(v, "runner_uids", problem),
                         }
+                    }
+                }
+                "headers" => {
+                    if let Some(h) = self.headers(v, "headers") {
+                        d.headers = h;
+                    }
+                }
+                "headers_default" => {
+                    if let Some(h) = self.headers(v, "headers_default") {
+                        d.headers_default = h;
+                    }
+                }
+                "headers_always" => {
+                    if let Some(b) = self.boolean(v, "headers_always") {
+                        d.headers_always = b;
                     }
                 }
                 "cache" => self.cache(v, d),
@@ -292,6 +333,28 @@ impl Cx<'_, '_> {
                 ok = false;
                 continue;
             }
+            if SERVER_OWNED_HEADERS
+                .iter()
+                .any(|own| own.eq_ignore_ascii_case(n))
+            {
+                self.error(
+                    name.span(),
+                    format!("{key}: {n:?} is written by the server itself (framing, connection)"),
+                );
+                ok = false;
+                continue;
+            }
+            if out
+                .iter()
+                .any(|(seen, _): &(String, String)| seen.eq_ignore_ascii_case(n))
+            {
+                self.error(
+                    name.span(),
+                    format!("{key}: {n:?} is set twice (header names ignore case)"),
+                );
+                ok = false;
+                continue;
+            }
             let Some(s) = self.string(value, &format!("{key}.{n}")) else {
                 ok = false;
                 continue;
@@ -318,6 +381,8 @@ impl Cx<'_, '_> {
             autoindex: false,
             cache: true,
             headers: Vec::new(),
+            headers_default: Vec::new(),
+            headers_always: false,
         };
         let mut prefix_at = None;
         let mut root_at = None;
@@ -352,6 +417,14 @@ impl Cx<'_, '_> {
                 },
                 "headers" => match self.headers(v, "location.headers") {
                     Some(h) => loc.headers = h,
+                    None => ok = false,
+                },
+                "headers_default" => match self.headers(v, "location.headers_default") {
+                    Some(h) => loc.headers_default = h,
+                    None => ok = false,
+                },
+                "headers_always" => match self.boolean(v, "location.headers_always") {
+                    Some(b) => loc.headers_always = b,
                     None => ok = false,
                 },
                 _ => self.unknown(k, "[[location]]", LOCATION_KEYS),

@@ -76,7 +76,7 @@ fn bad_files_report_every_error_with_its_position() {
         (
             "root = \"site\"\nserver_name = \"example.com\"\n",
             &[
-                "FILE:2:1: unknown top-level key `server_name` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm, cluster, runner_uids)",
+                "FILE:2:1: unknown top-level key `server_name` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm, cluster, runner_uids, headers, headers_default, headers_always)",
             ],
         ),
         // A key's line break or control character is shown escaped: every
@@ -84,7 +84,7 @@ fn bad_files_report_every_error_with_its_position() {
         (
             "root = \"site\"\n\"a\\nb\" = 1\n[log]\n\"\\u001b[2J\" = 1\n",
             &[
-                "FILE:2:1: unknown top-level key `a\\nb` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm, cluster, runner_uids)",
+                "FILE:2:1: unknown top-level key `a\\nb` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm, cluster, runner_uids, headers, headers_default, headers_always)",
                 "FILE:4:1: unknown key in [log]: `\\u{1b}[2J` (expected one of: access, level)",
             ],
         ),
@@ -220,6 +220,17 @@ fn bad_files_report_every_error_with_its_position() {
                 "FILE:4:10: location.index: bad index file name \"a/b.html\": a plain file name is needed",
                 "FILE:5:13: location.headers: bad header name \"Bad Name\"",
                 "FILE:5:40: location.headers.X-Ok: expected a string, found an integer",
+            ],
+        ),
+        // Headers the server writes itself, a name twice, the new keys.
+        (
+            "root = \"site\"\nheaders = { \"Content-Length\" = \"1\" }\nheaders_always = 1\n[[location]]\nprefix = \"/a\"\nheaders_default = { \"X-A\" = \"1\", \"x-a\" = \"2\", \"connection\" = \"close\" }\nheaders_always = \"yes\"\n",
+            &[
+                "FILE:2:13: headers: \"Content-Length\" is written by the server itself (framing, connection)",
+                "FILE:3:18: headers_always: expected true or false, found an integer",
+                "FILE:6:34: location.headers_default: \"x-a\" is set twice (header names ignore case)",
+                "FILE:6:47: location.headers_default: \"connection\" is written by the server itself (framing, connection)",
+                "FILE:7:18: location.headers_always: expected true or false, found a string",
             ],
         ),
         (
@@ -510,6 +521,8 @@ timeout = "100ms"
                     ("Cache-Control".into(), "no-cache".into()),
                     ("X-Frame-Options".into(), "DENY".into()),
                 ],
+                headers_default: vec![],
+                headers_always: false,
             },
             Location {
                 prefix: "/".into(),
@@ -518,8 +531,13 @@ timeout = "100ms"
                 autoindex: true,
                 cache: true,
                 headers: vec![],
+                headers_default: vec![],
+                headers_always: false,
             },
         ],
+        headers: vec![],
+        headers_default: vec![],
+        headers_always: false,
         log: LogConfig {
             access: AccessLogTarget::File(dir.join("logs-access.log")),
             level: LogLevel::Debug,

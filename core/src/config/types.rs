@@ -43,6 +43,12 @@ pub struct Config {
     pub limits: Limits,
     /// Per-location settings, in file order. See [`Config::location_for`].
     pub locations: Vec<Location>,
+    /// The top-level `headers`, `headers_default` and `headers_always`:
+    /// as a location's, for every answer (locations override them per
+    /// header name).
+    pub headers: Vec<(String, String)>,
+    pub headers_default: Vec<(String, String)>,
+    pub headers_always: bool,
     pub log: LogConfig,
     /// Process modules (served by iolite-modules).
     pub modules: Vec<ModuleConfig>,
@@ -142,9 +148,19 @@ pub struct Location {
     pub autoindex: bool,
     /// Whether responses under the prefix go through the unified cache.
     pub cache: bool,
-    /// Extra response headers, in file order (names checked as tokens,
-    /// values free of control characters).
+    /// Response headers set on every answer under the prefix with a
+    /// status below 400 (any status with `headers_always`), replacing a
+    /// field of the same name the handler set; in file order (names
+    /// checked as tokens, values free of control characters). A nested
+    /// location inherits its parents' and the server's, the innermost
+    /// winning per header name.
     pub headers: Vec<(String, String)>,
+    /// Like `headers`, but added only when the handler did not set a field
+    /// of that name.
+    pub headers_default: Vec<(String, String)>,
+    /// Whether this location's `headers` and `headers_default` also go on
+    /// error answers (400 and above), as nginx's `add_header ... always`.
+    pub headers_always: bool,
 }
 
 /// The access and error logs.

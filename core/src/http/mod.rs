@@ -1,10 +1,12 @@
 //! The HTTP/1.1 wire format: request heads, chunked bodies, targets, dates,
-//! validators and ranges, response heads. Pure functions over byte slices:
+//! validators, ranges and multipart framing, response heads. Pure functions over byte slices:
 //! no I/O here, so each piece is unit-tested and fuzzed on its own.
 
 pub mod chunked;
 pub mod conditional;
 pub mod date;
+pub mod multipart;
+pub mod range;
 pub mod request;
 pub mod response;
 pub mod target;

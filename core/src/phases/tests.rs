@@ -212,6 +212,8 @@ fn the_longest_location_applies_after_the_rewrite_phase_table() {
         autoindex: false,
         cache: true,
         headers: Vec::new(),
+        headers_default: Vec::new(),
+        headers_always: false,
     };
     let phases = Phases::new()
         .mount(Phase::Rewrite, "/", false, Box::new(Rename))
