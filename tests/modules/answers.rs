@@ -247,8 +247,11 @@ fn template_and_json_modules_answer() {
     // The router's 405 names the methods the path has.
     let r = request(&server, "DELETE", "/api/info", b"");
     assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
     let r = get(&server, "/api/info?q=1");
     assert_eq!(r.header("content-type"), Some("application/json"));
+    // Per-client data: no shared cache keeps it.
+    assert_eq!(r.header("cache-control"), Some("no-store"));
     let info: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(info["method"], "GET");
     assert_eq!(info["path"], "/api/info");

@@ -97,10 +97,14 @@ impl Module for Api {
                 })
             })
             .finish()
+            // Per-client data (its address, its headers): no shared cache
+            // may keep it.
+            .map(|r| r.header("Cache-Control", "no-store"))
     }
 
     fn error_response(&self, err: HttpError) -> Response {
         err.respond(|status, error| Response::json(status, &Failure { error, token: None }))
+            .header("Cache-Control", "no-store")
     }
 }
 
