@@ -789,3 +789,63 @@ impl std::fmt::LowerHex for Md5 {
         f.write_str(&self.0)
     }
 }
+
+/// `read_paths` and `write_paths` put a mount's programs under landlock:
+/// they read those trees and their own folder, write only the write
+/// trees, and nothing else (here /etc, which file permissions alone
+/// would let them read).
+#[test]
+fn a_mount_with_read_and_write_paths_confines_its_programs_under_landlock() {
+    if iolite_sandbox::landlock_abi().is_err() {
+        eprintln!("skipped: no landlock on this kernel");
+        return;
+    }
+    let setup = Setup::new();
+    let spool = setup.dir.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let script = setup.bin().join("reach.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\n\
+         cat \"$DOCUMENT_ROOT/hello.txt\" 2>&1 || echo root-denied\n\
+         cat /etc/hostname >/dev/null 2>&1 && echo etc-read || echo etc-denied\n\
+         (echo x > \"$SPOOL/out.txt\") 2>&1 && echo spool-written || echo spool-denied\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = setup.dir.path().join("root");
+    let system: Vec<String> = ["/usr", "/bin", "/lib", "/lib64"]
+        .into_iter()
+        .filter(|p| Path::new(p).exists())
+        .map(|p| format!("{p:?}"))
+        .collect();
+    let env = format!("env = {{ SPOOL = {:?} }}\n", spool.display().to_string());
+    // Without the lists: file permissions alone.
+    let server = setup.start(&env);
+    let open = lines(&get(&server, "/cgi-bin/reach.sh").body);
+    assert_eq!(open, ["static hello", "etc-read", "spool-written"]);
+    server.stop();
+    std::fs::remove_file(spool.join("out.txt")).unwrap();
+    let server = setup.start(&format!(
+        "{env}read_paths = [{}, {:?}]\nwrite_paths = [{:?}]\n",
+        system.join(", "),
+        root.display().to_string(),
+        spool.display().to_string()
+    ));
+    let confined = lines(&get(&server, "/cgi-bin/reach.sh").body);
+    assert_eq!(confined, ["static hello", "etc-denied", "spool-written"]);
+    server.stop();
+    // A write tree only where listed: the spool read-only is denied.
+    let server = setup.start(&format!(
+        "{env}read_paths = [{}, {:?}, {:?}]\n",
+        system.join(", "),
+        root.display().to_string(),
+        spool.display().to_string()
+    ));
+    let read_only = lines(&get(&server, "/cgi-bin/reach.sh").body);
+    assert_eq!(read_only[..2], ["static hello", "etc-denied"]);
+    assert!(read_only[2].ends_with("Permission denied"), "{read_only:?}");
+    assert_eq!(read_only[3], "spool-denied");
+    server.stop();
+}

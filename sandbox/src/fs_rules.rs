@@ -10,7 +10,7 @@ use std::io;
 
 use landlock::{
     ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
-    RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
+    RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope,
 };
 
 use crate::error::SandboxError;
@@ -49,28 +49,22 @@ fn rule_err(e: impl std::fmt::Display) -> SandboxError {
     SandboxError::Landlock(e.to_string())
 }
 
-pub(crate) fn apply(rules: &Landlock) -> Result<Outcome, SandboxError> {
-    let abi = match landlock_abi() {
-        Ok(v) => v,
-        Err(why) => return Ok(Outcome::Unavailable(why)),
-    };
-    let threads = procfs::threads();
-    if threads > 1 {
-        return Err(SandboxError::Threaded {
-            measure: "landlock",
-            threads,
-        });
-    }
-    let mut created = Ruleset::default()
+/// A ruleset granting `rules` and nothing else of the file system (and,
+/// with `whole`, no TCP bind or connect and the ABI 6 scopes: a runner's);
+/// not yet in force.
+fn ruleset(rules: &Landlock, whole: bool) -> Result<RulesetCreated, SandboxError> {
+    let mut attr = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(TARGET))
-        .map_err(rule_err)?
-        .handle_access(AccessNet::from_all(TARGET))
-        .map_err(rule_err)?
-        .scope(Scope::from_all(TARGET))
-        .map_err(rule_err)?
-        .create()
         .map_err(rule_err)?;
+    if whole {
+        attr = attr
+            .handle_access(AccessNet::from_all(TARGET))
+            .map_err(rule_err)?
+            .scope(Scope::from_all(TARGET))
+            .map_err(rule_err)?;
+    }
+    let mut created = attr.create().map_err(rule_err)?;
     let lists = [
         (&rules.read_only, AccessFs::from_read(TARGET)),
         (&rules.read_write, AccessFs::from_all(TARGET)),
@@ -93,6 +87,48 @@ pub(crate) fn apply(rules: &Landlock) -> Result<Outcome, SandboxError> {
                 .map_err(rule_err)?;
         }
     }
+    Ok(created)
+}
+
+/// A landlock ruleset made once (for a CGI mount: its `read_paths` and
+/// `write_paths`) and put in force by each program [`crate::Spawn`]
+/// starts, between its fork and its exec, with one system call. It
+/// handles the file system only: the program may still use the network.
+#[derive(Debug)]
+pub struct PreparedLandlock {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl PreparedLandlock {
+    /// The ruleset for `rules`; None when the kernel has no landlock (the
+    /// caller says so: the measure is unavailable).
+    pub fn new(rules: &Landlock) -> Result<Option<PreparedLandlock>, SandboxError> {
+        if landlock_abi().is_err() {
+            return Ok(None);
+        }
+        let created = ruleset(rules, false)?;
+        let fd: Option<std::os::fd::OwnedFd> = created.into();
+        Ok(fd.map(|fd| PreparedLandlock { fd }))
+    }
+
+    pub(crate) fn raw(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.fd)
+    }
+}
+
+pub(crate) fn apply(rules: &Landlock) -> Result<Outcome, SandboxError> {
+    let abi = match landlock_abi() {
+        Ok(v) => v,
+        Err(why) => return Ok(Outcome::Unavailable(why)),
+    };
+    let threads = procfs::threads();
+    if threads > 1 {
+        return Err(SandboxError::Threaded {
+            measure: "landlock",
+            threads,
+        });
+    }
+    let created = ruleset(rules, true)?;
     let status = created.restrict_self().map_err(rule_err)?;
     let counts = format!(
         "abi {abi}, ro={}, rw={}",

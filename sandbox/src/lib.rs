@@ -77,7 +77,7 @@ pub use cgroup::{
     ProgramCgroup, kill_pids_cgroup, pids_cgroup_for, remove_pids_cgroup, sweep_stale_pids_cgroups,
 };
 pub use error::SandboxError;
-pub use fs_rules::landlock_abi;
+pub use fs_rules::{PreparedLandlock, landlock_abi};
 pub use loader::{LoadError, ModuleLibrary, spawn_closed, spawn_inheriting, take_inherited_socket};
 pub use pidfd::PidFd;
 pub use pidns::RUNNER_PID_VAR;

@@ -24,7 +24,9 @@
 //! 4. stdin, stdout, stderr from the given descriptors (`dup2`), every
 //!    other descriptor close-on-exec (`close_range`);
 //! 5. `setgroups`, `setgid`, `setuid` when a user is given;
-//! 6. `PR_SET_NO_NEW_PRIVS`;
+//! 6. `PR_SET_NO_NEW_PRIVS`, then a landlock ruleset the parent prepared
+//!    once ([`crate::PreparedLandlock`], when the mount has one) put in
+//!    force (`landlock_restrict_self`);
 //! 7. `chdir` to the program's folder, then `execve`.
 //!
 //! The child shares the parent's memory until `execve`, so it runs only
@@ -75,10 +77,12 @@ const STEPS: [&str; 10] = [
 const STEP_CHDIR: i32 = 10;
 const STEP_EXEC: i32 = 11;
 const STEP_CGROUP: i32 = 12;
+const STEP_LANDLOCK: i32 = 13;
 
 fn step_name(step: i32) -> &'static str {
     match step {
         STEP_CHDIR => "chdir",
+        STEP_LANDLOCK => "landlock_restrict_self",
         STEP_EXEC => "execve",
         STEP_CGROUP => "joining the cgroup",
         n => STEPS.get(n as usize).copied().unwrap_or("spawn"),
@@ -97,6 +101,8 @@ pub struct Spawn {
     no_new_privs: bool,
     /// `cgroup.procs` of the cgroup the program joins.
     cgroup: Option<RawFd>,
+    /// A landlock ruleset the program is confined by.
+    landlock: Option<RawFd>,
 }
 
 /// What the child reads (prepared by the parent) and writes (a failed
@@ -116,6 +122,8 @@ struct ChildArgs {
     no_new_privs: bool,
     /// `cgroup.procs` to write "0" into, or -1.
     cgroup: RawFd,
+    /// A landlock ruleset to put in force, or -1.
+    landlock: RawFd,
     /// Bit `n - 1`: signal `n` has a disposition other than the default.
     reset: u64,
     /// The signal mask the program gets (the parent's, before the clone).
@@ -139,6 +147,7 @@ impl Spawn {
             ids: None,
             no_new_privs: true,
             cgroup: None,
+            landlock: None,
         })
     }
 
@@ -188,6 +197,14 @@ impl Spawn {
     /// the calls to [`Spawn::spawn`].
     pub fn cgroup(&mut self, cgroup: &crate::ProgramCgroup) -> &mut Spawn {
         self.cgroup = Some(cgroup.procs().as_raw_fd());
+        self
+    }
+
+    /// Confines the program to `rules` (keep them alive until
+    /// [`Spawn::spawn`] returns): put in force after NO_NEW_PRIVS, which
+    /// landlock requires of a process without CAP_SYS_ADMIN.
+    pub fn landlock(&mut self, rules: &crate::PreparedLandlock) -> &mut Spawn {
+        self.landlock = Some(rules.raw());
         self
     }
 
@@ -262,6 +279,7 @@ impl Spawn {
             gid: self.ids.map_or(0, |i| i.1),
             no_new_privs: self.no_new_privs,
             cgroup: self.cgroup.unwrap_or(-1),
+            landlock: self.landlock.unwrap_or(-1),
             reset: handled_signals(),
             mask: 0,
             failed_step: 0,
@@ -519,6 +537,15 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             ) != 0
         {
             return fail(args, 9);
+        }
+        if args.landlock >= 0
+            && libc::syscall(
+                libc::SYS_landlock_restrict_self,
+                args.landlock as libc::c_long,
+                0 as libc::c_long,
+            ) != 0
+        {
+            return fail(args, STEP_LANDLOCK);
         }
         if !args.dir.is_null() && libc::syscall(libc::SYS_chdir, args.dir) != 0 {
             return fail(args, STEP_CHDIR);

@@ -22,6 +22,8 @@ const CGI_KEYS: &[&str] = &[
     "user",
     "tasks",
     "interpreters",
+    "read_paths",
+    "write_paths",
 ];
 
 impl Cx<'_, '_> {
@@ -83,6 +85,14 @@ impl Cx<'_, '_> {
                     .map(|n| c.tasks = Some(n))
                     .is_some(),
                 "interpreters" => cx.cgi_interpreters(v).map(|i| c.interpreters = i).is_some(),
+                "read_paths" => cx
+                    .existing_paths(v, "cgi.read_paths")
+                    .map(|p| c.read_paths = p)
+                    .is_some(),
+                "write_paths" => cx
+                    .existing_paths(v, "cgi.write_paths")
+                    .map(|p| c.write_paths = p)
+                    .is_some(),
                 _ => return None,
             })
         });

@@ -117,6 +117,8 @@
 //! tasks = 1024                                 # pids.max of the mount's pids cgroup, all its programs
 //!                                              #   together (default: 16 x max_processes; root)
 //! interpreters = { py = "/usr/bin/python3" }   # a.py runs as `/usr/bin/python3 a.py`, executable or not
+//! read_paths = ["/usr", "/bin", "/lib", "/srv/www"]  # with either list: landlock, only these trees
+//! write_paths = ["/srv/spool"]                 #   (and the programs' own folder) reachable
 //!
 //! [[fastcgi]]                                  # a FastCGI peer: php-fpm, fcgiwrap
 //! prefix = "/php"                              # /php/a.php/x: SCRIPT_NAME /php/a.php, PATH_INFO /x

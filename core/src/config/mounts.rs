@@ -178,7 +178,11 @@ impl Cx<'_, '_> {
 
     /// A path or an array of paths (relative to the file's directory), each
     /// of which must exist: landlock rules are made from open paths.
-    fn existing_paths(&mut self, v: &Val<'_>, key: &str) -> Option<Vec<std::path::PathBuf>> {
+    pub(super) fn existing_paths(
+        &mut self,
+        v: &Val<'_>,
+        key: &str,
+    ) -> Option<Vec<std::path::PathBuf>> {
         let items = self.strings(v, key)?;
         let mut out = Vec::new();
         let mut ok = true;

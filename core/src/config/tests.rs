@@ -118,7 +118,7 @@ fn bad_files_report_every_error_with_its_position() {
         (
             "root = \"site\"\n[[cgi]]\nprefix = \"/c\"\ndir = \"cgi-bin\"\nhandler = 1\n[[fastcgi]]\nprefix = \"/p\"\naddress = \"127.0.0.1:9000\"\npool = 2\n[[wasm]]\nprefix = \"/w\"\npath = \"app.wasm\"\nfuel = 1\n",
             &[
-                "FILE:5:1: unknown key in [[cgi]]: `handler` (expected one of: prefix, dir, program, timeout, env, pass_env, max_processes, queue, pass_authorization, stream_chunked, user, tasks, interpreters)",
+                "FILE:5:1: unknown key in [[cgi]]: `handler` (expected one of: prefix, dir, program, timeout, env, pass_env, max_processes, queue, pass_authorization, stream_chunked, user, tasks, interpreters, read_paths, write_paths)",
                 "FILE:9:1: unknown key in [[fastcgi]]: `pool` (expected one of: prefix, address, root, index, connections, timeout)",
                 "FILE:13:1: unknown key in [[wasm]]: `fuel` (expected one of: prefix, path, kind, memory_limit, timeout)",
             ],
@@ -293,6 +293,13 @@ fn bad_files_report_every_error_with_its_position() {
                 "FILE:8:8: wasm.kind: unknown wasm kind \"emscripten\": expected \"wasi-http\", \"wagi\" or \"sdk\"",
                 "FILE:10:10: cgi.prefix: \"/app\" is already mounted by the module at 3:10",
                 "FILE:11:7: cgi.dir: \"TMP/mod.so\" is not a directory",
+            ],
+        ),
+        (
+            "root = \"site\"\n[[cgi]]\nprefix = \"/c\"\ndir = \"cgi-bin\"\nread_paths = [\"site\", \"nope\"]\nwrite_paths = 3\n",
+            &[
+                "FILE:5:23: cgi.read_paths: \"nope\" does not exist",
+                "FILE:6:15: cgi.write_paths: expected a string or an array of strings, found an integer",
             ],
         ),
         (
@@ -865,7 +872,7 @@ fn the_documented_format_parses() {
         .filter(|e| !e.contains("does not exist"))
         .collect();
     assert!(other.is_empty(), "{errors:#?}");
-    assert_eq!(errors.len(), 7, "{errors:#?}");
+    assert_eq!(errors.len(), 8, "{errors:#?}");
 }
 
 #[test]

@@ -259,22 +259,15 @@ pub struct ModuleConfig {
     /// its sandbox) may take: past it the module is refused, and the rest
     /// of the server is served.
     pub check_timeout: Duration,
-    /// The first pause before a runner that died is started again; it
-    /// doubles at each death in a row, up to `restart_backoff_max`, and
-    /// starts over once a runner lived 10 s. Requests wait through a pause
-    /// of up to 250 ms; during a longer one, with no other runner up, they
-    /// get 503 with `Retry-After` at once.
+    /// The first pause before a dead runner starts again (doubling, up to
+    /// `restart_backoff_max`); during one over 250 ms, 503 at once.
     pub restart_backoff: Duration,
     /// The longest such pause.
     pub restart_backoff_max: Duration,
-    /// The largest request body this module takes (413 past it, before
-    /// the module sees the request); None: the server's `limits.max_body`,
-    /// which applies first anyway. It also sizes the module's request pool
-    /// (two bodies).
+    /// The largest request body it takes (413 past it; None: the server's
+    /// `limits.max_body`); also sizes its request pool (two bodies).
     pub max_body: Option<u64>,
-    /// Environment variables set in the module's runner processes (beside
-    /// those of the server they inherit): per-module settings a module
-    /// reads with `std::env::var` in `init`.
+    /// Variables set in its runners' environment: per-module settings.
     pub env: Vec<(String, String)>,
     pub sandbox: SandboxConfig,
 }
@@ -397,6 +390,12 @@ pub struct CgiConfig {
     /// Interpreters by file extension (without its dot): a program with
     /// one of these runs as `interpreter program`, executable or not.
     pub interpreters: Vec<(String, PathBuf)>,
+    /// With either list set, the mount's programs run under landlock: they
+    /// may read these trees (and their own program, folder and
+    /// interpreter) and nothing else of the file system...
+    pub read_paths: Vec<PathBuf>,
+    /// ...and read and write these.
+    pub write_paths: Vec<PathBuf>,
 }
 
 /// A user to run programs as: its uid and primary group (no
@@ -508,6 +507,8 @@ impl Default for CgiConfig {
             user: None,
             tasks: None,
             interpreters: Vec::new(),
+            read_paths: Vec::new(),
+            write_paths: Vec::new(),
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use iolite_core::config::CgiConfig;
 use iolite_core::{Error, UpstreamFailure, UpstreamKind};
-use iolite_sandbox::ProgramCgroup;
+use iolite_sandbox::{Landlock, PreparedLandlock, ProgramCgroup};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// `PATH` when the mount sets none: the server's own is not passed.
@@ -48,6 +48,9 @@ pub struct Cgi {
     cgroup: Option<ProgramCgroup>,
     /// Interpreters by extension.
     interpreters: Vec<(String, PathBuf)>,
+    /// The landlock ruleset its programs run under, when the mount has
+    /// `read_paths` or `write_paths`.
+    landlock: Option<PreparedLandlock>,
 }
 
 /// What a request's path names under a mount.
@@ -95,6 +98,7 @@ impl Cgi {
         fixed_env.reverse();
         fixed_env.retain(|(n, _)| seen.insert(n.clone()));
         fixed_env.reverse();
+        let landlock = mount_landlock(config, &target)?;
         Ok(Arc::new(Cgi {
             prefix: config.prefix.trim_end_matches('/').to_string(),
             target,
@@ -109,7 +113,13 @@ impl Cgi {
             user: config.user.as_ref().map(|u| (u.uid, u.gid)),
             cgroup: mount_cgroup(config),
             interpreters: config.interpreters.clone(),
+            landlock,
         }))
+    }
+
+    /// The landlock ruleset its programs run under, if any.
+    pub(super) fn landlock(&self) -> Option<&PreparedLandlock> {
+        self.landlock.as_ref()
     }
 
     /// The mount's prefix.
@@ -276,4 +286,37 @@ fn is_nph(p: &Path) -> bool {
 /// their own folder, so a relative name would not hold there).
 fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// With `read_paths` or `write_paths`, the ruleset the mount's programs run
+/// under: those trees, and read-only the programs themselves (the folder,
+/// or the one program) and the interpreters. A kernel without landlock
+/// refuses the mount: the operator asked for the confinement.
+fn mount_landlock(config: &CgiConfig, target: &Target) -> Result<Option<PreparedLandlock>, String> {
+    if config.read_paths.is_empty() && config.write_paths.is_empty() {
+        return Ok(None);
+    }
+    let own = match target {
+        Target::Dir(dir) => dir.clone(),
+        Target::Program(program) => program.clone(),
+    };
+    let rules = Landlock {
+        read_only: config
+            .read_paths
+            .iter()
+            .cloned()
+            .chain(std::iter::once(own))
+            .chain(config.interpreters.iter().map(|(_, i)| i.clone()))
+            .collect(),
+        read_write: config.write_paths.clone(),
+    };
+    match PreparedLandlock::new(&rules) {
+        Ok(Some(prepared)) => Ok(Some(prepared)),
+        Ok(None) => Err(format!(
+            "cgi at {}: read_paths/write_paths need landlock, which this kernel does not have ({})",
+            config.prefix,
+            iolite_sandbox::landlock_abi().err().unwrap_or_default()
+        )),
+        Err(e) => Err(format!("cgi at {}: landlock: {e}", config.prefix)),
+    }
 }

@@ -105,10 +105,11 @@ impl ProcessModule {
             }
             return Err(self.failed(UpstreamFailure::Crashed));
         };
-        if slot.load.load(Ordering::Relaxed) >= self.in_flight * QUEUE_PER_CREDIT {
+        // `pick` counted this request in the slot's load.
+        let _load = LoadGuard(&slot.load);
+        if slot.load.load(Ordering::Relaxed) > self.in_flight * QUEUE_PER_CREDIT {
             return Err(self.failed(UpstreamFailure::Unavailable("module busy")));
         }
-        let _load = LoadGuard::new(&slot.load);
         // Dropped before the answer (the client went away): cancel.
         let mut sent = Sent {
             link: None,
@@ -229,14 +230,8 @@ impl Drop for Sent<'_> {
     }
 }
 
+/// A request counted in its slot's load (by `pick`): uncounted when done.
 struct LoadGuard<'a>(&'a AtomicUsize);
-
-impl<'a> LoadGuard<'a> {
-    fn new(load: &'a AtomicUsize) -> Self {
-        load.fetch_add(1, Ordering::Relaxed);
-        LoadGuard(load)
-    }
-}
 
 impl Drop for LoadGuard<'_> {
     fn drop(&mut self) {

@@ -258,44 +258,57 @@ impl ProcessModule {
         self.metrics.clone()
     }
 
-    /// The least loaded slot with a runner; when even that one has all its
-    /// credits in use (or no slot has a runner), a dormant slot is woken, or,
+    /// The least loaded slot with a runner, its load counted for the
+    /// request already (decrement it when the request is done: `LoadGuard`
+    /// adopts it), reserved atomically so that two workers never both
+    /// take a slot's last credit; when every slot with a runner has all its
+    /// credits in use (or none has a runner), a dormant slot is woken, or,
     /// when `processes_max` allows, a new slot added: its runner starts for
-    /// the request (which waits for it). A slot pausing before a restart
+    /// the request (which waits for it); failing those, the least loaded
+    /// one, where the request queues. A slot pausing before a restart
     /// takes a request only when no other can (it fails it: 503).
     fn pick(&self) -> Option<Arc<SlotHandle>> {
         let load = |s: &Arc<SlotHandle>| s.load.load(Ordering::Relaxed);
         let dormant = |s: &Arc<SlotHandle>| s.dormant.load(Ordering::Acquire);
         let paused = |s: &Arc<SlotHandle>| s.paused.load(Ordering::Acquire);
+        let taken = |s: Arc<SlotHandle>| {
+            s.load.fetch_add(1, Ordering::Relaxed);
+            Some(s)
+        };
         let (best, grow) = {
             let slots = self.slots.read().ok()?;
-            let best = slots
-                .iter()
-                .filter(|s| !dormant(s) && !paused(s))
-                .min_by_key(|s| load(s))
-                .cloned();
-            if let Some(best) = best.as_ref().filter(|b| load(b) < self.in_flight) {
-                return Some(best.clone());
+            let mut live: Vec<&Arc<SlotHandle>> =
+                slots.iter().filter(|s| !dormant(s) && !paused(s)).collect();
+            live.sort_by_key(|s| load(s));
+            for s in &live {
+                let reserved = s
+                    .load
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+                        (l < self.in_flight).then_some(l + 1)
+                    });
+                if reserved.is_ok() {
+                    return Some((*s).clone());
+                }
             }
             if let Some(sleeper) = slots.iter().find(|s| dormant(s)) {
                 // Claimed here; its thread starts a runner on the request's
                 // link request.
                 sleeper.dormant.store(false, Ordering::Release);
-                return Some(sleeper.clone());
+                return taken(sleeper.clone());
             }
-            match best {
+            match live.first() {
                 // Every runner is busy: another one, if allowed.
-                Some(best) => (best, slots.len() < self.max),
+                Some(best) => ((*best).clone(), slots.len() < self.max),
                 // None is up (each slot pauses before a restart).
-                None => return slots.first().cloned(),
+                None => return slots.first().cloned().and_then(taken),
             }
         };
         if !grow {
-            return Some(best);
+            return taken(best);
         }
         let mut slots = self.slots.write().ok()?;
         if slots.len() >= self.max {
-            return Some(best);
+            return taken(best);
         }
         let index = slots.len();
         // Nobody waits for this runner's start-up: the request queues.
@@ -304,11 +317,11 @@ impl ProcessModule {
             Ok(slot) => {
                 tracing::info!(module = %self.prefix, processes = index + 1, "all runners busy; starting another");
                 slots.push(slot.clone());
-                Some(slot)
+                taken(slot)
             }
             Err(e) => {
                 tracing::warn!(module = %self.prefix, error = %e, "cannot start another runner");
-                Some(best)
+                taken(best)
             }
         }
     }

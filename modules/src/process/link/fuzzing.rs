@@ -379,6 +379,7 @@ fn run_stream(pools: &Pools, flags: u8, stream: &[Piece]) -> Run {
                 parts_left: 0,
                 last_part: None,
                 _credit: credits.clone().try_acquire_owned().expect("a credit"),
+                target: 0,
             },
         );
     }

@@ -5,16 +5,16 @@
 //! and closes extra lanes that stay idle.
 //!
 //! A runner handles a lane's requests one after another: a request joins
-//! a busy lane only when the module is quick and that lane is moving
-//! (`WorkerLinks::choose`); otherwise it gets a lane of its own, up to the
-//! module's `in_flight` lanes per worker and runner, so slow requests run
-//! in parallel and a quick one does not wait behind a slow one.
+//! a busy lane only when that lane's current request is for a target
+//! known to be quick (`WorkerLinks::choose`); otherwise it gets a lane of
+//! its own, up to the module's `in_flight` lanes per worker and runner, so
+//! slow requests run in parallel and a quick one does not wait behind a
+//! slow one.
 //!
 //! # Not yet
-//! - A request that joined a moving lane just as its current request
-//!   turned out slow waits behind it (the quick module's occasional slow
-//!   request): a runner does not yet hand a lane's queued requests to
-//!   another thread.
+//! - A target whose requests are quick but now and then slow (a cache
+//!   miss behind it) may hold a request that joined its lane: a runner
+//!   does not yet hand a lane's queued requests to another thread.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -62,16 +62,17 @@ impl WorkerLinks {
 
     /// The lane a request takes, and whether another lane should be
     /// opened for it instead (the lane returned is then the fallback). A
-    /// runner thread handles a lane's requests one after another, so:
-    /// - the first lane that is idle, or, for a quick module (its requests
-    ///   take at most `lane_stall`, as this worker saw them), *moving* (its
-    ///   current request started within `lane_stall`): requests are packed
-    ///   onto the first lanes, whose batches save wake-ups, and the others
-    ///   go idle and close;
-    /// - for a quick module, the lane whose current request is the
+    /// runner thread handles a lane's requests one after another, so a
+    /// request waits behind another only when that one is for a *quick*
+    /// target (its requests take at most `lane_stall`, as this worker saw
+    /// them: `Pace`); in this order:
+    /// - the first lane that is idle, or on a quick request that started
+    ///   within `lane_stall`: requests are packed onto the first lanes,
+    ///   whose batches save wake-ups, and the others go idle and close;
+    /// - among lanes on a quick request, the one whose request is the
     ///   youngest, unless all have been held for [`QUICK_HELD`];
-    /// - failing that, a new lane while the runner may have more (up to
-    ///   `in_flight`), or else the least loaded lane.
+    /// - a new lane while the runner may have more (up to `in_flight`), or
+    ///   else the least loaded lane.
     fn choose(&self, index: usize) -> (Option<Rc<Link>>, bool) {
         let mut links = self.links.borrow_mut();
         if links.len() <= index {
@@ -95,31 +96,27 @@ impl WorkerLinks {
             return (None, true);
         }
         let stall = self.cfg.lane_stall;
-        let quick = self.cfg.pace.quick(stall);
         let now = Instant::now();
         let age = |l: &Rc<Link>| l.held_since().map(|t| now.saturating_duration_since(t));
+        // Lanes whose current request is for a target known to be quick.
+        let quick = |l: &&Rc<Link>| l.head_is_quick(stall);
         if let Some(lane) = lanes
             .iter()
-            .find(|l| age(l).is_none_or(|a| quick && a < stall))
+            .find(|l| age(l).is_none_or(|a| a < stall && quick(l)))
         {
             return (Some(lane.clone()), false);
         }
-        if quick {
-            // Every lane is held a little (a runner thread kept off the CPU
-            // by a loaded machine is, now and then; or one lane's request
-            // is a slow one): the lane whose current request is the
-            // youngest (with two lanes or more, it avoids one a slow
-            // request holds), unless even that one has been held for
-            // `QUICK_HELD`: then a slow request holds each, and a new lane
-            // is due.
-            let youngest = lanes.iter().min_by_key(|l| age(l)).cloned();
-            if youngest
-                .as_ref()
-                .and_then(age)
-                .is_some_and(|a| a < QUICK_HELD)
-            {
-                return (youngest, false);
-            }
+        // Every lane is held a little (a runner thread kept off the CPU by
+        // a loaded machine is, now and then): among those on a quick
+        // request, the one whose request is the youngest, unless even that
+        // one has been held for `QUICK_HELD`; then a new lane is due.
+        let youngest = lanes.iter().filter(quick).min_by_key(|l| age(l)).cloned();
+        if youngest
+            .as_ref()
+            .and_then(age)
+            .is_some_and(|a| a < QUICK_HELD)
+        {
+            return (youngest, false);
         }
         let cap = self
             .cap

@@ -82,6 +82,17 @@ impl Link {
         (!st.inflight.is_empty()).then_some(st.progress)
     }
 
+    /// Whether the request the runner is on now (the oldest in flight:
+    /// a link's requests are handled in order) is for a target whose
+    /// requests take at most `limit`.
+    fn head_is_quick(&self, limit: Duration) -> bool {
+        let st = self.state.borrow();
+        st.inflight
+            .iter()
+            .min_by_key(|(id, _)| **id)
+            .is_some_and(|(_, f)| self.cfg.pace.quick(f.target, limit))
+    }
+
     /// Closes the link if nothing was in flight on it for `idle` and this
     /// side holds none of the runner's buffers any more, every release
     /// written (its runner thread then ends, and the runner, which lives
@@ -133,6 +144,7 @@ impl Link {
         }
         let id = frame.id;
         let parts_left = frame.parts;
+        let target = protocol::target_key(&frame.path);
         let mut msg = Msg::Request(frame);
         let queued = if self.cfg.copy {
             copy_out(&mut st.peer, id, body)
@@ -166,6 +178,7 @@ impl Link {
                 parts_left,
                 last_part: None,
                 _credit: credit,
+                target,
             },
         );
         drop(st);

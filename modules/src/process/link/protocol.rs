@@ -11,7 +11,7 @@
 //!   hold a streamed answer back from a slow client: the runner's parts
 //!   are copied into the request pool as fast as it sends them.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -62,6 +62,8 @@ pub(super) struct Flight {
     pub(super) last_part: Option<Agg>,
     /// The request's credit on its runner, returned with the answer.
     pub(super) _credit: OwnedSemaphorePermit,
+    /// Its target's key (`target_key`), for the link's pace.
+    pub(super) target: u64,
 }
 
 impl Flight {
@@ -93,11 +95,11 @@ pub(crate) struct LinkConfig {
     /// Most lanes a worker opens to one runner.
     pub lanes: usize,
     /// Requests on one link are handled one after another, so a request
-    /// joins a busy link only when the module is quick (its requests take
-    /// at most this long, as `pace` saw them) and the link's current
-    /// request started less than this long ago; otherwise it takes an idle
-    /// link or a new one (see `lanes`). Quick modules keep few lanes and
-    /// profit from their batching; slow ones get a runner thread per
+    /// joins a busy link only when the link's current request is for a
+    /// quick target (its requests take at most this long, as `pace` saw
+    /// them) and started less than this long ago; otherwise it takes an
+    /// idle link or a new one (see `lanes`). Quick targets keep few lanes
+    /// and profit from their batching; slow ones get a runner thread per
     /// request, up to `in_flight`.
     pub lane_stall: Duration,
     /// How long this worker's requests to the module take in a runner.
@@ -116,43 +118,61 @@ pub(crate) struct LinkConfig {
 }
 
 /// How long a module's requests take in a runner thread, as one worker
-/// sees them: the time from a request's start (sent to an idle link, or
-/// the one before it on its link finished) to its answer, averaged
-/// (exponentially, weight 1/8).
+/// sees them, by target (the request's path): the time from a request's
+/// start (sent to an idle link, or the one before it on its link
+/// finished) to its answer, averaged (exponentially, weight 1/8). A
+/// request queues behind another on a link only when that one's target is
+/// known to be quick (`lanes`).
 #[derive(Debug, Default)]
 pub(crate) struct Pace {
-    micros: Cell<u64>,
-    samples: Cell<u64>,
+    micros: RefCell<HashMap<u64, u64>>,
 }
 
+/// Targets a worker keeps the pace of, per module (forgotten all at once
+/// past it).
+const PACE_TARGETS: usize = 4096;
+
 impl Pace {
-    fn record(&self, took: Duration) {
+    fn record(&self, target: u64, took: Duration) {
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        let n = self.samples.get();
-        let avg = if n == 0 {
-            us
-        } else {
-            let old = self.micros.get();
-            old - old / 8 + us / 8
-        };
-        self.micros.set(avg);
-        self.samples.set(n.saturating_add(1));
+        let mut m = self.micros.borrow_mut();
+        if m.len() >= PACE_TARGETS && !m.contains_key(&target) {
+            m.clear();
+        }
+        m.entry(target)
+            .and_modify(|avg| *avg = *avg - *avg / 8 + us / 8)
+            .or_insert(us);
     }
 
-    /// Whether the module's requests typically take at most `limit`
-    /// (false before any was answered).
-    pub(crate) fn quick(&self, limit: Duration) -> bool {
-        self.samples.get() > 0 && u128::from(self.micros.get()) <= limit.as_micros()
+    /// Whether requests for `target` typically take at most `limit`
+    /// (false for a target not answered yet).
+    pub(crate) fn quick(&self, target: u64, limit: Duration) -> bool {
+        self.micros
+            .borrow()
+            .get(&target)
+            .is_some_and(|&us| u128::from(us) <= limit.as_micros())
     }
+}
+
+/// The key a request's target is paced by: its path's hash.
+pub(crate) fn target_key(path: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish()
 }
 
 /// Request `id` is finished: its time is counted, the link made
 /// progress.
 fn finish(st: &mut State, cfg: &LinkConfig, id: u64) -> Option<Flight> {
     let now = Instant::now();
-    cfg.pace.record(now.saturating_duration_since(st.progress));
+    let flight = st.inflight.remove(&id);
+    if let Some(f) = &flight {
+        cfg.pace
+            .record(f.target, now.saturating_duration_since(st.progress));
+    }
     st.progress = now;
-    st.inflight.remove(&id)
+    flight
 }
 
 /// A link's side of the protocol: its peer (socket, pools, leases) and
