@@ -92,7 +92,7 @@
 //! | `max_requests` | none | a runner is recycled after this many requests |
 //! | `memory_limit` | `"256M"` (strict), none (`profile = "none"`) | the runner's own memory (RLIMIT_AS, plus the pools it maps) |
 //! | `transfer` | `"shared"` | or `"copy"`: bodies inline, copied (to measure zero-copy) |
-//! | `lane_stall` | `"1ms"` | a request waits behind another in a runner thread only when the module's requests take at most this long (otherwise it gets a thread of its own, up to `in_flight`) |
+//! | `lane_stall` | `"1ms"` | a request waits behind another in a runner thread only when that one's path is known to take at most this long (otherwise it gets a thread of its own, up to `in_flight`) |
 //! | `lane_idle` | `"2s"` | an extra lane idle this long closes |
 //! | `check_timeout` | `"10s"` | longest the check of the library (at start, on SIGHUP) may take |
 //! | `restart_backoff` | `"50ms"` | pause before a runner that died starts again; doubles at each death in a row |

@@ -77,7 +77,7 @@
 //! memory_limit = "256M"                        # the module's own memory (RLIMIT_AS)
 //! transfer = "shared"                          # or "copy": bodies inline (bench only)
 //! lane_stall = "1ms"                           # a request queues behind another in a runner thread
-//!                                              # only if the module's requests take at most this
+//!                                              # only if that one's path is known to take at most this
 //! lane_idle = "2s"                             # an extra lane idle this long closes
 //! check_timeout = "10s"                        # loading the library once at start (and on
 //!                                              # SIGHUP) may take this long, or the module

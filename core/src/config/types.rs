@@ -246,11 +246,10 @@ pub struct ModuleConfig {
     /// How request and response bodies travel between server and runner.
     pub transfer: ModuleTransfer,
     /// A runner thread (a lane) handles its requests one after another:
-    /// a request queues behind another on a lane only when the module's
-    /// requests typically take at most this long and that lane's current
-    /// one started less than this long ago; otherwise it takes an idle
-    /// lane or a new one, up to `in_flight` (0: never queues while another
-    /// lane can be opened).
+    /// a request queues behind another on a lane only when that one's
+    /// target (path) typically takes at most this long and it started
+    /// less than this long ago; otherwise it takes an idle lane or a new
+    /// one, up to `in_flight` (0: never while another can be opened).
     pub lane_stall: Duration,
     /// An extra lane with nothing in flight for this long is closed (at
     /// the worker's next request to the module).
