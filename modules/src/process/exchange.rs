@@ -120,6 +120,7 @@ impl ProcessModule {
         // all count against the timeout; only a request the runner holds
         // gets its process replaced.
         let id = sent.id;
+        let target = crate::process::link::target_key(&frame.path);
         let answer = {
             let exchange = async {
                 let mut credit = slot.credits.clone().acquire_owned().await.ok()?;
@@ -127,7 +128,7 @@ impl ProcessModule {
                 // A link whose runner just died takes no request: the request
                 // goes on the next runner's link instead (it never left).
                 for _ in 0..SEND_TRIES {
-                    let link = links.link(&slot).await?;
+                    let link = links.link(&slot, target).await?;
                     match link.submit(frame, &body, credit) {
                         Ok(rx) => {
                             drop(body);

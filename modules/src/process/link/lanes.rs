@@ -5,8 +5,8 @@
 //! and closes extra lanes that stay idle.
 //!
 //! A runner handles a lane's requests one after another: a request joins
-//! a busy lane only when that lane's current request is for a target
-//! known to be quick (`WorkerLinks::choose`); otherwise it gets a lane of
+//! a busy lane only when every request on it is for a target known to be
+//! quick (`WorkerLinks::choose`); otherwise it gets a lane of
 //! its own, up to the module's `in_flight` lanes per worker and runner, so
 //! slow requests run in parallel and a quick one does not wait behind a
 //! slow one.
@@ -62,18 +62,20 @@ impl WorkerLinks {
 
     /// The lane a request takes, and whether another lane should be
     /// opened for it instead (the lane returned is then the fallback). A
-    /// runner thread handles a lane's requests one after another, so a
-    /// request waits behind another only when that one is for a *quick*
-    /// target (its requests take at most `lane_stall`, as this worker saw
-    /// them: `Pace`); in this order:
-    /// - the first lane that is idle, or on a quick request that started
-    ///   within `lane_stall`: requests are packed onto the first lanes,
-    ///   whose batches save wake-ups, and the others go idle and close;
-    /// - among lanes on a quick request, the one whose request is the
-    ///   youngest, unless all have been held for [`QUICK_HELD`];
+    /// runner thread handles a lane's requests one after another (and
+    /// sends a burst's answers together), so a request for a *quick*
+    /// target joins others only when they are all for quick targets (their requests take at most `lane_stall`, as this worker
+    /// saw them: `Pace`); in this order:
+    /// - the first lane that is idle, or holds only quick requests, the
+    ///   current one started within `lane_stall`: requests are packed onto
+    ///   the first lanes, whose batches save wake-ups, and the others go
+    ///   idle and close;
+    /// - among lanes that hold only quick requests, the one whose current
+    ///   request is the youngest, unless all have been held for
+    ///   [`QUICK_HELD`];
     /// - a new lane while the runner may have more (up to `in_flight`), or
     ///   else the least loaded lane.
-    fn choose(&self, index: usize) -> (Option<Rc<Link>>, bool) {
+    fn choose(&self, index: usize, target: u64) -> (Option<Rc<Link>>, bool) {
         let mut links = self.links.borrow_mut();
         if links.len() <= index {
             links.resize(index + 1, Vec::new());
@@ -98,8 +100,11 @@ impl WorkerLinks {
         let stall = self.cfg.lane_stall;
         let now = Instant::now();
         let age = |l: &Rc<Link>| l.held_since().map(|t| now.saturating_duration_since(t));
-        // Lanes whose current request is for a target known to be quick.
-        let quick = |l: &&Rc<Link>| l.head_is_quick(stall);
+        // Lanes whose requests are all for targets known to be quick; only
+        // a quick request joins them (a slow one behind quick ones would
+        // also hold their answers, which the runner sends in batches).
+        let mine = self.cfg.pace.quick(target, stall);
+        let quick = |l: &&Rc<Link>| mine && l.all_quick(stall);
         if let Some(lane) = lanes
             .iter()
             .find(|l| age(l).is_none_or(|a| a < stall && quick(l)))
@@ -131,10 +136,10 @@ impl WorkerLinks {
     /// lanes are made one at a time (the others wait for it, then look
     /// again). Waits while the runner (re)starts. None: the slot is gone or cannot
     /// attach.
-    pub(crate) async fn link(&self, slot: &Arc<SlotHandle>) -> Option<Rc<Link>> {
+    pub(crate) async fn link(&self, slot: &Arc<SlotHandle>, target: u64) -> Option<Rc<Link>> {
         let index = slot.index;
         let best = loop {
-            let (best, grow) = self.choose(index);
+            let (best, grow) = self.choose(index, target);
             if !grow {
                 return best;
             }

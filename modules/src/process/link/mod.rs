@@ -25,7 +25,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, oneshot};
 
 use crate::process::supervisor::SlotHandle;
-pub(crate) use protocol::{Answer, LinkConfig};
+pub(crate) use protocol::{Answer, LinkConfig, target_key};
 use protocol::{Flight, State, copy_out, receive};
 
 // Built for the crate's tests too, which check the seeds; there, what
@@ -82,15 +82,16 @@ impl Link {
         (!st.inflight.is_empty()).then_some(st.progress)
     }
 
-    /// Whether the request the runner is on now (the oldest in flight:
-    /// a link's requests are handled in order) is for a target whose
-    /// requests take at most `limit`.
-    fn head_is_quick(&self, limit: Duration) -> bool {
+    /// Whether every request in flight on the link (the runner handles
+    /// them in order: a new one waits for them all) is for a target whose
+    /// requests take at most `limit`; false for an idle link.
+    fn all_quick(&self, limit: Duration) -> bool {
         let st = self.state.borrow();
-        st.inflight
-            .iter()
-            .min_by_key(|(id, _)| **id)
-            .is_some_and(|(_, f)| self.cfg.pace.quick(f.target, limit))
+        !st.inflight.is_empty()
+            && st
+                .inflight
+                .values()
+                .all(|f| self.cfg.pace.quick(f.target, limit))
     }
 
     /// Closes the link if nothing was in flight on it for `idle` and this
