@@ -129,7 +129,7 @@ impl ProcessModule {
                 // goes on the next runner's link instead (it never left).
                 for _ in 0..SEND_TRIES {
                     let link = links.link(&slot, target).await?;
-                    match link.submit(frame, &body, credit) {
+                    match link.submit(frame, &body, credit, target) {
                         Ok(rx) => {
                             drop(body);
                             if let Some(parts) = parts {

@@ -277,17 +277,24 @@ impl ProcessModule {
         };
         let (best, grow) = {
             let slots = self.slots.read().ok()?;
-            let mut live: Vec<&Arc<SlotHandle>> =
-                slots.iter().filter(|s| !dormant(s) && !paused(s)).collect();
-            live.sort_by_key(|s| load(s));
-            for s in &live {
+            let live = || slots.iter().filter(|s| !dormant(s) && !paused(s));
+            // The least loaded with a credit left, reserved; another worker
+            // may take it first: then look again (each miss means a slot
+            // filled up, so this ends).
+            for _ in 0..slots.len() {
+                let Some(s) = live()
+                    .filter(|s| load(s) < self.in_flight)
+                    .min_by_key(|s| load(s))
+                else {
+                    break;
+                };
                 let reserved = s
                     .load
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
                         (l < self.in_flight).then_some(l + 1)
                     });
                 if reserved.is_ok() {
-                    return Some((*s).clone());
+                    return Some(s.clone());
                 }
             }
             if let Some(sleeper) = slots.iter().find(|s| dormant(s)) {
@@ -296,9 +303,9 @@ impl ProcessModule {
                 sleeper.dormant.store(false, Ordering::Release);
                 return taken(sleeper.clone());
             }
-            match live.first() {
+            match live().min_by_key(|s| load(s)) {
                 // Every runner is busy: another one, if allowed.
-                Some(best) => ((*best).clone(), slots.len() < self.max),
+                Some(best) => (best.clone(), slots.len() < self.max),
                 // None is up (each slot pauses before a restart).
                 None => return slots.first().cloned().and_then(taken),
             }

@@ -380,6 +380,7 @@ fn run_stream(pools: &Pools, flags: u8, stream: &[Piece]) -> Run {
                 last_part: None,
                 _credit: credits.clone().try_acquire_owned().expect("a credit"),
                 target: 0,
+                quick: false,
             },
         );
     }

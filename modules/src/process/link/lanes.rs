@@ -104,7 +104,7 @@ impl WorkerLinks {
         // a quick request joins them (a slow one behind quick ones would
         // also hold their answers, which the runner sends in batches).
         let mine = self.cfg.pace.quick(target, stall);
-        let quick = |l: &&Rc<Link>| mine && l.all_quick(stall);
+        let quick = |l: &&Rc<Link>| mine && l.all_quick();
         if let Some(lane) = lanes
             .iter()
             .find(|l| age(l).is_none_or(|a| a < stall && quick(l)))

@@ -83,15 +83,11 @@ impl Link {
     }
 
     /// Whether every request in flight on the link (the runner handles
-    /// them in order: a new one waits for them all) is for a target whose
-    /// requests take at most `limit`; false for an idle link.
-    fn all_quick(&self, limit: Duration) -> bool {
+    /// them in order: a new one waits for them all) was for a quick target
+    /// when it was sent; false for an idle link.
+    fn all_quick(&self) -> bool {
         let st = self.state.borrow();
-        !st.inflight.is_empty()
-            && st
-                .inflight
-                .values()
-                .all(|f| self.cfg.pace.quick(f.target, limit))
+        !st.inflight.is_empty() && st.inflight.values().all(|f| f.quick)
     }
 
     /// Closes the link if nothing was in flight on it for `idle` and this
@@ -136,6 +132,7 @@ impl Link {
         frame: RequestFrame,
         body: &Agg,
         credit: OwnedSemaphorePermit,
+        target: u64,
     ) -> Result<oneshot::Receiver<Answer>, Box<(RequestFrame, OwnedSemaphorePermit)>> {
         let mut st = self.state.borrow_mut();
         // A link found accepting just before (`WorkerLinks::link`) may have
@@ -145,7 +142,8 @@ impl Link {
         }
         let id = frame.id;
         let parts_left = frame.parts;
-        let target = protocol::target_key(&frame.path);
+        // Known quick as it joins (see `all_quick`).
+        let quick = self.cfg.pace.quick(target, self.cfg.lane_stall);
         let mut msg = Msg::Request(frame);
         let queued = if self.cfg.copy {
             copy_out(&mut st.peer, id, body)
@@ -180,6 +178,7 @@ impl Link {
                 last_part: None,
                 _credit: credit,
                 target,
+                quick,
             },
         );
         drop(st);

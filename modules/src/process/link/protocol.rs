@@ -64,6 +64,8 @@ pub(super) struct Flight {
     pub(super) _credit: OwnedSemaphorePermit,
     /// Its target's key (`target_key`), for the link's pace.
     pub(super) target: u64,
+    /// Its target was known to be quick when it was sent (`lanes`).
+    pub(super) quick: bool,
 }
 
 impl Flight {
