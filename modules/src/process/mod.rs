@@ -57,8 +57,8 @@ use crate::error::Error;
 use crate::metrics::ModuleMetrics;
 use link::LinkConfig;
 use link::lanes::WorkerLinks;
-use supervisor::check::check_library;
-use supervisor::library::{Library, Snapshot};
+use supervisor::check::checked_copy;
+use supervisor::library::Library;
 use supervisor::{Cmd, SlotConfig, SlotHandle, slot};
 
 mod answer;
@@ -135,10 +135,7 @@ impl ProcessModule {
     ) -> Result<Arc<Self>, Error> {
         let sandbox = crate::runner::SandboxSpec::from_config(cfg);
         let library = Library::new(&cfg.path);
-        let checked = Snapshot::take(&cfg.path).and_then(|copy| {
-            check_library(exe, &cfg.prefix, &copy, &sandbox, cfg.check_timeout)
-                .map(|features| (features, copy))
-        });
+        let checked = checked_copy(exe, &cfg.prefix, &cfg.path, &sandbox, cfg.check_timeout);
         let (features, refused) = match checked {
             Ok((features, copy)) => {
                 library.replace(copy);
@@ -368,10 +365,13 @@ impl ProcessModule {
             .name("iolite-reload".into())
             .spawn(move || {
                 let t = &module.template;
-                let checked = Snapshot::take(&t.library.path).and_then(|copy| {
-                    check_library(&t.exe, &module.prefix, &copy, &t.sandbox, t.check_timeout)
-                        .map(|features| (features, copy))
-                });
+                let checked = checked_copy(
+                    &t.exe,
+                    &module.prefix,
+                    &t.library.path,
+                    &t.sandbox,
+                    t.check_timeout,
+                );
                 match checked {
                     Ok((features, copy)) => {
                         module
@@ -447,8 +447,7 @@ impl ProcessModule {
 /// check-config`; the error names the library and the problem.
 pub fn check_module_library(cfg: &ModuleConfig, exe: &Path) -> Result<(), Error> {
     let sandbox = crate::runner::SandboxSpec::from_config(cfg);
-    let copy = Snapshot::take(&cfg.path)?;
-    check_library(exe, &cfg.prefix, &copy, &sandbox, cfg.check_timeout).map(|_| ())
+    checked_copy(exe, &cfg.prefix, &cfg.path, &sandbox, cfg.check_timeout).map(|_| ())
 }
 
 /// Removes the pids cgroups that runners of a server that died left

@@ -67,11 +67,26 @@ fn cache() -> &'static Mutex<HashMap<Key, Outcome>> {
     CACHE.get_or_init(Mutex::default)
 }
 
+/// Copies the library at `path` ([`Snapshot::take`]) and checks the copy
+/// (`check_library`): the copy runners may start from, and the module's
+/// feature bits. At start, at each reload and for `iolite check-config`.
+pub(crate) fn checked_copy(
+    exe: &Path,
+    prefix: &str,
+    path: &Path,
+    sandbox: &SandboxSpec,
+    limit: Duration,
+) -> Result<(u32, std::sync::Arc<Snapshot>), Error> {
+    let copy = Snapshot::take(path)?;
+    let features = check_library(exe, prefix, &copy, sandbox, limit)?;
+    Ok((features, copy))
+}
+
 /// Checks the snapshot `library` for the module at `prefix` under
 /// `sandbox`, within `limit`; returns the module's feature bits. The same
 /// bytes checked before under the same sandbox are answered from the
 /// cache.
-pub(crate) fn check_library(
+fn check_library(
     exe: &Path,
     prefix: &str,
     library: &Snapshot,
