@@ -1,7 +1,9 @@
 //! Real CGI programs from Debian packages through the real binary:
 //! git-http-backend (a real `git clone` of a repository with 300 commits
-//! and a real `git push`, chunked) and gitweb (the project list and a
-//! commit page). scripts/install-deps installs git and gitweb.
+//! and 60 tags, whose want list git sends gzip-encoded, protocol v2 named
+//! in `Git-Protocol`, and a real `git push`, chunked) and gitweb (the
+//! project list and a commit page). scripts/install-deps installs git and
+//! gitweb.
 
 mod support;
 
@@ -13,6 +15,9 @@ use support::{Iolite, children, get};
 const BACKEND: &str = "/usr/lib/git-core/git-http-backend";
 const GITWEB: &str = "/usr/share/gitweb/gitweb.cgi";
 const COMMITS: usize = 300;
+/// Tags on as many commits: a clone then wants 61 objects, a request body
+/// past the 1 KiB from which git gzips it.
+const TAGS: usize = 60;
 
 /// Runs git with `args` in `dir`, failing the test if it fails.
 fn git(dir: &Path, args: &[&str]) -> Output {
@@ -34,7 +39,8 @@ fn git(dir: &Path, args: &[&str]) -> Output {
 }
 
 /// A bare repository `repos/project.git` with [`COMMITS`] commits on
-/// `main` (made with fast-import: one process, not three hundred).
+/// `main` and [`TAGS`] tags (made with fast-import: one process, not three
+/// hundred).
 fn make_repository(repos: &Path) -> PathBuf {
     let bare = repos.join("project.git");
     std::fs::create_dir_all(&bare).unwrap();
@@ -57,6 +63,9 @@ fn make_repository(repos: &Path) -> PathBuf {
             content.len()
         ));
     }
+    for t in 1..=TAGS {
+        stream.push_str(&format!("reset refs/tags/t{t}\nfrom :{}\n\n", t * 5));
+    }
     let mut child = Command::new("git")
         .args(["fast-import", "--quiet"])
         .current_dir(&bare)
@@ -74,9 +83,23 @@ fn make_repository(repos: &Path) -> PathBuf {
     bare
 }
 
-/// The server with git-http-backend at `/git` and gitweb at `/gitweb`,
-/// both over `repos`.
+/// The server with git-http-backend at `/git` (through `record`, a shell
+/// script that appends the request's method, content encoding and
+/// `Git-Protocol` to `dir/requests` and execs it) and gitweb at
+/// `/gitweb`, both over `repos`.
 fn start(dir: &Path, repos: &Path) -> Iolite {
+    let record = dir.join("record");
+    std::fs::write(
+        &record,
+        format!(
+            "#!/bin/sh\necho \"$REQUEST_METHOD enc=$HTTP_CONTENT_ENCODING proto=$HTTP_GIT_PROTOCOL\" >> {}\n\
+             exec {BACKEND}\n",
+            dir.join("requests").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&record, std::fs::Permissions::from_mode(0o755)).unwrap();
     let root = dir.join("root");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::create_dir_all(dir.join("tmp")).unwrap();
@@ -93,10 +116,11 @@ fn start(dir: &Path, repos: &Path) -> Iolite {
     std::fs::write(
         &config,
         format!(
-            "[[cgi]]\nprefix = \"/git\"\nprogram = \"{BACKEND}\"\n\
+            "[[cgi]]\nprefix = \"/git\"\nprogram = \"{}\"\n\
              env = {{ GIT_PROJECT_ROOT = \"{}\", GIT_HTTP_EXPORT_ALL = \"1\" }}\n\
              [[cgi]]\nprefix = \"/gitweb\"\nprogram = \"{GITWEB}\"\n\
              env = {{ GITWEB_CONFIG = \"{}\" }}\n",
+            record.display(),
             repos.display(),
             dir.join("gitweb.conf").display()
         ),
@@ -136,6 +160,17 @@ fn git_clones_and_pushes_through_git_http_backend() {
     );
     let clone = work.join("clone");
     assert_eq!(count(&clone, "HEAD"), COMMITS);
+    let tags = git(&clone, &["tag", "--list"]);
+    assert_eq!(String::from_utf8_lossy(&tags.stdout).lines().count(), TAGS);
+    let requests = std::fs::read_to_string(dir.path().join("requests")).unwrap();
+    assert!(
+        requests.lines().any(|l| l.starts_with("POST enc=gzip ")),
+        "no gzip-encoded request body reached git-http-backend:\n{requests}"
+    );
+    assert!(
+        requests.lines().all(|l| l.ends_with("proto=version=2")),
+        "Git-Protocol did not reach git-http-backend on every request:\n{requests}"
+    );
     assert_eq!(
         std::fs::read_to_string(clone.join("file0.txt")).unwrap(),
         "line 300\n".repeat(300 % 7 + 1)
