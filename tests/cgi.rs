@@ -849,3 +849,43 @@ fn a_mount_with_read_and_write_paths_confines_its_programs_under_landlock() {
     assert_eq!(read_only[3], "spool-denied");
     server.stop();
 }
+
+#[test]
+fn programs_run_under_the_seccomp_deny_list_unless_the_mount_turns_it_off() {
+    if !Path::new("/usr/bin/python3").exists() || !cfg!(target_arch = "x86_64") {
+        eprintln!("skipped: needs python3 on x86_64 (the probe's call numbers)");
+        return;
+    }
+    let setup = Setup::new();
+    // add_key and unshare(CLONE_NEWUSER) work for root and for other
+    // users alike: only the filter refuses them.
+    let script = setup.bin().join("calls.py");
+    std::fs::write(
+        &script,
+        "#!/usr/bin/python3\nimport ctypes, subprocess\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         e = lambda r: 0 if r >= 0 else ctypes.get_errno()\n\
+         print('Content-Type: text/plain\\r\\n\\r', end='\\n')\n\
+         print('add_key', e(libc.syscall(248, b'user', b'k', b'v', 1, -4)))\n\
+         print('unshare', e(libc.unshare(0x10000000)))\n\
+         print('child', subprocess.run(['/bin/echo', 'ran'], capture_output=True).stdout.decode().strip())\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = setup.start("");
+    let filtered = lines(&get(&server, "/cgi-bin/calls.py").body);
+    let eperm = nix::errno::Errno::EPERM as i32;
+    assert_eq!(
+        filtered,
+        [
+            format!("add_key {eperm}"),
+            format!("unshare {eperm}"),
+            "child ran".to_owned()
+        ]
+    );
+    server.stop();
+    let server = setup.start("seccomp = false");
+    let open = lines(&get(&server, "/cgi-bin/calls.py").body);
+    assert_eq!(open, ["add_key 0", "unshare 0", "child ran"]);
+    server.stop();
+}

@@ -67,6 +67,7 @@ mod pidfd;
 mod pidns;
 mod procfs;
 mod profile;
+mod program_filter;
 mod report;
 mod seccomp;
 mod settings;
@@ -82,6 +83,7 @@ pub use loader::{LoadError, ModuleLibrary, spawn_closed, spawn_inheriting, take_
 pub use pidfd::PidFd;
 pub use pidns::RUNNER_PID_VAR;
 pub use profile::{Confined, Pending, Profile};
+pub use program_filter::ProgramFilter;
 pub use report::{Measure, Outcome, Report};
 pub use seccomp::{SyscallGroup, seccomp_allow_list};
 pub use settings::{Landlock, OpenPolicy, Rlimits};

@@ -26,7 +26,8 @@
 //! 5. `setgroups`, `setgid`, `setuid` when a user is given;
 //! 6. `PR_SET_NO_NEW_PRIVS`, then a landlock ruleset the parent prepared
 //!    once ([`crate::PreparedLandlock`], when the mount has one) put in
-//!    force (`landlock_restrict_self`);
+//!    force (`landlock_restrict_self`), then the seccomp deny-list
+//!    ([`crate::ProgramFilter`], compiled once per mount);
 //! 7. `chdir` to the program's folder, then `execve`.
 //!
 //! The child shares the parent's memory until `execve`, so it runs only
@@ -55,39 +56,17 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 /// Bytes of the child's stack: it runs a handful of system calls.
 const CHILD_STACK: usize = 32 << 10;
 
-/// The steps of the child, for the error the parent reports.
-const STEPS: [&str; 10] = [
-    "",
-    "sigaction",
-    "sigprocmask",
-    "setsid",
-    "prlimit",
-    "dup2",
-    "setgroups",
-    "setgid",
-    "setuid",
-    "prctl(NO_NEW_PRIVS)",
-];
-const STEP_CHDIR: i32 = 10;
-const STEP_EXEC: i32 = 11;
-const STEP_CGROUP: i32 = 12;
-const STEP_LANDLOCK: i32 = 13;
+mod child;
+mod spawned;
 
-fn step_name(step: i32) -> &'static str {
-    match step {
-        STEP_CHDIR => "chdir",
-        STEP_LANDLOCK => "landlock_restrict_self",
-        STEP_EXEC => "execve",
-        STEP_CGROUP => "joining the cgroup",
-        n => STEPS.get(n as usize).copied().unwrap_or("spawn"),
-    }
-}
+pub use spawned::Spawned;
+
+use child::{ChildArgs, child_main, step_name};
 
 /// A program to start (see the module doc).
 #[derive(Debug)]
@@ -103,34 +82,8 @@ pub struct Spawn {
     cgroup: Option<RawFd>,
     /// A landlock ruleset the program is confined by.
     landlock: Option<RawFd>,
-}
-
-/// What the child reads (prepared by the parent) and writes (a failed
-/// step and its errno).
-#[repr(C)]
-struct ChildArgs {
-    path: *const libc::c_char,
-    argv: *const *const libc::c_char,
-    envp: *const *const libc::c_char,
-    dir: *const libc::c_char,
-    fds: [RawFd; 3],
-    rlimits: *const (libc::c_int, libc::rlimit64),
-    n_rlimits: usize,
-    set_ids: bool,
-    uid: u32,
-    gid: u32,
-    no_new_privs: bool,
-    /// `cgroup.procs` to write "0" into, or -1.
-    cgroup: RawFd,
-    /// A landlock ruleset to put in force, or -1.
-    landlock: RawFd,
-    /// Bit `n - 1`: signal `n` has a disposition other than the default.
-    reset: u64,
-    /// The signal mask the program gets (the parent's, before the clone).
-    mask: u64,
-    /// Written by a child whose step failed.
-    failed_step: i32,
-    errno: i32,
+    /// The seccomp filter it runs under.
+    seccomp: Option<crate::ProgramFilter>,
 }
 
 impl Spawn {
@@ -148,6 +101,7 @@ impl Spawn {
             no_new_privs: true,
             cgroup: None,
             landlock: None,
+            seccomp: None,
         })
     }
 
@@ -205,6 +159,14 @@ impl Spawn {
     /// landlock requires of a process without CAP_SYS_ADMIN.
     pub fn landlock(&mut self, rules: &crate::PreparedLandlock) -> &mut Spawn {
         self.landlock = Some(rules.raw());
+        self
+    }
+
+    /// The program runs under `filter` (put in force last before `chdir`
+    /// and `execve`, after NO_NEW_PRIVS, which it needs unless the server
+    /// has CAP_SYS_ADMIN).
+    pub fn seccomp(&mut self, filter: &crate::ProgramFilter) -> &mut Spawn {
+        self.seccomp = Some(filter.clone());
         self
     }
 
@@ -266,6 +228,15 @@ impl Spawn {
                 )
             })
             .collect();
+        let filters: Vec<libc::sock_fprog> = self
+            .seccomp
+            .iter()
+            .flat_map(|f| f.programs())
+            .map(|p| libc::sock_fprog {
+                len: p.len() as libc::c_ushort,
+                filter: p.as_ptr().cast_mut(),
+            })
+            .collect();
         let mut args = ChildArgs {
             path: self.path.as_ptr(),
             argv: argv.as_ptr(),
@@ -280,6 +251,8 @@ impl Spawn {
             no_new_privs: self.no_new_privs,
             cgroup: self.cgroup.unwrap_or(-1),
             landlock: self.landlock.unwrap_or(-1),
+            filters: filters.as_ptr(),
+            n_filters: filters.len(),
             reset: handled_signals(),
             mask: 0,
             failed_step: 0,
@@ -307,8 +280,8 @@ impl Spawn {
         // SAFETY: the child runs `child_main` on `stack` (ours, alive and
         // unused until clone returns: CLONE_VFORK suspends this thread
         // until the child execs or exits) and reads only `args` and what
-        // it points to (`argv`, `envp`, `rlimits`, the CStrings of
-        // `self`), all alive in this frame, writing only
+        // it points to (`argv`, `envp`, `rlimits`, `filters` and the
+        // programs they point into, the CStrings of `self`), all alive in this frame, writing only
         // `args.failed_step` and `args.errno`. With every signal blocked,
         // no handler of ours runs on the child's stack before it resets
         // them. `pidfd` receives the child's pidfd (CLONE_PIDFD).
@@ -419,277 +392,4 @@ fn read_dispositions() -> u64 {
         }
     }
     bits
-}
-
-/// The child, between clone and exec: raw system calls only (see the
-/// module doc). Returns only when a step failed (the exit code).
-extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` is the parent's `ChildArgs`, alive and not touched by
-    // the parent until this child execs or exits (CLONE_VFORK).
-    let args = unsafe { &mut *arg.cast::<ChildArgs>() };
-    // SAFETY: every call below is a raw system call on integers and on
-    // memory the parent prepared for it (NUL-terminated strings and
-    // arrays, a zeroed kernel sigaction, rlimit values), as `ChildArgs`
-    // documents; none allocates or takes a lock.
-    unsafe {
-        let fail = |args: &mut ChildArgs, step: i32| -> libc::c_int {
-            args.failed_step = step;
-            args.errno = *libc::__errno_location();
-            libc::syscall(libc::SYS_exit, 127 as libc::c_long);
-            127
-        };
-        // SIG_DFL, no flags, no restorer, empty mask: all zero whatever
-        // the architecture's layout of the kernel's sigaction.
-        let default_action = [0u64; 4];
-        for sig in 1..=64 {
-            if args.reset & (1u64 << (sig - 1)) != 0
-                && libc::syscall(
-                    libc::SYS_rt_sigaction,
-                    sig as libc::c_long,
-                    default_action.as_ptr(),
-                    std::ptr::null::<u64>(),
-                    8 as libc::c_long,
-                ) != 0
-            {
-                return fail(args, 1);
-            }
-        }
-        let mask = args.mask;
-        if libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK as libc::c_long,
-            &raw const mask,
-            std::ptr::null::<u64>(),
-            8 as libc::c_long,
-        ) != 0
-        {
-            return fail(args, 2);
-        }
-        if libc::syscall(libc::SYS_setsid) < 0 {
-            return fail(args, 3);
-        }
-        if args.cgroup >= 0
-            && libc::syscall(
-                libc::SYS_write,
-                args.cgroup as libc::c_long,
-                c"0".as_ptr(),
-                1 as libc::c_long,
-            ) != 1
-        {
-            return fail(args, STEP_CGROUP);
-        }
-        for i in 0..args.n_rlimits {
-            let (resource, limit) = &*args.rlimits.add(i);
-            if libc::syscall(
-                libc::SYS_prlimit64,
-                0 as libc::c_long,
-                *resource as libc::c_long,
-                limit as *const libc::rlimit64,
-                std::ptr::null::<libc::rlimit64>(),
-            ) != 0
-            {
-                return fail(args, 4);
-            }
-        }
-        for (target, &fd) in args.fds.iter().enumerate() {
-            if libc::syscall(
-                libc::SYS_dup3,
-                fd as libc::c_long,
-                target as libc::c_long,
-                0 as libc::c_long,
-            ) < 0
-            {
-                return fail(args, 5);
-            }
-        }
-        // Every other descriptor close-on-exec (before Linux 5.11 this
-        // fails, and the server's descriptors are close-on-exec anyway).
-        libc::syscall(
-            libc::SYS_close_range,
-            3 as libc::c_long,
-            libc::c_long::from(u32::MAX),
-            libc::CLOSE_RANGE_CLOEXEC as libc::c_long,
-        );
-        if args.set_ids {
-            if libc::syscall(
-                libc::SYS_setgroups,
-                0 as libc::c_long,
-                std::ptr::null::<libc::gid_t>(),
-            ) != 0
-            {
-                return fail(args, 6);
-            }
-            if libc::syscall(libc::SYS_setgid, args.gid as libc::c_long) != 0 {
-                return fail(args, 7);
-            }
-            if libc::syscall(libc::SYS_setuid, args.uid as libc::c_long) != 0 {
-                return fail(args, 8);
-            }
-        }
-        if args.no_new_privs
-            && libc::syscall(
-                libc::SYS_prctl,
-                libc::PR_SET_NO_NEW_PRIVS as libc::c_long,
-                1 as libc::c_long,
-                0 as libc::c_long,
-                0 as libc::c_long,
-                0 as libc::c_long,
-            ) != 0
-        {
-            return fail(args, 9);
-        }
-        if args.landlock >= 0
-            && libc::syscall(
-                libc::SYS_landlock_restrict_self,
-                args.landlock as libc::c_long,
-                0 as libc::c_long,
-            ) != 0
-        {
-            return fail(args, STEP_LANDLOCK);
-        }
-        if !args.dir.is_null() && libc::syscall(libc::SYS_chdir, args.dir) != 0 {
-            return fail(args, STEP_CHDIR);
-        }
-        libc::syscall(libc::SYS_execve, args.path, args.argv, args.envp);
-        fail(args, STEP_EXEC)
-    }
-}
-
-/// A started program: the leader of its own process group (see the
-/// module doc).
-#[derive(Debug)]
-pub struct Spawned {
-    pid: libc::pid_t,
-    pidfd: OwnedFd,
-    reaped: bool,
-}
-
-impl Spawned {
-    /// The program's pid (and its process group's id).
-    pub fn pid(&self) -> u32 {
-        self.pid as u32
-    }
-
-    /// A descriptor that becomes readable when the program exits (poll it,
-    /// or register it with a reactor; do not read it).
-    pub fn pidfd(&self) -> BorrowedFd<'_> {
-        use std::os::fd::AsFd;
-        self.pidfd.as_fd()
-    }
-
-    /// Completes when the program has exited (it is not reaped: drop or
-    /// [`Spawned::try_wait`] does that). Call within a tokio runtime;
-    /// completes at once outside one.
-    pub async fn exited(&self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: the pidfd is ours and stays open, the same descriptor,
-        // for as long as `self` is borrowed, which outlives the AsyncFd
-        // (dropped, so deregistered, before this returns).
-        let Ok(watch) = (unsafe { tokio::io::unix::AsyncFd::register(self.pidfd.as_raw_fd()) })
-        else {
-            return;
-        };
-        let _ = watch.readable().await;
-    }
-
-    /// Whether the program has exited (a zombie counts), without waiting.
-    pub fn has_exited(&self) -> bool {
-        use std::os::fd::AsFd;
-        let mut fds = [nix::poll::PollFd::new(
-            self.pidfd.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0)
-    }
-
-    /// Sends `SIGKILL` to the program's process group (the program and
-    /// every process it started that stayed in the group). Does nothing
-    /// once the program was reaped (its id may name another group then).
-    pub fn kill_group(&self) {
-        if !self.reaped {
-            // SAFETY: kill takes integers. The group id is the leader's
-            // pid, still ours: the leader is not reaped yet.
-            unsafe { libc::kill(-self.pid, libc::SIGKILL) };
-        }
-    }
-
-    /// The exit status if the program has exited (reaping it), else None.
-    pub fn try_wait(&mut self) -> io::Result<Option<i32>> {
-        self.wait_flags(libc::WNOHANG)
-    }
-
-    /// Waits for the program to exit and reaps it.
-    pub fn wait(&mut self) -> io::Result<i32> {
-        loop {
-            if let Some(status) = self.wait_flags(0)? {
-                return Ok(status);
-            }
-        }
-    }
-
-    fn wait_flags(&mut self, flags: libc::c_int) -> io::Result<Option<i32>> {
-        if self.reaped {
-            return Err(io::Error::new(io::ErrorKind::NotFound, "already reaped"));
-        }
-        let mut status = 0;
-        // SAFETY: waitpid writes one int we own; the pid is our unreaped
-        // child.
-        let r = unsafe { libc::waitpid(self.pid, &mut status, flags) };
-        match r {
-            0 => Ok(None),
-            -1 => {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    return Ok(None);
-                }
-                Err(e)
-            }
-            _ => {
-                self.reaped = true;
-                Ok(Some(status))
-            }
-        }
-    }
-}
-
-impl Drop for Spawned {
-    /// Kills the group and reaps the program (see the module doc).
-    fn drop(&mut self) {
-        if self.reaped {
-            return;
-        }
-        self.kill_group();
-        if matches!(self.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        // Not dead yet: a reaper thread waits for it.
-        let pid = self.pid;
-        self.reaped = true;
-        if let Ok(tx) = reaper().lock() {
-            let _ = tx.send(pid);
-        }
-    }
-}
-
-/// The reaper thread's queue (started on first use).
-fn reaper() -> &'static Mutex<mpsc::Sender<libc::pid_t>> {
-    static REAPER: OnceLock<Mutex<mpsc::Sender<libc::pid_t>>> = OnceLock::new();
-    REAPER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<libc::pid_t>();
-        std::thread::Builder::new()
-            .name("iolite-reaper".into())
-            .spawn(move || {
-                for pid in rx {
-                    let mut status = 0;
-                    // SAFETY: waitpid on our killed, unreaped child; writes
-                    // one int we own.
-                    while unsafe { libc::waitpid(pid, &mut status, 0) } == -1
-                        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-                    {
-                    }
-                }
-            })
-            .ok();
-        Mutex::new(tx)
-    })
 }

@@ -24,6 +24,7 @@ const CGI_KEYS: &[&str] = &[
     "interpreters",
     "read_paths",
     "write_paths",
+    "seccomp",
 ];
 
 impl Cx<'_, '_> {
@@ -92,6 +93,10 @@ impl Cx<'_, '_> {
                 "write_paths" => cx
                     .existing_paths(v, "cgi.write_paths")
                     .map(|p| c.write_paths = p)
+                    .is_some(),
+                "seccomp" => cx
+                    .boolean(v, "cgi.seccomp")
+                    .map(|b| c.seccomp = b)
                     .is_some(),
                 _ => return None,
             })

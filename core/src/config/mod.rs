@@ -119,6 +119,8 @@
 //! interpreters = { py = "/usr/bin/python3" }   # a.py runs as `/usr/bin/python3 a.py`, executable or not
 //! read_paths = ["/usr", "/bin", "/lib", "/srv/www"]  # with either list: landlock, only these trees
 //! write_paths = ["/srv/spool"]                 #   (and the programs' own folder) reachable
+//! seccomp = true                               # the deny-list: no ptrace, namespaces, mounts, bpf,
+//!                                              #   io_uring, keyrings... (EPERM; sandbox/README.md)
 //!
 //! [[fastcgi]]                                  # a FastCGI peer: php-fpm, fcgiwrap
 //! prefix = "/php"                              # /php/a.php/x: SCRIPT_NAME /php/a.php, PATH_INFO /x
@@ -166,7 +168,8 @@
 //!   typed getters that report wrong types and bad values).
 //! - `sections`: the server-wide tables; `mounts`: module, fastcgi, wasm;
 //!   `cgi`: `[[cgi]]`;
-//!   `cluster`: `[cluster]`, its types in `cluster_types`.
+//!   `cluster`: `[cluster]`, its types in `cluster_types`;
+//!   `[[cgi]]`'s and `[[fastcgi]]`'s types in `handler_types`.
 //! - `args`: [`ServeArgs`], the clap flags of `iolite serve`.
 //! - `validate`: cross-checks (duplicates, conflicts, paths that must exist,
 //!   the cluster key file).
@@ -177,6 +180,7 @@ mod cluster;
 mod cluster_types;
 mod diag;
 mod file;
+mod handler_types;
 mod mounts;
 mod sections;
 mod types;

@@ -118,7 +118,7 @@ fn bad_files_report_every_error_with_its_position() {
         (
             "root = \"site\"\n[[cgi]]\nprefix = \"/c\"\ndir = \"cgi-bin\"\nhandler = 1\n[[fastcgi]]\nprefix = \"/p\"\naddress = \"127.0.0.1:9000\"\npool = 2\n[[wasm]]\nprefix = \"/w\"\npath = \"app.wasm\"\nfuel = 1\n",
             &[
-                "FILE:5:1: unknown key in [[cgi]]: `handler` (expected one of: prefix, dir, program, timeout, env, pass_env, max_processes, queue, pass_authorization, stream_chunked, user, tasks, interpreters, read_paths, write_paths)",
+                "FILE:5:1: unknown key in [[cgi]]: `handler` (expected one of: prefix, dir, program, timeout, env, pass_env, max_processes, queue, pass_authorization, stream_chunked, user, tasks, interpreters, read_paths, write_paths, seccomp)",
                 "FILE:9:1: unknown key in [[fastcgi]]: `pool` (expected one of: prefix, address, root, index, connections, timeout)",
                 "FILE:13:1: unknown key in [[wasm]]: `fuel` (expected one of: prefix, path, kind, memory_limit, timeout)",
             ],

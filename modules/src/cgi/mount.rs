@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use iolite_core::config::CgiConfig;
 use iolite_core::{Error, UpstreamFailure, UpstreamKind};
-use iolite_sandbox::{Landlock, PreparedLandlock, ProgramCgroup};
+use iolite_sandbox::{Landlock, PreparedLandlock, ProgramCgroup, ProgramFilter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// `PATH` when the mount sets none: the server's own is not passed.
@@ -51,6 +51,9 @@ pub struct Cgi {
     /// The landlock ruleset its programs run under, when the mount has
     /// `read_paths` or `write_paths`.
     landlock: Option<PreparedLandlock>,
+    /// The seccomp deny-list its programs run under (`seccomp = true`,
+    /// the default).
+    seccomp: Option<ProgramFilter>,
 }
 
 /// What a request's path names under a mount.
@@ -99,6 +102,13 @@ impl Cgi {
         fixed_env.retain(|(n, _)| seen.insert(n.clone()));
         fixed_env.reverse();
         let landlock = mount_landlock(config, &target)?;
+        let seccomp = match config.seccomp {
+            true => Some(
+                ProgramFilter::new()
+                    .map_err(|e| format!("cgi at {}: seccomp: {e}", config.prefix))?,
+            ),
+            false => None,
+        };
         Ok(Arc::new(Cgi {
             prefix: config.prefix.trim_end_matches('/').to_string(),
             target,
@@ -114,12 +124,18 @@ impl Cgi {
             cgroup: mount_cgroup(config),
             interpreters: config.interpreters.clone(),
             landlock,
+            seccomp,
         }))
     }
 
     /// The landlock ruleset its programs run under, if any.
     pub(super) fn landlock(&self) -> Option<&PreparedLandlock> {
         self.landlock.as_ref()
+    }
+
+    /// The seccomp filter its programs run under, if any.
+    pub(super) fn seccomp(&self) -> Option<&ProgramFilter> {
+        self.seccomp.as_ref()
     }
 
     /// The mount's prefix.

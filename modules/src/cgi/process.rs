@@ -116,6 +116,9 @@ pub(super) fn start(
     if let Some(rules) = cgi.landlock() {
         spawn.landlock(rules);
     }
+    if let Some(filter) = cgi.seccomp() {
+        spawn.seccomp(filter);
+    }
     let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| failed("pipe", e.into()));
     let (out_r, out_w) = pipe()?;
     // A large answer moves in pipe-fulls: 1 MiB where the kernel allows
