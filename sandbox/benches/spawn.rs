@@ -74,6 +74,23 @@ fn bench(c: &mut Criterion) {
             child.wait().unwrap();
         })
     });
+    let mut filtered = iolite_sandbox::Spawn::new(Path::new("/bin/true")).unwrap();
+    filtered
+        .dir(Path::new("/tmp"))
+        .unwrap()
+        .rlimit(libc::RLIMIT_NOFILE as i32, 256)
+        .rlimit(libc::RLIMIT_CORE as i32, 0)
+        .env(b"PATH", b"/usr/bin:/bin")
+        .unwrap()
+        .seccomp(&iolite_sandbox::ProgramFilter::new().unwrap());
+    group.bench_function("clone_vfork_seccomp", |b| {
+        b.iter(|| {
+            let mut child = filtered
+                .spawn(null.as_fd(), null.as_fd(), null.as_fd())
+                .unwrap();
+            child.wait().unwrap();
+        })
+    });
     group.bench_function("helper", |b| {
         b.iter(|| posix_spawn(&["/usr/bin/setsid", "/bin/true"]))
     });

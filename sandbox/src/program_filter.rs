@@ -14,19 +14,19 @@
 //! flags sit in memory a filter cannot read, fails with `ENOSYS`, which
 //! sends glibc and Rust's std back to `clone`.
 //!
-//! Compiled once per mount with seccompiler; each program puts it in force
-//! between fork and exec ([`crate::Spawn::seccomp`], after NO_NEW_PRIVS,
-//! which a filter needs in a process without CAP_SYS_ADMIN).
+//! Built once per mount ([`bpf`]: a binary search, not seccompiler's
+//! chain, since the kernel's cost of installing a filter grows with it);
+//! each program puts it in force between fork and exec
+//! ([`crate::Spawn::seccomp`], after NO_NEW_PRIVS, which a filter needs
+//! in a process without CAP_SYS_ADMIN). The numbers are this
+//! architecture's: 32-bit calls (i386, x32) kill the process, so a
+//! 32-bit program needs the filter off.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use seccompiler::{
-    SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
-};
-
 use crate::error::SandboxError;
+
+mod bpf;
 
 type Calls = &'static [(&'static str, libc::c_long)];
 
@@ -133,56 +133,36 @@ const NAMESPACE_FLAGS: [libc::c_int; 7] = [
     libc::CLONE_NEWNET,
 ];
 
-/// The compiled filter (cheap to clone: shared).
+/// The built filter (cheap to clone: shared).
 #[derive(Debug, Clone)]
 pub struct ProgramFilter {
-    programs: Arc<[Vec<libc::sock_filter>]>,
+    program: Arc<[libc::sock_filter]>,
 }
 
 impl ProgramFilter {
-    /// Compiles the filter for this architecture.
+    /// Builds the filter for this architecture.
     pub fn new() -> Result<ProgramFilter, SandboxError> {
-        let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|_| {
-            SandboxError::Seccomp(format!("no filter for {}", std::env::consts::ARCH))
-        })?;
-        let mut denied: BTreeMap<i64, Vec<SeccompRule>> = DENIED
+        if !bpf::supported() {
+            return Err(SandboxError::Seccomp(format!(
+                "no filter for {}",
+                std::env::consts::ARCH
+            )));
+        }
+        let mask = NAMESPACE_FLAGS.iter().fold(0u32, |m, &f| m | f as u32);
+        let denied: Vec<(u32, bpf::Action)> = DENIED
             .iter()
             .flat_map(|(_, _, calls)| calls.iter())
-            .map(|&(_, nr)| (nr, Vec::new()))
+            .map(|&(_, nr)| (nr as u32, bpf::Action::Errno(libc::EPERM as u16)))
+            .chain([
+                (libc::SYS_clone as u32, bpf::Action::CloneUnless(mask)),
+                (
+                    libc::SYS_clone3 as u32,
+                    bpf::Action::Errno(libc::ENOSYS as u16),
+                ),
+            ])
             .collect();
-        let clone_rules = NAMESPACE_FLAGS
-            .iter()
-            .map(|&flag| {
-                let flag = u64::from(flag as u32);
-                SeccompCondition::new(0, Len::Qword, Op::MaskedEq(flag), flag)
-                    .and_then(|c| SeccompRule::new(vec![c]))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| SandboxError::Seccomp(e.to_string()))?;
-        denied.insert(libc::SYS_clone, clone_rules);
-        let errno = |e: libc::c_int| SeccompAction::Errno(e as u32);
-        let compile = |rules, action| -> Result<Vec<libc::sock_filter>, SandboxError> {
-            let program: seccompiler::BpfProgram =
-                SeccompFilter::new(rules, SeccompAction::Allow, action, arch)
-                    .and_then(TryInto::try_into)
-                    .map_err(|e| SandboxError::Seccomp(e.to_string()))?;
-            Ok(program
-                .iter()
-                .map(|i| libc::sock_filter {
-                    code: i.code,
-                    jt: i.jt,
-                    jf: i.jf,
-                    k: i.k,
-                })
-                .collect())
-        };
-        let clone3 = compile(
-            BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
-            errno(libc::ENOSYS),
-        )?;
-        let deny = compile(denied, errno(libc::EPERM))?;
         Ok(ProgramFilter {
-            programs: vec![clone3, deny].into(),
+            program: bpf::program(&denied).into(),
         })
     }
 
@@ -200,9 +180,9 @@ impl ProgramFilter {
             .collect()
     }
 
-    /// The BPF programs, in installation order.
-    pub(crate) fn programs(&self) -> &[Vec<libc::sock_filter>] {
-        &self.programs
+    /// The BPF program.
+    pub(crate) fn program(&self) -> &[libc::sock_filter] {
+        &self.program
     }
 }
 
@@ -211,9 +191,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn compiles_and_denies_what_the_readme_lists() {
+    fn every_number_gets_the_listed_action_and_no_other() {
         let filter = ProgramFilter::new().unwrap();
-        assert_eq!(filter.programs().len(), 2);
+        let program = filter.program();
+        assert!(program.len() < 255, "{} instructions", program.len());
+        let denied: Vec<u32> = DENIED
+            .iter()
+            .flat_map(|(_, _, calls)| calls.iter().map(|&(_, nr)| nr as u32))
+            .collect();
+        let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+        let run = |nr, arg0| bpf::run(program, bpf::NATIVE, nr, arg0);
+        for nr in 0..1024 {
+            let want = if denied.contains(&nr) {
+                eperm
+            } else if nr == libc::SYS_clone3 as u32 {
+                libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32
+            } else {
+                libc::SECCOMP_RET_ALLOW
+            };
+            assert_eq!(run(nr, 0), want, "call {nr}");
+        }
+        let clone = libc::SYS_clone as u32;
+        let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
+        assert_eq!(run(clone, thread), libc::SECCOMP_RET_ALLOW);
+        for flag in NAMESPACE_FLAGS {
+            assert_eq!(run(clone, flag as u64 | 17), eperm, "{flag:#x}");
+        }
+        let kill = libc::SECCOMP_RET_KILL_PROCESS;
+        assert_eq!(run(0x4000_0000 | 272, 0), kill, "x32");
+        assert_eq!(bpf::run(program, 0x4000_0003, 1, 0), kill, "i386");
+    }
+
+    #[test]
+    fn denies_what_the_readme_lists() {
         let readme = include_str!("../README.md");
         for (name, _, calls) in ProgramFilter::denied() {
             assert!(

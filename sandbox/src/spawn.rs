@@ -231,7 +231,7 @@ impl Spawn {
         let filters: Vec<libc::sock_fprog> = self
             .seccomp
             .iter()
-            .flat_map(|f| f.programs())
+            .map(|f| f.program())
             .map(|p| libc::sock_fprog {
                 len: p.len() as libc::c_ushort,
                 filter: p.as_ptr().cast_mut(),
