@@ -39,7 +39,8 @@
 //!   files, splice of descriptor bodies).
 //! - [`static_files`]: the static file handler (root-confined resolution,
 //!   per-worker path/fd/response-head cache, conditionals, ranges and
-//!   multipart ranges);
+//!   multipart ranges, compressed variants: flate2, brotli and zstd, in
+//!   `static_files::compress`, which says why);
 //!   [`site`]: it as the content fallback, per location.
 //! - [`server`]: `Server` (bind, mounts, run), listeners, worker threads,
 //!   shutdown; [`options`]: `ServerOptions`, what it is told.

@@ -29,6 +29,8 @@ pub struct ServerOptions {
     pub cache_threshold: u64,
     /// The cache's replacement policy.
     pub cache_policy: CachePolicy,
+    /// Compressed variants of static files.
+    pub compress: crate::config::CompressConfig,
     /// How long a cached file's metadata is trusted before it is checked
     /// again (0: every request).
     pub revalidate: Duration,
@@ -64,6 +66,7 @@ impl Default for ServerOptions {
             cache_size: 256 << 20,
             cache_threshold: 0,
             cache_policy: CachePolicy::Gdsf,
+            compress: Default::default(),
             access_log: AccessLogTarget::Off,
             index: vec!["index.html".to_owned()],
             locations: Vec::new(),
@@ -99,6 +102,7 @@ impl ServerOptions {
                 crate::config::CachePolicy::Gdsf => CachePolicy::Gdsf,
                 crate::config::CachePolicy::Lru => CachePolicy::Lru,
             },
+            compress: c.cache.compress.clone(),
             access_log: c.log.access.clone(),
             revalidate: c.cache.revalidate,
             limits: Limits {

@@ -33,6 +33,7 @@ pub use crate::options::ServerOptions;
 use crate::phases::{Phase, Phases};
 use crate::site::Site;
 use crate::static_files::StaticFiles;
+use crate::static_files::compress::{Compressible, Compressor};
 use crate::worker::WorkerCtx;
 
 /// Makes a mount's handler for one worker (called once per worker, on the
@@ -111,6 +112,8 @@ pub struct Server {
     location_roots: Vec<Option<Arc<OwnedFd>>>,
     metrics: Arc<Metrics>,
     cache: Option<Arc<FileCache>>,
+    /// Makes compressed variants into the cache (none without one).
+    compressor: Option<Arc<Compressor>>,
     access_log: AccessLog,
     control: tokio::runtime::Runtime,
     /// SIGTERM, SIGINT, SIGHUP.
@@ -163,6 +166,13 @@ impl Server {
                     .map_err(|e| Error::Options(format!("cache: {e}")))?;
                 Some(Arc::new(cache))
             }
+        };
+        let compressor = match (&cache, opts.compress.enabled) {
+            (Some(cache), true) => Some(
+                Compressor::start(cache.clone())
+                    .map_err(|e| Error::Options(format!("compressor thread: {e}")))?,
+            ),
+            _ => None,
         };
         let access_log = AccessLog::open(&opts.access_log)
             .map_err(|e| Error::Options(format!("access log {:?}: {e}", opts.access_log)))?;
@@ -230,6 +240,7 @@ impl Server {
             location_roots,
             metrics,
             cache,
+            compressor,
             access_log,
             control,
             signals: Some(signals),
@@ -381,6 +392,7 @@ impl Server {
                 root: self.root.clone(),
                 location_roots: self.location_roots.clone(),
                 cache: self.cache.clone(),
+                compressor: self.compressor.clone(),
                 access_log: self
                     .access_log
                     .is_enabled()
@@ -505,10 +517,11 @@ fn raise_fd_limit() -> u64 {
 fn worker_phases(
     opts: &ServerOptions,
     (root, location_roots): (Arc<OwnedFd>, Vec<Option<Arc<OwnedFd>>>),
-    cache: Option<Arc<FileCache>>,
+    (cache, compressor): (Option<Arc<FileCache>>, Option<Arc<Compressor>>),
     mounts: &[Mount],
     wrap_fallback: Option<&FallbackWrap>,
 ) -> Result<Phases, Error> {
+    let compressible = Compressible::from_config(&opts.compress);
     let mut phases = Phases::new();
     for m in mounts {
         phases = phases.mount(m.phase, &m.prefix, m.strip, (m.make)())?;
@@ -525,13 +538,15 @@ fn worker_phases(
             let files = StaticFiles::new(fd, path, opts.revalidate, opts.open_files)
                 .for_location(&loc.prefix, strip)
                 .with_index(loc.index.as_deref().unwrap_or(&opts.index))
-                .with_cache(cache.clone().filter(|_| loc.cache));
+                .with_cache(cache.clone().filter(|_| loc.cache))
+                .with_compression(compressible.clone(), compressor.clone());
             (loc.prefix.clone(), files)
         })
         .collect();
     let root = StaticFiles::new(root, opts.root.clone(), opts.revalidate, opts.open_files)
         .with_index(&opts.index)
-        .with_cache(cache);
+        .with_cache(cache)
+        .with_compression(compressible, compressor);
     let site: Box<dyn Handler> = Box::new(Site::new(root, by_location));
     let fallback = match wrap_fallback {
         Some(wrap) => wrap(site),
@@ -552,6 +567,7 @@ struct WorkerParts {
     root: Arc<OwnedFd>,
     location_roots: Vec<Option<Arc<OwnedFd>>>,
     cache: Option<Arc<FileCache>>,
+    compressor: Option<Arc<Compressor>>,
     access_log: Option<AccessLogWriter>,
     mounts: Vec<Mount>,
     stop: watch::Receiver<bool>,
@@ -570,6 +586,7 @@ fn worker(parts: WorkerParts) {
         root,
         location_roots,
         cache,
+        compressor,
         access_log,
         mounts,
         mut stop,
@@ -610,7 +627,7 @@ fn worker(parts: WorkerParts) {
         let phases = match worker_phases(
             &opts,
             (root, location_roots),
-            cache,
+            (cache, compressor),
             &mounts,
             wrap_fallback.as_ref(),
         ) {

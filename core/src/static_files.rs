@@ -28,18 +28,22 @@ use std::time::{Duration, Instant};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-use crate::cache::{CachedBody, FileCache, FileKey, FileVersion};
+use crate::cache::{CachedBody, FileCache};
 use crate::error::Error;
 use crate::handler::{Handler, Outcome, RequestCtx};
 use crate::http::conditional::{
     Preconditions, RangeRequest, Verdict, evaluate, if_range_matches, parse_range,
 };
-use crate::http::date::format_http_date;
 use crate::http::request::Method;
 use crate::http::response::push_decimal;
-use crate::response::{Body, FileRange, HeaderLines, Response};
+use crate::response::{Body, HeaderLines, Response};
 
+pub mod compress;
+mod entry;
 mod multipart;
+mod variants;
+
+use entry::FileEntry;
 
 /// Files larger than this are answered from the file with `sendfile`, not
 /// from the unified cache: the cache's bytes are written to sockets from
@@ -54,32 +58,6 @@ mod multipart;
 /// loaded into the cache by HTTP requests; modules still get them from it
 /// (`cached_agg`).
 pub const FILE_SEND_MIN: u64 = 32 << 10;
-
-/// One served file with everything its response needs.
-#[derive(Debug)]
-struct FileEntry {
-    file: Arc<File>,
-    len: u64,
-    mtime: u64,
-    identity: (u64, u64, i64, i64),
-    /// The file in the unified cache: (device, inode) and (size, mtime).
-    key: FileKey,
-    version: FileVersion,
-    /// The cached bytes, once looked up (checked for eviction on each use).
-    /// Weak: a body the cache evicts must not stay pinned in the pool by
-    /// the open-file entries of every worker that served it (its space comes
-    /// back once the sends using it end).
-    body: RefCell<Option<std::sync::Weak<CachedBody>>>,
-    etag: Box<[u8]>,
-    content_type: &'static str,
-    /// Content-Type, Last-Modified, ETag, Accept-Ranges.
-    lines_200: Arc<[u8]>,
-    /// Where the Content-Type line of `lines_200` ends.
-    type_line_end: usize,
-    /// Last-Modified and ETag, for 304.
-    validators: Arc<[u8]>,
-    checked: Cell<Instant>,
-}
 
 enum Resolved {
     /// The file, and the index file name when a directory was asked for
@@ -107,6 +85,8 @@ pub struct StaticFiles {
     strip_prefix: bool,
     /// Index files tried in order for a directory.
     index: Vec<Box<[u8]>>,
+    /// Which files get compressed variants, and the pool that makes them.
+    compress: Option<(compress::Compressible, Option<Arc<compress::Compressor>>)>,
 }
 
 impl StaticFiles {
@@ -140,7 +120,19 @@ impl StaticFiles {
             prefix: Box::from(&b"/"[..]),
             strip_prefix: false,
             index: vec![Box::from(&b"index.html"[..])],
+            compress: None,
         }
+    }
+
+    /// Sends compressed variants of the files `settings` names: siblings
+    /// on disk and, with `compressor`, variants it makes into the cache.
+    pub fn with_compression(
+        mut self,
+        settings: Option<compress::Compressible>,
+        compressor: Option<Arc<compress::Compressor>>,
+    ) -> Self {
+        self.compress = settings.map(|s| (s, compressor));
+        self
     }
 
     /// Serves only paths at or under `prefix` (declining the rest); with
@@ -259,13 +251,27 @@ impl StaticFiles {
             && entry.len == meta.len()
         {
             entry.checked.set(now);
+            self.find_siblings(&entry, local, index);
             return Ok(Some(entry));
         }
         let type_name: &[u8] = match index {
             Some(i) => &self.index[i],
             None => path,
         };
-        let entry = Rc::new(FileEntry::new(file, &meta, identity, type_name, now));
+        let media = content_type(type_name);
+        let compressible = self
+            .compress
+            .as_ref()
+            .is_some_and(|(c, _)| c.applies(media, meta.len()));
+        let entry = Rc::new(FileEntry::new(
+            file,
+            &meta,
+            identity,
+            media,
+            now,
+            compressible,
+        ));
+        self.find_siblings(&entry, local, index);
         let mut cache = self.cache.borrow_mut();
         if cache.len() >= self.max_entries && !cache.contains_key(path) {
             // Crude but bounded; the unified cache replaces this map.
@@ -362,79 +368,6 @@ fn libc_o_directory() -> i32 {
     OFlags::DIRECTORY.bits() as i32
 }
 
-impl FileEntry {
-    fn new(
-        file: File,
-        meta: &std::fs::Metadata,
-        identity: (u64, u64, i64, i64),
-        type_name: &[u8],
-        now: Instant,
-    ) -> Self {
-        let mtime = u64::try_from(meta.mtime()).unwrap_or(0);
-        let mut etag = b"\"".to_vec();
-        push_hex(&mut etag, mtime);
-        etag.push(b'.');
-        push_hex(&mut etag, meta.mtime_nsec().max(0) as u64);
-        etag.push(b'-');
-        push_hex(&mut etag, meta.len());
-        etag.push(b'"');
-        let mut validators = b"Last-Modified: ".to_vec();
-        validators.extend_from_slice(&format_http_date(mtime));
-        validators.extend_from_slice(b"\r\nETag: ");
-        validators.extend_from_slice(&etag);
-        validators.extend_from_slice(b"\r\n");
-        let content_type = content_type(type_name);
-        let mut lines_200 = b"Content-Type: ".to_vec();
-        lines_200.extend_from_slice(content_type.as_bytes());
-        lines_200.extend_from_slice(b"\r\n");
-        let type_line_end = lines_200.len();
-        lines_200.extend_from_slice(&validators);
-        lines_200.extend_from_slice(b"Accept-Ranges: bytes\r\n");
-        FileEntry {
-            file: Arc::new(file),
-            len: meta.len(),
-            mtime,
-            identity,
-            key: (identity.0, identity.1),
-            version: (meta.len(), identity.2, identity.3),
-            body: RefCell::new(None),
-            etag: etag.into(),
-            content_type,
-            lines_200: lines_200.into(),
-            type_line_end,
-            validators: validators.into(),
-            checked: Cell::new(now),
-        }
-    }
-
-    /// `len` bytes from `offset`: from the unified cache when `cached`
-    /// holds the file, else from the file with sendfile.
-    fn range(&self, cached: Option<Arc<CachedBody>>, offset: u64, len: u64) -> Body {
-        match cached {
-            Some(body) => Body::Cached { body, offset, len },
-            None => Body::File(FileRange {
-                file: self.file.clone(),
-                offset,
-                len,
-            }),
-        }
-    }
-}
-
-fn push_hex(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 16];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b"0123456789abcdef"[(n & 15) as usize];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-}
-
 /// The media type for a file name, by extension (case-insensitive).
 pub fn content_type(name: &[u8]) -> &'static str {
     let file = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
@@ -499,6 +432,15 @@ impl Handler for StaticFiles {
         let Some(entry) = self.lookup(req.path)? else {
             return Ok(Outcome::Done(redirect_with_slash(req)?));
         };
+        if let Some((variant, body)) = self.encoded(req, &entry) {
+            return Ok(Outcome::Done(respond(req, &variant, |v| {
+                body.or_else(|| {
+                    (v.len <= FILE_SEND_MIN)
+                        .then(|| self.cached_body(v))
+                        .flatten()
+                })
+            })?));
+        }
         // Files over FILE_SEND_MIN go out from the file (see there);
         // modules can still take them from the cache (`cached_agg`).
         Ok(Outcome::Done(respond(req, &entry, |e| {

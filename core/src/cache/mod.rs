@@ -29,6 +29,13 @@
 //! went out with `sendfile` from the pool; not measured again for the copy
 //! path.
 //!
+//! A file's compressed variants (derived data, IO-Lite's "keyed by buffer
+//! and generation") are entries of their own, keyed by the file and the
+//! coding and validated by the same version: they count against the
+//! budget, compete for it under the same policy, and a changed file drops
+//! them on their next lookup ([`FileCache::get_variant`],
+//! [`FileCache::store_variant`]).
+//!
 //! # Layout
 //! - [`replacement`]: Greedy-Dual-Size-Frequency and LRU bookkeeping. Its
 //!   entries carry a miss cost (1 here) and find keys through a pluggable
@@ -45,6 +52,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use iolite_ipc::{Agg, Pool};
 
+use crate::http::accept_encoding::Coding;
 use crate::metrics::Metrics;
 use replacement::{Policy, Replacement};
 
@@ -55,7 +63,11 @@ pub type FileKey = (u64, u64);
 /// A file whose version differs is read again.
 pub type FileVersion = (u64, i64, i64);
 
-/// A file's bytes in the cache pool.
+/// An entry: the file, and 0 for its bytes or a coding's
+/// [`index`](crate::http::accept_encoding::Coding::index) for a variant.
+type Slot = (FileKey, u8);
+
+/// A file's bytes (or a variant's) in the cache pool.
 #[derive(Debug)]
 pub struct CachedBody {
     agg: Agg,
@@ -101,8 +113,8 @@ pub enum CacheError {
 }
 
 struct Inner {
-    bodies: HashMap<FileKey, Arc<CachedBody>>,
-    replacement: Replacement<FileKey>,
+    bodies: HashMap<Slot, Arc<CachedBody>>,
+    replacement: Replacement<Slot>,
 }
 
 /// The unified file cache, shared by every worker of the process.
@@ -167,25 +179,46 @@ impl FileCache {
     /// The cached bytes of `key` at `version`, counting a hit or a miss. A
     /// cached body of another version is dropped (the file changed).
     pub fn get(&self, key: FileKey, version: FileVersion) -> Option<Arc<CachedBody>> {
+        self.get_slot((key, 0), version, true)
+    }
+
+    /// The cached `coding` variant of `key` at `version` (not counted as a
+    /// hit or a miss: those are the files').
+    pub fn get_variant(
+        &self,
+        key: FileKey,
+        coding: Coding,
+        version: FileVersion,
+    ) -> Option<Arc<CachedBody>> {
+        self.get_slot((key, coding.index()), version, false)
+    }
+
+    fn get_slot(&self, key: Slot, version: FileVersion, count: bool) -> Option<Arc<CachedBody>> {
         let mut inner = self.lock();
         match inner.bodies.get(&key) {
             Some(body) if body.version == version => {
                 let body = body.clone();
                 inner.replacement.touch(&key);
                 drop(inner);
-                self.metrics.cache_hit();
+                if count {
+                    self.metrics.cache_hit();
+                }
                 Some(body)
             }
             Some(_) => {
                 Self::forget(&mut inner, &key);
                 self.publish_size(&inner);
                 drop(inner);
-                self.metrics.cache_miss();
+                if count {
+                    self.metrics.cache_miss();
+                }
                 None
             }
             None => {
                 drop(inner);
-                self.metrics.cache_miss();
+                if count {
+                    self.metrics.cache_miss();
+                }
                 None
             }
         }
@@ -194,8 +227,13 @@ impl FileCache {
     /// Records a hit on a body a worker already holds (and found not
     /// evicted), so replacement sees every use without a map lookup.
     pub fn touch(&self, key: FileKey) {
-        self.lock().replacement.touch(&key);
+        self.lock().replacement.touch(&(key, 0));
         self.metrics.cache_hit();
+    }
+
+    /// The same for a variant a worker holds (not counted as a hit).
+    pub fn touch_variant(&self, key: FileKey, coding: Coding) {
+        self.lock().replacement.touch(&(key, coding.index()));
     }
 
     /// Reads `len` bytes of `file` (identified by `key`, at `version`) into
@@ -249,6 +287,47 @@ impl FileCache {
             version,
             evicted: AtomicBool::new(false),
         });
+        self.admit((key, 0), len, body.clone());
+        Ok(body)
+    }
+
+    /// Stores `bytes`, the `coding` variant of `key` at `version`, in the
+    /// pool (one copy, counted: the compressor's output is made once per
+    /// variant, then sent by reference like any entry).
+    pub fn store_variant(
+        &self,
+        key: FileKey,
+        coding: Coding,
+        version: FileVersion,
+        bytes: &[u8],
+    ) -> Result<Arc<CachedBody>, CacheError> {
+        let len = bytes.len() as u64;
+        if len > self.threshold {
+            return Err(CacheError::TooLarge {
+                len,
+                threshold: self.threshold,
+            });
+        }
+        let agg = if bytes.is_empty() {
+            Agg::new()
+        } else {
+            let mut buf = self.alloc_evicting(bytes.len())?;
+            buf.spare_mut()[..bytes.len()].copy_from_slice(bytes);
+            iolite_ipc::copied::add(bytes.len());
+            buf.advance(bytes.len()).map_err(CacheError::PoolFull)?;
+            Agg::from(buf.freeze())
+        };
+        let body = Arc::new(CachedBody {
+            agg,
+            version,
+            evicted: AtomicBool::new(false),
+        });
+        self.admit((key, coding.index()), len, body.clone());
+        Ok(body)
+    }
+
+    /// Puts `body` under `key`, evicting what the policy says.
+    fn admit(&self, key: Slot, len: u64, body: Arc<CachedBody>) {
         let mut inner = self.lock();
         Self::forget(&mut inner, &key);
         match inner.replacement.admit(key, len) {
@@ -259,20 +338,23 @@ impl FileCache {
                         self.metrics.cache_evicted(gone.agg.len() as u64);
                     }
                 }
-                inner.bodies.insert(key, body.clone());
+                inner.bodies.insert(key, body);
             }
             Err(_) => {
                 // Larger than the budget: already refused by the threshold.
             }
         }
         self.publish_size(&inner);
-        Ok(body)
     }
 
-    /// Drops `key` (the file changed or disappeared).
+    /// Drops `key` and its variants (the file changed or disappeared).
     pub fn invalidate(&self, key: FileKey) {
         let mut inner = self.lock();
-        if Self::forget(&mut inner, &key) {
+        let mut any = false;
+        for index in 0..=Coding::ALL.len() as u8 {
+            any |= Self::forget(&mut inner, &(key, index));
+        }
+        if any {
             self.publish_size(&inner);
         }
     }
@@ -283,7 +365,7 @@ impl FileCache {
         (inner.bodies.len(), inner.replacement.used())
     }
 
-    fn forget(inner: &mut Inner, key: &FileKey) -> bool {
+    fn forget(inner: &mut Inner, key: &Slot) -> bool {
         inner.replacement.remove(key);
         match inner.bodies.remove(key) {
             Some(gone) => {

@@ -38,6 +38,13 @@
 //! revalidate = "1s"                            # 0 checks on every request
 //! large_file_threshold = "32M"                 # default: size / 8
 //! policy = "gdsf"                              # or "lru"
+//! compress = true                              # gzip, br and zstd variants of static files, made
+//!                                              #   once in the background and kept in the cache
+//! compress_types = ["text/*", "application/json", "application/javascript",
+//!     "application/xml", "image/svg+xml", "application/wasm"]   # the default
+//! compress_min_size = "1K"                     # smaller files go out as they are
+//! precompressed = true                         # file.br, file.zst, file.gz beside a file are sent
+//!                                              #   as they are when no older (nginx's gzip_static)
 //!
 //! [limits]
 //! max_uri = "8K"
@@ -196,11 +203,11 @@ pub use args::{AdminArg, Mount, ServeArgs};
 pub use diag::{ConfigErrors, Diagnostic, Origin};
 pub use types::{
     AccessLogTarget, CacheConfig, CachePolicy, CgiConfig, ClusterConfig, ClusterPolicy,
-    ClusterTimers, Config, DEFAULT_ADMIN, DEFAULT_CACHE_SIZE, DEFAULT_CHECK_TIMEOUT,
-    DEFAULT_LISTEN, DEFAULT_MEMORY_LIMIT, DEFAULT_ROOT, FastCgiAddress, FastCgiConfig,
-    LardSettings, Limits, Listener, Location, LogConfig, LogLevel, MAX_WORKERS, MIN_CLUSTER_KEY,
-    ModuleConfig, ModuleTransfer, RunAs, SandboxConfig, SandboxProfile, WasmConfig, WasmKind,
-    prefix_matches,
+    ClusterTimers, CompressConfig, Config, DEFAULT_ADMIN, DEFAULT_CACHE_SIZE,
+    DEFAULT_CHECK_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MEMORY_LIMIT, DEFAULT_ROOT, FastCgiAddress,
+    FastCgiConfig, LardSettings, Limits, Listener, Location, LogConfig, LogLevel, MAX_WORKERS,
+    MIN_CLUSTER_KEY, ModuleConfig, ModuleTransfer, RunAs, SandboxConfig, SandboxProfile,
+    WasmConfig, WasmKind, prefix_matches,
 };
 pub use validate::read_cluster_key;
 pub use value::{

@@ -28,7 +28,16 @@ const TOP_KEYS: &[&str] = &[
     "headers_always",
 ];
 const ADMIN_KEYS: &[&str] = &["listen"];
-const CACHE_KEYS: &[&str] = &["size", "revalidate", "large_file_threshold", "policy"];
+const CACHE_KEYS: &[&str] = &[
+    "size",
+    "revalidate",
+    "large_file_threshold",
+    "policy",
+    "compress",
+    "compress_types",
+    "compress_min_size",
+    "precompressed",
+];
 const LIMITS_KEYS: &[&str] = &[
     "max_uri",
     "max_head",
@@ -217,9 +226,56 @@ impl Cx<'_, '_> {
                         d.cache.policy = p;
                     }
                 }
+                "compress" => {
+                    if let Some(b) = self.boolean(v, "cache.compress") {
+                        d.cache.compress.enabled = b;
+                    }
+                }
+                "compress_types" => {
+                    if let Some(types) = self.media_types(v, "cache.compress_types") {
+                        d.cache.compress.types = types;
+                    }
+                }
+                "compress_min_size" => {
+                    if let Some(n) = self.size(v, "cache.compress_min_size") {
+                        d.cache.compress.min_size = n;
+                    }
+                }
+                "precompressed" => {
+                    if let Some(b) = self.boolean(v, "cache.precompressed") {
+                        d.cache.compress.precompressed = b;
+                    }
+                }
                 _ => self.unknown(k, "[cache]", CACHE_KEYS),
             }
         }
+    }
+
+    /// Media types: `type/subtype` or `type/*`, lowercase ASCII tokens.
+    fn media_types(&mut self, v: &Val<'_>, key: &str) -> Option<Vec<String>> {
+        let items = self.strings(v, key)?;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (s, span) in items {
+            let token = |t: &str| {
+                !t.is_empty()
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+            };
+            let valid = s
+                .split_once('/')
+                .is_some_and(|(t, sub)| token(t) && (sub == "*" || token(sub)));
+            if valid {
+                out.push(s.to_ascii_lowercase());
+            } else {
+                self.error(
+                    span,
+                    format!("{key}: {s:?} is not a media type (type/subtype or type/*)"),
+                );
+                ok = false;
+            }
+        }
+        ok.then_some(out)
     }
 
     pub(super) fn limits(&mut self, v: &Val<'_>, d: &mut Draft) {

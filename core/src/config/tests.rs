@@ -296,6 +296,16 @@ fn bad_files_report_every_error_with_its_position() {
             ],
         ),
         (
+            "root = \"site\"\n[cache]\ncompress = \"yes\"\ncompress_types = [\"text/*\", \"html\", \"a/b c\"]\ncompress_min_size = -1\nprecompressed = 1\n",
+            &[
+                "FILE:3:12: cache.compress: expected true or false, found a string",
+                "FILE:4:29: cache.compress_types: \"html\" is not a media type (type/subtype or type/*)",
+                "FILE:4:37: cache.compress_types: \"a/b c\" is not a media type (type/subtype or type/*)",
+                "FILE:5:21: cache.compress_min_size: a size cannot be negative, found -1",
+                "FILE:6:17: cache.precompressed: expected true or false, found an integer",
+            ],
+        ),
+        (
             "root = \"site\"\n[[cgi]]\nprefix = \"/c\"\ndir = \"cgi-bin\"\nread_paths = [\"site\", \"nope\"]\nwrite_paths = 3\n",
             &[
                 "FILE:5:23: cgi.read_paths: \"nope\" does not exist",
@@ -384,6 +394,7 @@ fn an_empty_file_gives_the_embedded_defaults() {
             revalidate: Duration::from_secs(1),
             large_file_threshold: 32 << 20,
             policy: CachePolicy::Gdsf,
+            compress: Default::default(),
         }
     );
     assert_eq!(c.limits, Limits::default());
@@ -506,6 +517,7 @@ timeout = "100ms"
             revalidate: Duration::ZERO,
             large_file_threshold: 8 << 20,
             policy: CachePolicy::Lru,
+            compress: Default::default(),
         },
         limits: Limits {
             max_uri: 4096,

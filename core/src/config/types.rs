@@ -86,6 +86,43 @@ pub struct CacheConfig {
     /// (default: `size / 8`).
     pub large_file_threshold: u64,
     pub policy: CachePolicy,
+    /// Compressed variants of static files.
+    pub compress: CompressConfig,
+}
+
+/// `[cache]`'s `compress*` keys: which static files get compressed
+/// variants (gzip, br, zstd), made once and kept in the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompressConfig {
+    /// `compress`: variants at all (default on).
+    pub enabled: bool,
+    /// `compress_types`: media types (`text/*` matches a whole top level).
+    pub types: Vec<String>,
+    /// `compress_min_size`: smaller files go out as they are.
+    pub min_size: u64,
+    /// `precompressed`: `file.br`, `file.zst`, `file.gz` beside a file
+    /// are sent when no older than it (nginx's `gzip_static`).
+    pub precompressed: bool,
+}
+
+impl Default for CompressConfig {
+    fn default() -> Self {
+        CompressConfig {
+            enabled: true,
+            types: [
+                "text/*",
+                "application/json",
+                "application/javascript",
+                "application/xml",
+                "image/svg+xml",
+                "application/wasm",
+            ]
+            .map(String::from)
+            .to_vec(),
+            min_size: 1024,
+            precompressed: true,
+        }
+    }
 }
 
 /// The cache's replacement policy.

@@ -91,6 +91,7 @@ impl Draft {
                 revalidate: std::time::Duration::from_secs(1),
                 large_file_threshold: DEFAULT_CACHE_SIZE / 8,
                 policy: CachePolicy::Gdsf,
+                compress: Default::default(),
             },
             cache_threshold: None,
             limits: Limits::default(),

@@ -2,6 +2,7 @@
 //! validators, ranges and multipart framing, response heads. Pure functions over byte slices:
 //! no I/O here, so each piece is unit-tested and fuzzed on its own.
 
+pub mod accept_encoding;
 pub mod chunked;
 pub mod conditional;
 pub mod date;

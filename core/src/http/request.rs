@@ -134,6 +134,8 @@ pub struct RequestHead {
     pub if_modified_since: Option<Span>,
     pub range: Option<Span>,
     pub if_range: Option<Span>,
+    /// `Accept-Encoding` (the first occurrence).
+    pub accept_encoding: Option<Span>,
     /// `Referer` and `User-Agent`, for the access log.
     pub referer: Option<Span>,
     pub user_agent: Option<Span>,
@@ -229,6 +231,7 @@ fn parse(
         if_modified_since: None,
         range: None,
         if_range: None,
+        accept_encoding: None,
         referer: None,
         user_agent: None,
     };
@@ -289,6 +292,9 @@ fn parse(
             Field::IfRange => {
                 head.if_range.get_or_insert(Span::of(buf, value));
             }
+            Field::AcceptEncoding => {
+                head.accept_encoding.get_or_insert(Span::of(buf, value));
+            }
             Field::Referer => {
                 head.referer.get_or_insert(Span::of(buf, value));
             }
@@ -334,6 +340,7 @@ enum Field {
     IfModifiedSince,
     Range,
     IfRange,
+    AcceptEncoding,
     Referer,
     UserAgent,
     Other,
@@ -353,6 +360,7 @@ fn field(name: &[u8]) -> Field {
         10 => (b"connection", Field::Connection),
         13 => (b"if-none-match", Field::IfNoneMatch),
         14 => (b"content-length", Field::ContentLength),
+        15 => (b"accept-encoding", Field::AcceptEncoding),
         17 if name[0].eq_ignore_ascii_case(&b't') => {
             (b"transfer-encoding", Field::TransferEncoding)
         }
