@@ -889,3 +889,44 @@ fn programs_run_under_the_seccomp_deny_list_unless_the_mount_turns_it_off() {
     assert_eq!(open, ["add_key 0", "unshare 0", "child ran"]);
     server.stop();
 }
+
+#[test]
+fn a_programs_validators_answer_conditional_requests_with_304_and_412() {
+    let setup = Setup::new();
+    let script = setup.bin().join("tagged.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\nETag: \"v7\"\\r\\n\
+         Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT\\r\\nCache-Control: max-age=5\\r\\n\\r\\n'\n\
+         head -c 300000 /dev/zero\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = setup.start("");
+    let ask = |field: &str| {
+        let mut s = server.connect();
+        write!(
+            s,
+            "GET /cgi-bin/tagged.sh HTTP/1.1\r\nHost: t\r\n{field}\r\n"
+        )
+        .unwrap();
+        read_response(&mut s, &mut Vec::new(), false)
+    };
+    let full = ask("");
+    assert_eq!((full.status, full.body.len()), (200, 300_000));
+    let current = ask("If-None-Match: \"v7\"\r\n");
+    assert_eq!(current.status, 304);
+    assert!(current.body.is_empty());
+    assert_eq!(current.header("etag"), Some("\"v7\""));
+    assert_eq!(current.header("cache-control"), Some("max-age=5"));
+    assert_eq!(current.header("content-type"), None);
+    let since = ask("If-Modified-Since: Mon, 07 Nov 1994 08:49:37 GMT\r\n");
+    assert_eq!(since.status, 304);
+    let changed = ask("If-None-Match: \"v6\"\r\n");
+    assert_eq!((changed.status, changed.body.len()), (200, 300_000));
+    let failed = ask("If-Match: \"v6\"\r\n");
+    assert_eq!(failed.status, 412);
+    // The programs whose answers were replaced are gone too.
+    wait_until("every program reaped", || children(server.pid()).is_empty());
+    server.stop();
+}

@@ -30,6 +30,8 @@
 //!   phases in order over the mount table; the static files as fallback.
 //! - [`headers`]: the configured response headers (top level and
 //!   `[[location]]`), resolved per location, put on every handler's answer.
+//! - [`not_modified`]: preconditions on every handler's 200 to a GET or
+//!   HEAD that carries validators (304, 412), as nginx's filter.
 //! - [`body`]: the one body path — the sink interface, the sinks core
 //!   supplies (discard, whole into memory or a pool, a descriptor by
 //!   splice), the pump over every framing.
@@ -72,6 +74,7 @@ pub mod handler;
 pub mod headers;
 pub mod http;
 pub mod metrics;
+pub mod not_modified;
 pub mod options;
 pub mod phases;
 pub mod response;

@@ -25,6 +25,7 @@ use crate::handler::{Finished, Handler, Outcome, PendingResponse, RequestCtx};
 use crate::headers::{HeaderSet, Rules, WithHeaders};
 use crate::http::request::{Method, RequestHead, Span};
 use crate::http::target;
+use crate::not_modified::{Checked, Conditions};
 use crate::response::{Body, HeaderLines, Response};
 
 /// The phases of the request flow, in the order they run. Closed: a new
@@ -271,6 +272,12 @@ impl Phases {
                 ..Answer::error(&error)
             },
         };
+        if let Some(conditions) = Conditions::of(head, head_bytes) {
+            answer.reply = match answer.reply {
+                Reply::Now(response) => Reply::Now(conditions.apply(response)),
+                Reply::Later(inner) => Reply::Later(Box::new(Checked { inner, conditions })),
+            };
+        }
         let headers = match req.location {
             Some(l) => self
                 .locations
