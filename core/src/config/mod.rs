@@ -16,6 +16,13 @@
 //! index = ["index.html"]
 //! workers = 2                                  # default: the number of CPUs
 //! admin = "127.0.0.1:8081"                     # or "none"; or [admin] listen = ...
+//! # HTTPS: `[[listener]]` tables (see `tls.rs` for every key), beside `listen`'s
+//! # plain ones; or `--tls-cert FILE --tls-key FILE` for every listener.
+//! # [[listener]]
+//! # address = "0.0.0.0:443"
+//! # [[listener.certificate]]
+//! # cert = "certs/site.pem"                    # PEM chain, the server's own first
+//! # key = "certs/site.key"                     # PEM private key (PKCS#8, PKCS#1, SEC1)
 //! runner_uids = "61000-61999"                  # a root server runs each module's runners
 //!                                              # as its own uid of these (file order),
 //!                                              # in place of module.sandbox.user
@@ -167,6 +174,9 @@
 //! - `sections`: the server-wide tables; `mounts`: module, fastcgi, wasm;
 //!   `cgi`: `[[cgi]]`;
 //!   `cluster`: `[cluster]`, its types in `cluster_types`.
+//! - `tls_types`: [`Listener`] and [`TlsConfig`]; `tls`: `[[listener]]`
+//!   (TLS per listener: certificates by SNI, ALPN, versions) and the
+//!   certificate checks.
 //! - `args`: [`ServeArgs`], the clap flags of `iolite serve`.
 //! - `validate`: cross-checks (duplicates, conflicts, paths that must exist,
 //!   the cluster key file).
@@ -179,6 +189,8 @@ mod diag;
 mod file;
 mod mounts;
 mod sections;
+mod tls;
+mod tls_types;
 mod types;
 mod validate;
 mod value;
@@ -190,6 +202,7 @@ use std::path::{Path, PathBuf};
 
 pub use args::{AdminArg, Mount, ServeArgs};
 pub use diag::{ConfigErrors, Diagnostic, Origin};
+pub use tls_types::{CertificateFiles, TlsConfig, TlsVersion};
 pub use types::{
     AccessLogTarget, CacheConfig, CachePolicy, CgiConfig, ClusterConfig, ClusterPolicy,
     ClusterTimers, Config, DEFAULT_ADMIN, DEFAULT_CACHE_SIZE, DEFAULT_CHECK_TIMEOUT,
