@@ -16,6 +16,8 @@
 
 pub mod certs;
 pub mod ktls;
+#[cfg(test)]
+mod tests;
 
 use std::io;
 use std::net::SocketAddr;
