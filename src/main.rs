@@ -28,7 +28,9 @@ enum Command {
     /// Signals: SIGTERM or SIGINT stop it gracefully (no new connections;
     /// responses in flight finish). SIGHUP has every process module load
     /// its library again (checked first; runners replaced without a failed
-    /// request); the configuration is not read again.
+    /// request) and every HTTPS listener read its certificate files again
+    /// (open connections keep theirs; a failed reload keeps the old ones);
+    /// the configuration is not read again.
     Serve(Box<ServeArgs>),
     /// Check a configuration file: print every error with its line and
     /// column and exit 1, or a summary and exit 0.
@@ -373,7 +375,7 @@ fn start_cluster(
 }
 
 /// Binds, starts the modules' runners, announces the bound addresses on
-/// stdout (the first line is `listening on http://HOST:PORT`, for scripts
+/// stdout (the first line is `listening on http://HOST:PORT`, or https:, for scripts
 /// and tests using port 0), then serves until SIGTERM or SIGINT (SIGHUP:
 /// the modules load their libraries again).
 fn run(opts: ServerOptions, config: &config::Config) -> Result<(), Fail> {
@@ -422,7 +424,11 @@ fn run(opts: ServerOptions, config: &config::Config) -> Result<(), Fail> {
     let announce = server
         .local_addrs()
         .iter()
-        .try_for_each(|a| writeln!(out, "listening on http://{a}"))
+        .enumerate()
+        .try_for_each(|(i, a)| {
+            let scheme = if server.is_tls(i) { "https" } else { "http" };
+            writeln!(out, "listening on {scheme}://{a}")
+        })
         .and_then(|()| match server.admin_addr() {
             Some(admin) => writeln!(out, "admin on http://{admin}"),
             None => Ok(()),

@@ -144,6 +144,8 @@ def run_wrk(a, duration, tag):
     cmd = ["wrk", "-t", str(a.threads), "-c", str(a.connections),
            "-d", f"{duration}s", "--timeout", "10s", "--latency",
            "-s", a.script, a.url, "--", a.walk, str(a.threads), a.check]
+    if a.close:
+        cmd.append("close")
     bound = duration + 30
     started = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
@@ -399,6 +401,8 @@ def main(argv):
     r.add_argument("--round", type=int, default=1)
     r.add_argument("--check", choices=("lua", "light"), default="lua",
                    help="per-response check in Lua, or wrk's own (see walk.lua)")
+    r.add_argument("--close", action="store_true",
+                   help="Connection: close on every request (a new connection each)")
     r.add_argument("--rss", action="store_true",
                    help="sample the server's RSS during the run")
     r.add_argument("--out", required=True, help="JSON lines file to append")

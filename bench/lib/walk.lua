@@ -1,7 +1,10 @@
 -- wrk script for bench/static.sh: walks a request list and checks every
 -- response.
 --
---   wrk -t T -c C -d D -s walk.lua URL -- WALKFILE T [lua|light]
+--   wrk -t T -c C -d D -s walk.lua URL -- WALKFILE T [lua|light] [close]
+--
+-- "close" asks for `Connection: close` on every request: each request is
+-- then a new connection (and, over HTTPS, a new handshake).
 --
 -- WALKFILE (written by bench/lib/corpus.py): a first line "N M", N lines
 -- "path size", then M lines with the 1-based index of the path to request
@@ -45,6 +48,7 @@ function init(args)
    local file = args[1]
    local nthreads = tonumber(args[2]) or 1
    local check = args[3] or "lua"
+   local close = args[4] == "close"
    assert(check == "lua" or check == "light", "walk.lua: check must be lua or light")
    if check == "light" then
       -- wrk decides after init() whether to parse headers and bodies for Lua.
@@ -59,7 +63,11 @@ function init(args)
       local line = f:read("*l")
       local path, size = line:match("^(%S+) (%d+)$")
       assert(path, "walk.lua: bad path line " .. i .. " in " .. file)
-      reqs[i] = wrk.format("GET", path)
+      if close then
+         reqs[i] = wrk.format("GET", path, { ["Connection"] = "close" })
+      else
+         reqs[i] = wrk.format("GET", path)
+      end
       valid_len[tonumber(size)] = true
    end
    for i = 1, m do

@@ -28,7 +28,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -40,6 +39,8 @@ use crate::http::parse_head_fields;
 use crate::http::request::{RequestHead, Span, Version};
 use crate::phases::{Answer, HandlerId, Reply};
 use crate::response::Response;
+use crate::tls::TlsListener;
+use crate::wire::Wire;
 use crate::worker::WorkerCtx;
 use exchange::{Done, Io, exchange};
 
@@ -59,7 +60,7 @@ enum HeadRead {
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: Wire,
     /// The client's address (for logs; the access log records it too).
     peer: SocketAddr,
     /// Bytes read and not yet consumed: the current head, then whatever the
@@ -87,18 +88,31 @@ pub(crate) enum Listener {
     Peer,
 }
 
-/// Serves `stream` until it closes. Failures are the client's business and
-/// are logged at debug level only.
+/// Serves `stream` until it closes, after a TLS handshake on a TLS
+/// listener (bounded by the listener's handshake timeout). Failures are
+/// the client's business and are logged at debug level only.
 pub(crate) async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     ctx: Rc<WorkerCtx>,
     mut shutdown: watch::Receiver<bool>,
     gate: Option<(Arc<dyn PeerGate>, Listener)>,
+    tls: Option<Arc<TlsListener>>,
 ) {
     ctx.metrics.connection_opened();
+    let wire = match tls {
+        None => Wire::plain(stream),
+        Some(tls) => match tls.accept(stream).await {
+            Ok(wire) => wire,
+            Err(e) => {
+                tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                ctx.metrics.connection_closed();
+                return;
+            }
+        },
+    };
     let mut conn = Conn {
-        stream,
+        stream: wire,
         peer,
         buf: Vec::with_capacity(READ_RESERVE),
         fields: Vec::with_capacity(16),
@@ -297,7 +311,7 @@ impl Conn {
     /// time, so that closing does not reset the connection under the last
     /// response.
     async fn linger(&mut self) -> io::Result<()> {
-        self.stream.shutdown().await?;
+        self.stream.shutdown(LINGER_TIME).await?;
         let deadline = Instant::now() + LINGER_TIME;
         let mut drained = 0;
         loop {
@@ -305,7 +319,7 @@ impl Conn {
             if self.buf.capacity() < READ_RESERVE {
                 self.buf.reserve(READ_RESERVE);
             }
-            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+            match tokio::time::timeout_at(deadline, self.stream.drain_raw(&mut self.buf)).await {
                 Ok(Ok(n)) if n > 0 && drained < LINGER_BYTES => drained += n,
                 _ => return Ok(()),
             }

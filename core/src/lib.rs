@@ -46,6 +46,10 @@
 //!   [`site`]: it as the content fallback, per location.
 //! - [`server`]: `Server` (bind, mounts, run), listeners, worker threads,
 //!   shutdown; [`options`]: `ServerOptions`, what it is told.
+//! - [`tls`]: HTTPS on a listener (rustls: certificates by SNI, ALPN,
+//!   resumption, the handshake, reloads on SIGHUP; the kTLS probe);
+//!   [`wire`]: a connection's byte stream, plain or through its TLS
+//!   session, as the pump and the send path use it.
 //! - `connection` (private): one connection's loop — keep-alive,
 //!   pipelining, the exchange (body ‖ answer, then the one send site),
 //!   timeouts, lingering close.
@@ -83,6 +87,8 @@ pub mod server;
 pub mod site;
 pub mod static_files;
 pub mod status;
+pub mod tls;
+pub mod wire;
 mod worker;
 
 pub use error::{Error, Side, UpstreamFailure, UpstreamKind};

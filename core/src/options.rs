@@ -16,6 +16,8 @@ use crate::http::Limits;
 pub struct ServerOptions {
     /// Where clients connect (port 0: any free port; see [`Server::local_addr`]).
     pub listen: Vec<SocketAddr>,
+    /// HTTPS on the listener of the same index (missing or `None`: plain).
+    pub tls: Vec<Option<crate::config::TlsConfig>>,
     /// The document root.
     pub root: PathBuf,
     /// Worker threads; 0 means one per CPU.
@@ -60,6 +62,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+            tls: Vec::new(),
             root: PathBuf::from("examples/site"),
             workers: 0,
             admin: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
@@ -93,6 +96,7 @@ impl ServerOptions {
         let defaults = ServerOptions::default();
         ServerOptions {
             listen: c.listeners.iter().map(|l| l.addr).collect(),
+            tls: c.listeners.iter().map(|l| l.tls.clone()).collect(),
             root: c.root.clone(),
             workers: c.workers,
             admin: c.admin,

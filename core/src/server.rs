@@ -15,7 +15,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
@@ -34,7 +33,12 @@ use crate::phases::{Phase, Phases};
 use crate::site::Site;
 use crate::static_files::StaticFiles;
 use crate::static_files::compress::{Compressible, Compressor};
+use crate::tls::TlsListener;
 use crate::worker::WorkerCtx;
+
+mod listen;
+
+use listen::{accept_any, raise_fd_limit, reuseport_listener};
 
 /// Makes a mount's handler for one worker (called once per worker, on the
 /// worker's thread: a handler may keep per-worker state). Process modules
@@ -106,6 +110,8 @@ pub struct Server {
     /// One set per worker: a listener for every address, each bound with
     /// SO_REUSEPORT so the kernel spreads connections over the workers.
     listeners: Vec<Vec<std::net::TcpListener>>,
+    /// The TLS settings of each address's listener (none: plain HTTP).
+    tls: Vec<Option<Arc<TlsListener>>>,
     admin: Option<(SocketAddr, std::net::TcpListener)>,
     root: Arc<OwnedFd>,
     /// The root of each location that has its own, in `opts.locations` order.
@@ -196,6 +202,7 @@ impl Server {
             );
             first.push(l);
         }
+        let tls = listen::tls_listeners(&local_addrs, &opts.tls)?;
         let mut listeners = vec![first];
         for _ in 1..opts.workers {
             listeners.push(
@@ -235,6 +242,7 @@ impl Server {
             opts: Arc::new(opts),
             local_addrs,
             listeners,
+            tls,
             admin,
             root,
             location_roots,
@@ -333,6 +341,11 @@ impl Server {
         &self.local_addrs
     }
 
+    /// Whether the listener at `local_addrs()[i]` serves HTTPS.
+    pub fn is_tls(&self, i: usize) -> bool {
+        self.tls.get(i).is_some_and(Option::is_some)
+    }
+
     /// The admin listener's address, if there is one.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().map(|(a, _)| *a)
@@ -357,18 +370,23 @@ impl Server {
         let (mut term, mut int, mut hup) =
             self.signals.take().expect("signals are taken only here");
         let reload = self.reload.take();
+        let tls = self.tls.clone();
         self.run_until(async move {
             loop {
                 tokio::select! {
                     _ = term.recv() => break tracing::info!("SIGTERM: shutting down"),
                     _ = int.recv() => break tracing::info!("SIGINT: shutting down"),
-                    _ = hup.recv() => match &reload {
-                        Some(reload) => {
-                            tracing::info!("SIGHUP: reloading");
-                            reload();
+                    _ = hup.recv() => {
+                        listen::reload_tls(&tls);
+                        match &reload {
+                            Some(reload) => {
+                                tracing::info!("SIGHUP: reloading");
+                                reload();
+                            }
+                            None if tls.iter().any(Option::is_some) => {}
+                            None => tracing::info!("SIGHUP: nothing to reload"),
                         }
-                        None => tracing::info!("SIGHUP: nothing to reload"),
-                    },
+                    }
                 }
             }
         })
@@ -387,6 +405,7 @@ impl Server {
             let opts = self.opts.clone();
             let parts = WorkerParts {
                 listeners: listener,
+                tls: self.tls.clone(),
                 opts,
                 metrics: self.metrics.clone(),
                 root: self.root.clone(),
@@ -434,23 +453,6 @@ impl Server {
     }
 }
 
-/// The next connection on any of `listeners` (polled in order, so a busy
-/// first listener cannot starve the others for long: each poll that finds a
-/// connection returns, and the next accept starts over).
-async fn accept_any(
-    listeners: &[TcpListener],
-) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
-    std::future::poll_fn(|cx| {
-        for l in listeners {
-            if let std::task::Poll::Ready(r) = l.poll_accept(cx) {
-                return std::task::Poll::Ready(r);
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
-}
-
 /// The document root and the unified cache, for users outside the workers
 /// (a process module's runner thread): each makes its own
 /// [`StaticFiles`] view with [`files`](CacheAccess::files) and shares
@@ -479,35 +481,6 @@ impl CacheAccess {
             256,
         )
         .with_cache(Some(self.cache.clone()))
-    }
-}
-
-fn reuseport_listener(addr: SocketAddr) -> Result<std::net::TcpListener, Error> {
-    let fail = |source| Error::Listen { addr, source };
-    let socket =
-        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
-    socket.set_reuse_address(true).map_err(fail)?;
-    socket.set_reuse_port(true).map_err(fail)?;
-    socket.set_nonblocking(true).map_err(fail)?;
-    socket.bind(&addr.into()).map_err(fail)?;
-    socket.listen(1024).map_err(fail)?;
-    Ok(socket.into())
-}
-
-/// Open files are the static handler's working set: lift the soft limit on
-/// descriptors to the hard one, and return the limit now in force.
-fn raise_fd_limit() -> u64 {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => {
-            if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-                hard
-            } else {
-                soft
-            }
-        }
-        Ok((soft, _)) => soft,
-        Err(_) => 1024,
     }
 }
 
@@ -562,6 +535,8 @@ fn worker_phases(
 struct WorkerParts {
     /// One listener per address, this worker's own (SO_REUSEPORT).
     listeners: Vec<std::net::TcpListener>,
+    /// Each listener's TLS settings (by index).
+    tls: Vec<Option<Arc<TlsListener>>>,
     opts: Arc<ServerOptions>,
     metrics: Arc<Metrics>,
     root: Arc<OwnedFd>,
@@ -581,6 +556,7 @@ struct WorkerParts {
 fn worker(parts: WorkerParts) {
     let WorkerParts {
         listeners,
+        tls,
         opts,
         metrics,
         root,
@@ -649,10 +625,11 @@ fn worker(parts: WorkerParts) {
                 biased;
                 _ = stop.changed() => break,
                 accepted = accept_any(&listeners) => match accepted {
-                    Ok((stream, peer)) => {
+                    Ok((stream, peer, i)) => {
                         let _ = stream.set_nodelay(true);
                         let gate = gate.clone().map(|g| (g, Listener::Client));
-                        connections.spawn_local(serve_connection(stream, peer, ctx.clone(), stop.clone(), gate));
+                        let tls = tls.get(i).cloned().flatten();
+                        connections.spawn_local(serve_connection(stream, peer, ctx.clone(), stop.clone(), gate, tls));
                     }
                     Err(e) => {
                         // Out of descriptors or memory: back off instead of spinning.
@@ -661,10 +638,10 @@ fn worker(parts: WorkerParts) {
                     }
                 },
                 accepted = accept_any(peer_listener.as_slice()), if peer_listener.is_some() => match accepted {
-                    Ok((stream, peer)) => {
+                    Ok((stream, peer, _)) => {
                         let _ = stream.set_nodelay(true);
                         let gate = gate.clone().map(|g| (g, Listener::Peer));
-                        connections.spawn_local(serve_connection(stream, peer, ctx.clone(), stop.clone(), gate));
+                        connections.spawn_local(serve_connection(stream, peer, ctx.clone(), stop.clone(), gate, None));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "peer accept failed");

@@ -34,7 +34,7 @@ impl Iolite {
             std::os::unix::process::CommandExt::uid(&mut cmd, uid);
             std::os::unix::process::CommandExt::gid(&mut cmd, uid);
         }
-        let mut child = cmd
+        let child = cmd
             .args([
                 "serve",
                 "--listen",
@@ -54,12 +54,32 @@ impl Iolite {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start iolite");
+        Self::announced(child)
+    }
+
+    /// `iolite serve` with exactly `args` (no listener, admin or root
+    /// added: the args must give an admin listener).
+    pub fn start_args(args: &[&str]) -> Iolite {
+        let child = Command::new(env!("CARGO_BIN_EXE_iolite"))
+            .arg("serve")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start iolite");
+        Self::announced(child)
+    }
+
+    /// Reads the first listener and the admin address the server
+    /// announces; the log is collected from then on.
+    fn announced(mut child: Child) -> Iolite {
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
         let addr = line
             .trim()
             .strip_prefix("listening on http://")
+            .or_else(|| line.trim().strip_prefix("listening on https://"))
             .unwrap_or_else(|| panic!("first line: {line:?}"));
         let addr = addr.parse().unwrap();
         line.clear();

@@ -5,16 +5,19 @@
 //! into the connection's buffer and decoded into the sink, never taking
 //! more input than the sink has room for. `100 Continue` goes out before
 //! the first read from the socket, if the client waits for it.
+//!
+//! Over TLS made in user space the body is decrypted by the session and
+//! copied out of it into the sink's space (counted as copied), and never
+//! spliced: the socket's bytes are records, not the body.
 
 use std::io;
 use std::time::Duration;
-
-use tokio::net::TcpStream;
 
 use super::sink::BodySink;
 use crate::error::Error;
 use crate::http::ChunkedDecoder;
 use crate::http::request::BodyFraming;
+use crate::wire::Wire;
 
 /// Bytes read from the socket at a time into the connection's buffer
 /// (chunked and discarded bodies).
@@ -23,7 +26,7 @@ const READ: usize = 64 << 10;
 /// What the pump reads from, and the limits it reads under.
 #[derive(Debug)]
 pub(crate) struct BodyIo<'a> {
-    pub stream: &'a TcpStream,
+    pub stream: &'a Wire,
     /// The connection's read buffer: the head at `..start`, then whatever
     /// came after it (body bytes, then maybe the next request).
     pub buf: &'a mut Vec<u8>,
@@ -124,7 +127,9 @@ async fn pump_length(
     if left > 0 {
         io.send_continue().await?;
     }
-    if let Some(spliced) = sink.splice_from(io.stream, left, io.read_timeout) {
+    if let Some(tcp) = io.stream.plain_tcp()
+        && let Some(spliced) = sink.splice_from(tcp, left, io.read_timeout)
+    {
         return spliced.await;
     }
     while left > 0 {
@@ -133,6 +138,10 @@ async fn pump_length(
         }
         let space = sink.space(usize::try_from(left).unwrap_or(usize::MAX));
         let n = read_some(io.stream, space, io.read_timeout).await?;
+        if io.stream.tls_side().is_some() {
+            // Out of the session's plaintext into the sink: a copy.
+            iolite_ipc::copied::add(n);
+        }
         sink.advance(n);
         left -= n as u64;
     }
@@ -178,28 +187,31 @@ async fn pump_chunked(io: &mut BodyIo<'_>, sink: &mut dyn BodySink) -> Result<bo
 
 /// One read of body bytes into `space`, within `timeout` (408); the client
 /// closing before the body's end is an I/O error.
-async fn read_some(
-    stream: &TcpStream,
-    space: &mut [u8],
-    timeout: Duration,
-) -> Result<usize, Error> {
+async fn read_some(stream: &Wire, space: &mut [u8], timeout: Duration) -> Result<usize, Error> {
     read_timed(stream, timeout, |s| s.try_read(space)).await
 }
 
 /// One non-blocking `read` of the client once its socket is readable
 /// (through a shared reference: the answer may be written meanwhile),
-/// within `timeout` (408); the client closing is an I/O error.
+/// within `timeout` (408); the client closing is an I/O error. A TLS
+/// wire is tried first: plaintext may wait in its session.
 async fn read_timed(
-    stream: &TcpStream,
+    stream: &Wire,
     timeout: Duration,
-    mut read: impl FnMut(&TcpStream) -> io::Result<usize>,
+    mut read: impl FnMut(&Wire) -> io::Result<usize>,
 ) -> Result<usize, Error> {
+    let tls = stream.tls_side().is_some();
     let wait = async {
         loop {
-            stream.readable().await?;
+            if !tls {
+                stream.tcp().readable().await?;
+            }
             match read(stream) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 result => return result,
+            }
+            if tls {
+                stream.tcp().readable().await?;
             }
         }
     };

@@ -33,6 +33,16 @@ pub struct ServeArgs {
     #[arg(long = "listen", value_name = "ADDR", value_parser = parse_listen)]
     pub listen: Vec<SocketAddr>,
 
+    /// Serve HTTPS on every --listen (or every listener of the file) with
+    /// this certificate chain (PEM, the server's own certificate first).
+    /// Needs --tls-key. SIGHUP reads it again.
+    #[arg(long = "tls-cert", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long = "tls-key", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
     /// Document root. [default: examples/site]
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
@@ -138,6 +148,13 @@ impl ServeArgs {
                 .iter()
                 .map(|a| (*a, Origin::Flag("--listen")))
                 .collect();
+            d.extra_listeners.clear();
+        }
+        if let Some(cert) = &self.tls_cert {
+            d.tls_flag.0 = Some((cert.clone(), Origin::Flag("--tls-cert")));
+        }
+        if let Some(key) = &self.tls_key {
+            d.tls_flag.1 = Some((key.clone(), Origin::Flag("--tls-key")));
         }
         if let Some(root) = &self.root {
             d.root = (root.clone(), Origin::Flag("--root"));

@@ -16,6 +16,13 @@
 //! index = ["index.html"]
 //! workers = 2                                  # default: the number of CPUs
 //! admin = "127.0.0.1:8081"                     # or "none"; or [admin] listen = ...
+//! # HTTPS: `[[listener]]` tables (see `tls.rs` for every key), beside `listen`'s
+//! # plain ones; or `--tls-cert FILE --tls-key FILE` for every listener.
+//! # [[listener]]
+//! # address = "0.0.0.0:443"
+//! # [[listener.certificate]]
+//! # cert = "certs/site.pem"                    # PEM chain, the server's own first
+//! # key = "certs/site.key"                     # PEM private key (PKCS#8, PKCS#1, SEC1)
 //! runner_uids = "61000-61999"                  # a root server runs each module's runners
 //!                                              # as its own uid of these (file order),
 //!                                              # in place of module.sandbox.user
@@ -177,6 +184,9 @@
 //!   `cgi`: `[[cgi]]`;
 //!   `cluster`: `[cluster]`, its types in `cluster_types`;
 //!   `[[cgi]]`'s and `[[fastcgi]]`'s types in `handler_types`.
+//! - `tls_types`: [`Listener`] and [`TlsConfig`]; `tls`: `[[listener]]`
+//!   (TLS per listener: certificates by SNI, ALPN, versions) and the
+//!   certificate checks.
 //! - `args`: [`ServeArgs`], the clap flags of `iolite serve`.
 //! - `validate`: cross-checks (duplicates, conflicts, paths that must exist,
 //!   the cluster key file).
@@ -190,6 +200,8 @@ mod file;
 mod handler_types;
 mod mounts;
 mod sections;
+mod tls;
+mod tls_types;
 mod types;
 mod validate;
 mod value;
@@ -201,6 +213,7 @@ use std::path::{Path, PathBuf};
 
 pub use args::{AdminArg, Mount, ServeArgs};
 pub use diag::{ConfigErrors, Diagnostic, Origin};
+pub use tls_types::{CertificateFiles, TlsConfig, TlsVersion};
 pub use types::{
     AccessLogTarget, CacheConfig, CachePolicy, CgiConfig, ClusterConfig, ClusterPolicy,
     ClusterTimers, CompressConfig, Config, DEFAULT_ADMIN, DEFAULT_CACHE_SIZE,

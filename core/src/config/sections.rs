@@ -26,6 +26,7 @@ const TOP_KEYS: &[&str] = &[
     "headers",
     "headers_default",
     "headers_always",
+    "listener",
 ];
 const ADMIN_KEYS: &[&str] = &["listen"];
 const CACHE_KEYS: &[&str] = &[
@@ -121,6 +122,11 @@ impl Cx<'_, '_> {
                 "limits" => self.limits(v, d),
                 "log" => self.log(v, d),
                 "cluster" => self.cluster(v, d),
+                "listener" => {
+                    for (tv, t) in self.tables(v, "listener") {
+                        self.listener(tv, t, d);
+                    }
+                }
                 "location" => {
                     for (tv, t) in self.tables(v, "location") {
                         self.location(tv, t, d);

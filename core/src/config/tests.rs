@@ -76,7 +76,7 @@ fn bad_files_report_every_error_with_its_position() {
         (
             "root = \"site\"\nserver_name = \"example.com\"\n",
             &[
-                "FILE:2:1: unknown top-level key `server_name` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm, cluster, runner_uids, headers, headers_default, headers_always)",
+                "FILE:2:1: unknown top-level key `server_name` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm, cluster, runner_uids, headers, headers_default, headers_always, listener)",
             ],
         ),
         // A key's line break or control character is shown escaped: every
@@ -84,7 +84,7 @@ fn bad_files_report_every_error_with_its_position() {
         (
             "root = \"site\"\n\"a\\nb\" = 1\n[log]\n\"\\u001b[2J\" = 1\n",
             &[
-                "FILE:2:1: unknown top-level key `a\\nb` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm, cluster, runner_uids, headers, headers_default, headers_always)",
+                "FILE:2:1: unknown top-level key `a\\nb` (expected one of: listen, root, index, workers, admin, cache, limits, log, location, module, cgi, fastcgi, wasm, cluster, runner_uids, headers, headers_default, headers_always, listener)",
                 "FILE:4:1: unknown key in [log]: `\\u{1b}[2J` (expected one of: access, level)",
             ],
         ),
@@ -379,7 +379,8 @@ fn an_empty_file_gives_the_embedded_defaults() {
     assert_eq!(
         c.listeners,
         vec![Listener {
-            addr: addr("127.0.0.1:8080")
+            addr: addr("127.0.0.1:8080"),
+            tls: None,
         }]
     );
     assert_eq!(c.root, fx.dir.path().join("site"));
@@ -500,12 +501,15 @@ timeout = "100ms"
         listeners: vec![
             Listener {
                 addr: addr("127.0.0.1:0"),
+                tls: None,
             },
             Listener {
                 addr: addr("[::1]:8443"),
+                tls: None,
             },
             Listener {
                 addr: addr("127.0.0.1:0"),
+                tls: None,
             },
         ],
         root: dir.join("site"),
@@ -706,10 +710,12 @@ fn flags_override_the_file() {
         c.listeners,
         vec![
             Listener {
-                addr: addr("127.0.0.1:0")
+                addr: addr("127.0.0.1:0"),
+                tls: None,
             },
             Listener {
-                addr: addr("[::1]:0")
+                addr: addr("[::1]:0"),
+                tls: None,
             }
         ]
     );
@@ -727,7 +733,8 @@ fn flags_override_the_file() {
     assert_eq!(
         c.listeners,
         vec![Listener {
-            addr: addr("127.0.0.1:7000")
+            addr: addr("127.0.0.1:7000"),
+            tls: None,
         }]
     );
     assert_eq!(c.root, fx.dir.path().join("docs"));
@@ -894,7 +901,8 @@ fn defaults_for_a_root() {
     assert_eq!(
         c.listeners,
         vec![Listener {
-            addr: addr(DEFAULT_LISTEN)
+            addr: addr(DEFAULT_LISTEN),
+            tls: None,
         }]
     );
     assert_eq!(c.admin, Some(addr(DEFAULT_ADMIN)));

@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use super::tls_types::Listener;
+
 pub use super::cluster_types::{
     ClusterConfig, ClusterPolicy, ClusterTimers, LardSettings, MAX_CLUSTER_KEY_FILE,
     MIN_CLUSTER_KEY,
@@ -66,12 +68,6 @@ pub struct Config {
     /// `[cluster]`: this node's membership in a cluster, or `None` for a
     /// single server.
     pub cluster: Option<ClusterConfig>,
-}
-
-/// One client listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listener {
-    pub addr: SocketAddr,
 }
 
 /// The unified cache.
@@ -483,7 +479,7 @@ impl Config {
 
     /// A few lines a person can check at a glance (`iolite check-config`).
     pub fn summary(&self) -> String {
-        let listeners: Vec<String> = self.listeners.iter().map(|l| l.addr.to_string()).collect();
+        let listeners: Vec<String> = self.listeners.iter().map(Listener::shown).collect();
         let mut s = String::new();
         let mut line = |k: &str, v: String| {
             s.push_str(&format!("  {k:<11} {v}\n"));

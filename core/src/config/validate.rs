@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use super::tls_types::ListenerDraft;
 use super::types::{
     AccessLogTarget, CacheConfig, CachePolicy, CgiConfig, ClusterConfig, Config, DEFAULT_ADMIN,
-    DEFAULT_CACHE_SIZE, DEFAULT_LISTEN, DEFAULT_ROOT, FastCgiConfig, Limits, Listener, Location,
-    LogConfig, LogLevel, MAX_CLUSTER_KEY_FILE, MAX_WORKERS, MIN_CLUSTER_KEY, ModuleConfig,
-    WasmConfig,
+    DEFAULT_CACHE_SIZE, DEFAULT_LISTEN, DEFAULT_ROOT, FastCgiConfig, Limits, Location, LogConfig,
+    LogLevel, MAX_CLUSTER_KEY_FILE, MAX_WORKERS, MIN_CLUSTER_KEY, ModuleConfig, WasmConfig,
 };
 use super::{Diagnostic, Origin};
 
@@ -38,6 +38,10 @@ pub(crate) struct ClusterDraft {
 #[derive(Debug)]
 pub(crate) struct Draft {
     pub listeners: Vec<(SocketAddr, Origin)>,
+    /// The `[[listener]]` tables (after `listen`'s addresses).
+    pub extra_listeners: Vec<ListenerDraft>,
+    /// `--tls-cert` and `--tls-key`, each with where it was given.
+    pub tls_flag: (Option<Given>, Option<Given>),
     pub root: (PathBuf, Origin),
     /// The file's root was reported as bad: do not check the default too.
     pub root_reported: bool,
@@ -64,6 +68,9 @@ pub(crate) struct Draft {
     pub runner_uids: Option<((u32, u32), Origin)>,
 }
 
+/// A path and where it was given.
+pub(crate) type Given = (PathBuf, Origin);
+
 /// `key: ` for a message about a file setting or a default; nothing for a
 /// flag, whose name already leads the line.
 pub(crate) fn label(origin: &Origin, key: &str) -> String {
@@ -81,6 +88,8 @@ impl Draft {
             .min(MAX_WORKERS);
         Draft {
             listeners: vec![(default_addr(DEFAULT_LISTEN), Origin::Default)],
+            extra_listeners: Vec::new(),
+            tls_flag: (None, None),
             root: (PathBuf::from(DEFAULT_ROOT), Origin::Default),
             root_reported: false,
             index: vec!["index.html".to_owned()],
@@ -153,6 +162,8 @@ impl Draft {
                 ),
             );
         }
+
+        self.validate_tls(&mut push);
 
         let (root, root_at) = &self.root;
         if self.root_reported {
@@ -341,15 +352,12 @@ impl Draft {
     }
 
     pub(crate) fn finish(self, source: Option<PathBuf>) -> Config {
+        let listeners = self.finish_listeners();
         let mut cache = self.cache;
         cache.large_file_threshold = self.cache_threshold.unwrap_or(cache.size / 8);
         Config {
             source,
-            listeners: self
-                .listeners
-                .into_iter()
-                .map(|(addr, _)| Listener { addr })
-                .collect(),
+            listeners,
             root: self.root.0,
             index: self.index,
             workers: self.workers,

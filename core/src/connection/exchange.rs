@@ -19,7 +19,6 @@ use std::any::Any;
 use std::future::Future;
 use std::io;
 
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::body::pump::{BodyIo, pump};
@@ -32,6 +31,7 @@ use crate::http::{date, parse_head_fields};
 use crate::phases::{HandlerId, Reply};
 use crate::response::{Body, Response};
 use crate::send::send_response_framed;
+use crate::wire::Wire;
 use crate::worker::WorkerCtx;
 
 /// Most internal redirects one request may follow.
@@ -136,7 +136,7 @@ impl Pending {
 /// The connection's parts an exchange uses.
 #[derive(Debug)]
 pub(super) struct Io<'a> {
-    pub stream: &'a TcpStream,
+    pub stream: &'a Wire,
     /// The read buffer: the head, then what came after it.
     pub buf: &'a mut Vec<u8>,
     /// Where the response head is written.
@@ -261,7 +261,7 @@ pub(super) async fn exchange(
 
 /// Where an answer goes (the connection's parts a delivery uses).
 struct To<'a> {
-    stream: &'a TcpStream,
+    stream: &'a Wire,
     out: &'a mut Vec<u8>,
     path: &'a mut Vec<u8>,
 }
@@ -349,7 +349,7 @@ async fn follow_redirects(
     ctx: &WorkerCtx,
     mut response: Response,
     handlers: &mut Vec<(HandlerId, Option<Box<dyn Any>>)>,
-    stream: &TcpStream,
+    stream: &Wire,
     path: &mut Vec<u8>,
 ) -> Option<Response> {
     let mut hops = 0;
@@ -408,7 +408,7 @@ fn redirect_head(
 /// (whose connection then closes: see [`keeps_alive`]).
 async fn send_answer(
     ctx: &WorkerCtx,
-    stream: &TcpStream,
+    stream: &Wire,
     out: &mut Vec<u8>,
     response: &Response,
     ask: Ask,
@@ -466,9 +466,11 @@ fn connection_header(keep_alive: bool, version: Version) -> ConnectionHeader {
 
 /// Completes when the client has closed (or reset) its side; never when
 /// it sends more (a pipelined request is not a departure).
-async fn client_gone(stream: &TcpStream) {
+async fn client_gone(stream: &Wire) {
     let mut probe = [0u8; 1];
-    match stream.peek(&mut probe).await {
+    // Over TLS, a client that says close_notify first looks like one that
+    // sends more: only its FIN or reset is seen here.
+    match stream.tcp().peek(&mut probe).await {
         Ok(0) | Err(_) => {}
         Ok(_) => std::future::pending().await,
     }

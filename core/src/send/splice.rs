@@ -7,6 +7,10 @@
 //! from the source until the client took what came before, so a slow
 //! client holds the producer back. Chunked framing (an HTTP/1.1 body of
 //! unknown length) is written between the splices.
+//!
+//! Over TLS in user space the pipe's bytes cannot go to the socket as they
+//! are: the last stage reads them into the session to be encrypted
+//! ([`TlsWire`]), counted as copied; the rest is the same.
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -19,6 +23,7 @@ use tokio::net::TcpStream;
 
 use super::write::{chunk_line, wait_writable, write_all_vectored};
 use crate::fd_body::{FdBody, FdSource, Frame};
+use crate::wire::{TlsWire, Wire};
 
 /// The intermediate pipe's size (asked for; the kernel may give less).
 const PIPE_SIZE: usize = 1 << 20;
@@ -37,7 +42,7 @@ fn short(why: &'static str) -> io::Error {
 /// stays silent past its idle timeout, or the client stops reading: the
 /// connection then closes.
 pub(crate) async fn send_fd(
-    stream: &TcpStream,
+    wire: &Wire,
     body: &FdBody,
     chunked: bool,
     timeout: Duration,
@@ -46,7 +51,8 @@ pub(crate) async fn send_fd(
     let mut source = body
         .take()
         .ok_or_else(|| short("descriptor body sent twice"))?;
-    let mut out = Out::new(stream, chunked, timeout)?;
+    let stream = wire.tcp();
+    let mut out = Out::new(wire, chunked, timeout)?;
     let prefix = std::mem::take(&mut source.prefix);
     let mut total = prefix.len() as u64;
     if !prefix.is_empty() {
@@ -118,6 +124,8 @@ pub(crate) async fn send_fd(
 /// The client side: the socket, the intermediate pipe, the framing.
 struct Out<'a> {
     stream: &'a TcpStream,
+    /// The session, when the connection is TLS made in user space.
+    tls: Option<&'a TlsWire>,
     /// Read end, write end, capacity.
     pipe: (OwnedFd, OwnedFd, usize),
     chunked: bool,
@@ -128,12 +136,13 @@ struct Out<'a> {
 }
 
 impl<'a> Out<'a> {
-    fn new(stream: &'a TcpStream, chunked: bool, timeout: Duration) -> io::Result<Self> {
+    fn new(wire: &'a Wire, chunked: bool, timeout: Duration) -> io::Result<Self> {
         let (r, w) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
         let size = rustix::pipe::fcntl_setpipe_size(&w, PIPE_SIZE)
             .or_else(|_| rustix::pipe::fcntl_getpipe_size(&w))?;
         Ok(Out {
-            stream,
+            stream: wire.tcp(),
+            tls: wire.tls_side(),
             pipe: (r, w, size),
             chunked,
             first: true,
@@ -147,8 +156,29 @@ impl<'a> Out<'a> {
     /// left corked in the socket.
     async fn memory(&mut self, bytes: &[u8], sent: &mut u64) -> io::Result<()> {
         self.chunk_head(bytes.len() as u64);
+        if let Some(tls) = self.tls {
+            tls.put(&self.line);
+            tls.put(bytes);
+            iolite_ipc::copied::add(bytes.len());
+            *sent += (self.line.len() + bytes.len()) as u64;
+            return tls.push(self.stream, false, self.timeout).await;
+        }
         let mut batch = [IoVec::from_slice(&self.line), IoVec::from_slice(bytes)];
         write_all_vectored(self.stream, &mut batch, false, self.timeout, sent).await
+    }
+
+    /// Writes the framing line in `line` (more follows it).
+    async fn line_out(&self, sent: &mut u64) -> io::Result<()> {
+        if self.line.is_empty() {
+            return Ok(());
+        }
+        if let Some(tls) = self.tls {
+            tls.put(&self.line);
+            *sent += self.line.len() as u64;
+            return Ok(());
+        }
+        let mut batch = [IoVec::from_slice(&self.line)];
+        write_all_vectored(self.stream, &mut batch, true, self.timeout, sent).await
     }
 
     /// The chunk-size line for `len` bytes into `line` (empty when not
@@ -174,10 +204,7 @@ impl<'a> Out<'a> {
                 break;
             }
             self.chunk_head(n as u64);
-            if !self.line.is_empty() {
-                let mut batch = [IoVec::from_slice(&self.line)];
-                write_all_vectored(self.stream, &mut batch, true, self.timeout, sent).await?;
-            }
+            self.line_out(sent).await?;
             self.drain(n, sent).await?;
             moved += n as u64;
         }
@@ -230,10 +257,7 @@ impl<'a> Out<'a> {
             return Ok(());
         }
         self.chunk_head(*held as u64);
-        if !self.line.is_empty() {
-            let mut batch = [IoVec::from_slice(&self.line)];
-            write_all_vectored(self.stream, &mut batch, true, self.timeout, sent).await?;
-        }
+        self.line_out(sent).await?;
         self.drain(*held, sent).await?;
         *held = 0;
         Ok(())
@@ -248,9 +272,31 @@ impl<'a> Out<'a> {
         .await
     }
 
-    /// Pipe → socket: all `n` bytes the pipe holds.
+    /// Pipe → socket: all `n` bytes the pipe holds (through the session,
+    /// read and counted, over TLS).
     async fn drain(&self, mut n: usize, sent: &mut u64) -> io::Result<()> {
         let stream = self.stream;
+        if let Some(tls) = self.tls {
+            while n > 0 {
+                // The pipe holds `n`: a read takes some at once.
+                let k = tls.put_with(n, |stage, max| {
+                    let start = stage.len();
+                    stage.resize(start + max, 0);
+                    let read = rustix::io::read(&self.pipe.0, &mut stage[start..])
+                        .map_err(io::Error::from);
+                    stage.truncate(start + *read.as_ref().unwrap_or(&0));
+                    read
+                })?;
+                if k == 0 {
+                    return Err(short("the intermediate pipe ended"));
+                }
+                iolite_ipc::copied::add(k);
+                *sent += k as u64;
+                n -= k;
+                tls.push(stream, n > 0, self.timeout).await?;
+            }
+            return Ok(());
+        }
         while n > 0 {
             let attempt = stream.try_io(Interest::WRITABLE, || {
                 splice(&self.pipe.0, None, stream, None, n, SpliceFlags::NONBLOCK)
@@ -278,6 +324,11 @@ impl<'a> Out<'a> {
             return Ok(());
         }
         self.chunk_head(0);
+        if let Some(tls) = self.tls {
+            tls.put(&self.line);
+            *sent += self.line.len() as u64;
+            return tls.push(self.stream, false, self.timeout).await;
+        }
         let mut batch = [IoVec::from_slice(&self.line)];
         write_all_vectored(self.stream, &mut batch, false, self.timeout, sent).await
     }

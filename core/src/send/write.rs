@@ -10,6 +10,8 @@ use iolite_ipc::IoVec;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
+pub(crate) use crate::wire::wait_writable;
+
 /// Appends the line that starts a chunk of `len` bytes (0: the last chunk
 /// and the end of the body), after the CRLF that ends the previous chunk's
 /// data unless this is the `first`.
@@ -62,11 +64,4 @@ pub(crate) async fn write_all_vectored(
         }
     }
     Ok(())
-}
-
-pub(crate) async fn wait_writable(stream: &TcpStream, timeout: Duration) -> io::Result<()> {
-    match tokio::time::timeout(timeout, stream.writable()).await {
-        Ok(r) => r,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "send timeout")),
-    }
 }
