@@ -7,7 +7,9 @@
 //! a node SIGKILLed under load fails no GET sent through a survivor, and
 //! restarted rejoins and takes work; a
 //! target's set grows when its node passes T_high while another is under
-//! T_low, and shrinks back after K (thresholds set by the test).
+//! T_low, and shrinks back after K (thresholds set by the test); past the
+//! cluster-wide limit S requests wait in their node's bounded queue, and
+//! past the queue get 503 with `Retry-After`.
 //!
 //! Every wait is on a fact the nodes report (their `/metrics`), with a
 //! deadline; every process is stopped by its pid.
@@ -515,6 +517,80 @@ fn a_set_grows_when_its_node_passes_t_high_and_shrinks_after_k() {
         after + Duration::from_millis(200) >= k,
         "shrank after {after:?}, K is {k:?}"
     );
+    for n in nodes {
+        n.stop();
+    }
+}
+
+/// The requests in the cluster as `node` sees them: the sum of the
+/// members' loads on its `/metrics`.
+fn in_cluster(node: &Node) -> u64 {
+    node.metrics()
+        .lines()
+        .filter(|l| l.starts_with("iolite_cluster_member_load{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn past_the_cluster_wide_limit_requests_queue_then_get_503_with_retry_after() {
+    let lab = Lab::new(44);
+    let big: Vec<u8> = (0..48u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(lab.dir.path().join("site/big.bin"), &big).unwrap();
+    drop(big);
+    // 3 nodes with T_low = 1, T_high = 2: S = (3-1)*2 + 1 - 1 = 4
+    // requests in the cluster; two more may wait on a node.
+    let nodes = lab.cluster(
+        3,
+        "",
+        "t_low = 1\nt_high = 2\nqueue = 2\nqueue_timeout = \"60s\"\n",
+    );
+    let entry = &nodes[0];
+    // Four clients that ask for the big file and do not read: the cluster
+    // holds S requests (each sent once the entry node sees the one before,
+    // so none of them waits).
+    let mut stalled = Vec::new();
+    for k in 1..=4u64 {
+        let mut s = TcpStream::connect(entry.client).unwrap();
+        s.write_all(get("/big.bin").as_bytes()).unwrap();
+        stalled.push(s);
+        wait_for("the entry node sees the stalled request", SETTLE, || {
+            in_cluster(entry) == k
+        });
+    }
+    assert_eq!(entry.metric("iolite_cluster_queued_total"), 0);
+
+    // Two more wait in the entry node's queue...
+    let waiting: Vec<_> = (0..2)
+        .map(|i| {
+            let addr = entry.client;
+            std::thread::spawn(move || exchange(addr, &get(&format!("/f{i}.txt"))))
+        })
+        .collect();
+    wait_for("two requests waiting", SETTLE, || {
+        entry.metric("iolite_cluster_waiting_requests") == 2
+    });
+    // ...and the next one is refused at once, saying when to come back.
+    let t0 = Instant::now();
+    let (head, _) = exchange(entry.client, &get("/f2.txt"));
+    assert_eq!(status(&head), 503, "{head}");
+    assert!(head.contains("Retry-After: 1"), "{head}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_eq!(entry.metric("iolite_cluster_queue_full_total"), 1);
+    assert_eq!(entry.metric("iolite_cluster_waiting_requests"), 2);
+
+    // One stalled client goes: there is room, and the waiting ones are
+    // served in turn, whole.
+    drop(stalled.remove(0));
+    for (i, w) in waiting.into_iter().enumerate() {
+        let (head, body) = w.join().unwrap();
+        assert_eq!(status(&head), 200, "{head}");
+        assert!(body == file_body(i), "f{i}: the body differs");
+    }
+    assert_eq!(entry.metric("iolite_cluster_queued_total"), 2);
+    assert_eq!(entry.metric("iolite_cluster_waiting_requests"), 0);
+    assert_eq!(entry.metric("iolite_cluster_queue_timeouts_total"), 0);
+    drop(stalled);
     for n in nodes {
         n.stop();
     }
