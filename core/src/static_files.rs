@@ -40,6 +40,7 @@ use crate::http::response::push_decimal;
 use crate::response::{Body, FileRange, HeaderLines, Response};
 
 mod multipart;
+mod slow_disk;
 
 /// Files larger than this are answered from the file with `sendfile`, not
 /// from the unified cache: the cache's bytes are written to sockets from
@@ -201,29 +202,10 @@ impl StaticFiles {
         if entry.len > cache.threshold() {
             return None;
         }
-        let held = entry
-            .body
-            .borrow()
-            .as_ref()
-            .and_then(std::sync::Weak::upgrade);
-        if let Some(body) = held
-            && !body.is_evicted()
-        {
-            cache.touch(entry.key);
+        if let Some(body) = held_body(cache, entry) {
             return Some(body);
         }
-        let body = match cache.get(entry.key, entry.version) {
-            Some(body) => body,
-            None => match cache.load(entry.key, entry.version, &entry.file, entry.len) {
-                Ok(body) => body,
-                Err(e) => {
-                    tracing::debug!(error = %e, "serving from the file");
-                    return None;
-                }
-            },
-        };
-        *entry.body.borrow_mut() = Some(Arc::downgrade(&body));
-        Some(body)
+        load_body(cache, entry)
     }
 
     fn lookup(&self, path: &[u8]) -> Result<Option<Rc<FileEntry>>, Error> {
@@ -421,6 +403,39 @@ impl FileEntry {
     }
 }
 
+/// The cached bytes of `entry` when the cache holds them (a hit, counted).
+fn held_body(cache: &FileCache, entry: &FileEntry) -> Option<Arc<CachedBody>> {
+    let held = entry
+        .body
+        .borrow()
+        .as_ref()
+        .and_then(std::sync::Weak::upgrade);
+    if let Some(body) = held
+        && !body.is_evicted()
+    {
+        cache.touch(entry.key);
+        return Some(body);
+    }
+    let body = cache.get(entry.key, entry.version)?;
+    *entry.body.borrow_mut() = Some(Arc::downgrade(&body));
+    Some(body)
+}
+
+/// Reads `entry` into the cache (after a miss); `None` when the pool is
+/// full, in which case the caller sends from the file.
+fn load_body(cache: &FileCache, entry: &FileEntry) -> Option<Arc<CachedBody>> {
+    match cache.load(entry.key, entry.version, &entry.file, entry.len) {
+        Ok(body) => {
+            *entry.body.borrow_mut() = Some(Arc::downgrade(&body));
+            Some(body)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "serving from the file");
+            None
+        }
+    }
+}
+
 fn push_hex(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 16];
     let mut at = digits.len();
@@ -499,6 +514,18 @@ impl Handler for StaticFiles {
         let Some(entry) = self.lookup(req.path)? else {
             return Ok(Outcome::Done(redirect_with_slash(req)?));
         };
+        if let Some(cache) = &self.bodies
+            && cache.slow_disk().is_some()
+            && entry.len <= cache.threshold()
+        {
+            if let Some(body) = held_body(cache, &entry) {
+                return Ok(Outcome::Done(respond(req, &entry, |_| Some(body))?));
+            }
+            let response = respond(req, &entry, |_| None)?;
+            let fill = cache.clone();
+            let fill = move || drop(load_body(&fill, &entry));
+            return Ok(slow_disk::after_the_disk(cache.clone(), response, fill));
+        }
         // Files over FILE_SEND_MIN go out from the file (see there);
         // modules can still take them from the cache (`cached_agg`).
         Ok(Outcome::Done(respond(req, &entry, |e| {
