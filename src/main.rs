@@ -361,6 +361,8 @@ fn start_cluster(
         view: membership.watch(),
         active: membership.load_handle(),
         limits: Default::default(),
+        admission: cluster.admission,
+        recheck: cluster.timers.gossip_period,
     });
     server
         .peer_listener(cluster.peer, std::sync::Arc::new(Gate(dispatch.clone())))

@@ -243,3 +243,82 @@ fn an_answer_queued_in_a_clients_socket_keeps_its_bytes_when_its_space_is_evicte
     );
     assert!(server.stop().success());
 }
+
+/// Benchmarks only: with `IOLITE_BENCH_DISK_DELAY`, a miss waits for the
+/// process's one simulated disk and its delay without holding its worker
+/// (a hit on the same worker is answered meanwhile), then the file is in
+/// the cache; a value that is not a duration stops the server with a
+/// message naming the variable.
+#[test]
+fn the_bench_disk_delay_makes_misses_wait_without_holding_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let bodies = write_files(dir.path(), &[("a.bin", 5000), ("b.bin", 7000)]);
+    let delay = Duration::from_secs(1);
+    let server = Iolite::start_env(
+        dir.path(),
+        &["--workers", "1"],
+        &[("IOLITE_BENCH_DISK_DELAY", "1s")],
+    );
+    let get = |addr: std::net::SocketAddr, path: &str| {
+        let mut s = support::connect(addr);
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut buf = Vec::new();
+        read_response(&mut s, &mut buf, false)
+    };
+    let misses = || {
+        let page = server.admin_get("/metrics");
+        support::metric_in(
+            &String::from_utf8_lossy(&page.body),
+            "iolite_cache_misses_total",
+        )
+    };
+    // A first miss: it takes the disk's delay, then the file is cached.
+    let t0 = Instant::now();
+    let b = get(server.addr, "/b.bin");
+    assert_eq!((b.status, &b.body), (200, &bodies[1]));
+    assert!(t0.elapsed() >= delay, "a miss took {:?}", t0.elapsed());
+    // A miss in flight...
+    let addr = server.addr;
+    let t1 = Instant::now();
+    let pending = std::thread::spawn(move || get(addr, "/a.bin"));
+    support::wait_for("the second miss counted", Duration::from_secs(10), || {
+        misses() == 2
+    });
+    // ...does not hold the one worker: a hit is answered meanwhile.
+    let hit = get(server.addr, "/b.bin");
+    assert_eq!((hit.status, &hit.body), (200, &bodies[1]));
+    assert!(
+        !pending.is_finished(),
+        "the miss was answered before the hit"
+    );
+    let a = pending.join().unwrap();
+    assert_eq!((a.status, &a.body), (200, &bodies[0]));
+    assert!(
+        t1.elapsed() >= delay,
+        "the second miss took {:?}",
+        t1.elapsed()
+    );
+    assert_eq!(misses(), 2);
+    server.stop();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_iolite"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "none",
+            "--root",
+        ])
+        .arg(dir.path())
+        .env("IOLITE_BENCH_DISK_DELAY", "fast")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("IOLITE_BENCH_DISK_DELAY=\"fast\""), "{err}");
+}

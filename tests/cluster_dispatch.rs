@@ -7,7 +7,12 @@
 //! a node SIGKILLed under load fails no GET sent through a survivor, and
 //! restarted rejoins and takes work; a
 //! target's set grows when its node passes T_high while another is under
-//! T_low, and shrinks back after K (thresholds set by the test).
+//! T_low, and shrinks back after K (thresholds set by the test); past the
+//! cluster-wide limit S requests wait in their node's bounded queue, and
+//! past the queue get 503 with `Retry-After`; the owner of targets killed
+//! (there is no single dispatcher: each target's owner decides for it),
+//! the survivors decide its targets and no GET fails beyond those in
+//! flight.
 //!
 //! Every wait is on a fact the nodes report (their `/metrics`), with a
 //! deadline; every process is stopped by its pid.
@@ -515,6 +520,214 @@ fn a_set_grows_when_its_node_passes_t_high_and_shrinks_after_k() {
         after + Duration::from_millis(200) >= k,
         "shrank after {after:?}, K is {k:?}"
     );
+    for n in nodes {
+        n.stop();
+    }
+}
+
+/// The requests in the cluster as `node` sees them: the sum of the
+/// members' loads on its `/metrics`.
+fn in_cluster(node: &Node) -> u64 {
+    node.metrics()
+        .lines()
+        .filter(|l| l.starts_with("iolite_cluster_member_load{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn past_the_cluster_wide_limit_requests_queue_then_get_503_with_retry_after() {
+    let lab = Lab::new(44);
+    let big: Vec<u8> = (0..48u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(lab.dir.path().join("site/big.bin"), &big).unwrap();
+    drop(big);
+    // 3 nodes with T_low = 1, T_high = 2: S = (3-1)*2 + 1 - 1 = 4
+    // requests in the cluster; two more may wait on a node.
+    let nodes = lab.cluster(
+        3,
+        "",
+        "t_low = 1\nt_high = 2\nqueue = 2\nqueue_timeout = \"60s\"\n",
+    );
+    let entry = &nodes[0];
+    // Four clients that ask for the big file and do not read: the cluster
+    // holds S requests (each sent once the entry node sees the one before,
+    // so none of them waits).
+    let mut stalled = Vec::new();
+    for k in 1..=4u64 {
+        let mut s = TcpStream::connect(entry.client).unwrap();
+        s.write_all(get("/big.bin").as_bytes()).unwrap();
+        stalled.push(s);
+        wait_for("the entry node sees the stalled request", SETTLE, || {
+            in_cluster(entry) == k
+        });
+    }
+    assert_eq!(entry.metric("iolite_cluster_queued_total"), 0);
+
+    // Two more wait in the entry node's queue...
+    let waiting: Vec<_> = (0..2)
+        .map(|i| {
+            let addr = entry.client;
+            std::thread::spawn(move || exchange(addr, &get(&format!("/f{i}.txt"))))
+        })
+        .collect();
+    wait_for("two requests waiting", SETTLE, || {
+        entry.metric("iolite_cluster_waiting_requests") == 2
+    });
+    // ...and the next one is refused at once, saying when to come back.
+    let t0 = Instant::now();
+    let (head, _) = exchange(entry.client, &get("/f2.txt"));
+    assert_eq!(status(&head), 503, "{head}");
+    assert!(head.contains("Retry-After: 1"), "{head}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_eq!(entry.metric("iolite_cluster_queue_full_total"), 1);
+    assert_eq!(entry.metric("iolite_cluster_waiting_requests"), 2);
+
+    // One stalled client goes: there is room, and the waiting ones are
+    // served in turn, whole.
+    drop(stalled.remove(0));
+    for (i, w) in waiting.into_iter().enumerate() {
+        let (head, body) = w.join().unwrap();
+        assert_eq!(status(&head), 200, "{head}");
+        assert!(body == file_body(i), "f{i}: the body differs");
+    }
+    assert_eq!(entry.metric("iolite_cluster_queued_total"), 2);
+    assert_eq!(entry.metric("iolite_cluster_waiting_requests"), 0);
+    assert_eq!(entry.metric("iolite_cluster_queue_timeouts_total"), 0);
+    drop(stalled);
+    for n in nodes {
+        n.stop();
+    }
+}
+
+/// The node whose `/status` lists `target` among the targets it decided
+/// (its owner, or the one before it), asking only `nodes`.
+fn decider_of(nodes: &[&Node], target: &str) -> Option<String> {
+    let cell = format!("<tr><td>{target}</td><td>");
+    nodes.iter().find_map(|n| {
+        let (_, body) = exchange(
+            n.admin,
+            "GET /status HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        );
+        String::from_utf8_lossy(&body)
+            .contains(&cell)
+            .then(|| n.name.clone())
+    })
+}
+
+#[test]
+fn the_owner_of_targets_killed_its_targets_are_decided_by_the_new_owners_and_no_get_fails() {
+    let lab = Lab::new(45);
+    let mut nodes = lab.cluster(3, "", "");
+    // Every target once through n1, so each owner has decided its own.
+    for i in 0..FILES {
+        let (head, _) = exchange(nodes[0].client, &get(&format!("/f{i}.txt")));
+        assert_eq!(status(&head), 200, "{head}");
+    }
+    let all: Vec<&Node> = nodes.iter().collect();
+    let owners: Vec<String> = (0..FILES)
+        .map(|i| decider_of(&all, &format!("/f{i}.txt")).expect("an owner decided it"))
+        .collect();
+    // The victim: the node other than the entry n1 that owns most targets.
+    let victim_name = ["n2", "n3"]
+        .into_iter()
+        .max_by_key(|v| owners.iter().filter(|o| o == v).count())
+        .unwrap()
+        .to_owned();
+    let orphans: Vec<usize> = (0..FILES).filter(|&i| owners[i] == victim_name).collect();
+    assert!(
+        !orphans.is_empty(),
+        "{victim_name} owns nothing: {owners:?}"
+    );
+    let victim_at = nodes.iter().position(|n| n.name == victim_name).unwrap();
+    let others: Vec<&Node> = nodes.iter().filter(|n| n.name != victim_name).collect();
+    for &i in &orphans {
+        let target = format!("/f{i}.txt");
+        assert_eq!(decider_of(&others, &target), None, "{target} decided twice");
+    }
+    let entry = nodes[0].client;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let threads = 2;
+    let clients: Vec<_> = (0..threads)
+        .map(|c| {
+            let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+            std::thread::spawn(move || {
+                let mut k = c;
+                while !stop.load(Ordering::Relaxed) {
+                    let i = k % FILES;
+                    k += 1;
+                    let (head, body) = exchange(entry, &get(&format!("/f{i}.txt")));
+                    if status(&head) == 200 && body == file_body(i) {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failures.lock().unwrap().push(head);
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_for("some answers before the kill", SETTLE, || {
+        ok.load(Ordering::Relaxed) >= 50
+    });
+    let victim = nodes.remove(victim_at);
+    let killed = Instant::now();
+    victim.kill();
+    let survivors: Vec<&Node> = nodes.iter().collect();
+    wait_for(
+        "the killed owner is down on the survivors",
+        Duration::from_secs(3),
+        || {
+            survivors
+                .iter()
+                .all(|n| n.metric("iolite_cluster_members{state=\"down\"}") == 1)
+        },
+    );
+    eprintln!(
+        "owner {victim_name} SIGKILLed: down after {:?}",
+        killed.elapsed()
+    );
+    let decided_before: u64 = survivors
+        .iter()
+        .map(|n| n.metric("iolite_cluster_decisions_total"))
+        .sum();
+    let after = ok.load(Ordering::Relaxed);
+    wait_for("answers after the settling", SETTLE, || {
+        ok.load(Ordering::Relaxed) >= after + 100
+    });
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    // The dead owner's targets are decided by the survivors now: each is
+    // on a survivor's list of targets it decided, and they keep deciding.
+    for &i in &orphans {
+        let target = format!("/f{i}.txt");
+        let now = decider_of(&survivors, &target);
+        assert!(
+            now.as_ref().is_some_and(|n| *n != victim_name),
+            "{target}, owned by {victim_name}, is decided by no survivor ({now:?})"
+        );
+    }
+    let decided_after: u64 = survivors
+        .iter()
+        .map(|n| n.metric("iolite_cluster_decisions_total"))
+        .sum();
+    assert!(
+        decided_after >= decided_before + 100,
+        "the survivors decided {} requests after the kill",
+        decided_after - decided_before
+    );
+    // At most the requests in flight at the kill may fail (one per client
+    // thread); with the retry of a GET none should.
+    let failures = failures.lock().unwrap();
+    eprintln!(
+        "{} GETs answered, {} failed; {victim_name} owned {orphans:?}",
+        ok.load(Ordering::Relaxed),
+        failures.len()
+    );
+    assert!(failures.len() <= threads, "failed GETs: {failures:#?}");
     for n in nodes {
         n.stop();
     }

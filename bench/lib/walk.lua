@@ -1,16 +1,20 @@
 -- wrk script for bench/static.sh: walks a request list and checks every
 -- response.
 --
---   wrk -t T -c C -d D -s walk.lua URL -- WALKFILE T [lua|light] [close]
+--   wrk -t T -c C -d D -s walk.lua URL -- WALKFILE T [lua|light] [close | PART PARTS]
 --
 -- "close" asks for `Connection: close` on every request: each request is
--- then a new connection (and, over HTTPS, a new handshake).
+-- then a new connection (and, over HTTPS, a new handshake). PART PARTS
+-- (numbers) start this wrk at its share of the walk when several wrk
+-- processes split one walk (bench/cluster.sh).
 --
 -- WALKFILE (written by bench/lib/corpus.py): a first line "N M", N lines
 -- "path size", then M lines with the 1-based index of the path to request
 -- next. Thread i (0-based) of T starts its walk at entry floor(i*M/T)+1 and
 -- wraps around, so the threads never request in lock-step; all connections of
--- a thread share that thread's cursor.
+-- a thread share that thread's cursor. With PART and PARTS (several wrk
+-- processes walking the same file, bench/cluster.sh: process PART, 0-based,
+-- of PARTS), thread i starts at floor((PART*T+i)*M/(T*PARTS))+1 instead.
 --
 -- Check "lua" (the default): every response is checked here: a status outside
 -- 200-299 or a body whose length is not the size of one of the walk's files
@@ -77,7 +81,9 @@ function init(args)
    end
    f:close()
    seq_len = m
-   cursor = math.floor((thread_id or 0) * m / nthreads) % m + 1
+   local part = tonumber(args[4]) or 0
+   local parts = tonumber(args[5]) or 1
+   cursor = math.floor((part * nthreads + (thread_id or 0)) * m / (nthreads * parts)) % m + 1
 end
 
 function request()

@@ -168,8 +168,13 @@ impl Server {
                     0 => size / 8,
                     t => t,
                 };
+                let disk = crate::cache::SlowDisk::from_env().map_err(Error::Options)?;
+                if let Some(d) = &disk {
+                    tracing::warn!(delay = ?d.delay, "benchmark knob: every cache miss waits on one simulated disk");
+                }
                 let cache = FileCache::new(size, threshold, opts.cache_policy, metrics.clone())
-                    .map_err(|e| Error::Options(format!("cache: {e}")))?;
+                    .map_err(|e| Error::Options(format!("cache: {e}")))?
+                    .with_slow_disk(disk);
                 Some(Arc::new(cache))
             }
         };

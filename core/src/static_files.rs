@@ -41,6 +41,7 @@ use crate::response::{Body, HeaderLines, Response};
 pub mod compress;
 mod entry;
 mod multipart;
+mod slow_disk;
 mod variants;
 
 use entry::FileEntry;
@@ -193,29 +194,10 @@ impl StaticFiles {
         if entry.len > cache.threshold() {
             return None;
         }
-        let held = entry
-            .body
-            .borrow()
-            .as_ref()
-            .and_then(std::sync::Weak::upgrade);
-        if let Some(body) = held
-            && !body.is_evicted()
-        {
-            cache.touch(entry.key);
+        if let Some(body) = held_body(cache, entry) {
             return Some(body);
         }
-        let body = match cache.get(entry.key, entry.version) {
-            Some(body) => body,
-            None => match cache.load(entry.key, entry.version, &entry.file, entry.len) {
-                Ok(body) => body,
-                Err(e) => {
-                    tracing::debug!(error = %e, "serving from the file");
-                    return None;
-                }
-            },
-        };
-        *entry.body.borrow_mut() = Some(Arc::downgrade(&body));
-        Some(body)
+        load_body(cache, entry)
     }
 
     fn lookup(&self, path: &[u8]) -> Result<Option<Rc<FileEntry>>, Error> {
@@ -368,6 +350,39 @@ fn libc_o_directory() -> i32 {
     OFlags::DIRECTORY.bits() as i32
 }
 
+/// The cached bytes of `entry` when the cache holds them (a hit, counted).
+fn held_body(cache: &FileCache, entry: &FileEntry) -> Option<Arc<CachedBody>> {
+    let held = entry
+        .body
+        .borrow()
+        .as_ref()
+        .and_then(std::sync::Weak::upgrade);
+    if let Some(body) = held
+        && !body.is_evicted()
+    {
+        cache.touch(entry.key);
+        return Some(body);
+    }
+    let body = cache.get(entry.key, entry.version)?;
+    *entry.body.borrow_mut() = Some(Arc::downgrade(&body));
+    Some(body)
+}
+
+/// Reads `entry` into the cache (after a miss); `None` when the pool is
+/// full, in which case the caller sends from the file.
+fn load_body(cache: &FileCache, entry: &FileEntry) -> Option<Arc<CachedBody>> {
+    match cache.load(entry.key, entry.version, &entry.file, entry.len) {
+        Ok(body) => {
+            *entry.body.borrow_mut() = Some(Arc::downgrade(&body));
+            Some(body)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "serving from the file");
+            None
+        }
+    }
+}
+
 /// The media type for a file name, by extension (case-insensitive).
 pub fn content_type(name: &[u8]) -> &'static str {
     let file = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
@@ -440,6 +455,18 @@ impl Handler for StaticFiles {
                         .flatten()
                 })
             })?));
+        }
+        if let Some(cache) = &self.bodies
+            && cache.slow_disk().is_some()
+            && entry.len <= cache.threshold()
+        {
+            if let Some(body) = held_body(cache, &entry) {
+                return Ok(Outcome::Done(respond(req, &entry, |_| Some(body))?));
+            }
+            let response = respond(req, &entry, |_| None)?;
+            let fill = cache.clone();
+            let fill = move || drop(load_body(&fill, &entry));
+            return Ok(slow_disk::after_the_disk(cache.clone(), response, fill));
         }
         // Files over FILE_SEND_MIN go out from the file (see there);
         // modules can still take them from the cache (`cached_agg`).

@@ -10,12 +10,14 @@
 #   node NAME http://CLIENT-ADDR admin http://ADMIN-ADDR pid PID
 #
 # Usage:
-#   cluster.sh start N [--root DIR] [--policy P] [--state DIR]
+#   cluster.sh start N [--root DIR] [--policy P] [--cache-size SIZE] [--state DIR]
 #   cluster.sh stop [--state DIR]
 #
 #   --root DIR     the site every node serves (default: examples/site)
 #   --policy P     lard-r (default), wrr, chash, chash-bl, or local (no
 #                  dispatch: each node serves what it receives)
+#   --cache-size SIZE  each node's unified cache ([cache] size; default
+#                  the server's, 256M)
 #   --state DIR    configurations, key, logs and the pid file
 #                  (default: target/cluster)
 #
@@ -30,6 +32,7 @@ shift || true
 n=
 root=$repo/examples/site
 policy=lard-r
+cache_size=
 state=$repo/target/cluster
 peer_port=7946
 if [[ $cmd == start ]]; then
@@ -40,6 +43,7 @@ while [[ $# -gt 0 ]]; do
     case $1 in
         --root) root=$(cd "$2" && pwd); shift 2 ;;
         --policy) policy=$2; shift 2 ;;
+        --cache-size) cache_size=$2; shift 2 ;;
         --state) mkdir -p "$2"; state=$(cd "$2" && pwd); shift 2 ;;
         *) echo "cluster.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -103,6 +107,10 @@ start() {
     local seed_list
     seed_list=$(IFS=,; echo "${seeds[*]}")
     : > "$pids"
+    local cache_toml=""
+    if [[ -n $cache_size ]]; then
+        cache_toml=$'\n[cache]\n'"size = \"$cache_size\""
+    fi
     for ((i = 1; i <= n; i++)); do
         local ip=127.0.0.$((i + 1))
         cat > "$state/node$i.toml" <<TOML
@@ -113,7 +121,7 @@ workers = 1
 
 [log]
 access = "off"
-
+$cache_toml
 [cluster]
 name = "node$i"
 peer = "$ip:$peer_port"

@@ -29,7 +29,17 @@ impl Iolite {
     /// [`Iolite::start`], as user `uid` (its own group) when given: the
     /// test must run as root for that.
     pub fn start_as(root: &Path, extra: &[&str], uid: Option<u32>) -> Iolite {
+        Self::start_with(root, extra, uid, &[])
+    }
+
+    /// [`Iolite::start`] with these environment variables set.
+    pub fn start_env(root: &Path, extra: &[&str], env: &[(&str, &str)]) -> Iolite {
+        Self::start_with(root, extra, None, env)
+    }
+
+    fn start_with(root: &Path, extra: &[&str], uid: Option<u32>, env: &[(&str, &str)]) -> Iolite {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_iolite"));
+        cmd.envs(env.iter().copied());
         if let Some(uid) = uid {
             std::os::unix::process::CommandExt::uid(&mut cmd, uid);
             std::os::unix::process::CommandExt::gid(&mut cmd, uid);

@@ -134,6 +134,18 @@ impl Brain {
         }
     }
 
+    /// The cluster-wide limit on requests the policy asks the front end to
+    /// keep (LARD/R's S for the live members), or None.
+    pub fn admission_limit(&mut self) -> Option<usize> {
+        let live = self.nodes.len().max(1);
+        self.decider.policy().admission_limit(live)
+    }
+
+    /// Requests in the cluster: the sum of the live members' loads.
+    pub fn in_cluster(&self) -> u64 {
+        self.loads.total()
+    }
+
     /// The live node named `name`.
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.values().find(|n| n.name == name)

@@ -358,6 +358,54 @@ async fn read_answer_head(conn: &mut TcpStream) -> Result<Answer, ForwardError> 
     }
 }
 
+/// An answer's head as the relay reads it from a peer: what the fuzz
+/// target `relayed_answer` checks ([`relayed_head`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayedHead {
+    pub status: u16,
+    /// The header lines relayed to the client (`Name: value\r\n` each),
+    /// without the fields the relaying server writes itself or the
+    /// owner's redirection.
+    pub headers: Vec<u8>,
+    /// The body's length, when the head gives one.
+    pub length: Option<u64>,
+    pub chunked: bool,
+    /// The peer closes the connection after this answer.
+    pub close: bool,
+    /// The node an owner named (`X-Iolite-Peer-Go`).
+    pub go: Option<String>,
+    /// Body bytes read with the head's end.
+    pub prefix: usize,
+}
+
+/// Where the head ends in `bytes` (after its blank line), if it does.
+pub fn answer_head_end(bytes: &[u8]) -> Option<usize> {
+    head_end(bytes)
+}
+
+/// Parses `head` (a whole answer head, its blank line included) as the
+/// relay does, with `prefix` the body bytes read along with it; an error
+/// says why the answer is invalid (the client gets 502).
+pub fn relayed_head(head: &[u8], prefix: Vec<u8>) -> Result<RelayedHead, &'static str> {
+    let prefix_len = prefix.len();
+    match parse_answer(head, prefix) {
+        Ok(a) => Ok(RelayedHead {
+            status: a.status,
+            headers: a.headers,
+            length: match a.framing {
+                Framing::Length(n) => Some(n),
+                _ => None,
+            },
+            chunked: a.framing == Framing::Chunked,
+            close: a.close,
+            go: a.go,
+            prefix: prefix_len,
+        }),
+        Err(ForwardError::Invalid(why)) => Err(why),
+        Err(_) => Err("unreadable"),
+    }
+}
+
 fn head_end(b: &[u8]) -> Option<usize> {
     b.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }

@@ -9,17 +9,17 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use iolite_core::error::{Error, UpstreamFailure, UpstreamKind};
-use iolite_core::handler::{
-    Ending, Finished, Handler, Outcome, PeerGate, PendingResponse, RequestCtx, ResponseFuture,
-};
+use iolite_core::error::Error;
+use iolite_core::handler::{Ending, Finished, Handler, Outcome, PeerGate, RequestCtx};
 use iolite_core::http::request::{Method, RequestHead, Span};
 use iolite_core::{Body, HeaderLines, Response};
 
-use super::auth::{self, Hop, Outgoing};
+use super::auth::{self, Hop};
 use super::brain::Node;
-use super::forward::{ForwardError, Lease, Pool};
+use super::forward::{Lease, Pool};
+use super::relay::{Forwarding, build_head, outgoing, route};
 use super::shared::Dispatch;
+use super::waiting::{OwnedRequest, Waiting};
 use crate::policy::TargetKey;
 
 /// The request-finished hook's record of what this handler did.
@@ -66,19 +66,46 @@ impl DispatchHandler {
     }
 
     fn forward(&self, req: &mut RequestCtx<'_>, to: Node, hop: Hop, key: TargetKey) -> Outcome {
-        let head = build_head(&self.shared, req, hop);
+        let out = outgoing(req);
         let slot = Rc::new(RefCell::new(None));
-        req.set_context(Box::new(Kept::Relayed(slot.clone())));
-        Outcome::Pending(Box::new(Forwarding {
+        let forwarding = Forwarding {
             shared: self.shared.clone(),
             pool: self.pool.clone(),
             to,
             key,
-            head,
-            retry_head: (hop == Hop::Decide).then(|| build_head(&self.shared, req, Hop::Serve)),
+            head: build_head(&self.shared, &out, hop),
+            retry_head: (hop == Hop::Decide).then(|| build_head(&self.shared, &out, Hop::Serve)),
             head_only: req.head.method == Method::Head,
-            slot,
-        }))
+            slot: slot.clone(),
+        };
+        req.set_context(Box::new(Kept::Relayed(slot)));
+        Outcome::Pending(Box::new(forwarding))
+    }
+}
+
+impl DispatchHandler {
+    /// A client's request past the cluster-wide limit: it waits for room
+    /// in this node's queue (then goes as any other, forwarded even to this
+    /// node's own peer listener, since it no longer has the request's
+    /// context to serve it here), or gets 503 when the queue is full.
+    fn wait(&self, req: &mut RequestCtx<'_>, key: TargetKey) -> Result<Outcome, Error> {
+        let Some(place) = self.shared.admission.enter() else {
+            return Err(Error::Unavailable(
+                "the cluster holds its limit of requests and this node's queue is full",
+            ));
+        };
+        let slot = Rc::new(RefCell::new(None));
+        let waiting = Waiting {
+            shared: self.shared.clone(),
+            pool: self.pool.clone(),
+            key,
+            request: OwnedRequest::of(req),
+            head_only: req.head.method == Method::Head,
+            slot: slot.clone(),
+            place,
+        };
+        req.set_context(Box::new(Kept::Relayed(slot)));
+        Ok(Outcome::Pending(Box::new(waiting)))
     }
 }
 
@@ -110,22 +137,17 @@ impl Handler for DispatchHandler {
                 return self.serve_here(req);
             };
             brain.sync(&view, s.active(), now);
-            let owner = brain.owner(key).cloned();
-            match owner {
-                // A peer asked us to decide (it saw us as the owner), or we
-                // own the target: decide.
-                Some(o) if o.local || hop == Some(true) => {
-                    let t0 = std::time::Instant::now();
-                    let chosen = brain.decide(key, req.path, now).cloned();
-                    s.counters.decisions.fetch_add(1, Relaxed);
-                    s.counters
-                        .decision_ns
-                        .fetch_add(t0.elapsed().as_nanos() as u64, Relaxed);
-                    chosen.map(|c| (c, Hop::Serve))
-                }
-                Some(o) => Some((o, Hop::Decide)),
-                None => None,
+            // A client's request past the cluster-wide limit waits (a
+            // peer's was admitted where it arrived).
+            if hop.is_none()
+                && !s
+                    .admission
+                    .goes_ahead(brain.in_cluster(), brain.admission_limit())
+            {
+                drop(brain);
+                return self.wait(req, key);
             }
+            route(s, &mut brain, key, req.path, now, hop == Some(true))
         };
         if hop == Some(true) {
             s.counters.served_for_peers.fetch_add(1, Relaxed);
@@ -159,6 +181,7 @@ impl Handler for DispatchHandler {
                     .shared
                     .active
                     .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+                self.shared.admission.finished();
             }
             Some(Kept::Relayed(slot)) => {
                 if let Some(lease) = slot.borrow_mut().take() {
@@ -168,163 +191,6 @@ impl Handler for DispatchHandler {
             }
             None => {}
         }
-    }
-}
-
-/// The head of the request sent to a peer: the method and target as the
-/// client sent them, the fields the static files act on, and the
-/// signature. Nothing else of the client's head goes (its peer fields were
-/// stripped on arrival; none is copied from it here).
-fn build_head(s: &Dispatch, req: &RequestCtx<'_>, hop: Hop) -> Vec<u8> {
-    let h = req.head;
-    let get = |span: Option<Span>| span.map(|sp| req.get(sp));
-    let method = req.get(h.method_token);
-    let target = req.target();
-    let host = get(h.host).unwrap_or(b"iolite");
-    let out = Outgoing {
-        method,
-        target,
-        host,
-        range: get(h.range),
-        if_range: get(h.if_range),
-        if_none_match: get(h.if_none_match),
-        if_modified_since: get(h.if_modified_since),
-        body: None,
-    };
-    let signed = s
-        .signer
-        .sign(&out, hop, crate::membership::now_us(), s.next_nonce());
-    let mut head = Vec::with_capacity(256 + signed.len());
-    head.extend_from_slice(method);
-    head.push(b' ');
-    head.extend_from_slice(target);
-    head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-    head.extend_from_slice(host);
-    head.extend_from_slice(b"\r\n");
-    for (name, value) in [
-        ("range", out.range),
-        ("if-range", out.if_range),
-        ("if-none-match", out.if_none_match),
-        ("if-modified-since", out.if_modified_since),
-    ] {
-        if let Some(v) = value {
-            head.extend_from_slice(name.as_bytes());
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(v);
-            head.extend_from_slice(b"\r\n");
-        }
-    }
-    head.extend_from_slice(signed.as_bytes());
-    head.extend_from_slice(b"\r\n");
-    head
-}
-
-/// A forward in flight.
-struct Forwarding {
-    shared: Arc<Dispatch>,
-    pool: Rc<Pool>,
-    to: Node,
-    key: TargetKey,
-    head: Vec<u8>,
-    /// The head to send a second node if the first fails before answering
-    /// (a decide request's retry asks to serve).
-    retry_head: Option<Vec<u8>>,
-    head_only: bool,
-    slot: Rc<RefCell<Option<Lease>>>,
-}
-
-impl std::fmt::Debug for Forwarding {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Forwarding")
-            .field("to", &self.to.name)
-            .finish_non_exhaustive()
-    }
-}
-
-fn upstream(name: &str, failure: UpstreamFailure) -> Error {
-    Error::upstream(UpstreamKind::Peer, name.into(), failure)
-}
-
-impl PendingResponse for Forwarding {
-    fn respond(self: Box<Self>) -> ResponseFuture {
-        Box::pin(async move {
-            let s = &self.shared;
-            let serve_head = self.retry_head.as_deref().unwrap_or(&self.head);
-            let mut to = self.to.clone();
-            let mut head: &[u8] = &self.head;
-            let mut followed = false;
-            let mut retried = false;
-            loop {
-                s.counters.forwarded.fetch_add(1, Relaxed);
-                let failure = match self
-                    .pool
-                    .forward(to.peer, &to.name, head, self.head_only)
-                    .await
-                {
-                    Ok(f) => match f.go {
-                        Some(go) if !followed => {
-                            // The owner chose another node: forward there.
-                            followed = true;
-                            let node = s.brain.lock().ok().and_then(|b| b.node(&go).cloned());
-                            match node {
-                                Some(node) => {
-                                    to = node;
-                                    head = serve_head;
-                                    continue;
-                                }
-                                // Not a live member here: the owner's view
-                                // lags this node's (a node just died). A
-                                // failed hop: retried below.
-                                None => ForwardError::BeforeAnswer(std::io::Error::other(
-                                    "the owner named a node that is not a live member",
-                                )),
-                            }
-                        }
-                        Some(_) => {
-                            s.counters.peer_errors.fetch_add(1, Relaxed);
-                            return Err(upstream(
-                                &to.name,
-                                UpstreamFailure::InvalidAnswer("a second redirection"),
-                            ));
-                        }
-                        None => {
-                            *self.slot.borrow_mut() = f.lease;
-                            return Ok(f.response);
-                        }
-                    },
-                    Err(e) => e,
-                };
-                s.counters.peer_errors.fetch_add(1, Relaxed);
-                tracing::debug!(peer = %to.name, error = ?failure, "forward failed");
-                let status = match failure {
-                    ForwardError::Invalid(why) => {
-                        tracing::warn!(peer = %to.name, why, "peer answered invalidly");
-                        return Err(upstream(&to.name, UpstreamFailure::InvalidAnswer(why)));
-                    }
-                    ForwardError::TimedOut => UpstreamFailure::TimedOut,
-                    ForwardError::BeforeAnswer(_) => UpstreamFailure::Crashed,
-                };
-                if retried {
-                    return Err(upstream(&to.name, status));
-                }
-                // Only GET and HEAD are forwarded, and both are safe to
-                // repeat: once, on another live node (this one included),
-                // to serve there. Each node keeps its own replay guard, so
-                // the same signed request is new to the second node.
-                retried = true;
-                let other = s
-                    .brain
-                    .lock()
-                    .ok()
-                    .and_then(|b| b.another(self.key, &to.name).cloned());
-                let Some(other) = other else {
-                    return Err(upstream(&to.name, status));
-                };
-                s.counters.retries.fetch_add(1, Relaxed);
-                to = other;
-                head = serve_head;
-            }
-        })
     }
 }
 

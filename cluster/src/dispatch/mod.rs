@@ -27,20 +27,26 @@
 //! gossips them.
 //!
 //! # Layout
+//! - `admission`: the front end's limit S and its queue.
 //! - [`auth`]: signing and checking peer requests (pure; fuzzed).
 //! - [`forward`]: the per-worker connection pool and the relay.
 //! - `shared`: [`Dispatch`], what every worker's handler shares.
 //! - `brain`: the owner's policy state, the ring and the loads.
 //! - `handler`: [`DispatchHandler`] (the fallback's wrapper) and
 //!   [`Gate`] (core's `PeerGate`).
+//! - `relay`: a forward in flight (route, signed head, retry, relay).
+//! - `waiting`: a request queued past S, then forwarded.
 //! - `report`: `/metrics` families and the `/status` table.
 
+mod admission;
 pub mod auth;
 mod brain;
 pub mod forward;
 mod handler;
+mod relay;
 mod report;
 mod shared;
+mod waiting;
 
 pub use brain::Brain;
 pub use handler::{DispatchHandler, Gate};

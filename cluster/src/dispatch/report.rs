@@ -61,6 +61,39 @@ impl MetricsSource for DispatchReport {
                 value: n.load(Relaxed),
             });
         }
+        let a = &self.0.admission;
+        for (name, help, n) in [
+            (
+                "iolite_cluster_queued_total",
+                "Client requests that found the cluster at its limit S and waited in this node's queue.",
+                &a.queued,
+            ),
+            (
+                "iolite_cluster_queue_full_total",
+                "Client requests refused (503) because this node's queue was full.",
+                &a.refused_full,
+            ),
+            (
+                "iolite_cluster_queue_timeouts_total",
+                "Queued client requests refused (503) because their wait passed queue_timeout.",
+                &a.refused_timeout,
+            ),
+        ] {
+            out.push(Sample {
+                name,
+                kind: "counter",
+                help,
+                labels: Vec::new(),
+                value: n.load(Relaxed),
+            });
+        }
+        out.push(Sample {
+            name: "iolite_cluster_waiting_requests",
+            kind: "gauge",
+            help: "Client requests waiting now in this node's queue for room under the cluster-wide limit S.",
+            labels: Vec::new(),
+            value: a.waiting() as u64,
+        });
         for (why, n) in Refusal::ALL.iter().zip(&c.refused) {
             out.push(Sample {
                 name: "iolite_cluster_peer_refused_total",

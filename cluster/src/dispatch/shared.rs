@@ -9,6 +9,7 @@ use std::time::Instant;
 use iolite_core::config::ClusterPolicy;
 use tokio::sync::watch;
 
+use super::admission::Admission;
 use super::auth;
 use super::brain::Brain;
 use super::forward;
@@ -55,6 +56,8 @@ pub struct Dispatch {
     nonce: AtomicU64,
     pub counters: DispatchCounters,
     pub limits: forward::PoolLimits,
+    /// The front end's queue past the cluster-wide limit S.
+    pub admission: Arc<Admission>,
     pub(super) started: Instant,
 }
 
@@ -73,6 +76,11 @@ pub struct DispatchSettings {
     /// This node's load, as membership gossips it.
     pub active: Arc<AtomicU32>,
     pub limits: forward::PoolLimits,
+    /// The front end's queue past S: how many may wait, how long.
+    pub admission: iolite_core::config::AdmissionSettings,
+    /// How often a waiting request looks at the gossiped loads again (the
+    /// gossip period).
+    pub recheck: std::time::Duration,
 }
 
 impl Dispatch {
@@ -108,6 +116,11 @@ impl Dispatch {
             nonce: AtomicU64::new(0),
             counters: DispatchCounters::default(),
             limits: s.limits,
+            admission: Arc::new(Admission::new(
+                s.admission.queue as usize,
+                s.admission.queue_timeout,
+                s.recheck,
+            )),
             started: Instant::now(),
         })
     }

@@ -36,6 +36,12 @@
 //! them on their next lookup ([`FileCache::get_variant`],
 //! [`FileCache::store_variant`]).
 //!
+//! **Benchmarks only:** [`SlowDisk`] (`IOLITE_BENCH_DISK_DELAY`, off by
+//! default) makes every miss wait its turn on one simulated disk per
+//! process and then a fixed delay, so that misses cost time that is not
+//! CPU on a machine whose files all sit in the page cache
+//! (`bench/cluster.sh`).
+//!
 //! # Layout
 //! - [`replacement`]: Greedy-Dual-Size-Frequency and LRU bookkeeping. Its
 //!   entries carry a miss cost (1 here) and find keys through a pluggable
@@ -49,6 +55,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use iolite_ipc::{Agg, Pool};
 
@@ -117,10 +124,49 @@ struct Inner {
     replacement: Replacement<Slot>,
 }
 
+/// FOR BENCHMARKS ONLY: a disk that takes `delay` per read, one read at a
+/// time, standing in for a slow disk (the environment variable
+/// `IOLITE_BENCH_DISK_DELAY`, a duration such as `8ms`; unset: off). With
+/// it, a request that misses the cache waits for the disk's turn (without
+/// holding its worker: other requests go on), then `delay`, then the file
+/// is read into the cache and the request answered; and every file up to
+/// the cache's threshold is served from the cache, so "in memory" means
+/// the same for every size, as in `iolite sim`. Never set in production.
+#[derive(Debug)]
+pub struct SlowDisk {
+    /// The time each read takes.
+    pub delay: Duration,
+    /// Held by the read in progress.
+    pub turn: tokio::sync::Mutex<()>,
+}
+
+/// The environment variable that turns [`SlowDisk`] on.
+pub const BENCH_DISK_DELAY: &str = "IOLITE_BENCH_DISK_DELAY";
+
+impl SlowDisk {
+    /// The slow disk `IOLITE_BENCH_DISK_DELAY` asks for: None when unset or
+    /// empty; an error naming the variable when it is not a duration.
+    pub fn from_env() -> Result<Option<SlowDisk>, String> {
+        match std::env::var(BENCH_DISK_DELAY) {
+            Err(_) => Ok(None),
+            Ok(v) if v.is_empty() => Ok(None),
+            Ok(v) => crate::config::parse_duration(&v)
+                .map(|delay| {
+                    Some(SlowDisk {
+                        delay,
+                        turn: tokio::sync::Mutex::new(()),
+                    })
+                })
+                .map_err(|e| format!("{BENCH_DISK_DELAY}={v:?}: {e}")),
+        }
+    }
+}
+
 /// The unified file cache, shared by every worker of the process.
 pub struct FileCache {
     pool: Pool,
     threshold: u64,
+    slow_disk: Option<SlowDisk>,
     inner: Mutex<Inner>,
     metrics: Arc<Metrics>,
 }
@@ -151,6 +197,7 @@ impl FileCache {
         Ok(FileCache {
             pool,
             threshold: threshold.min(budget),
+            slow_disk: None,
             inner: Mutex::new(Inner {
                 bodies: HashMap::new(),
                 replacement: Replacement::new(policy, budget),
@@ -162,6 +209,17 @@ impl FileCache {
     /// The cache pool (for sharing with module processes read-only).
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// Benchmarks only: misses go through `disk` ([`SlowDisk`]).
+    pub fn with_slow_disk(mut self, disk: Option<SlowDisk>) -> Self {
+        self.slow_disk = disk;
+        self
+    }
+
+    /// The simulated slow disk, when a benchmark set one.
+    pub fn slow_disk(&self) -> Option<&SlowDisk> {
+        self.slow_disk.as_ref()
     }
 
     /// Files larger than this are not cached.

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use super::Origin;
 use super::file::{Cx, Val};
-use super::types::{ClusterConfig, ClusterPolicy, ClusterTimers, LardSettings};
+use super::types::{AdmissionSettings, ClusterConfig, ClusterPolicy, ClusterTimers, LardSettings};
 use super::validate::{ClusterDraft, Draft};
 use super::value;
 
@@ -27,6 +27,8 @@ const CLUSTER_KEYS: &[&str] = &[
     "t_low",
     "t_high",
     "k",
+    "queue",
+    "queue_timeout",
 ];
 
 /// The longest node name.
@@ -45,6 +47,7 @@ impl Cx<'_, '_> {
             key_file: Default::default(),
             policy: ClusterPolicy::default(),
             lard: LardSettings::default(),
+            admission: AdmissionSettings::default(),
             timers: ClusterTimers::default(),
         };
         let mut key_at = None;
@@ -109,6 +112,16 @@ impl Cx<'_, '_> {
                 "k" => {
                     if let Some(d) = self.positive_duration(v, "cluster.k") {
                         c.lard.k = d;
+                    }
+                }
+                "queue" => {
+                    if let Some(n) = self.count(v, "cluster.queue", 0, 1_000_000) {
+                        c.admission.queue = n as u32;
+                    }
+                }
+                "queue_timeout" => {
+                    if let Some(d) = self.positive_duration(v, "cluster.queue_timeout") {
+                        c.admission.queue_timeout = d;
                     }
                 }
                 _ => self.unknown(k, "[cluster]", CLUSTER_KEYS),

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::value::format_duration;
+
 /// `[cluster]`: who this node is among its peers and how it finds and
 /// watches them (iolite-cluster runs it; core only reads and checks it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +29,31 @@ pub struct ClusterConfig {
     pub policy: ClusterPolicy,
     /// LARD/R's thresholds (the policy `lard-r`).
     pub lard: LardSettings,
+    /// The front end's queue past the cluster-wide limit S.
+    pub admission: AdmissionSettings,
     pub timers: ClusterTimers,
+}
+
+/// What a node does with a client's request for a dispatched target when
+/// the cluster already holds S = (n-1)·T_high + T_low − 1 requests
+/// (LARD/R's front end; the other policies set no limit): it waits in
+/// this node's queue, and is refused (503, `Retry-After: 1`) when the
+/// queue is full or its wait runs out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdmissionSettings {
+    /// Requests that may wait on this node; 0: refuse at once.
+    pub queue: u32,
+    /// How long a request may wait for its turn.
+    pub queue_timeout: Duration,
+}
+
+impl Default for AdmissionSettings {
+    fn default() -> Self {
+        AdmissionSettings {
+            queue: 1024,
+            queue_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// LARD/R's thresholds, in active requests per node, and its K.
@@ -121,5 +147,53 @@ impl Default for ClusterTimers {
             gossip_period: Duration::from_millis(200),
             replay_window: Duration::from_secs(10),
         }
+    }
+}
+
+impl ClusterConfig {
+    /// The lines of `check-config`'s summary for `[cluster]`.
+    pub(super) fn summarize(&self, line: &mut impl FnMut(&str, String)) {
+        let c = self;
+        let seeds: Vec<String> = c.seeds.iter().map(ToString::to_string).collect();
+        let t = &c.timers;
+        line(
+            "cluster",
+            format!(
+                "node {} peer {} client {}, policy {}",
+                c.name,
+                c.peer,
+                c.client
+                    .map_or_else(|| "(first listener)".to_owned(), |a| a.to_string()),
+                c.policy.as_str(),
+            ),
+        );
+        line(
+            "admission",
+            format!(
+                "past the cluster-wide limit (lard-r: S = (n-1)*t_high + t_low - 1) {} requests queue for up to {}",
+                c.admission.queue,
+                format_duration(c.admission.queue_timeout),
+            ),
+        );
+        line(
+            "seeds",
+            if seeds.is_empty() {
+                "none".to_owned()
+            } else {
+                seeds.join(", ")
+            },
+        );
+        line("key file", c.key_file.display().to_string());
+        line(
+            "timers",
+            format!(
+                "probe {} (rtt {}), suspect to down {}, gossip {}, replay window {}",
+                format_duration(t.probe_period),
+                format_duration(t.probe_rtt),
+                format_duration(t.suspect_to_down),
+                format_duration(t.gossip_period),
+                format_duration(t.replay_window),
+            ),
+        );
     }
 }

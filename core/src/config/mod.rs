@@ -172,6 +172,8 @@
 //! t_low = 25                                   # LARD/R (active requests per node): a node under t_low is idle,
 //! t_high = 65                                  #   one over t_high makes its targets' sets grow (t_low < t_high);
 //! k = "20s"                                    #   a set unchanged for k loses its most loaded node
+//! queue = 1024                                 # past S = (n-1)*t_high + t_low - 1 requests in the cluster
+//! queue_timeout = "10s"                        #   (lard-r) this many wait here this long; then 503 + Retry-After
 //! ```
 //!
 //! # Layout
@@ -215,8 +217,8 @@ pub use args::{AdminArg, Mount, ServeArgs};
 pub use diag::{ConfigErrors, Diagnostic, Origin};
 pub use tls_types::{CertificateFiles, TlsConfig, TlsVersion};
 pub use types::{
-    AccessLogTarget, CacheConfig, CachePolicy, CgiConfig, ClusterConfig, ClusterPolicy,
-    ClusterTimers, CompressConfig, Config, DEFAULT_ADMIN, DEFAULT_CACHE_SIZE,
+    AccessLogTarget, AdmissionSettings, CacheConfig, CachePolicy, CgiConfig, ClusterConfig,
+    ClusterPolicy, ClusterTimers, CompressConfig, Config, DEFAULT_ADMIN, DEFAULT_CACHE_SIZE,
     DEFAULT_CHECK_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MEMORY_LIMIT, DEFAULT_ROOT, FastCgiAddress,
     FastCgiConfig, LardSettings, Limits, Listener, Location, LogConfig, LogLevel, MAX_WORKERS,
     MIN_CLUSTER_KEY, ModuleConfig, ModuleTransfer, RunAs, SandboxConfig, SandboxProfile,

@@ -964,7 +964,7 @@ fn a_cluster_table_parses_with_defaults_and_settings() {
     assert_eq!(read_cluster_key(&cl.key_file).unwrap(), vec![b'k'; 64]);
 
     let c = fx.config(
-        "root = \"site\"\n[cluster]\nname = \"node-2.a_b\"\npeer = \"[::1]:7000\"\nclient = \"10.0.0.2:80\"\nseeds = [\"127.0.0.2:7946\", \"[::1]:7000\"]\nkey_file = \"cluster.key\"\npolicy = \"chash-bl\"\nprobe_period = \"200ms\"\nprobe_rtt = \"100ms\"\nsuspect_to_down = \"500ms\"\ngossip_period = \"50ms\"\nreplay_window = \"2s\"\nt_low = 1\nt_high = 3\nk = \"500ms\"\n",
+        "root = \"site\"\n[cluster]\nname = \"node-2.a_b\"\npeer = \"[::1]:7000\"\nclient = \"10.0.0.2:80\"\nseeds = [\"127.0.0.2:7946\", \"[::1]:7000\"]\nkey_file = \"cluster.key\"\npolicy = \"chash-bl\"\nprobe_period = \"200ms\"\nprobe_rtt = \"100ms\"\nsuspect_to_down = \"500ms\"\ngossip_period = \"50ms\"\nreplay_window = \"2s\"\nt_low = 1\nt_high = 3\nk = \"500ms\"\nqueue = 0\nqueue_timeout = \"250ms\"\n",
     );
     let cl = c.cluster.clone().expect("a cluster");
     assert_eq!(
@@ -973,6 +973,13 @@ fn a_cluster_table_parses_with_defaults_and_settings() {
             t_low: 1,
             t_high: 3,
             k: Duration::from_millis(500)
+        }
+    );
+    assert_eq!(
+        cl.admission,
+        AdmissionSettings {
+            queue: 0,
+            queue_timeout: Duration::from_millis(250)
         }
     );
     assert_eq!(cl.client, Some(addr("10.0.0.2:80")));
@@ -993,6 +1000,7 @@ fn a_cluster_table_parses_with_defaults_and_settings() {
         "  cluster     node node-2.a_b peer [::1]:7000 client 10.0.0.2:80, policy chash-bl\n",
         "  seeds       127.0.0.2:7946, [::1]:7000\n",
         "  timers      probe 200ms (rtt 100ms), suspect to down 500ms, gossip 50ms, replay window 2s\n",
+        "  admission   past the cluster-wide limit (lard-r: S = (n-1)*t_high + t_low - 1) 0 requests queue for up to 250ms\n",
     ] {
         assert!(summary.contains(line), "{line:?} in\n{summary}");
     }
@@ -1056,6 +1064,13 @@ fn bad_cluster_tables_report_every_error_with_its_position() {
                 "FILE:6:9: cluster.t_low: must be below cluster.t_high (65 and 65)",
                 "FILE:7:5: cluster.k: must be longer than 0",
                 "FILE:8:10: cluster.t_high: must be at least 1, found 0",
+            ],
+        ),
+        (
+            "name = \"n\"\npeer = \"127.0.0.2:1\"\nkey_file = \"good.key\"\nqueue = -1\nqueue_timeout = \"0s\"\n",
+            &[
+                "FILE:6:9: cluster.queue: must be at least 0, found -1",
+                "FILE:7:17: cluster.queue_timeout: must be longer than 0",
             ],
         ),
         (

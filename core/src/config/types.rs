@@ -10,8 +10,8 @@ use std::time::Duration;
 pub use super::tls_types::Listener;
 
 pub use super::cluster_types::{
-    ClusterConfig, ClusterPolicy, ClusterTimers, LardSettings, MAX_CLUSTER_KEY_FILE,
-    MIN_CLUSTER_KEY,
+    AdmissionSettings, ClusterConfig, ClusterPolicy, ClusterTimers, LardSettings,
+    MAX_CLUSTER_KEY_FILE, MIN_CLUSTER_KEY,
 };
 pub use super::handler_types::{CgiConfig, FastCgiAddress, FastCgiConfig, RunAs};
 use super::value::{format_duration, format_size};
@@ -562,39 +562,7 @@ impl Config {
             None => {}
         }
         if let Some(c) = &self.cluster {
-            let seeds: Vec<String> = c.seeds.iter().map(ToString::to_string).collect();
-            let t = &c.timers;
-            line(
-                "cluster",
-                format!(
-                    "node {} peer {} client {}, policy {}",
-                    c.name,
-                    c.peer,
-                    c.client
-                        .map_or_else(|| "(first listener)".to_owned(), |a| a.to_string()),
-                    c.policy.as_str(),
-                ),
-            );
-            line(
-                "seeds",
-                if seeds.is_empty() {
-                    "none".to_owned()
-                } else {
-                    seeds.join(", ")
-                },
-            );
-            line("key file", c.key_file.display().to_string());
-            line(
-                "timers",
-                format!(
-                    "probe {} (rtt {}), suspect to down {}, gossip {}, replay window {}",
-                    format_duration(t.probe_period),
-                    format_duration(t.probe_rtt),
-                    format_duration(t.suspect_to_down),
-                    format_duration(t.gossip_period),
-                    format_duration(t.replay_window),
-                ),
-            );
+            c.summarize(&mut line);
         }
         s
     }
