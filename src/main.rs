@@ -79,6 +79,11 @@ struct RunnerArgs {
     /// A tree the module may read and write under landlock (repeated).
     #[arg(long)]
     landlock_write: Vec<PathBuf>,
+    /// Host this WebAssembly guest (`--module` is then the server's
+    /// compiled code) under these limits (the server's `WasmSpec::to_arg`
+    /// form).
+    #[arg(long)]
+    wasm: Option<String>,
 }
 
 /// `iolite --version`: the release and the module ABI its runners speak
@@ -115,7 +120,15 @@ fn runner(args: &RunnerArgs) -> ExitCode {
     use iolite_modules::runner;
     let name = args.name.as_deref().unwrap_or("module");
     let spec = runner::SandboxSpec::parse(&args.sandbox)
-        .map(|s| s.with_paths(args.landlock_read.clone(), args.landlock_write.clone()));
+        .map(|s| s.with_paths(args.landlock_read.clone(), args.landlock_write.clone()))
+        .and_then(|mut s| {
+            s.wasm = args
+                .wasm
+                .as_deref()
+                .map(iolite_modules::WasmSpec::parse)
+                .transpose()?;
+            Ok(s)
+        });
     let shown = args.shown_as.as_deref().unwrap_or(&args.module);
     let result = spec.and_then(|sandbox| match (args.check, args.socket_fd) {
         (true, _) => runner::check(&args.module, shown, &sandbox).map(|checked| {
@@ -276,6 +289,28 @@ fn mount_demo_modules(config: &mut config::Config) {
             missing.join(", ")
         );
     }
+    mount_demo_wasm(config, &dir);
+}
+
+/// The example wasi:http component at `/wasm`, when it was built into the
+/// target folder beside this binary's (`target/wasm32-wasip2/release/`:
+/// `scripts/serve` builds it; the README's "Run WebAssembly").
+fn mount_demo_wasm(config: &mut config::Config, exe_dir: &std::path::Path) {
+    let Some(target) = exe_dir.parent() else {
+        return;
+    };
+    let path = target.join("wasm32-wasip2/release/hello_http.wasm");
+    if path.is_file() && !config.wasm.iter().any(|w| w.prefix == "/wasm") {
+        config.wasm.push(config::WasmConfig {
+            prefix: "/wasm".to_owned(),
+            path,
+            ..config::WasmConfig::default()
+        });
+    } else if !path.is_file() {
+        tracing::info!(
+            "demo wasm /wasm not built: `scripts/serve` builds examples/wasm/hello-http for wasm32-wasip2"
+        );
+    }
 }
 
 /// The example CGI programs (`examples/cgi-bin`, beside the demo site)
@@ -301,21 +336,28 @@ enum Fail {
     Other(String),
 }
 
-/// Checks every mounted module library and starts its runner processes.
+/// Checks every mounted module library and starts its runner processes;
+/// compiles every WebAssembly mount (or finds it in the cache) and starts
+/// the runners that host it.
 fn start_modules(
     config: &config::Config,
     cache: Option<iolite_core::CacheAccess>,
 ) -> Result<Vec<std::sync::Arc<ProcessModule>>, iolite_modules::Error> {
-    if config.modules.is_empty() {
+    if config.modules.is_empty() && config.wasm.is_empty() {
         return Ok(Vec::new());
     }
     let exe = iolite_modules::current_exe()?;
     iolite_modules::sweep_stale_cgroups();
-    config
+    let max_body = config.limits.max_body;
+    let native = config
         .modules
         .iter()
-        .map(|m| ProcessModule::start(m, &exe, config.limits.max_body, cache.clone()))
-        .collect()
+        .map(|m| ProcessModule::start(m, &exe, max_body, cache.clone()));
+    let wasm = config
+        .wasm
+        .iter()
+        .map(|w| iolite_modules::start_wasm(w, &exe, max_body, cache.clone()));
+    native.chain(wasm).collect()
 }
 
 /// Starts membership when the configuration has a `[cluster]` (on its own

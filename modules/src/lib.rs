@@ -1,7 +1,7 @@
 //! iolite-modules owns the content handlers that plug into iolite-core
 //! beyond static files: today, native process modules (cdylibs built with
 //! iolite-sdk, run in supervised, sandboxed runner processes); CGI and
-//! FastCGI (their codecs so far) and later WebAssembly, each in a folder
+//! FastCGI (their codecs so far) and WebAssembly (wasi:http components), each in a folder
 //! beside `process/`. It must not know about other nodes, and holds no
 //! `unsafe` (forbidden below): loading libraries and spawning with an
 //! inherited descriptor are iolite-sandbox's.
@@ -13,6 +13,10 @@
 //! - [`metrics`]: [`ModuleMetrics`], per-module figures on `/metrics`;
 //!   `ModulesStatus`, their rows on `/status`.
 //! - [`runner`]: the runner process's side (`iolite runner`): its sandbox.
+//! - `wasm/`: WebAssembly mounts ([`start_wasm`]): process modules whose
+//!   runners host a guest; its doc has where code is compiled.
+//!   - `guest`: the runner's side: a wasi:http request through the SDK's
+//!     protocol.
 //! - `process/`: [`ProcessModule`]; its doc has the request path.
 //!   - `handler`: the core `Handler`: routes from the head, reads the body.
 //!   - `exchange`: a request to a runner and back; [`DirectClient`].
@@ -38,6 +42,7 @@ pub mod fastcgi;
 pub mod metrics;
 mod process;
 pub mod runner;
+mod wasm;
 
 pub use error::Error;
 /// The module ABI this server's runners speak (`iolite --version`).
@@ -50,3 +55,4 @@ pub use process::exchange::DirectClient;
 #[doc(hidden)]
 pub use process::link::fuzzing;
 pub use process::{ProcessModule, check_module_library, current_exe, sweep_stale_cgroups};
+pub use wasm::{WasmSpec, start_wasm};

@@ -33,6 +33,7 @@ use iolite_sandbox::{Landlock, ModuleLibrary, OpenPolicy, Profile, Report, Rlimi
 use iolite_sdk::wire::{ABI_SYMBOL, ABI_VERSION, FEATURES_SYMBOL, MAIN_SYMBOL};
 
 use crate::error::Error;
+pub use crate::wasm::spec::WasmSpec;
 
 /// Address space a runner needs besides the module's `memory_limit` and the
 /// shared pools: the iolite binary and libraries mapped, the main stack,
@@ -79,6 +80,10 @@ pub struct SandboxSpec {
     /// Environment variables the server sets in the runner (`[module.env]`;
     /// not an argument: the runner gets them as its environment).
     pub env: Vec<(String, String)>,
+    /// The WebAssembly guest the runner hosts instead of loading a library
+    /// (its "library" is then the server's compiled code), and the limits
+    /// of every store: the inner wall (`--wasm`).
+    pub wasm: Option<WasmSpec>,
 }
 
 impl SandboxSpec {
@@ -101,12 +106,17 @@ impl SandboxSpec {
             memory: cfg.memory_limit.or(strict.then_some(DEFAULT_MEMORY_LIMIT)),
             low_priority: s.low_priority,
             env: cfg.env.clone(),
+            wasm: None,
         }
     }
 
     /// The runner's command-line arguments for this sandbox.
     pub fn to_args(&self) -> Vec<OsString> {
         let mut args = vec![OsString::from("--sandbox"), OsString::from(self.to_arg())];
+        if let Some(wasm) = &self.wasm {
+            args.push("--wasm".into());
+            args.push(wasm.to_arg().into());
+        }
         let lists = [
             ("--landlock-read", &self.read_paths),
             ("--landlock-write", &self.write_paths),
@@ -213,6 +223,7 @@ impl SandboxSpec {
             memory: num(9)?,
             low_priority: flag(10)?,
             env: Vec::new(),
+            wasm: None,
         })
     }
 
@@ -279,6 +290,18 @@ pub struct Checked {
 /// report and the module's feature bits.
 pub fn check(module: &Path, shown: &Path, sandbox: &SandboxSpec) -> Result<Checked, Error> {
     let file = open_library(module, shown)?;
+    if let Some(wasm) = &sandbox.wasm {
+        let pending = sandbox
+            .profile(library_rule(&file).as_deref(), 0)
+            .apply_before_load()?;
+        let guest = crate::wasm::guest::load(wasm, &file)?;
+        let report = pending.confine()?.after_load()?;
+        drop(guest);
+        return Ok(Checked {
+            report,
+            features: 0,
+        });
+    }
     let confined = sandbox
         .profile(library_rule(&file).as_deref(), 0)
         .apply_before_load()?
@@ -316,9 +339,21 @@ pub fn run(
             iolite_ipc::Pool::memfd("iolite-output", size)
                 .map_err(|e| Error::Runner(format!("the output pool's memfd: {e}")))
         })?;
+    let file = open_library(module, shown)?;
+    if let Some(wasm) = &sandbox.wasm {
+        // Compiled code is mapped executable before seccomp (which never
+        // allows PROT_EXEC by mprotect); no guest code runs until it is
+        // all in force.
+        let pending = sandbox
+            .profile(library_rule(&file).as_deref(), shared_bytes)
+            .apply_before_load()?;
+        let guest = crate::wasm::guest::load(wasm, &file)?;
+        let report = pending.confine()?.after_load()?;
+        let sock = send_report(sock, &report)?;
+        return crate::wasm::guest::serve(guest, sock, output);
+    }
     // The whole sandbox before the library is loaded: its initialisers
     // are module code. Only the post-load hardening (no PROT_EXEC) after.
-    let file = open_library(module, shown)?;
     let confined = sandbox
         .profile(library_rule(&file).as_deref(), shared_bytes)
         .apply_before_load()?

@@ -82,6 +82,10 @@ pub enum SandboxError {
     /// Building or installing the seccomp filter failed.
     #[error("seccomp: {0}")]
     Seccomp(String),
+    /// The WebAssembly engine could not be made, or a guest's code could
+    /// not be compiled, cached, loaded or linked (what and why).
+    #[error("wasm: {0}")]
+    Wasm(String),
     /// A per-thread measure was asked for while other threads already run: it
     /// would cover only the calling thread, so it is refused rather than
     /// half-applied. Apply the profile before starting any thread.

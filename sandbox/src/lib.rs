@@ -51,6 +51,8 @@
 //!   child that applies the limits with raw system calls, then execs (a
 //!   CGI program per request: no copy of the server's page tables; its
 //!   doc says why this and not `posix_spawn` of a helper); [`Spawned`].
+//! - [`wasm`]: the WebAssembly engine a runner hosts guests in (wasmtime
+//!   48 LTS): limits, compiled code and its cache, wasi:http components.
 //!
 //! `tests/profile.rs` runs the fixture `iolite-sandbox-probe`
 //! (`fixtures/probes`), which applies a profile and then misbehaves on
@@ -73,6 +75,7 @@ mod seccomp;
 mod settings;
 mod spawn;
 mod user;
+pub mod wasm;
 
 pub use cgroup::{
     ProgramCgroup, kill_pids_cgroup, pids_cgroup_for, remove_pids_cgroup, sweep_stale_pids_cgroups,

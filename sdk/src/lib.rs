@@ -265,6 +265,10 @@ pub const BODY_PART: u64 = 1 << 20;
 
 #[doc(hidden)]
 pub use runtime::run as __run;
+/// Serves the protocol for a module value the caller made (the runner's
+/// WebAssembly guests); modules use [`export!`].
+#[doc(hidden)]
+pub use runtime::run_module;
 
 /// Exports `$module` (a type implementing [`Module`] and [`Default`]) as the
 /// library's module: makes `iolite_module_abi_version() -> u32` and

@@ -40,7 +40,14 @@ const SPIN_POLLS: usize = 16;
 /// 1 on an error (written to stderr, which the server logs under the
 /// module's name).
 pub fn run<M: Module + Default + 'static>(sock: OwnedFd, output: OwnedFd) -> i32 {
-    match serve::<M>(sock, output) {
+    run_module(M::default(), sock, output)
+}
+
+/// [`run`] with a module the caller made: a host that speaks the protocol
+/// for code it runs itself (the runner's WebAssembly guests), not a
+/// library's `export!`.
+pub fn run_module<M: Module + 'static>(module: M, sock: OwnedFd, output: OwnedFd) -> i32 {
+    match serve(module, sock, output) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("iolite module: {e}");
@@ -59,7 +66,7 @@ struct Shared<M> {
     transfer: Transfer,
 }
 
-fn serve<M: Module + Default + 'static>(sock: OwnedFd, output: OwnedFd) -> Result<(), Error> {
+fn serve<M: Module + 'static>(mut module: M, sock: OwnedFd, output: OwnedFd) -> Result<(), Error> {
     let mut control: Peer<Msg> = Peer::new(UnixStream::from(sock));
     let (name, output_pool, transfer) = match control.recv()? {
         Msg::Hello {
@@ -84,7 +91,6 @@ fn serve<M: Module + Default + 'static>(sock: OwnedFd, output: OwnedFd) -> Resul
     // sandbox); it becomes this process's pool here.
     let pool = Pool::adopt(output, size)?;
     control.share_pool(&pool)?;
-    let mut module = M::default();
     let mount: Arc<str> = Arc::from(name.as_str());
     module.init(&Init { name }).map_err(Error::Init)?;
     control.send(&Msg::Ready {

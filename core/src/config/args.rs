@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::types::{
     AccessLogTarget, CgiConfig, FastCgiAddress, FastCgiConfig, MAX_WORKERS, ModuleConfig,
-    WasmConfig,
+    WasmConfig, WasmKind,
 };
 use super::validate::{Draft, Placed};
 use super::{Diagnostic, Origin, value};
@@ -90,7 +90,9 @@ pub struct ServeArgs {
     #[arg(long = "fastcgi", value_name = "PREFIX=ADDR", value_parser = parse_mount)]
     pub fastcgi: Vec<Mount>,
 
-    /// Mount a WebAssembly program at a prefix. Repeatable. (Not yet supported.)
+    /// Mount a WebAssembly program at a prefix: a wasi:http/proxy component
+    /// (its kind told from the binary; limits in a `[[wasm]]` table).
+    /// Repeatable.
     #[arg(long = "wasm", value_name = "PREFIX=PATH", value_parser = parse_mount)]
     pub wasm: Vec<Mount>,
 }
@@ -231,10 +233,23 @@ impl ServeArgs {
         }
         for w in &self.wasm {
             let at = Origin::Flag("--wasm");
+            let path = PathBuf::from(&w.target);
+            let kind = match super::wasm_kind::detect_file(&path) {
+                Some(Ok(kind)) => kind,
+                Some(Err(problem)) => {
+                    diags.push(Diagnostic {
+                        origin: at,
+                        message: format!("{}: {problem}", w.target),
+                    });
+                    continue;
+                }
+                None => WasmKind::WasiHttp,
+            };
             d.wasm.push(Placed {
                 value: WasmConfig {
                     prefix: w.prefix.clone(),
-                    path: PathBuf::from(&w.target),
+                    path,
+                    kind,
                     ..WasmConfig::default()
                 },
                 prefix_at: at.clone(),

@@ -147,12 +147,13 @@
 //!                                              #   4x as many requests wait, then 503
 //! timeout = "30s"                              # to the answer's header block (504), and between its bytes
 //!
-//! [[wasm]]
+//! [[wasm]]                                     # README "Run WebAssembly"
 //! prefix = "/wasm"
-//! path = "examples/wasm/hello.wasm"
-//! kind = "wasi-http"                           # or "wagi", "sdk"
-//! memory_limit = "64M"
-//! timeout = "10s"
+//! path = "hello_http.wasm"
+//! kind = "wasi-http"                           # told from the binary when left out; one it
+//!                                              #   contradicts is an error ("wagi", "sdk": not served yet)
+//! memory_limit = "64M"                         # one linear memory's ceiling (502 past it)
+//! timeout = "10s"                              # per request (504 past it)
 //!
 //! # This node's membership in a cluster (iolite-cluster; README "Deploy a
 //! # cluster"). Gossip is UDP on `peer`, every packet signed with the key;
@@ -189,6 +190,7 @@
 //! - `tls_types`: [`Listener`] and [`TlsConfig`]; `tls`: `[[listener]]`
 //!   (TLS per listener: certificates by SNI, ALPN, versions) and the
 //!   certificate checks.
+//! - `wasm_kind`: a `[[wasm]]` binary's kind, told from its bytes.
 //! - `args`: [`ServeArgs`], the clap flags of `iolite serve`.
 //! - `validate`: cross-checks (duplicates, conflicts, paths that must exist,
 //!   the cluster key file).
@@ -207,6 +209,7 @@ mod tls_types;
 mod types;
 mod validate;
 mod value;
+pub mod wasm_kind;
 
 #[cfg(test)]
 mod tests;

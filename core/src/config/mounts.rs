@@ -11,6 +11,7 @@ use super::types::{
     WasmConfig, WasmKind,
 };
 use super::validate::{Draft, Placed};
+use super::wasm_kind::{self, kind_name, kind_words};
 use toml::de::{DeTable, DeValue};
 
 const MODULE_KEYS: &[&str] = &[
@@ -433,6 +434,7 @@ impl Cx<'_, '_> {
         let head = self.mount_head(tv, t, "[[wasm]]", "wasm", "path");
         let mut w = WasmConfig::default();
         let mut path_at = None;
+        let mut kind_at = None;
         let ok = self.mount_keys(t, "[[wasm]]", WASM_KEYS, |cx, key, v| {
             Some(match key {
                 "path" => cx
@@ -453,7 +455,10 @@ impl Cx<'_, '_> {
                             ("sdk", WasmKind::Sdk),
                         ],
                     )
-                    .map(|k| w.kind = k)
+                    .map(|k| {
+                        w.kind = k;
+                        kind_at = Some(v.span());
+                    })
                     .is_some(),
                 "memory_limit" => cx
                     .size(v, "wasm.memory_limit")
@@ -477,7 +482,31 @@ impl Cx<'_, '_> {
                 _ => return None,
             })
         });
-        let complete = ok && path_at.is_some();
+        let mut complete = ok && path_at.is_some();
+        if complete && let Some(detected) = wasm_kind::detect_file(&w.path) {
+            match (detected, kind_at) {
+                (Ok(kind), Some(span)) if kind != w.kind => {
+                    self.error(
+                        span,
+                        format!(
+                            "wasm.kind: \"{}\" contradicts {}: it is {} (kind = \"{}\", or leave kind out)",
+                            kind_name(w.kind),
+                            w.path.display(),
+                            kind_words(kind),
+                            kind_name(kind)
+                        ),
+                    );
+                    complete = false;
+                }
+                (Ok(kind), _) => w.kind = kind,
+                (Err(problem), _) => {
+                    if let Some(v) = t.get("path") {
+                        self.bad(v, "wasm.path", format!("{}: {problem}", w.path.display()));
+                    }
+                    complete = false;
+                }
+            }
+        }
         d.wasm
             .extend(placed(head, complete, w, path_at, |w| &mut w.prefix));
     }

@@ -7,10 +7,14 @@ use std::time::Duration;
 
 use super::*;
 
-/// A directory holding `site/`, `docs/`, `cgi-bin/`, `mod.so`, `app.wasm`.
+/// A directory holding `site/`, `docs/`, `cgi-bin/`, `mod.so`, `app.wasm`
+/// (a WASI command: its kind is `wagi`).
 struct Fixture {
     dir: tempfile::TempDir,
 }
+
+/// The smallest WASI command: one function, exported as `_start`.
+const WAGI: &[u8] = b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x0a\x01\x06_start\0\0\x0a\x04\x01\x02\0\x0b";
 
 impl Fixture {
     fn new() -> Self {
@@ -18,9 +22,8 @@ impl Fixture {
         for d in ["site", "docs", "cgi-bin"] {
             std::fs::create_dir(dir.path().join(d)).unwrap();
         }
-        for f in ["mod.so", "app.wasm"] {
-            std::fs::write(dir.path().join(f), b"").unwrap();
-        }
+        std::fs::write(dir.path().join("mod.so"), b"").unwrap();
+        std::fs::write(dir.path().join("app.wasm"), WAGI).unwrap();
         Fixture { dir }
     }
 
@@ -633,7 +636,7 @@ timeout = "100ms"
     assert_eq!(
         c.not_yet_supported(),
         vec![
-            "wasm at /w (WebAssembly is not yet supported)",
+            "wasm at /w (WAGI programs are not yet supported; wasi:http components are)",
             "location /: autoindex = true (directory listings are not yet supported)",
         ]
     );

@@ -59,7 +59,7 @@ pub struct Config {
     pub cgi: Vec<CgiConfig>,
     /// FastCGI mounts.
     pub fastcgi: Vec<FastCgiConfig>,
-    /// WebAssembly mounts (not yet served).
+    /// WebAssembly mounts (WAGI and SDK modules not served yet).
     pub wasm: Vec<WasmConfig>,
     /// `runner_uids`: the uids (first, last) given out one per module, in
     /// file order, to the modules whose sandbox drops root (already put
@@ -455,26 +455,6 @@ impl Config {
             .iter()
             .filter(|l| prefix_matches(&l.prefix, path))
             .max_by_key(|l| l.prefix.len())
-    }
-
-    /// What this configuration asks for that `serve` cannot do yet, one line
-    /// each (empty when everything is supported). `serve` refuses to start
-    /// when it is not empty.
-    pub fn not_yet_supported(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for w in &self.wasm {
-            out.push(format!(
-                "wasm at {} (WebAssembly is not yet supported)",
-                w.prefix
-            ));
-        }
-        for l in self.locations.iter().filter(|l| l.autoindex) {
-            out.push(format!(
-                "location {}: autoindex = true (directory listings are not yet supported)",
-                l.prefix
-            ));
-        }
-        out
     }
 
     /// A few lines a person can check at a glance (`iolite check-config`).

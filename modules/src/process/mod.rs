@@ -134,6 +134,18 @@ impl ProcessModule {
         cache: Option<iolite_core::CacheAccess>,
     ) -> Result<Arc<Self>, Error> {
         let sandbox = crate::runner::SandboxSpec::from_config(cfg);
+        Self::start_with(cfg, sandbox, exe, max_body, cache)
+    }
+
+    /// [`ProcessModule::start`] with the runners' sandbox given (a
+    /// WebAssembly mount's names the guest they host).
+    pub(crate) fn start_with(
+        cfg: &ModuleConfig,
+        sandbox: crate::runner::SandboxSpec,
+        exe: &Path,
+        max_body: u64,
+        cache: Option<iolite_core::CacheAccess>,
+    ) -> Result<Arc<Self>, Error> {
         let library = Library::new(&cfg.path);
         let checked = checked_copy(exe, &cfg.prefix, &cfg.path, &sandbox, cfg.check_timeout);
         let (features, refused) = match checked {
