@@ -352,14 +352,7 @@ fn libc_o_directory() -> i32 {
 
 /// The cached bytes of `entry` when the cache holds them (a hit, counted).
 fn held_body(cache: &FileCache, entry: &FileEntry) -> Option<Arc<CachedBody>> {
-    let held = entry
-        .body
-        .borrow()
-        .as_ref()
-        .and_then(std::sync::Weak::upgrade);
-    if let Some(body) = held
-        && !body.is_evicted()
-    {
+    if let Some(body) = entry.held() {
         cache.touch(entry.key);
         return Some(body);
     }

@@ -84,6 +84,16 @@ impl FileEntry {
         }
     }
 
+    /// The cached bytes this entry last saw, unless evicted since.
+    pub(super) fn held(&self) -> Option<Arc<CachedBody>> {
+        let held = self
+            .body
+            .borrow()
+            .as_ref()
+            .and_then(std::sync::Weak::upgrade);
+        held.filter(|body| !body.is_evicted())
+    }
+
     /// `len` bytes from `offset`: from the unified cache when `cached`
     /// holds the file, else from the file with sendfile.
     pub(super) fn range(&self, cached: Option<Arc<CachedBody>>, offset: u64, len: u64) -> Body {

@@ -116,18 +116,11 @@ impl StaticFiles {
     ) -> Option<(Rc<FileEntry>, Arc<CachedBody>)> {
         let cache = self.bodies.as_ref()?;
         let mut cached = entry.variants.cached.borrow_mut();
-        if let Some(variant) = &cached[slot(coding)] {
-            let held = variant
-                .body
-                .borrow()
-                .as_ref()
-                .and_then(std::sync::Weak::upgrade);
-            if let Some(body) = held
-                && !body.is_evicted()
-            {
-                cache.touch_variant(entry.key, coding);
-                return Some((variant.clone(), body));
-            }
+        if let Some(variant) = &cached[slot(coding)]
+            && let Some(body) = variant.held()
+        {
+            cache.touch_variant(entry.key, coding);
+            return Some((variant.clone(), body));
         }
         let body = cache.get_variant(entry.key, coding, entry.version)?;
         let len = body.agg().len() as u64;
