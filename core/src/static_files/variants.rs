@@ -78,12 +78,17 @@ impl StaticFiles {
         }
         let on_the_fly = settings.on_the_fly && compressor.is_some() && self.bodies.is_some();
         let siblings = entry.variants.siblings.borrow();
-        let mut offered: Vec<Coding> = Coding::ALL
-            .into_iter()
-            .filter(|&c| on_the_fly || siblings[slot(c)].is_some())
-            .collect();
+        // On the stack: this runs for every request of a compressible file.
+        let mut offered = [Coding::Br; 3];
+        let mut n = 0;
+        for c in Coding::ALL {
+            if on_the_fly || siblings[slot(c)].is_some() {
+                offered[n] = c;
+                n += 1;
+            }
+        }
         let mut first = true;
-        while let Some(coding) = preferred(accept, &offered) {
+        while let Some(coding) = preferred(accept, &offered[..n]) {
             if let Some(sibling) = &siblings[slot(coding)] {
                 return Some((sibling.clone(), None));
             }
@@ -103,7 +108,10 @@ impl StaticFiles {
                 });
             }
             first = false;
-            offered.retain(|&c| c != coding);
+            if let Some(i) = offered[..n].iter().position(|&c| c == coding) {
+                offered.copy_within(i + 1..n, i);
+                n -= 1;
+            }
         }
         None
     }
